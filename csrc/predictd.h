@@ -1,0 +1,114 @@
+/*
+ * predictd.h — the C interface of predictd's tree-ensemble scoring core.
+ *
+ * Pure C (C99), usable from C, C++ and cgo. Conventions:
+ *   - Opaque handles, created by pd_ensemble_new and released by pd_ensemble_free.
+ *   - Every fallible call returns an int status (PD_OK or a PD_ERR_* code) and, on error,
+ *     writes a NUL-terminated message into the caller's buffer (err, err_len) in the same
+ *     call. There is no thread-local "last error": a Go goroutine may change OS threads
+ *     between two cgo calls.
+ *   - No C++ exception ever crosses this interface.
+ *   - The core never keeps a pointer into caller memory after a call returns: the spec is
+ *     copied (and re-laid-out) by pd_ensemble_new; rows and outputs are only used during
+ *     the predict call.
+ *   - A pd_ensemble is immutable after creation: any number of threads may call predict on
+ *     the same handle concurrently.
+ */
+#ifndef PREDICTD_H_
+#define PREDICTD_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define PD_OK 0
+#define PD_ERR_INVALID_ARGUMENT 1 /* NULL pointer, wrong shape, short output buffer */
+#define PD_ERR_INVALID_MODEL 2    /* the spec is inconsistent (child out of range, cycle, ...) */
+#define PD_ERR_NO_MEMORY 3
+#define PD_ERR_INTERNAL 4
+
+/* Numeric rules of the training library. */
+#define PD_SEMANTICS_LIGHTGBM 0 /* float64: x <= t goes left, missing types, float64 sums */
+#define PD_SEMANTICS_XGBOOST 1  /* float32: (float)x < (float)t goes left, float32 sums */
+
+/* Node flags (LightGBM decision_type encoding). */
+#define PD_FLAG_CATEGORICAL 1u  /* category in the node's set goes left */
+#define PD_FLAG_DEFAULT_LEFT 2u /* missing goes left */
+/* bits 2-3: missing type */
+#define PD_MISSING_NONE 0u /* NaN scored as 0.0 */
+#define PD_MISSING_ZERO 1u /* NaN and -1e-35 < x <= 1e-35 take the default direction */
+#define PD_MISSING_NAN 2u  /* NaN takes the default direction */
+
+/*
+ * pd_ensemble_spec: the internal form handed over once at load (mirrors Go's
+ * engine.Ensemble). Arrays are concatenated over all trees:
+ *   tree t owns internal nodes [node_start[t], node_start[t+1]) and leaves
+ *   [leaf_start[t], leaf_start[t+1]); left/right are tree-local: c >= 0 is internal node
+ *   node_start[t]+c, c < 0 is leaf leaf_start[t] + (-c-1). The root is local node 0; a
+ *   tree with no internal nodes is its single leaf.
+ * Categorical node i uses set cat_set[i]: bits cat_bits[cat_start[s] .. cat_start[s+1]).
+ * raw[k] = base_score[k] + sum over trees with tree_output[t]==k of
+ *          tree_weight[t] * leaf value (tree_weight may be NULL = all 1)
+ *          (+ linear_bias[k] + sum_f linear_weights[f*num_outputs+k] * x[f] when
+ *          linear_weights is not NULL).
+ */
+typedef struct pd_ensemble_spec {
+  int32_t semantics; /* PD_SEMANTICS_* */
+  int32_t num_features;
+  int32_t num_outputs;
+  const double* base_score; /* num_outputs */
+
+  int32_t num_trees;
+  const int32_t* node_start;  /* num_trees + 1 */
+  const int32_t* leaf_start;  /* num_trees + 1 */
+  const int32_t* tree_output; /* num_trees */
+  const double* tree_weight;  /* num_trees, or NULL */
+
+  /* internal nodes: node_start[num_trees] of each */
+  const int32_t* feature;
+  const double* threshold;
+  const uint8_t* flags;
+  const int32_t* left;
+  const int32_t* right;
+  const int32_t* cat_set; /* -1 for numerical nodes; may be NULL when no node is categorical */
+
+  const double* leaf_value; /* leaf_start[num_trees] */
+
+  int32_t num_cat_sets;
+  const int32_t* cat_start; /* num_cat_sets + 1, or NULL when num_cat_sets == 0 */
+  const uint32_t* cat_bits; /* cat_start[num_cat_sets] */
+
+  const double* linear_weights; /* num_features * num_outputs, or NULL */
+  const double* linear_bias;    /* num_outputs, or NULL (only with linear_weights) */
+} pd_ensemble_spec;
+
+typedef struct pd_ensemble pd_ensemble;
+
+/* Validates and copies the spec into the core's own layout. On success *out owns a new
+ * handle; on failure *out is NULL and err holds the reason. */
+int pd_ensemble_new(const pd_ensemble_spec* spec, pd_ensemble** out, char* err, size_t err_len);
+
+/* Releases a handle; NULL is allowed. */
+void pd_ensemble_free(pd_ensemble* e);
+
+/* Raw margins for nrows row-major rows of exactly ncols (= num_features) values each;
+ * NaN is a missing value. out must hold at least nrows*num_outputs doubles and receives
+ * row r, output k at out[r*num_outputs + k]. With XGBoost semantics the values are float32
+ * results widened to double. Returns PD_ERR_INVALID_ARGUMENT for a wrong ncols or a short
+ * out_len. nrows == 0 is a no-op. */
+int pd_predict_f64(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,
+                   double* out, size_t out_len, char* err, size_t err_len);
+int pd_predict_f32(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols,
+                   double* out, size_t out_len, char* err, size_t err_len);
+
+/* Which kernel this process chose at run time: "avx512", "avx2" or "scalar". */
+const char* pd_kernel_name(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* PREDICTD_H_ */

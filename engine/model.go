@@ -1,0 +1,290 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+)
+
+// Format is a model file format.
+type Format string
+
+const (
+	FormatLightGBM Format = "lightgbm" // LightGBM text model (model.txt)
+	FormatXGBoost  Format = "xgboost"  // XGBoost JSON model (save_model("*.json"))
+)
+
+// Sentinel errors, wrapped with context by the functions that return them.
+var (
+	ErrFeatureCount = errors.New("wrong number of features")
+	ErrShortOutput  = errors.New("output buffer too short")
+	ErrClosed       = errors.New("model is closed")
+	ErrUnsupported  = errors.New("unsupported model feature")
+)
+
+// Backend names a scoring implementation.
+type Backend string
+
+const (
+	BackendAuto Backend = ""       // the C++ core when built with cgo, else pure Go
+	BackendC    Backend = "c"      // the C++ core through cgo
+	BackendGo   Backend = "go"     // the pure-Go scorer
+)
+
+// scorer computes raw margins; implementations are the C++ core (cgo) and pure Go. A scorer
+// is safe for concurrent use; out has len >= nrows*NumOutputs and the caller has checked
+// the shapes.
+type scorer interface {
+	predictF64(rows []float64, nrows int, out []float64) error
+	predictF32(rows []float32, nrows int, out []float64) error
+	close()
+	name() string
+}
+
+// Options configure a Model. The zero value is usable.
+type Options struct {
+	// Backend selects the scorer; default BackendAuto.
+	Backend Backend
+	// Threads is how many goroutines split a large batch; default 1. Results are identical
+	// for every value.
+	Threads int
+	// MinRowsPerThread is the smallest slice of a batch worth a goroutine; default 256.
+	MinRowsPerThread int
+}
+
+// Model is a loaded, immutable model ready to score. Predict methods are safe for
+// concurrent use; Close must not race with them.
+type Model struct {
+	ens     *Ensemble
+	sc      scorer
+	threads int
+	minRows int
+	closeMu sync.Once
+}
+
+// LoadFile reads and parses a model file. An empty format is inferred from the file
+// (".json" → XGBoost, otherwise LightGBM text).
+func LoadFile(path string, format Format, opts Options) (*Model, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if format == "" {
+		format = DetectFormat(path, data)
+	}
+	ens, err := Parse(format, data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return NewModel(ens, opts)
+}
+
+// DetectFormat guesses a model file's format from its name and first bytes.
+func DetectFormat(path string, data []byte) Format {
+	if strings.EqualFold(filepath.Ext(path), ".json") {
+		return FormatXGBoost
+	}
+	for _, c := range data {
+		switch c {
+		case ' ', '\t', '\r', '\n':
+			continue
+		case '{':
+			return FormatXGBoost
+		}
+		break
+	}
+	return FormatLightGBM
+}
+
+// Parse parses model bytes of the given format into a validated Ensemble.
+func Parse(format Format, data []byte) (*Ensemble, error) {
+	var (
+		ens *Ensemble
+		err error
+	)
+	switch format {
+	case FormatLightGBM:
+		ens, err = ParseLightGBM(data)
+	case FormatXGBoost:
+		ens, err = ParseXGBoostJSON(data)
+	default:
+		return nil, fmt.Errorf("unknown model format %q (want lightgbm or xgboost)", format)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := ens.Validate(); err != nil {
+		return nil, err
+	}
+	return ens, nil
+}
+
+// NewModel builds the scoring backend for a validated ensemble.
+func NewModel(ens *Ensemble, opts Options) (*Model, error) {
+	var (
+		sc  scorer
+		err error
+	)
+	switch opts.Backend {
+	case BackendAuto:
+		if cgoAvailable {
+			sc, err = newCScorer(ens)
+		} else {
+			sc, err = newGoScorer(ens)
+		}
+	case BackendC:
+		if !cgoAvailable {
+			return nil, fmt.Errorf("backend %q: predictd was built without cgo", opts.Backend)
+		}
+		sc, err = newCScorer(ens)
+	case BackendGo:
+		sc, err = newGoScorer(ens)
+	default:
+		return nil, fmt.Errorf("unknown backend %q (want c or go)", opts.Backend)
+	}
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{ens: ens, sc: sc, threads: opts.Threads, minRows: opts.MinRowsPerThread}
+	if m.threads < 1 {
+		m.threads = 1
+	}
+	if m.minRows < 1 {
+		m.minRows = 256
+	}
+	return m, nil
+}
+
+// Ensemble returns the model's internal form. It must not be modified.
+func (m *Model) Ensemble() *Ensemble { return m.ens }
+
+// NumFeatures returns the number of input columns a row must have.
+func (m *Model) NumFeatures() int { return m.ens.NumFeatures }
+
+// NumOutputs returns how many values Predict writes per row (see Ensemble.OutputWidth).
+func (m *Model) NumOutputs(raw bool) int { return m.ens.OutputWidth(raw) }
+
+// FeatureNames returns the model's feature names in input order.
+func (m *Model) FeatureNames() []string { return m.ens.FeatureNames }
+
+// BackendName returns the scorer in use ("c/avx2", "go", ...).
+func (m *Model) BackendName() string { return m.sc.name() }
+
+// Semantics returns the numeric rules of the model's training library. LightGBM models
+// need float64 rows (PredictF64) for exact parity; XGBoost models lose nothing with float32.
+func (m *Model) Semantics() Semantics { return m.ens.Semantics }
+
+// PredictF64 scores nrows row-major rows of NumFeatures values (NaN = missing) into out,
+// which must hold nrows*NumOutputs(raw) values. raw selects margins over transformed
+// predictions. It allocates nothing; it is safe for concurrent use.
+func (m *Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) error {
+	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
+		return err
+	}
+	if err := m.run(nrows, func(lo, hi int) error {
+		f := m.ens.NumFeatures
+		return m.sc.predictF64(rows[lo*f:hi*f], hi-lo, out[lo*m.ens.NumOutputs:hi*m.ens.NumOutputs])
+	}); err != nil {
+		return err
+	}
+	if !raw {
+		m.ens.transform(out, nrows)
+	}
+	return nil
+}
+
+// PredictF32 is PredictF64 for float32 rows. With LightGBM semantics each value is widened
+// to float64 exactly; values that were rounded to float32 before the call may fall on the
+// other side of a threshold than the original float64 would.
+func (m *Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) error {
+	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
+		return err
+	}
+	if err := m.run(nrows, func(lo, hi int) error {
+		f := m.ens.NumFeatures
+		return m.sc.predictF32(rows[lo*f:hi*f], hi-lo, out[lo*m.ens.NumOutputs:hi*m.ens.NumOutputs])
+	}); err != nil {
+		return err
+	}
+	if !raw {
+		m.ens.transform(out, nrows)
+	}
+	return nil
+}
+
+func (m *Model) checkShape(nvals, nrows, nout int, raw bool) error {
+	if m.sc == nil {
+		return ErrClosed
+	}
+	if nrows < 0 || nvals != nrows*m.ens.NumFeatures {
+		return fmt.Errorf("%w: %d values for %d rows; the model takes %d features per row",
+			ErrFeatureCount, nvals, nrows, m.ens.NumFeatures)
+	}
+	// Raw margins are computed for every output even when the transform narrows them
+	// (argmax), so the buffer must hold NumOutputs per row.
+	if need := nrows * m.ens.NumOutputs; nout < need {
+		return fmt.Errorf("%w: %d values for %d rows × %d outputs", ErrShortOutput, nout, nrows, m.ens.NumOutputs)
+	}
+	return nil
+}
+
+// run splits [0, nrows) across up to m.threads goroutines. With one slice it calls fn on
+// the caller's goroutine, so small batches allocate nothing.
+func (m *Model) run(nrows int, fn func(lo, hi int) error) error {
+	parts := m.threads
+	if maxParts := nrows / m.minRows; parts > maxParts {
+		parts = maxParts
+	}
+	if parts <= 1 {
+		return fn(0, nrows)
+	}
+	var (
+		wg   sync.WaitGroup
+		errs = make([]error, parts)
+	)
+	chunk := (nrows + parts - 1) / parts
+	for p := 0; p < parts; p++ {
+		lo, hi := p*chunk, min((p+1)*chunk, nrows)
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func(p, lo, hi int) {
+			defer wg.Done()
+			errs[p] = fn(lo, hi)
+		}(p, lo, hi)
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// Close releases the backend's memory. Predict after Close returns ErrClosed; Close must
+// not run concurrently with Predict (the registry retires a model only after its last
+// request has finished).
+func (m *Model) Close() error {
+	m.closeMu.Do(func() {
+		if m.sc != nil {
+			m.sc.close()
+			m.sc = nil
+		}
+	})
+	return nil
+}
+
+
+
+// Predictor is what the sidecar serves: a tree Model here, an ONNX model in engine/onnx.
+// Implementations are safe for concurrent Predict calls and allocate nothing per row.
+type Predictor interface {
+	NumFeatures() int
+	NumOutputs(raw bool) int
+	FeatureNames() []string
+	PredictF64(rows []float64, nrows int, out []float64, raw bool) error
+	PredictF32(rows []float32, nrows int, out []float64, raw bool) error
+	Close() error
+}
+
+var _ Predictor = (*Model)(nil)

@@ -1,0 +1,3 @@
+module github.com/predictd/predictd
+
+go 1.26
