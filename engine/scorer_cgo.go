@@ -2,11 +2,206 @@
 
 package engine
 
-import "errors"
+/*
+#cgo CXXFLAGS: -std=c++17 -O3
+#cgo CFLAGS: -I${SRCDIR}/../csrc
+#cgo LDFLAGS: -lstdc++ -lm
+#cgo noescape pd_predict_kernel_f64
+#cgo nocallback pd_predict_kernel_f64
+#cgo noescape pd_predict_kernel_f32
+#cgo nocallback pd_predict_kernel_f32
+#include <stdlib.h>
+#include <string.h>
+#include "predictd.h"
 
-// TEMPORARY until the cgo bridge lands: the C++ core is not linked yet.
-const cgoAvailable = false
+// Internal entry points of the core (csrc/core_internal.h): predict with a chosen kernel,
+// so benchmarks and tests can compare kernels in one process.
+int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                          double* out, size_t out_len, char* err, size_t err_len);
+int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                          double* out, size_t out_len, char* err, size_t err_len);
+int pd_kernel_supported(int kernel);
+int pd_ensemble_is_fast(const pd_ensemble* e);
+*/
+import "C"
 
-func newCScorer(*Ensemble) (scorer, error) {
-	return nil, errors.New("C++ core not built yet")
+import (
+	"fmt"
+	"unsafe"
+)
+
+// cgoAvailable reports whether the C++ core is linked in.
+const cgoAvailable = true
+
+// errBufLen is the size of the error buffer handed to the core; its messages are short.
+const errBufLen = 256
+
+// cScorer is the C++ core behind cgo. The handle is immutable, so predict calls may run
+// concurrently; close must not race with them (Model.Close guarantees that).
+type cScorer struct {
+	h      *C.pd_ensemble
+	nfeat  int
+	nout   int
+	kernel C.int // -1: the kernel the process chose (pd_kernel_name); else a forced one
+	label  string
 }
+
+// Kernel numbers of the core (pd::Kernel in csrc/core_internal.h).
+var coreKernels = map[string]C.int{"generic": 0, "scalar": 1, "avx2": 2, "avx512": 3}
+
+// newCScorerKernel is newCScorer with a forced kernel ("generic", "scalar", "avx2",
+// "avx512"); for benchmarks and tests that compare kernels in one process.
+func newCScorerKernel(ens *Ensemble, kernel string) (*cScorer, error) {
+	k, ok := coreKernels[kernel]
+	if !ok {
+		return nil, fmt.Errorf("unknown kernel %q", kernel)
+	}
+	if C.pd_kernel_supported(k) == 0 {
+		return nil, fmt.Errorf("kernel %s: %w: this CPU lacks it", kernel, ErrUnsupported)
+	}
+	sc, err := newCScorer(ens)
+	if err != nil {
+		return nil, err
+	}
+	c := sc.(*cScorer)
+	c.kernel, c.label = k, "c/"+kernel
+	return c, nil
+}
+
+// fastPath reports whether the core scores this model with its binned kernels (else only
+// the generic walk applies, whatever kernel is chosen).
+func (s *cScorer) fastPath() bool { return C.pd_ensemble_is_fast(s.h) != 0 }
+
+// cArena copies Go slices into one C allocation, so the spec handed to pd_ensemble_new
+// holds no Go pointers (cgo pointer rules). The core copies the spec; the arena is freed
+// right after pd_ensemble_new returns.
+type cArena struct {
+	base unsafe.Pointer
+	size uintptr
+	used uintptr
+}
+
+func sliceBytes[T any](s []T) uintptr {
+	var z T
+	return uintptr(len(s)) * unsafe.Sizeof(z)
+}
+
+// put copies s into the arena and returns its C address, or nil for an empty slice.
+func put[T any](a *cArena, s []T) unsafe.Pointer {
+	n := sliceBytes(s)
+	if n == 0 {
+		return nil
+	}
+	a.used = (a.used + 7) &^ 7 // 8-byte alignment for double and int32 alike
+	if a.used+n > a.size {
+		panic("BUG: cArena too small")
+	}
+	p := unsafe.Add(a.base, a.used)
+	C.memcpy(p, unsafe.Pointer(&s[0]), C.size_t(n))
+	a.used += n
+	return p
+}
+
+func newCScorer(ens *Ensemble) (scorer, error) {
+	nt := ens.NumTrees()
+	total := sliceBytes(ens.BaseScore) + sliceBytes(ens.NodeStart) + sliceBytes(ens.LeafStart) +
+		sliceBytes(ens.TreeOutput) + sliceBytes(ens.TreeWeight) + sliceBytes(ens.Feature) +
+		sliceBytes(ens.Threshold) + sliceBytes(ens.Flags) + sliceBytes(ens.Left) + sliceBytes(ens.Right) +
+		sliceBytes(ens.CatSet) + sliceBytes(ens.LeafValue) + sliceBytes(ens.CatStart) +
+		sliceBytes(ens.CatBits) + sliceBytes(ens.LinearWeights) + sliceBytes(ens.LinearBias) + 16*8
+	a := &cArena{base: C.malloc(C.size_t(total)), size: total}
+	if a.base == nil {
+		return nil, fmt.Errorf("C++ core: cannot allocate %d bytes for the model", total)
+	}
+	defer C.free(a.base)
+
+	var spec C.pd_ensemble_spec
+	spec.semantics = C.int32_t(ens.Semantics)
+	spec.num_features = C.int32_t(ens.NumFeatures)
+	spec.num_outputs = C.int32_t(ens.NumOutputs)
+	spec.base_score = (*C.double)(put(a, ens.BaseScore))
+	spec.num_trees = C.int32_t(nt)
+	spec.node_start = (*C.int32_t)(put(a, ens.NodeStart))
+	spec.leaf_start = (*C.int32_t)(put(a, ens.LeafStart))
+	spec.tree_output = (*C.int32_t)(put(a, ens.TreeOutput))
+	spec.tree_weight = (*C.double)(put(a, ens.TreeWeight))
+	spec.feature = (*C.int32_t)(put(a, ens.Feature))
+	spec.threshold = (*C.double)(put(a, ens.Threshold))
+	spec.flags = (*C.uint8_t)(put(a, ens.Flags))
+	spec.left = (*C.int32_t)(put(a, ens.Left))
+	spec.right = (*C.int32_t)(put(a, ens.Right))
+	spec.cat_set = (*C.int32_t)(put(a, ens.CatSet))
+	spec.leaf_value = (*C.double)(put(a, ens.LeafValue))
+	if len(ens.CatStart) > 0 {
+		spec.num_cat_sets = C.int32_t(len(ens.CatStart) - 1)
+	}
+	spec.cat_start = (*C.int32_t)(put(a, ens.CatStart))
+	spec.cat_bits = (*C.uint32_t)(put(a, ens.CatBits))
+	spec.linear_weights = (*C.double)(put(a, ens.LinearWeights))
+	spec.linear_bias = (*C.double)(put(a, ens.LinearBias))
+
+	var (
+		h      *C.pd_ensemble
+		errbuf [errBufLen]C.char
+	)
+	if rc := C.pd_ensemble_new(&spec, &h, &errbuf[0], errBufLen); rc != C.PD_OK {
+		return nil, fmt.Errorf("C++ core: %s", C.GoString(&errbuf[0]))
+	}
+	return &cScorer{h: h, nfeat: ens.NumFeatures, nout: ens.NumOutputs, kernel: -1, label: "c/" + C.GoString(C.pd_kernel_name())}, nil
+}
+
+// predictF64 crosses into C once for the whole slice of rows. The core reads rows and
+// writes out only during the call and keeps neither.
+func (s *cScorer) predictF64(rows []float64, nrows int, out []float64) error {
+	if nrows == 0 {
+		return nil
+	}
+	var errbuf [errBufLen]C.char
+	var rp *C.double
+	if len(rows) > 0 {
+		rp = (*C.double)(unsafe.Pointer(&rows[0]))
+	}
+	rc := C.pd_predict_kernel_f64(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &errbuf[0], errBufLen)
+	if rc != C.PD_OK {
+		return s.err(rc, &errbuf)
+	}
+	return nil
+}
+
+// predictF32 is predictF64 for float32 rows.
+func (s *cScorer) predictF32(rows []float32, nrows int, out []float64) error {
+	if nrows == 0 {
+		return nil
+	}
+	var errbuf [errBufLen]C.char
+	var rp *C.float
+	if len(rows) > 0 {
+		rp = (*C.float)(unsafe.Pointer(&rows[0]))
+	}
+	rc := C.pd_predict_kernel_f32(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &errbuf[0], errBufLen)
+	if rc != C.PD_OK {
+		return s.err(rc, &errbuf)
+	}
+	return nil
+}
+
+// err copies the message out of buf (C.GoString would make buf escape to the heap on the
+// success path too).
+func (s *cScorer) err(rc C.int, buf *[errBufLen]C.char) error {
+	b := (*[errBufLen]byte)(unsafe.Pointer(buf))
+	n := 0
+	for n < len(b) && b[n] != 0 {
+		n++
+	}
+	return fmt.Errorf("C++ core: %s (status %d)", string(b[:n]), int(rc))
+}
+
+func (s *cScorer) close() {
+	C.pd_ensemble_free(s.h)
+	s.h = nil
+}
+
+// name is "c/" plus the kernel the CPU chose ("c/avx2"); PREDICTD_KERNEL overrides it.
+func (s *cScorer) name() string { return s.label }

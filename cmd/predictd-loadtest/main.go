@@ -1,0 +1,250 @@
+// Command predictd-loadtest drives the predictd sidecar with open-loop load from a
+// scenario file and writes capacity profiles (run), plans capacity from profiles
+// (capacity) and compares two profiles (compare). See docs/loadtest.md.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/predictd/predictd/loadtest"
+)
+
+const usage = `predictd-loadtest — open-loop load generator and capacity profiles for predictd
+
+Usage:
+  predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR]
+  predictd-loadtest capacity --rate N --p99 MS [--headroom PCT] PROFILE...
+  predictd-loadtest compare [thresholds] A B
+  predictd-loadtest help
+
+Run "predictd-loadtest COMMAND --help" for a command's flags.
+`
+
+func main() {
+	args := os.Args[1:]
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	}
+	var code int
+	switch args[0] {
+	case "run":
+		code = runCmd(args[1:])
+	case "capacity":
+		code = capacityCmd(args[1:])
+	case "compare":
+		code = compareCmd(args[1:])
+	case "help", "-h", "--help":
+		fmt.Print(usage)
+	default:
+		fmt.Fprintf(os.Stderr, "predictd-loadtest: unknown command %q\n\n%s", args[0], usage)
+		code = 2
+	}
+	os.Exit(code)
+}
+
+func newFlags(name, synopsis string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "%s\n\nFlags:\n", synopsis)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return false, 0
+		}
+		return false, 2
+	}
+	return true, 0
+}
+
+func runCmd(args []string) int {
+	fs := newFlags("run", `Usage: predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [flags]
+
+Sends open-loop load (constant or Poisson arrivals; latency counted from each request's
+intended send time) as the scenario describes, prints a live progress line, and writes
+OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
+index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
+Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run finished,
+1 on errors, 3 when any step missed the scenario's SLO (with --fail-on-slo).`)
+	scenario := fs.String("scenario", "", "scenario YAML file (see loadtest/scenarios/)")
+	target := fs.String("target", "127.0.0.1:8080", "sidecar address: HOST:PORT or unix:PATH")
+	out := fs.String("out", "profiles", "profile root directory")
+	runID := fs.String("run-id", "", "run directory name (default: start time, UTC)")
+	label := fs.String("label", "", "machine label recorded in the profile, e.g. \"2-vCPU CI VM\"")
+	pid := fs.Int("sidecar-pid", 0, "sidecar pid for CPU and RSS (default: the process listening on --target)")
+	progress := fs.Bool("progress", true, "print a live progress line on stderr")
+	failSLO := fs.Bool("fail-on-slo", false, "exit 3 when a step missed the SLO")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *scenario == "" || fs.NArg() != 0 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest run: need --scenario FILE and no other arguments")
+		fs.Usage()
+		return 2
+	}
+	data, err := os.ReadFile(*scenario)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+		return 1
+	}
+	sc, err := loadtest.ParseScenario(data)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "predictd-loadtest: %s: %v\n", *scenario, err)
+		return 1
+	}
+	cfg := loadtest.Config{
+		Target: *target, OutDir: *out, RunID: *runID, Label: *label, SidecarPID: *pid,
+		ScenarioYAML: string(data),
+	}
+	if *progress {
+		cfg.Progress = os.Stderr
+		if st, err := os.Stderr.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			cfg.ProgressTTY = true
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second Ctrl-C kills at once
+	}()
+	res, dir, err := loadtest.Run(ctx, sc, cfg)
+	if dir != "" {
+		fmt.Printf("profile: %s\n", dir)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+		return 1
+	}
+	missed := 0
+	for _, st := range res.Steps {
+		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v\n",
+			st.Index, st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Latency.Max,
+			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet)
+		if !st.SLOMet && st.Phase != "search" {
+			missed++
+		}
+	}
+	if res.Search != nil {
+		fmt.Printf("search: highest rate holding the SLO: %.1f requests/s (%.0f predictions/s)\n", res.Search.MaxRate, res.Search.MaxPredictionsPerSec)
+	}
+	for _, n := range res.Notes {
+		fmt.Println("note:", n)
+	}
+	if res.Sidecar.ProfileNote != "" {
+		fmt.Println("note:", res.Sidecar.ProfileNote)
+	}
+	if res.Interrupted {
+		fmt.Println("interrupted: partial results written")
+	}
+	if *failSLO && missed > 0 {
+		return 3
+	}
+	return 0
+}
+
+func capacityCmd(args []string) int {
+	fs := newFlags("capacity", `Usage: predictd-loadtest capacity --rate N --p99 MS [--headroom PCT] PROFILE...
+
+Answers "for N predictions/s at p99 ≤ MS you need C cores / S sidecars at H% headroom"
+from each profile (a run directory, a result.json, or a directory searched for them). The
+plan rests on the step with the most predictions/s that held the p99 bound and the
+profile's error bound; cores come from the sidecar's measured CPU per prediction.`)
+	rate := fs.Float64("rate", 0, "required predictions per second")
+	p99 := fs.Float64("p99", 0, "p99 latency bound in milliseconds")
+	headroom := fs.Float64("headroom", 30, "spare capacity to keep, percent")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if *rate <= 0 || *p99 <= 0 || fs.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest capacity: need --rate, --p99 and at least one profile")
+		fs.Usage()
+		return 2
+	}
+	q := loadtest.CapacityQuery{PredictionsPerSec: *rate, P99Ms: *p99, Headroom: *headroom / 100}
+	failed := 0
+	for _, root := range fs.Args() {
+		paths, err := loadtest.FindResults(root)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+			failed++
+			continue
+		}
+		for _, p := range paths {
+			r, err := loadtest.LoadResult(p)
+			if err == nil {
+				var a loadtest.CapacityAnswer
+				if a, err = loadtest.Capacity(r, q); err == nil {
+					fmt.Println(a.String(q))
+					continue
+				}
+			}
+			fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+			failed++
+		}
+	}
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func compareCmd(args []string) int {
+	fs := newFlags("compare", `Usage: predictd-loadtest compare [flags] A B
+
+Compares profile B (after) with profile A (before), step by step matched by offered rate,
+and exits 1 when a figure regressed beyond its threshold (so it can gate CI), 0 otherwise,
+2 on usage errors.`)
+	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
+	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
+	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
+	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
+	if ok, code := parse(fs, args); !ok {
+		return code
+	}
+	if fs.NArg() != 2 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: need two profiles, A (before) and B (after)")
+		fs.Usage()
+		return 2
+	}
+	a, err := loadtest.LoadResult(fs.Arg(0))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+		return 2
+	}
+	b, err := loadtest.LoadResult(fs.Arg(1))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+		return 2
+	}
+	findings, err := loadtest.Compare(a, b, loadtest.CompareThresholds{
+		Latency: *lat / 100, Throughput: *thr / 100, CPU: *cpu / 100, ErrorRate: *errs / 100,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+		return 2
+	}
+	fmt.Print(loadtest.FormatFindings(findings))
+	n := 0
+	for _, f := range findings {
+		if f.Regression {
+			n++
+		}
+	}
+	if n > 0 {
+		fmt.Printf("%d regression(s)\n", n)
+		return 1
+	}
+	fmt.Println("no regressions")
+	return 0
+}

@@ -1,0 +1,395 @@
+// build.cc — validates a pd_ensemble_spec (it is a C API: nothing is trusted) and lays the
+// model out for the kernels: the original node arrays for the generic path, and binned
+// 8-byte pre-order nodes for the fast path when the model fits its limits.
+#include <algorithm>
+#include <cmath>
+#include <cstdarg>
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core_internal.h"
+
+namespace pd {
+namespace {
+
+// Hard limits on what a spec may declare, so a hostile spec cannot make us allocate without
+// bound before we have looked at its arrays (the caller owns arrays of these sizes anyway).
+constexpr int64_t kMaxFeatures = int64_t(1) << 24;
+constexpr int64_t kMaxOutputs = int64_t(1) << 20;
+constexpr int64_t kMaxTrees = int64_t(1) << 24;
+constexpr int64_t kMaxNodes = int64_t(1) << 30;
+constexpr int64_t kMaxCatWords = int64_t(1) << 28;
+
+struct Fail {
+  int code;
+  std::string msg;
+};
+
+[[noreturn]] void fail(int code, const char* fmt, ...) __attribute__((format(printf, 2, 3)));
+[[noreturn]] void fail(int code, const char* fmt, ...) {
+  char buf[256];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(buf, sizeof buf, fmt, ap);
+  va_end(ap);
+  throw Fail{code, buf};
+}
+
+template <class T>
+std::vector<T> copy(const T* p, int64_t n, const char* name) {
+  if (n == 0) return {};
+  if (p == nullptr) fail(PD_ERR_INVALID_MODEL, "%s is NULL but %lld values are needed", name, (long long)n);
+  return std::vector<T>(p, p + n);
+}
+
+void Validate(const pd_ensemble_spec& s, Ensemble* e) {
+  if (s.semantics != PD_SEMANTICS_LIGHTGBM && s.semantics != PD_SEMANTICS_XGBOOST)
+    fail(PD_ERR_INVALID_MODEL, "semantics %d: want %d (lightgbm) or %d (xgboost)", s.semantics,
+         PD_SEMANTICS_LIGHTGBM, PD_SEMANTICS_XGBOOST);
+  if (s.num_features < 0 || s.num_features > kMaxFeatures)
+    fail(PD_ERR_INVALID_MODEL, "num_features %d out of range [0, %lld]", s.num_features, (long long)kMaxFeatures);
+  if (s.num_outputs < 1 || s.num_outputs > kMaxOutputs)
+    fail(PD_ERR_INVALID_MODEL, "num_outputs %d out of range [1, %lld]", s.num_outputs, (long long)kMaxOutputs);
+  if (s.num_trees < 0 || s.num_trees > kMaxTrees)
+    fail(PD_ERR_INVALID_MODEL, "num_trees %d out of range [0, %lld]", s.num_trees, (long long)kMaxTrees);
+  if (s.num_cat_sets < 0 || s.num_cat_sets > kMaxNodes)
+    fail(PD_ERR_INVALID_MODEL, "num_cat_sets %d out of range", s.num_cat_sets);
+  e->semantics = s.semantics;
+  e->num_features = s.num_features;
+  e->num_outputs = s.num_outputs;
+  e->num_trees = s.num_trees;
+  e->base = copy(s.base_score, s.num_outputs, "base_score");
+  for (int k = 0; k < s.num_outputs; k++)
+    if (std::isnan(e->base[k])) fail(PD_ERR_INVALID_MODEL, "base_score[%d] is NaN", k);
+
+  const int64_t T = s.num_trees;
+  if (T > 0) {
+    e->node_start = copy(s.node_start, T + 1, "node_start");
+    e->leaf_start = copy(s.leaf_start, T + 1, "leaf_start");
+    e->tree_output = copy(s.tree_output, T, "tree_output");
+  } else {
+    e->node_start = {0};
+    e->leaf_start = {0};
+  }
+  if (e->node_start[0] != 0) fail(PD_ERR_INVALID_MODEL, "node_start[0] = %d, want 0", e->node_start[0]);
+  if (e->leaf_start[0] != 0) fail(PD_ERR_INVALID_MODEL, "leaf_start[0] = %d, want 0", e->leaf_start[0]);
+  for (int64_t t = 0; t < T; t++) {
+    int64_t n = int64_t(e->node_start[t + 1]) - e->node_start[t];
+    int64_t l = int64_t(e->leaf_start[t + 1]) - e->leaf_start[t];
+    if (n < 0) fail(PD_ERR_INVALID_MODEL, "tree %lld: node_start decreases (%d then %d)", (long long)t, e->node_start[t], e->node_start[t + 1]);
+    if (l != n + 1)
+      fail(PD_ERR_INVALID_MODEL, "tree %lld: %lld internal nodes need %lld leaves, leaf_start gives %lld",
+           (long long)t, (long long)n, (long long)(n + 1), (long long)l);
+    if (e->tree_output[t] < 0 || e->tree_output[t] >= s.num_outputs)
+      fail(PD_ERR_INVALID_MODEL, "tree %lld: tree_output %d out of range [0, %d)", (long long)t, e->tree_output[t], s.num_outputs);
+  }
+  const int64_t N = e->node_start[T], L = e->leaf_start[T];
+  if (N > kMaxNodes || L > kMaxNodes) fail(PD_ERR_INVALID_MODEL, "%lld nodes exceed the limit of %lld", (long long)N, (long long)kMaxNodes);
+
+  std::vector<double> weight;
+  if (s.tree_weight != nullptr && T > 0) weight.assign(s.tree_weight, s.tree_weight + T);
+  for (size_t t = 0; t < weight.size(); t++)
+    if (!std::isfinite(weight[t])) fail(PD_ERR_INVALID_MODEL, "tree %zu: tree_weight is %g", t, weight[t]);
+
+  e->feature = copy(s.feature, N, "feature");
+  e->threshold = copy(s.threshold, N, "threshold");
+  e->flags = copy(s.flags, N, "flags");
+  e->left = copy(s.left, N, "left");
+  e->right = copy(s.right, N, "right");
+  e->leaf_value = copy(s.leaf_value, L, "leaf_value");
+  if (s.cat_set != nullptr) e->cat_set = copy(s.cat_set, N, "cat_set");
+  else e->cat_set.assign(N, -1);
+
+  if (s.num_cat_sets > 0) {
+    e->cat_start = copy(s.cat_start, int64_t(s.num_cat_sets) + 1, "cat_start");
+    if (e->cat_start[0] != 0) fail(PD_ERR_INVALID_MODEL, "cat_start[0] = %d, want 0", e->cat_start[0]);
+    for (int i = 0; i < s.num_cat_sets; i++)
+      if (e->cat_start[i + 1] < e->cat_start[i])
+        fail(PD_ERR_INVALID_MODEL, "cat_start decreases at set %d (%d then %d)", i, e->cat_start[i], e->cat_start[i + 1]);
+    if (e->cat_start[s.num_cat_sets] > kMaxCatWords) fail(PD_ERR_INVALID_MODEL, "cat_bits too long");
+    e->cat_bits = copy(s.cat_bits, e->cat_start[s.num_cat_sets], "cat_bits");
+  } else {
+    e->cat_start = {0};
+  }
+
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0;
+    for (int32_t j = 0; j < n; j++) {
+      const int64_t i = n0 + j;
+      const uint8_t f = e->flags[i];
+      if (f & ~0x0Fu) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: unknown flag bits 0x%x", (long long)t, j, f);
+      if (((f >> 2) & 3u) == 3u) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: missing type 3 is not defined", (long long)t, j);
+      if (e->feature[i] < 0 || e->feature[i] >= s.num_features)
+        fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: feature %d out of range [0, %d)", (long long)t, j, e->feature[i], s.num_features);
+      if (f & PD_FLAG_CATEGORICAL) {
+        if (e->cat_set[i] < 0 || e->cat_set[i] >= s.num_cat_sets)
+          fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: categorical set %d out of range [0, %d)", (long long)t, j, e->cat_set[i], s.num_cat_sets);
+      } else if (std::isnan(e->threshold[i])) {
+        fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: threshold is NaN", (long long)t, j);
+      }
+    }
+    // Every node and leaf must be reached exactly once from the root: that rules out
+    // cycles, shared subtrees and orphans. n internal nodes give 2n child references for
+    // n-1 nodes and n+1 leaves.
+    std::vector<uint8_t> seen_node(n, 0), seen_leaf(n + 1, 0);
+    std::vector<int32_t> stack;
+    if (n > 0) {
+      stack.push_back(0);
+      seen_node[0] = 1;
+    }
+    while (!stack.empty()) {
+      const int32_t j = stack.back();
+      stack.pop_back();
+      for (int side = 0; side < 2; side++) {
+        const int32_t c = side == 0 ? e->left[n0 + j] : e->right[n0 + j];
+        const char* sname = side == 0 ? "left" : "right";
+        if (c >= 0) {
+          if (c >= n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d out of range (tree has %d internal nodes)", (long long)t, j, sname, c, n);
+          if (seen_node[c]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d is reached twice (cycle or shared subtree)", (long long)t, j, sname, c);
+          seen_node[c] = 1;
+          stack.push_back(c);
+        } else {
+          const int64_t leaf = -int64_t(c) - 1;
+          if (leaf > n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld out of range (tree has %d leaves)", (long long)t, j, sname, (long long)leaf, n + 1);
+          if (seen_leaf[leaf]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld is reached twice", (long long)t, j, sname, (long long)leaf);
+          seen_leaf[leaf] = 1;
+        }
+      }
+    }
+    for (int32_t j = 0; j < n; j++)
+      if (!seen_node[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: node %d is not reachable from the root", (long long)t, j);
+    if (n > 0)
+      for (int32_t j = 0; j <= n; j++)
+        if (!seen_leaf[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: leaf %d is not reachable from the root", (long long)t, j);
+    for (int32_t j = 0; j <= n; j++) {
+      double& v = e->leaf_value[e->leaf_start[t] + j];
+      if (std::isnan(v)) fail(PD_ERR_INVALID_MODEL, "tree %lld leaf %d: value is NaN", (long long)t, j);
+    }
+  }
+
+  // Leaf values with the tree weight folded in, in each library's arithmetic.
+  if (e->semantics == PD_SEMANTICS_XGBOOST) {
+    e->leaf_value32.resize(L);
+    for (int64_t t = 0; t < T; t++) {
+      const float w = weight.empty() ? 1.0f : float(weight[t]);
+      for (int32_t i = e->leaf_start[t]; i < e->leaf_start[t + 1]; i++)
+        e->leaf_value32[i] = weight.empty() ? float(e->leaf_value[i]) : w * float(e->leaf_value[i]);
+    }
+    e->threshold32.resize(N);
+    for (int64_t i = 0; i < N; i++) e->threshold32[i] = float(e->threshold[i]);
+  } else if (!weight.empty()) {
+    for (int64_t t = 0; t < T; t++)
+      for (int32_t i = e->leaf_start[t]; i < e->leaf_start[t + 1]; i++) e->leaf_value[i] *= weight[t];
+  }
+
+  if (s.linear_weights != nullptr) {
+    e->linear_weights = copy(s.linear_weights, int64_t(s.num_features) * s.num_outputs, "linear_weights");
+    if (s.linear_bias != nullptr) e->linear_bias = copy(s.linear_bias, s.num_outputs, "linear_bias");
+    else e->linear_bias.assign(s.num_outputs, 0.0);
+  } else if (s.linear_bias != nullptr) {
+    fail(PD_ERR_INVALID_MODEL, "linear_bias is set without linear_weights");
+  }
+}
+
+// Layout builds the binned fast path, or explains in e->slow_reason why the model stays on
+// the generic path.
+void Layout(Ensemble* e) {
+  e->fast = false;
+  const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
+  const int64_t T = e->num_trees;
+  // Per feature: how its nodes use it.
+  enum : uint8_t { kUnused = 0, kNumeric = 1, kCat = 2 };
+  std::vector<uint8_t> use(e->num_features, kUnused);
+  std::vector<int> miss(e->num_features, -1);
+  for (size_t i = 0; i < e->feature.size(); i++) {
+    const int f = e->feature[i];
+    const bool cat = e->flags[i] & PD_FLAG_CATEGORICAL;
+    if (cat && xgb) {
+      e->slow_reason = "XGBoost categorical splits";
+      return;
+    }
+    const uint8_t u = cat ? kCat : kNumeric;
+    if (use[f] != kUnused && use[f] != u) {
+      e->slow_reason = "feature " + std::to_string(f) + " has both numerical and categorical splits";
+      return;
+    }
+    use[f] = u;
+    if (!cat) {
+      const int m = xgb ? int(PD_MISSING_NAN) : int((e->flags[i] >> 2) & 3u);
+      if (miss[f] >= 0 && miss[f] != m) {
+        e->slow_reason = "feature " + std::to_string(f) + " mixes missing types";
+        return;
+      }
+      miss[f] = m;
+    }
+  }
+  std::vector<int> slot_of(e->num_features, -1);
+  for (int f = 0; f < e->num_features; f++) {
+    if (use[f] == kUnused) continue;
+    if (int(e->slots.size()) >= kMaxFastSlots) {
+      e->slow_reason = "too many features used";
+      return;
+    }
+    slot_of[f] = int(e->slots.size());
+    FeatureBin b{};
+    b.feature = f;
+    b.categorical = use[f] == kCat;
+    b.missing = uint8_t(miss[f] < 0 ? 0 : miss[f]);
+    e->slots.push_back(b);
+  }
+  if (e->slots.empty()) e->slots.push_back(FeatureBin{-1, 0, 0, 0, 0, 0});  // bins are read by leaves
+
+  // Numerical thresholds per slot, sorted and deduplicated in the library's precision.
+  std::vector<std::vector<double>> thr(e->slots.size());
+  for (size_t i = 0; i < e->feature.size(); i++) {
+    if (e->flags[i] & PD_FLAG_CATEGORICAL) continue;
+    thr[slot_of[e->feature[i]]].push_back(xgb ? double(e->threshold32[i]) : e->threshold[i]);
+  }
+  for (size_t s = 0; s < thr.size(); s++) {
+    auto& v = thr[s];
+    std::sort(v.begin(), v.end());
+    v.erase(std::unique(v.begin(), v.end()), v.end());  // also merges -0.0 and 0.0
+    if (int(v.size()) > kMaxFastThresholds) {
+      e->slow_reason = "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds";
+      return;
+    }
+    e->slots[s].thr_off = uint32_t(e->thr64.size());
+    e->slots[s].thr_n = uint32_t(v.size());
+    for (double t : v) {
+      e->thr64.push_back(t);
+      e->thr32.push_back(float(t));
+    }
+  }
+  // Categories per categorical slot: bins 0..ncat-1 are categories, ncat is "anything else".
+  for (size_t i = 0; i < e->feature.size(); i++) {
+    if (!(e->flags[i] & PD_FLAG_CATEGORICAL)) continue;
+    const int cs = e->cat_set[i];
+    uint32_t top = 0;
+    for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1]; w++)
+      if (e->cat_bits[w]) top = uint32_t(w - e->cat_start[cs]) * 32 + 32 - __builtin_clz(e->cat_bits[w]);
+    auto& b = e->slots[slot_of[e->feature[i]]];
+    b.ncat = std::max(b.ncat, top);
+    if (b.ncat > uint32_t(kMaxFastCategories)) {
+      e->slow_reason = "categorical feature " + std::to_string(b.feature) + " has too many categories";
+      return;
+    }
+  }
+
+  // Nodes, pre-order (left child next), leaves looping to themselves.
+  std::map<std::pair<int, std::vector<uint32_t>>, uint32_t> pool_index;
+  e->tree_off.assign(1, 0);
+  e->tree_depth.clear();
+  for (int64_t t = 0; t < T; t++) {
+    const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
+    if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) {
+      e->slow_reason = "tree " + std::to_string(t) + " has too many nodes";
+      return;
+    }
+    const uint32_t base = uint32_t(e->nodes.size());
+    struct Item {
+      int32_t ref;  // spec child reference: >= 0 internal node, < 0 leaf
+      int32_t parent;
+      int side;
+      int depth;
+    };
+    std::vector<Item> stack{{n > 0 ? 0 : -1, -1, 0, 0}};
+    int depth = 0;
+    while (!stack.empty()) {
+      const Item it = stack.back();
+      stack.pop_back();
+      const uint16_t me = uint16_t(e->nodes.size() - base);
+      if (it.parent >= 0) {
+        Node& p = e->nodes[base + it.parent];
+        if (it.side == 0) p.left = me;
+        else p.right = uint16_t((p.right & kCatFlag) | me);
+      }
+      Node nd{};
+      if (it.ref < 0) {
+        depth = std::max(depth, it.depth);
+        nd.feat = 0;
+        nd.kk = 0xFFFF;  // every bin goes "left" ...
+        nd.left = me;    // ... to itself
+        nd.right = me;
+        e->nodes.push_back(nd);
+        const double v = e->leaf_value[l0 + (-it.ref - 1)];
+        e->val64.push_back(v);
+        e->val32.push_back(xgb ? e->leaf_value32[l0 + (-it.ref - 1)] : float(v));
+        continue;
+      }
+      if (it.depth >= 255) {
+        e->slow_reason = "tree " + std::to_string(t) + " is deeper than 255";
+        return;
+      }
+      const int64_t i = n0 + it.ref;
+      const int f = e->feature[i];
+      const FeatureBin& fb = e->slots[slot_of[f]];
+      nd.feat = uint16_t(slot_of[f]);
+      if (e->flags[i] & PD_FLAG_CATEGORICAL) {
+        // The node's set over bins 0..ncat (bin ncat, "other", is never in it).
+        const int cs = e->cat_set[i];
+        std::vector<uint32_t> words(fb.ncat / 32 + 1, 0);
+        for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1] && size_t(w - e->cat_start[cs]) < words.size(); w++)
+          words[w - e->cat_start[cs]] = e->cat_bits[w];
+        auto key = std::make_pair(f, words);
+        auto found = pool_index.find(key);
+        uint32_t off;
+        if (found != pool_index.end()) {
+          off = found->second;
+        } else {
+          off = uint32_t(e->cat_pool.size());
+          if (off + words.size() > kMaxCatPoolWords) {
+            e->slow_reason = "categorical sets exceed the fast path's pool";
+            return;
+          }
+          e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
+          pool_index.emplace(std::move(key), off);
+        }
+        nd.kk = uint16_t(off);
+        nd.right = kCatFlag;
+        e->has_cat = true;
+      } else {
+        const double tv = xgb ? double(e->threshold32[i]) : e->threshold[i];
+        const double* tb = e->thr64.data() + fb.thr_off;
+        const uint32_t ti = uint32_t(std::lower_bound(tb, tb + fb.thr_n, tv) - tb);
+        // Bins (BinNumeric in kernels.cc): 2i = strictly between thresholds i-1 and i,
+        // 2i+1 = equal to threshold i. LightGBM x <= t_i  <=>  bin <= 2i+1;
+        // XGBoost x < t_i  <=>  bin <= 2i.
+        uint32_t kk = xgb ? 2 * ti : 2 * ti + 1;
+        const bool missing_bin = xgb || fb.missing != PD_MISSING_NONE;
+        if (missing_bin && (e->flags[i] & PD_FLAG_DEFAULT_LEFT)) {
+          nd.feat |= 0x8000;  // bin 0xFFFF + 1 wraps to 0 <= kk+1
+          kk += 1;
+        }
+        nd.kk = uint16_t(kk);
+      }
+      e->nodes.push_back(nd);
+      e->val64.push_back(0);
+      e->val32.push_back(0);
+      // Push right first so the left subtree follows its parent.
+      stack.push_back({e->right[i], me, 1, it.depth + 1});
+      stack.push_back({e->left[i], me, 0, it.depth + 1});
+    }
+    e->tree_off.push_back(uint32_t(e->nodes.size()));
+    e->tree_depth.push_back(uint8_t(depth));
+    e->max_depth = std::max(e->max_depth, depth);
+  }
+  e->fast = true;
+}
+
+}  // namespace
+
+int Build(const pd_ensemble_spec* spec, Ensemble* out, std::string* msg) {
+  try {
+    Validate(*spec, out);
+    Layout(out);
+    return PD_OK;
+  } catch (const Fail& f) {
+    *msg = f.msg;
+    return f.code;
+  }
+}
+
+}  // namespace pd

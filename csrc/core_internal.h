@@ -1,0 +1,126 @@
+// core_internal.h — the C++ side of predictd's scoring core: the laid-out model and the
+// kernels. Only csrc/*.cc and the C++ unit tests include it; everyone else uses predictd.h.
+#ifndef PREDICTD_CORE_INTERNAL_H_
+#define PREDICTD_CORE_INTERNAL_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "predictd.h"
+
+namespace pd {
+
+// LightGBM's kZeroThreshold is the float literal 1e-35f widened to double
+// (1.0000000180025095e-35); MissingZero sends -k <= x <= k the default way (tree.h IsZero).
+constexpr double kZeroThreshold = static_cast<double>(1e-35f);
+
+// Kernel names the traversal code a predict call runs.
+enum class Kernel : int {
+  kGeneric = 0,  // exact row-by-row walk over the original values (every model)
+  kScalar = 1,   // binned, row-blocked, branchless; compiled for baseline x86-64
+  kAVX2 = 2,     // the same code compiled for AVX2 (+BMI2, FMA)
+  kAVX512 = 3,   // the same code compiled for AVX-512 (F, BW, VL, DQ)
+};
+
+const char* KernelName(Kernel k);
+
+// The kernel chosen once per process: the best the CPU supports, or PREDICTD_KERNEL
+// (generic|scalar|avx2|avx512) when set; a kernel the CPU lacks falls back to the best one.
+Kernel DefaultKernel();
+bool CPUSupports(Kernel k);
+
+// Binned-node layout (the fast path). A tree is a pre-order array of 8-byte nodes; leaves
+// are nodes that loop to themselves, so every row of a block can take exactly depth steps.
+struct Node {
+  uint16_t feat;   // bits 0-14: slot of the split feature in the binned row; bit 15: missing
+                   // goes left (added to the bin, so the missing bin 0xFFFF wraps to 0)
+  uint16_t kk;     // numerical: go left when uint16(bin + bit15) <= kk;
+                   // categorical: word offset of the node's set in cat_pool
+  uint16_t left;   // tree-local node index
+  uint16_t right;  // bits 0-14: tree-local node index; bit 15: categorical node
+};
+
+constexpr uint16_t kMissingBin = 0xFFFF;
+constexpr uint16_t kCatFlag = 0x8000;
+constexpr int kMaxFastTreeNodes = 0x7FFF;
+constexpr int kMaxFastSlots = 0x7FFF;
+constexpr int kMaxFastThresholds = 0x7FF0;  // bins 0..2n must stay below kMissingBin
+constexpr int kMaxFastCategories = 0x7FF0;
+constexpr size_t kMaxCatPoolWords = 0x10000;
+
+// How one used feature is binned.
+struct FeatureBin {
+  int32_t feature;      // column in the input row
+  uint8_t categorical;  // 1: bin = category (0..ncat-1) or ncat for anything else
+  uint8_t missing;      // numerical, LightGBM: PD_MISSING_*; XGBoost: PD_MISSING_NAN
+  uint32_t thr_off;     // thresholds [thr_off, thr_off+thr_n) in thr64 / thr32, ascending
+  uint32_t thr_n;
+  uint32_t ncat;
+};
+
+struct Ensemble {
+  int semantics = 0;
+  int num_features = 0;
+  int num_outputs = 0;
+  int num_trees = 0;
+  std::vector<double> base;  // num_outputs
+
+  // Original form, used by the generic path.
+  std::vector<int32_t> node_start, leaf_start, tree_output;
+  std::vector<int32_t> feature, left, right, cat_set;
+  std::vector<double> threshold;
+  std::vector<float> threshold32;  // XGBoost: thresholds rounded to float once
+  std::vector<uint8_t> flags;
+  std::vector<double> leaf_value;  // already multiplied by the tree weight (LightGBM)
+  std::vector<float> leaf_value32; // XGBoost: float32(float32(w) * float32(leaf))
+  std::vector<int32_t> cat_start;
+  std::vector<uint32_t> cat_bits;
+  std::vector<double> linear_weights, linear_bias;
+
+  // Fast path; fast == false when some part of the model is outside its limits.
+  bool fast = false;
+  std::string slow_reason;  // why fast is false, for tests and diagnostics
+  std::vector<FeatureBin> slots;
+  std::vector<double> thr64;
+  std::vector<float> thr32;
+  std::vector<Node> nodes;       // all trees, concatenated
+  std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
+  std::vector<uint8_t> tree_depth;
+  std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
+  std::vector<float> val32;
+  std::vector<uint32_t> cat_pool;
+  bool has_cat = false;
+  int max_depth = 0;
+};
+
+// Build validates spec and lays it out. On error it returns a status and sets *msg.
+int Build(const pd_ensemble_spec* spec, Ensemble* out, std::string* msg);
+
+// Predict scores rows with kernel k (which must be supported by the CPU; kGeneric always
+// works). T is double or float. ncols == num_features, out has nrows*num_outputs values.
+template <class T>
+void Predict(const Ensemble& e, Kernel k, const T* rows, size_t nrows, double* out);
+
+}  // namespace pd
+
+// Internal C entry points (not in predictd.h): predict with a chosen kernel (a pd::Kernel
+// value; -1 = the process default), used by the C++ tests and by Go's benchmarks to compare
+// kernels in one process. An unsupported kernel is PD_ERR_INVALID_ARGUMENT.
+extern "C" {
+int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                          double* out, size_t out_len, char* err, size_t err_len);
+int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                          double* out, size_t out_len, char* err, size_t err_len);
+// 1 when this CPU can run the kernel.
+int pd_kernel_supported(int kernel);
+// Whether the model runs on the binned fast path (1) or only on the generic one (0).
+int pd_ensemble_is_fast(const pd_ensemble* e);
+}
+
+// Test shorthands: the whole batch, shapes taken from the model.
+int pd_predict_f64_kernel(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, double* out);
+int pd_predict_f32_kernel(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, double* out);
+
+#endif  // PREDICTD_CORE_INTERNAL_H_

@@ -1,0 +1,504 @@
+// core_test.cc — C++ unit tests of the scoring core (ctest). No framework: CHECK prints the
+// failure and the test exits non-zero.
+//
+//   * hand-built trees with hand-computed answers for each library's rules (<= vs <,
+//     float32 rounding, NaN defaults, MissingNone/Zero/NaN, categorical NaN/negative/unseen)
+//   * random ensembles and adversarial inputs (thresholds, ±1 ulp, NaN, ±inf, the zero
+//     range, negative categories) where every fast kernel the CPU has must agree
+//     bit-for-bit with the generic walk, on float64 and float32 rows
+//   * bad specs: each is rejected with a message naming the problem
+//   * concurrent predict calls on one handle
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../core_internal.h"
+#include "../predictd.h"
+
+static int failures = 0;
+#define CHECK(cond, ...)                                        \
+  do {                                                          \
+    if (!(cond)) {                                              \
+      std::fprintf(stderr, "%s:%d: CHECK(%s) failed: ", __FILE__, __LINE__, #cond); \
+      std::fprintf(stderr, __VA_ARGS__);                        \
+      std::fprintf(stderr, "\n");                               \
+      if (++failures > 20) std::exit(1);                        \
+    }                                                           \
+  } while (0)
+
+static const double kNaN = std::numeric_limits<double>::quiet_NaN();
+static const double kInf = std::numeric_limits<double>::infinity();
+
+// SpecBuilder owns the arrays a pd_ensemble_spec points to.
+struct SpecBuilder {
+  int semantics = PD_SEMANTICS_LIGHTGBM;
+  int num_features = 1, num_outputs = 1;
+  std::vector<double> base{0.0};
+  std::vector<int32_t> node_start{0}, leaf_start{0}, tree_output;
+  std::vector<double> tree_weight;
+  std::vector<int32_t> feature, left, right, cat_set;
+  std::vector<double> threshold, leaf_value;
+  std::vector<uint8_t> flags;
+  std::vector<int32_t> cat_start{0};
+  std::vector<uint32_t> cat_bits;
+  std::vector<double> linear_weights, linear_bias;
+
+  // A tree given as (feature, threshold, flags, cat_set, left, right) per node plus leaves.
+  struct N {
+    int f;
+    double t;
+    uint8_t fl;
+    int cs;
+    int l, r;
+  };
+  void AddTree(const std::vector<N>& nodes, const std::vector<double>& leaves, int output = 0) {
+    for (const N& n : nodes) {
+      feature.push_back(n.f);
+      threshold.push_back(n.t);
+      flags.push_back(n.fl);
+      cat_set.push_back(n.cs);
+      left.push_back(n.l);
+      right.push_back(n.r);
+    }
+    leaf_value.insert(leaf_value.end(), leaves.begin(), leaves.end());
+    node_start.push_back(int32_t(feature.size()));
+    leaf_start.push_back(int32_t(leaf_value.size()));
+    tree_output.push_back(output);
+  }
+  int AddCatSet(const std::vector<uint32_t>& words) {
+    cat_bits.insert(cat_bits.end(), words.begin(), words.end());
+    cat_start.push_back(int32_t(cat_bits.size()));
+    return int(cat_start.size()) - 2;
+  }
+  pd_ensemble_spec Spec() const {
+    pd_ensemble_spec s{};
+    s.semantics = semantics;
+    s.num_features = num_features;
+    s.num_outputs = num_outputs;
+    s.base_score = base.data();
+    s.num_trees = int32_t(tree_output.size());
+    s.node_start = node_start.data();
+    s.leaf_start = leaf_start.data();
+    s.tree_output = tree_output.data();
+    s.tree_weight = tree_weight.empty() ? nullptr : tree_weight.data();
+    s.feature = feature.data();
+    s.threshold = threshold.data();
+    s.flags = flags.data();
+    s.left = left.data();
+    s.right = right.data();
+    s.cat_set = cat_set.data();
+    s.leaf_value = leaf_value.data();
+    s.num_cat_sets = int32_t(cat_start.size()) - 1;
+    s.cat_start = s.num_cat_sets > 0 ? cat_start.data() : nullptr;
+    s.cat_bits = cat_bits.empty() ? nullptr : cat_bits.data();
+    s.linear_weights = linear_weights.empty() ? nullptr : linear_weights.data();
+    s.linear_bias = linear_bias.empty() ? nullptr : linear_bias.data();
+    return s;
+  }
+  pd_ensemble* New() const {
+    pd_ensemble_spec s = Spec();
+    pd_ensemble* e = nullptr;
+    char err[256] = {0};
+    int rc = pd_ensemble_new(&s, &e, err, sizeof err);
+    CHECK(rc == PD_OK, "pd_ensemble_new: %s", err);
+    return e;
+  }
+};
+
+static uint8_t Flags(bool cat, bool dl, unsigned missing) {
+  return uint8_t((cat ? PD_FLAG_CATEGORICAL : 0u) | (dl ? PD_FLAG_DEFAULT_LEFT : 0u) | (missing << 2));
+}
+
+static const int kKernels[] = {0, 1, 2, 3};
+
+// Scores rows with every kernel the CPU has and checks each against want (and generic).
+static void Expect(pd_ensemble* e, const std::vector<double>& rows, int nfeat, const std::vector<double>& want,
+                   const char* what) {
+  const size_t n = rows.size() / nfeat;
+  for (int k : kKernels) {
+    if (!pd::CPUSupports(pd::Kernel(k))) continue;
+    std::vector<double> got(want.size(), -12345.0);
+    CHECK(pd_predict_f64_kernel(e, k, rows.data(), n, got.data()) == PD_OK, "%s", what);
+    for (size_t i = 0; i < want.size(); i++)
+      CHECK(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])),
+            "%s, kernel %s, value %zu: got %.17g want %.17g", what, pd::KernelName(pd::Kernel(k)), i, got[i], want[i]);
+  }
+}
+
+static void TestLightGBMRules() {
+  // Stump on feature 0 at 1.5, leaves -1 / +1, once per missing type and default side.
+  for (unsigned mt : {PD_MISSING_NONE, PD_MISSING_ZERO, PD_MISSING_NAN}) {
+    for (bool dl : {false, true}) {
+      SpecBuilder b;
+      b.AddTree({{0, 1.5, Flags(false, dl, mt), -1, -1, -2}}, {-1.0, 1.0});
+      pd_ensemble* e = b.New();
+      const double L = -1, R = 1, D = dl ? L : R;
+      std::vector<double> rows = {1.5, std::nextafter(1.5, 2.0), 1.0, 2.0, kNaN, 0.0, 1e-36, -1e-36,
+                                  pd::kZeroThreshold, std::nextafter(pd::kZeroThreshold, 1.0), -kInf, kInf};
+      std::vector<double> want;
+      // 1.5 <= 1.5 goes left (LightGBM's <=); just above goes right.
+      want = {L, R, L, R};
+      // NaN: None scores it as 0.0 (left of 1.5); Zero sends it the default way (NaN -> 0 -> zero
+      // range); NaN sends it the default way.
+      want.push_back(mt == PD_MISSING_NONE ? L : D);
+      // 0.0, ±1e-36, ±kZeroThreshold: the default way only for MissingZero.
+      const double z = mt == PD_MISSING_ZERO ? D : L;
+      want.insert(want.end(), {z, z, z, z, L, L, R});
+      Expect(e, rows, 1, want, "lightgbm stump");
+      pd_ensemble_free(e);
+    }
+  }
+  // LightGBM's predictor reads |x| <= kZeroThreshold as 0.0 before any rule: with the
+  // threshold at -kZeroThreshold, x = -kZeroThreshold goes right (0.0 > t).
+  for (unsigned mt : {PD_MISSING_NONE, PD_MISSING_NAN}) {
+    SpecBuilder b;
+    b.AddTree({{0, -pd::kZeroThreshold, Flags(false, true, mt), -1, -1, -2}}, {-1.0, 1.0});
+    pd_ensemble* e = b.New();
+    Expect(e, {-pd::kZeroThreshold, std::nextafter(-pd::kZeroThreshold, -1.0), 0.0, -0.0, kNaN}, 1,
+           {1, -1, 1, 1, mt == PD_MISSING_NONE ? 1.0 : -1.0}, "lightgbm zero range");
+    pd_ensemble_free(e);
+  }
+  // Categorical: set {1, 3, 33}; NaN, negative (<= -1), unseen and beyond the bitset go right,
+  // -0.5 truncates to category 0 (right), 3.9 to 3 (left).
+  SpecBuilder b;
+  int cs = b.AddCatSet({(1u << 1) | (1u << 3), 1u << 1});
+  b.AddTree({{0, 0.0, Flags(true, false, PD_MISSING_NONE), cs, -1, -2}}, {10.0, 20.0});
+  pd_ensemble* e = b.New();
+  Expect(e, {1, 3, 33, 3.9, 0, -0.5, -1, -3, kNaN, 2, 64, 1e12, kInf, -kInf, 32},
+         1, {10, 10, 10, 10, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20, 20}, "lightgbm categorical");
+  pd_ensemble_free(e);
+}
+
+static void TestXGBoostRules() {
+  // XGBoost: float32(x) < float32(t). t = 0.1 rounds to 0.100000001490116...
+  const double t = 0.1;
+  const float tf = float(t);
+  for (bool dl : {false, true}) {
+    SpecBuilder b;
+    b.semantics = PD_SEMANTICS_XGBOOST;
+    b.base = {0.5};
+    b.AddTree({{0, double(tf), Flags(false, dl, PD_MISSING_NAN), -1, -1, -2}}, {-0.25, 0.75});
+    pd_ensemble* e = b.New();
+    const double L = double(0.5f + -0.25f), R = double(0.5f + 0.75f), D = dl ? L : R;
+    // float(tf) == tf goes right (strict <); a double just below tf that rounds to tf goes
+    // right too; one float ulp below goes left; NaN takes the default side.
+    Expect(e, {double(tf), std::nextafter(double(tf), 0.0), double(std::nextafter(tf, 0.0f)), kNaN, -kInf, kInf},
+           1, {R, R, L, D, L, R}, "xgboost stump");
+    pd_ensemble_free(e);
+  }
+  // float32 sums: base 0.1f plus 1e-8 ten times stays 0.1f in float32.
+  SpecBuilder b;
+  b.semantics = PD_SEMANTICS_XGBOOST;
+  b.base = {0.1};
+  for (int i = 0; i < 10; i++) b.AddTree({}, {1e-8});
+  pd_ensemble* e = b.New();
+  float want = 0.1f;
+  for (int i = 0; i < 10; i++) want += 1e-8f;
+  Expect(e, {0.0}, 1, {double(want)}, "xgboost float32 sum");
+  pd_ensemble_free(e);
+}
+
+static void TestMulticlassWeightsLinear() {
+  SpecBuilder b;
+  b.num_features = 2;
+  b.num_outputs = 3;
+  b.base = {0.0, 1.0, 2.0};
+  for (int i = 0; i < 6; i++) b.AddTree({{i % 2, 0.5, Flags(false, false, PD_MISSING_NONE), -1, -1, -2}}, {double(i), 10.0 * i}, i % 3);
+  b.tree_weight = {1, 2, 0.5, 1, 1, 3};
+  pd_ensemble* e = b.New();
+  // Row (0, 1): tree i tests feature i%2: f0=0 <= .5 left, f1=1 > .5 right.
+  std::vector<double> want(3);
+  want = {0.0, 1.0, 2.0};
+  for (int i = 0; i < 6; i++) {
+    const double leaf = (i % 2 == 0) ? double(i) : 10.0 * i;
+    want[i % 3] += b.tree_weight[i] * leaf;
+  }
+  Expect(e, {0.0, 1.0}, 2, want, "multiclass with tree weights");
+  pd_ensemble_free(e);
+
+  SpecBuilder lin;
+  lin.semantics = PD_SEMANTICS_XGBOOST;
+  lin.num_features = 3;
+  lin.base = {0.5};
+  lin.linear_weights = {0.25, -2.0, 4.0};
+  lin.linear_bias = {0.125};
+  e = lin.New();
+  float w = 0.5f + 0.125f;
+  w += 1.0f * 0.25f;
+  w += 3.0f * 4.0f;  // feature 1 is NaN: skipped
+  Expect(e, {1.0, kNaN, 3.0}, 3, {double(w)}, "gblinear");
+  pd_ensemble_free(e);
+
+  // Random linear models: an AVX2/AVX-512 kernel that fused x*w+s into an FMA would round
+  // differently from the generic path (compiled for baseline x86-64, which has no FMA).
+  std::mt19937_64 rng(99);
+  std::uniform_real_distribution<double> u(-3, 3);
+  for (int sem : {PD_SEMANTICS_LIGHTGBM, PD_SEMANTICS_XGBOOST}) {
+    SpecBuilder r;
+    r.semantics = sem;
+    r.num_features = 40;
+    r.num_outputs = 2;
+    r.base = {u(rng), u(rng)};
+    for (int i = 0; i < 80; i++) r.linear_weights.push_back(u(rng));
+    r.linear_bias = {u(rng), u(rng)};
+    r.AddTree({{3, 0.5, 0, -1, -1, -2}}, {u(rng), u(rng)}, 1);
+    e = r.New();
+    std::vector<double> rows(40 * 70);
+    for (auto& v : rows) v = rng() % 10 == 0 ? kNaN : u(rng);
+    std::vector<double> want(140);
+    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), 70, want.data()) == PD_OK, "generic");
+    Expect(e, rows, 40, want, sem ? "random gblinear (xgboost)" : "random linear (lightgbm)");
+    pd_ensemble_free(e);
+  }
+}
+
+// RandomModel builds a random valid ensemble: trees of random shape, features drawn from a
+// small set so thresholds repeat, LightGBM missing types fixed per feature (so the fast path
+// applies) unless mixed is set.
+static SpecBuilder RandomModel(std::mt19937_64& rng, int semantics, bool cats, bool mixed, int ntrees, int nout) {
+  SpecBuilder b;
+  b.semantics = semantics;
+  b.num_features = 6;
+  b.num_outputs = nout;
+  b.base.assign(nout, 0.0);
+  for (auto& v : b.base) v = std::uniform_real_distribution<double>(-1, 1)(rng);
+  std::vector<double> pool = {-2.5, -1.0, -1e-35, 0.0, pd::kZeroThreshold, 1e-20, 0.1, 0.3, 1.0, 1.5, 2.0, 7.25, 1e10};
+  std::vector<unsigned> feat_missing(6);
+  for (auto& m : feat_missing) m = unsigned(rng() % 3);
+  const bool cat_feature[6] = {false, false, false, false, cats, cats};
+  for (int t = 0; t < ntrees; t++) {
+    const int n = int(rng() % 24);  // internal nodes
+    std::vector<SpecBuilder::N> nodes(n);
+    // Random binary tree: attach each new node to a free child slot.
+    std::vector<std::pair<int, int>> free_slots;  // (node, side)
+    if (n > 0) free_slots.push_back({0, 0}), free_slots.push_back({0, 1});
+    for (auto& nd : nodes) nd.l = nd.r = 0;
+    for (int j = 1; j < n; j++) {
+      size_t pick = rng() % free_slots.size();
+      auto [p, side] = free_slots[pick];
+      free_slots.erase(free_slots.begin() + long(pick));
+      (side == 0 ? nodes[p].l : nodes[p].r) = j;
+      free_slots.push_back({j, 0});
+      free_slots.push_back({j, 1});
+    }
+    // Remaining slots are leaves, numbered in a shuffled order.
+    std::shuffle(free_slots.begin(), free_slots.end(), rng);
+    for (size_t i = 0; i < free_slots.size(); i++) {
+      auto [p, side] = free_slots[i];
+      (side == 0 ? nodes[p].l : nodes[p].r) = -int(i) - 1;
+    }
+    for (auto& nd : nodes) {
+      nd.f = int(rng() % 6);
+      const bool dl = rng() % 2;
+      if (cat_feature[nd.f]) {
+        std::vector<uint32_t> words(1 + rng() % 3);
+        for (auto& w : words) w = uint32_t(rng());
+        nd.cs = b.AddCatSet(words);
+        nd.fl = Flags(true, dl, 0);
+        nd.t = 0;
+      } else {
+        nd.cs = -1;
+        nd.t = pool[rng() % pool.size()];
+        if (semantics == PD_SEMANTICS_XGBOOST) nd.t = double(float(nd.t));
+        unsigned mt = semantics == PD_SEMANTICS_XGBOOST ? PD_MISSING_NAN : (mixed ? unsigned(rng() % 3) : feat_missing[nd.f]);
+        nd.fl = Flags(false, dl, mt);
+      }
+    }
+    std::vector<double> leaves(n + 1);
+    for (auto& v : leaves) v = std::uniform_real_distribution<double>(-1, 1)(rng);
+    b.AddTree(nodes, leaves, int(t % nout));
+  }
+  if (rng() % 2) {
+    b.tree_weight.resize(ntrees);
+    for (auto& w : b.tree_weight) w = std::uniform_real_distribution<double>(0.1, 2)(rng);
+  }
+  return b;
+}
+
+static std::vector<double> RandomRows(std::mt19937_64& rng, size_t nrows) {
+  std::vector<double> special = {kNaN, 0.0, -0.0, 1e-36, -1e-36, pd::kZeroThreshold, -pd::kZeroThreshold, 1e-35, -1e-35,
+                                 kInf, -kInf, -0.5, -1.0, -3.0, 31.0, 32.0, 33.7, 95.0, 1e300};
+  std::vector<double> pool = {-2.5, -1.0, -1e-35, 0.0, pd::kZeroThreshold, 1e-20, 0.1, 0.3, 1.0, 1.5, 2.0, 7.25, 1e10};
+  std::vector<double> rows(nrows * 6);
+  for (auto& v : rows) {
+    switch (rng() % 6) {
+      case 0: v = special[rng() % special.size()]; break;
+      case 1: v = pool[rng() % pool.size()]; break;
+      case 2: v = std::nextafter(pool[rng() % pool.size()], rng() % 2 ? kInf : -kInf); break;
+      case 3: {  // float32 neighbours and values that round to a float32 threshold
+        const float f = float(pool[rng() % pool.size()]);
+        v = rng() % 2 ? double(std::nextafter(f, rng() % 2 ? 1e30f : -1e30f)) : std::nextafter(double(f), rng() % 2 ? kInf : -kInf);
+        break;
+      }
+      case 4: v = double(int(rng() % 70) - 5); break;
+      default: v = std::uniform_real_distribution<double>(-3, 12)(rng);
+    }
+  }
+  return rows;
+}
+
+static void TestRandomAgainstGeneric() {
+  std::mt19937_64 rng(20261126);
+  int fast_models = 0;
+  for (int iter = 0; iter < 300; iter++) {
+    const int sem = iter % 2 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
+    const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 3 == 0;
+    const bool mixed = iter % 5 == 0;
+    const int nout = iter % 4 == 0 ? 3 : 1;
+    SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout);
+    pd_ensemble* e = b.New();
+    if (e == nullptr) continue;
+    fast_models += pd_ensemble_is_fast(e);
+    const size_t nrows = 1 + rng() % 200;
+    std::vector<double> rows = RandomRows(rng, nrows);
+    std::vector<float> rows32(rows.begin(), rows.end());
+    std::vector<double> want(nrows * nout), want32(nrows * nout);
+    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
+    CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
+    for (int k : {1, 2, 3}) {
+      if (!pd::CPUSupports(pd::Kernel(k))) continue;
+      std::vector<double> got(want.size()), got32(want.size());
+      CHECK(pd_predict_f64_kernel(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
+      CHECK(pd_predict_f32_kernel(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
+      for (size_t i = 0; i < want.size(); i++) {
+        CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0, "model %d (sem %d cats %d mixed %d fast %d) kernel %s f64 value %zu: got %.17g want %.17g",
+              iter, sem, cats, mixed, pd_ensemble_is_fast(e), pd::KernelName(pd::Kernel(k)), i, got[i], want[i]);
+        CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0, "model %d kernel %s f32 value %zu: got %.17g want %.17g",
+              iter, pd::KernelName(pd::Kernel(k)), i, got32[i], want32[i]);
+      }
+    }
+    // XGBoost semantics cast every input to float32, so float32 rows give the same margins.
+    if (sem == PD_SEMANTICS_XGBOOST)
+      for (size_t i = 0; i < want.size(); i++) CHECK(want[i] == want32[i], "xgboost f32 vs f64 value %zu", i);
+    pd_ensemble_free(e);
+  }
+  // Mixed missing types keep some models on the generic path; the rest must be fast.
+  CHECK(fast_models > 200, "only %d of 300 random models took the fast path", fast_models);
+}
+
+static void ExpectReject(SpecBuilder b, const char* want_substr) {
+  pd_ensemble_spec s = b.Spec();
+  pd_ensemble* e = reinterpret_cast<pd_ensemble*>(1);
+  char err[256] = {0};
+  int rc = pd_ensemble_new(&s, &e, err, sizeof err);
+  CHECK(rc == PD_ERR_INVALID_MODEL, "want rejection containing '%s', got rc %d", want_substr, rc);
+  CHECK(e == nullptr, "handle not cleared on error");
+  CHECK(std::strstr(err, want_substr) != nullptr, "error '%s' does not mention '%s'", err, want_substr);
+}
+
+static SpecBuilder Small() {
+  SpecBuilder b;
+  b.num_features = 2;
+  b.AddTree({{0, 1.0, 0, -1, 1, -1}, {1, 2.0, 0, -1, -2, -3}}, {1, 2, 3});
+  return b;
+}
+
+static void TestBadSpecs() {
+  { auto b = Small(); b.left[0] = 5; ExpectReject(b, "left child 5 out of range"); }
+  { auto b = Small(); b.right[1] = 0; b.left[1] = -2; ExpectReject(b, "reached twice"); }  // cycle back to root
+  { auto b = Small(); b.left[1] = -1; ExpectReject(b, "leaf 0 is reached twice"); }
+  { auto b = Small(); b.right[0] = -9; ExpectReject(b, "leaf 8 out of range"); }
+  { auto b = Small(); b.threshold[1] = kNaN; ExpectReject(b, "threshold is NaN"); }
+  { auto b = Small(); b.feature[0] = 2; ExpectReject(b, "feature 2 out of range"); }
+  { auto b = Small(); b.feature[0] = -1; ExpectReject(b, "feature -1 out of range"); }
+  { auto b = Small(); b.flags[0] = 0x30; ExpectReject(b, "unknown flag bits"); }
+  { auto b = Small(); b.flags[0] = 3u << 2; ExpectReject(b, "missing type 3"); }
+  { auto b = Small(); b.flags[0] = PD_FLAG_CATEGORICAL; ExpectReject(b, "categorical set -1 out of range"); }
+  { auto b = Small(); b.tree_output[0] = 1; ExpectReject(b, "tree_output 1 out of range"); }
+  { auto b = Small(); b.leaf_start[1] = 2; ExpectReject(b, "need 3 leaves"); }
+  { auto b = Small(); b.node_start[1] = -1; ExpectReject(b, "node_start decreases"); }
+  { auto b = Small(); b.num_features = -1; ExpectReject(b, "num_features -1"); }
+  { auto b = Small(); b.num_outputs = 0; ExpectReject(b, "num_outputs 0"); }
+  { auto b = Small(); b.semantics = 7; ExpectReject(b, "semantics 7"); }
+  { auto b = Small(); b.leaf_value[2] = kNaN; ExpectReject(b, "value is NaN"); }
+  { auto b = Small(); b.base[0] = kNaN; ExpectReject(b, "base_score[0] is NaN"); }
+  {
+    // Unreachable node: node 1 is never referenced, leaves are.
+    SpecBuilder b;
+    b.num_features = 1;
+    b.AddTree({{0, 1.0, 0, -1, -1, -2}, {0, 1.0, 0, -1, -3, -4}}, {1, 2, 3});
+    ExpectReject(b, "node 1 is not reachable");
+  }
+  {
+    const SpecBuilder small = Small();
+    pd_ensemble_spec s = small.Spec();
+    s.num_trees = 1 << 30;
+    pd_ensemble* e = nullptr;
+    char err[256];
+    CHECK(pd_ensemble_new(&s, &e, err, sizeof err) == PD_ERR_INVALID_MODEL && std::strstr(err, "num_trees"), "huge num_trees: %s", err);
+    s = small.Spec();
+    s.feature = nullptr;
+    CHECK(pd_ensemble_new(&s, &e, err, sizeof err) == PD_ERR_INVALID_MODEL && std::strstr(err, "feature is NULL"), "NULL array: %s", err);
+    CHECK(pd_ensemble_new(nullptr, &e, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL spec");
+    // A zero-length error buffer is allowed.
+    CHECK(pd_ensemble_new(&s, &e, nullptr, 0) == PD_ERR_INVALID_MODEL, "no err buffer");
+  }
+}
+
+static void TestPredictArgs() {
+  SpecBuilder b = Small();
+  pd_ensemble* e = b.New();
+  double rows[4] = {0, 0, 5, 5}, out[2];
+  char err[256];
+  CHECK(pd_predict_f64(e, rows, 2, 3, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "3 columns"), "ncols: %s", err);
+  CHECK(pd_predict_f64(e, rows, 2, 2, out, 1, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "output holds 1"), "short out: %s", err);
+  CHECK(pd_predict_f64(e, nullptr, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL rows");
+  CHECK(pd_predict_f64(nullptr, rows, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL handle");
+  CHECK(pd_predict_f64(e, nullptr, 0, 2, nullptr, 0, err, sizeof err) == PD_OK, "empty batch");
+  CHECK(pd_predict_f64(e, rows, 2, 2, out, 2, err, sizeof err) == PD_OK, "ok");
+  // Row (0,0): 0 <= 1 then 0 <= 2: leaf 1 (2). Row (5,5): 5 > 1: leaf 0 (1).
+  CHECK(out[0] == 2 && out[1] == 1, "got %g %g", out[0], out[1]);
+  pd_ensemble_free(e);
+  pd_ensemble_free(nullptr);
+}
+
+static void TestConcurrent() {
+  std::mt19937_64 rng(7);
+  SpecBuilder b = RandomModel(rng, PD_SEMANTICS_LIGHTGBM, true, false, 50, 1);
+  pd_ensemble* e = b.New();
+  const size_t n = 500;
+  std::vector<double> rows = RandomRows(rng, n), want(n);
+  char err[256];
+  CHECK(pd_predict_f64(e, rows.data(), n, 6, want.data(), n, err, sizeof err) == PD_OK, "%s", err);
+  std::vector<std::thread> th;
+  std::vector<int> bad(4, 0);
+  for (int i = 0; i < 4; i++)
+    th.emplace_back([&, i] {
+      std::vector<double> got(n);
+      char e2[256];
+      for (int rep = 0; rep < 50; rep++) {
+        size_t lo = (rep * 37) % n, cnt = std::min(n - lo, size_t(1 + rep * 11));
+        if (pd_predict_f64(e, rows.data() + lo * 6, cnt, 6, got.data(), cnt, e2, sizeof e2) != PD_OK) bad[i]++;
+        for (size_t r = 0; r < cnt; r++)
+          if (got[r] != want[lo + r]) bad[i]++;
+      }
+    });
+  for (auto& t : th) t.join();
+  for (int i = 0; i < 4; i++) CHECK(bad[i] == 0, "thread %d saw %d mismatches", i, bad[i]);
+  pd_ensemble_free(e);
+}
+
+int main() {
+  std::printf("kernel chosen: %s (avx2 %d, avx512 %d)\n", pd_kernel_name(), int(pd::CPUSupports(pd::Kernel::kAVX2)),
+              int(pd::CPUSupports(pd::Kernel::kAVX512)));
+  TestLightGBMRules();
+  TestXGBoostRules();
+  TestMulticlassWeightsLinear();
+  TestRandomAgainstGeneric();
+  TestBadSpecs();
+  TestPredictArgs();
+  TestConcurrent();
+  if (failures) {
+    std::fprintf(stderr, "%d failures\n", failures);
+    return 1;
+  }
+  std::printf("ok\n");
+  return 0;
+}

@@ -1,0 +1,262 @@
+//go:build cgo
+
+package engine
+
+import (
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+)
+
+// Tests of the cgo bridge itself; the C++ core's own rules are covered by ctest
+// (csrc/tests/core_test.cc) and by every fixture test, which runs BackendC too.
+
+// stump builds a one-split LightGBM ensemble on two features.
+func stump() *Ensemble {
+	return &Ensemble{
+		Semantics:   SemanticsLightGBM,
+		NumFeatures: 2,
+		NumOutputs:  1,
+		BaseScore:   []float64{0.5},
+		NodeStart:   []int32{0, 1},
+		LeafStart:   []int32{0, 2},
+		TreeOutput:  []int32{0},
+		Feature:     []int32{1},
+		Threshold:   []float64{1.5},
+		Flags:       []uint8{MakeFlags(false, true, MissingNaN)},
+		Left:        []int32{-1},
+		Right:       []int32{-2},
+		CatSet:      []int32{-1},
+		LeafValue:   []float64{-1, 1},
+	}
+}
+
+func TestCoreStump(t *testing.T) {
+	sc, err := newCScorer(stump())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.close()
+	if !strings.HasPrefix(sc.name(), "c/") {
+		t.Fatalf("name %q, want c/<kernel>", sc.name())
+	}
+	rows := []float64{0, 1.5, 0, math.Nextafter(1.5, 2), 0, math.NaN()}
+	out := make([]float64, 3)
+	if err := sc.predictF64(rows, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	// 1.5 <= 1.5 goes left; just above goes right; NaN takes the default (left).
+	if want := []float64{-0.5, 1.5, -0.5}; !equalFloats(out, want) {
+		t.Fatalf("got %v, want %v", out, want)
+	}
+	rows32 := []float32{0, 1.5, 0, math.Nextafter32(1.5, 2), 0, float32(math.NaN())}
+	if err := sc.predictF32(rows32, 3, out); err != nil {
+		t.Fatal(err)
+	}
+	if want := []float64{-0.5, 1.5, -0.5}; !equalFloats(out, want) {
+		t.Fatalf("f32: got %v, want %v", out, want)
+	}
+}
+
+// TestCoreRejectsBadSpecs: the core re-validates what Go hands it (it is a C API), so an
+// Ensemble that skipped Validate still cannot crash it.
+func TestCoreRejectsBadSpecs(t *testing.T) {
+	f := func(name, want string, mutate func(e *Ensemble)) {
+		t.Helper()
+		e := stump()
+		mutate(e)
+		sc, err := newCScorer(e)
+		if err == nil {
+			sc.close()
+			t.Fatalf("%s: accepted", name)
+		}
+		if !strings.Contains(err.Error(), want) {
+			t.Fatalf("%s: error %q does not mention %q", name, err, want)
+		}
+	}
+	f("child out of range", "left child 4 out of range", func(e *Ensemble) { e.Left[0] = 4 })
+	f("cycle", "reached twice", func(e *Ensemble) { e.Left[0] = 0 })
+	f("leaf twice", "leaf 0 is reached twice", func(e *Ensemble) { e.Right[0] = -1 })
+	f("NaN threshold", "threshold is NaN", func(e *Ensemble) { e.Threshold[0] = math.NaN() })
+	f("feature out of range", "feature 2 out of range", func(e *Ensemble) { e.Feature[0] = 2 })
+	f("leaf count", "need 2 leaves", func(e *Ensemble) { e.LeafStart[1] = 1; e.LeafValue = e.LeafValue[:1] })
+	f("tree output", "tree_output 3", func(e *Ensemble) { e.TreeOutput[0] = 3 })
+	f("categorical set", "categorical set -1", func(e *Ensemble) { e.Flags[0] |= FlagCategorical })
+}
+
+func TestCorePredictErrors(t *testing.T) {
+	m, err := NewModel(stump(), Options{Backend: BackendC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	out := make([]float64, 2)
+	if err := m.PredictF64(make([]float64, 3), 1, out, true); err == nil {
+		t.Fatal("wrong feature count accepted")
+	}
+	if err := m.PredictF64(make([]float64, 6), 3, out, true); err == nil {
+		t.Fatal("short output accepted")
+	}
+	// The core checks shapes too, whatever the Go side let through.
+	sc := m.sc.(*cScorer)
+	if err := sc.predictF64(make([]float64, 4), 2, out[:1]); err == nil || !strings.Contains(err.Error(), "output holds 1") {
+		t.Fatalf("core accepted a short output: %v", err)
+	}
+	m.Close()
+	if err := m.PredictF64(make([]float64, 2), 1, out, true); err == nil {
+		t.Fatal("predict after Close succeeded")
+	}
+}
+
+// TestCoreConcurrent: many goroutines score through one handle at once and each gets
+// what a lone call gets.
+func TestCoreConcurrent(t *testing.T) {
+	ens, err := Parse(FormatLightGBM, readFixture(t, "lightgbm/lleaves_airline/model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(ens, Options{Backend: BackendC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	const nrows = 300
+	rows := randomRows(rand.New(rand.NewPCG(3, 4)), ens, nrows)
+	want := make([]float64, nrows)
+	if err := m.PredictF64(rows, nrows, want, true); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			out := make([]float64, nrows)
+			for rep := 0; rep < 30; rep++ {
+				lo := (g*31 + rep*17) % nrows
+				n := min(nrows-lo, 1+rep*9)
+				f := ens.NumFeatures
+				if err := m.PredictF64(rows[lo*f:(lo+n)*f], n, out[:n], true); err != nil {
+					errs <- err.Error()
+					return
+				}
+				if i := firstDiff(out[:n], want[lo:lo+n]); i >= 0 {
+					errs <- "mismatch"
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Fatal(e)
+	}
+}
+
+// TestCoreKernelEnv: PREDICTD_KERNEL picks the kernel (read once per process, so this
+// only checks the name agrees with the variable when one is set).
+func TestCoreKernelEnv(t *testing.T) {
+	sc, err := newCScorer(stump())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sc.close()
+	switch k := os.Getenv("PREDICTD_KERNEL"); k {
+	case "generic", "scalar":
+		if sc.name() != "c/"+k {
+			t.Fatalf("PREDICTD_KERNEL=%s gave %s", k, sc.name())
+		}
+	default:
+		if n := sc.name(); n != "c/scalar" && n != "c/avx2" && n != "c/avx512" && n != "c/generic" {
+			t.Fatalf("unexpected kernel %q", n)
+		}
+	}
+}
+
+func equalFloats(a, b []float64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// TestCoreKernelsAgree: every kernel this CPU has gives bit-identical margins to the
+// generic walk on fixture models (the fixture tests only run the process's default kernel),
+// and the binned fast path covers all of them.
+func TestCoreKernelsAgree(t *testing.T) {
+	models := []string{
+		"lightgbm/lleaves_NYC_taxi/model.txt",
+		"lightgbm/lleaves_airline/model.txt",
+		"lightgbm/lleaves_mtpl2_small/model.txt",
+		"lightgbm/leaves_kddcup99/model.txt",
+		"lightgbm/leaves_fmtp_poisson/model.txt",
+		"lightgbm/lleaves_leaf_scan/model.txt",
+		"xgboost/gen_multiclass_softprob/model.json",
+		"xgboost/gen_regression_nan/model.json",
+		"xgboost/leaves_dart_agaricus/model.json",
+		"xgboost/leaves_gblinear_agaricus/model.json",
+	}
+	for _, path := range models {
+		format := FormatLightGBM
+		if strings.HasSuffix(path, ".json") {
+			format = FormatXGBoost
+		}
+		ens, err := Parse(format, readFixture(t, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		const nrows = 500
+		rows := randomRows(rand.New(rand.NewPCG(5, 6)), ens, nrows)
+		rows32 := make([]float32, len(rows))
+		for i, v := range rows {
+			rows32[i] = float32(v)
+		}
+		ref, err := newCScorerKernel(ens, "generic")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ref.fastPath() {
+			t.Errorf("%s: not on the fast path", path)
+		}
+		want := make([]float64, nrows*ens.NumOutputs)
+		want32 := make([]float64, nrows*ens.NumOutputs)
+		if err := ref.predictF64(rows, nrows, want); err != nil {
+			t.Fatal(err)
+		}
+		if err := ref.predictF32(rows32, nrows, want32); err != nil {
+			t.Fatal(err)
+		}
+		ref.close()
+		for _, k := range []string{"scalar", "avx2", "avx512"} {
+			sc, err := newCScorerKernel(ens, k)
+			if err != nil {
+				t.Logf("%s: %v", k, err) // older CPU: that kernel is never chosen here
+				continue
+			}
+			got := make([]float64, len(want))
+			if err := sc.predictF64(rows, nrows, got); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(got, want); i >= 0 {
+				t.Errorf("%s %s f64: output %d = %.17g, generic %.17g", path, k, i, got[i], want[i])
+			}
+			if err := sc.predictF32(rows32, nrows, got); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(got, want32); i >= 0 {
+				t.Errorf("%s %s f32: output %d = %.17g, generic %.17g", path, k, i, got[i], want32[i])
+			}
+			sc.close()
+		}
+	}
+}

@@ -1,0 +1,116 @@
+package features
+
+import (
+	"context"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// storeMetrics are the store's OpenTelemetry instruments. Per-group attribute sets are
+// built once so that recording allocates nothing.
+type storeMetrics struct {
+	hits, misses, stale, defaulted, degraded metric.Int64Counter
+	backendErrors, decodeErrors              metric.Int64Counter
+	byGroup                                  map[string][]metric.AddOption
+	reg                                      metric.Registration
+}
+
+func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
+	if m == nil {
+		m = noop.NewMeterProvider().Meter("predictd/features")
+	}
+	sm := &storeMetrics{byGroup: make(map[string][]metric.AddOption, len(s.cfg.Groups))}
+	for name := range s.cfg.Groups {
+		// A prebuilt slice: passing one option variadically to an interface method would
+		// allocate the slice on every call.
+		sm.byGroup[name] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("group", name)))}
+	}
+	var err error
+	counter := func(name, desc string) metric.Int64Counter {
+		if err != nil {
+			return nil
+		}
+		var c metric.Int64Counter
+		c, err = m.Int64Counter(name, metric.WithDescription(desc))
+		return c
+	}
+	sm.hits = counter("predictd.features.cache.hits", "Entity lookups answered from a fresh cache entry.")
+	sm.misses = counter("predictd.features.cache.misses", "Entity lookups that went to the backend.")
+	sm.stale = counter("predictd.features.stale", "Entities answered from stale cache because the backend could not answer.")
+	sm.defaulted = counter("predictd.features.defaulted", "Entities answered with defaults because the backend could not answer.")
+	sm.degraded = counter("predictd.features.degraded", "Fetches with a degraded result.")
+	sm.backendErrors = counter("predictd.features.backend.errors", "Failed backend round trips.")
+	sm.decodeErrors = counter("predictd.features.decode.errors", "Stored values that did not decode (treated as absent).")
+	if err != nil {
+		return nil, err
+	}
+	bytes, err := m.Int64ObservableGauge("predictd.features.cache.bytes", metric.WithUnit("By"), metric.WithDescription("Bytes held by the feature cache."))
+	if err != nil {
+		return nil, err
+	}
+	entries, err := m.Int64ObservableGauge("predictd.features.cache.entries", metric.WithDescription("Entries held by the feature cache."))
+	if err != nil {
+		return nil, err
+	}
+	evictions, err := m.Int64ObservableCounter("predictd.features.cache.evictions", metric.WithDescription("Entries evicted to keep the cache within its byte bound."))
+	if err != nil {
+		return nil, err
+	}
+	opens, err := m.Int64ObservableCounter("predictd.features.breaker.opens", metric.WithDescription("Times the circuit breaker opened."))
+	if err != nil {
+		return nil, err
+	}
+	open, err := m.Int64ObservableGauge("predictd.features.breaker.open", metric.WithDescription("1 while the circuit breaker keeps reads away from the backend."))
+	if err != nil {
+		return nil, err
+	}
+	sm.reg, err = m.RegisterCallback(func(_ context.Context, o metric.Observer) error {
+		o.ObserveInt64(bytes, s.cache.bytes.Load())
+		o.ObserveInt64(entries, int64(s.cache.len()))
+		o.ObserveInt64(evictions, s.cache.evictions.Load())
+		st, n := s.breaker.snapshot()
+		o.ObserveInt64(opens, n)
+		v := int64(0)
+		if st != breakerClosed {
+			v = 1
+		}
+		o.ObserveInt64(open, v)
+		return nil
+	}, bytes, entries, evictions, opens, open)
+	if err != nil {
+		return nil, err
+	}
+	return sm, nil
+}
+
+// record adds one Fetch's counts.
+func (sm *storeMetrics) record(ctx context.Context, group string, r *Result, misses int) {
+	opt := sm.byGroup[group]
+	if len(opt) == 0 {
+		return
+	}
+	if r.Hits > 0 {
+		sm.hits.Add(ctx, int64(r.Hits), opt...)
+	}
+	if misses > 0 {
+		sm.misses.Add(ctx, int64(misses), opt...)
+	}
+	if r.Degraded {
+		sm.degraded.Add(ctx, 1, opt...)
+		if r.Stale > 0 {
+			sm.stale.Add(ctx, int64(r.Stale), opt...)
+		}
+		if r.Defaulted > 0 {
+			sm.defaulted.Add(ctx, int64(r.Defaulted), opt...)
+		}
+	}
+}
+
+func (sm *storeMetrics) close() error {
+	if sm.reg == nil {
+		return nil
+	}
+	return sm.reg.Unregister()
+}

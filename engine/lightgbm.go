@@ -1,0 +1,471 @@
+package engine
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
+
+// maxFeatures and maxOutputs bound the header counts a model may declare; both parsers
+// check them before allocating anything sized by a count.
+const (
+	maxFeatures = 1 << 20
+	maxOutputs  = 1 << 16
+)
+
+// ParseLightGBM parses a LightGBM text model (model.txt, versions v2–v4) into an
+// Ensemble. The result is not yet validated; Parse calls Validate.
+//
+// Supported: numerical splits with decision_type bits (default direction, missing type),
+// categorical splits (cat_boundaries / cat_threshold bitsets), multiclass models (tree i
+// adds to output i % num_tree_per_iteration), average_output (random forest) and the
+// objectives whose output transform is identity, sigmoid, softmax, per-class sigmoid or
+// exp. Linear trees and cross_entropy_lambda are reported as ErrUnsupported.
+//
+// The tree_sizes header is ignored: the trees present in the file are read. Everything
+// after "end of trees" (feature importances, parameters, pandas_categorical) is ignored.
+func ParseLightGBM(data []byte) (*Ensemble, error) {
+	p := lgbParser{data: data}
+	return p.parse()
+}
+
+type lgbParser struct {
+	data []byte
+	pos  int
+	line int // number of the line last returned by next
+}
+
+// next returns the next line without its line terminator; ok is false at the end.
+func (p *lgbParser) next() (line string, ok bool) {
+	if p.pos >= len(p.data) {
+		return "", false
+	}
+	rest := p.data[p.pos:]
+	i := bytes.IndexByte(rest, '\n')
+	var l []byte
+	if i < 0 {
+		l = rest
+		p.pos = len(p.data)
+	} else {
+		l = rest[:i]
+		p.pos += i + 1
+	}
+	p.line++
+	return strings.TrimRight(string(l), "\r"), true
+}
+
+// lgbField is one key=value line of a tree block.
+type lgbField struct {
+	value string
+	line  int
+}
+
+func (p *lgbParser) parse() (*Ensemble, error) {
+	// Header: "tree", then key=value lines up to the first "Tree=" line.
+	first := ""
+	for {
+		l, ok := p.next()
+		if !ok {
+			return nil, fmt.Errorf("lightgbm: empty model file")
+		}
+		if l = strings.TrimSpace(l); l != "" {
+			first = l
+			break
+		}
+	}
+	if first != "tree" {
+		return nil, fmt.Errorf("lightgbm: line %d: want \"tree\" (the first line of a LightGBM text model), got %q", p.line, clip(first))
+	}
+	header := map[string]lgbField{}
+	var treeLine string
+	for {
+		l, ok := p.next()
+		if !ok {
+			break
+		}
+		if strings.HasPrefix(l, "Tree=") {
+			treeLine = l
+			break
+		}
+		if l == "end of trees" {
+			break
+		}
+		if l == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(l, "=")
+		header[k] = lgbField{v, p.line}
+	}
+
+	e := &Ensemble{Semantics: SemanticsLightGBM}
+	if f, ok := header["version"]; ok {
+		switch f.value {
+		case "v2", "v3", "v4":
+		default:
+			return nil, fmt.Errorf("lightgbm: line %d: version=%s: want v2, v3 or v4", f.line, clip(f.value))
+		}
+	}
+	maxIdx, err := headerInt(header, "max_feature_idx", -1)
+	if err != nil {
+		return nil, err
+	}
+	if maxIdx < 0 || maxIdx >= maxFeatures {
+		return nil, fmt.Errorf("lightgbm: line %d: max_feature_idx=%d: want 0..%d", header["max_feature_idx"].line, maxIdx, maxFeatures-1)
+	}
+	e.NumFeatures = maxIdx + 1
+	numClass, err := headerInt(header, "num_class", 1)
+	if err != nil {
+		return nil, err
+	}
+	perIter, err := headerInt(header, "num_tree_per_iteration", numClass)
+	if err != nil {
+		return nil, err
+	}
+	if perIter < 1 || perIter > maxOutputs {
+		return nil, fmt.Errorf("lightgbm: num_tree_per_iteration=%d: want 1..%d", perIter, maxOutputs)
+	}
+	if numClass < 1 || numClass > maxOutputs {
+		return nil, fmt.Errorf("lightgbm: num_class=%d: want 1..%d", numClass, maxOutputs)
+	}
+	e.NumOutputs = perIter
+	e.BaseScore = make([]float64, perIter)
+
+	if f, ok := header["feature_names"]; ok {
+		names := strings.Fields(f.value)
+		if len(names) != e.NumFeatures {
+			return nil, fmt.Errorf("lightgbm: line %d: feature_names has %d names, max_feature_idx says %d features", f.line, len(names), e.NumFeatures)
+		}
+		e.FeatureNames = names
+	} else {
+		e.FeatureNames = make([]string, e.NumFeatures)
+		for i := range e.FeatureNames {
+			e.FeatureNames[i] = "Column_" + strconv.Itoa(i)
+		}
+	}
+
+	obj := header["objective"]
+	e.Objective, err = lgbObjective(obj.value)
+	if err != nil {
+		return nil, fmt.Errorf("lightgbm: line %d: %w", obj.line, err)
+	}
+	if e.Objective.Transform == TransformSoftmax || e.Objective.Transform == TransformSigmoidOVA {
+		if perIter != numClass {
+			return nil, fmt.Errorf("lightgbm: objective %q with num_class=%d but num_tree_per_iteration=%d", obj.value, numClass, perIter)
+		}
+	}
+	if e.Objective.Transform == TransformSoftmax && numClass < 2 {
+		return nil, fmt.Errorf("lightgbm: line %d: objective %q needs num_class >= 2, got %d", obj.line, obj.value, numClass)
+	}
+	_, e.Objective.AverageOutput = header["average_output"]
+
+	e.NodeStart = []int32{0}
+	e.LeafStart = []int32{0}
+	e.CatStart = []int32{0}
+	for treeLine != "" {
+		id, err := strconv.Atoi(strings.TrimPrefix(treeLine, "Tree="))
+		if err != nil || id != e.NumTrees() {
+			return nil, fmt.Errorf("lightgbm: line %d: %q: want Tree=%d (trees numbered in order)", p.line, clip(treeLine), e.NumTrees())
+		}
+		treeStart := p.line
+		fields := map[string]lgbField{}
+		treeLine = ""
+		for {
+			l, ok := p.next()
+			if !ok {
+				break
+			}
+			if strings.HasPrefix(l, "Tree=") {
+				treeLine = l
+				break
+			}
+			if l == "end of trees" {
+				break
+			}
+			if l == "" {
+				continue
+			}
+			k, v, found := strings.Cut(l, "=")
+			if !found {
+				return nil, fmt.Errorf("lightgbm: line %d: tree %d: want key=value, got %q", p.line, id, clip(l))
+			}
+			fields[k] = lgbField{v, p.line}
+		}
+		if err := e.addLGBTree(id, treeStart, fields); err != nil {
+			return nil, err
+		}
+	}
+	if e.NumTrees() == 0 {
+		return nil, fmt.Errorf("lightgbm: the model has no trees")
+	}
+	if e.NumTrees()%perIter != 0 {
+		return nil, fmt.Errorf("lightgbm: %d trees is not a multiple of num_tree_per_iteration=%d", e.NumTrees(), perIter)
+	}
+	e.Objective.NumIterations = e.NumTrees() / perIter
+	e.TreeOutput = make([]int32, e.NumTrees())
+	for i := range e.TreeOutput {
+		e.TreeOutput[i] = int32(i % perIter)
+	}
+	if len(e.CatBits) == 0 {
+		e.CatStart, e.CatBits = nil, nil
+	}
+	return e, nil
+}
+
+// addLGBTree appends one tree block to e.
+func (e *Ensemble) addLGBTree(id, line int, f map[string]lgbField) error {
+	where := func(k string) string {
+		if fl, ok := f[k]; ok {
+			return fmt.Sprintf("lightgbm: line %d: tree %d", fl.line, id)
+		}
+		return fmt.Sprintf("lightgbm: line %d: tree %d", line, id)
+	}
+	if lin, ok := f["is_linear"]; ok && strings.TrimSpace(lin.value) != "0" {
+		return fmt.Errorf("%s: is_linear=%s: %w: linear trees", where("is_linear"), clip(lin.value), ErrUnsupported)
+	}
+	nl, ok := f["num_leaves"]
+	if !ok {
+		return fmt.Errorf("%s: missing num_leaves", where(""))
+	}
+	numLeaves, err := strconv.Atoi(strings.TrimSpace(nl.value))
+	if err != nil || numLeaves < 1 {
+		return fmt.Errorf("%s: num_leaves=%s: want a positive integer", where("num_leaves"), clip(nl.value))
+	}
+	// Every count below is checked against the tokens actually present before use.
+	leafVals, err := lgbFloats(f, "leaf_value", numLeaves)
+	if err != nil {
+		return fmt.Errorf("%s: %w", where("leaf_value"), err)
+	}
+	nInternal := numLeaves - 1
+	numCat := 0
+	if nc, ok := f["num_cat"]; ok {
+		numCat, err = strconv.Atoi(strings.TrimSpace(nc.value))
+		if err != nil || numCat < 0 || numCat > max(nInternal, 0) {
+			return fmt.Errorf("%s: num_cat=%s: want 0..%d (the number of internal nodes)", where("num_cat"), clip(nc.value), nInternal)
+		}
+	}
+	if nInternal > 0 {
+		feat, err := lgbInts(f, "split_feature", nInternal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where("split_feature"), err)
+		}
+		thr, err := lgbFloats(f, "threshold", nInternal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where("threshold"), err)
+		}
+		dt, err := lgbInts(f, "decision_type", nInternal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where("decision_type"), err)
+		}
+		left, err := lgbInts(f, "left_child", nInternal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where("left_child"), err)
+		}
+		right, err := lgbInts(f, "right_child", nInternal)
+		if err != nil {
+			return fmt.Errorf("%s: %w", where("right_child"), err)
+		}
+		var catBound, catThr []int64
+		setBase := int32(len(e.CatStart) - 1)
+		if numCat > 0 {
+			catBound, err = lgbInts(f, "cat_boundaries", numCat+1)
+			if err != nil {
+				return fmt.Errorf("%s: %w", where("cat_boundaries"), err)
+			}
+			ct, ok := f["cat_threshold"]
+			if !ok {
+				return fmt.Errorf("%s: missing cat_threshold", where(""))
+			}
+			catThr, err = parseInts(ct.value)
+			if err != nil {
+				return fmt.Errorf("%s: cat_threshold: %w", where("cat_threshold"), err)
+			}
+			if catBound[0] != 0 {
+				return fmt.Errorf("%s: cat_boundaries[0]=%d: want 0", where("cat_boundaries"), catBound[0])
+			}
+			for i := 1; i <= numCat; i++ {
+				if catBound[i] < catBound[i-1] {
+					return fmt.Errorf("%s: cat_boundaries[%d]=%d is less than cat_boundaries[%d]=%d", where("cat_boundaries"), i, catBound[i], i-1, catBound[i-1])
+				}
+			}
+			if catBound[numCat] != int64(len(catThr)) {
+				return fmt.Errorf("%s: cat_boundaries ends at %d but cat_threshold has %d words", where("cat_boundaries"), catBound[numCat], len(catThr))
+			}
+			for i, w := range catThr {
+				if w < 0 || w > math.MaxUint32 {
+					return fmt.Errorf("%s: cat_threshold[%d]=%d: not a 32-bit word", where("cat_threshold"), i, w)
+				}
+			}
+		}
+		for i := 0; i < nInternal; i++ {
+			if feat[i] < 0 || feat[i] >= int64(e.NumFeatures) {
+				return fmt.Errorf("%s: split_feature[%d]=%d out of range (max_feature_idx=%d)", where("split_feature"), i, feat[i], e.NumFeatures-1)
+			}
+			if dt[i] < 0 || dt[i] > 0xF || NodeMissingType(uint8(dt[i])) > MissingNaN {
+				return fmt.Errorf("%s: decision_type[%d]=%d: unknown bits", where("decision_type"), i, dt[i])
+			}
+			for _, c := range [2]struct {
+				name string
+				v    int64
+			}{{"left_child", left[i]}, {"right_child", right[i]}} {
+				if c.v >= int64(nInternal) || c.v < -int64(numLeaves) {
+					return fmt.Errorf("%s: %s[%d]=%d out of range (num_leaves=%d)", where(c.name), c.name, i, c.v, numLeaves)
+				}
+			}
+			flags := uint8(dt[i])
+			cs := int32(-1)
+			t := thr[i]
+			if flags&FlagCategorical != 0 {
+				// For a categorical node, threshold is the index of its bitset.
+				ci := int64(t)
+				if numCat == 0 {
+					return fmt.Errorf("%s: decision_type[%d]=%d: categorical split but num_cat=0", where("decision_type"), i, dt[i])
+				}
+				if math.IsNaN(t) || t != float64(ci) || ci < 0 || ci >= int64(numCat) {
+					return fmt.Errorf("%s: threshold[%d]=%v: categorical split needs a set index in 0..%d (num_cat=%d)", where("threshold"), i, t, numCat-1, numCat)
+				}
+				cs = setBase + int32(ci)
+				t = 0
+			} else if math.IsNaN(t) {
+				return fmt.Errorf("%s: threshold[%d] is NaN", where("threshold"), i)
+			}
+			e.Feature = append(e.Feature, int32(feat[i]))
+			e.Threshold = append(e.Threshold, t)
+			e.Flags = append(e.Flags, flags)
+			e.Left = append(e.Left, int32(left[i]))
+			e.Right = append(e.Right, int32(right[i]))
+			e.CatSet = append(e.CatSet, cs)
+		}
+		for s := 0; s < numCat; s++ {
+			for _, w := range catThr[catBound[s]:catBound[s+1]] {
+				e.CatBits = append(e.CatBits, uint32(w))
+			}
+			e.CatStart = append(e.CatStart, int32(len(e.CatBits)))
+		}
+	}
+	if len(e.Feature) > math.MaxInt32 || len(e.LeafValue)+numLeaves > math.MaxInt32 {
+		return fmt.Errorf("%s: too many nodes", where(""))
+	}
+	e.LeafValue = append(e.LeafValue, leafVals...)
+	e.NodeStart = append(e.NodeStart, int32(len(e.Feature)))
+	e.LeafStart = append(e.LeafStart, int32(len(e.LeafValue)))
+	return nil
+}
+
+// lgbObjective maps a LightGBM objective line ("binary sigmoid:1") to its transform.
+func lgbObjective(line string) (Objective, error) {
+	o := Objective{Name: line, Transform: TransformIdentity, SigmoidK: 1}
+	fields := strings.Fields(line)
+	if len(fields) == 0 {
+		// No objective line: a model trained with a custom objective; raw output.
+		return o, nil
+	}
+	for _, p := range fields[1:] {
+		k, v, _ := strings.Cut(p, ":")
+		switch k {
+		case "sigmoid":
+			s, err := strconv.ParseFloat(v, 64)
+			if err != nil || math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
+				return o, fmt.Errorf("objective %q: sigmoid:%s: want a positive number", line, v)
+			}
+			o.SigmoidK = s
+		case "sqrt":
+			return o, fmt.Errorf("objective %q: %w: regression with sqrt", line, ErrUnsupported)
+		}
+	}
+	switch fields[0] {
+	case "regression", "regression_l2", "l2", "mean_squared_error", "mse", "l2_root", "root_mean_squared_error", "rmse",
+		"regression_l1", "l1", "mean_absolute_error", "mae",
+		"huber", "fair", "quantile", "mape", "mean_absolute_percentage_error",
+		"lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart", "custom", "none":
+	case "binary":
+		o.Transform = TransformSigmoid
+	case "cross_entropy", "xentropy":
+		o.Transform, o.SigmoidK = TransformSigmoid, 1
+	case "multiclass", "softmax":
+		o.Transform = TransformSoftmax
+	case "multiclassova", "multiclass_ova", "ova", "ovr":
+		o.Transform = TransformSigmoidOVA
+	case "poisson", "gamma", "tweedie":
+		o.Transform = TransformExp
+	case "cross_entropy_lambda", "xentlambda":
+		return o, fmt.Errorf("objective %q: %w: cross_entropy_lambda output transform", line, ErrUnsupported)
+	default:
+		return o, fmt.Errorf("unknown objective %q", clip(line))
+	}
+	return o, nil
+}
+
+func headerInt(h map[string]lgbField, key string, def int) (int, error) {
+	f, ok := h[key]
+	if !ok {
+		if def < 0 {
+			return 0, fmt.Errorf("lightgbm: header has no %s", key)
+		}
+		return def, nil
+	}
+	v, err := strconv.Atoi(strings.TrimSpace(f.value))
+	if err != nil {
+		return 0, fmt.Errorf("lightgbm: line %d: %s=%s: want an integer", f.line, key, clip(f.value))
+	}
+	return v, nil
+}
+
+// lgbInts parses field key of a tree as exactly n integers.
+func lgbInts(f map[string]lgbField, key string, n int) ([]int64, error) {
+	fl, ok := f[key]
+	if !ok {
+		return nil, fmt.Errorf("missing %s", key)
+	}
+	v, err := parseInts(fl.value)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", key, err)
+	}
+	if len(v) != n {
+		return nil, fmt.Errorf("%s has %d values, want %d", key, len(v), n)
+	}
+	return v, nil
+}
+
+// lgbFloats parses field key of a tree as exactly n floats.
+func lgbFloats(f map[string]lgbField, key string, n int) ([]float64, error) {
+	fl, ok := f[key]
+	if !ok {
+		return nil, fmt.Errorf("missing %s", key)
+	}
+	toks := strings.Fields(fl.value)
+	if len(toks) != n {
+		return nil, fmt.Errorf("%s has %d values, want %d", key, len(toks), n)
+	}
+	out := make([]float64, 0, n)
+	for i, s := range toks {
+		v, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			return nil, fmt.Errorf("%s[%d]=%q: not a number", key, i, clip(s))
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+func parseInts(s string) ([]int64, error) {
+	toks := strings.Fields(s)
+	out := make([]int64, 0, len(toks))
+	for i, tok := range toks {
+		v, err := strconv.ParseInt(tok, 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("value %d %q: not an integer", i, clip(tok))
+		}
+		out = append(out, v)
+	}
+	return out, nil
+}
+
+// clip shortens s for an error message.
+func clip(s string) string {
+	if len(s) > 60 {
+		return s[:60] + "..."
+	}
+	return s
+}

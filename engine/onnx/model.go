@@ -1,0 +1,605 @@
+// Package onnx serves deep models (MLPs, two-tower, DLRM-style) through ONNX Runtime, on
+// CPU or on an NVIDIA GPU (CUDA execution provider), behind the same engine.Predictor
+// interface as the tree models.
+//
+// The sidecar gives a Model rows of features in its own order; Config maps them to the
+// model's named input tensors (dense float32 [N, F] and int64 id tensors [N, K] for
+// embedding lookups) and picks the output that is the score. Input and output tensors
+// live in C memory owned by the Model (pooled per concurrent call), so ONNX Runtime never
+// keeps a pointer into Go memory after a call. With Config.Batching, concurrent Predict
+// calls are merged into one run (dynamic batching).
+package onnx
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+
+	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/predictd/predictd/engine"
+)
+
+// Errors, wrapped with context by the functions that return them. Shape errors wrap
+// engine.ErrFeatureCount and engine.ErrShortOutput; Predict after Close returns
+// engine.ErrClosed.
+var (
+	// ErrQueueFull: the batching queue is full; the sidecar answers 503. The message names
+	// the setting to raise.
+	ErrQueueFull = errors.New("onnx: batching queue is full")
+	// ErrInvalidInput: a value cannot be fed to the model (an int64 id input got a value
+	// that is not an integer); the sidecar answers 400.
+	ErrInvalidInput = errors.New("onnx: invalid input value")
+)
+
+// maxExactInt is 2^53: every integer of magnitude up to it is exact in float64, so an id
+// feature within it converts to int64 without loss.
+const maxExactInt = 1 << 53
+
+// input is one input tensor of the model and the feature columns that fill it.
+type input struct {
+	name string
+	kind elemKind // kindF32 or kindI64
+	cols []int    // feature index of each column, len = the tensor's second dimension
+}
+
+// Model is an ONNX model loaded into an ONNX Runtime session. Predict methods are safe for
+// concurrent use; Close must not race with them.
+type Model struct {
+	path     string
+	features []string
+	inputs   []input
+	outName  string
+	outKind  elemKind // kindF32 or kindF64
+	outRow   []int64  // output shape after the batch dimension
+	outWidth int      // values per row in the output tensor
+	outIndex int      // the column that is the score, or -1 for all
+	numOut   int
+	batchDim int64 // fixed batch size of the model's inputs, or 0 when dynamic
+	device   string
+
+	// zeroCopy: PredictF32 lends the caller's rows to ONNX Runtime (pinned, for the call
+	// only) instead of copying them, because the model's only input is float32 and takes
+	// every feature in order.
+	zeroCopy bool
+
+	sess   *ort.DynamicAdvancedSession
+	arenas arenaPool
+	batch  *batcher
+	closed atomic.Bool
+}
+
+var _ engine.Predictor = (*Model)(nil)
+
+// Load opens an ONNX model for serving. features is the sidecar's full feature order, the
+// columns of the rows given to Predict; cfg maps them to the model's inputs. It checks the
+// model's inputs and output against cfg and fails with an error that says what to change.
+// It calls Init("") unless Init was called before.
+func Load(modelPath string, cfg Config, features []string) (*Model, error) {
+	data, err := os.ReadFile(modelPath)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %w", err)
+	}
+	return LoadData(modelPath, data, cfg, features)
+}
+
+// LoadData is Load for model bytes already in memory (the sidecar's model store);
+// modelPath only names the model in messages and Path. data is only read during the call.
+func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Model, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := Init(""); err != nil {
+		return nil, err
+	}
+	if len(data) == 0 {
+		return nil, fmt.Errorf("onnx: %s is empty, not an ONNX model", modelPath)
+	}
+	modelIn, modelOut, err := ort.GetInputOutputInfoWithONNXData(data)
+	if err != nil {
+		return nil, fmt.Errorf("onnx: %s is not a loadable ONNX model: %w", modelPath, err)
+	}
+	m := &Model{path: modelPath, features: append([]string(nil), features...)}
+	if err := m.mapInputs(cfg, modelIn); err != nil {
+		return nil, fmt.Errorf("onnx: %s: %w", modelPath, err)
+	}
+	if err := m.mapOutput(cfg, modelOut); err != nil {
+		return nil, fmt.Errorf("onnx: %s: %w", modelPath, err)
+	}
+	m.zeroCopy = len(m.inputs) == 1 && m.inputs[0].kind == kindF32 && isIdentity(m.inputs[0].cols, len(features))
+
+	names := make([]string, len(m.inputs))
+	for i, in := range m.inputs {
+		names[i] = in.name
+	}
+	cuda, gpu, _ := parseDevice(cfg.Device)
+	m.device = "cpu"
+	if cuda {
+		m.sess, err = newSession(data, names, m.outName, &cfg, true, gpu)
+		if err == nil {
+			m.device = "cuda:" + strconv.Itoa(gpu)
+		} else {
+			// Keep serving: a model configured for a GPU still answers on a host without
+			// one (a developer laptop, a CPU-only replica), and says so.
+			reason := firstLine(err.Error())
+			slog.Warn("onnx: cuda requested but unavailable, serving on cpu",
+				"model", modelPath, "device", cfg.Device, "reason", reason)
+			m.device = fmt.Sprintf("cpu (%s requested: %s)", cfg.Device, reason)
+		}
+	}
+	if m.sess == nil {
+		m.sess, err = newSession(data, names, m.outName, &cfg, false, 0)
+		if err != nil {
+			return nil, fmt.Errorf("onnx: %s: creating the ONNX Runtime session: %w", modelPath, err)
+		}
+	}
+	m.arenas.newFn = m.newArena
+	if b := cfg.Batching; b != nil {
+		if m.batchDim != 0 {
+			m.sess.Destroy()
+			return nil, fmt.Errorf("onnx: %s: batching needs a dynamic batch dimension, but the inputs have a fixed batch size of %d; re-export the model with a dynamic first axis or remove onnx.batching", modelPath, m.batchDim)
+		}
+		m.batch = newBatcher(m, *b)
+	}
+	return m, nil
+}
+
+func newSession(data []byte, inputs []string, output string, cfg *Config, cuda bool, gpu int) (*ort.DynamicAdvancedSession, error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer opts.Destroy()
+	if cfg.IntraOpThreads > 0 {
+		if err := opts.SetIntraOpNumThreads(cfg.IntraOpThreads); err != nil {
+			return nil, fmt.Errorf("intra_op_threads: %w", err)
+		}
+	}
+	if cfg.InterOpThreads > 0 {
+		if err := opts.SetInterOpNumThreads(cfg.InterOpThreads); err != nil {
+			return nil, fmt.Errorf("inter_op_threads: %w", err)
+		}
+	}
+	level, _ := parseGraphOptimization(cfg.GraphOptimization)
+	ortLevel := map[graphOptimization]ort.GraphOptimizationLevel{
+		graphOptDisable:  ort.GraphOptimizationLevelDisableAll,
+		graphOptBasic:    ort.GraphOptimizationLevelEnableBasic,
+		graphOptExtended: ort.GraphOptimizationLevelEnableExtended,
+		graphOptAll:      ort.GraphOptimizationLevelEnableAll,
+	}[level]
+	if err := opts.SetGraphOptimizationLevel(ortLevel); err != nil {
+		return nil, fmt.Errorf("graph_optimization: %w", err)
+	}
+	if cuda {
+		co, err := ort.NewCUDAProviderOptions()
+		if err != nil {
+			return nil, fmt.Errorf("cuda provider options: %w", err)
+		}
+		defer co.Destroy()
+		if err := co.Update(map[string]string{"device_id": strconv.Itoa(gpu)}); err != nil {
+			return nil, fmt.Errorf("cuda device_id %d: %w", gpu, err)
+		}
+		if err := opts.AppendExecutionProviderCUDA(co); err != nil {
+			return nil, fmt.Errorf("cuda execution provider: %w", err)
+		}
+	}
+	return ort.NewDynamicAdvancedSessionWithONNXData(data, inputs, []string{output}, opts)
+}
+
+func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
+	byName := make(map[string]ort.InputOutputInfo, len(modelIn))
+	names := make([]string, len(modelIn))
+	for i, in := range modelIn {
+		byName[in.Name] = in
+		names[i] = in.Name
+	}
+	featIdx := make(map[string]int, len(m.features))
+	for i, f := range m.features {
+		if _, dup := featIdx[f]; dup {
+			return fmt.Errorf("feature %q appears twice in the model's feature list", f)
+		}
+		featIdx[f] = i
+	}
+	inputs := cfg.Inputs
+	if len(inputs) == 0 {
+		if len(modelIn) != 1 {
+			return fmt.Errorf("the model has %d inputs (%s); map each in onnx.inputs", len(modelIn), strings.Join(names, ", "))
+		}
+		inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
+	}
+	for _, ic := range inputs {
+		info, ok := byName[ic.Name]
+		if !ok {
+			return fmt.Errorf("onnx.inputs names %q, but the model's inputs are %s", ic.Name, strings.Join(names, ", "))
+		}
+		in := input{name: ic.Name}
+		switch info.DataType {
+		case ort.TensorElementDataTypeFloat:
+			in.kind = kindF32
+		case ort.TensorElementDataTypeInt64:
+			in.kind = kindI64
+		default:
+			return fmt.Errorf("input %q has element type %v; only float32 and int64 inputs are supported", ic.Name, info.DataType)
+		}
+		if info.OrtValueType != ort.ONNXTypeTensor {
+			return fmt.Errorf("input %q is a %v, not a tensor", ic.Name, info.OrtValueType)
+		}
+		if want := map[elemKind]string{kindF32: dtypeFloat32, kindI64: dtypeInt64}[in.kind]; ic.DType != "" && ic.DType != want {
+			return fmt.Errorf("onnx.inputs %q has dtype %s, but the model's input is %s", ic.Name, ic.DType, want)
+		}
+		dims := info.Dimensions
+		if len(dims) != 2 {
+			return fmt.Errorf("input %q has shape %v; only [batch, features] inputs are supported", ic.Name, dims)
+		}
+		if dims[1] > 0 && dims[1] != int64(len(ic.Features)) {
+			return fmt.Errorf("input %q has shape %v, but onnx.inputs maps %d features to it", ic.Name, dims, len(ic.Features))
+		}
+		if dims[0] > 0 {
+			if m.batchDim != 0 && m.batchDim != dims[0] {
+				return fmt.Errorf("inputs disagree on the batch size (%d vs %d)", m.batchDim, dims[0])
+			}
+			m.batchDim = dims[0]
+		}
+		for _, f := range ic.Features {
+			j, ok := featIdx[f]
+			if !ok {
+				return fmt.Errorf("input %q: feature %q is not one of the model's %d features", ic.Name, f, len(m.features))
+			}
+			in.cols = append(in.cols, j)
+		}
+		m.inputs = append(m.inputs, in)
+	}
+	if len(m.inputs) != len(modelIn) {
+		var missing []string
+		for _, n := range names {
+			found := false
+			for _, in := range m.inputs {
+				found = found || in.name == n
+			}
+			if !found {
+				missing = append(missing, n)
+			}
+		}
+		return fmt.Errorf("model input(s) %s not mapped in onnx.inputs; every input needs features", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (m *Model) mapOutput(cfg Config, modelOut []ort.InputOutputInfo) error {
+	names := make([]string, len(modelOut))
+	for i, o := range modelOut {
+		names[i] = o.Name
+	}
+	var info *ort.InputOutputInfo
+	switch {
+	case cfg.Output.Name != "":
+		for i := range modelOut {
+			if modelOut[i].Name == cfg.Output.Name {
+				info = &modelOut[i]
+			}
+		}
+		if info == nil {
+			return fmt.Errorf("onnx.output.name %q, but the model's outputs are %s", cfg.Output.Name, strings.Join(names, ", "))
+		}
+	case len(modelOut) == 1:
+		info = &modelOut[0]
+	default:
+		return fmt.Errorf("the model has %d outputs (%s); choose the score with onnx.output.name", len(modelOut), strings.Join(names, ", "))
+	}
+	m.outName = info.Name
+	switch info.DataType {
+	case ort.TensorElementDataTypeFloat:
+		m.outKind = kindF32
+	case ort.TensorElementDataTypeDouble:
+		m.outKind = kindF64
+	default:
+		return fmt.Errorf("output %q has element type %v; only float32 and float64 outputs are supported", info.Name, info.DataType)
+	}
+	if info.OrtValueType != ort.ONNXTypeTensor || len(info.Dimensions) == 0 {
+		return fmt.Errorf("output %q is not a tensor with a batch dimension", info.Name)
+	}
+	m.outRow = append([]int64(nil), info.Dimensions[1:]...)
+	m.outWidth = 1
+	for _, d := range m.outRow {
+		if d <= 0 {
+			return fmt.Errorf("output %q has shape %v; dimensions after the batch must be fixed", info.Name, info.Dimensions)
+		}
+		m.outWidth *= int(d)
+	}
+	m.outIndex, m.numOut = -1, m.outWidth
+	if p := cfg.Output.Index; p != nil {
+		if *p >= m.outWidth {
+			return fmt.Errorf("onnx.output.index %d, but output %q has %d values per row", *p, info.Name, m.outWidth)
+		}
+		m.outIndex, m.numOut = *p, 1
+	}
+	return nil
+}
+
+func isIdentity(cols []int, n int) bool {
+	if len(cols) != n {
+		return false
+	}
+	for i, c := range cols {
+		if c != i {
+			return false
+		}
+	}
+	return true
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return strings.TrimSpace(s)
+}
+
+func (m *Model) newArena() *arena {
+	a := &arena{
+		in:   make([]cbuf, len(m.inputs)),
+		ins:  make([]ort.Value, len(m.inputs)),
+		outs: make([]ort.Value, 1),
+		out:  cbuf{kind: m.outKind, row: m.outRow, width: m.outWidth},
+	}
+	for i, in := range m.inputs {
+		a.in[i] = cbuf{kind: in.kind, row: []int64{int64(len(in.cols))}, width: len(in.cols)}
+	}
+	return a
+}
+
+// NumFeatures returns the number of values in an input row (the sidecar's feature order).
+func (m *Model) NumFeatures() int { return len(m.features) }
+
+// NumOutputs returns the values Predict writes per row: 1 with Config.Output.Index set,
+// else the output tensor's values per row. raw makes no difference: the ONNX graph
+// already ends in whatever transform the model was exported with.
+func (m *Model) NumOutputs(raw bool) int { return m.numOut }
+
+// FeatureNames returns the feature order of input rows. It must not be modified.
+func (m *Model) FeatureNames() []string { return m.features }
+
+// InputFloat32 reports whether float32 rows lose nothing (the sidecar then assembles
+// float32 rows and calls PredictF32): true unless an input takes int64 ids, which float32
+// holds exactly only up to 2^24.
+func (m *Model) InputFloat32() bool {
+	for _, in := range m.inputs {
+		if in.kind == kindI64 {
+			return false
+		}
+	}
+	return true
+}
+
+// Device returns where the model runs: "cpu", "cuda:0", or "cpu (cuda requested: <why
+// not>)" after a fallback.
+func (m *Model) Device() string { return m.device }
+
+// Path returns the model file (or LoadData's name) the Model was loaded from.
+func (m *Model) Path() string { return m.path }
+
+// PredictF32 scores nrows row-major rows of NumFeatures values into out (nrows ×
+// NumOutputs values). The rows are read only during the call. Safe for concurrent use;
+// with batching, concurrent calls run together.
+func (m *Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) error {
+	return m.PredictF32Context(context.Background(), rows, nrows, out)
+}
+
+// PredictF64 is PredictF32 for float64 rows; values are rounded to float32 (the model's
+// input type), ids are converted exactly.
+func (m *Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) error {
+	return m.PredictF64Context(context.Background(), rows, nrows, out)
+}
+
+// PredictF32Context is PredictF32 with a context: a call that waits in the batching queue
+// returns ctx.Err() when ctx ends first. A run that has started is not interrupted.
+func (m *Model) PredictF32Context(ctx context.Context, rows []float32, nrows int, out []float64) error {
+	if err := m.checkShape(len(rows), nrows, len(out)); err != nil || nrows == 0 {
+		return err
+	}
+	if m.batch != nil && nrows < m.batch.maxBatch {
+		return m.batch.submit(ctx, rows, nil, nrows, out)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if m.zeroCopy {
+		return m.predictPinned(rows, nrows, out)
+	}
+	return predictCopy(m, rows, nrows, out)
+}
+
+// PredictF64Context is PredictF64 with a context (see PredictF32Context).
+func (m *Model) PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64) error {
+	if err := m.checkShape(len(rows), nrows, len(out)); err != nil || nrows == 0 {
+		return err
+	}
+	if m.batch != nil && nrows < m.batch.maxBatch {
+		return m.batch.submit(ctx, nil, rows, nrows, out)
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return predictCopy(m, rows, nrows, out)
+}
+
+func (m *Model) checkShape(nvals, nrows, nout int) error {
+	if m.closed.Load() {
+		return engine.ErrClosed
+	}
+	f := len(m.features)
+	if nrows < 0 || nvals != nrows*f {
+		return fmt.Errorf("%w: %d values for %d rows; the model takes %d features per row",
+			engine.ErrFeatureCount, nvals, nrows, f)
+	}
+	if need := nrows * m.numOut; nout < need {
+		return fmt.Errorf("%w: %d values for %d rows × %d outputs", engine.ErrShortOutput, nout, nrows, m.numOut)
+	}
+	if m.batchDim != 0 && nrows != 0 && int64(nrows) != m.batchDim {
+		return fmt.Errorf("%w: %d rows, but %s has a fixed batch size of %d (re-export it with a dynamic first axis)",
+			engine.ErrFeatureCount, nrows, m.path, m.batchDim)
+	}
+	return nil
+}
+
+// predictCopy runs rows through a pooled arena: copy in, run, copy out.
+func predictCopy[T float32 | float64](m *Model, rows []T, nrows int, out []float64) error {
+	a := m.arenas.get()
+	defer m.arenas.put(a)
+	if err := a.prepare(nrows); err != nil {
+		return err
+	}
+	if err := fillParallel(m, a, rows, nrows); err != nil {
+		return err
+	}
+	if err := m.run(a.ins, a.outs); err != nil {
+		return err
+	}
+	m.copyOut(a, 0, nrows, out)
+	return nil
+}
+
+// predictPinned lends the caller's rows to ONNX Runtime for the duration of the call:
+// the memory is pinned, the tensor over it is destroyed before the pin is released, and
+// nothing in C keeps the pointer afterwards. It saves copying N×F values, which matters
+// on a GPU where the run itself takes about as long as the copy.
+func (m *Model) predictPinned(rows []float32, nrows int, out []float64) error {
+	a := m.arenas.get()
+	defer m.arenas.put(a)
+	if err := a.out.prepare(nrows); err != nil {
+		return err
+	}
+	a.outs[0] = a.out.t
+	var pin runtime.Pinner
+	pin.Pin(&rows[0])
+	defer pin.Unpin()
+	t, err := ort.NewTensor(ort.NewShape(int64(nrows), int64(len(m.features))), rows)
+	if err != nil {
+		return fmt.Errorf("onnx: creating the input tensor: %w", err)
+	}
+	defer t.Destroy() // runs before Unpin (defers are last in, first out)
+	a.ins[0] = t
+	err = m.run(a.ins, a.outs)
+	a.ins[0] = nil
+	if err != nil {
+		return err
+	}
+	m.copyOut(a, 0, nrows, out)
+	return nil
+}
+
+func (m *Model) run(ins, outs []ort.Value) error {
+	if err := m.sess.Run(ins, outs); err != nil {
+		return fmt.Errorf("onnx: %s: %w", m.path, err)
+	}
+	return nil
+}
+
+// fillParallel is fill(m, a, 0, rows, nrows, 0) split across goroutines when the batch is
+// big enough to be worth it (see parallelFillValues).
+func fillParallel[T float32 | float64](m *Model, a *arena, rows []T, nrows int) error {
+	f := len(m.features)
+	parts := min(runtime.GOMAXPROCS(0), nrows*f/parallelFillValues)
+	if parts <= 1 {
+		return fill(m, a, 0, rows, nrows, 0)
+	}
+	errs := make([]error, parts)
+	var wg sync.WaitGroup
+	chunk := (nrows + parts - 1) / parts
+	for p := range parts {
+		lo, hi := p*chunk, min((p+1)*chunk, nrows)
+		if lo >= hi {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[p] = fill(m, a, lo, rows[lo*f:hi*f], hi-lo, lo)
+		}()
+	}
+	wg.Wait()
+	return errors.Join(errs...)
+}
+
+// fill copies nrows caller rows into rows [off, off+nrows) of a's input buffers, which
+// must be prepared for at least off+nrows rows. It fails on an id that is not an integer;
+// the error numbers the row firstRow+r.
+func fill[T float32 | float64](m *Model, a *arena, off int, rows []T, nrows, firstRow int) error {
+	f := len(m.features)
+	for i := range m.inputs {
+		in := &m.inputs[i]
+		k := len(in.cols)
+		switch in.kind {
+		case kindF32:
+			dst := a.in[i].f32(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					d[j] = float32(row[c])
+				}
+			}
+		case kindI64:
+			dst := a.in[i].i64(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					v := float64(row[c])
+					// The comparisons are false for NaN, so NaN is rejected too.
+					if !(v >= -maxExactInt && v <= maxExactInt && v == math.Trunc(v)) {
+						return fmt.Errorf("%w: row %d, feature %q = %v: input %q takes int64 ids, and this is not an integer",
+							ErrInvalidInput, firstRow+r, m.features[c], v, in.name)
+					}
+					d[j] = int64(v)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+// copyOut writes the scores of rows [off, off+nrows) of a's output into out.
+func (m *Model) copyOut(a *arena, off, nrows int, out []float64) {
+	w := m.outWidth
+	switch {
+	case m.outKind == kindF32 && m.outIndex >= 0:
+		src := a.out.f32(off + nrows)[off*w:]
+		for r := 0; r < nrows; r++ {
+			out[r] = float64(src[r*w+m.outIndex])
+		}
+	case m.outKind == kindF32:
+		src := a.out.f32(off + nrows)[off*w:]
+		for i := range nrows * w {
+			out[i] = float64(src[i])
+		}
+	case m.outIndex >= 0:
+		src := a.out.f64(off + nrows)[off*w:]
+		for r := 0; r < nrows; r++ {
+			out[r] = src[r*w+m.outIndex]
+		}
+	default:
+		copy(out[:nrows*w], a.out.f64(off + nrows)[off*w:])
+	}
+}
+
+// Close stops the batcher (queued calls get engine.ErrClosed), releases the session and
+// frees the tensor buffers. It must not run concurrently with Predict (the registry
+// retires a model only after its last request has finished); Predict after Close returns
+// engine.ErrClosed.
+func (m *Model) Close() error {
+	if m.closed.Swap(true) {
+		return nil
+	}
+	if m.batch != nil {
+		m.batch.close()
+	}
+	m.arenas.close()
+	return m.sess.Destroy()
+}

@@ -1,0 +1,212 @@
+package loadtest
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+)
+
+// CapacityQuery asks what it takes to serve Rate predictions/s at p99 ≤ P99Ms with
+// Headroom spare (0.3: plan to run at 70% of measured capacity).
+type CapacityQuery struct {
+	PredictionsPerSec float64
+	P99Ms             float64
+	Headroom          float64
+}
+
+// CapacityAnswer is the plan derived from one profile.
+type CapacityAnswer struct {
+	Profile string // scenario/run-id
+	Machine string
+	// Step is the measured step the plan rests on: the one with the most predictions/s
+	// among those that held the p99 bound, the error bound, and were not generator-limited.
+	Step int
+	// PerSidecar is that step's predictions/s; CPUPerPrediction its sidecar CPU-seconds
+	// per prediction.
+	PerSidecar       float64
+	CPUPerPrediction float64
+	StepP99Ms        float64
+	Cores            int // total sidecar cores: rate × CPU per prediction ÷ (1 − headroom), rounded up
+	Sidecars         int // rate ÷ (per-sidecar capacity × (1 − headroom)), rounded up
+	CoresPerSidecar  float64
+}
+
+// String is the one-line answer.
+func (a CapacityAnswer) String(q CapacityQuery) string {
+	return fmt.Sprintf("for %.0f predictions/s at p99 ≤ %g ms you need %d cores / %d sidecars at %.0f%% headroom "+
+		"(%s on %s: step %d served %.0f predictions/s at p99 %.2f ms using %.3f CPU-ms per 1k predictions; %.2f cores per sidecar)",
+		q.PredictionsPerSec, q.P99Ms, a.Cores, a.Sidecars, 100*q.Headroom,
+		a.Profile, a.Machine, a.Step, a.PerSidecar, a.StepP99Ms, a.CPUPerPrediction*1e6, a.CoresPerSidecar)
+}
+
+// Capacity plans q from profile r. Steps count only if they met the p99 bound and the
+// profile's error bound, carried CPU figures, and were not limited by the generator.
+func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
+	if !(q.PredictionsPerSec > 0) || !(q.P99Ms > 0) || !(q.Headroom >= 0 && q.Headroom < 1) {
+		return CapacityAnswer{}, errors.New("capacity: want rate > 0, p99 > 0 and headroom in [0, 1)")
+	}
+	best := -1
+	var bestP99 = math.Inf(1)
+	noCPU := false
+	for i, st := range r.Steps {
+		if st.Requests == 0 {
+			continue
+		}
+		bestP99 = math.Min(bestP99, st.Latency.P99)
+		if st.Latency.P99 > q.P99Ms || st.ErrorRate > r.SLO.MaxErrorRate || st.GeneratorLimited || st.PredictionsPerSec <= 0 {
+			continue
+		}
+		if st.CPUSecondsPer1kPredictions <= 0 {
+			noCPU = true
+			continue
+		}
+		if best < 0 || st.PredictionsPerSec > r.Steps[best].PredictionsPerSec {
+			best = i
+		}
+	}
+	name := r.Scenario + "/" + r.RunID
+	if best < 0 {
+		switch {
+		case noCPU:
+			return CapacityAnswer{}, fmt.Errorf("%s: steps within p99 ≤ %g ms have no sidecar CPU figures (the sidecar pid was unknown)", name, q.P99Ms)
+		case math.IsInf(bestP99, 1):
+			return CapacityAnswer{}, fmt.Errorf("%s: no measured step", name)
+		}
+		return CapacityAnswer{}, fmt.Errorf("%s: no step held p99 ≤ %g ms without errors or generator limits (best p99 %.2f ms)", name, q.P99Ms, bestP99)
+	}
+	st := r.Steps[best]
+	a := CapacityAnswer{
+		Profile: name, Step: st.Index, PerSidecar: st.PredictionsPerSec,
+		CPUPerPrediction: st.CPUSecondsPer1kPredictions / 1000, StepP99Ms: st.Latency.P99,
+	}
+	a.Machine = r.Machine.CPUModel
+	if r.Machine.Label != "" {
+		a.Machine = r.Machine.Label + ", " + a.Machine
+	}
+	a.Machine += fmt.Sprintf(", %d cores", r.Machine.Cores)
+	usable := 1 - q.Headroom
+	a.Cores = int(math.Ceil(q.PredictionsPerSec * a.CPUPerPrediction / usable))
+	a.Sidecars = int(math.Ceil(q.PredictionsPerSec / (a.PerSidecar * usable)))
+	a.Cores = max(a.Cores, 1)
+	a.Sidecars = max(a.Sidecars, 1)
+	a.CoresPerSidecar = float64(a.Cores) / float64(a.Sidecars)
+	return a, nil
+}
+
+// CompareThresholds are the relative changes that count as regressions.
+type CompareThresholds struct {
+	Latency    float64 // p50/p99 increase; default 0.10
+	Throughput float64 // achieved rate or search max rate decrease; default 0.05
+	CPU        float64 // CPU per prediction increase; default 0.10
+	ErrorRate  float64 // absolute error-rate increase; default 0.005
+}
+
+// Finding is one compared figure.
+type Finding struct {
+	Step       int // index in B; -1 for run-level figures
+	Offered    float64
+	Metric     string
+	A, B       float64
+	Change     float64 // relative (B-A)/A, or absolute for error rate
+	Regression bool
+}
+
+// Compare matches the steps of B to A's by offered rate (within 2%) and reports the
+// change of each figure; any Regression makes the comparison fail.
+func Compare(a, b *Result, th CompareThresholds) ([]Finding, error) {
+	if th.Latency == 0 {
+		th.Latency = 0.10
+	}
+	if th.Throughput == 0 {
+		th.Throughput = 0.05
+	}
+	if th.CPU == 0 {
+		th.CPU = 0.10
+	}
+	if th.ErrorRate == 0 {
+		th.ErrorRate = 0.005
+	}
+	if a.Scenario != b.Scenario {
+		return nil, fmt.Errorf("compare: different scenarios %q and %q", a.Scenario, b.Scenario)
+	}
+	var out []Finding
+	rel := func(x, y float64) float64 {
+		if x == 0 {
+			if y == 0 {
+				return 0
+			}
+			return math.Inf(1)
+		}
+		return (y - x) / x
+	}
+	add := func(step int, offered float64, metric string, x, y float64, higherWorse bool, tol float64) {
+		c := rel(x, y)
+		reg := c > tol
+		if !higherWorse {
+			reg = -c > tol
+		}
+		out = append(out, Finding{Step: step, Offered: offered, Metric: metric, A: x, B: y, Change: c, Regression: reg})
+	}
+	matched := 0
+	used := map[int]bool{}
+	for _, sb := range b.Steps {
+		if sb.Requests == 0 || sb.Phase == "search" {
+			continue
+		}
+		ia := -1
+		for i, sa := range a.Steps {
+			if used[i] || sa.Requests == 0 || sa.Phase != sb.Phase {
+				continue
+			}
+			if math.Abs(sa.OfferedRPS-sb.OfferedRPS) <= 0.02*math.Max(sa.OfferedRPS, 1) {
+				ia = i
+				break
+			}
+		}
+		if ia < 0 {
+			continue
+		}
+		used[ia] = true
+		matched++
+		sa := a.Steps[ia]
+		add(sb.Index, sb.OfferedRPS, "p50_ms", sa.Latency.P50, sb.Latency.P50, true, th.Latency)
+		add(sb.Index, sb.OfferedRPS, "p99_ms", sa.Latency.P99, sb.Latency.P99, true, th.Latency)
+		add(sb.Index, sb.OfferedRPS, "achieved_rps", sa.AchievedRPS, sb.AchievedRPS, false, th.Throughput)
+		if sa.CPUSecondsPer1kPredictions > 0 && sb.CPUSecondsPer1kPredictions > 0 {
+			add(sb.Index, sb.OfferedRPS, "cpu_ms_per_1k_predictions", sa.CPUSecondsPer1kPredictions*1000, sb.CPUSecondsPer1kPredictions*1000, true, th.CPU)
+		}
+		d := sb.ErrorRate - sa.ErrorRate
+		out = append(out, Finding{Step: sb.Index, Offered: sb.OfferedRPS, Metric: "error_rate", A: sa.ErrorRate, B: sb.ErrorRate, Change: d, Regression: d > th.ErrorRate})
+	}
+	if a.Search != nil && b.Search != nil {
+		matched++
+		add(-1, 0, "search_max_rate", a.Search.MaxRate, b.Search.MaxRate, false, th.Throughput)
+	}
+	if matched == 0 {
+		return nil, errors.New("compare: no step of B matches a step of A by phase and offered rate (within 2%)")
+	}
+	return out, nil
+}
+
+// FormatFindings renders findings as an aligned table.
+func FormatFindings(fs []Finding) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%-5s %-10s %-26s %12s %12s %9s  %s\n", "step", "offered/s", "metric", "A", "B", "change", "")
+	for _, f := range fs {
+		step := fmt.Sprint(f.Step)
+		if f.Step < 0 {
+			step = "-"
+		}
+		change := fmt.Sprintf("%+.1f%%", 100*f.Change)
+		if f.Metric == "error_rate" {
+			change = fmt.Sprintf("%+.2fpp", 100*f.Change)
+		}
+		flag := ""
+		if f.Regression {
+			flag = "REGRESSION"
+		}
+		fmt.Fprintf(&b, "%-5s %-10.1f %-26s %12.4g %12.4g %9s  %s\n", step, f.Offered, f.Metric, f.A, f.B, change, flag)
+	}
+	return b.String()
+}

@@ -1,0 +1,136 @@
+package loadtest
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+func planResult(steps ...StepResult) *Result {
+	for i := range steps {
+		steps[i].Index = i
+		if steps[i].Phase == "" {
+			steps[i].Phase = "step"
+		}
+	}
+	return &Result{Schema: ResultSchema, Scenario: "s", RunID: "r", Machine: Machine{CPUModel: "cpu", Cores: 4},
+		SLO: SLOJSON{P99Ms: 50, MaxErrorRate: 0.01}, Steps: steps}
+}
+
+func step(offered, predPerSec, p99, cpuPer1k, errRate float64) StepResult {
+	return StepResult{Stats: Stats{OfferedRPS: offered, AchievedRPS: offered, Requests: 100, PredictionsPerSec: predPerSec,
+		ErrorRate: errRate, Latency: Latency{P50: p99 / 2, P99: p99}}, CPUSecondsPer1kPredictions: cpuPer1k}
+}
+
+func TestCapacity(t *testing.T) {
+	r := planResult(
+		step(10, 10_000, 5, 0.002, 0),
+		step(20, 20_000, 9, 0.002, 0),
+		step(40, 40_000, 30, 0.0025, 0), // best within 50ms
+		step(80, 60_000, 400, 0.003, 0),
+		step(30, 50_000, 20, 0.002, 0.5), // errors: excluded
+	)
+	q := CapacityQuery{PredictionsPerSec: 100_000, P99Ms: 50, Headroom: 0.3}
+	a, err := Capacity(r, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 100k/s × 2.5e-6 CPU-s ÷ 0.7 = 0.357 → 1 core; 100k ÷ (40k × 0.7) = 3.57 → 4 sidecars.
+	if a.Step != 2 || a.Cores != 1 || a.Sidecars != 4 {
+		t.Errorf("got step %d, %d cores, %d sidecars", a.Step, a.Cores, a.Sidecars)
+	}
+	q.PredictionsPerSec = 10_000_000
+	a, _ = Capacity(r, q)
+	// 1e7 × 2.5e-6 ÷ 0.7 = 35.7 → 36 cores; 1e7 ÷ 28k = 357.1 → 358 sidecars.
+	if a.Cores != 36 || a.Sidecars != 358 || !strings.Contains(a.String(q), "you need 36 cores / 358 sidecars at 30% headroom") {
+		t.Errorf("got %s", a.String(q))
+	}
+	if _, err := Capacity(r, CapacityQuery{PredictionsPerSec: 1, P99Ms: 1, Headroom: 0.3}); err == nil || !strings.Contains(err.Error(), "best p99 5.00 ms") {
+		t.Errorf("unreachable bound: %v", err)
+	}
+	if _, err := Capacity(r, CapacityQuery{PredictionsPerSec: 1, P99Ms: 1, Headroom: 1}); err == nil {
+		t.Error("headroom 100% accepted")
+	}
+	noCPU := planResult(step(10, 10, 1, 0, 0))
+	if _, err := Capacity(noCPU, CapacityQuery{PredictionsPerSec: 1, P99Ms: 5, Headroom: 0}); err == nil || !strings.Contains(err.Error(), "CPU") {
+		t.Errorf("no CPU figures: %v", err)
+	}
+}
+
+func TestCompare(t *testing.T) {
+	a := planResult(step(10, 1000, 5, 0.002, 0), step(20, 2000, 10, 0.002, 0))
+	same := planResult(step(10, 1000, 5.2, 0.002, 0), step(20.1, 2000, 10.5, 0.0021, 0))
+	fs, err := Compare(a, same, CompareThresholds{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Regression {
+			t.Errorf("within thresholds but flagged: %+v", f)
+		}
+	}
+	worse := planResult(step(10, 1000, 5, 0.002, 0), step(20, 2000, 15, 0.003, 0.02))
+	worse.Steps[1].AchievedRPS = 15
+	fs, err = Compare(a, worse, CompareThresholds{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for _, f := range fs {
+		if f.Regression {
+			got[f.Metric] = true
+		}
+	}
+	for _, m := range []string{"p50_ms", "p99_ms", "achieved_rps", "cpu_ms_per_1k_predictions", "error_rate"} {
+		if !got[m] {
+			t.Errorf("%s regression not flagged:\n%s", m, FormatFindings(fs))
+		}
+	}
+	other := planResult(step(500, 1, 1, 0, 0))
+	if _, err := Compare(a, other, CompareThresholds{}); err == nil {
+		t.Error("no matching step accepted")
+	}
+	other.Scenario = "t"
+	if _, err := Compare(a, other, CompareThresholds{}); err == nil {
+		t.Error("different scenarios accepted")
+	}
+}
+
+func TestResultRoundTrip(t *testing.T) {
+	r := planResult(step(10, 1000, 5, 0.002, 0))
+	r.Steps[0].Errors = map[string]int64{"timeout": 1}
+	dir := t.TempDir()
+	if err := WriteResult(dir, r); err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadResult(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, _ := json.Marshal(r)
+	b, _ := json.Marshal(got)
+	if string(a) != string(b) {
+		t.Errorf("round trip differs:\n%s\n%s", a, b)
+	}
+	for _, bad := range []string{`{}`, `{"schema":1}`, `{"schema":2,"scenario":"x"}`, `{"schema":1,"scenario":"x","extra":1}`, `[`} {
+		if _, err := ParseResult([]byte(bad)); err == nil {
+			t.Errorf("ParseResult(%s) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseResult(f *testing.F) {
+	b, _ := json.Marshal(planResult(step(10, 1000, 5, 0.002, 0), step(20, 2000, 10, 0.002, 0)))
+	f.Add(b)
+	f.Add([]byte(`{"schema":1,"scenario":"x","steps":[{"offered_rps":1e308,"requests":-1}]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r, err := ParseResult(data)
+		if err != nil {
+			return
+		}
+		// Whatever parses can be planned from, compared and reported without a panic.
+		_, _ = Capacity(r, CapacityQuery{PredictionsPerSec: 1000, P99Ms: 10, Headroom: 0.3})
+		_, _ = Compare(r, r, CompareThresholds{})
+		_ = reportHTML(r)
+	})
+}

@@ -1,0 +1,304 @@
+package loadtest
+
+import (
+	"fmt"
+	"html"
+	"math"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+)
+
+// Point is one plotted value.
+type Point struct{ X, Y float64 }
+
+// Series is one line of a plot.
+type Series struct {
+	Name   string
+	Points []Point
+}
+
+// seriesColors are distinguishable on white and in grey scale.
+var seriesColors = []string{"#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2"}
+
+// Plot geometry in SVG user units.
+const (
+	plotW, plotH                         = 720, 420
+	padLeft, padRight, padTop, padBottom = 70, 170, 40, 55
+)
+
+// PlotSVG draws series as lines with a marker per point (class "pt", so tests and readers
+// can count data) on linear axes starting at zero. A plot with no points says so.
+func PlotSVG(title, xLabel, yLabel string, series []Series) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", plotW, plotH, plotW, plotH)
+	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", plotW, plotH)
+	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", padLeft, esc(title))
+	var xmax, ymax float64
+	n := 0
+	for _, s := range series {
+		for _, p := range s.Points {
+			if finite(p.X) && finite(p.Y) {
+				xmax, ymax = math.Max(xmax, p.X), math.Max(ymax, p.Y)
+				n++
+			}
+		}
+	}
+	x0, y0 := float64(padLeft), float64(plotH-padBottom)
+	w, h := float64(plotW-padLeft-padRight), float64(plotH-padTop-padBottom)
+	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="black"/>`+"\n", x0, y0, x0+w, y0)
+	fmt.Fprintf(&b, `<line x1="%g" y1="%g" x2="%g" y2="%g" stroke="black"/>`+"\n", x0, y0, x0, y0-h)
+	fmt.Fprintf(&b, `<text x="%g" y="%d" text-anchor="middle">%s</text>`+"\n", x0+w/2, plotH-12, esc(xLabel))
+	fmt.Fprintf(&b, `<text transform="translate(16,%g) rotate(-90)" text-anchor="middle">%s</text>`+"\n", y0-h/2, esc(yLabel))
+	if n == 0 {
+		fmt.Fprintf(&b, `<text x="%g" y="%g" text-anchor="middle" fill="#888">no data</text>`+"\n", x0+w/2, y0-h/2)
+		b.WriteString("</svg>\n")
+		return b.String()
+	}
+	xt, ymaxN := niceTicks(xmax), niceTicks(ymax)
+	xm, ym := xt[len(xt)-1], ymaxN[len(ymaxN)-1]
+	sx := func(v float64) float64 { return x0 + v/xm*w }
+	sy := func(v float64) float64 { return y0 - v/ym*h }
+	for _, t := range xt {
+		fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="black"/><text x="%.1f" y="%g" text-anchor="middle">%s</text>`+"\n",
+			sx(t), y0, sx(t), y0+5, sx(t), y0+19, fmtTick(t))
+	}
+	for _, t := range ymaxN {
+		fmt.Fprintf(&b, `<line x1="%g" y1="%.1f" x2="%g" y2="%.1f" stroke="#ddd"/><text x="%g" y="%.1f" text-anchor="end">%s</text>`+"\n",
+			x0, sy(t), x0+w, sy(t), x0-6, sy(t)+4, fmtTick(t))
+	}
+	for i, s := range series {
+		col := seriesColors[i%len(seriesColors)]
+		pts := append([]Point(nil), s.Points...)
+		sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
+		var line []string
+		for _, p := range pts {
+			if finite(p.X) && finite(p.Y) {
+				line = append(line, fmt.Sprintf("%.1f,%.1f", sx(p.X), sy(p.Y)))
+			}
+		}
+		if len(line) > 1 {
+			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, strings.Join(line, " "))
+		}
+		for _, p := range pts {
+			if finite(p.X) && finite(p.Y) {
+				fmt.Fprintf(&b, `<circle class="pt" cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s: %s, %s</title></circle>`+"\n",
+					sx(p.X), sy(p.Y), col, esc(s.Name), fmtTick(p.X), fmtTick(p.Y))
+			}
+		}
+		ly := padTop + 10 + 20*i
+		fmt.Fprintf(&b, `<rect x="%g" y="%d" width="14" height="4" fill="%s"/><text x="%g" y="%d">%s</text>`+"\n",
+			x0+w+14, ly, col, x0+w+34, ly+5, esc(s.Name))
+	}
+	b.WriteString("</svg>\n")
+	return b.String()
+}
+
+func finite(v float64) bool { return !math.IsNaN(v) && !math.IsInf(v, 0) }
+
+func esc(s string) string { return html.EscapeString(s) }
+
+// niceTicks returns 0 and round tick values up to at least v (1, 2 or 5 times a power of
+// ten per step, about five steps).
+func niceTicks(v float64) []float64 {
+	if !(v > 0) {
+		return []float64{0, 1}
+	}
+	raw := v / 5
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	step := p * 10
+	for _, m := range []float64{1, 2, 5, 10} {
+		if raw <= m*p {
+			step = m * p
+			break
+		}
+	}
+	var t []float64
+	for x := 0.0; ; x += step {
+		t = append(t, x)
+		if x >= v*(1-1e-12) || len(t) > 20 {
+			break
+		}
+	}
+	return t
+}
+
+func fmtTick(v float64) string {
+	switch {
+	case v == 0:
+		return "0"
+	case math.Abs(v) >= 1000:
+		return fmt.Sprintf("%.0f", v)
+	case math.Abs(v) >= 10:
+		return fmt.Sprintf("%.4g", v)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+// Report file names inside a profile directory.
+const (
+	ReportIndex      = "index.html"
+	ReportLatency    = "latency.svg"
+	ReportCPU        = "cpu.svg"
+	ReportThroughput = "throughput.svg"
+)
+
+// WriteReport writes the plots and index.html for r into dir.
+func WriteReport(dir string, r *Result) error {
+	steps := append([]StepResult(nil), r.Steps...)
+	var lat []Series
+	pick := []struct {
+		name string
+		f    func(Latency) float64
+	}{
+		{"p50", func(l Latency) float64 { return l.P50 }},
+		{"p90", func(l Latency) float64 { return l.P90 }},
+		{"p99", func(l Latency) float64 { return l.P99 }},
+		{"p99.9", func(l Latency) float64 { return l.P999 }},
+	}
+	for _, p := range pick {
+		s := Series{Name: p.name}
+		for _, st := range steps {
+			if st.Requests > 0 {
+				s.Points = append(s.Points, Point{st.OfferedRPS, p.f(st.Latency)})
+			}
+		}
+		lat = append(lat, s)
+	}
+	// Per-workload p99 shows one model's latency against the others' load.
+	wlNames := map[string]bool{}
+	for _, st := range steps {
+		for _, w := range st.Workloads {
+			wlNames[w.Name] = true
+		}
+	}
+	var names []string
+	for n := range wlNames {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		s := Series{Name: n + " p99"}
+		for _, st := range steps {
+			for _, w := range st.Workloads {
+				if w.Name == n && w.Requests > 0 {
+					s.Points = append(s.Points, Point{st.OfferedRPS, w.Latency.P99})
+				}
+			}
+		}
+		lat = append(lat, s)
+	}
+	cpu := Series{Name: "CPU ms / 1k predictions"}
+	for _, st := range steps {
+		if st.CPUSecondsPer1kPredictions > 0 {
+			cpu.Points = append(cpu.Points, Point{st.OfferedRPS, st.CPUSecondsPer1kPredictions * 1000})
+		}
+	}
+	thr := []Series{{Name: "achieved"}, {Name: "offered"}}
+	for _, st := range steps {
+		thr[0].Points = append(thr[0].Points, Point{st.OfferedRPS, st.AchievedRPS})
+		thr[1].Points = append(thr[1].Points, Point{st.OfferedRPS, st.OfferedRPS})
+	}
+	files := map[string]string{
+		ReportLatency:    PlotSVG(r.Scenario+": latency from intended send time", "offered rate (requests/s)", "latency (ms)", lat),
+		ReportCPU:        PlotSVG(r.Scenario+": sidecar CPU per prediction", "offered rate (requests/s)", "sidecar CPU ms per 1,000 predictions", []Series{cpu}),
+		ReportThroughput: PlotSVG(r.Scenario+": achieved vs offered rate", "offered rate (requests/s)", "requests/s", thr),
+		ReportIndex:      reportHTML(r),
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func reportHTML(r *Result) string {
+	var b strings.Builder
+	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
+	p("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s %s</title>\n", esc(r.Scenario), esc(r.RunID))
+	p("<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}th{background:#f4f4f4}.bad{color:#c00}</style></head><body>\n")
+	p("<h1>%s — run %s</h1>\n", esc(r.Scenario), esc(r.RunID))
+	if r.Description != "" {
+		p("<p>%s</p>\n", esc(r.Description))
+	}
+	if r.Interrupted {
+		p("<p class=\"bad\"><b>Interrupted:</b> partial results.</p>\n")
+	}
+	m := r.Machine
+	p("<h2>Machine</h2><table>\n")
+	for _, kv := range [][2]string{
+		{"label", m.Label}, {"CPU", m.CPUModel}, {"cores", fmt.Sprint(m.Cores)}, {"GOMAXPROCS (generator)", fmt.Sprint(m.GOMAXPROCS)},
+		{"host", m.Hostname}, {"kernel", m.Kernel}, {"Go", m.GoVersion}, {"git commit", m.GitCommit},
+		{"target", r.Target}, {"protocol", r.Protocol}, {"arrival", r.Arrival}, {"mode", r.Mode},
+		{"sidecar pid", fmt.Sprint(r.Sidecar.PID)}, {"models", strings.Join(r.Sidecar.Models, ", ")},
+		{"SLO", fmt.Sprintf("p99 ≤ %g ms, errors ≤ %g%%", r.SLO.P99Ms, 100*r.SLO.MaxErrorRate)},
+		{"started", r.StartedAt.Format("2006-01-02 15:04:05 UTC")},
+	} {
+		p("<tr><th style=\"text-align:left\">%s</th><td style=\"text-align:left\">%s</td></tr>\n", esc(kv[0]), esc(kv[1]))
+	}
+	p("</table>\n")
+	if r.Search != nil {
+		p("<h2>Search</h2><p>Highest rate holding the SLO with stable windows: <b>%.1f requests/s</b> (%.0f predictions/s) after %d trials.</p>\n",
+			r.Search.MaxRate, r.Search.MaxPredictionsPerSec, r.Search.Trials)
+	}
+	p("<h2>Plots</h2>\n")
+	for _, f := range []string{ReportLatency, ReportCPU, ReportThroughput} {
+		p("<p><img src=\"%s\" alt=\"%s\"></p>\n", f, f)
+	}
+	p("<h2>Steps</h2><table><tr><th>#</th><th>phase</th><th>offered/s</th><th>achieved/s</th><th>predictions/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>errors</th><th>late sends</th><th>stable</th><th>SLO</th><th>sidecar cores</th><th>CPU ms/1k pred</th><th>RSS MiB</th></tr>\n")
+	for _, st := range r.Steps {
+		slo := "met"
+		if !st.SLOMet {
+			slo = "<span class=\"bad\">missed</span>"
+		}
+		p("<tr><td>%d</td><td>%s</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td>%v</td><td>%s</td><td>%.2f</td><td>%.3f</td><td>%.1f</td></tr>\n",
+			st.Index, esc(st.Phase), st.OfferedRPS, st.AchievedRPS, st.PredictionsPerSec, st.Latency.P50, st.Latency.P90, st.Latency.P99,
+			st.Latency.P999, st.Latency.Max, esc(fmtErrors(st.Errors)), st.LateSends, st.Stable, slo,
+			st.SidecarCores, st.CPUSecondsPer1kPredictions*1000, float64(st.RSSBytes)/(1<<20))
+		for _, w := range st.Workloads {
+			p("<tr><td></td><td>↳ %s (%s)</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td></td><td></td><td></td><td></td><td></td></tr>\n",
+				esc(w.Name), esc(w.Model), w.OfferedRPS, w.AchievedRPS, w.PredictionsPerSec, w.Latency.P50, w.Latency.P90, w.Latency.P99,
+				w.Latency.P999, w.Latency.Max, esc(fmtErrors(w.Errors)), w.LateSends)
+		}
+	}
+	p("</table>\n")
+	p("<h2>Sidecar CPU profile</h2><p>")
+	if r.Sidecar.CPUProfile != "" {
+		p("<a href=\"%s\">%s</a> (view with <code>go tool pprof -http=: %s</code>). ", esc(r.Sidecar.CPUProfile), esc(r.Sidecar.CPUProfile), esc(r.Sidecar.CPUProfile))
+	}
+	p("%s</p>\n", esc(r.Sidecar.ProfileNote))
+	if len(r.Hooks) > 0 {
+		p("<h2>Hooks</h2><table><tr><th>at s</th><th>command</th><th>exit</th><th>error</th></tr>\n")
+		for _, h := range r.Hooks {
+			p("<tr><td>%.2f</td><td style=\"text-align:left\"><code>%s</code></td><td>%d</td><td style=\"text-align:left\">%s</td></tr>\n", h.AtS, esc(h.Command), h.ExitCode, esc(h.Error))
+		}
+		p("</table>\n")
+	}
+	if len(r.Notes) > 0 {
+		p("<h2>Notes</h2><ul>\n")
+		for _, n := range r.Notes {
+			p("<li>%s</li>\n", esc(n))
+		}
+		p("</ul>\n")
+	}
+	p("<p>Raw data: <a href=\"result.json\">result.json</a>. Latency counts from each request's intended send time (open loop, no coordinated omission).</p>\n</body></html>\n")
+	return b.String()
+}
+
+func fmtErrors(m map[string]int64) string {
+	if len(m) == 0 {
+		return "0"
+	}
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	sort.Strings(ks)
+	var parts []string
+	for _, k := range ks {
+		parts = append(parts, fmt.Sprintf("%s:%d", k, m[k]))
+	}
+	return strings.Join(parts, " ")
+}

@@ -1,0 +1,220 @@
+package loadtest
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"time"
+)
+
+// ResultSchema is the version of result.json's layout.
+const ResultSchema = 1
+
+// Result is result.json: everything one run measured.
+type Result struct {
+	Schema      int       `json:"schema"`
+	Scenario    string    `json:"scenario"`
+	Description string    `json:"description,omitempty"`
+	RunID       string    `json:"run_id"`
+	StartedAt   time.Time `json:"started_at"`
+	EndedAt     time.Time `json:"ended_at"`
+	Target      string    `json:"target"`
+	Protocol    string    `json:"protocol"`
+	Arrival     string    `json:"arrival"`
+	Mode        string    `json:"mode"`
+	// Interrupted is set when the run was stopped early (Ctrl-C); Steps holds what was
+	// measured until then.
+	Interrupted bool    `json:"interrupted,omitempty"`
+	Machine     Machine `json:"machine"`
+	Sidecar     Sidecar `json:"sidecar"`
+	SLO         SLOJSON `json:"slo"`
+	// Generator describes the load generator's own settings and limits.
+	Generator GeneratorInfo `json:"generator"`
+	Steps     []StepResult  `json:"steps"`
+	Search    *SearchResult `json:"search,omitempty"`
+	Hooks     []HookEvent   `json:"hooks,omitempty"`
+	Notes     []string      `json:"notes,omitempty"`
+	// ScenarioYAML is the scenario file as run.
+	ScenarioYAML string `json:"scenario_yaml"`
+}
+
+// Sidecar describes the process under test.
+type Sidecar struct {
+	PID          int    `json:"pid,omitempty"` // 0 when unknown: no CPU or RSS figures
+	PIDSource    string `json:"pid_source,omitempty"`
+	PprofEnabled bool   `json:"pprof_enabled"`
+	// CPUProfile is the file name of the CPU profile taken at the peak step, if any.
+	CPUProfile     string   `json:"cpu_profile,omitempty"`
+	CPUProfileStep int      `json:"cpu_profile_step,omitempty"`
+	ProfileNote    string   `json:"profile_note,omitempty"`
+	Models         []string `json:"models,omitempty"`
+}
+
+// SLOJSON is the SLO in result.json units.
+type SLOJSON struct {
+	P99Ms        float64 `json:"p99_ms"`
+	MaxErrorRate float64 `json:"max_error_rate"`
+}
+
+// GeneratorInfo records how the generator ran.
+type GeneratorInfo struct {
+	MaxInFlight     int     `json:"max_in_flight"`
+	LateThresholdMs float64 `json:"late_threshold_ms"`
+	LimitedLagMs    float64 `json:"limited_lag_ms"`
+	WindowS         float64 `json:"window_s"`
+	WarmupS         float64 `json:"warmup_s"`
+	TimeoutS        float64 `json:"timeout_s"`
+}
+
+// Latency holds percentiles in milliseconds, measured from each request's intended send
+// time.
+type Latency struct {
+	P50  float64 `json:"p50_ms"`
+	P90  float64 `json:"p90_ms"`
+	P99  float64 `json:"p99_ms"`
+	P999 float64 `json:"p999_ms"`
+	Max  float64 `json:"max_ms"`
+	Mean float64 `json:"mean_ms"`
+}
+
+// Stats are the measurements of one step, for all workloads or one.
+type Stats struct {
+	OfferedRPS  float64 `json:"offered_rps"`  // the scheduled request rate
+	AchievedRPS float64 `json:"achieved_rps"` // answers (any outcome) completed per second
+	SentRPS     float64 `json:"sent_rps"`     // requests actually sent per second
+	Requests    int64   `json:"requests"`     // scheduled in the measured part of the step
+	OK          int64   `json:"ok"`
+	// Errors counts failed requests by kind: "http_<status>[/<code>]", "timeout",
+	// "connection", "generator_no_free_conns", "other".
+	Errors    map[string]int64 `json:"errors,omitempty"`
+	ErrorRate float64          `json:"error_rate"`
+	Degraded  int64            `json:"degraded,omitempty"` // 2xx answers flagged degraded
+	// PredictionsPerSec counts candidates in successful answers per second.
+	PredictionsPerSec float64 `json:"predictions_per_sec"`
+	Latency           Latency `json:"latency"`
+	// LateSends counts requests sent more than LateThresholdMs after their intended time:
+	// the generator fell behind (scheduler, goroutines or the in-flight cap).
+	LateSends     int64   `json:"late_sends"`
+	SendLagP99Ms  float64 `json:"send_lag_p99_ms"`
+	SendLagMaxMs  float64 `json:"send_lag_max_ms"`
+	InFlightWaits int64   `json:"in_flight_waits"` // times the scheduler waited for max_in_flight
+	// Per measured window: p99, mean latency and achieved rate. Stability is judged on
+	// the mean and the rate (the mean is steady with a few dozen samples; p99 is not).
+	WindowP99Ms    []float64 `json:"window_p99_ms,omitempty"`
+	WindowMeanMs   []float64 `json:"window_mean_ms,omitempty"`
+	WindowAchieved []float64 `json:"window_achieved_rps,omitempty"`
+}
+
+// StepResult is one step (or ramp window, or search trial).
+type StepResult struct {
+	Index     int     `json:"index"`
+	Phase     string  `json:"phase"` // "step", "ramp", "search" or "confirm"
+	MeasuredS float64 `json:"measured_s"`
+	Stats
+	// Stable: the last three windows' mean latency and achieved rate each lie within
+	// the stability tolerance of their average (perf_analyzer's rule).
+	Stable bool `json:"stable"`
+	SLOMet bool `json:"slo_met"`
+	// GeneratorLimited: the scheduler waited for max_in_flight, or the p99 send lag
+	// exceeded LimitedLag (10ms): the generator, not the sidecar, may have shaped this
+	// step. capacity ignores such steps.
+	GeneratorLimited bool `json:"generator_limited,omitempty"`
+	// Sidecar figures over the measured part; zero when the sidecar pid is unknown.
+	SidecarCPUSeconds          float64         `json:"sidecar_cpu_seconds"`
+	SidecarCores               float64         `json:"sidecar_cores"` // CPU-seconds per second
+	CPUSecondsPer1kPredictions float64         `json:"cpu_seconds_per_1k_predictions"`
+	RSSBytes                   int64           `json:"rss_bytes"`           // peak sampled
+	Workloads                  []WorkloadStats `json:"workloads,omitempty"` // when more than one
+}
+
+// WorkloadStats are one workload's figures within a step.
+type WorkloadStats struct {
+	Name  string `json:"name"`
+	Model string `json:"model"`
+	Stats
+}
+
+// SearchResult is the answer of a search run.
+type SearchResult struct {
+	MaxRate float64 `json:"max_rate"` // highest request rate that met the SLO and was stable; 0 if none
+	// MaxPredictionsPerSec is MaxRate times the mean candidates per request.
+	MaxPredictionsPerSec float64 `json:"max_predictions_per_sec"`
+	Trials               int     `json:"trials"`
+}
+
+// HookEvent records one hook's execution.
+type HookEvent struct {
+	AtS      float64 `json:"at_s"`
+	Command  string  `json:"command"`
+	ExitCode int     `json:"exit_code"`
+	Error    string  `json:"error,omitempty"`
+	Output   string  `json:"output,omitempty"`
+}
+
+// WriteResult writes r as indented JSON to dir/result.json.
+func WriteResult(dir string, r *Result) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dir, "result.json"), append(data, '\n'), 0o644)
+}
+
+// ParseResult decodes result.json; unknown fields are errors, so a file from another
+// tool is refused rather than misread.
+func ParseResult(data []byte) (*Result, error) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	var r Result
+	if err := dec.Decode(&r); err != nil {
+		return nil, fmt.Errorf("result.json: %w", err)
+	}
+	if r.Schema != ResultSchema {
+		return nil, fmt.Errorf("result.json: schema %d, this tool reads %d", r.Schema, ResultSchema)
+	}
+	if r.Scenario == "" {
+		return nil, errors.New("result.json: no scenario")
+	}
+	return &r, nil
+}
+
+// LoadResult reads a profile: a run directory, or its result.json.
+func LoadResult(path string) (*Result, error) {
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		path = filepath.Join(path, "result.json")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	r, err := ParseResult(data)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return r, nil
+}
+
+// FindResults returns the result.json files under root (a profile root, a scenario
+// directory or a run directory), sorted.
+func FindResults(root string) ([]string, error) {
+	var out []string
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if !d.IsDir() && d.Name() == "result.json" {
+			out = append(out, p)
+		}
+		return nil
+	})
+	sort.Strings(out)
+	if err == nil && len(out) == 0 {
+		err = fmt.Errorf("%s: no result.json found", root)
+	}
+	return out, err
+}

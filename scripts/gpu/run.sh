@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# run.sh: runs ON THE GPU HOST (no Go, no network), from the repository root, with
+# .cache/gpu-onnx/ carried (see README.md beside this file). One shot, about 3-5 minutes:
+#   1. the engine/onnx tests with ONNX_TEST_DEVICE=cuda (every model on the GPU, compared
+#      with ONNX Runtime on CPU within 1e-3; SIGTERM with the CUDA EP loaded), then on cpu
+#      (which runs TestCUDA);
+#   2. benchmarks with the CPU baseline in the same run: the ~7.3M-param MLP at batch 1, 256,
+#      1024, 8192 on cpu and cuda (raw ONNX Runtime vs the engine), and 64 clients x 128 rows
+#      with dynamic batching on and off;
+#   3. summary.txt: the ratios the issue's targets are about.
+# Results go to $OUT (the device tool's output folder), else /tmp/gpu-out.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+root=$PWD
+out=${OUT:-/tmp/gpu-out}
+mkdir -p "$out"
+b=$root/.cache/gpu-onnx
+exec > >(tee "$out/run.log") 2>&1
+
+echo "== host"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "nvidia-smi failed"
+nproc; uname -r
+
+echo "== unpack"
+eval "$("$b/ort/unpack" /tmp/ort)"
+echo "ORT_LIB=$ORT_LIB"
+xz -dc "$b/onnx.test.xz" > /tmp/onnx.test && chmod +x /tmp/onnx.test
+python3 scripts/gen_onnx_models.py --big /tmp/onnx-models || echo "model generation failed"
+model=/tmp/onnx-models/mlp_7m.onnx
+
+cd engine/onnx # the tests read testdata/ relative to the package
+echo "== tests, device cuda"
+ONNX_TEST_DEVICE=cuda timeout 180 /tmp/onnx.test -test.v -test.count=1 > "$out/test-cuda.txt" 2>&1
+echo "exit $?" >> "$out/test-cuda.txt"
+grep -E '^(--- |ok|FAIL|PASS|exit)' "$out/test-cuda.txt"
+echo "== tests, device cpu (TestCUDA runs here)"
+timeout 120 /tmp/onnx.test -test.v -test.count=1 > "$out/test-cpu.txt" 2>&1
+echo "exit $?" >> "$out/test-cpu.txt"
+grep -E '^(--- |ok|FAIL|PASS|exit)' "$out/test-cpu.txt"
+
+echo "== benchmarks"
+# 20 timed runs per batch size (as in ../shared/gpu/README.md); 1280 requests = 20 rounds of
+# 64 clients.
+ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=cpu,cuda timeout 300 /tmp/onnx.test \
+  -test.run '^$' -test.bench 'BenchmarkMLP7M$' -test.benchtime 20x > "$out/bench.txt" 2>&1
+ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=cpu,cuda timeout 240 /tmp/onnx.test \
+  -test.run '^$' -test.bench 'BenchmarkMLP7MConcurrent' -test.benchtime 1280x >> "$out/bench.txt" 2>&1
+echo "exit $?" >> "$out/bench.txt"
+grep -E '^Benchmark|exit' "$out/bench.txt"
+
+echo "== summary"
+awk -f "$root/scripts/gpu/summary.awk" "$out/bench.txt" | tee "$out/summary.txt"

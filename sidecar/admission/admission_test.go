@@ -1,0 +1,244 @@
+package admission
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newLimiter(t testing.TB, cfg Config, weights map[string]float64) *Limiter {
+	t.Helper()
+	l, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := l.SetWeights(weights); err != nil {
+		t.Fatal(err)
+	}
+	return l
+}
+
+func overloaded(t *testing.T, err error, status int, setting string) *OverloadedError {
+	t.Helper()
+	var oe *OverloadedError
+	if !errors.As(err, &oe) || !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("err = %v, want *OverloadedError", err)
+	}
+	if oe.Status != status || !strings.Contains(oe.Error(), setting) {
+		t.Fatalf("err = %v (status %d), want status %d naming %q", err, oe.Status, status, setting)
+	}
+	return oe
+}
+
+func TestShares(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 10}, map[string]float64{"a": 3, "b": 1, "c": 1, "tiny": 0.01})
+	f := func(model string, slots int) {
+		t.Helper()
+		if got := l.Bulkhead(model).Stats().Slots; got != slots {
+			t.Fatalf("%s: %d slots, want %d", model, got, slots)
+		}
+	}
+	// Σw = 5.01: a = round(10·3/5.01) = 6, b = c = round(1.996) = 2, tiny gets the floor of 1.
+	f("a", 6)
+	f("b", 2)
+	f("c", 2)
+	f("tiny", 1)
+	if err := l.SetWeights(map[string]float64{"a": 0}); err == nil {
+		t.Fatal("zero weight accepted")
+	}
+	if _, err := l.Acquire(context.Background(), "unknown"); err == nil || !strings.Contains(err.Error(), "unknown") {
+		t.Fatalf("unknown model: %v", err)
+	}
+}
+
+func TestFastPathThenQueue(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 2, MaxQueueWait: time.Minute}, map[string]float64{"m": 1})
+	b := l.Bulkhead("m")
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		if err := b.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got := make(chan error)
+	go func() { got <- b.Acquire(ctx) }()
+	// The third request waits for a slot; a Release hands it one.
+	for b.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	b.Release()
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	b.Release()
+	b.Release()
+	st := b.Stats()
+	if st.Admitted != 3 || st.LimitReached != 1 || st.InFlight != 0 || st.Queued != 0 {
+		t.Fatalf("%+v", st)
+	}
+	if p := l.pending.Load(); p != 0 {
+		t.Fatalf("%d pending after every release", p)
+	}
+}
+
+func TestQueueFullRejectsAtOnce(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 1, QueuePerSlot: 1, MaxQueueWait: time.Minute, MaxPending: 100, RetryAfter: 1500 * time.Millisecond},
+		map[string]float64{"m": 1})
+	b := l.Bulkhead("m")
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiter := make(chan error)
+	go func() { waiter <- b.Acquire(ctx) }()
+	for b.Stats().Queued != 1 {
+		time.Sleep(time.Millisecond)
+	}
+	// One slot held, one waiting: the queue of 1 is full, so this is rejected without
+	// waiting the minute.
+	oe := overloaded(t, b.Acquire(context.Background()), http.StatusTooManyRequests, "weight")
+	if oe.RetryAfter != 1500*time.Millisecond || oe.RetryAfterHeader() != "2" || oe.Model != "m" {
+		t.Fatalf("%+v, header %s", oe, oe.RetryAfterHeader())
+	}
+	cancel()
+	if err := <-waiter; !errors.Is(err, context.Canceled) {
+		t.Fatalf("canceled waiter: %v", err)
+	}
+	b.Release()
+	st := b.Stats()
+	if st.Rejected != 1 || st.Canceled != 1 || st.Admitted != 1 {
+		t.Fatalf("%+v", st)
+	}
+}
+
+func TestQueueWaitTimesOut(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 1, MaxQueueWait: 5 * time.Millisecond}, map[string]float64{"m": 1})
+	b := l.Bulkhead("m")
+	if err := b.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	overloaded(t, b.Acquire(context.Background()), http.StatusTooManyRequests, "admission.max_queue_wait")
+	if st := b.Stats(); st.Timeouts != 1 {
+		t.Fatalf("%+v", st)
+	}
+	b.Release()
+}
+
+func TestDeadlineHonored(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 1, MaxQueueWait: time.Minute}, map[string]float64{"m": 1})
+	b := l.Bulkhead("m")
+	if err := b.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Millisecond)
+	defer cancel()
+	// The request's deadline ends the wait long before MaxQueueWait.
+	if err := b.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	b.Release()
+	// An expired request is not admitted even with a slot free.
+	if err := b.Acquire(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want DeadlineExceeded", err)
+	}
+	if st := b.Stats(); st.Canceled != 2 || st.InFlight != 0 || st.Admitted != 1 {
+		t.Fatalf("%+v", st)
+	}
+	if p := l.pending.Load(); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
+
+func TestProcessSaturation(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 4, MaxPending: 3}, map[string]float64{"a": 1, "b": 1})
+	a, b := l.Bulkhead("a"), l.Bulkhead("b")
+	ctx := context.Background()
+	for _, h := range []*Bulkhead{a, a, b} {
+		if err := h.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// b has a free slot, but the process holds MaxPending requests: 503 at once.
+	overloaded(t, b.Acquire(ctx), http.StatusServiceUnavailable, "admission.max_pending")
+	if _, n := l.Stats(); n != 1 {
+		t.Fatalf("%d saturation rejections", n)
+	}
+	a.Release()
+	if err := b.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestFloodIsIsolated: one model with every slot and queue place taken does not take
+// anything from another.
+func TestFloodIsIsolated(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 4, QueuePerSlot: 1, MaxQueueWait: time.Minute, MaxPending: 100},
+		map[string]float64{"flood": 1, "quiet": 1})
+	flood, quiet := l.Bulkhead("flood"), l.Bulkhead("quiet")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := 0; i < 2; i++ {
+		if err := flood.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+		go flood.Acquire(ctx)
+	}
+	for flood.Stats().Queued != 2 {
+		time.Sleep(time.Millisecond)
+	}
+	overloaded(t, flood.Acquire(ctx), http.StatusTooManyRequests, "weight")
+	for i := 0; i < 2; i++ {
+		if err := quiet.Acquire(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := quiet.Stats(); st.LimitReached != 0 || st.InFlight != 2 {
+		t.Fatalf("quiet model had to wait: %+v", st)
+	}
+}
+
+func TestSetWeightsKeepsUnchanged(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 4}, map[string]float64{"a": 1, "b": 1})
+	a, b := l.Bulkhead("a"), l.Bulkhead("b")
+	if err := b.Acquire(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	// c joins with weight 2: a and b shrink from 2 slots to 1, c gets 2.
+	if err := l.SetWeights(map[string]float64{"a": 1, "b": 1, "c": 2}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Bulkhead("a") == a || l.Bulkhead("c").Stats().Slots != 2 || l.Bulkhead("a").Stats().Slots != 1 {
+		t.Fatal("shares not redistributed")
+	}
+	b.Release() // into the old bulkhead that admitted it
+	if err := l.SetWeights(map[string]float64{"a": 5, "b": 5, "c": 10}); err != nil {
+		t.Fatal(err)
+	}
+	if l.Bulkhead("c").Stats().Weight != 10 || l.Bulkhead("c").Stats().Slots != 2 {
+		t.Fatal("same share, new weight not kept")
+	}
+	if l.pending.Load() != 0 {
+		t.Fatal("pending count leaked across SetWeights")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	for _, cfg := range []Config{{}, {Capacity: -1}, {Capacity: 1, MaxQueueWait: -1}} {
+		if _, err := New(cfg); err == nil {
+			t.Fatalf("New(%+v) accepted", cfg)
+		}
+	}
+}
+
+func TestReleaseWithoutAcquirePanics(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 1}, map[string]float64{"m": 1})
+	defer func() {
+		if r := recover(); r == nil || !strings.HasPrefix(r.(string), "BUG:") {
+			t.Fatalf("recovered %v", r)
+		}
+	}()
+	l.Bulkhead("m").Release()
+}

@@ -1,0 +1,72 @@
+//go:build !race
+
+package sidecar
+
+import (
+	"log/slog"
+	"testing"
+
+	"github.com/predictd/predictd/examples"
+	"github.com/valyala/fasthttp"
+	"google.golang.org/protobuf/proto"
+)
+
+// allocsPerRequest runs body through the handler (no network) and returns the average
+// allocations per request once the pools are warm.
+func allocsPerRequest(t *testing.T, s *Server, contentType string, body []byte) float64 {
+	t.Helper()
+	var ctx fasthttp.RequestCtx
+	var req fasthttp.Request
+	ctx.Init(&req, nil, nil)
+	run := func() {
+		ctx.Request.Header.SetMethod("POST")
+		ctx.Request.SetRequestURI("/v1/predict")
+		ctx.Request.Header.SetContentType(contentType)
+		ctx.Request.SetBody(body)
+		ctx.Response.Reset()
+		s.handle(&ctx)
+		if sc := ctx.Response.StatusCode(); sc != 200 {
+			t.Fatalf("status %d: %s", sc, ctx.Response.Body())
+		}
+	}
+	for i := 0; i < 10; i++ {
+		run()
+	}
+	return testing.AllocsPerRun(30, run)
+}
+
+// TestAllocsIndependentOfCandidates: allocations per request do not grow with the
+// number of candidates, for JSON and protobuf, candidates and dense rows.
+func TestAllocsIndependentOfCandidates(t *testing.T) {
+	s, err := New(Config{ModelFS: examples.Models(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Reload()
+	m := claimsEngine(t)
+	names := m.FeatureNames()
+	for _, form := range []string{"json-candidates", "json-rows", "proto-candidates", "proto-rows"} {
+		var allocs [2]float64
+		for i, n := range []int{10, 1000} {
+			rows := randomRows(m, n, 1)
+			var body []byte
+			ct := "application/json"
+			switch form {
+			case "json-candidates", "json-rows":
+				body = jsonRequest("claims", "", "", names, rows, form == "json-rows")
+			default:
+				body, err = proto.Marshal(protoRequest("claims", "", names, rows, form == "proto-rows"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				ct = "application/x-protobuf"
+			}
+			allocs[i] = allocsPerRequest(t, s, ct, body)
+		}
+		t.Logf("%s: %.0f allocs at 10 candidates, %.0f at 1,000", form, allocs[0], allocs[1])
+		if allocs[1] > allocs[0] {
+			t.Errorf("%s: %.0f allocs at 1,000 candidates > %.0f at 10", form, allocs[1], allocs[0])
+		}
+	}
+}

@@ -1,0 +1,515 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+)
+
+// errBadRequest is wrapped by every decoding error.
+var errBadRequest = errors.New("bad request")
+
+func badRequest(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
+}
+
+// decodeJSON decodes a JSON prediction request from body into r. It scans the bytes
+// directly (no reflection, no maps) and unescapes strings in place, so body must be
+// writable and r's byte slices point into it. Unknown fields, wrong types and trailing
+// data are errors.
+func decodeJSON(r *request, body []byte) error {
+	s := jsonScanner{b: body}
+	if err := s.request(r); err != nil {
+		return err
+	}
+	s.ws()
+	if s.i != len(s.b) {
+		return s.errf("unexpected data after the request object")
+	}
+	return nil
+}
+
+type jsonScanner struct {
+	b []byte
+	i int
+}
+
+func (s *jsonScanner) errf(format string, args ...any) error {
+	return fmt.Errorf("%w: invalid JSON at byte %d: %s", errBadRequest, s.i, fmt.Sprintf(format, args...))
+}
+
+func (s *jsonScanner) ws() {
+	for s.i < len(s.b) {
+		switch s.b[s.i] {
+		case ' ', '\t', '\n', '\r':
+			s.i++
+		default:
+			return
+		}
+	}
+}
+
+// peek skips whitespace and returns the next byte (0 at the end).
+func (s *jsonScanner) peek() byte {
+	s.ws()
+	if s.i < len(s.b) {
+		return s.b[s.i]
+	}
+	return 0
+}
+
+func (s *jsonScanner) expect(c byte) error {
+	if s.peek() != c {
+		return s.errf("want %q, found %s", c, s.found())
+	}
+	s.i++
+	return nil
+}
+
+// found describes the next token for an error message.
+func (s *jsonScanner) found() string {
+	switch c := s.peek(); c {
+	case 0:
+		return "end of input"
+	case '"':
+		return "a string"
+	case '{':
+		return "an object"
+	case '[':
+		return "an array"
+	case 't', 'f':
+		return "a boolean"
+	case 'n':
+		return "null"
+	default:
+		if c == '-' || c >= '0' && c <= '9' {
+			return "a number"
+		}
+		return strconv.QuoteRune(rune(c))
+	}
+}
+
+// object iterates over an object's members, calling member with each key; member must
+// consume the value.
+func (s *jsonScanner) object(what string, member func(key []byte) error) error {
+	if s.peek() != '{' {
+		return s.errf("%s: want an object, found %s", what, s.found())
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return s.errf("%s: want a member name, found %s", what, s.found())
+		}
+		k, err := s.str()
+		if err != nil {
+			return err
+		}
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		if err := member(k); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return s.errf("%s: want ',' or '}', found %s", what, s.found())
+		}
+	}
+}
+
+// array iterates over an array's elements; elem must consume each one.
+func (s *jsonScanner) array(what string, elem func(i int) error) error {
+	if s.peek() != '[' {
+		return s.errf("%s: want an array, found %s", what, s.found())
+	}
+	s.i++
+	if s.peek() == ']' {
+		s.i++
+		return nil
+	}
+	for i := 0; ; i++ {
+		if err := elem(i); err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case ']':
+			s.i++
+			return nil
+		default:
+			return s.errf("%s: want ',' or ']', found %s", what, s.found())
+		}
+	}
+}
+
+// str reads a string, unescaping it in place: the result aliases s.b.
+func (s *jsonScanner) str() ([]byte, error) {
+	if s.peek() != '"' {
+		return nil, s.errf("want a string, found %s", s.found())
+	}
+	s.i++
+	start := s.i
+	for i := start; i < len(s.b); i++ {
+		switch c := s.b[i]; {
+		case c == '"':
+			s.i = i + 1
+			if !utf8.Valid(s.b[start:i]) {
+				return nil, s.errf("string is not valid UTF-8")
+			}
+			return s.b[start:i], nil
+		case c == '\\':
+			s.i = i
+			return s.unescape(start, i)
+		case c < 0x20:
+			s.i = i
+			return nil, s.errf("control character in a string")
+		}
+	}
+	s.i = len(s.b)
+	return nil, s.errf("unterminated string")
+}
+
+// unescape continues a string at s.b[r] (a backslash), writing the decoded bytes from
+// s.b[start:w]; escapes are never shorter than what they decode to, so w <= r.
+func (s *jsonScanner) unescape(start, r int) ([]byte, error) {
+	w := r
+	for r < len(s.b) {
+		c := s.b[r]
+		switch {
+		case c == '"':
+			s.i = r + 1
+			if !utf8.Valid(s.b[start:w]) {
+				return nil, s.errf("string is not valid UTF-8")
+			}
+			return s.b[start:w], nil
+		case c < 0x20:
+			s.i = r
+			return nil, s.errf("control character in a string")
+		case c != '\\':
+			s.b[w] = c
+			w++
+			r++
+			continue
+		}
+		if r+1 >= len(s.b) {
+			break
+		}
+		e := s.b[r+1]
+		r += 2
+		switch e {
+		case '"', '\\', '/':
+			s.b[w] = e
+		case 'b':
+			s.b[w] = '\b'
+		case 'f':
+			s.b[w] = '\f'
+		case 'n':
+			s.b[w] = '\n'
+		case 'r':
+			s.b[w] = '\r'
+		case 't':
+			s.b[w] = '\t'
+		case 'u':
+			r1, ok := hex4(s.b, r)
+			if !ok {
+				s.i = r
+				return nil, s.errf(`bad \u escape`)
+			}
+			r += 4
+			ru := rune(r1)
+			if utf16.IsSurrogate(ru) {
+				ru = utf8.RuneError
+				if r+6 <= len(s.b) && s.b[r] == '\\' && s.b[r+1] == 'u' {
+					if r2, ok := hex4(s.b, r+2); ok {
+						if d := utf16.DecodeRune(rune(r1), rune(r2)); d != utf8.RuneError {
+							ru = d
+							r += 6
+						}
+					}
+				}
+			}
+			w += utf8.EncodeRune(s.b[w:], ru)
+			continue
+		default:
+			s.i = r - 1
+			return nil, s.errf("bad escape \\%c", e)
+		}
+		w++
+	}
+	s.i = len(s.b)
+	return nil, s.errf("unterminated string")
+}
+
+func hex4(b []byte, i int) (uint16, bool) {
+	if i+4 > len(b) {
+		return 0, false
+	}
+	var v uint16
+	for _, c := range b[i : i+4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		case c >= 'A' && c <= 'F':
+			c -= 'A' - 10
+		default:
+			return 0, false
+		}
+		v = v<<4 | uint16(c)
+	}
+	return v, true
+}
+
+// numToken scans a JSON number and returns its bytes.
+func (s *jsonScanner) numToken() ([]byte, bool) {
+	s.ws()
+	b, i := s.b, s.i
+	start := i
+	if i < len(b) && b[i] == '-' {
+		i++
+	}
+	digits := func() int {
+		n := 0
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+			n++
+		}
+		return n
+	}
+	if i < len(b) && b[i] == '0' {
+		i++
+	} else if digits() == 0 {
+		return nil, false
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if digits() == 0 {
+			return nil, false
+		}
+	}
+	s.i = i
+	return b[start:i], true
+}
+
+// value reads a feature value: a number, or null for missing (NaN).
+func (s *jsonScanner) value(what string, name []byte) (float64, error) {
+	c := s.peek()
+	if c == 'n' {
+		if s.i+4 <= len(s.b) && string(s.b[s.i:s.i+4]) == "null" {
+			s.i += 4
+			return math.NaN(), nil
+		}
+	}
+	if c != '-' && (c < '0' || c > '9') {
+		return 0, s.errf("%s: want a number or null, found %s", valueName(what, name), s.found())
+	}
+	tok, ok := s.numToken()
+	if !ok {
+		return 0, s.errf("%s: malformed number", valueName(what, name))
+	}
+	// The token is a valid JSON number, which ParseFloat accepts; unsafe.String avoids
+	// a copy (ParseFloat keeps no reference to its argument).
+	v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
+	if err != nil {
+		return 0, s.errf("%s: number %s is out of the float64 range", valueName(what, name), tok)
+	}
+	return v, nil
+}
+
+func valueName(what string, name []byte) string {
+	if name == nil {
+		return what
+	}
+	return what + " " + strconv.Quote(string(name))
+}
+
+// strOrNum reads a string, or a number kept as its text (so "version": 2 works).
+func (s *jsonScanner) strOrNum(what string) ([]byte, error) {
+	if s.peek() == '"' {
+		return s.str()
+	}
+	if tok, ok := s.numToken(); ok {
+		return tok, nil
+	}
+	return nil, s.errf("%s: want a string, found %s", what, s.found())
+}
+
+func (s *jsonScanner) request(r *request) error {
+	haveCands, haveRows := false, false
+	var seen uint8
+	once := func(bit uint8, k []byte) error {
+		if seen&bit != 0 {
+			return s.errf("field %q appears twice", k)
+		}
+		seen |= bit
+		return nil
+	}
+	err := s.object("request", func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "context":
+			err = once(1, k)
+		case "keys":
+			err = once(2, k)
+		case "candidates":
+			err = once(4, k)
+		case "rows":
+			err = once(8, k)
+		}
+		if err != nil {
+			return err
+		}
+		switch string(k) {
+		case "model":
+			if s.peek() != '"' {
+				return s.errf("model: want a string, found %s", s.found())
+			}
+			r.model, err = s.str()
+		case "version":
+			if s.peek() == 'n' && s.i+4 <= len(s.b) && string(s.b[s.i:s.i+4]) == "null" {
+				s.i += 4
+				return nil
+			}
+			r.version, err = s.strOrNum("version")
+		case "output":
+			var o []byte
+			if s.peek() != '"' {
+				return s.errf("output: want \"raw\" or \"transformed\", found %s", s.found())
+			}
+			if o, err = s.str(); err != nil {
+				return err
+			}
+			return r.setOutput(o)
+		case "context":
+			return s.object("context", func(name []byte) error {
+				v, err := s.value("context feature", name)
+				r.context = append(r.context, feature{name: name, value: v})
+				return err
+			})
+		case "keys":
+			return s.keys(&r.ctxKeys, "keys")
+		case "candidates":
+			haveCands = true
+			return s.array("candidates", func(i int) error { return s.candidate(r) })
+		case "rows":
+			haveRows = true
+			return s.rows(r)
+		default:
+			return s.errf("unknown field %q (want model, version, context, keys, candidates, rows, output)", k)
+		}
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return r.finishDecode(haveCands, haveRows)
+}
+
+func (s *jsonScanner) keys(dst *[]key, what string) error {
+	return s.object(what, func(name []byte) error {
+		v, err := s.strOrNum(what)
+		*dst = append(*dst, key{name: name, value: v})
+		return err
+	})
+}
+
+func (s *jsonScanner) candidate(r *request) error {
+	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
+	err := s.object("candidate", func(k []byte) error {
+		var err error
+		switch string(k) {
+		case "id":
+			c.id, err = s.strOrNum("id")
+		case "features":
+			return s.object("features", func(name []byte) error {
+				v, err := s.value("feature", name)
+				r.feats = append(r.feats, feature{name: name, value: v})
+				return err
+			})
+		case "keys":
+			return s.keys(&r.candKeys, "candidate keys")
+		default:
+			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
+		}
+		return err
+	})
+	c.f1, c.k1 = len(r.feats), len(r.candKeys)
+	r.cands = append(r.cands, c)
+	return err
+}
+
+func (s *jsonScanner) rows(r *request) error {
+	return s.array("rows", func(i int) error {
+		n0 := len(r.rows)
+		err := s.array("row", func(int) error {
+			v, err := s.value("rows", nil)
+			r.rows = append(r.rows, v)
+			return err
+		})
+		if err != nil {
+			return err
+		}
+		return r.addRow(i, len(r.rows)-n0)
+	})
+}
+
+// addRow checks that every dense row has the same width.
+func (r *request) addRow(i, width int) error {
+	if r.nrows == 0 {
+		r.width = width
+	} else if width != r.width {
+		return badRequest("rows[%d] has %d values but rows[0] has %d", i, width, r.width)
+	}
+	r.nrows++
+	return nil
+}
+
+func (r *request) setOutput(o []byte) error {
+	switch string(o) {
+	case "", "transformed":
+		r.output = outputTransformed
+		if len(o) == 0 {
+			r.output = outputDefault
+		}
+	case "raw":
+		r.output = outputRaw
+	default:
+		return badRequest("output %q: want \"raw\" or \"transformed\"", o)
+	}
+	return nil
+}
+
+func (r *request) finishDecode(haveCands, haveRows bool) error {
+	if len(r.model) == 0 {
+		return badRequest("model: missing (name the model to score)")
+	}
+	if haveCands && haveRows {
+		return badRequest("send either candidates or rows, not both")
+	}
+	r.dense = haveRows
+	return nil
+}

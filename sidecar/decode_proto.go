@@ -1,0 +1,284 @@
+package sidecar
+
+import (
+	"encoding/binary"
+	"math"
+	"unicode/utf8"
+
+	"google.golang.org/protobuf/encoding/protowire"
+)
+
+// decodeProto decodes a protobuf PredictRequest (api/predict.proto) from body into r
+// with protowire, field by field: no generated types, no reflection, no per-candidate
+// allocation. r's byte slices point into body. Unknown fields are skipped, as protobuf
+// requires for forward compatibility; malformed wire data and wrong wire types are
+// errors.
+func decodeProto(r *request, body []byte) error {
+	haveCands, haveRows := false, false
+	for len(body) > 0 {
+		num, typ, n := protowire.ConsumeTag(body)
+		if n < 0 {
+			return protoErr("PredictRequest", n)
+		}
+		body = body[n:]
+		var err error
+		switch num {
+		case 1, 2, 6: // model, version, output
+			var s []byte
+			if s, body, err = protoString(body, typ, "PredictRequest"); err != nil {
+				return err
+			}
+			switch num {
+			case 1:
+				r.model = s
+			case 2:
+				r.version = s
+			case 6:
+				if err := r.setOutput(s); err != nil {
+					return err
+				}
+			}
+		case 3: // context
+			var m []byte
+			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
+				return err
+			}
+			f, err := decodeFeature(m)
+			if err != nil {
+				return err
+			}
+			r.context = append(r.context, f)
+		case 4: // candidates
+			haveCands = true
+			var m []byte
+			if m, body, err = protoMessage(body, typ, "PredictRequest.candidates"); err != nil {
+				return err
+			}
+			if err := decodeCandidate(r, m); err != nil {
+				return err
+			}
+		case 5: // rows
+			haveRows = true
+			var m []byte
+			if m, body, err = protoMessage(body, typ, "PredictRequest.rows"); err != nil {
+				return err
+			}
+			n0 := len(r.rows)
+			if err := decodeRow(r, m); err != nil {
+				return err
+			}
+			if err := r.addRow(r.nrows, len(r.rows)-n0); err != nil {
+				return err
+			}
+		case 7: // keys
+			var m []byte
+			if m, body, err = protoMessage(body, typ, "PredictRequest.keys"); err != nil {
+				return err
+			}
+			k, err := decodeKey(m)
+			if err != nil {
+				return err
+			}
+			r.ctxKeys = append(r.ctxKeys, k)
+		default:
+			if body, err = protoSkip(body, num, typ, "PredictRequest"); err != nil {
+				return err
+			}
+		}
+	}
+	return r.finishDecode(haveCands, haveRows)
+}
+
+func decodeCandidate(r *request, b []byte) error {
+	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protoErr("Candidate", n)
+		}
+		b = b[n:]
+		var (
+			m   []byte
+			err error
+		)
+		switch num {
+		case 1:
+			if c.id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
+				return err
+			}
+		case 2:
+			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
+				return err
+			}
+			f, err := decodeFeature(m)
+			if err != nil {
+				return err
+			}
+			r.feats = append(r.feats, f)
+		case 3:
+			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
+				return err
+			}
+			k, err := decodeKey(m)
+			if err != nil {
+				return err
+			}
+			r.candKeys = append(r.candKeys, k)
+		default:
+			if b, err = protoSkip(b, num, typ, "Candidate"); err != nil {
+				return err
+			}
+		}
+	}
+	c.f1, c.k1 = len(r.feats), len(r.candKeys)
+	r.cands = append(r.cands, c)
+	return nil
+}
+
+// decodeFeature reads a Feature; an absent value is missing (NaN).
+func decodeFeature(b []byte) (feature, error) {
+	f := feature{value: math.NaN()}
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return f, protoErr("Feature", n)
+		}
+		b = b[n:]
+		var err error
+		switch num {
+		case 1:
+			if f.name, b, err = protoString(b, typ, "Feature.name"); err != nil {
+				return f, err
+			}
+		case 2:
+			if typ != protowire.Fixed64Type {
+				return f, badRequest("protobuf Feature.value: wire type %d, want a double", typ)
+			}
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return f, protoErr("Feature.value", n)
+			}
+			f.value, b = math.Float64frombits(v), b[n:]
+		default:
+			if b, err = protoSkip(b, num, typ, "Feature"); err != nil {
+				return f, err
+			}
+		}
+	}
+	return f, nil
+}
+
+func decodeKey(b []byte) (key, error) {
+	var k key
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return k, protoErr("Key", n)
+		}
+		b = b[n:]
+		var err error
+		switch num {
+		case 1:
+			k.name, b, err = protoString(b, typ, "Key.name")
+		case 2:
+			k.value, b, err = protoString(b, typ, "Key.value")
+		default:
+			b, err = protoSkip(b, num, typ, "Key")
+		}
+		if err != nil {
+			return k, err
+		}
+	}
+	return k, nil
+}
+
+// decodeRow appends a Row's values (packed, or one per field) to r.rows.
+func decodeRow(r *request, b []byte) error {
+	for len(b) > 0 {
+		num, typ, n := protowire.ConsumeTag(b)
+		if n < 0 {
+			return protoErr("Row", n)
+		}
+		b = b[n:]
+		if num != 1 {
+			var err error
+			if b, err = protoSkip(b, num, typ, "Row"); err != nil {
+				return err
+			}
+			continue
+		}
+		switch typ {
+		case protowire.BytesType:
+			p, n := protowire.ConsumeBytes(b)
+			if n < 0 {
+				return protoErr("Row.values", n)
+			}
+			b = b[n:]
+			if len(p)%8 != 0 {
+				return badRequest("protobuf Row.values: packed length %d is not a multiple of 8", len(p))
+			}
+			r.rows = growF64(r.rows, len(p)/8)
+			dst := r.rows[len(r.rows)-len(p)/8:]
+			for i := range dst {
+				dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(p[8*i:]))
+			}
+		case protowire.Fixed64Type:
+			v, n := protowire.ConsumeFixed64(b)
+			if n < 0 {
+				return protoErr("Row.values", n)
+			}
+			b = b[n:]
+			r.rows = append(r.rows, math.Float64frombits(v))
+		default:
+			return badRequest("protobuf Row.values: wire type %d, want packed doubles", typ)
+		}
+	}
+	return nil
+}
+
+// growF64 extends s by n elements, reusing capacity.
+func growF64(s []float64, n int) []float64 {
+	if len(s)+n > cap(s) {
+		t := make([]float64, len(s), max(2*cap(s), len(s)+n))
+		copy(t, s)
+		s = t
+	}
+	return s[:len(s)+n]
+}
+
+func protoString(b []byte, typ protowire.Type, what string) ([]byte, []byte, error) {
+	if typ != protowire.BytesType {
+		return nil, b, badRequest("protobuf %s: wire type %d, want a string", what, typ)
+	}
+	s, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, b, protoErr(what, n)
+	}
+	if !utf8.Valid(s) {
+		return nil, b, badRequest("protobuf %s: string is not valid UTF-8", what)
+	}
+	return s, b[n:], nil
+}
+
+func protoMessage(b []byte, typ protowire.Type, what string) ([]byte, []byte, error) {
+	if typ != protowire.BytesType {
+		return nil, b, badRequest("protobuf %s: wire type %d, want a message", what, typ)
+	}
+	m, n := protowire.ConsumeBytes(b)
+	if n < 0 {
+		return nil, b, protoErr(what, n)
+	}
+	return m, b[n:], nil
+}
+
+func protoSkip(b []byte, num protowire.Number, typ protowire.Type, what string) ([]byte, error) {
+	n := protowire.ConsumeFieldValue(num, typ, b)
+	if n < 0 {
+		return b, protoErr(what, n)
+	}
+	return b[n:], nil
+}
+
+func protoErr(what string, n int) error {
+	return badRequest("malformed protobuf in %s: %v", what, protowire.ParseError(n))
+}

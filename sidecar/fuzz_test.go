@@ -1,0 +1,134 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"math"
+	"testing"
+
+	"github.com/predictd/predictd/api/predictpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzDecodeJSON: the JSON decoder never panics, accepts only valid JSON, and what it
+// accepts agrees with encoding/json on the model name and the number of candidates and
+// rows. A decoded request re-encodes its response without panicking.
+func FuzzDecodeJSON(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","version":"2","context":{"hour":13},"candidates":[{"id":"s1","features":{"f0":0.5,"f1":null}}],"output":"raw"}`,
+		`{"model":"m","rows":[[1,2,null],[4,5e-3,-6.25E+2]]}`,
+		`{"model":"m\u00e9\ud83d\ude00","keys":{"user":"u1"},"candidates":[{"id":"a\"b","keys":{"k":7}}]}`,
+		`{"model": "m", "version": 3, "candidates": []}`,
+		`{"model":"\ud800"}`,
+		`{"model":"m","rows":[[1],[1,2]]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		orig := append([]byte(nil), data...)
+		r := getRequest()
+		defer putRequest(r)
+		if err := decodeJSON(r, data); err != nil {
+			return
+		}
+		if !json.Valid(orig) {
+			t.Fatalf("accepted invalid JSON %q", orig)
+		}
+		var ref struct {
+			Model      string            `json:"model"`
+			Candidates []json.RawMessage `json:"candidates"`
+			Rows       [][]*float64      `json:"rows"`
+		}
+		if err := json.Unmarshal(orig, &ref); err == nil {
+			if ref.Model != string(r.model) {
+				t.Fatalf("model %q, encoding/json says %q", r.model, ref.Model)
+			}
+			if len(ref.Candidates) != len(r.cands) || len(ref.Rows) != r.nrows && r.dense {
+				t.Fatalf("%d candidates %d rows, encoding/json says %d and %d", len(r.cands), r.nrows, len(ref.Candidates), len(ref.Rows))
+			}
+		}
+		encodeAny(r)
+	})
+}
+
+// FuzzDecodeProto: the protobuf decoder never panics, and what it accepts the
+// generated decoder accepts too, with the same model, candidates, features and rows.
+func FuzzDecodeProto(f *testing.F) {
+	v := 0.5
+	for _, m := range []*predictpb.PredictRequest{
+		{Model: "m", Version: "2", Output: "raw", Context: []*predictpb.Feature{{Name: "hour", Value: &v}},
+			Candidates: []*predictpb.Candidate{{Id: "s1", Features: []*predictpb.Feature{{Name: "f0", Value: &v}, {Name: "f1"}}}}},
+		{Model: "m", Rows: []*predictpb.Row{{Values: []float64{1, 2, math.NaN()}}, {Values: []float64{4, 5, 6}}}},
+		{Model: "m", Keys: []*predictpb.Key{{Name: "user", Value: "u1"}}, Candidates: []*predictpb.Candidate{{Keys: []*predictpb.Key{{Name: "k", Value: "7"}}}}},
+	} {
+		b, err := proto.Marshal(m)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("\x0a\x01m\x2a\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f")) // unpacked row value
+	f.Fuzz(func(t *testing.T, data []byte) {
+		r := getRequest()
+		defer putRequest(r)
+		if err := decodeProto(r, data); err != nil {
+			return
+		}
+		var ref predictpb.PredictRequest
+		if err := proto.Unmarshal(data, &ref); err != nil {
+			t.Fatalf("accepted what the generated decoder rejects (%v): %q", err, data)
+		}
+		if ref.Model != string(r.model) || ref.Version != string(r.version) {
+			t.Fatalf("model %q/%q, generated %q/%q", r.model, r.version, ref.Model, ref.Version)
+		}
+		if len(ref.Candidates) != len(r.cands) || len(ref.Context) != len(r.context) {
+			t.Fatalf("%d candidates %d context, generated %d and %d", len(r.cands), len(r.context), len(ref.Candidates), len(ref.Context))
+		}
+		nfeat := 0
+		for i, c := range ref.Candidates {
+			nfeat += len(c.Features)
+			if c.Id != string(r.cands[i].id) {
+				t.Fatalf("candidate %d id %q, generated %q", i, r.cands[i].id, c.Id)
+			}
+		}
+		if nfeat != len(r.feats) {
+			t.Fatalf("%d features, generated %d", len(r.feats), nfeat)
+		}
+		nvals := 0
+		for _, row := range ref.Rows {
+			nvals += len(row.Values)
+		}
+		if len(ref.Rows) != r.nrows || nvals != len(r.rows) {
+			t.Fatalf("%d rows %d values, generated %d and %d", r.nrows, len(r.rows), len(ref.Rows), nvals)
+		}
+		k := 0
+		for _, row := range ref.Rows {
+			for _, x := range row.Values {
+				if math.Float64bits(x) != math.Float64bits(r.rows[k]) {
+					t.Fatalf("value %d: %v, generated %v", k, r.rows[k], x)
+				}
+				k++
+			}
+		}
+		encodeAny(r)
+	})
+}
+
+// encodeAny encodes a response for every row of r, both forms.
+func encodeAny(r *request) {
+	n := r.numRows()
+	out := make([]float64, 2*n)
+	for i := range out {
+		out[i] = float64(i) / 3
+	}
+	for _, width := range []int{1, 2} {
+		resp := response{model: string(r.model), version: string(r.version), req: r, out: out, nrows: n, width: width}
+		b := appendJSONResponse(nil, &resp)
+		if !json.Valid(b) {
+			panic("invalid JSON response: " + string(b))
+		}
+		var pr predictpb.PredictResponse
+		if err := proto.Unmarshal(appendProtoResponse(nil, &resp), &pr); err != nil || len(pr.Predictions) != n {
+			panic("bad protobuf response")
+		}
+	}
+}

@@ -1,0 +1,503 @@
+package sidecar
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"math"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/predictd/predictd/engine"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Sentinel errors of the request path; errorStatus maps them to HTTP codes.
+var (
+	ErrUnknownModel   = errors.New("unknown model")
+	ErrUnknownVersion = errors.New("unknown model version")
+)
+
+// version is one loaded model version. It is immutable after load, except refs.
+//
+// Lifetime: the registry holds one reference while the version is in the current
+// snapshot; every request holds one between acquire and release. When the count drops
+// to zero the version is retired: its Predictor is closed. A request can only acquire a
+// version whose count is above zero, so Close never races a Predict.
+type version struct {
+	model, version string
+	dir            string
+	stamp          string // fingerprint of model.yaml and the model file
+	manifest       *Manifest
+	pred           engine.Predictor
+	f32            bool // assemble float32 rows (see wantsFloat32)
+	raw            bool // default output when the request does not say
+	nfeat          int
+	names          []string       // feature names in column order
+	cols           map[string]int // request feature name → column
+	stored         []StoreColumn
+	binding        FeatureBinding // nil without store-backed features
+	loadedAt       time.Time
+	loadTime       time.Duration
+
+	addOpts []metric.AddOption    // model and version attributes, built once
+	recOpts []metric.RecordOption // same, for the latency histogram
+	attrs   attribute.Set
+
+	refs atomic.Int64
+}
+
+// acquire takes a reference; false means the version already retired.
+func (v *version) acquire() bool {
+	for {
+		n := v.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if v.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference and retires the version on the last one.
+func (v *version) release() {
+	switch n := v.refs.Add(-1); {
+	case n == 0:
+		if v.binding != nil {
+			v.binding.Close()
+		}
+		v.pred.Close()
+	case n < 0:
+		panic("BUG: version released more often than acquired")
+	}
+}
+
+// failure is a version that did not load.
+type failure struct {
+	stamp string
+	err   error
+	at    time.Time
+}
+
+// modelSet is one model's versions in a snapshot.
+type modelSet struct {
+	name     string
+	versions []*version // ascending version order; the last serves by default
+	failed   map[string]failure
+}
+
+func (m *modelSet) latest() *version {
+	if len(m.versions) == 0 {
+		return nil
+	}
+	return m.versions[len(m.versions)-1]
+}
+
+func (m *modelSet) find(ver []byte) *version {
+	for _, v := range m.versions {
+		if v.version == string(ver) {
+			return v
+		}
+	}
+	return nil
+}
+
+// snapshot is an immutable view of the repository; reloads swap in a new one.
+type snapshot struct {
+	models map[string]*modelSet
+	names  []string // sorted
+	at     time.Time
+	err    error // repository-level error of the last reload (unreadable directory)
+}
+
+// Registry loads the model repository and serves its versions to requests. Its methods
+// are safe for concurrent use; reloads are serialized.
+type Registry struct {
+	fsys    fs.FS
+	desc    string // the repository as shown in messages
+	threads int
+	store   FeatureStore
+	log     *slog.Logger
+	met     *metrics
+
+	reloadMu sync.Mutex
+	snap     atomic.Pointer[snapshot]
+	loaded   atomic.Bool // the first reload finished
+}
+
+// NewRegistry returns an empty registry over fsys; call Reload to load it. desc names
+// the repository in messages (a directory path).
+func NewRegistry(fsys fs.FS, desc string, threads int, store FeatureStore, log *slog.Logger, met *metrics) *Registry {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	r := &Registry{fsys: fsys, desc: desc, threads: threads, store: store, log: log, met: met}
+	r.snap.Store(&snapshot{models: map[string]*modelSet{}})
+	return r
+}
+
+// acquire returns the version a request names (empty version: the highest) with a
+// reference the caller must release.
+func (r *Registry) acquire(model, ver []byte) (*version, error) {
+	for {
+		s := r.snap.Load()
+		m := s.models[string(model)]
+		if m == nil {
+			return nil, fmt.Errorf("%w %q (GET /v1/models lists the loaded ones)", ErrUnknownModel, model)
+		}
+		var v *version
+		if len(ver) == 0 {
+			v = m.latest()
+		} else {
+			v = m.find(ver)
+		}
+		if v == nil {
+			if len(ver) == 0 {
+				return nil, fmt.Errorf("%w: model %q has no loaded version (see GET /v1/models/%s)", ErrUnknownVersion, model, model)
+			}
+			return nil, fmt.Errorf("%w %q of model %q (GET /v1/models/%s lists the loaded ones)", ErrUnknownVersion, ver, model, model)
+		}
+		if v.acquire() {
+			return v, nil
+		}
+		// Retired between the snapshot load and acquire: a newer snapshot is in place.
+	}
+}
+
+// Ready reports whether the first load finished and at least one version serves.
+func (r *Registry) Ready() bool {
+	if !r.loaded.Load() {
+		return false
+	}
+	for _, m := range r.snap.Load().models {
+		if len(m.versions) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// ReloadResult summarizes one reload.
+type ReloadResult struct {
+	Loaded   []string // "model/version" newly loaded or replaced
+	Retired  []string
+	Failed   []string // "model/version: error"
+	Serving  int      // versions serving after the reload
+	Duration time.Duration
+}
+
+// Reload rescans the repository: new or changed versions load and warm while the old
+// snapshot keeps serving, then the new snapshot swaps in atomically. A version that
+// fails to load is recorded (Models shows it) and, when an older copy of it or other
+// versions exist, those keep serving. Unchanged versions are kept as they are.
+func (r *Registry) Reload() ReloadResult {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	start := time.Now()
+	old := r.snap.Load()
+	next := &snapshot{models: map[string]*modelSet{}, at: start}
+	var res ReloadResult
+
+	entries, err := fs.ReadDir(r.fsys, ".")
+	if err != nil {
+		next.err = fmt.Errorf("reading model repository %s: %w", r.desc, err)
+		res.Failed = append(res.Failed, next.err.Error())
+		r.log.Error("reload", "err", next.err)
+		// Keep serving what we have.
+		next.models, next.names = old.models, old.names
+		r.finish(old, next, &res, start)
+		return res
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !e.IsDir() || skipName(name) {
+			continue
+		}
+		m := &modelSet{name: name, failed: map[string]failure{}}
+		oldM := old.models[name]
+		vers, err := fs.ReadDir(r.fsys, name)
+		if err != nil {
+			m.failed[""] = failure{err: err, at: start}
+		}
+		for _, ve := range vers {
+			vname := ve.Name()
+			if !ve.IsDir() || skipName(vname) {
+				continue
+			}
+			dir := path.Join(name, vname)
+			stamp, man, err := r.fingerprint(dir)
+			if err != nil {
+				// Unreadable manifests and missing files stamp as their error, so an
+				// unchanged failure is not logged and counted again on every reload.
+				stamp = "error: " + err.Error()
+			}
+			var prev *version
+			if oldM != nil {
+				prev = oldM.find([]byte(vname))
+			}
+			if err == nil && prev != nil && prev.stamp == stamp {
+				m.versions = append(m.versions, prev)
+				continue
+			}
+			if oldM != nil {
+				if f, ok := oldM.failed[vname]; ok && f.stamp == stamp {
+					// Unchanged since it failed: don't retry, keep what served.
+					m.failed[vname] = f
+					if prev != nil {
+						m.versions = append(m.versions, prev)
+					}
+					continue
+				}
+			}
+			var v *version
+			if err == nil {
+				v, err = r.load(name, vname, dir, stamp, man)
+			}
+			if err != nil {
+				m.failed[vname] = failure{stamp: stamp, err: err, at: time.Now()}
+				res.Failed = append(res.Failed, dir+": "+err.Error())
+				r.log.Error("model load failed", "model", name, "version", vname, "err", err,
+					"serving", prev != nil)
+				if r.met != nil {
+					r.met.loadErrors.Add(bg, 1, metric.WithAttributes(
+						attribute.String("model", name), attribute.String("version", vname)))
+				}
+				if prev != nil {
+					m.versions = append(m.versions, prev) // the old copy keeps serving
+				}
+				continue
+			}
+			res.Loaded = append(res.Loaded, dir)
+			r.log.Info("model loaded", "model", name, "version", vname, "features", v.nfeat,
+				"load_time", v.loadTime)
+			m.versions = append(m.versions, v)
+		}
+		slices.SortFunc(m.versions, func(a, b *version) int { return compareVersions(a.version, b.version) })
+		if len(m.versions) == 0 && len(m.failed) == 0 {
+			m.failed[""] = failure{err: errors.New("no version directories (want " + name + "/<version>/model.yaml)"), at: start}
+		}
+		next.models[name] = m
+		next.names = append(next.names, name)
+	}
+	slices.Sort(next.names)
+	r.finish(old, next, &res, start)
+	return res
+}
+
+// finish swaps next in and drops the registry's reference on versions it no longer holds.
+func (r *Registry) finish(old, next *snapshot, res *ReloadResult, start time.Time) {
+	keep := map[*version]bool{}
+	for _, m := range next.models {
+		for _, v := range m.versions {
+			keep[v] = true
+		}
+	}
+	res.Serving = len(keep)
+	r.snap.Store(next)
+	r.loaded.Store(true)
+	for _, m := range old.models {
+		for _, v := range m.versions {
+			if !keep[v] {
+				res.Retired = append(res.Retired, v.dir)
+				r.log.Info("model retired", "model", v.model, "version", v.version)
+				v.release()
+			}
+		}
+	}
+	res.Duration = time.Since(start)
+	if r.met != nil {
+		outcome := "ok"
+		if len(res.Failed) > 0 {
+			outcome = "error"
+		}
+		r.met.reloads.Add(bg, 1, metric.WithAttributes(attribute.String("result", outcome)))
+	}
+}
+
+// Close retires every version once its in-flight requests finish.
+func (r *Registry) Close() {
+	r.reloadMu.Lock()
+	defer r.reloadMu.Unlock()
+	old := r.snap.Swap(&snapshot{models: map[string]*modelSet{}})
+	for _, m := range old.models {
+		for _, v := range m.versions {
+			v.release()
+		}
+	}
+}
+
+// skipName skips hidden entries: editor files and Kubernetes' ..data links.
+func skipName(name string) bool { return strings.HasPrefix(name, ".") }
+
+// compareVersions orders numeric versions numerically ("10" after "9") and before
+// non-numeric ones, which compare as strings.
+func compareVersions(a, b string) int {
+	na, ea := strconv.ParseUint(a, 10, 64)
+	nb, eb := strconv.ParseUint(b, 10, 64)
+	switch {
+	case ea == nil && eb == nil:
+		switch {
+		case na < nb:
+			return -1
+		case na > nb:
+			return 1
+		}
+		return strings.Compare(a, b) // "01" vs "1"
+	case ea == nil:
+		return -1
+	case eb == nil:
+		return 1
+	}
+	return strings.Compare(a, b)
+}
+
+// fingerprint reads a version's manifest and stamps it with the manifest bytes and the
+// model file's size and modification time, so a reload only reloads what changed.
+func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
+	data, err := fs.ReadFile(r.fsys, path.Join(dir, "model.yaml"))
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return "", nil, errors.New("model.yaml missing (want format, file, and optionally features and output)")
+		}
+		return "", nil, err
+	}
+	h := sha256.New()
+	h.Write(data)
+	man, err := ParseManifest(data)
+	if err != nil {
+		return hex.EncodeToString(h.Sum(nil)), nil, err
+	}
+	fi, err := fs.Stat(r.fsys, path.Join(dir, man.File))
+	if err != nil {
+		return "", nil, fmt.Errorf("model file %s: %w", man.File, err)
+	}
+	fmt.Fprintf(h, "\x00%d\x00%d", fi.Size(), fi.ModTime().UnixNano())
+	return hex.EncodeToString(h.Sum(nil)), man, nil
+}
+
+// load builds and warms one version.
+func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version, error) {
+	start := time.Now()
+	loader, err := formatLoader(man.Format)
+	if err != nil {
+		return nil, err
+	}
+	file := path.Join(dir, man.File)
+	data, err := fs.ReadFile(r.fsys, file)
+	if err != nil {
+		return nil, err
+	}
+	pred, err := loader(LoadRequest{Model: model, Version: ver, Manifest: man, File: file, Data: data, Threads: r.threads})
+	if err != nil {
+		return nil, err
+	}
+	v, err := r.bind(model, ver, dir, stamp, man, pred)
+	if err != nil {
+		pred.Close()
+		return nil, err
+	}
+	if err := v.warm(); err != nil {
+		if v.binding != nil {
+			v.binding.Close()
+		}
+		pred.Close()
+		return nil, fmt.Errorf("warm-up prediction failed: %w", err)
+	}
+	v.loadedAt = time.Now()
+	v.loadTime = v.loadedAt.Sub(start)
+	v.refs.Store(1) // the registry's reference
+	return v, nil
+}
+
+// bind checks the manifest against the model and builds the name → column map.
+func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engine.Predictor) (*version, error) {
+	nf := pred.NumFeatures()
+	v := &version{model: model, version: ver, dir: dir, stamp: stamp, manifest: man, pred: pred,
+		f32: wantsFloat32(pred), raw: man.Output == "raw", nfeat: nf}
+	if len(man.Features) > 0 {
+		if len(man.Features) != nf {
+			return nil, fmt.Errorf("features: model.yaml lists %d features but the model takes %d", len(man.Features), nf)
+		}
+		for i, f := range man.Features {
+			v.names = append(v.names, f.Name)
+			if f.Stored() {
+				v.stored = append(v.stored, StoreColumn{Column: i, Spec: f})
+			}
+		}
+	} else {
+		v.names = slices.Clone(pred.FeatureNames())
+		if len(v.names) != nf {
+			return nil, fmt.Errorf("the model file names %d features for %d columns; list them under features: in model.yaml", len(v.names), nf)
+		}
+	}
+	v.cols = make(map[string]int, nf)
+	for i, n := range v.names {
+		if _, dup := v.cols[n]; dup {
+			return nil, fmt.Errorf("feature name %q appears twice; rename under features: in model.yaml", n)
+		}
+		v.cols[n] = i
+	}
+	if len(v.stored) > 0 {
+		if r.store == nil {
+			return nil, fmt.Errorf("%w: features %s are store-backed (group/key) but predictd runs without a feature store",
+				ErrNoFeatureStore, storedNames(v.stored))
+		}
+		b, err := r.store.Bind(model, ver, v.stored)
+		if err != nil {
+			return nil, fmt.Errorf("feature store: %w", err)
+		}
+		v.binding = b
+	}
+	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
+	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}
+	v.recOpts = []metric.RecordOption{metric.WithAttributeSet(v.attrs)}
+	return v, nil
+}
+
+func storedNames(cols []StoreColumn) string {
+	var b strings.Builder
+	for i, c := range cols {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		b.WriteString(strconv.Quote(c.Spec.Name))
+	}
+	return b.String()
+}
+
+// warm scores a few all-missing rows so the first request does not pay for lazy
+// initialization (page faults on the model's arrays, kernel selection).
+func (v *version) warm() error {
+	const rows = 8
+	out := make([]float64, rows*max(v.pred.NumOutputs(true), v.pred.NumOutputs(false)))
+	for _, raw := range []bool{false, true} {
+		if v.f32 {
+			m := make([]float32, rows*v.nfeat)
+			for i := range m {
+				m[i] = float32(math.NaN())
+			}
+			if err := v.pred.PredictF32(m, rows, out, raw); err != nil {
+				return err
+			}
+		} else {
+			m := make([]float64, rows*v.nfeat)
+			for i := range m {
+				m[i] = math.NaN()
+			}
+			if err := v.pred.PredictF64(m, rows, out, raw); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}

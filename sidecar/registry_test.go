@@ -1,0 +1,216 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"github.com/predictd/predictd/engine"
+)
+
+func TestParseManifest(t *testing.T) {
+	ok := func(in string, check func(*Manifest) bool) {
+		t.Helper()
+		m, err := ParseManifest([]byte(in))
+		if err != nil {
+			t.Errorf("%q: %v", in, err)
+			return
+		}
+		if !check(m) {
+			t.Errorf("%q: got %+v", in, m)
+		}
+	}
+	bad := func(in, wantErr string) {
+		t.Helper()
+		_, err := ParseManifest([]byte(in))
+		if err == nil || !strings.Contains(err.Error(), wantErr) {
+			t.Errorf("%q: error %v, want one containing %q", in, err, wantErr)
+		}
+	}
+	ok("format: xgboost\nfile: model.json\n", func(m *Manifest) bool { return m.Format == "xgboost" && m.Output == "" })
+	ok("format: lightgbm\nfile: m.txt\noutput: raw\nfeatures: [a, b, 3]\n", func(m *Manifest) bool {
+		return m.Output == "raw" && len(m.Features) == 3 && m.Features[2].Name == "3" && !m.Features[0].Stored()
+	})
+	ok("format: onnx\nfile: m.onnx\nfeatures:\n  - age\n  - {name: clicks_7d, group: user_stats, key: user_id, default: 0}\n  - {name: ctr, group: item_stats, key: item_id}\n",
+		func(m *Manifest) bool {
+			f := m.Features
+			return len(f) == 3 && f[1].Stored() && f[1].Group == "user_stats" && f[1].Key == "user_id" &&
+				f[1].Default != nil && *f[1].Default == 0 && f[2].Default == nil
+		})
+	bad("", "empty")
+	bad("format: xgboost\nfile: m.json\ncolour: blue\n", "colour")
+	bad("format: sklearn\nfile: m.pkl\n", "sklearn")
+	bad("format: xgboost\n", "file: missing")
+	bad("format: xgboost\nfile: ../m.json\n", "version directory")
+	bad("format: xgboost\nfile: m.json\noutput: probability\n", "probability")
+	bad("format: xgboost\nfile: m.json\nfeatures: [a, a]\n", "twice")
+	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, group: g}]\n", "needs both group and key")
+	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, group: g, key: k, colour: 1}]\n", "colour")
+	bad("format: xgboost\nfile: m.json\nfeatures: [[a]]\n", "want a name")
+	bad("format: xgboost\nfile: m.json\n---\nformat: lightgbm\n", "more than one")
+}
+
+func TestCompareVersions(t *testing.T) {
+	f := func(a, b string, want int) {
+		t.Helper()
+		if got := compareVersions(a, b); got != want {
+			t.Errorf("compareVersions(%q, %q) = %d, want %d", a, b, got, want)
+		}
+	}
+	f("9", "10", -1)
+	f("10", "9", 1)
+	f("2", "2", 0)
+	f("10", "beta", -1)
+	f("beta", "alpha", 1)
+	f("01", "1", -1)
+}
+
+// repoFS builds an in-memory repository from a model file and manifests.
+func repoFS(t *testing.T, files map[string]string) fstest.MapFS {
+	t.Helper()
+	fsys := fstest.MapFS{}
+	for name, data := range files {
+		fsys[name] = &fstest.MapFile{Data: []byte(data)}
+	}
+	return fsys
+}
+
+func TestRegistryLoad(t *testing.T) {
+	agaricus := string(mustRead(t, "testdata/agaricus/model.json"))
+	features127 := "features: [" + strings.TrimSuffix(strings.Repeat("x,", 126), ",") + ", y]\n"
+	var uniq []string
+	for i := 0; i < 126; i++ {
+		uniq = append(uniq, fmt.Sprintf("u%d", i))
+	}
+	unique127 := "features: [" + strings.Join(uniq, ", ") + ", y]\n"
+	reg := NewRegistry(repoFS(t, map[string]string{
+		"rank/9/model.yaml":      xgbManifest,
+		"rank/9/model.json":      agaricus,
+		"rank/10/model.yaml":     xgbManifest + "output: raw\n",
+		"rank/10/model.json":     agaricus,
+		"rank/old/model.yaml":    xgbManifest,
+		"rank/old/model.json":    agaricus,
+		"rank/.tmp/model.yaml":   "broken",
+		"onnx/1/model.yaml":      "format: onnx\nfile: m.onnx\n",
+		"onnx/1/m.onnx":          "",
+		"store/1/model.yaml":     xgbManifest + strings.Replace(unique127, "y]", "{name: y, group: g, key: user_id}]", 1),
+		"store/1/model.json":     agaricus,
+		"count/1/model.yaml":     xgbManifest + "features: [a, b]\n",
+		"count/1/model.json":     agaricus,
+		"dup/1/model.yaml":       xgbManifest + features127,
+		"dup/1/model.json":       agaricus,
+		"nofile/1/model.yaml":    xgbManifest,
+		"nomanifest/1/model.txt": "",
+		"empty/README":           "",
+		"garbage/1/model.yaml":   xgbManifest,
+		"garbage/1/model.json":   `{"learner":`,
+	}), "test", 1, nil, nil, nil)
+	defer reg.Close()
+	if reg.Ready() {
+		t.Fatal("ready before the first load")
+	}
+	res := reg.Reload()
+	if !reg.Ready() || res.Serving != 3 {
+		t.Fatalf("serving %d: %+v", res.Serving, res)
+	}
+	// Numeric versions order numerically and before names: 10 serves.
+	v, err := reg.acquire([]byte("rank"), nil)
+	if err != nil || v.version != "old" {
+		t.Fatalf("latest: %v %v", v, err)
+	}
+	v.release()
+	st, _ := reg.Model("rank")
+	var order []string
+	for _, v := range st.Versions {
+		order = append(order, v.Version+":"+v.State)
+	}
+	if got := strings.Join(order, " "); got != "9:loaded 10:loaded old:serving" {
+		t.Errorf("versions: %s", got)
+	}
+	failed := func(model, want string) {
+		t.Helper()
+		st, ok := reg.Model(model)
+		if !ok {
+			t.Fatalf("model %s missing", model)
+		}
+		for _, v := range st.Versions {
+			if v.State == "failed" && strings.Contains(v.Error, want) {
+				return
+			}
+		}
+		t.Errorf("model %s: no failure mentioning %q: %+v", model, want, st.Versions)
+	}
+	failed("onnx", "not supported in this build")
+	failed("store", "feature store not configured")
+	failed("count", "lists 2 features but the model takes 127")
+	failed("dup", `"x" appears twice`)
+	failed("nofile", "model.json")
+	failed("nomanifest", "model.yaml missing")
+	failed("empty", "no version directories")
+	failed("garbage", "model.json")
+	if _, err := reg.acquire([]byte("onnx"), nil); !errors.Is(err, ErrUnknownVersion) {
+		t.Errorf("model without a loaded version: %v", err)
+	}
+	if _, err := reg.acquire([]byte("nope"), nil); !errors.Is(err, ErrUnknownModel) {
+		t.Errorf("unknown model: %v", err)
+	}
+	// A reload with nothing changed keeps the same loaded versions.
+	before, _ := reg.acquire([]byte("rank"), []byte("9"))
+	before.release()
+	res = reg.Reload()
+	after, _ := reg.acquire([]byte("rank"), []byte("9"))
+	after.release()
+	if before != after || len(res.Loaded) != 0 || len(res.Failed) != 0 {
+		t.Errorf("unchanged reload reloaded: %+v", res)
+	}
+}
+
+// fakeStore is a FeatureStore that binds any group, for the load-time contract.
+type fakeStore struct{ bound []StoreColumn }
+
+func (s *fakeStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
+	for _, c := range cols {
+		if c.Spec.Group != "user_stats" {
+			return nil, errors.New("unknown group " + c.Spec.Group)
+		}
+	}
+	s.bound = cols
+	return nil, nil
+}
+
+func TestStoreFeaturesBind(t *testing.T) {
+	agaricus := string(mustRead(t, "testdata/agaricus/model.json"))
+	var feats []string
+	for i := 0; i < 127; i++ {
+		feats = append(feats, "f"+string(rune('a'+i%26))+strings.Repeat("z", i/26))
+	}
+	feats[5] = "{name: clicks, group: user_stats, key: user_id, default: 0}"
+	st := &fakeStore{}
+	reg := NewRegistry(repoFS(t, map[string]string{
+		"m/1/model.yaml": xgbManifest + "features: [" + strings.Join(feats, ", ") + "]\n",
+		"m/1/model.json": agaricus,
+		"m/2/model.yaml": xgbManifest + "features: [" + strings.Replace(strings.Join(feats, ", "), "user_stats", "nope", 1) + "]\n",
+		"m/2/model.json": agaricus,
+	}), "test", 1, st, nil, nil)
+	defer reg.Close()
+	res := reg.Reload()
+	if len(res.Loaded) != 1 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "unknown group nope") {
+		t.Fatalf("%+v", res)
+	}
+	if len(st.bound) != 1 || st.bound[0].Column != 5 || st.bound[0].Spec.Name != "clicks" {
+		t.Fatalf("bound %+v", st.bound)
+	}
+	v, err := reg.acquire([]byte("m"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.release()
+	if v.cols["clicks"] != 5 || v.cols["fa"] != 0 {
+		t.Errorf("columns: %v", v.cols)
+	}
+	if !v.f32 || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
+		t.Errorf("an XGBoost model should take float32 rows")
+	}
+}

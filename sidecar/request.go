@@ -1,0 +1,100 @@
+package sidecar
+
+import (
+	"sync"
+)
+
+// outputMode is a request's choice of raw margins or transformed predictions.
+type outputMode uint8
+
+const (
+	outputDefault outputMode = iota // the manifest's output
+	outputTransformed
+	outputRaw
+)
+
+// feature is a named value; name points into the request body.
+type feature struct {
+	name  []byte
+	value float64
+}
+
+// key is an entity key for feature-store lookups.
+type key struct {
+	name, value []byte
+}
+
+// candidate is one candidate; its features are feats[f0:f1] and keys candKeys[k0:k1].
+type candidate struct {
+	id     []byte
+	f0, f1 int
+	k0, k1 int
+}
+
+// request is a decoded prediction request plus the buffers that score it. Byte slices
+// point into the HTTP request body (which the decoders may rewrite in place to unescape
+// JSON strings): a request is valid only while the handler runs. Requests are pooled
+// (getRequest/putRequest); reset keeps every buffer's capacity, so a warm server decodes
+// and scores without allocating per candidate.
+type request struct {
+	model, version []byte
+	output         outputMode
+
+	context  []feature
+	ctxKeys  []key
+	cands    []candidate
+	feats    []feature // all candidates' features, in order
+	candKeys []key
+
+	// Dense form: nrows rows of width values each, row-major.
+	dense bool
+	rows  []float64
+	nrows int
+	width int
+
+	// Scoring buffers.
+	m64      []float64
+	m32      []float32
+	out      []float64
+	degraded []string
+	resp     []byte
+}
+
+func (r *request) reset() {
+	r.model, r.version = nil, nil
+	r.output = outputDefault
+	r.context = r.context[:0]
+	r.ctxKeys = r.ctxKeys[:0]
+	r.cands = r.cands[:0]
+	r.feats = r.feats[:0]
+	r.candKeys = r.candKeys[:0]
+	r.dense = false
+	r.rows = r.rows[:0]
+	r.nrows, r.width = 0, 0
+	r.degraded = r.degraded[:0]
+	r.resp = r.resp[:0]
+}
+
+// numRows is the number of rows to score.
+func (r *request) numRows() int {
+	if r.dense {
+		return r.nrows
+	}
+	return len(r.cands)
+}
+
+// maxPooledBytes keeps one huge request from pinning its buffers in the pool forever:
+// 64 MiB covers a 1,000 × 1,000 float64 matrix several times over.
+const maxPooledBytes = 64 << 20
+
+var requestPool = sync.Pool{New: func() any { return new(request) }}
+
+func getRequest() *request { return requestPool.Get().(*request) }
+
+func putRequest(r *request) {
+	if 8*(cap(r.rows)+cap(r.m64)+cap(r.out))+4*cap(r.m32)+cap(r.resp) > maxPooledBytes {
+		return
+	}
+	r.reset()
+	requestPool.Put(r)
+}

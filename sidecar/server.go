@@ -1,0 +1,545 @@
+// Package sidecar is predictd's prediction server: a model registry with hot reload and
+// a fasthttp API that scores batches of candidates.
+//
+// The request path (docs/architecture.md): decode the body (JSON or protobuf, into a
+// pooled request) → resolve the model and version (an atomic snapshot of the registry,
+// with a reference held until the response is written) → assemble a row-major matrix
+// (names → columns through a map built at load; context features broadcast; missing =
+// NaN; feature-store columns filled by a FeatureStore) → score (engine.Predictor, in
+// blocks, checking the deadline) → encode (append-style, into the pooled buffer) → the
+// after-response hook.
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	"github.com/valyala/fasthttp/pprofhandler"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// Config configures a Server. Zero fields take the defaults in their comments.
+type Config struct {
+	// ModelDir is the model repository, DIR/<name>/<version>/model.yaml. It is watched
+	// for changes when Watch is set.
+	ModelDir string
+	// ModelFS replaces ModelDir when set (the embedded demo repository); it is not
+	// watched.
+	ModelFS fs.FS
+	// Watch reloads the repository when files under ModelDir change.
+	Watch bool
+	// ReloadDebounce waits for a burst of file events to settle; default 500ms.
+	ReloadDebounce time.Duration
+
+	// MaxBodyBytes limits a request body; default 64 MiB.
+	MaxBodyBytes int
+	// MaxCandidates limits the rows of one request; default 100,000.
+	MaxCandidates int
+	// DefaultDeadline bounds a request without an X-Deadline-Ms header; default 1s;
+	// negative: no deadline.
+	DefaultDeadline time.Duration
+	// Threads is how many goroutines score one large batch; default 1.
+	Threads int
+	// ReadTimeout bounds reading one request (a slow client gets 408); default 10s.
+	ReadTimeout time.Duration
+	// WriteTimeout bounds writing one response; default 10s.
+	WriteTimeout time.Duration
+	// IdleTimeout closes idle keep-alive connections; default 60s.
+	IdleTimeout time.Duration
+	// Pprof serves /debug/pprof/.
+	Pprof bool
+
+	// FeatureStore serves store-backed features; nil: models that use them fail to load.
+	FeatureStore FeatureStore
+	// AfterResponse, when set, is called after each successful prediction is encoded
+	// (shadow scoring, prediction logs). It runs on the request goroutine and must not
+	// block: copy what it keeps and hand it to another goroutine.
+	AfterResponse func(*Exchange)
+	// Logger receives load, reload and server errors; default slog.Default().
+	Logger *slog.Logger
+}
+
+// Defaults for Config's zero fields.
+const (
+	DefaultMaxBodyBytes    = 64 << 20
+	DefaultMaxCandidates   = 100_000
+	DefaultDeadline        = time.Second
+	DefaultReloadDebounce  = 500 * time.Millisecond
+	defaultReadTimeout     = 10 * time.Second
+	defaultWriteTimeout    = 10 * time.Second
+	defaultIdleTimeout     = 60 * time.Second
+	maxDeadlineHeaderMilli = 24 * 3600 * 1000
+)
+
+func (c *Config) setDefaults() {
+	if c.MaxBodyBytes <= 0 {
+		c.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if c.MaxCandidates <= 0 {
+		c.MaxCandidates = DefaultMaxCandidates
+	}
+	if c.DefaultDeadline == 0 {
+		c.DefaultDeadline = DefaultDeadline
+	}
+	if c.Threads <= 0 {
+		c.Threads = 1
+	}
+	if c.ReloadDebounce <= 0 {
+		c.ReloadDebounce = DefaultReloadDebounce
+	}
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = defaultReadTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = defaultWriteTimeout
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = defaultIdleTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// Server is the prediction sidecar: a Registry and its HTTP API.
+type Server struct {
+	cfg   Config
+	reg   *Registry
+	met   *metrics
+	http  *fasthttp.Server
+	pprof fasthttp.RequestHandler
+
+	watchStop chan struct{}
+	watchDone chan struct{}
+	closeOnce sync.Once
+}
+
+// New builds a Server; it loads no model until Reload (or the watcher) runs, and serves
+// nothing until Serve.
+func New(cfg Config) (*Server, error) {
+	cfg.setDefaults()
+	fsys := cfg.ModelFS
+	desc := "(embedded)"
+	if fsys == nil {
+		if cfg.ModelDir == "" {
+			return nil, errors.New("no model repository: set ModelDir or ModelFS")
+		}
+		fi, err := os.Stat(cfg.ModelDir)
+		if err != nil {
+			return nil, fmt.Errorf("model repository: %w", err)
+		}
+		if !fi.IsDir() {
+			return nil, fmt.Errorf("model repository %s is not a directory", cfg.ModelDir)
+		}
+		fsys, desc = os.DirFS(cfg.ModelDir), cfg.ModelDir
+	}
+	met, err := newMetrics()
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, met: met}
+	s.reg = NewRegistry(fsys, desc, cfg.Threads, cfg.FeatureStore, cfg.Logger, met)
+	s.http = &fasthttp.Server{
+		Handler:            s.handle,
+		ErrorHandler:       s.handleConnError,
+		Name:               "predictd",
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		CloseOnShutdown:    true,
+		NoDefaultDate:      true,
+		Logger:             fasthttpLogger{cfg.Logger},
+	}
+	if cfg.Pprof {
+		s.pprof = pprofhandler.PprofHandler
+	}
+	if cfg.Watch && cfg.ModelFS == nil {
+		if err := s.startWatch(); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// Registry returns the server's model registry.
+func (s *Server) Registry() *Registry { return s.reg }
+
+// Reload rescans the repository now (see Registry.Reload).
+func (s *Server) Reload() ReloadResult { return s.reg.Reload() }
+
+// Serve answers connections from ln until Shutdown; call it once per listener (TCP and
+// a Unix socket may share one Server).
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// Shutdown stops accepting connections, waits for in-flight requests to finish (or ctx
+// to expire), stops the watcher and retires every model.
+func (s *Server) Shutdown(ctx context.Context) error {
+	err := s.http.ShutdownWithContext(ctx)
+	s.Close()
+	return err
+}
+
+// Close stops the watcher and retires every model once its in-flight requests finish.
+// It does not stop Serve; use Shutdown for that.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() {
+		if s.watchStop != nil {
+			close(s.watchStop)
+			<-s.watchDone
+		}
+		s.reg.Close()
+		s.met.provider.Shutdown(context.Background())
+	})
+}
+
+type fasthttpLogger struct{ l *slog.Logger }
+
+func (f fasthttpLogger) Printf(format string, args ...any) {
+	f.l.Warn(fmt.Sprintf(format, args...), "component", "http")
+}
+
+// handle routes a request: a plain switch, no router.
+func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	path := ctx.Path()
+	switch string(path) {
+	case "/v1/predict":
+		if !ctx.IsPost() {
+			s.methodNotAllowed(ctx, "POST")
+			return
+		}
+		s.predict(ctx)
+	case "/v1/models":
+		if !ctx.IsGet() {
+			s.methodNotAllowed(ctx, "GET")
+			return
+		}
+		s.writeJSON(ctx, fasthttp.StatusOK, s.reg.Models())
+	case "/v1/admin/reload":
+		if !ctx.IsPost() {
+			s.methodNotAllowed(ctx, "POST")
+			return
+		}
+		res := s.reg.Reload()
+		s.writeJSON(ctx, fasthttp.StatusOK, reloadJSON(res))
+	case "/healthz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		ctx.SetBodyString("ok\n")
+	case "/readyz":
+		ctx.SetContentType("text/plain; charset=utf-8")
+		if s.reg.Ready() {
+			ctx.SetBodyString("ready\n")
+		} else {
+			ctx.SetStatusCode(fasthttp.StatusServiceUnavailable)
+			ctx.SetBodyString("not ready: no model version is loaded yet\n")
+		}
+	case "/metrics":
+		s.met.handler(ctx)
+	default:
+		if name, ok := strings.CutPrefix(string(path), "/v1/models/"); ok && name != "" && !strings.Contains(name, "/") {
+			if !ctx.IsGet() {
+				s.methodNotAllowed(ctx, "GET")
+				return
+			}
+			st, ok := s.reg.Model(name)
+			if !ok {
+				s.writeError(ctx, fmt.Errorf("%w %q (GET /v1/models lists the loaded ones)", ErrUnknownModel, name))
+				return
+			}
+			s.writeJSON(ctx, fasthttp.StatusOK, st)
+			return
+		}
+		if s.pprof != nil && strings.HasPrefix(string(path), "/debug/pprof/") {
+			s.pprof(ctx)
+			return
+		}
+		s.writeErrorCode(ctx, fasthttp.StatusNotFound, "not_found",
+			fmt.Sprintf("no endpoint %s (see docs/api.md)", path))
+	}
+}
+
+// predict serves POST /v1/predict. See the package comment for the request path.
+func (s *Server) predict(ctx *fasthttp.RequestCtx) {
+	start := time.Now()
+	req := getRequest()
+	defer putRequest(req)
+
+	proto, err := requestIsProto(ctx)
+	if err != nil {
+		s.fail(ctx, nil, err)
+		return
+	}
+	deadline, err := s.deadline(ctx, start)
+	if err != nil {
+		s.fail(ctx, nil, err)
+		return
+	}
+	// The body is ours until the handler returns; the JSON decoder unescapes in place.
+	body := ctx.Request.Body()
+	if proto {
+		err = decodeProto(req, body)
+	} else {
+		err = decodeJSON(req, body)
+	}
+	if err != nil {
+		s.fail(ctx, nil, err)
+		return
+	}
+	if n := req.numRows(); n > s.cfg.MaxCandidates {
+		s.fail(ctx, nil, fmt.Errorf("%w: %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, n, s.cfg.MaxCandidates))
+		return
+	}
+	v, err := s.reg.acquire(req.model, req.version)
+	if err != nil {
+		s.fail(ctx, nil, err)
+		return
+	}
+	defer v.release()
+	// Issue 7: a per-model concurrency limiter acquires here.
+
+	m64, err := req.matrix(v)
+	if err != nil {
+		s.fail(ctx, v, err)
+		return
+	}
+	if v.binding != nil {
+		q := StoreQuery{req: req, NRows: req.numRows(), NCols: v.nfeat, F64: m64}
+		fctx, cancel := context.WithDeadline(context.Background(), deadline)
+		err = v.binding.Fill(fctx, &q)
+		cancel()
+		if err != nil {
+			s.fail(ctx, v, fmt.Errorf("%w: %w", errFeatureStore, err))
+			return
+		}
+	}
+	if err := req.apply(v, m64); err != nil {
+		s.fail(ctx, v, err)
+		return
+	}
+	m32 := req.narrow(v, m64)
+	raw := v.raw
+	switch req.output {
+	case outputRaw:
+		raw = true
+	case outputTransformed:
+		raw = false
+	}
+	out, width, err := req.score(v, m64, m32, raw, deadline)
+	if err != nil {
+		s.fail(ctx, v, err)
+		return
+	}
+	resp := response{model: v.model, version: v.version, req: req, out: out, nrows: req.numRows(), width: width}
+	if proto {
+		req.resp = appendProtoResponse(req.resp[:0], &resp)
+		ctx.SetContentType(contentTypeProto)
+	} else {
+		req.resp = appendJSONResponse(req.resp[:0], &resp)
+		ctx.SetContentType(contentTypeJSON)
+	}
+	// Hand the encoded body to fasthttp without a copy; keep its old buffer for the pool.
+	req.resp = ctx.Response.SwapBody(req.resp)
+
+	s.met.requests.Add(bg, 1, v.addOpts...)
+	s.met.candidates.Add(bg, int64(resp.nrows), v.addOpts...)
+	s.met.latency.Record(bg, time.Since(start).Seconds(), v.recOpts...)
+	if s.cfg.AfterResponse != nil {
+		s.cfg.AfterResponse(&Exchange{Model: v.model, Version: v.version, req: req, rows64: m64, rows32: m32,
+			ncols: v.nfeat, Raw: raw, Scores: out, Width: width, Start: start, Duration: time.Since(start)})
+	}
+}
+
+const (
+	contentTypeJSON  = "application/json"
+	contentTypeProto = "application/x-protobuf"
+)
+
+var errMediaType = errors.New("unsupported content type")
+
+// requestIsProto reads Content-Type: protobuf, or JSON. JSON is also accepted when the
+// type is absent, text/plain or application/x-www-form-urlencoded (what curl -d sends),
+// so the curl examples work without -H.
+func requestIsProto(ctx *fasthttp.RequestCtx) (bool, error) {
+	ct := ctx.Request.Header.ContentType()
+	if i := strings.IndexByte(string(ct), ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	switch strings.TrimSpace(string(ct)) {
+	case "", contentTypeJSON, "application/x-www-form-urlencoded", "text/plain":
+		return false, nil
+	case contentTypeProto, "application/protobuf", "application/vnd.google.protobuf":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w %q (send application/json or application/x-protobuf)", errMediaType, ct)
+}
+
+// deadline reads X-Deadline-Ms, else applies the default.
+func (s *Server) deadline(ctx *fasthttp.RequestCtx, start time.Time) (time.Time, error) {
+	h := ctx.Request.Header.Peek("X-Deadline-Ms")
+	if len(h) == 0 {
+		if s.cfg.DefaultDeadline < 0 {
+			return time.Time{}, nil
+		}
+		return start.Add(s.cfg.DefaultDeadline), nil
+	}
+	ms, err := strconv.ParseUint(string(h), 10, 32)
+	if err != nil || ms == 0 || ms > maxDeadlineHeaderMilli {
+		return time.Time{}, badRequest("X-Deadline-Ms %q: want milliseconds, 1 to %d", h, maxDeadlineHeaderMilli)
+	}
+	return start.Add(time.Duration(ms) * time.Millisecond), nil
+}
+
+var errFeatureStore = errors.New("feature store")
+
+// errorStatus maps an error to its HTTP status and API code.
+func errorStatus(err error) (int, string) {
+	switch {
+	case errors.Is(err, errBadRequest):
+		return fasthttp.StatusBadRequest, "bad_request"
+	case errors.Is(err, errMediaType):
+		return fasthttp.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, ErrUnknownModel):
+		return fasthttp.StatusNotFound, "unknown_model"
+	case errors.Is(err, ErrUnknownVersion):
+		return fasthttp.StatusNotFound, "unknown_version"
+	case errors.Is(err, errUnknownFeature):
+		return fasthttp.StatusBadRequest, "unknown_feature"
+	case errors.Is(err, errFeatureCount):
+		return fasthttp.StatusBadRequest, "feature_count"
+	case errors.Is(err, errTooManyCandidates):
+		return fasthttp.StatusRequestEntityTooLarge, "too_many_candidates"
+	case errors.Is(err, errDeadline):
+		return fasthttp.StatusGatewayTimeout, "deadline_exceeded"
+	case errors.Is(err, errFeatureStore):
+		return fasthttp.StatusServiceUnavailable, "feature_store_unavailable"
+	}
+	return fasthttp.StatusInternalServerError, "internal"
+}
+
+// fail answers a prediction with an error and counts it.
+func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
+	status, code := s.writeError(ctx, err)
+	attrs := []attribute.KeyValue{attribute.String("code", code)}
+	if v != nil {
+		attrs = append(attrs, attribute.String("model", v.model), attribute.String("version", v.version))
+	} else {
+		attrs = append(attrs, attribute.String("model", ""), attribute.String("version", ""))
+	}
+	s.met.errors.Add(bg, 1, metric.WithAttributes(attrs...))
+	if status >= 500 {
+		s.cfg.Logger.Error("prediction failed", "status", status, "err", err)
+	}
+}
+
+func (s *Server) writeError(ctx *fasthttp.RequestCtx, err error) (int, string) {
+	status, code := errorStatus(err)
+	s.writeErrorCode(ctx, status, code, err.Error())
+	return status, code
+}
+
+// writeErrorCode writes {"error":{"code":...,"message":...}}. Errors are JSON for every
+// request encoding, so they read the same in curl and in logs.
+func (s *Server) writeErrorCode(ctx *fasthttp.RequestCtx, status int, code, msg string) {
+	b := append(make([]byte, 0, 64+len(msg)), `{"error":{"code":`...)
+	b = appendJSONString(b, code)
+	b = append(b, `,"message":`...)
+	b = appendJSONString(b, strings.ToValidUTF8(msg, "\uFFFD"))
+	b = append(b, "}}\n"...)
+	ctx.Response.SetBody(b)
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetStatusCode(status)
+}
+
+func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
+	ctx.Response.Header.Set("Allow", allow)
+	s.writeErrorCode(ctx, fasthttp.StatusMethodNotAllowed, "method_not_allowed",
+		fmt.Sprintf("%s %s: use %s", ctx.Method(), ctx.Path(), allow))
+}
+
+func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		panic("BUG: admin JSON: " + err.Error())
+	}
+	ctx.SetContentType(contentTypeJSON)
+	ctx.SetStatusCode(status)
+	ctx.SetBody(append(b, '\n'))
+}
+
+// handleConnError answers errors fasthttp meets before the handler: an oversized body,
+// a client too slow to send its request, a malformed HTTP request.
+func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
+	var (
+		status = fasthttp.StatusBadRequest
+		code   = "bad_request"
+		msg    = "malformed HTTP request: " + err.Error()
+	)
+	var netErr net.Error
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
+		msg = fmt.Sprintf("request body over %d bytes (--max-body-bytes)", s.cfg.MaxBodyBytes)
+	case errors.As(err, &netErr) && netErr.Timeout():
+		status, code = fasthttp.StatusRequestTimeout, "request_timeout"
+		msg = fmt.Sprintf("the request was not received within %s (--read-timeout)", s.cfg.ReadTimeout)
+	}
+	s.met.errors.Add(bg, 1, metric.WithAttributes(attribute.String("code", code),
+		attribute.String("model", ""), attribute.String("version", "")))
+	s.writeErrorCode(ctx, status, code, msg)
+	ctx.SetConnectionClose()
+}
+
+// Exchange describes one successful prediction for Config.AfterResponse. It and every
+// slice it holds are valid only during the call.
+type Exchange struct {
+	Model, Version string
+	Raw            bool      // raw margins were returned
+	Scores         []float64 // NumRows × Width, row-major
+	Width          int
+	Start          time.Time
+	Duration       time.Duration
+
+	req    *request
+	rows64 []float64
+	rows32 []float32
+	ncols  int
+}
+
+// NumRows returns the number of rows scored.
+func (e *Exchange) NumRows() int { return e.req.numRows() }
+
+// ID returns candidate i's id (nil in the dense rows form).
+func (e *Exchange) ID(i int) []byte {
+	if e.req.dense {
+		return nil
+	}
+	return e.req.cands[i].id
+}
+
+// Row copies row i of the scored matrix (the model's feature order) into dst[:0].
+func (e *Exchange) Row(dst []float64, i int) []float64 {
+	dst = dst[:0]
+	if e.rows32 != nil {
+		for _, x := range e.rows32[i*e.ncols : (i+1)*e.ncols] {
+			dst = append(dst, float64(x))
+		}
+		return dst
+	}
+	return append(dst, e.rows64[i*e.ncols:(i+1)*e.ncols]...)
+}
+
+// Rows64 returns the float64 matrix as assembled (before any float32 narrowing). With
+// the dense rows form it is the request's own rows.
+func (e *Exchange) Rows64() []float64 { return e.rows64 }

@@ -1,0 +1,77 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+)
+
+// ErrNoFeatureStore fails the load of a model whose manifest names store-backed
+// features when the sidecar runs without a feature store.
+var ErrNoFeatureStore = errors.New("feature store not configured")
+
+// FeatureStore supplies store-backed feature values (manifest entries with group and
+// key). The feature-store package implements it; Config.FeatureStore wires it in.
+type FeatureStore interface {
+	// Bind prepares one model version's store-backed columns at load time, so a manifest
+	// that names an unknown group fails the load rather than a request. The binding is
+	// closed when the version retires.
+	Bind(model, version string, cols []StoreColumn) (FeatureBinding, error)
+}
+
+// StoreColumn is a store-backed feature and the matrix column it fills.
+type StoreColumn struct {
+	Column int
+	Spec   FeatureSpec
+}
+
+// FeatureBinding fills the store-backed columns of one request's matrix. It is safe for
+// concurrent use.
+type FeatureBinding interface {
+	// Fill writes the bound columns of q's matrix before the request's own features are
+	// applied (a value the request sends wins). It must honour ctx's deadline, and report
+	// groups served from defaults or a stale cache with q.SetDegraded.
+	Fill(ctx context.Context, q *StoreQuery) error
+	Close() error
+}
+
+// StoreQuery is one request's view for a FeatureBinding. It is valid only during Fill.
+type StoreQuery struct {
+	req *request
+	// F64 is the NRows × NCols row-major matrix (float64 for every model; it is narrowed
+	// to float32 after Fill for float32 models). In the dense rows form the store's
+	// columns overwrite what the request sent in them.
+	NRows, NCols int
+	F64          []float64
+}
+
+// Key returns the value of entity key name for row: the candidate's own key, else the
+// request's context key; nil when neither is present. The bytes must not be kept after
+// Fill returns.
+func (q *StoreQuery) Key(row int, name string) []byte {
+	r := q.req
+	if row < len(r.cands) {
+		c := r.cands[row]
+		for _, k := range r.candKeys[c.k0:c.k1] {
+			if string(k.name) == name {
+				return k.value
+			}
+		}
+	}
+	for _, k := range r.ctxKeys {
+		if string(k.name) == name {
+			return k.value
+		}
+	}
+	return nil
+}
+
+// SetDegraded marks the response degraded because group's values came from defaults or
+// a stale cache.
+func (q *StoreQuery) SetDegraded(group string) {
+	for _, g := range q.req.degraded {
+		if g == group {
+			return
+		}
+	}
+	q.req.degraded = append(q.req.degraded, group)
+}
