@@ -376,6 +376,25 @@ void Layout(Ensemble* e) {
     e->tree_depth.push_back(uint8_t(depth));
     e->max_depth = std::max(e->max_depth, depth);
   }
+  e->info32.resize(e->nodes.size());
+  e->kids32.resize(e->nodes.size());
+  for (size_t i = 0; i < e->nodes.size(); i++) {
+    const Node& n = e->nodes[i];
+    e->info32[i] = uint32_t(n.feat) | uint32_t(n.kk) << 16;
+    e->kids32[i] = uint32_t(n.left) | uint32_t(n.right & 0x7FFF) << 16 | ((n.right & kCatFlag) ? 0x80000000u : 0u);
+  }
+  e->small_trees = T > 0;
+  for (int64_t t = 0; t < T; t++)
+    if (e->tree_off[t + 1] - e->tree_off[t] > 64) e->small_trees = false;
+  if (e->small_trees) {
+    e->info64.assign(size_t(T) * 64, 0xFFFF0000u);  // padding: a leaf-like "always left" to 0
+    e->kids64.assign(size_t(T) * 64, 0);
+    for (int64_t t = 0; t < T; t++)
+      for (uint32_t i = e->tree_off[t]; i < e->tree_off[t + 1]; i++) {
+        e->info64[size_t(t) * 64 + (i - e->tree_off[t])] = e->info32[i];
+        e->kids64[size_t(t) * 64 + (i - e->tree_off[t])] = e->kids32[i];
+      }
+  }
   e->fast = true;
 }
 

@@ -5,12 +5,26 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <new>
 #include <string>
 #include <vector>
 
 #include "predictd.h"
 
 namespace pd {
+
+// AlignedAlloc hands out 64-byte aligned storage (aligned vector loads of whole tables).
+template <class T>
+struct AlignedAlloc {
+  using value_type = T;
+  AlignedAlloc() = default;
+  template <class U>
+  AlignedAlloc(const AlignedAlloc<U>&) {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(64))); }
+  void deallocate(T* p, size_t) { ::operator delete(p, std::align_val_t(64)); }
+  bool operator==(const AlignedAlloc&) const { return true; }
+  bool operator!=(const AlignedAlloc&) const { return false; }
+};
 
 // LightGBM's kZeroThreshold is the float literal 1e-35f widened to double
 // (1.0000000180025095e-35); MissingZero sends -k <= x <= k the default way (tree.h IsZero).
@@ -86,6 +100,13 @@ struct Ensemble {
   std::vector<double> thr64;
   std::vector<float> thr32;
   std::vector<Node> nodes;       // all trees, concatenated
+  // The same nodes split for the vector kernels: info = feat | kk << 16;
+  // kids = left | right << 16 | (categorical ? 1 << 31 : 0).
+  std::vector<uint32_t> info32, kids32;
+  // small_trees: every tree has at most 64 nodes; info64/kids64 then hold them padded to 64
+  // entries per tree (64-byte aligned for the AVX-512 register-table walk).
+  bool small_trees = false;
+  std::vector<uint32_t, AlignedAlloc<uint32_t>> info64, kids64;
   std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)

@@ -22,6 +22,14 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
+// GCC 12 warns inside its own AVX-512 gather headers (_mm512_undefined_epi32).
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
 #include "core_internal.h"
 
 // Sums must round exactly as the libraries' do: never fuse a multiply and an add (the
@@ -190,8 +198,13 @@ void PredictGeneric(const Ensemble& e, const T* rows, size_t nrows, double* out)
 // ---------------------------------------------------------------------------------------
 // Fast path.
 
-constexpr size_t kMaxBlock = 64;         // rows walked in lock step
-constexpr size_t kStackBins = 8192;      // uint16 bins kept on the stack: 16 KiB, half of L1d
+constexpr size_t kMaxBlock = 128;        // rows walked in lock step
+// uint16 bins kept on the stack (64 KiB; cgo runs C on the thread's system stack). A block
+// holds kStackBins / used-features rows, at most kMaxBlock.
+constexpr size_t kStackBins = 32768;
+// Batches this small skip binning and walk the original values (binning every used feature
+// costs more than it saves for a row or two).
+constexpr size_t kMinFastRows = 4;
 constexpr size_t kStackAcc = 1024;       // accumulators kept on the stack
 
 // Count of thresholds strictly below x (branchless lower bound).
@@ -246,31 +259,273 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
   return BinValue<double>(e.thr64.data() + fb.thr_off, fb.thr_n, v);
 }
 
-template <class T, class A, bool kXGB, bool kCat>
+// WalkScalar: every tree over the block's nb rows in lock step, one row at a time per
+// level (the rows' load chains are independent, so the CPU overlaps them). Leaves loop to
+// themselves, and a level where no row moved ends the tree early.
+template <class A, bool kCat>
+PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+  const Node* nodes = e.nodes.data();
+  const uint32_t* pool = e.cat_pool.data();
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
+  else vals = e.val64.data();
+  uint32_t idx[kMaxBlock];
+  for (int t = 0; t < e.num_trees; t++) {
+    const Node* nd = nodes + e.tree_off[t];
+    const A* val = vals + e.tree_off[t];
+    const int depth = e.tree_depth[t];
+    A* a = acc + e.tree_output[t];
+    for (size_t r = 0; r < nb; r++) idx[r] = 0;
+    for (int d = 0; d < depth; d++) {
+      uint32_t moved = 0;
+      for (size_t r = 0; r < nb; r++) {
+        const Node n = nd[idx[r]];
+        const uint32_t b = bins[r * S + (n.feat & 0x7FFFu)];
+        bool left;
+        if (kCat && (n.right & kCatFlag)) left = (pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
+        else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
+        const uint32_t nxt = left ? n.left : (n.right & 0x7FFFu);
+        moved |= nxt ^ idx[r];
+        idx[r] = nxt;
+      }
+      if (!moved) break;
+    }
+    for (size_t r = 0; r < nb; r++) a[r * K] += val[idx[r]];
+  }
+}
+
+#if PD_X86
+// PrefetchTree asks for tree t's node arrays while the previous tree is walked: a large
+// model (1,000 trees of ~670 nodes) streams from L3 or memory once per block, and a tree's
+// first levels would otherwise wait on each miss in turn.
+PD_INLINE void PrefetchTree(const Ensemble& e, int t) {
+  if (t >= e.num_trees) return;
+  const uint32_t lo = e.tree_off[t], hi = e.tree_off[t + 1];
+  if (hi - lo < 64) return;  // small trees stay cached across blocks
+  const char* info = reinterpret_cast<const char*>(e.info32.data() + lo);
+  const char* kids = reinterpret_cast<const char*>(e.kids32.data() + lo);
+  for (size_t off = 0; off < (hi - lo) * 4; off += 64) {
+    _mm_prefetch(info + off, _MM_HINT_T0);
+    _mm_prefetch(kids + off, _MM_HINT_T0);
+  }
+}
+
+// WalkAVX2 / WalkAVX512: the same walk, 8 or 16 rows per vector. Per level and vector: a
+// gather of the nodes' split info (slot | missing-left bit | bin threshold), a gather of
+// their children, a gather of the rows' bins, one integer compare and a blend. Several
+// vectors are in flight per level to hide the gathers' latency.
+template <class A, bool kCat>
+PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+  constexpr size_t L = 8;
+  const size_t ng = (nb + L - 1) / L;
+  __m256i rowoff[kMaxBlock / L];
+  for (size_t g = 0; g < ng; g++) {
+    alignas(32) int32_t o[L];
+    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1) * S);
+    rowoff[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
+  }
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
+  else vals = e.val64.data();
+  const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const __m256i m15 = _mm256_set1_epi32(0x7FFF), m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
+  alignas(32) uint32_t idxs[kMaxBlock];
+  __m256i idx[kMaxBlock / L];
+  for (int t = 0; t < e.num_trees; t++) {
+    const int* info = reinterpret_cast<const int*>(e.info32.data() + e.tree_off[t]);
+    const int* kids = reinterpret_cast<const int*>(e.kids32.data() + e.tree_off[t]);
+    const int depth = e.tree_depth[t];
+    PrefetchTree(e, t + 1);
+    for (size_t g = 0; g < ng; g++) idx[g] = _mm256_setzero_si256();
+    for (int d = 0; d < depth; d++) {
+      int still = 0;
+      for (size_t g = 0; g < ng; g++) {
+        const __m256i inf = _mm256_i32gather_epi32(info, idx[g], 4);
+        const __m256i kd = _mm256_i32gather_epi32(kids, idx[g], 4);
+        const __m256i slot = _mm256_and_si256(inf, m15);
+        const __m256i kk = _mm256_srli_epi32(inf, 16);
+        __m256i b = _mm256_and_si256(
+            _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], slot), 2), m16);
+        // Bins and thresholds are below 2^16, so the signed compare is exact.
+        __m256i right = _mm256_cmpgt_epi32(
+            _mm256_and_si256(_mm256_add_epi32(b, _mm256_and_si256(_mm256_srli_epi32(inf, 15), one)), m16), kk);
+        if (kCat) {
+          const __m256i cat = _mm256_srai_epi32(kd, 31);  // all ones on categorical nodes
+          if (!_mm256_testz_si256(cat, cat)) {
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
+                                                          _mm256_add_epi32(kk, _mm256_srli_epi32(b, 5)), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            const __m256i cat_right = _mm256_cmpeq_epi32(bit, _mm256_setzero_si256());
+            right = _mm256_blendv_epi8(right, cat_right, cat);
+          }
+        }
+        const __m256i lo = _mm256_and_si256(kd, m16);
+        const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(kd, 16), m15);
+        const __m256i nxt = _mm256_blendv_epi8(lo, hi, right);
+        still |= ~_mm256_movemask_epi8(_mm256_cmpeq_epi32(nxt, idx[g]));
+        idx[g] = nxt;
+      }
+      if (!still) break;
+    }
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    for (size_t g = 0; g < ng; g++) _mm256_store_si256(reinterpret_cast<__m256i*>(idxs + g * L), idx[g]);
+    for (size_t r = 0; r < nb; r++) a[r * K] += val[idxs[r]];
+  }
+}
+
+// WalkAVX512Small: models whose trees have at most 64 nodes (32 leaves, LightGBM's
+// default num_leaves=31) over at most kSmallSlots used features. No gathers for the walk
+// itself: each tree's node info and children (64 entries each) sit in four registers and
+// are looked up with two-table permutes, and each row's bins are picked from per-feature
+// registers with compares. Only categorical nodes still gather their set's word.
+constexpr size_t kSmallSlots = 8;
+
+template <class A, bool kCat>
+PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc,
+                                             size_t K) {
+  constexpr size_t L = 16;
+  const size_t ng = (nb + L - 1) / L;
+  alignas(64) int32_t binv[kMaxBlock / L][kSmallSlots][L];
+  for (size_t g = 0; g < ng; g++)
+    for (size_t f = 0; f < S; f++)
+      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[std::min(g * L + i, nb - 1) * S + f];
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
+  else vals = e.val64.data();
+  const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
+  const __m512i bit5 = _mm512_set1_epi32(32);
+  alignas(64) uint32_t idxs[kMaxBlock];
+  __m512i idx[kMaxBlock / L];
+  for (int t = 0; t < e.num_trees; t++) {
+    const uint32_t* ti = e.info64.data() + size_t(t) * 64;
+    const uint32_t* tk = e.kids64.data() + size_t(t) * 64;
+    const __m512i I0 = _mm512_load_si512(ti), I1 = _mm512_load_si512(ti + 16), I2 = _mm512_load_si512(ti + 32),
+                  I3 = _mm512_load_si512(ti + 48);
+    const __m512i K0 = _mm512_load_si512(tk), K1 = _mm512_load_si512(tk + 16), K2 = _mm512_load_si512(tk + 32),
+                  K3 = _mm512_load_si512(tk + 48);
+    const int depth = e.tree_depth[t];
+    for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
+    for (int d = 0; d < depth; d++) {
+      __mmask16 moved = 0;
+      for (size_t g = 0; g < ng; g++) {
+        const __mmask16 upper = _mm512_test_epi32_mask(idx[g], bit5);
+        const __m512i inf = _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(I0, idx[g], I1),
+                                                    _mm512_permutex2var_epi32(I2, idx[g], I3));
+        const __m512i kd = _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(K0, idx[g], K1),
+                                                   _mm512_permutex2var_epi32(K2, idx[g], K3));
+        const __m512i slot = _mm512_and_si512(inf, m15);
+        const __m512i kk = _mm512_srli_epi32(inf, 16);
+        __m512i b = _mm512_load_si512(binv[g][0]);
+        for (size_t f = 1; f < S; f++)
+          b = _mm512_mask_mov_epi32(b, _mm512_cmpeq_epi32_mask(slot, _mm512_set1_epi32(int(f))),
+                                    _mm512_load_si512(binv[g][f]));
+        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
+        __mmask16 left = _mm512_cmple_epu32_mask(bb, kk);
+        if (kCat) {
+          const __mmask16 cat = _mm512_movepi32_mask(kd);
+          if (cat) {
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
+                                                          _mm512_add_epi32(kk, _mm512_srli_epi32(b, 5)), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            left = __mmask16((left & ~cat) | (_mm512_test_epi32_mask(bit, one) & cat));
+          }
+        }
+        const __m512i nxt = _mm512_mask_blend_epi32(left, _mm512_and_si512(_mm512_srli_epi32(kd, 16), m15),
+                                                    _mm512_and_si512(kd, m16));
+        moved |= _mm512_cmpneq_epi32_mask(nxt, idx[g]);
+        idx[g] = nxt;
+      }
+      if (!moved) break;
+    }
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    for (size_t g = 0; g < ng; g++) _mm512_store_si512(idxs + g * L, idx[g]);
+    for (size_t r = 0; r < nb; r++) a[r * K] += val[idxs[r]];
+  }
+}
+
+template <class A, bool kCat>
+PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+  constexpr size_t L = 16;
+  const size_t ng = (nb + L - 1) / L;
+  __m512i rowoff[kMaxBlock / L];
+  for (size_t g = 0; g < ng; g++) {
+    alignas(64) int32_t o[L];
+    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1) * S);
+    rowoff[g] = _mm512_load_si512(o);
+  }
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
+  else vals = e.val64.data();
+  const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
+  alignas(64) uint32_t idxs[kMaxBlock];
+  __m512i idx[kMaxBlock / L];
+  for (int t = 0; t < e.num_trees; t++) {
+    const int* info = reinterpret_cast<const int*>(e.info32.data() + e.tree_off[t]);
+    const int* kids = reinterpret_cast<const int*>(e.kids32.data() + e.tree_off[t]);
+    const int depth = e.tree_depth[t];
+    PrefetchTree(e, t + 1);
+    for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
+    for (int d = 0; d < depth; d++) {
+      __mmask16 moved = 0;
+      for (size_t g = 0; g < ng; g++) {
+        const __m512i inf = _mm512_i32gather_epi32(idx[g], info, 4);
+        const __m512i kd = _mm512_i32gather_epi32(idx[g], kids, 4);
+        const __m512i slot = _mm512_and_si512(inf, m15);
+        const __m512i kk = _mm512_srli_epi32(inf, 16);
+        const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], slot), bins, 2), m16);
+        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
+        __mmask16 left = _mm512_cmplt_epu32_mask(bb, kk);
+        if (kCat) {
+          const __mmask16 cat = _mm512_movepi32_mask(kd);  // bit 31: categorical node
+          if (cat) {
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
+                                                          _mm512_add_epi32(kk, _mm512_srli_epi32(b, 5)), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            const __mmask16 cat_left = _mm512_test_epi32_mask(bit, one);
+            left = __mmask16((left & ~cat) | (cat_left & cat));
+          }
+        }
+        const __m512i lo = _mm512_and_si512(kd, m16);
+        const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(kd, 16), m15);
+        const __m512i nxt = _mm512_mask_blend_epi32(left, hi, lo);
+        moved |= _mm512_cmpneq_epi32_mask(nxt, idx[g]);
+        idx[g] = nxt;
+      }
+      if (!moved) break;
+    }
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    for (size_t g = 0; g < ng; g++) _mm512_store_si512(idxs + g * L, idx[g]);
+    for (size_t r = 0; r < nb; r++) a[r * K] += val[idxs[r]];
+  }
+}
+#endif
+
+enum class ISA { kScalar, kAVX2, kAVX512 };
+
+template <ISA kISA, class T, class A, bool kXGB, bool kCat>
 PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out) {
   const size_t F = size_t(e.num_features), K = size_t(e.num_outputs), S = e.slots.size();
   size_t B = std::max<size_t>(1, std::min(kMaxBlock, kStackBins / S));
-  uint16_t bins_stack[kStackBins];
+  uint16_t bins_stack[kStackBins + 8];  // +8: vector gathers read 4 bytes at a 2-byte bin
   A acc_stack[kStackAcc];
   std::vector<uint16_t> bins_heap;
   std::vector<A> acc_heap;
   uint16_t* bins = bins_stack;
   A* acc = acc_stack;
   if (B * S > kStackBins) {
-    bins_heap.resize(B * S);
+    bins_heap.resize(B * S + 8);
     bins = bins_heap.data();
   }
   if (B * K > kStackAcc) {
     acc_heap.resize(B * K);
     acc = acc_heap.data();
   }
-  const Node* nodes = e.nodes.data();
-  const uint32_t* pool = e.cat_pool.data();
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
   const FeatureBin* slots = e.slots.data();
-  uint32_t idx[kMaxBlock];
 
   for (size_t r0 = 0; r0 < nrows; r0 += B) {
     const size_t nb = std::min(B, nrows - r0);
@@ -280,28 +535,21 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     for (size_t r = 0; r < nb; r++)
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
-    for (int t = 0; t < e.num_trees; t++) {
-      const Node* nd = nodes + e.tree_off[t];
-      const A* val = vals + e.tree_off[t];
-      const int depth = e.tree_depth[t];
-      A* a = acc + e.tree_output[t];
-      if (depth == 0) {
-        for (size_t r = 0; r < nb; r++) a[r * K] += val[0];
-        continue;
-      }
-      for (size_t r = 0; r < nb; r++) idx[r] = 0;
-      for (int d = 0; d < depth; d++) {
-        for (size_t r = 0; r < nb; r++) {
-          const Node n = nd[idx[r]];
-          const uint32_t b = bins[r * S + (n.feat & 0x7FFFu)];
-          bool left;
-          if (kCat && (n.right & kCatFlag)) left = (pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
-          else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
-          idx[r] = left ? n.left : (n.right & 0x7FFFu);
-        }
-      }
-      for (size_t r = 0; r < nb; r++) a[r * K] += val[idx[r]];
+#if PD_X86
+    // A vector walk pays gather latency per level; it needs a few full vectors in flight.
+    if constexpr (kISA == ISA::kAVX512) {
+      if (nb >= 16 && e.small_trees && S <= kSmallSlots) WalkAVX512Small<A, kCat>(e, bins, S, nb, acc, K);
+      else if (nb >= 16) WalkAVX512<A, kCat>(e, bins, S, nb, acc, K);
+      else WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+    } else if constexpr (kISA == ISA::kAVX2) {
+      if (nb >= 8) WalkAVX2<A, kCat>(e, bins, S, nb, acc, K);
+      else WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+    } else {
+      WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
     }
+#else
+    WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+#endif
 
     if (!e.linear_weights.empty()) {
       for (size_t r = 0; r < nb; r++) {
@@ -323,30 +571,30 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
   }
 }
 
-template <class T>
+template <ISA kISA, class T>
 PD_INLINE void FastDispatch(const Ensemble& e, const T* rows, size_t nrows, double* out) {
   if (e.semantics == PD_SEMANTICS_XGBOOST) {
-    FastBody<T, float, true, false>(e, rows, nrows, out);  // Layout keeps XGBoost categoricals off the fast path
+    FastBody<kISA, T, float, true, false>(e, rows, nrows, out);  // Layout keeps XGBoost categoricals off the fast path
   } else if (e.has_cat) {
-    FastBody<T, double, false, true>(e, rows, nrows, out);
+    FastBody<kISA, T, double, false, true>(e, rows, nrows, out);
   } else {
-    FastBody<T, double, false, false>(e, rows, nrows, out);
+    FastBody<kISA, T, double, false, false>(e, rows, nrows, out);
   }
 }
 
 template <class T>
 void FastScalar(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<T>(e, rows, nrows, out);
+  FastDispatch<ISA::kScalar, T>(e, rows, nrows, out);
 }
 
 #if PD_X86
 template <class T>
 PD_TARGET_AVX2 void FastAVX2(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<T>(e, rows, nrows, out);
+  FastDispatch<ISA::kAVX2, T>(e, rows, nrows, out);
 }
 template <class T>
 PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<T>(e, rows, nrows, out);
+  FastDispatch<ISA::kAVX512, T>(e, rows, nrows, out);
 }
 #endif
 
@@ -354,7 +602,7 @@ PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows,
 
 template <class T>
 void Predict(const Ensemble& e, Kernel k, const T* rows, size_t nrows, double* out) {
-  if (!e.fast || k == Kernel::kGeneric) {
+  if (!e.fast || k == Kernel::kGeneric || nrows < kMinFastRows) {
     PredictGeneric<T>(e, rows, nrows, out);
     return;
   }

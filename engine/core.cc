@@ -3,6 +3,11 @@
 // core.cc — the one source list of the C++ scoring core. cgo compiles only sources in the
 // package directory, so this unity file pulls in csrc/; CMake builds this same file into
 // libpredictd_core. Add a new csrc/*.cc here and both builds get it.
+//
+// The go command's build cache hashes this file, not what it includes, so the stamp below
+// (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
+// stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
+// csrc-sha256: 7c9f9384c4ea5cd4ec6e7aeef1204d9608b7d88e406aedff5a9bc6aa59973842
 #include "../csrc/api.cc"
 #include "../csrc/build.cc"
 #include "../csrc/kernels.cc"

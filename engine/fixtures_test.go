@@ -247,6 +247,34 @@ func fixtureCases() []fixtureCase {
 				checkFirstTrees(t, ens, rows, nrows, 1, "lightgbm/leaves_model_simple/expected_raw_first_tree.txt", simpleTol, false)
 			}},
 	)
+	// LightGBM dump_model() JSON. The dart model's dump is the same model as its text
+	// file; it is given as FormatXGBoost, as LoadFile would detect a .json file.
+	cases = append(cases,
+		fixtureCase{name: "lightgbm/leaves_json_1tree", model: "lightgbm/leaves_json_1tree/model_dump.json", format: FormatLightGBM,
+			inputs: tableInput("lightgbm/leaves_json_1tree/input.csv", false, false),
+			raw:    "lightgbm/leaves_json_1tree/expected_raw.txt", rawTol: lgbTol},
+		fixtureCase{name: "lightgbm/leaves_json_1tree_1leaf", model: "lightgbm/leaves_json_1tree_1leaf/model_dump.json", format: FormatLightGBM,
+			inputs: tableInput("lightgbm/leaves_json_1tree_1leaf/input.csv", false, false),
+			raw:    "lightgbm/leaves_json_1tree_1leaf/expected_raw.txt", rawTol: lgbTol},
+		// This older dump has no "objective", so it scores raw margins; they must equal
+		// the text model's bit for bit (whose sigmoid TestFixtures checks).
+		fixtureCase{name: "lightgbm/leaves_dart_breast_cancer/model_dump.json", model: "lightgbm/leaves_dart_breast_cancer/model_dump.json", format: FormatXGBoost,
+			inputs: tableInput("lightgbm/leaves_dart_breast_cancer/input.tsv", false, false),
+			extra: func(t *testing.T, ens *Ensemble, rows []float64, nrows int) {
+				text, err := Parse(FormatLightGBM, readFixture(t, "lightgbm/leaves_dart_breast_cancer/model.txt"))
+				if err != nil {
+					t.Fatal(err)
+				}
+				a, _ := NewModel(ens, Options{Backend: BackendGo})
+				b, _ := NewModel(text, Options{Backend: BackendGo})
+				ra, rb := make([]float64, nrows), make([]float64, nrows)
+				_ = a.PredictF64(rows, nrows, ra, true)
+				_ = b.PredictF64(rows, nrows, rb, true)
+				if i := firstDiff(ra, rb); i >= 0 {
+					t.Fatalf("row %d: dump %v, text model %v", i, ra[i], rb[i])
+				}
+			}},
+	)
 	for _, d := range []string{"leaves_fmtp_poisson", "leaves_fmtp_gamma", "leaves_fmtp_tweedie"} {
 		cases = append(cases, fixtureCase{name: "lightgbm/" + d, model: lgb(d), format: FormatLightGBM,
 			inputs: tableInput("lightgbm/"+d+"/input.tsv", false, false),
@@ -453,13 +481,25 @@ func checkFirstTrees(t *testing.T, ens *Ensemble, rows []float64, nrows, n int, 
 // random rows with NaN and ±Inf on every backend and thread count, which must agree
 // bit for bit and give finite margins.
 func TestLLeavesModelsLoad(t *testing.T) {
-	dirs := []string{"NYC_taxi", "airline", "boston_housing", "leaf_scan", "mtpl2", "mtpl2_small",
-		"multiclass", "pure_categorical", "single_tree", "tiniest_single_tree"}
-	for _, d := range dirs {
+	// Tree and feature counts from the fixture README. lleaves_mtpl2_small's tree_sizes
+	// line lists 1,000 trees but the file holds 200: the parser reads the trees present.
+	models := []struct {
+		dir             string
+		trees, features int
+	}{
+		{"NYC_taxi", 100, 5}, {"airline", 100, 6}, {"boston_housing", 100, 13}, {"leaf_scan", 1, 1},
+		{"mtpl2", 1000, 15}, {"mtpl2_small", 200, 15}, {"multiclass", 120, 13}, {"pure_categorical", 1, 3},
+		{"single_tree", 1, 10}, {"tiniest_single_tree", 1, 3},
+	}
+	for _, mc := range models {
+		d := mc.dir
 		t.Run(d, func(t *testing.T) {
 			ens, err := Parse(FormatLightGBM, readFixture(t, "lightgbm/lleaves_"+d+"/model.txt"))
 			if err != nil {
 				t.Fatal(err)
+			}
+			if ens.NumTrees() != mc.trees || ens.NumFeatures != mc.features {
+				t.Fatalf("%d trees, %d features; want %d, %d", ens.NumTrees(), ens.NumFeatures, mc.trees, mc.features)
 			}
 			const nrows = 300
 			rows := randomRows(rand.New(rand.NewPCG(1, uint64(len(d)))), ens, nrows)

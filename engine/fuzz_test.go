@@ -23,6 +23,7 @@ func FuzzParseLightGBM(f *testing.F) {
 		"lightgbm/lleaves_single_tree/model.txt",
 		"lightgbm/lleaves_leaf_scan/model.txt",
 		"lightgbm/lleaves_pure_categorical/model.txt",
+		"lightgbm/leaves_json_1tree/model_dump.json",
 	} {
 		f.Add(readFixture(f, p))
 	}

@@ -2,6 +2,7 @@ package engine
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"math"
 	"strconv"
@@ -26,7 +27,12 @@ const (
 //
 // The tree_sizes header is ignored: the trees present in the file are read. Everything
 // after "end of trees" (feature importances, parameters, pandas_categorical) is ignored.
+//
+// Data that starts with '{' is read as LightGBM's dump_model() JSON instead.
 func ParseLightGBM(data []byte) (*Ensemble, error) {
+	if t := bytes.TrimLeft(data, " \t\r\n"); len(t) > 0 && t[0] == '{' {
+		return parseLightGBMJSON(data)
+	}
 	p := lgbParser{data: data}
 	return p.parse()
 }
@@ -468,4 +474,275 @@ func clip(s string) string {
 		return s[:60] + "..."
 	}
 	return s
+}
+
+// maxCatWords bounds the categorical bitset words a LightGBM JSON dump may make us
+// allocate (its category lists are expanded into bitsets): 2^24 words is 64 MB.
+const maxCatWords = 1 << 24
+
+// lgbJSONNode is one node of a LightGBM dump_model() tree, before flattening.
+type lgbJSONNode struct {
+	isLeaf      bool
+	value       float64 // leaf_value
+	feature     int64
+	threshold   float64
+	cats        []int64 // categorical split: the categories that go left
+	categorical bool
+	defaultLeft bool
+	missing     MissingType
+	left, right *lgbJSONNode
+}
+
+// parseLightGBMJSON parses LightGBM's dump_model() JSON: the same trees as the text
+// model, written as nested objects. Categorical thresholds are "a||b||c" category lists.
+func parseLightGBMJSON(data []byte) (*Ensemble, error) {
+	r := &jsonReader{b: data}
+	var (
+		name, objective     string
+		numClass, perIter   int64 = 1, -1
+		maxIdx              int64 = -1
+		names               []string
+		average             bool
+		trees               []*lgbJSONNode
+		haveName, haveTrees bool
+	)
+	r.object(func(k string) {
+		switch k {
+		case "name":
+			name, haveName = r.str(), true
+		case "num_class":
+			numClass = r.integer(32)
+		case "num_tree_per_iteration":
+			perIter = r.integer(32)
+		case "max_feature_idx":
+			maxIdx = r.integer(32)
+		case "objective":
+			objective = r.str()
+		case "average_output":
+			average = r.boolean()
+		case "feature_names":
+			names = r.strings()
+		case "tree_info":
+			haveTrees = true
+			r.array(func() {
+				var root *lgbJSONNode
+				r.object(func(k string) {
+					if k == "tree_structure" {
+						root = r.lgbJSONNode(0)
+					} else {
+						r.skip(0)
+					}
+				})
+				if root == nil && r.err == nil {
+					r.fail("tree_info[%d] has no tree_structure", len(trees))
+				}
+				trees = append(trees, root)
+			})
+		default:
+			r.skip(0)
+		}
+	})
+	if r.err == nil {
+		if r.ws(); r.i != len(r.b) {
+			r.fail("unexpected data after the model")
+		}
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("lightgbm json: %w", r.err)
+	}
+	if !haveName || name != "tree" || !haveTrees {
+		return nil, errors.New(`lightgbm json: want a LightGBM dump_model() document ("name": "tree" and "tree_info")`)
+	}
+	if maxIdx < 0 || maxIdx >= maxFeatures {
+		return nil, fmt.Errorf("lightgbm json: max_feature_idx=%d: want 0..%d", maxIdx, maxFeatures-1)
+	}
+	if perIter < 0 {
+		perIter = numClass
+	}
+	if numClass < 1 || numClass > maxOutputs || perIter < 1 || perIter > maxOutputs {
+		return nil, fmt.Errorf("lightgbm json: num_class=%d num_tree_per_iteration=%d: want 1..%d", numClass, perIter, maxOutputs)
+	}
+	e := &Ensemble{Semantics: SemanticsLightGBM, NumFeatures: int(maxIdx) + 1, NumOutputs: int(perIter)}
+	e.BaseScore = make([]float64, e.NumOutputs)
+	if len(names) == e.NumFeatures {
+		e.FeatureNames = names
+	} else {
+		// Hand-written dumps (such as leaves' test models) may list fewer names.
+		e.FeatureNames = make([]string, e.NumFeatures)
+		for i := range e.FeatureNames {
+			e.FeatureNames[i] = "Column_" + strconv.Itoa(i)
+		}
+	}
+	var err error
+	if e.Objective, err = lgbObjective(objective); err != nil {
+		return nil, fmt.Errorf("lightgbm json: %w", err)
+	}
+	e.Objective.AverageOutput = average
+	if len(trees) == 0 || len(trees)%e.NumOutputs != 0 {
+		return nil, fmt.Errorf("lightgbm json: %d trees for num_tree_per_iteration=%d", len(trees), e.NumOutputs)
+	}
+	e.NodeStart, e.LeafStart, e.CatStart = []int32{0}, []int32{0}, []int32{0}
+	for t, root := range trees {
+		if err := e.addLGBJSONTree(root); err != nil {
+			return nil, fmt.Errorf("lightgbm json: tree %d: %w", t, err)
+		}
+		e.TreeOutput = append(e.TreeOutput, int32(t%e.NumOutputs))
+	}
+	e.Objective.NumIterations = len(trees) / e.NumOutputs
+	if len(e.CatBits) == 0 {
+		e.CatStart, e.CatBits = nil, nil
+	}
+	return e, nil
+}
+
+// lgbJSONNode reads one tree_structure node and its subtree.
+func (r *jsonReader) lgbJSONNode(depth int) *lgbJSONNode {
+	if depth > maxJSONDepth {
+		r.fail("tree deeper than %d levels", maxJSONDepth)
+		return nil
+	}
+	n := &lgbJSONNode{}
+	var haveLeaf, haveSplit bool
+	var thrText string
+	var thrIsText bool
+	r.object(func(k string) {
+		switch k {
+		case "leaf_value":
+			n.value, haveLeaf = r.float(64), true
+		case "split_feature":
+			n.feature, haveSplit = r.integer(64), true
+		case "threshold":
+			if r.peek() == '"' {
+				thrText, thrIsText = r.str(), true
+			} else {
+				n.threshold = r.float(64)
+			}
+		case "decision_type":
+			switch d := r.str(); d {
+			case "<=":
+			case "==":
+				n.categorical = true
+			default:
+				if r.err == nil {
+					r.fail("decision_type %q: want <= or ==", clip(d))
+				}
+			}
+		case "default_left":
+			n.defaultLeft = r.boolean()
+		case "missing_type":
+			switch m := r.str(); m {
+			case "None":
+				n.missing = MissingNone
+			case "Zero":
+				n.missing = MissingZero
+			case "NaN":
+				n.missing = MissingNaN
+			default:
+				if r.err == nil {
+					r.fail("missing_type %q: want None, Zero or NaN", clip(m))
+				}
+			}
+		case "left_child":
+			n.left = r.lgbJSONNode(depth + 1)
+		case "right_child":
+			n.right = r.lgbJSONNode(depth + 1)
+		default:
+			r.skip(0)
+		}
+	})
+	if r.err != nil {
+		return nil
+	}
+	switch {
+	case haveLeaf && !haveSplit:
+		n.isLeaf = true
+	case haveSplit && (n.left == nil || n.right == nil):
+		r.fail("split node without left_child and right_child")
+	case !haveSplit:
+		r.fail("node has neither leaf_value nor split_feature")
+	case n.categorical:
+		if !thrIsText {
+			thrText = strconv.FormatFloat(n.threshold, 'g', -1, 64)
+		}
+		for _, c := range strings.Split(thrText, "||") {
+			v, err := strconv.ParseInt(strings.TrimSpace(c), 10, 32)
+			if err != nil || v < 0 {
+				r.fail("categorical threshold %q: want non-negative categories joined by ||", clip(thrText))
+				return nil
+			}
+			n.cats = append(n.cats, v)
+		}
+	case thrIsText:
+		v, err := strconv.ParseFloat(thrText, 64)
+		if err != nil {
+			r.fail("threshold %q is not a number", clip(thrText))
+		}
+		n.threshold = v
+	}
+	return n
+}
+
+// addLGBJSONTree flattens a dump tree: internal nodes in pre-order, leaves in the order
+// the walk meets them.
+func (e *Ensemble) addLGBJSONTree(root *lgbJSONNode) error {
+	if root == nil {
+		return errors.New("empty tree")
+	}
+	n0 := len(e.Feature)
+	var nLeaf, nInt int32
+	var ref func(n *lgbJSONNode) (int32, error)
+	ref = func(n *lgbJSONNode) (int32, error) {
+		if n.isLeaf {
+			e.LeafValue = append(e.LeafValue, n.value)
+			nLeaf++
+			return ^(nLeaf - 1), nil
+		}
+		if n.feature < 0 || n.feature >= int64(e.NumFeatures) {
+			return 0, fmt.Errorf("split_feature %d out of range (max_feature_idx=%d)", n.feature, e.NumFeatures-1)
+		}
+		me := nInt
+		nInt++
+		cs := int32(-1)
+		thr := n.threshold
+		if n.categorical {
+			var maxCat int64
+			for _, c := range n.cats {
+				maxCat = max(maxCat, c)
+			}
+			words := int(maxCat/32) + 1
+			if len(e.CatBits)+words > maxCatWords {
+				return 0, fmt.Errorf("categorical sets need more than %d words", maxCatWords)
+			}
+			base := len(e.CatBits)
+			e.CatBits = append(e.CatBits, make([]uint32, words)...)
+			for _, c := range n.cats {
+				e.CatBits[base+int(c/32)] |= 1 << (c % 32)
+			}
+			cs = int32(len(e.CatStart) - 1)
+			e.CatStart = append(e.CatStart, int32(len(e.CatBits)))
+			thr = 0
+		}
+		e.Feature = append(e.Feature, int32(n.feature))
+		e.Threshold = append(e.Threshold, thr)
+		e.Flags = append(e.Flags, MakeFlags(n.categorical, n.defaultLeft, n.missing))
+		e.CatSet = append(e.CatSet, cs)
+		e.Left = append(e.Left, 0)
+		e.Right = append(e.Right, 0)
+		l, err := ref(n.left)
+		if err != nil {
+			return 0, err
+		}
+		rr, err := ref(n.right)
+		if err != nil {
+			return 0, err
+		}
+		e.Left[n0+int(me)], e.Right[n0+int(me)] = l, rr
+		return me, nil
+	}
+	if _, err := ref(root); err != nil {
+		return err
+	}
+	e.NodeStart = append(e.NodeStart, int32(len(e.Feature)))
+	e.LeafStart = append(e.LeafStart, int32(len(e.LeafValue)))
+	return nil
 }

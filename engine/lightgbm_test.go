@@ -222,3 +222,40 @@ func TestModelShapeErrors(t *testing.T) {
 
 // add sums in float64 at run time (constant expressions are exact, not float64).
 func add(a, b float64) float64 { return a + b }
+
+func TestParseLightGBMJSONBadInput(t *testing.T) {
+	base := string(readFixture(t, "lightgbm/leaves_json_1tree/model_dump.json"))
+	f := func(name, old, new, wantErr string) {
+		t.Helper()
+		src := new
+		if old != "" {
+			if !strings.Contains(base, old) {
+				t.Fatalf("%s: %q not in the model", name, old)
+			}
+			src = strings.Replace(base, old, new, 1)
+		}
+		for _, format := range []Format{FormatLightGBM, FormatXGBoost} {
+			_, err := Parse(format, []byte(src))
+			if err == nil {
+				t.Fatalf("%s (%s): no error", name, format)
+			}
+			if !strings.Contains(err.Error(), wantErr) {
+				t.Fatalf("%s (%s): error %q does not mention %q", name, format, err, wantErr)
+			}
+		}
+	}
+	f("not a dump", `"name": "tree"`, `"name": "forest"`, `want a LightGBM dump_model() document`)
+	f("feature range", `"split_feature": 1,`, `"split_feature": 7,`, "tree 0: split_feature 7 out of range (max_feature_idx=1)")
+	f("categories", `"1||10||100"`, `"1||x"`, `categorical threshold "1||x"`)
+	f("negative category", `"1||10||100"`, `"1||-10"`, `categorical threshold "1||-10"`)
+	f("huge category", `"1||10||100"`, `"2147483646"`, "categorical sets need more than 16777216 words")
+	f("decision type", `"decision_type": "<="`, `"decision_type": "<"`, `decision_type "<": want <= or ==`)
+	f("missing type", `"missing_type": "None",`, `"missing_type": "Nil",`, `missing_type "Nil"`)
+	f("no children", `"right_child": {
+      "leaf_index": 3,`, `"other": {
+      "leaf_index": 3,`, "split node without left_child and right_child")
+	f("empty node", `"leaf_value": 1.1111,`, `"leafvalue": 1.1111,`, "node has neither leaf_value nor split_feature")
+	f("truncated", "", base[:strings.LastIndex(base[:len(base)/2], ",")+1], "unexpected end of input")
+	f("NaN leaf", `"leaf_value": 1.1111`, `"leaf_value": NaN`, "leaf 2 value NaN is not finite")
+	f("deep", "", `{"name":"tree","max_feature_idx":0,"tree_info":[{"tree_structure":`+strings.Repeat(`{"split_feature":0,"threshold":1,"right_child":{"leaf_value":1},"left_child":`, 5000)+`{"leaf_value":1}`+strings.Repeat("}", 5000)+`}]}`, "deeper than 4096 levels")
+}

@@ -19,6 +19,8 @@ import (
 // (sigmoid); binary:logitraw (identity with a logit base margin); multi:softprob
 // (softmax); multi:softmax (argmax); count:poisson, reg:gamma, reg:tweedie (exp).
 // Categorical splits and vector-leaf (multi-output) trees are reported as ErrUnsupported.
+// A LightGBM dump_model() JSON document (no "learner", a top-level "tree_info") is
+// handed to the LightGBM JSON parser, since both are .json files.
 //
 // The base margin follows XGBoost's ProbToMargin in float32: logit(base_score) for the
 // logistic objectives, log(base_score) for poisson/gamma/tweedie, base_score otherwise.
@@ -28,6 +30,10 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 		return nil, fmt.Errorf("xgboost: %w", err)
 	}
 	if m.Learner == nil {
+		if m.lightgbmDump {
+			// A .json file is taken for XGBoost; this one is a LightGBM dump_model().
+			return parseLightGBMJSON(data)
+		}
 		return nil, errors.New("xgboost: no \"learner\" object: not an XGBoost JSON model")
 	}
 	l := m.Learner
@@ -157,6 +163,8 @@ func xgbLogit(p float32) float32 {
 // jsonReader, which is several times faster on large models.
 type xgbModel struct {
 	Learner *xgbLearner `json:"learner"`
+	// lightgbmDump: the document has LightGBM dump_model()'s "tree_info" at the top.
+	lightgbmDump bool
 }
 
 type xgbLearner struct {
@@ -447,6 +455,7 @@ func decodeXGBModel(data []byte) (*xgbModel, error) {
 	var m xgbModel
 	r.object(func(k string) {
 		if k != "learner" {
+			m.lightgbmDump = m.lightgbmDump || k == "tree_info"
 			r.skip(0)
 			return
 		}
@@ -589,7 +598,7 @@ type jsonReader struct {
 }
 
 // maxJSONDepth bounds the nesting skip follows, so hostile input cannot exhaust the stack.
-const maxJSONDepth = 256
+const maxJSONDepth = 1 << 12
 
 func (r *jsonReader) fail(format string, args ...any) {
 	if r.err != nil {

@@ -34,7 +34,7 @@ func TestParseXGBoostBadInput(t *testing.T) {
 	f("truncated in a string", "", base[:strings.Index(base, `"split_conditions"`)+5], "unterminated string")
 	f("trailing data", "", base+"{}", "unexpected data after the model")
 	f("bad literal", `"num_parallel_tree":"1"`, `"num_parallel_tree":tru`, `"tru" is not a JSON value`)
-	f("deep nesting", `"attributes":{}`, `"attributes":`+strings.Repeat("[", 1000)+strings.Repeat("]", 1000), "nested deeper than 256 levels")
+	f("deep nesting", `"attributes":{}`, `"attributes":`+strings.Repeat("[", 5000)+strings.Repeat("]", 5000), "nested deeper than 4096 levels")
 	f("bad escape", `"name":"binary:logistic"`, `"name":"binary:\q"`, "bad string")
 	f("NaN threshold", `"split_conditions":[-9.536743E-7,`, `"split_conditions":[NaN,`, "trees[0]: node 0: split_conditions is NaN")
 	f("no learner", "", `{"version":[1,7,4]}`, `no "learner" object`)

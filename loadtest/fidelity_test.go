@@ -2,6 +2,7 @@ package loadtest
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand"
 	"net"
@@ -32,6 +33,46 @@ func runTest(t testing.TB, ctx context.Context, sc *Scenario, target string) (*R
 	return res, dir
 }
 
+// checker collects the problems of one attempt of a timing-sensitive test.
+type checker struct {
+	t        testing.TB
+	problems []string
+}
+
+// Errorf records a problem.
+func (c *checker) Errorf(format string, args ...any) {
+	c.problems = append(c.problems, fmt.Sprintf(format, args...))
+}
+
+// Logf logs through the test.
+func (c *checker) Logf(format string, args ...any) {
+	c.t.Helper()
+	c.t.Logf(format, args...)
+}
+
+// fidelityAttempts is how many times a timing-sensitive test may run.
+const fidelityAttempts = 3
+
+// eventually runs attempt until it records no problem, at most fidelityAttempts times.
+// These tests compare measured timings with injected ones; on a machine oversubscribed by
+// other work one run can be disturbed (a 4ms sleep taking 20ms). A correct generator
+// passes on a calmer attempt; a wrong one fails every attempt, and then every attempt's
+// problems are reported.
+func eventually(t *testing.T, attempt func(c *checker)) {
+	t.Helper()
+	var all []string
+	for i := 1; i <= fidelityAttempts; i++ {
+		c := &checker{t: t}
+		attempt(c)
+		if len(c.problems) == 0 {
+			return
+		}
+		t.Logf("attempt %d of %d: %d problem(s):\n  %s", i, fidelityAttempts, len(c.problems), strings.Join(c.problems, "\n  "))
+		all = append(all, fmt.Sprintf("attempt %d: %s", i, strings.Join(c.problems, "; ")))
+	}
+	t.Errorf("every attempt failed:\n%s", strings.Join(all, "\n"))
+}
+
 // within reports whether got is within rel (fraction) plus abs of want.
 func within(got, want, rel, abs float64) bool {
 	return math.Abs(got-want) <= rel*math.Abs(want)+abs
@@ -48,13 +89,14 @@ func within(got, want, rel, abs float64) bool {
 // share and the server's record holds the server's), and the analytic distribution within
 // 20% + that slack.
 func TestFidelityStalls(t *testing.T) {
-	const (
-		base   = 2 * time.Millisecond
-		stall  = 100 * time.Millisecond
-		period = 500 * time.Millisecond
-	)
-	ts := startTestServer(t, stallingDelay(time.Now(), base, stall, period))
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		const (
+			base   = 2 * time.Millisecond
+			stall  = 100 * time.Millisecond
+			period = 500 * time.Millisecond
+		)
+		ts := startTestServer(t, stallingDelay(time.Now(), base, stall, period))
+		sc := testScenario(t, `
 name: stalls
 arrival: constant
 protocol: json
@@ -63,40 +105,41 @@ window: 500ms
 steps: [{rate: 200, duration: 3500ms}]
 workloads: [{model: m, candidates: 2, features: {count: 3}}]
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.tcp)
-	st := res.Steps[0]
-	if st.Requests < 550 || st.OK != st.Requests {
-		t.Fatalf("requests %d ok %d errors %v", st.Requests, st.OK, st.Errors)
-	}
-	frac := float64(stall) / float64(period)
-	theory := func(q float64) float64 { // expected latency in ms
-		if q <= 1-frac {
-			return ms(base)
+		res, _ := runTest(t, context.Background(), sc, ts.tcp)
+		st := res.Steps[0]
+		if st.Requests < 550 || st.OK != st.Requests {
+			t.Fatalf("requests %d ok %d errors %v", st.Requests, st.OK, st.Errors)
 		}
-		return ms(base) + ms(stall)*(q-(1-frac))/frac
-	}
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	held := func(q float64) float64 { return float64(ts.held.ValueAtQuantile(100*q)) / 1000 }
-	slack := 2 + st.SendLagP99Ms
-	for _, c := range []struct {
-		name string
-		got  float64
-		q    float64
-	}{
-		{"p50", st.Latency.P50, 0.50}, {"p90", st.Latency.P90, 0.90}, {"p99", st.Latency.P99, 0.99}, {"max", st.Latency.Max, 1},
-	} {
-		t.Logf("%s = %.2fms, server held %.2fms, analytic %.2fms (slack %.2fms)", c.name, c.got, held(c.q), theory(c.q), slack)
-		if !within(c.got, held(c.q), 0.10, slack) {
-			t.Errorf("%s = %.2fms, but the server held requests %.2fms", c.name, c.got, held(c.q))
+		frac := float64(stall) / float64(period)
+		theory := func(q float64) float64 { // expected latency in ms
+			if q <= 1-frac {
+				return ms(base)
+			}
+			return ms(base) + ms(stall)*(q-(1-frac))/frac
 		}
-		if !within(c.got, theory(c.q), 0.20, slack) {
-			t.Errorf("%s = %.2fms, injected distribution gives %.2fms", c.name, c.got, theory(c.q))
+		ts.mu.Lock()
+		defer ts.mu.Unlock()
+		held := func(q float64) float64 { return float64(ts.held.ValueAtQuantile(100*q)) / 1000 }
+		slack := 2 + st.SendLagP99Ms
+		for _, tc := range []struct {
+			name string
+			got  float64
+			q    float64
+		}{
+			{"p50", st.Latency.P50, 0.50}, {"p90", st.Latency.P90, 0.90}, {"p99", st.Latency.P99, 0.99}, {"max", st.Latency.Max, 1},
+		} {
+			c.Logf("%s = %.2fms, server held %.2fms, analytic %.2fms (slack %.2fms)", tc.name, tc.got, held(tc.q), theory(tc.q), slack)
+			if !within(tc.got, held(tc.q), 0.10, slack) {
+				c.Errorf("%s = %.2fms, but the server held requests %.2fms", tc.name, tc.got, held(tc.q))
+			}
+			if !within(tc.got, theory(tc.q), 0.20, slack) {
+				c.Errorf("%s = %.2fms, injected distribution gives %.2fms", tc.name, tc.got, theory(tc.q))
+			}
 		}
-	}
-	if want := ms(base) + frac*ms(stall)/2; !within(st.Latency.Mean, want, 0.20, slack) {
-		t.Errorf("mean = %.2fms, injected distribution gives %.2fms", st.Latency.Mean, want)
-	}
+		if want := ms(base) + frac*ms(stall)/2; !within(st.Latency.Mean, want, 0.20, slack) {
+			c.Errorf("mean = %.2fms, injected distribution gives %.2fms", st.Latency.Mean, want)
+		}
+	})
 }
 
 // TestFidelityExponentialDelay: each request is held 1ms + Exp(mean 3ms). The server
@@ -104,45 +147,47 @@ workloads: [{model: m, candidates: 2, features: {count: 3}}]
 // the generator's quantiles match those of the held times, and both follow
 // q(p) = 1 + 3·ln(1/(1-p)) ms.
 func TestFidelityExponentialDelay(t *testing.T) {
-	var mu sync.Mutex
-	rng := rand.New(rand.NewSource(42))
-	ts := startTestServer(t, func(time.Time) time.Duration {
-		mu.Lock()
-		defer mu.Unlock()
-		return time.Millisecond + time.Duration(rng.ExpFloat64()*3*float64(time.Millisecond))
-	})
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		var mu sync.Mutex
+		rng := rand.New(rand.NewSource(42))
+		ts := startTestServer(t, func(time.Time) time.Duration {
+			mu.Lock()
+			defer mu.Unlock()
+			return time.Millisecond + time.Duration(rng.ExpFloat64()*3*float64(time.Millisecond))
+		})
+		sc := testScenario(t, `
 name: exp
 warmup: 500ms
 steps: [{rate: 400, duration: 4500ms}]
 workloads: [{model: m, candidates: 1, features: {count: 2}}]
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.unix)
-	st := res.Steps[0]
-	theory := func(p float64) float64 { return 1 + 3*math.Log(1/(1-p)) }
-	ts.mu.Lock()
-	held := func(p float64) float64 { return float64(ts.held.ValueAtQuantile(100*p)) / 1000 }
-	defer ts.mu.Unlock()
-	for _, c := range []struct {
-		name   string
-		got, p float64
-		rel    float64
-	}{
-		{"p50", st.Latency.P50, 0.50, 0.10},
-		{"p90", st.Latency.P90, 0.90, 0.10},
-		{"p99", st.Latency.P99, 0.99, 0.20}, // ~16 samples above p99 in 1,600
-	} {
-		// 2ms covers loopback; the send lag the generator reports covers its own timer
-		// delays on a busy machine.
-		if !within(c.got, held(c.p), c.rel, 2+st.SendLagP99Ms) {
-			t.Errorf("%s = %.2fms, server held requests %.2fms (theory %.2fms)", c.name, c.got, held(c.p), theory(c.p))
-		} else {
-			t.Logf("%s = %.2fms, server held %.2fms, theory %.2fms", c.name, c.got, held(c.p), theory(c.p))
+		res, _ := runTest(t, context.Background(), sc, ts.unix)
+		st := res.Steps[0]
+		theory := func(p float64) float64 { return 1 + 3*math.Log(1/(1-p)) }
+		ts.mu.Lock()
+		held := func(p float64) float64 { return float64(ts.held.ValueAtQuantile(100*p)) / 1000 }
+		defer ts.mu.Unlock()
+		for _, tc := range []struct {
+			name   string
+			got, p float64
+			rel    float64
+		}{
+			{"p50", st.Latency.P50, 0.50, 0.10},
+			{"p90", st.Latency.P90, 0.90, 0.10},
+			{"p99", st.Latency.P99, 0.99, 0.20}, // ~16 samples above p99 in 1,600
+		} {
+			// 2ms covers loopback; the send lag the generator reports covers its own timer
+			// delays on a busy machine.
+			if !within(tc.got, held(tc.p), tc.rel, 2+st.SendLagP99Ms) {
+				c.Errorf("%s = %.2fms, server held requests %.2fms (theory %.2fms)", tc.name, tc.got, held(tc.p), theory(tc.p))
+			} else {
+				c.Logf("%s = %.2fms, server held %.2fms, theory %.2fms", tc.name, tc.got, held(tc.p), theory(tc.p))
+			}
+			if !within(held(tc.p), theory(tc.p), 0.5, 5) {
+				c.Errorf("%s: the server held %.2fms, far from the injected %.2fms: machine too busy to inject delays", tc.name, held(tc.p), theory(tc.p))
+			}
 		}
-		if !within(held(c.p), theory(c.p), 0.5, 5) {
-			t.Errorf("%s: the server held %.2fms, far from the injected %.2fms: machine too busy to inject delays", c.name, held(c.p), theory(c.p))
-		}
-	}
+	})
 }
 
 // TestAchievedRate: against a fast server, the achieved rate is within 1% of the target
@@ -150,8 +195,9 @@ workloads: [{model: m, candidates: 1, features: {count: 2}}]
 func TestAchievedRate(t *testing.T) {
 	for _, proto := range []string{"protobuf", "json"} {
 		t.Run(proto, func(t *testing.T) {
-			ts := startTestServer(t, nil)
-			sc := testScenario(t, `
+			eventually(t, func(c *checker) {
+				ts := startTestServer(t, nil)
+				sc := testScenario(t, `
 name: rate
 arrival: constant
 protocol: `+proto+`
@@ -159,39 +205,42 @@ warmup: 500ms
 steps: [{rate: 1000, duration: 3500ms}]
 workloads: [{model: m, candidates: {dist: uniform, min: 1, max: 9}, features: {count: 4}, pool: 16}]
 `)
-			res, _ := runTest(t, context.Background(), sc, ts.tcp)
-			st := res.Steps[0]
-			if !within(st.AchievedRPS, 1000, 0.01, 0) || !within(st.SentRPS, 1000, 0.01, 0) {
-				t.Errorf("achieved %.1f/s sent %.1f/s, want 1000/s within 1%%", st.AchievedRPS, st.SentRPS)
-			}
-			if st.ErrorRate != 0 || ts.badBodies.Load() != 0 {
-				t.Errorf("errors %v, bad bodies %d", st.Errors, ts.badBodies.Load())
-			}
-			// Predictions counted by the generator match candidates the server decoded.
-			perReq := float64(ts.candidates.Load()) / float64(ts.requests.Load())
-			if !within(st.PredictionsPerSec/st.AchievedRPS, perReq, 0.05, 0) {
-				t.Errorf("predictions per request %.2f, server saw %.2f", st.PredictionsPerSec/st.AchievedRPS, perReq)
-			}
-			t.Logf("achieved %.1f/s, sent %.1f/s, late sends %d, send lag p99 %.3fms, latency p50 %.3fms p99 %.3fms",
-				st.AchievedRPS, st.SentRPS, st.LateSends, st.SendLagP99Ms, st.Latency.P50, st.Latency.P99)
+				res, _ := runTest(t, context.Background(), sc, ts.tcp)
+				st := res.Steps[0]
+				if !within(st.AchievedRPS, 1000, 0.01, 0) || !within(st.SentRPS, 1000, 0.01, 0) {
+					c.Errorf("achieved %.1f/s sent %.1f/s, want 1000/s within 1%%", st.AchievedRPS, st.SentRPS)
+				}
+				if st.ErrorRate != 0 || ts.badBodies.Load() != 0 {
+					c.Errorf("errors %v, bad bodies %d", st.Errors, ts.badBodies.Load())
+				}
+				// Predictions counted by the generator match candidates the server decoded.
+				perReq := float64(ts.candidates.Load()) / float64(ts.requests.Load())
+				if !within(st.PredictionsPerSec/st.AchievedRPS, perReq, 0.05, 0) {
+					c.Errorf("predictions per request %.2f, server saw %.2f", st.PredictionsPerSec/st.AchievedRPS, perReq)
+				}
+				c.Logf("achieved %.1f/s, sent %.1f/s, late sends %d, send lag p99 %.3fms, latency p50 %.3fms p99 %.3fms",
+					st.AchievedRPS, st.SentRPS, st.LateSends, st.SendLagP99Ms, st.Latency.P50, st.Latency.P99)
+			})
 		})
 	}
 }
 
 // TestPoissonRate: Poisson arrivals average the target rate.
 func TestPoissonRate(t *testing.T) {
-	ts := startTestServer(t, nil)
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		ts := startTestServer(t, nil)
+		sc := testScenario(t, `
 name: poisson
 warmup: 500ms
 steps: [{rate: 500, duration: 3500ms}]
 workloads: [{model: m}]
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.unix)
-	// 1,500 arrivals: the count's standard deviation is sqrt(1500) ≈ 2.6%.
-	if st := res.Steps[0]; !within(st.SentRPS, 500, 0.08, 0) {
-		t.Errorf("sent %.1f/s, want 500/s", st.SentRPS)
-	}
+		res, _ := runTest(t, context.Background(), sc, ts.unix)
+		// 1,500 arrivals: the count's standard deviation is sqrt(1500) ≈ 2.6%.
+		if st := res.Steps[0]; !within(st.SentRPS, 500, 0.08, 0) {
+			c.Errorf("sent %.1f/s, want 500/s", st.SentRPS)
+		}
+	})
 }
 
 // TestErrorKinds: HTTP errors carry status and code, slow answers are timeouts, a dead
@@ -236,37 +285,40 @@ func freeAddr(t *testing.T) string {
 
 // TestInterrupt: cancelling mid-step keeps the partial measurements and writes them.
 func TestInterrupt(t *testing.T) {
-	ts := startTestServer(t, nil)
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		ts := startTestServer(t, nil)
+		sc := testScenario(t, `
 name: interrupt
 warmup: 200ms
 window: 500ms
 steps: [{rate: 100, duration: 30s}, {rate: 200, duration: 30s}]
 workloads: [{model: m}]
 `)
-	ctx, cancel := context.WithTimeout(context.Background(), 1700*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	res, dir := runTest(t, ctx, sc, ts.tcp)
-	if el := time.Since(start); el > 10*time.Second {
-		t.Errorf("interrupted run took %v", el)
-	}
-	if !res.Interrupted || len(res.Steps) != 1 || res.Steps[0].Requests == 0 {
-		t.Fatalf("interrupted %v, steps %+v", res.Interrupted, res.Steps)
-	}
-	if m := res.Steps[0].MeasuredS; m > 2 || m < 1 {
-		t.Errorf("measured %.2fs of a step cut at ~1.5s", m)
-	}
-	r2, err := LoadResult(dir)
-	if err != nil || !r2.Interrupted {
-		t.Fatalf("result.json: %v interrupted=%v", err, r2 != nil && r2.Interrupted)
-	}
+		ctx, cancel := context.WithTimeout(context.Background(), 1700*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		res, dir := runTest(t, ctx, sc, ts.tcp)
+		if el := time.Since(start); el > 10*time.Second {
+			c.Errorf("interrupted run took %v", el)
+		}
+		if !res.Interrupted || len(res.Steps) != 1 || res.Steps[0].Requests == 0 {
+			t.Fatalf("interrupted %v, steps %+v", res.Interrupted, res.Steps)
+		}
+		if m := res.Steps[0].MeasuredS; m > 2 || m < 1 {
+			c.Errorf("measured %.2fs of a step cut at ~1.5s", m)
+		}
+		r2, err := LoadResult(dir)
+		if err != nil || !r2.Interrupted {
+			t.Fatalf("result.json: %v interrupted=%v", err, r2 != nil && r2.Interrupted)
+		}
+	})
 }
 
 // TestRamp: each ramp window becomes a step whose offered rate rises; achieved follows.
 func TestRamp(t *testing.T) {
-	ts := startTestServer(t, nil)
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		ts := startTestServer(t, nil)
+		sc := testScenario(t, `
 name: ramp
 mode: ramp
 arrival: constant
@@ -275,16 +327,17 @@ window: 500ms
 ramp: {from: 100, to: 500, duration: 2s}
 workloads: [{model: m}]
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.tcp)
-	if len(res.Steps) != 4 {
-		t.Fatalf("%d steps, want 4", len(res.Steps))
-	}
-	for i, st := range res.Steps {
-		want := 100 + 400*(float64(i)+0.5)/4
-		if !within(st.OfferedRPS, want, 0.001, 0) || !within(st.AchievedRPS, want, 0.10, 0) {
-			t.Errorf("step %d: offered %.1f achieved %.1f, want %.1f", i, st.OfferedRPS, st.AchievedRPS, want)
+		res, _ := runTest(t, context.Background(), sc, ts.tcp)
+		if len(res.Steps) != 4 {
+			t.Fatalf("%d steps, want 4", len(res.Steps))
 		}
-	}
+		for i, st := range res.Steps {
+			want := 100 + 400*(float64(i)+0.5)/4
+			if !within(st.OfferedRPS, want, 0.001, 0) || !within(st.AchievedRPS, want, 0.10, 0) {
+				c.Errorf("step %d: offered %.1f achieved %.1f, want %.1f", i, st.OfferedRPS, st.AchievedRPS, want)
+			}
+		}
+	})
 }
 
 // TestSearch: a server that handles one request at a time, for about 4ms each, saturates
@@ -293,19 +346,20 @@ workloads: [{model: m}]
 // search must find a rate at or below capacity and, with two bisections after doubling,
 // above 40% of it.
 func TestSearch(t *testing.T) {
-	var mu sync.Mutex
-	var heldTotal time.Duration
-	var heldN int
-	ts := startTestServer(t, func(time.Time) time.Duration {
-		mu.Lock()
-		start := time.Now()
-		time.Sleep(4 * time.Millisecond)
-		heldTotal += time.Since(start)
-		heldN++
-		mu.Unlock()
-		return 0
-	})
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		var mu sync.Mutex
+		var heldTotal time.Duration
+		var heldN int
+		ts := startTestServer(t, func(time.Time) time.Duration {
+			mu.Lock()
+			start := time.Now()
+			time.Sleep(4 * time.Millisecond)
+			heldTotal += time.Since(start)
+			heldN++
+			mu.Unlock()
+			return 0
+		})
+		sc := testScenario(t, `
 name: search
 mode: search
 arrival: constant
@@ -317,31 +371,33 @@ slo: {p99: 300ms}
 search: {start: 60, max: 1000, factor: 2, bisections: 2, max_windows: 8, stability: 0.3}
 workloads: [{model: m}]
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.tcp)
-	for _, st := range res.Steps {
-		t.Logf("%s %.1f/s: achieved %.1f p99 %.2fms stable %v windows mean %v achieved %v", st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P99, st.Stable, st.WindowMeanMs, st.WindowAchieved)
-	}
-	if res.Search == nil {
-		t.Fatal("no search result")
-	}
-	mu.Lock()
-	capacity := float64(heldN) / heldTotal.Seconds()
-	mu.Unlock()
-	got := res.Search.MaxRate
-	t.Logf("search: %.1f/s after %d trials; server capacity %.1f/s", got, res.Search.Trials, capacity)
-	if got > capacity*1.05 || got < 0.4*capacity {
-		t.Errorf("search found %.1f/s for a server with capacity %.1f/s", got, capacity)
-	}
-	if last := res.Steps[len(res.Steps)-1]; last.Phase != "confirm" || last.OfferedRPS != got {
-		t.Errorf("last step %s at %.1f, want a confirm step at %.1f", last.Phase, last.OfferedRPS, got)
-	}
+		res, _ := runTest(t, context.Background(), sc, ts.tcp)
+		for _, st := range res.Steps {
+			c.Logf("%s %.1f/s: achieved %.1f p99 %.2fms stable %v windows mean %v achieved %v", st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P99, st.Stable, st.WindowMeanMs, st.WindowAchieved)
+		}
+		if res.Search == nil {
+			t.Fatal("no search result")
+		}
+		mu.Lock()
+		capacity := float64(heldN) / heldTotal.Seconds()
+		mu.Unlock()
+		got := res.Search.MaxRate
+		c.Logf("search: %.1f/s after %d trials; server capacity %.1f/s", got, res.Search.Trials, capacity)
+		if got > capacity*1.05 || got < 0.4*capacity {
+			c.Errorf("search found %.1f/s for a server with capacity %.1f/s", got, capacity)
+		}
+		if last := res.Steps[len(res.Steps)-1]; last.Phase != "confirm" || last.OfferedRPS != got {
+			c.Errorf("last step %s at %.1f, want a confirm step at %.1f", last.Phase, last.OfferedRPS, got)
+		}
+	})
 }
 
 // TestNoisyNeighborStreams: a fixed-rate workload keeps its rate while the shared one
 // follows the steps; per-workload figures are reported.
 func TestNoisyNeighborStreams(t *testing.T) {
-	ts := startTestServer(t, nil)
-	sc := testScenario(t, `
+	eventually(t, func(c *checker) {
+		ts := startTestServer(t, nil)
+		sc := testScenario(t, `
 name: nn
 arrival: constant
 warmup: 200ms
@@ -351,17 +407,18 @@ workloads:
   - {name: quiet, model: a, fixed_rate: 50}
   - {name: noisy, model: b}
 `)
-	res, _ := runTest(t, context.Background(), sc, ts.unix)
-	for i, want := range []float64{100, 400} {
-		st := res.Steps[i]
-		if len(st.Workloads) != 2 || st.OfferedRPS != want+50 {
-			t.Fatalf("step %d: offered %v workloads %d", i, st.OfferedRPS, len(st.Workloads))
+		res, _ := runTest(t, context.Background(), sc, ts.unix)
+		for i, want := range []float64{100, 400} {
+			st := res.Steps[i]
+			if len(st.Workloads) != 2 || st.OfferedRPS != want+50 {
+				t.Fatalf("step %d: offered %v workloads %d", i, st.OfferedRPS, len(st.Workloads))
+			}
+			q, n := st.Workloads[0], st.Workloads[1]
+			if q.Name != "quiet" || !within(q.AchievedRPS, 50, 0.1, 0) || !within(n.AchievedRPS, want, 0.1, 0) {
+				c.Errorf("step %d: quiet %.1f/s noisy %.1f/s", i, q.AchievedRPS, n.AchievedRPS)
+			}
 		}
-		q, n := st.Workloads[0], st.Workloads[1]
-		if q.Name != "quiet" || !within(q.AchievedRPS, 50, 0.1, 0) || !within(n.AchievedRPS, want, 0.1, 0) {
-			t.Errorf("step %d: quiet %.1f/s noisy %.1f/s", i, q.AchievedRPS, n.AchievedRPS)
-		}
-	}
+	})
 }
 
 // TestSidecarMeasurement: the sidecar's pid is found from its listening socket (here the

@@ -72,7 +72,7 @@ type GeneratorInfo struct {
 }
 
 // Latency holds percentiles in milliseconds, measured from each request's intended send
-// time.
+// time (less up to late_threshold_ms of send lag, the generator's timer granularity).
 type Latency struct {
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`

@@ -16,7 +16,7 @@ import (
 func decodeProto(r *request, body []byte) error {
 	haveCands, haveRows := false, false
 	for len(body) > 0 {
-		num, typ, n := protowire.ConsumeTag(body)
+		num, typ, n := consumeTag(body)
 		if n < 0 {
 			return protoErr("PredictRequest", n)
 		}
@@ -92,7 +92,7 @@ func decodeProto(r *request, body []byte) error {
 func decodeCandidate(r *request, b []byte) error {
 	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protoErr("Candidate", n)
 		}
@@ -139,7 +139,7 @@ func decodeCandidate(r *request, b []byte) error {
 func decodeFeature(b []byte) (feature, error) {
 	f := feature{value: math.NaN()}
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return f, protoErr("Feature", n)
 		}
@@ -171,7 +171,7 @@ func decodeFeature(b []byte) (feature, error) {
 func decodeKey(b []byte) (key, error) {
 	var k key
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return k, protoErr("Key", n)
 		}
@@ -195,7 +195,7 @@ func decodeKey(b []byte) (key, error) {
 // decodeRow appends a Row's values (packed, or one per field) to r.rows.
 func decodeRow(r *request, b []byte) error {
 	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
+		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protoErr("Row", n)
 		}
@@ -281,4 +281,14 @@ func protoSkip(b []byte, num protowire.Number, typ protowire.Type, what string) 
 
 func protoErr(what string, n int) error {
 	return badRequest("malformed protobuf in %s: %v", what, protowire.ParseError(n))
+}
+
+// consumeTag is protowire.ConsumeTag that also rejects field numbers above
+// protowire.MaxValidNumber, as the generated decoder does.
+func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
+	num, typ, n := protowire.ConsumeTag(b)
+	if n >= 0 && num > protowire.MaxValidNumber {
+		return 0, 0, -2 // protowire's errCodeFieldNumber: "invalid field number"
+	}
+	return num, typ, n
 }

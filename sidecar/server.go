@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -274,7 +275,16 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	req := getRequest()
-	defer putRequest(req)
+	defer func() {
+		// fasthttp does not recover handler panics: one would end the process and every
+		// model with it. Answer 500, log the stack, and drop the request's buffers.
+		if p := recover(); p != nil {
+			s.cfg.Logger.Error("BUG: panic serving a prediction", "panic", p, "stack", string(debug.Stack()))
+			s.writeErrorCode(ctx, fasthttp.StatusInternalServerError, "internal", fmt.Sprintf("internal error: %v", p))
+			return
+		}
+		putRequest(req)
+	}()
 
 	proto, err := requestIsProto(ctx)
 	if err != nil {

@@ -136,8 +136,7 @@ func TestScoreCSVNumericHeader(t *testing.T) {
 	// lleaves_multiclass names its features "0".."12": the header is all numbers.
 	model := fixtureFile(t, "lightgbm/lleaves_multiclass/model.txt")
 	input := fixtureFile(t, "lightgbm-oracle/multiclass/inputs.csv")
-	// The engine's fixture tests cover every backend on this file; here the header matters.
-	code, out, errs := runScoreTest(t, "", "--model", model, "--input", input, "--backend", "go")
+	code, out, errs := runScoreTest(t, "", "--model", model, "--input", input)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}

@@ -262,19 +262,21 @@ static void TestMulticlassWeightsLinear() {
 // RandomModel builds a random valid ensemble: trees of random shape, features drawn from a
 // small set so thresholds repeat, LightGBM missing types fixed per feature (so the fast path
 // applies) unless mixed is set.
-static SpecBuilder RandomModel(std::mt19937_64& rng, int semantics, bool cats, bool mixed, int ntrees, int nout) {
+static SpecBuilder RandomModel(std::mt19937_64& rng, int semantics, bool cats, bool mixed, int ntrees, int nout,
+                               int max_internal = 24, int nfeat = 6) {
   SpecBuilder b;
   b.semantics = semantics;
-  b.num_features = 6;
+  b.num_features = nfeat;
   b.num_outputs = nout;
   b.base.assign(nout, 0.0);
   for (auto& v : b.base) v = std::uniform_real_distribution<double>(-1, 1)(rng);
   std::vector<double> pool = {-2.5, -1.0, -1e-35, 0.0, pd::kZeroThreshold, 1e-20, 0.1, 0.3, 1.0, 1.5, 2.0, 7.25, 1e10};
-  std::vector<unsigned> feat_missing(6);
+  std::vector<unsigned> feat_missing(nfeat);
   for (auto& m : feat_missing) m = unsigned(rng() % 3);
-  const bool cat_feature[6] = {false, false, false, false, cats, cats};
+  std::vector<bool> cat_feature(nfeat, false);
+  cat_feature[4] = cat_feature[5] = cats;
   for (int t = 0; t < ntrees; t++) {
-    const int n = int(rng() % 24);  // internal nodes
+    const int n = int(rng() % max_internal);  // internal nodes
     std::vector<SpecBuilder::N> nodes(n);
     // Random binary tree: attach each new node to a free child slot.
     std::vector<std::pair<int, int>> free_slots;  // (node, side)
@@ -295,7 +297,7 @@ static SpecBuilder RandomModel(std::mt19937_64& rng, int semantics, bool cats, b
       (side == 0 ? nodes[p].l : nodes[p].r) = -int(i) - 1;
     }
     for (auto& nd : nodes) {
-      nd.f = int(rng() % 6);
+      nd.f = int(rng() % nfeat);
       const bool dl = rng() % 2;
       if (cat_feature[nd.f]) {
         std::vector<uint32_t> words(1 + rng() % 3);
@@ -322,11 +324,11 @@ static SpecBuilder RandomModel(std::mt19937_64& rng, int semantics, bool cats, b
   return b;
 }
 
-static std::vector<double> RandomRows(std::mt19937_64& rng, size_t nrows) {
+static std::vector<double> RandomRows(std::mt19937_64& rng, size_t nrows, int nfeat = 6) {
   std::vector<double> special = {kNaN, 0.0, -0.0, 1e-36, -1e-36, pd::kZeroThreshold, -pd::kZeroThreshold, 1e-35, -1e-35,
                                  kInf, -kInf, -0.5, -1.0, -3.0, 31.0, 32.0, 33.7, 95.0, 1e300};
   std::vector<double> pool = {-2.5, -1.0, -1e-35, 0.0, pd::kZeroThreshold, 1e-20, 0.1, 0.3, 1.0, 1.5, 2.0, 7.25, 1e10};
-  std::vector<double> rows(nrows * 6);
+  std::vector<double> rows(nrows * nfeat);
   for (auto& v : rows) {
     switch (rng() % 6) {
       case 0: v = special[rng() % special.size()]; break;
@@ -352,12 +354,17 @@ static void TestRandomAgainstGeneric() {
     const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 3 == 0;
     const bool mixed = iter % 5 == 0;
     const int nout = iter % 4 == 0 ? 3 : 1;
-    SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout);
+    // Every third model has big trees (past the 64-node register tables) and 12 features
+    // (past the 8 features whose bins the AVX-512 walk keeps in registers), so each vector
+    // walk variant is compared with the generic path.
+    const bool big = iter % 3 == 1;
+    const int nfeat = big ? 12 : 6;
+    SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout, big ? 120 : 24, nfeat);
     pd_ensemble* e = b.New();
     if (e == nullptr) continue;
     fast_models += pd_ensemble_is_fast(e);
-    const size_t nrows = 1 + rng() % 200;
-    std::vector<double> rows = RandomRows(rng, nrows);
+    const size_t nrows = 1 + rng() % 300;
+    std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     std::vector<float> rows32(rows.begin(), rows.end());
     std::vector<double> want(nrows * nout), want32(nrows * nout);
     CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");

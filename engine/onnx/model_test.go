@@ -327,18 +327,15 @@ func TestDefaultMapping(t *testing.T) {
 	if !m.zeroCopy || !m.InputFloat32() {
 		t.Fatal("a float32 single-input model fed every feature in order should take float32 rows without copying")
 	}
-	out := make([]float64, nrows)
-	if err := m.PredictF32(rows, nrows, out, false); err != nil {
-		t.Fatal(err)
+	// Both paths: this batch is below pinMinValues (copied); lowered, it is lent.
+	for _, pinMin := range []int{pinMinValues, 0} {
+		m.pinMinValues = pinMin
+		out := make([]float64, nrows)
+		if err := m.PredictF32(rows, nrows, out, false); err != nil {
+			t.Fatal(err)
+		}
+		checkClose(t, fmt.Sprintf("pinMinValues=%d", pinMin), out, want, tolerance())
 	}
-	checkClose(t, "zero-copy", out, want, tolerance())
-	// The copying path must agree.
-	m.zeroCopy = false
-	clear(out)
-	if err := m.PredictF32(rows, nrows, out, false); err != nil {
-		t.Fatal(err)
-	}
-	checkClose(t, "copy", out, want, tolerance())
 
 	// All columns of a multi-column output: probs has 2 per row, summing to 1.
 	etc := embCase()

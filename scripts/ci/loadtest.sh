@@ -11,7 +11,8 @@
 #                                             build predictd and predictd-loadtest into bin/,
 #                                             start predictd --pprof on a Unix socket (extra
 #                                             ARGS go to predictd serve), run the scenario into
-#                                             profiles/, stop predictd
+#                                             profiles/ (LOADTEST_LABEL labels the machine,
+#                                             LOADTEST_RUN_ID names the run), stop predictd
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -58,10 +59,11 @@ profile)
     sleep 0.1
   done
   bin/predictd-loadtest run --scenario "loadtest/scenarios/$scenario.yaml" --target "unix:$sock" \
-    --sidecar-pid "$pid" --out profiles --label "${LOADTEST_LABEL:-$(hostname)}"
+    --sidecar-pid "$pid" --out profiles --label "${LOADTEST_LABEL:-$(hostname)}" \
+    ${LOADTEST_RUN_ID:+--run-id "$LOADTEST_RUN_ID"}
   ;;
 *)
-  sed -n '2,16p' "$0"
+  sed -n '2,15p' "$0"
   exit 2
   ;;
 esac

@@ -39,12 +39,14 @@ echo "exit $?" >> "$out/test-cpu.txt"
 grep -E '^(--- |ok|FAIL|PASS|exit)' "$out/test-cpu.txt"
 
 echo "== benchmarks"
-# 20 timed runs per batch size (as in ../shared/gpu/README.md); 1280 requests = 20 rounds of
-# 64 clients.
-ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=cpu,cuda timeout 300 /tmp/onnx.test \
-  -test.run '^$' -test.bench 'BenchmarkMLP7M$' -test.benchtime 20x > "$out/bench.txt" 2>&1
-ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=cpu,cuda timeout 240 /tmp/onnx.test \
-  -test.run '^$' -test.bench 'BenchmarkMLP7MConcurrent' -test.benchtime 1280x >> "$out/bench.txt" 2>&1
+# 20 timed runs per batch size (as in /work/shared/gpu/README.md); 1280 requests = 20 rounds
+# of 64 clients. GPU_CHECK_QUICK=1 (a local dry run of this script) takes 1 and 64.
+runs=20x; requests=1280x; devices=${GPU_CHECK_DEVICES:-cpu,cuda}
+if [[ -n ${GPU_CHECK_QUICK:-} ]]; then runs=1x; requests=64x; fi
+ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=$devices timeout 300 /tmp/onnx.test \
+  -test.run '^$' -test.bench 'BenchmarkMLP7M$' -test.benchtime $runs > "$out/bench.txt" 2>&1
+ONNX_BENCH_MODEL=$model ONNX_BENCH_DEVICES=$devices timeout 240 /tmp/onnx.test \
+  -test.run '^$' -test.bench 'BenchmarkMLP7MConcurrent' -test.benchtime $requests >> "$out/bench.txt" 2>&1
 echo "exit $?" >> "$out/bench.txt"
 grep -E '^Benchmark|exit' "$out/bench.txt"
 

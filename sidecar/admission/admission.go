@@ -53,12 +53,13 @@ type Config struct {
 	Meter metric.Meter
 }
 
-// Setting names used in rejection messages, matching the sidecar's configuration keys.
+// Setting names used in rejection messages: the serve flags and model.yaml key that set
+// Config.Capacity, MaxQueueWait, MaxPending and a model's weight.
 const (
-	settingCapacity   = "admission.capacity"
-	settingWeight     = "weight in the model's model.yaml"
-	settingQueueWait  = "admission.max_queue_wait"
-	settingMaxPending = "admission.max_pending"
+	settingCapacity   = "--admission-capacity"
+	settingWeight     = "the model's weight (model.yaml)"
+	settingQueueWait  = "--admission-max-queue-wait"
+	settingMaxPending = "--admission-max-pending"
 )
 
 // OverloadedError is a rejection: the request was not admitted and may be retried.

@@ -120,7 +120,7 @@ func TestQueueWaitTimesOut(t *testing.T) {
 	if err := b.Acquire(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	overloaded(t, b.Acquire(context.Background()), http.StatusTooManyRequests, "admission.max_queue_wait")
+	overloaded(t, b.Acquire(context.Background()), http.StatusTooManyRequests, "--admission-max-queue-wait")
 	if st := b.Stats(); st.Timeouts != 1 {
 		t.Fatalf("%+v", st)
 	}
@@ -162,7 +162,7 @@ func TestProcessSaturation(t *testing.T) {
 		}
 	}
 	// b has a free slot, but the process holds MaxPending requests: 503 at once.
-	overloaded(t, b.Acquire(ctx), http.StatusServiceUnavailable, "admission.max_pending")
+	overloaded(t, b.Acquire(ctx), http.StatusServiceUnavailable, "--admission-max-pending")
 	if _, n := l.Stats(); n != 1 {
 		t.Fatalf("%d saturation rejections", n)
 	}
