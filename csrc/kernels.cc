@@ -125,8 +125,20 @@ template <class T>
 void PredictGeneric(const Ensemble& e, const T* rows, size_t nrows, double* out) {
   const size_t F = size_t(e.num_features), K = size_t(e.num_outputs);
   const bool xgb = e.semantics == PD_SEMANTICS_XGBOOST;
-  std::vector<double> acc64(K);
-  std::vector<float> acc32(K);
+  // Accumulators on the stack for the usual few outputs (a 1-row call allocates nothing).
+  constexpr size_t kStackOut = 64;
+  double stack64[kStackOut];
+  float stack32[kStackOut];
+  std::vector<double> heap64;
+  std::vector<float> heap32;
+  double* acc64 = stack64;
+  float* acc32 = stack32;
+  if (K > kStackOut) {
+    heap64.resize(K);
+    heap32.resize(K);
+    acc64 = heap64.data();
+    acc32 = heap32.data();
+  }
   for (size_t r = 0; r < nrows; r++) {
     const T* x = rows + r * F;
     for (size_t k = 0; k < K; k++) {
@@ -295,6 +307,9 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t S, siz
 }
 
 #if PD_X86
+// Up to this many used features, the vector walks keep each row's bins in registers.
+constexpr size_t kSmallSlots = 8;
+
 // PrefetchTree asks for tree t's node arrays while the previous tree is walked: a large
 // model (1,000 trees of ~670 nodes) streams from L3 or memory once per block, and a tree's
 // first levels would otherwise wait on each miss in turn.
@@ -324,6 +339,14 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
     for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1) * S);
     rowoff[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
   }
+  // With few features, each row's bins are picked from per-feature vectors by compares
+  // instead of a gather.
+  const bool few = S <= kSmallSlots;
+  alignas(32) int32_t binv[kMaxBlock / L][kSmallSlots][L];
+  if (few)
+    for (size_t g = 0; g < ng; g++)
+      for (size_t f = 0; f < S; f++)
+        for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[std::min(g * L + i, nb - 1) * S + f];
   const A* vals;
   if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
   else vals = e.val64.data();
@@ -344,8 +367,16 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
         const __m256i kd = _mm256_i32gather_epi32(kids, idx[g], 4);
         const __m256i slot = _mm256_and_si256(inf, m15);
         const __m256i kk = _mm256_srli_epi32(inf, 16);
-        __m256i b = _mm256_and_si256(
-            _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], slot), 2), m16);
+        __m256i b;
+        if (few) {
+          b = _mm256_load_si256(reinterpret_cast<const __m256i*>(binv[g][0]));
+          for (size_t f = 1; f < S; f++)
+            b = _mm256_blendv_epi8(b, _mm256_load_si256(reinterpret_cast<const __m256i*>(binv[g][f])),
+                                   _mm256_cmpeq_epi32(slot, _mm256_set1_epi32(int(f))));
+        } else {
+          b = _mm256_and_si256(
+              _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], slot), 2), m16);
+        }
         // Bins and thresholds are below 2^16, so the signed compare is exact.
         __m256i right = _mm256_cmpgt_epi32(
             _mm256_and_si256(_mm256_add_epi32(b, _mm256_and_si256(_mm256_srli_epi32(inf, 15), one)), m16), kk);
@@ -379,8 +410,6 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
 // itself: each tree's node info and children (64 entries each) sit in four registers and
 // are looked up with two-table permutes, and each row's bins are picked from per-feature
 // registers with compares. Only categorical nodes still gather their set's word.
-constexpr size_t kSmallSlots = 8;
-
 template <class A, bool kCat>
 PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc,
                                              size_t K) {
@@ -478,7 +507,7 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
         const __m512i kk = _mm512_srli_epi32(inf, 16);
         const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], slot), bins, 2), m16);
         const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
-        __mmask16 left = _mm512_cmplt_epu32_mask(bb, kk);
+        __mmask16 left = _mm512_cmple_epu32_mask(bb, kk);
         if (kCat) {
           const __mmask16 cat = _mm512_movepi32_mask(kd);  // bit 31: categorical node
           if (cat) {

@@ -104,7 +104,11 @@ int pd_predict_f64(const pd_ensemble* e, const double* rows, size_t nrows, size_
 int pd_predict_f32(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols,
                    double* out, size_t out_len, char* err, size_t err_len);
 
-/* Which kernel this process chose at run time: "avx512", "avx2" or "scalar". */
+/* Which kernel this process chose at run time: "avx512", "avx2" or "scalar" (the best
+ * the CPU supports), or "generic" (the exact row-by-row walk). The environment variable
+ * PREDICTD_KERNEL=generic|scalar|avx2|avx512, read once at the first call, forces one; a
+ * kernel the CPU lacks falls back to the best it has. Every kernel gives bit-identical
+ * results; models outside the binned kernels' limits always use the generic walk. */
 const char* pd_kernel_name(void);
 
 #ifdef __cplusplus

@@ -52,7 +52,7 @@ type MissingType uint8
 const (
 	// MissingNone: NaN is scored as 0.0; no value takes the default direction.
 	MissingNone MissingType = 0
-	// MissingZero: NaN and values in (-1e-35, 1e-35] take the default direction.
+	// MissingZero: NaN and values in [-ZeroThreshold, ZeroThreshold] take the default direction.
 	MissingZero MissingType = 1
 	// MissingNaN: NaN takes the default direction.
 	MissingNaN MissingType = 2
@@ -75,9 +75,11 @@ func MakeFlags(categorical, defaultLeft bool, missing MissingType) uint8 {
 	return f | uint8(missing)<<flagMissingShift
 }
 
-// ZeroThreshold is LightGBM's kZeroThreshold: with MissingZero, values in
-// (-ZeroThreshold, ZeroThreshold] count as missing.
-const ZeroThreshold = 1e-35
+// ZeroThreshold is LightGBM's kZeroThreshold, declared there as `1e-35f`: a float literal
+// widened to double (1.0000000180025095e-35). LightGBM's predictor scores values in the
+// closed interval [-ZeroThreshold, ZeroThreshold] as 0.0, and with MissingZero they (and
+// NaN) take the default direction.
+var ZeroThreshold = float64(float32(1e-35))
 
 // Ensemble is the internal form of a tree ensemble or linear model, shared by every
 // format parser and every scoring backend.

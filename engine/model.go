@@ -29,9 +29,9 @@ var (
 type Backend string
 
 const (
-	BackendAuto Backend = ""       // the C++ core when built with cgo, else pure Go
-	BackendC    Backend = "c"      // the C++ core through cgo
-	BackendGo   Backend = "go"     // the pure-Go scorer
+	BackendAuto Backend = ""   // the C++ core when built with cgo, else pure Go
+	BackendC    Backend = "c"  // the C++ core through cgo
+	BackendGo   Backend = "go" // the pure-Go scorer
 )
 
 // scorer computes raw margins; implementations are the C++ core (cgo) and pure Go. A scorer
@@ -184,10 +184,17 @@ func (m *Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) e
 	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
 		return err
 	}
-	if err := m.run(nrows, func(lo, hi int) error {
-		f := m.ens.NumFeatures
-		return m.sc.predictF64(rows[lo*f:hi*f], hi-lo, out[lo*m.ens.NumOutputs:hi*m.ens.NumOutputs])
-	}); err != nil {
+	var err error
+	if parts := m.parts(nrows); parts <= 1 {
+		// The common case builds no closure, so a call allocates nothing.
+		err = m.sc.predictF64(rows, nrows, out)
+	} else {
+		f, k := m.ens.NumFeatures, m.ens.NumOutputs
+		err = split(nrows, parts, func(lo, hi int) error {
+			return m.sc.predictF64(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k])
+		})
+	}
+	if err != nil {
 		return err
 	}
 	if !raw {
@@ -203,10 +210,17 @@ func (m *Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) e
 	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
 		return err
 	}
-	if err := m.run(nrows, func(lo, hi int) error {
-		f := m.ens.NumFeatures
-		return m.sc.predictF32(rows[lo*f:hi*f], hi-lo, out[lo*m.ens.NumOutputs:hi*m.ens.NumOutputs])
-	}); err != nil {
+	var err error
+	if parts := m.parts(nrows); parts <= 1 {
+		// The common case builds no closure, so a call allocates nothing.
+		err = m.sc.predictF32(rows, nrows, out)
+	} else {
+		f, k := m.ens.NumFeatures, m.ens.NumOutputs
+		err = split(nrows, parts, func(lo, hi int) error {
+			return m.sc.predictF32(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k])
+		})
+	}
+	if err != nil {
 		return err
 	}
 	if !raw {
@@ -231,16 +245,14 @@ func (m *Model) checkShape(nvals, nrows, nout int, raw bool) error {
 	return nil
 }
 
-// run splits [0, nrows) across up to m.threads goroutines. With one slice it calls fn on
-// the caller's goroutine, so small batches allocate nothing.
-func (m *Model) run(nrows int, fn func(lo, hi int) error) error {
-	parts := m.threads
-	if maxParts := nrows / m.minRows; parts > maxParts {
-		parts = maxParts
-	}
-	if parts <= 1 {
-		return fn(0, nrows)
-	}
+// parts returns how many slices a batch of nrows is split into: at most m.threads, and
+// none smaller than m.minRows.
+func (m *Model) parts(nrows int) int {
+	return max(1, min(m.threads, nrows/m.minRows))
+}
+
+// split scores [0, nrows) in parts slices on their own goroutines and waits for all.
+func split(nrows, parts int, fn func(lo, hi int) error) error {
 	var (
 		wg   sync.WaitGroup
 		errs = make([]error, parts)
@@ -273,8 +285,6 @@ func (m *Model) Close() error {
 	})
 	return nil
 }
-
-
 
 // Predictor is what the sidecar serves: a tree Model here, an ONNX model in engine/onnx.
 // Implementations are safe for concurrent Predict calls and allocate nothing per row.

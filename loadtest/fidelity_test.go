@@ -467,3 +467,24 @@ hooks: [{at: 300ms, run: 'echo hello > "$LOADTEST_OUT/hook.txt"'}]
 	}
 	checkReport(t, dir, len(res.Steps))
 }
+
+// TestProgressLine: the live progress line reports the step, rates and counts.
+func TestProgressLine(t *testing.T) {
+	ts := startTestServer(t, nil)
+	sc := testScenario(t, `
+name: progress
+warmup: 200ms
+window: 500ms
+steps: [{rate: 50, duration: 2200ms}]
+workloads: [{model: m}]
+`)
+	var buf strings.Builder
+	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, OutDir: t.TempDir(), Progress: &buf}); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	last := lines[len(lines)-1]
+	if len(lines) < 2 || !strings.Contains(last, "step 1/1") || !strings.Contains(last, "offered 50/s") || !strings.Contains(last, "ok ") {
+		t.Errorf("progress output:\n%s", buf.String())
+	}
+}

@@ -34,9 +34,9 @@ type CapacityAnswer struct {
 
 // String is the one-line answer.
 func (a CapacityAnswer) String(q CapacityQuery) string {
-	return fmt.Sprintf("for %.0f predictions/s at p99 ≤ %g ms you need %d cores / %d sidecars at %.0f%% headroom "+
+	return fmt.Sprintf("for %.0f predictions/s at p99 ≤ %g ms you need %s / %s at %.0f%% headroom "+
 		"(%s on %s: step %d served %.0f predictions/s at p99 %.2f ms using %.3f CPU-ms per 1k predictions; %.2f cores per sidecar)",
-		q.PredictionsPerSec, q.P99Ms, a.Cores, a.Sidecars, 100*q.Headroom,
+		q.PredictionsPerSec, q.P99Ms, plural(a.Cores, "core"), plural(a.Sidecars, "sidecar"), 100*q.Headroom,
 		a.Profile, a.Machine, a.Step, a.PerSidecar, a.StepP99Ms, a.CPUPerPrediction*1e6, a.CoresPerSidecar)
 }
 
@@ -209,4 +209,11 @@ func FormatFindings(fs []Finding) string {
 		fmt.Fprintf(&b, "%-5s %-10.1f %-26s %12.4g %12.4g %9s  %s\n", step, f.Offered, f.Metric, f.A, f.B, change, flag)
 	}
 	return b.String()
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return "1 " + word
+	}
+	return fmt.Sprintf("%d %ss", n, word)
 }

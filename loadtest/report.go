@@ -29,18 +29,22 @@ const (
 )
 
 // PlotSVG draws series as lines with a marker per point (class "pt", so tests and readers
-// can count data) on linear axes starting at zero. A plot with no points says so.
-func PlotSVG(title, xLabel, yLabel string, series []Series) string {
+// can count data). The x axis is linear from zero; the y axis too, or logarithmic with
+// logY (latencies span milliseconds to seconds across a knee; non-positive values are
+// left out there). A plot with no points says so.
+func PlotSVG(title, xLabel, yLabel string, series []Series, logY bool) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", plotW, plotH, plotW, plotH)
 	fmt.Fprintf(&b, `<rect width="%d" height="%d" fill="white"/>`+"\n", plotW, plotH)
 	fmt.Fprintf(&b, `<text x="%d" y="22" font-size="15" font-weight="bold">%s</text>`+"\n", padLeft, esc(title))
 	var xmax, ymax float64
+	ymin := math.Inf(1)
 	n := 0
+	ok := func(p Point) bool { return finite(p.X) && finite(p.Y) && (!logY || p.Y > 0) }
 	for _, s := range series {
 		for _, p := range s.Points {
-			if finite(p.X) && finite(p.Y) {
-				xmax, ymax = math.Max(xmax, p.X), math.Max(ymax, p.Y)
+			if ok(p) {
+				xmax, ymax, ymin = math.Max(xmax, p.X), math.Max(ymax, p.Y), math.Min(ymin, p.Y)
 				n++
 			}
 		}
@@ -60,6 +64,17 @@ func PlotSVG(title, xLabel, yLabel string, series []Series) string {
 	xm, ym := xt[len(xt)-1], ymaxN[len(ymaxN)-1]
 	sx := func(v float64) float64 { return x0 + v/xm*w }
 	sy := func(v float64) float64 { return y0 - v/ym*h }
+	if logY {
+		lo, hi := math.Floor(math.Log10(ymin)), math.Ceil(math.Log10(ymax))
+		if hi <= lo {
+			hi = lo + 1
+		}
+		ymaxN = nil
+		for e := lo; e <= hi; e++ {
+			ymaxN = append(ymaxN, math.Pow(10, e))
+		}
+		sy = func(v float64) float64 { return y0 - (math.Log10(v)-lo)/(hi-lo)*h }
+	}
 	for _, t := range xt {
 		fmt.Fprintf(&b, `<line x1="%.1f" y1="%g" x2="%.1f" y2="%g" stroke="black"/><text x="%.1f" y="%g" text-anchor="middle">%s</text>`+"\n",
 			sx(t), y0, sx(t), y0+5, sx(t), y0+19, fmtTick(t))
@@ -74,7 +89,7 @@ func PlotSVG(title, xLabel, yLabel string, series []Series) string {
 		sort.Slice(pts, func(a, b int) bool { return pts[a].X < pts[b].X })
 		var line []string
 		for _, p := range pts {
-			if finite(p.X) && finite(p.Y) {
+			if ok(p) {
 				line = append(line, fmt.Sprintf("%.1f,%.1f", sx(p.X), sy(p.Y)))
 			}
 		}
@@ -82,7 +97,7 @@ func PlotSVG(title, xLabel, yLabel string, series []Series) string {
 			fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`+"\n", col, strings.Join(line, " "))
 		}
 		for _, p := range pts {
-			if finite(p.X) && finite(p.Y) {
+			if ok(p) {
 				fmt.Fprintf(&b, `<circle class="pt" cx="%.1f" cy="%.1f" r="3.5" fill="%s"><title>%s: %s, %s</title></circle>`+"\n",
 					sx(p.X), sy(p.Y), col, esc(s.Name), fmtTick(p.X), fmtTick(p.Y))
 			}
@@ -201,9 +216,9 @@ func WriteReport(dir string, r *Result) error {
 		thr[1].Points = append(thr[1].Points, Point{st.OfferedRPS, st.OfferedRPS})
 	}
 	files := map[string]string{
-		ReportLatency:    PlotSVG(r.Scenario+": latency from intended send time", "offered rate (requests/s)", "latency (ms)", lat),
-		ReportCPU:        PlotSVG(r.Scenario+": sidecar CPU per prediction", "offered rate (requests/s)", "sidecar CPU ms per 1,000 predictions", []Series{cpu}),
-		ReportThroughput: PlotSVG(r.Scenario+": achieved vs offered rate", "offered rate (requests/s)", "requests/s", thr),
+		ReportLatency:    PlotSVG(r.Scenario+": latency from intended send time", "offered rate (requests/s)", "latency (ms, log scale)", lat, true),
+		ReportCPU:        PlotSVG(r.Scenario+": sidecar CPU per prediction", "offered rate (requests/s)", "sidecar CPU ms per 1,000 predictions", []Series{cpu}, false),
+		ReportThroughput: PlotSVG(r.Scenario+": achieved vs offered rate", "offered rate (requests/s)", "requests/s", thr, false),
 		ReportIndex:      reportHTML(r),
 	}
 	for name, content := range files {
@@ -247,18 +262,22 @@ func reportHTML(r *Result) string {
 	for _, f := range []string{ReportLatency, ReportCPU, ReportThroughput} {
 		p("<p><img src=\"%s\" alt=\"%s\"></p>\n", f, f)
 	}
-	p("<h2>Steps</h2><table><tr><th>#</th><th>phase</th><th>offered/s</th><th>achieved/s</th><th>predictions/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>errors</th><th>late sends</th><th>stable</th><th>SLO</th><th>sidecar cores</th><th>CPU ms/1k pred</th><th>RSS MiB</th></tr>\n")
+	p("<h2>Steps</h2><table><tr><th>#</th><th>phase</th><th>offered/s</th><th>achieved/s</th><th>predictions/s</th><th>p50 ms</th><th>p90 ms</th><th>p99 ms</th><th>p99.9 ms</th><th>max ms</th><th>errors</th><th>late sends</th><th>send lag p99 ms</th><th>stable</th><th>SLO</th><th>sidecar cores</th><th>CPU ms/1k pred</th><th>RSS MiB</th></tr>\n")
 	for _, st := range r.Steps {
 		slo := "met"
 		if !st.SLOMet {
 			slo = "<span class=\"bad\">missed</span>"
 		}
-		p("<tr><td>%d</td><td>%s</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td>%v</td><td>%s</td><td>%.2f</td><td>%.3f</td><td>%.1f</td></tr>\n",
+		lag := fmt.Sprintf("%.2f", st.SendLagP99Ms)
+		if st.GeneratorLimited {
+			lag = "<span class=\"bad\" title=\"generator-limited\">" + lag + "</span>"
+		}
+		p("<tr><td>%d</td><td>%s</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td>%s</td><td>%v</td><td>%s</td><td>%.2f</td><td>%.3f</td><td>%.1f</td></tr>\n",
 			st.Index, esc(st.Phase), st.OfferedRPS, st.AchievedRPS, st.PredictionsPerSec, st.Latency.P50, st.Latency.P90, st.Latency.P99,
-			st.Latency.P999, st.Latency.Max, esc(fmtErrors(st.Errors)), st.LateSends, st.Stable, slo,
+			st.Latency.P999, st.Latency.Max, esc(fmtErrors(st.Errors)), st.LateSends, lag, st.Stable, slo,
 			st.SidecarCores, st.CPUSecondsPer1kPredictions*1000, float64(st.RSSBytes)/(1<<20))
 		for _, w := range st.Workloads {
-			p("<tr><td></td><td>↳ %s (%s)</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td></td><td></td><td></td><td></td><td></td></tr>\n",
+			p("<tr><td></td><td>↳ %s (%s)</td><td>%.1f</td><td>%.1f</td><td>%.0f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%.2f</td><td>%s</td><td>%d</td><td></td><td></td><td></td><td></td><td></td><td></td></tr>\n",
 				esc(w.Name), esc(w.Model), w.OfferedRPS, w.AchievedRPS, w.PredictionsPerSec, w.Latency.P50, w.Latency.P90, w.Latency.P99,
 				w.Latency.P999, w.Latency.Max, esc(fmtErrors(w.Errors)), w.LateSends)
 		}
@@ -283,7 +302,7 @@ func reportHTML(r *Result) string {
 		}
 		p("</ul>\n")
 	}
-	p("<p>Raw data: <a href=\"result.json\">result.json</a>. Latency counts from each request's intended send time (open loop, no coordinated omission).</p>\n</body></html>\n")
+	p("<p>Raw data: <a href=\"result.json\">result.json</a>. Latency counts from each request's intended send time (open loop, no coordinated omission). A send lag in red marks a generator-limited step (p99 send lag over %g ms or the in-flight cap reached): the generator, not the sidecar, may have shaped it.</p>\n</body></html>\n", ms(LimitedLag))
 	return b.String()
 }
 

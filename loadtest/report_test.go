@@ -66,16 +66,19 @@ func checkReport(t testing.TB, dir string, steps int) {
 }
 
 func TestPlotSVG(t *testing.T) {
-	f := func(series []Series, want int) {
+	f := func(series []Series, logY bool, want int) {
 		t.Helper()
-		svg := PlotSVG(`a <b> & "c"`, "x", "y", series)
+		svg := PlotSVG(`a <b> & "c"`, "x", "y", series, logY)
 		if n := svgPoints(t, []byte(svg)); n != want {
 			t.Errorf("%d points, want %d", n, want)
 		}
 	}
-	f(nil, 0)
-	f([]Series{{Name: "s", Points: []Point{{1, 2}, {3, 4}}}}, 2)
-	f([]Series{{Name: "a", Points: []Point{{0, 0}}}, {Name: "b<", Points: []Point{{1e6, 1e-3}, {2, 3}}}}, 3)
+	f(nil, false, 0)
+	f([]Series{{Name: "s", Points: []Point{{1, 2}, {3, 4}}}}, false, 2)
+	f([]Series{{Name: "a", Points: []Point{{0, 0}}}, {Name: "b<", Points: []Point{{1e6, 1e-3}, {2, 3}}}}, false, 3)
+	// Log scale leaves out values it cannot place (zero), keeps the rest.
+	f([]Series{{Name: "a", Points: []Point{{0, 0}}}, {Name: "b", Points: []Point{{1e6, 1e-3}, {2, 3}, {3, 3}}}}, true, 3)
+	f([]Series{{Name: "one", Points: []Point{{5, 7}}}}, true, 1)
 }
 
 func TestNiceTicks(t *testing.T) {

@@ -126,3 +126,21 @@ func FuzzResponseOutcome(f *testing.F) {
 }
 
 func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
+// FuzzModelDiscovery: GET /v1/models and /v1/models/{name} bodies from a sidecar never
+// panic the discovery of models and features.
+func FuzzModelDiscovery(f *testing.F) {
+	f.Add([]byte(`{"models":[{"name":"a","versions":[{"features":["x",{"name":"y"}]}]}]}`))
+	f.Add([]byte(`[["a"],{"name":1},null]`))
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, n := range modelNames(body) {
+			if n == "" {
+				t.Fatal("empty model name")
+			}
+		}
+		var v any
+		if json.Unmarshal(body, &v) == nil {
+			_, _ = findFeatures(v)
+		}
+	})
+}

@@ -136,7 +136,7 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 		} else {
 			// Keep serving: a model configured for a GPU still answers on a host without
 			// one (a developer laptop, a CPU-only replica), and says so.
-			reason := firstLine(err.Error())
+			reason := ortReason(err.Error())
 			slog.Warn("onnx: cuda requested but unavailable, serving on cpu",
 				"model", modelPath, "device", cfg.Device, "reason", reason)
 			m.device = fmt.Sprintf("cpu (%s requested: %s)", cfg.Device, reason)
@@ -343,9 +343,18 @@ func isIdentity(cols []int, n int) bool {
 	return true
 }
 
-func firstLine(s string) string {
+// ortReason shortens an ONNX Runtime error to its message: the first line, without the
+// "<source file>:<line> <function> [ONNXRuntimeError] : 1 : FAIL : " prefix.
+func ortReason(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {
 		s = s[:i]
+	}
+	if i := strings.LastIndex(s, "[ONNXRuntimeError] : "); i >= 0 {
+		rest := s[i+len("[ONNXRuntimeError] : "):]
+		// rest is "<code> : <CODE NAME> : <message>".
+		if parts := strings.SplitN(rest, " : ", 3); len(parts) == 3 {
+			s = parts[2]
+		}
 	}
 	return strings.TrimSpace(s)
 }

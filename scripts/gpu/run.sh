@@ -15,8 +15,7 @@ root=$PWD
 out=${OUT:-/tmp/gpu-out}
 mkdir -p "$out"
 b=$root/.cache/gpu-onnx
-exec > >(tee "$out/run.log") 2>&1
-
+main() {
 echo "== host"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || echo "nvidia-smi failed"
 nproc; uname -r
@@ -52,3 +51,7 @@ grep -E '^Benchmark|exit' "$out/bench.txt"
 
 echo "== summary"
 awk -f "$root/scripts/gpu/summary.awk" "$out/bench.txt" | tee "$out/summary.txt"
+}
+
+# tee in a pipeline (not exec > >(tee)) so run.log is complete when the script exits.
+main 2>&1 | tee "$out/run.log"
