@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# The whole test suite: the README's test command, and what CI runs (.ci/run installs the
-# system packages first). Needs: go, g++, cmake, redis-server, npm (to fetch ONNX Runtime).
-#   scripts/test.sh           everything
-#   FUZZTIME=30s scripts/test.sh   longer fuzzing (default 10s per target)
+# The whole test suite: the README's test command, and what CI runs (.ci/run).
+# It installs what is missing (scripts/ci/deps.sh: g++, cmake, redis-server, npm, curl;
+# scripts/fetch-ort.sh: ONNX Runtime 1.29.0 into third_party/), then runs the C++ core's
+# ctest (normal and ASan+UBSan), go vet, every Go test (real redis-server processes, the
+# real ONNX Runtime on CPU, real HTTP), the CGO_ENABLED=0 build and every Fuzz* target.
+#   scripts/test.sh                   everything
+#   FUZZTIME=60s scripts/test.sh      longer fuzzing (default 10s per target)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZTIME=${FUZZTIME:-10s}
 
 step() { printf '\n=== %s\n' "$*"; }
 
-step "ONNX Runtime (fetched once into third_party/)"
-scripts/fetch-ort.sh
-export ORT_LIB=${ORT_LIB:-$PWD/third_party/onnxruntime/lib/libonnxruntime.so.1}
+step "system packages"
+scripts/ci/deps.sh
+
+step "ONNX Runtime 1.29.0 (cached in third_party/)"
+eval "$(scripts/fetch-ort.sh)"
+export ORT_LIB
 
 step "C++ core: ctest, C consumer, ASan+UBSan"
 scripts/ci/core.sh
@@ -20,12 +26,12 @@ step "go vet"
 go vet ./...
 
 step "go test"
-go test -count=1 -timeout 30m ./...
+go test -count=1 -timeout 40m ./...
 
 step "pure-Go build (CGO_ENABLED=0)"
-CGO_ENABLED=0 go build -o /dev/null ./cmd/predictd
+CGO_ENABLED=0 go build -o /dev/null ./cmd/predictd ./cmd/predictd-loadtest
 
 step "fuzz targets, ${FUZZTIME} each"
 scripts/ci/fuzz.sh "$FUZZTIME"
 
-echo; echo "all tests passed"
+printf '\nall tests passed\n'

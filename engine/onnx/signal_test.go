@@ -85,6 +85,11 @@ func TestSIGTERMWithORTLoaded(t *testing.T) {
 		cmd.Wait()
 		t.Fatalf("child never became ready: %q", got)
 	}
+	if testDevice != "" && testDevice != "cpu" && !strings.HasPrefix(got[len(got)-1], "ready on cuda") {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("child with ONNX_TEST_DEVICE=%s is %q: the CUDA EP is not loaded, so this proves nothing about issue #140", testDevice, got[len(got)-1])
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
