@@ -50,7 +50,7 @@ echo "exit $?" >> "$out/bench.txt"
 grep -E '^Benchmark|exit' "$out/bench.txt"
 
 echo "== summary"
-awk -f "$root/scripts/gpu/summary.awk" "$out/bench.txt" | tee "$out/summary.txt"
+awk -f "$root/scripts/gpu/summary.awk" "$out/bench.txt" | { read -r header; echo "$header"; sort; } | tee "$out/summary.txt"
 }
 
 # tee in a pipeline (not exec > >(tee)) so run.log is complete when the script exits.
