@@ -389,7 +389,7 @@ func (sc *Scenario) normalize() error {
 		return errors.New("workloads: need at least one workload")
 	}
 	names := map[string]bool{}
-	shared, shareSum := 0, 0.0
+	shareSum := 0.0
 	for i := range sc.Workloads {
 		w := &sc.Workloads[i]
 		if err := w.normalize(i); err != nil {
@@ -403,7 +403,6 @@ func (sc *Scenario) normalize() error {
 			return err
 		}
 		if w.FixedRate == 0 {
-			shared++
 			shareSum += w.Share
 		} else if w.Share != 0 {
 			return fmt.Errorf("workloads[%d]: set share or fixed_rate, not both", i)
@@ -425,7 +424,6 @@ func (sc *Scenario) normalize() error {
 			w.Share = (1 - shareSum) / float64(unset)
 		}
 	}
-	_ = shared
 	for i, h := range sc.Hooks {
 		if strings.TrimSpace(h.Run) == "" {
 			return fmt.Errorf("hooks[%d].run: required", i)

@@ -74,9 +74,6 @@ func startSidecar(t *testing.T, bin, sock string) *exec.Cmd {
 // (files present and non-empty, plots with data points). Then capacity and compare run on
 // the profile.
 func TestSmokeAgainstSidecar(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds the sidecar (cgo); run without -short")
-	}
 	bin := t.TempDir()
 	predictd := buildBinary(t, bin, "./cmd/predictd")
 	lt := buildBinary(t, bin, "./cmd/predictd-loadtest")
