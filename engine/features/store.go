@@ -162,15 +162,13 @@ type fetchScratch struct {
 	old   []*entry
 	calls []*call
 	own   []int
-	keys  []string
-	hs    []uint64
 	swr   []string
 }
 
 func (fs *fetchScratch) reset() {
 	clear(fs.old)
 	clear(fs.calls)
-	fs.miss, fs.old, fs.calls, fs.own, fs.keys, fs.hs, fs.swr = fs.miss[:0], fs.old[:0], fs.calls[:0], fs.own[:0], fs.keys[:0], fs.hs[:0], fs.swr[:0]
+	fs.miss, fs.old, fs.calls, fs.own, fs.swr = fs.miss[:0], fs.old[:0], fs.calls[:0], fs.own[:0], fs.swr[:0]
 }
 
 // Fetch reads plan p's features of entities into caller-provided columnar buffers: out
