@@ -143,7 +143,10 @@ func TestCommands(t *testing.T) {
 	}
 	for _, want := range []string{"--models", "PREDICTD_MODELS", "--listen", "PREDICTD_LISTEN", "--unix", "PREDICTD_UNIX",
 		"--max-body-bytes", "PREDICTD_MAX_BODY_BYTES", "--max-candidates", "--default-deadline", "PREDICTD_DEFAULT_DEADLINE",
-		"--threads", "--pprof", "--shutdown-timeout", "--read-timeout", "--watch"} {
+		"--threads", "--pprof", "--shutdown-timeout", "--read-timeout", "--watch",
+		"--admission-capacity", "PREDICTD_ADMISSION_CAPACITY", "--admission-max-queue-wait", "--admission-max-pending",
+		"--shadow-workers", "--prediction-log-dir", "PREDICTD_PREDICTION_LOG_DIR", "--otlp-endpoint", "PREDICTD_OTLP_ENDPOINT",
+		"--redis", "PREDICTD_REDIS", "--redis-cluster", "--features", "--features-snapshot", "--features-cache-bytes"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help lacks %s", want)
 		}
@@ -161,7 +164,7 @@ func TestCommands(t *testing.T) {
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 {
 		t.Fatalf("check bad: %v\n%s", err, out)
 	}
-	for _, want := range []string{"ok   claims/1", "FAIL claims/2", "colour", "FAIL other/1", "not supported in this build", "2 of 3 failed"} {
+	for _, want := range []string{"ok   claims/1", "FAIL claims/2", "colour", "FAIL other/1", "list the model's input features", "2 of 3 failed"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("check output lacks %q:\n%s", want, out)
 		}

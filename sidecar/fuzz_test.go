@@ -132,3 +132,30 @@ func encodeAny(r *request) {
 		}
 	}
 }
+
+// FuzzParseManifest: model.yaml is outside input (a deploy writes it); any bytes give a
+// manifest that passes its own checks or an error, never a panic.
+func FuzzParseManifest(f *testing.F) {
+	f.Add([]byte("format: xgboost\nfile: model.json\n"))
+	f.Add([]byte("format: lightgbm\nfile: model.txt\nfeatures: [a, {name: b, group: g, key: k, default: 1}]\noutput: raw\n"))
+	f.Add([]byte("format: lightgbm\nfile: m.txt\nweight: 3\nshadows: [{model: next, version: \"2\", rate: 0.5, top_k: 5}]\nlog: {rate: 0.1, max_file_age: 1h}\n"))
+	f.Add([]byte("format: onnx\nfile: m.onnx\nfeatures: [a]\nonnx: {device: cuda, batching: {max_batch: 8}}\n"))
+	f.Add([]byte("format: xgboost\nfile: m.json\nweight: -1\nshadows: [{rate: 2}]\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := ParseManifest(data)
+		if err != nil {
+			return
+		}
+		if m.File == "" || m.Weight < 0 || math.IsNaN(m.Weight) {
+			t.Fatalf("accepted an invalid manifest: %+v", m)
+		}
+		for _, s := range m.Shadows {
+			if s.Model == "" || !(s.Rate >= 0 && s.Rate <= 1) || s.TopK < 0 {
+				t.Fatalf("accepted an invalid shadow: %+v", s)
+			}
+		}
+		if m.Log != nil && !(m.Log.Rate >= 0 && m.Log.Rate <= 1) {
+			t.Fatalf("accepted an invalid log rate: %+v", m.Log)
+		}
+	})
+}

@@ -143,6 +143,14 @@ func (ts *testServer) httpClient(network string) (*http.Client, string) {
 	return &http.Client{Transport: &http.Transport{}}, "http://" + ts.tcp
 }
 
+// unixHTTP is a net/http client whose every connection goes to the Unix socket sock.
+func unixHTTP(sock string) *http.Client {
+	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
+	}}}
+}
+
 // post sends body to path and returns the status and body.
 func (ts *testServer) post(t testing.TB, network, path, contentType string, body []byte, hdr ...string) (int, []byte) {
 	t.Helper()

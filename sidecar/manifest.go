@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"strings"
+	"time"
 
 	"gopkg.in/yaml.v3"
 )
@@ -17,6 +18,11 @@ import (
 //	file: model.json         # relative to the version directory
 //	features: [f0, f1, f2]   # model input order; omit to use the names in the model file
 //	output: transformed      # or raw; a request's "output" overrides it
+//	weight: 3                # share of --admission-capacity; default 1
+//	shadows:                 # models mirrored with this one's requests (docs/production.md)
+//	  - {model: ctr-next, version: "4", rate: 0.5, top_k: 10}
+//	log: {rate: 0.01}        # sampled prediction log, with --prediction-log-dir
+//	onnx: {...}              # format onnx only: the ONNX session settings (docs/onnx.md)
 //
 // A feature entry is either a name (a request feature) or a store-backed feature
 // {name, group, key, default} whose value a feature store looks up by entity key.
@@ -25,6 +31,41 @@ type Manifest struct {
 	File     string        `yaml:"file"`
 	Features []FeatureSpec `yaml:"features"`
 	Output   string        `yaml:"output"`
+	// Weight is the model's share of the admission capacity relative to other models;
+	// 0 means 1. The serving version's weight applies to the model.
+	Weight  float64      `yaml:"weight"`
+	Shadows []ShadowSpec `yaml:"shadows"`
+	Log     *LogSpec     `yaml:"log"`
+	// ONNX holds the "onnx:" section unparsed; the onnx format's loader decodes it (with
+	// unknown keys as errors). Other formats reject it.
+	ONNX yaml.Node `yaml:"onnx"`
+}
+
+// ShadowSpec names a shadow model of this version: every sampled request to this
+// version is also scored by the shadow, off the latency path, and only the agreement is
+// reported.
+type ShadowSpec struct {
+	// Model is the shadow model's name in the repository.
+	Model string `yaml:"model"`
+	// Version pins the shadow's version; empty: its serving version.
+	Version string `yaml:"version"`
+	// Rate is the fraction of requests mirrored, in (0, 1]; 0 means 1.
+	Rate float64 `yaml:"rate"`
+	// TopK is k for the rank statistics; 0 means 10.
+	TopK int `yaml:"top_k"`
+}
+
+// LogSpec turns on the model's prediction log (sidecar/predlog). Zero fields take
+// predlog's defaults.
+type LogSpec struct {
+	// Rate is the fraction of requests logged, in (0, 1]; 0 means 1.
+	Rate float64 `yaml:"rate"`
+	// MaxFileBytes rotates a file at this compressed size; default 256 MiB.
+	MaxFileBytes int64 `yaml:"max_file_bytes"`
+	// MaxFileAge rotates a file this long after it was opened (e.g. "1h"); default 1h.
+	MaxFileAge time.Duration `yaml:"max_file_age"`
+	// QueueSize is how many records may wait for the writer; default 1024.
+	QueueSize int `yaml:"queue_size"`
 }
 
 // FeatureSpec is one entry of a manifest's features list.
@@ -108,6 +149,10 @@ func (m *Manifest) validate() error {
 		found = found || m.Format == f
 	}
 	if !found {
+		_, err := formatLoader(m.Format)
+		found = err == nil // a format registered by a build (RegisterFormat)
+	}
+	if !found {
 		return fmt.Errorf("format %q: want one of %s", m.Format, strings.Join(knownFormats, ", "))
 	}
 	if m.File == "" {
@@ -120,6 +165,31 @@ func (m *Manifest) validate() error {
 	case "", "transformed", "raw":
 	default:
 		return fmt.Errorf("output %q: want transformed or raw", m.Output)
+	}
+	if m.ONNX.Kind != 0 && m.Format != "onnx" {
+		return fmt.Errorf("onnx: only format onnx takes this section (format is %q)", m.Format)
+	}
+	if !(m.Weight >= 0 && !math.IsInf(m.Weight, 0)) {
+		return fmt.Errorf("weight %v: want a positive number (the model's share of --admission-capacity)", m.Weight)
+	}
+	for i, sh := range m.Shadows {
+		if sh.Model == "" {
+			return fmt.Errorf("shadows[%d]: model missing (the shadow model's name)", i)
+		}
+		if !(sh.Rate >= 0 && sh.Rate <= 1) {
+			return fmt.Errorf("shadows[%d] (%s): rate %v: want a fraction in (0, 1]", i, sh.Model, sh.Rate)
+		}
+		if sh.TopK < 0 {
+			return fmt.Errorf("shadows[%d] (%s): top_k %d: want a positive number", i, sh.Model, sh.TopK)
+		}
+	}
+	if l := m.Log; l != nil {
+		if !(l.Rate >= 0 && l.Rate <= 1) {
+			return fmt.Errorf("log: rate %v: want a fraction in (0, 1]", l.Rate)
+		}
+		if l.MaxFileBytes < 0 || l.MaxFileAge < 0 || l.QueueSize < 0 {
+			return errors.New("log: max_file_bytes, max_file_age and queue_size must not be negative")
+		}
 	}
 	seen := make(map[string]bool, len(m.Features))
 	for _, f := range m.Features {

@@ -28,6 +28,7 @@ type metrics struct {
 	latency    metric.Float64Histogram // predictd_request_duration_seconds{model,version}
 	loadErrors metric.Int64Counter     // predictd_model_load_errors_total{model,version}
 	reloads    metric.Int64Counter     // predictd_reloads_total{result}
+	degraded   metric.Int64Counter     // predictd_degraded_responses_total{model,version}
 }
 
 // latencyBuckets span 50µs to 5s: a small request over a Unix socket takes tens of
@@ -46,7 +47,7 @@ func newMetrics() (*metrics, error) {
 	meter := mp.Meter("github.com/predictd/predictd/sidecar")
 	m := &metrics{provider: mp}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	var errs [6]error
+	var errs [7]error
 	m.requests, errs[0] = meter.Int64Counter("predictd.requests",
 		metric.WithDescription("Prediction requests answered successfully."))
 	m.errors, errs[1] = meter.Int64Counter("predictd.request.errors",
@@ -60,6 +61,8 @@ func newMetrics() (*metrics, error) {
 		metric.WithDescription("Model versions that failed to load."))
 	m.reloads, errs[5] = meter.Int64Counter("predictd.reloads",
 		metric.WithDescription("Repository reloads, by result (ok, or error when a version failed)."))
+	m.degraded, errs[6] = meter.Int64Counter("predictd.degraded.responses",
+		metric.WithDescription("Successful predictions with store-backed features from stale cache or defaults (degraded: true)."))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

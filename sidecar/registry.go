@@ -46,8 +46,13 @@ type version struct {
 	cols           map[string]int // request feature name → column
 	stored         []StoreColumn
 	binding        FeatureBinding // nil without store-backed features
+	backend        string         // the scorer, for traces ("c/avx2", "onnx/cuda", ...)
+	device         string         // where a predictor with Device() runs (ONNX: "cpu", "cuda:0")
 	loadedAt       time.Time
 	loadTime       time.Duration
+
+	// attach holds the shadows and prediction log (production.go); replaced by reloads.
+	attach atomic.Pointer[attachments]
 
 	addOpts []metric.AddOption    // model and version attributes, built once
 	recOpts []metric.RecordOption // same, for the latency histogram
@@ -129,6 +134,7 @@ type Registry struct {
 	store   FeatureStore
 	log     *slog.Logger
 	met     *metrics
+	prod    *production // nil in Check: no shadows, logs or admission
 
 	reloadMu sync.Mutex
 	snap     atomic.Pointer[snapshot]
@@ -303,17 +309,25 @@ func (r *Registry) finish(old, next *snapshot, res *ReloadResult, start time.Tim
 		}
 	}
 	res.Serving = len(keep)
+	replaced, stale := r.attach(next)
 	r.snap.Store(next)
 	r.loaded.Store(true)
+	for _, a := range replaced {
+		a.retire()
+	}
 	for _, m := range old.models {
 		for _, v := range m.versions {
 			if !keep[v] {
 				res.Retired = append(res.Retired, v.dir)
 				r.log.Info("model retired", "model", v.model, "version", v.version)
+				if a := v.attach.Swap(nil); a != nil {
+					a.retire()
+				}
 				v.release()
 			}
 		}
 	}
+	closeLogs(stale, r.log)
 	res.Duration = time.Since(start)
 	if r.met != nil {
 		outcome := "ok"
@@ -329,6 +343,14 @@ func (r *Registry) Close() {
 	r.reloadMu.Lock()
 	defer r.reloadMu.Unlock()
 	old := r.snap.Swap(&snapshot{models: map[string]*modelSet{}})
+	// Shadows first: they hold references on other versions.
+	for _, m := range old.models {
+		for _, v := range m.versions {
+			if a := v.attach.Swap(nil); a != nil {
+				a.retire()
+			}
+		}
+	}
 	for _, m := range old.models {
 		for _, v := range m.versions {
 			v.release()
@@ -458,6 +480,13 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engin
 		}
 		v.binding = b
 	}
+	v.backend = "unknown"
+	if b, ok := pred.(interface{ BackendName() string }); ok {
+		v.backend = b.BackendName()
+	}
+	if d, ok := pred.(interface{ Device() string }); ok {
+		v.device = d.Device()
+	}
 	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
 	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}
 	v.recOpts = []metric.RecordOption{metric.WithAttributeSet(v.attrs)}
@@ -479,12 +508,18 @@ func storedNames(cols []StoreColumn) string {
 // initialization (page faults on the model's arrays, kernel selection).
 func (v *version) warm() error {
 	const rows = 8
+	// Tree models are warmed on missing values (every default branch); other predictors
+	// on zeros, which id inputs (embedding lookups) accept and NaN is not.
+	fill := math.NaN()
+	if _, tree := v.pred.(float32Input); !tree {
+		fill = 0
+	}
 	out := make([]float64, rows*max(v.pred.NumOutputs(true), v.pred.NumOutputs(false)))
 	for _, raw := range []bool{false, true} {
 		if v.f32 {
 			m := make([]float32, rows*v.nfeat)
 			for i := range m {
-				m[i] = float32(math.NaN())
+				m[i] = float32(fill)
 			}
 			if err := v.pred.PredictF32(m, rows, out, raw); err != nil {
 				return err
@@ -492,7 +527,7 @@ func (v *version) warm() error {
 		} else {
 			m := make([]float64, rows*v.nfeat)
 			for i := range m {
-				m[i] = math.NaN()
+				m[i] = fill
 			}
 			if err := v.pred.PredictF64(m, rows, out, raw); err != nil {
 				return err

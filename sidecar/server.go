@@ -25,9 +25,12 @@ import (
 	"sync"
 	"time"
 
+	"github.com/predictd/predictd/sidecar/admission"
+	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/pprofhandler"
 	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/metric"
 )
 
@@ -70,6 +73,30 @@ type Config struct {
 	AfterResponse func(*Exchange)
 	// Logger receives load, reload and server errors; default slog.Default().
 	Logger *slog.Logger
+
+	// AdmissionCapacity is how many predictions are scored at once, shared by the models
+	// in proportion to their model.yaml weight (sidecar/admission); 0 turns admission
+	// control off.
+	AdmissionCapacity int
+	// AdmissionMaxQueueWait is the longest a request waits for its model's slot before a
+	// 429; default 100ms.
+	AdmissionMaxQueueWait time.Duration
+	// AdmissionMaxPending bounds admitted plus waiting requests process-wide; past it
+	// requests get 503 at once. Default AdmissionCapacity × (1 + AdmissionQueuePerSlot):
+	// every bulkhead's slots and queue, so a single flooded model cannot reach it.
+	AdmissionMaxPending int
+	// AdmissionQueuePerSlot bounds each model's queue at this many waiters per slot;
+	// default 4.
+	AdmissionQueuePerSlot int
+	// ShadowWorkers is how many shadow scoring jobs run at once (the shadow budget);
+	// default 1.
+	ShadowWorkers int
+	// PredictionLogDir is where models with a log section in model.yaml write their
+	// prediction logs; empty: such models log nothing (the error shows in /v1/models).
+	PredictionLogDir string
+	// Tracer records a span tree per request (sidecar/tracing); nil: no tracing. The
+	// caller shuts it down after Shutdown.
+	Tracer *tracing.Provider
 }
 
 // Defaults for Config's zero fields.
@@ -112,13 +139,27 @@ func (c *Config) setDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.Tracer == nil {
+		c.Tracer = disabledTracer
+	}
 }
+
+// disabledTracer is the Provider of a server without tracing: every helper is a no-op.
+var disabledTracer = func() *tracing.Provider {
+	tp, err := tracing.Setup(tracing.Config{})
+	if err != nil {
+		panic("BUG: a disabled tracer: " + err.Error())
+	}
+	return tp
+}()
 
 // Server is the prediction sidecar: a Registry and its HTTP API.
 type Server struct {
 	cfg   Config
 	reg   *Registry
 	met   *metrics
+	prod  *production
+	tp    *tracing.Provider
 	http  *fasthttp.Server
 	pprof fasthttp.RequestHandler
 
@@ -150,8 +191,14 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{cfg: cfg, met: met}
+	prod, err := newProduction(&cfg, met.provider.Meter("github.com/predictd/predictd/sidecar"))
+	if err != nil {
+		met.provider.Shutdown(context.Background())
+		return nil, err
+	}
+	s := &Server{cfg: cfg, met: met, prod: prod, tp: cfg.Tracer}
 	s.reg = NewRegistry(fsys, desc, cfg.Threads, cfg.FeatureStore, cfg.Logger, met)
+	s.reg.prod = prod
 	s.http = &fasthttp.Server{
 		Handler:            s.handle,
 		ErrorHandler:       s.handleConnError,
@@ -169,10 +216,26 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Watch && cfg.ModelFS == nil {
 		if err := s.startWatch(); err != nil {
+			prod.close()
 			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// Meter returns the meter whose instruments /metrics exports, for components built
+// after the server (the feature store) to record on.
+func (s *Server) Meter() metric.Meter {
+	return s.met.provider.Meter("github.com/predictd/predictd/sidecar")
+}
+
+// SetFeatureStore replaces Config.FeatureStore, for a store built after the server (to
+// record on its Meter). Call it before the first Reload; versions loaded earlier keep
+// their bindings.
+func (s *Server) SetFeatureStore(st FeatureStore) {
+	s.reg.reloadMu.Lock()
+	defer s.reg.reloadMu.Unlock()
+	s.reg.store = st
 }
 
 // Registry returns the server's model registry.
@@ -186,22 +249,28 @@ func (s *Server) Reload() ReloadResult { return s.reg.Reload() }
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
 
 // Shutdown stops accepting connections, waits for in-flight requests to finish (or ctx
-// to expire), stops the watcher and retires every model.
+// to expire), then closes as Close does: shadows finish their queued jobs, prediction
+// logs write out every accepted record, and every model retires.
 func (s *Server) Shutdown(ctx context.Context) error {
 	err := s.http.ShutdownWithContext(ctx)
 	s.Close()
 	return err
 }
 
-// Close stops the watcher and retires every model once its in-flight requests finish.
-// It does not stop Serve; use Shutdown for that.
+// Close stops the watcher, stops the shadows (finishing their queued jobs), closes the
+// prediction logs (writing out every accepted record) and retires every model once its
+// in-flight requests finish. It does not stop Serve; use Shutdown for that.
 func (s *Server) Close() {
 	s.closeOnce.Do(func() {
 		if s.watchStop != nil {
 			close(s.watchStop)
 			<-s.watchDone
 		}
+		s.prod.close()
 		s.reg.Close()
+		if s.prod.lim != nil {
+			s.prod.lim.Close()
+		}
 		s.met.provider.Shutdown(context.Background())
 	})
 }
@@ -275,6 +344,13 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	start := time.Now()
 	req := getRequest()
+	tp := s.tp
+	tctx := bg
+	if tp.Enabled() {
+		tctx = tp.Extract(tctx, headerCarrier{&ctx.Request.Header})
+	}
+	tctx, span := tp.Predict(tctx, "", "")
+	defer span.End()
 	defer func() {
 		// fasthttp does not recover handler panics: one would end the process and every
 		// model with it. Answer 500, log the stack, and drop the request's buffers.
@@ -285,57 +361,81 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 		}
 		putRequest(req)
 	}()
+	fail := func(v *version, err error) {
+		s.fail(ctx, v, err)
+		if tp.Enabled() {
+			span.RecordError(err)
+			span.SetStatus(codes.Error, err.Error())
+		}
+	}
 
 	proto, err := requestIsProto(ctx)
 	if err != nil {
-		s.fail(ctx, nil, err)
+		fail(nil, err)
 		return
 	}
 	deadline, err := s.deadline(ctx, start)
 	if err != nil {
-		s.fail(ctx, nil, err)
+		fail(nil, err)
 		return
 	}
 	// The body is ours until the handler returns; the JSON decoder unescapes in place.
 	body := ctx.Request.Body()
+	dspan := tp.Decode(tctx)
 	if proto {
 		err = decodeProto(req, body)
 	} else {
 		err = decodeJSON(req, body)
 	}
+	tracing.EndWithError(dspan, err)
 	if err != nil {
-		s.fail(ctx, nil, err)
+		fail(nil, err)
 		return
 	}
 	if n := req.numRows(); n > s.cfg.MaxCandidates {
-		s.fail(ctx, nil, fmt.Errorf("%w: %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, n, s.cfg.MaxCandidates))
+		fail(nil, fmt.Errorf("%w: %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, n, s.cfg.MaxCandidates))
 		return
 	}
 	v, err := s.reg.acquire(req.model, req.version)
 	if err != nil {
-		s.fail(ctx, nil, err)
+		fail(nil, err)
 		return
 	}
 	defer v.release()
-	// Issue 7: a per-model concurrency limiter acquires here.
+	if tp.Enabled() {
+		span.SetAttributes(tracing.AttrModel.String(v.model), tracing.AttrModelVersion.String(v.version),
+			tracing.AttrRows.Int(req.numRows()))
+	}
+	// Admission: the model's bulkhead (docs/production.md); released after the
+	// after-response step, before the version reference.
+	b, err := s.prod.admit(v, deadline)
+	if err != nil {
+		fail(v, err)
+		return
+	}
+	if b != nil {
+		defer b.Release()
+	}
 
 	m64, err := req.matrix(v)
 	if err != nil {
-		s.fail(ctx, v, err)
+		fail(v, err)
 		return
 	}
 	if v.binding != nil {
 		q := StoreQuery{req: req, NRows: req.numRows(), NCols: v.nfeat, F64: m64}
-		fctx, cancel := context.WithDeadline(context.Background(), deadline)
+		fspan := tp.FeaturesFetch(tctx, bindingSource(v.binding))
+		fctx, cancel := context.WithDeadline(tctx, deadline)
 		err = v.binding.Fill(fctx, &q)
 		cancel()
+		tracing.EndWithError(fspan, err)
 		if err != nil {
-			s.fail(ctx, v, fmt.Errorf("%w: %w", errFeatureStore, err))
+			fail(v, fmt.Errorf("%w: %w", errFeatureStore, err))
 			return
 		}
 	}
 	if err := req.apply(v, m64); err != nil {
-		s.fail(ctx, v, err)
+		fail(v, err)
 		return
 	}
 	m32 := req.narrow(v, m64)
@@ -346,11 +446,14 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	case outputTransformed:
 		raw = false
 	}
+	sspan := tp.Score(tctx, v.backend, req.numRows())
 	out, width, err := req.score(v, m64, m32, raw, deadline)
+	tracing.EndWithError(sspan, err)
 	if err != nil {
-		s.fail(ctx, v, err)
+		fail(v, err)
 		return
 	}
+	espan := tp.Encode(tctx)
 	resp := response{model: v.model, version: v.version, req: req, out: out, nrows: req.numRows(), width: width}
 	if proto {
 		req.resp = appendProtoResponse(req.resp[:0], &resp)
@@ -361,14 +464,45 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	}
 	// Hand the encoded body to fasthttp without a copy; keep its old buffer for the pool.
 	req.resp = ctx.Response.SwapBody(req.resp)
+	espan.End()
 
 	s.met.requests.Add(bg, 1, v.addOpts...)
 	s.met.candidates.Add(bg, int64(resp.nrows), v.addOpts...)
 	s.met.latency.Record(bg, time.Since(start).Seconds(), v.recOpts...)
-	if s.cfg.AfterResponse != nil {
-		s.cfg.AfterResponse(&Exchange{Model: v.model, Version: v.version, req: req, rows64: m64, rows32: m32,
-			ncols: v.nfeat, Raw: raw, Scores: out, Width: width, Start: start, Duration: time.Since(start)})
+	if len(req.degraded) > 0 {
+		s.met.degraded.Add(bg, 1, v.addOpts...)
 	}
+	x := Exchange{Model: v.model, Version: v.version, RequestID: ctx.Request.Header.Peek("X-Request-Id"),
+		req: req, rows64: m64, rows32: m32, ncols: v.nfeat, Raw: raw, Scores: out, Width: width,
+		Start: start, Duration: time.Since(start)}
+	s.prod.after(v, &x)
+	if s.cfg.AfterResponse != nil {
+		xc := x // x stays on the stack when no hook is set
+		s.cfg.AfterResponse(&xc)
+	}
+}
+
+// bindingSource names where a binding's values come from in traces: a binding may say
+// (Source() string, e.g. "redis" or "snapshot"); others are "store".
+func bindingSource(b FeatureBinding) string {
+	if s, ok := b.(interface{ Source() string }); ok {
+		return s.Source()
+	}
+	return "store"
+}
+
+// headerCarrier reads W3C trace-context headers from a fasthttp request for
+// tracing.Provider.Extract.
+type headerCarrier struct{ h *fasthttp.RequestHeader }
+
+func (c headerCarrier) Get(key string) string { return string(c.h.Peek(key)) }
+func (c headerCarrier) Set(key, value string) { c.h.Set(key, value) }
+func (c headerCarrier) Keys() []string {
+	var keys []string
+	for k := range c.h.All() {
+		keys = append(keys, string(k))
+	}
+	return keys
 }
 
 const (
@@ -413,6 +547,16 @@ func (s *Server) deadline(ctx *fasthttp.RequestCtx, start time.Time) (time.Time,
 
 var errFeatureStore = errors.New("feature store")
 
+// Errors a Predictor may wrap (with %w) to choose the HTTP status of its failures.
+var (
+	// ErrBusy: the model cannot take the call now (e.g. a full batching queue); 503 with
+	// Retry-After.
+	ErrBusy = errors.New("model busy")
+	// ErrBadInput: a value of the request cannot be fed to the model (e.g. an id that is
+	// not an integer); 400.
+	ErrBadInput = errors.New("bad input value")
+)
+
 // errorStatus maps an error to its HTTP status and API code.
 func errorStatus(err error) (int, string) {
 	switch {
@@ -434,6 +578,18 @@ func errorStatus(err error) (int, string) {
 		return fasthttp.StatusGatewayTimeout, "deadline_exceeded"
 	case errors.Is(err, errFeatureStore):
 		return fasthttp.StatusServiceUnavailable, "feature_store_unavailable"
+	case errors.Is(err, ErrBusy):
+		return fasthttp.StatusServiceUnavailable, "busy"
+	case errors.Is(err, ErrBadInput):
+		return fasthttp.StatusBadRequest, "bad_input"
+	case errors.Is(err, admission.ErrOverloaded):
+		var oe *admission.OverloadedError
+		if errors.As(err, &oe) {
+			return oe.Status, "overloaded"
+		}
+		return fasthttp.StatusServiceUnavailable, "overloaded"
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return fasthttp.StatusGatewayTimeout, "deadline_exceeded"
 	}
 	return fasthttp.StatusInternalServerError, "internal"
 }
@@ -441,6 +597,12 @@ func errorStatus(err error) (int, string) {
 // fail answers a prediction with an error and counts it.
 func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
 	status, code := s.writeError(ctx, err)
+	var oe *admission.OverloadedError
+	if errors.As(err, &oe) {
+		ctx.Response.Header.Set("Retry-After", oe.RetryAfterHeader())
+	} else if errors.Is(err, ErrBusy) {
+		ctx.Response.Header.Set("Retry-After", "1")
+	}
 	attrs := []attribute.KeyValue{attribute.String("code", code)}
 	if v != nil {
 		attrs = append(attrs, attribute.String("model", v.model), attribute.String("version", v.version))
@@ -448,7 +610,9 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
 		attrs = append(attrs, attribute.String("model", ""), attribute.String("version", ""))
 	}
 	s.met.errors.Add(bg, 1, metric.WithAttributes(attrs...))
-	if status >= 500 {
+	// Backpressure (admission rejections, a busy model) is expected under load and
+	// counted; logging each one would flood the log exactly when it matters.
+	if status >= 500 && code != "overloaded" && code != "busy" {
 		s.cfg.Logger.Error("prediction failed", "status", status, "err", err)
 	}
 }
@@ -515,17 +679,26 @@ func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 // slice it holds are valid only during the call.
 type Exchange struct {
 	Model, Version string
-	Raw            bool      // raw margins were returned
-	Scores         []float64 // NumRows × Width, row-major
-	Width          int
-	Start          time.Time
-	Duration       time.Duration
+	// RequestID is the request's X-Request-Id header (nil when absent).
+	RequestID []byte
+	Raw       bool      // raw margins were returned
+	Scores    []float64 // NumRows × Width, row-major
+	Width     int
+	Start     time.Time
+	Duration  time.Duration
 
 	req    *request
 	rows64 []float64
 	rows32 []float32
 	ncols  int
 }
+
+// NumFeatures returns the number of columns of each row (the model's features).
+func (e *Exchange) NumFeatures() int { return e.ncols }
+
+// Rows32 returns the float32 matrix the model scored, for float32 models (nil for the
+// others).
+func (e *Exchange) Rows32() []float32 { return e.rows32 }
 
 // NumRows returns the number of rows scored.
 func (e *Exchange) NumRows() int { return e.req.numRows() }

@@ -3,6 +3,9 @@ package sidecar
 import (
 	"slices"
 	"time"
+
+	"github.com/predictd/predictd/sidecar/admission"
+	"github.com/predictd/predictd/sidecar/shadow"
 )
 
 // ModelStatus is one model in GET /v1/models.
@@ -11,6 +14,22 @@ type ModelStatus struct {
 	// Serving is the version requests without "version" get; empty when none loaded.
 	Serving  string          `json:"serving"`
 	Versions []VersionStatus `json:"versions"`
+	// Admission is the model's bulkhead (with admission control on).
+	Admission *admission.Stats `json:"admission,omitempty"`
+	// Log is the model's prediction log (with a log section in model.yaml).
+	Log *LogStatus `json:"log,omitempty"`
+}
+
+// LogStatus is a prediction log's counters (sidecar/predlog): written + failed =
+// accepted once the log is closed.
+type LogStatus struct {
+	Accepted uint64 `json:"accepted"`
+	Dropped  uint64 `json:"dropped"`
+	Written  uint64 `json:"written"`
+	Failed   uint64 `json:"failed"`
+	Bytes    uint64 `json:"bytes"`
+	Files    uint64 `json:"files"`
+	Error    string `json:"error,omitempty"`
 }
 
 // VersionStatus is one version of a model: loaded (State "serving" or "loaded"), or
@@ -28,6 +47,15 @@ type VersionStatus struct {
 	LoadSeconds float64    `json:"load_seconds,omitempty"`
 	Error       string     `json:"error,omitempty"`
 	FailedAt    *time.Time `json:"failed_at,omitempty"`
+	Backend     string     `json:"backend,omitempty"`
+	// Device is where the model actually runs, for predictors that choose (ONNX:
+	// "cpu", "cuda:0", or "cpu (cuda requested: ...)" after a fallback).
+	Device string  `json:"device,omitempty"`
+	Weight float64 `json:"weight,omitempty"`
+	// Shadows are this version's shadow models and their agreement with it.
+	Shadows []shadow.Stats `json:"shadows,omitempty"`
+	// ShadowErrors are shadows named in model.yaml that could not be attached.
+	ShadowErrors []string `json:"shadow_errors,omitempty"`
 }
 
 // ModelsStatus is GET /v1/models.
@@ -35,6 +63,8 @@ type ModelsStatus struct {
 	Models     []ModelStatus `json:"models"`
 	ReloadedAt time.Time     `json:"reloaded_at"`
 	Error      string        `json:"error,omitempty"`
+	// Overloaded counts process-wide (503) admission rejections.
+	Overloaded *uint64 `json:"overloaded,omitempty"`
 }
 
 // Models reports every model and version of the current snapshot.
@@ -45,7 +75,11 @@ func (r *Registry) Models() ModelsStatus {
 		st.Error = s.err.Error()
 	}
 	for _, name := range s.names {
-		st.Models = append(st.Models, s.models[name].status())
+		st.Models = append(st.Models, r.modelStatus(s.models[name]))
+	}
+	if r.prod != nil && r.prod.lim != nil {
+		_, n := r.prod.lim.Stats()
+		st.Overloaded = &n
 	}
 	return st
 }
@@ -56,10 +90,10 @@ func (r *Registry) Model(name string) (ModelStatus, bool) {
 	if m == nil {
 		return ModelStatus{}, false
 	}
-	return m.status(), true
+	return r.modelStatus(m), true
 }
 
-func (m *modelSet) status() ModelStatus {
+func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 	st := ModelStatus{Name: m.name, Versions: []VersionStatus{}}
 	latest := m.latest()
 	if latest != nil {
@@ -75,10 +109,36 @@ func (m *modelSet) status() ModelStatus {
 		if v.raw {
 			output = "raw"
 		}
-		st.Versions = append(st.Versions, VersionStatus{Version: v.version, State: state,
+		weight := v.manifest.Weight
+		if weight == 0 {
+			weight = 1
+		}
+		vs := VersionStatus{Version: v.version, State: state,
 			Format: v.manifest.Format, Output: output, NumFeatures: v.nfeat,
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
-			LoadSeconds: v.loadTime.Seconds()})
+			LoadSeconds: v.loadTime.Seconds(), Backend: v.backend, Device: v.device, Weight: weight}
+		if a := v.attach.Load(); a != nil {
+			for _, sh := range a.shadows {
+				vs.Shadows = append(vs.Shadows, sh.Stats())
+			}
+			vs.ShadowErrors = a.errs
+			if v == latest && (a.logger != nil || a.logErr != "") {
+				ls := &LogStatus{Error: a.logErr}
+				if a.logger != nil {
+					x := a.logger.Stats()
+					*ls = LogStatus{Accepted: x.Accepted, Dropped: x.Dropped, Written: x.Written,
+						Failed: x.Failed, Bytes: x.Bytes, Files: x.Files}
+				}
+				st.Log = ls
+			}
+		}
+		st.Versions = append(st.Versions, vs)
+	}
+	if r.prod != nil && r.prod.lim != nil {
+		if b := r.prod.lim.Bulkhead(m.name); b != nil {
+			bs := b.Stats()
+			st.Admission = &bs
+		}
 	}
 	for ver, f := range m.failed {
 		at := f.at

@@ -5,20 +5,24 @@ import (
 	"fmt"
 	"os"
 
+	"github.com/predictd/predictd/engine/features"
 	"github.com/predictd/predictd/sidecar"
 )
 
-const checkUsage = `Usage: predictd check DIR
+const checkUsage = `Usage: predictd check [--features GROUPS_DIR] DIR
 
 Loads every version in the model repository DIR (DIR/<name>/<version>/model.yaml) the
 way "predictd serve" would: parses each manifest (unknown keys are errors), loads and
-warms each model, and checks the features it lists. Prints one line per version and
+warms each model, and checks the features it lists. The feature group declarations
+(*.group.yaml in --features, default DIR) are validated, and each store-backed feature
+is resolved against them (name, numeric type, default). Prints one line per version and
 exits 1 if any failed, 2 on bad usage.
 `
 
 func runCheck(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage) }
+	groupsDir := fs.String("features", "", "directory of *.group.yaml feature groups (default: DIR)")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -34,7 +38,16 @@ func runCheck(args []string) int {
 		fmt.Fprintf(os.Stderr, "predictd check: %s is not a directory\n", dir)
 		return 1
 	}
-	results := sidecar.Check(os.DirFS(dir), dir, nil)
+	if *groupsDir == "" {
+		*groupsDir = dir
+	}
+	store, closeStore, err := checkFeatureStore(*groupsDir)
+	if err != nil {
+		fmt.Printf("FAIL feature groups in %s: %v\n", *groupsDir, err)
+		return 1
+	}
+	defer closeStore()
+	results := sidecar.Check(os.DirFS(dir), dir, store)
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {
@@ -53,4 +66,19 @@ func runCheck(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// checkFeatureStore is the store predictd check validates manifests against: the
+// groups of dir over an empty embedded store, so names, types and defaults are checked
+// without Redis.
+func checkFeatureStore(dir string) (sidecar.FeatureStore, func(), error) {
+	groups, err := features.LoadGroups(dir)
+	if err != nil {
+		return nil, func() {}, err
+	}
+	st, err := features.Open(features.Config{Groups: groups})
+	if err != nil {
+		return nil, func() {}, err
+	}
+	return sidecar.NewFeatureStore(st, "snapshot"), func() { st.Close() }, nil
 }

@@ -14,8 +14,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/predictd/predictd/engine/features"
 	"github.com/predictd/predictd/examples"
 	"github.com/predictd/predictd/sidecar"
+	_ "github.com/predictd/predictd/sidecar/onnxformat" // registers format: onnx
+	"github.com/predictd/predictd/sidecar/tracing"
+	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
 )
 
 const serveUsage = `Usage: predictd [serve] [flags]
@@ -49,6 +54,23 @@ type serveFlags struct {
 	pprof           bool
 	logFormat       string
 	logLevel        string
+
+	admissionCapacity     int
+	admissionMaxQueueWait time.Duration
+	admissionMaxPending   int
+	shadowWorkers         int
+	predictionLogDir      string
+	otlpEndpoint          string
+	traceSampleRatio      float64
+
+	redis             string
+	redisCluster      string
+	features          string
+	featuresSnapshot  string
+	featuresCache     int64
+	featuresTimeout   time.Duration
+	featuresReserve   time.Duration
+	featuresStaleRead time.Duration
 }
 
 func newServeFlags(fs *flag.FlagSet) *serveFlags {
@@ -68,6 +90,21 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof/ (profiling; keep it off on shared hosts)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.IntVar(&f.admissionCapacity, "admission-capacity", 0, "predictions scored at once, shared by the models by their model.yaml weight; a model past its share queues, then gets 429 with Retry-After; 0: no admission control (2×cores is a good start)")
+	fs.DurationVar(&f.admissionMaxQueueWait, "admission-max-queue-wait", 100*time.Millisecond, "longest wait for a model's admission slot before 429")
+	fs.IntVar(&f.admissionMaxPending, "admission-max-pending", 0, "admitted plus waiting requests, all models; past it requests get 503 at once; 0: 5×--admission-capacity (every model's slots and queue)")
+	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once (the shadow budget; mirrored requests beyond it are dropped and counted)")
+	fs.StringVar(&f.predictionLogDir, "prediction-log-dir", "", "`DIR` for the prediction logs of models with a log section in model.yaml")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this `URL` (e.g. http://otel-collector:4318); empty: no tracing")
+	fs.Float64Var(&f.traceSampleRatio, "trace-sample-ratio", 1, "fraction of new traces recorded (requests with a sampled traceparent are always traced)")
+	fs.StringVar(&f.redis, "redis", "", "feature store: Redis `address` host:port (or a redis:// URL); empty: the embedded store")
+	fs.StringVar(&f.redisCluster, "redis-cluster", "", "feature store: comma-separated Redis Cluster node `addresses`")
+	fs.StringVar(&f.features, "features", "", "`DIR` of feature group declarations (*.group.yaml); default: the --models directory")
+	fs.StringVar(&f.featuresSnapshot, "features-snapshot", "", "embedded feature store: load this snapshot `file` (predictd features load --snapshot); without Redis and without it every entity is absent (defaults)")
+	fs.Int64Var(&f.featuresCache, "features-cache-bytes", 256<<20, "feature store: bound of the in-process cache in `bytes`")
+	fs.DurationVar(&f.featuresTimeout, "features-fetch-timeout", time.Second, "feature store: bound of one Redis round trip")
+	fs.DurationVar(&f.featuresReserve, "features-reserve", 500*time.Microsecond, "feature store: stop waiting for Redis this long before a request's deadline and answer from stale cache or defaults (degraded)")
+	fs.DurationVar(&f.featuresStaleRead, "features-stale-while-revalidate", 0, "feature store: let an entry up to TTL plus this old answer at once while one background read refreshes it; 0: off")
 	return f
 }
 
@@ -162,16 +199,43 @@ func runServe(args []string) int {
 		IdleTimeout:     f.idleTimeout,
 		Pprof:           f.pprof,
 		Logger:          log,
+
+		AdmissionCapacity:     f.admissionCapacity,
+		AdmissionMaxQueueWait: f.admissionMaxQueueWait,
+		AdmissionMaxPending:   f.admissionMaxPending,
+		ShadowWorkers:         f.shadowWorkers,
+		PredictionLogDir:      f.predictionLogDir,
 	}
+	if f.admissionCapacity < 0 || f.admissionMaxPending < 0 || f.shadowWorkers < 1 {
+		fmt.Fprintln(os.Stderr, "predictd serve: --admission-capacity and --admission-max-pending must be >= 0, --shadow-workers >= 1")
+		return 2
+	}
+	tp, err := tracing.Setup(tracing.Config{Endpoint: f.otlpEndpoint, SampleRatio: &f.traceSampleRatio})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd serve:", err)
+		return 2
+	}
+	cfg.Tracer = tp
 	if f.models == "" {
 		cfg.ModelFS = examples.Models()
 		log.Info("no --models: serving the bundled demo model", "model", "claims")
 	}
 	srv, err := sidecar.New(cfg)
 	if err != nil {
+		tp.Shutdown(context.Background())
 		log.Error("startup", "err", err)
 		return 1
 	}
+	// The feature store records on the server's meter, so its metrics are at /metrics.
+	store, closeStore, err := openFeatureStore(f, srv.Meter(), log)
+	if err != nil {
+		srv.Close()
+		tp.Shutdown(context.Background())
+		fmt.Fprintln(os.Stderr, "predictd serve:", err)
+		return 2
+	}
+	defer closeStore()
+	srv.SetFeatureStore(store)
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {
@@ -218,9 +282,14 @@ func runServe(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
+	// Shutdown drains the HTTP server, then finishes the shadows' queued jobs and writes
+	// out the prediction logs; the tracer flushes last, with every span ended.
 	if err := srv.Shutdown(ctx); err != nil {
 		log.Error("shutdown", "err", err)
 		code = 1
+	}
+	if err := tp.Shutdown(ctx); err != nil {
+		log.Error("tracing shutdown", "err", err)
 	}
 	if f.unix != "" {
 		os.Remove(f.unix)
@@ -242,5 +311,87 @@ func listenUnix(path string) (net.Listener, error) {
 		}
 		os.Remove(path)
 	}
-	return net.Listen("unix", path)
+	ln, err := net.Listen("unix", path)
+	if err != nil {
+		return nil, err
+	}
+	// Owner and group may connect (an app container sharing the socket's volume and
+	// group); others may not.
+	if err := os.Chmod(path, unixSocketMode); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("--unix %s: %w", path, err)
+	}
+	return ln, nil
+}
+
+// unixSocketMode is the socket file's permission: read-write for owner and group.
+const unixSocketMode = 0o660
+
+// openFeatureStore opens the feature store serve's flags describe: the groups of
+// --features (else the --models directory), over Redis or a Redis Cluster when one is
+// named, else over the embedded store (filled from --features-snapshot when given), so
+// that predictd serve runs alone. Without a groups directory (the bundled demo) there
+// is no store. The returned function closes the store and its Redis client.
+func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (sidecar.FeatureStore, func(), error) {
+	dir := f.features
+	if dir == "" {
+		dir = f.models
+	}
+	nop := func() {}
+	if dir == "" {
+		if f.redis != "" || f.redisCluster != "" || f.featuresSnapshot != "" {
+			return nil, nop, errors.New("--redis, --redis-cluster and --features-snapshot need feature groups: set --features DIR")
+		}
+		return nil, nop, nil
+	}
+	if f.redis != "" && f.redisCluster != "" {
+		return nil, nop, errors.New("set --redis or --redis-cluster, not both")
+	}
+	groups, err := features.LoadGroups(dir)
+	if err != nil {
+		return nil, nop, fmt.Errorf("feature groups: %w", err)
+	}
+	cfg := features.Config{Groups: groups, CacheBytes: f.featuresCache, FetchTimeout: f.featuresTimeout,
+		Reserve: f.featuresReserve, StaleWhileRevalidate: f.featuresStaleRead, Meter: meter}
+	source := "snapshot"
+	var client redis.UniversalClient
+	switch {
+	case f.redis != "":
+		opts := &redis.Options{Addr: f.redis}
+		if strings.Contains(f.redis, "://") {
+			if opts, err = redis.ParseURL(f.redis); err != nil {
+				return nil, nop, fmt.Errorf("--redis %s: %w", f.redis, err)
+			}
+		}
+		client, source = redis.NewClient(opts), "redis"
+	case f.redisCluster != "":
+		client, source = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ",")}), "redis"
+	case f.featuresSnapshot != "":
+		emb, err := features.LoadSnapshot(f.featuresSnapshot)
+		if err != nil {
+			return nil, nop, fmt.Errorf("--features-snapshot: %w", err)
+		}
+		cfg.Embedded = emb
+	}
+	if client != nil {
+		cfg.Redis = client
+	}
+	st, err := features.Open(cfg)
+	if err != nil {
+		if client != nil {
+			client.Close()
+		}
+		return nil, nop, fmt.Errorf("feature store: %w", err)
+	}
+	names := make([]string, 0, len(groups))
+	for n := range groups {
+		names = append(names, n)
+	}
+	log.Info("feature store", "groups", names, "backend", source, "dir", dir)
+	return sidecar.NewFeatureStore(st, source), func() {
+		st.Close()
+		if client != nil {
+			client.Close()
+		}
+	}, nil
 }

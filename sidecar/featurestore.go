@@ -1,0 +1,164 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"sync"
+	"unsafe"
+
+	"github.com/predictd/predictd/engine/features"
+)
+
+// NewFeatureStore adapts an engine/features Store to the sidecar's FeatureStore: at
+// model load each (group, key) of the manifest's store-backed features gets a Plan;
+// per request each plan is one batch FetchRows of the rows' entity ids. source names
+// the backend in traces ("redis" or "snapshot"). The Store stays the caller's: closing
+// a binding does not close it.
+func NewFeatureStore(st *features.Store, source string) FeatureStore {
+	return &featureStore{st: st, source: source}
+}
+
+type featureStore struct {
+	st     *features.Store
+	source string
+}
+
+// groupBinding is one (group, entity key) of a model version: its plan and where each
+// plan feature goes in the model's row.
+type groupBinding struct {
+	plan     *features.Plan
+	group    string
+	key      string    // the request key holding the entity id
+	cols     []int     // model column of plan feature j
+	planCol  []int     // first plan column of feature j
+	defaults []float64 // value for rows without an entity key
+}
+
+type storeBinding struct {
+	groups []groupBinding
+	source string
+	st     *features.Store
+	pool   sync.Pool // *fillBuf
+}
+
+// fillBuf is one Fill's scratch, pooled per binding so a warm request allocates
+// nothing per row.
+type fillBuf struct {
+	ids     []string
+	rows    []int
+	out     []float64
+	present []bool
+}
+
+// Bind resolves cols into one plan per (group, key). A feature must be a scalar of its
+// group (one model column); lists and embeddings fill several columns, which a
+// manifest entry cannot name.
+func (s *featureStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
+	b := &storeBinding{source: s.source, st: s.st}
+	b.pool.New = func() any { return new(fillBuf) }
+	idx := map[[2]string]int{}
+	var names [][]string
+	var overrides []map[string]float64
+	for _, c := range cols {
+		k := [2]string{c.Spec.Group, c.Spec.Key}
+		i, ok := idx[k]
+		if !ok {
+			i = len(b.groups)
+			idx[k] = i
+			b.groups = append(b.groups, groupBinding{group: c.Spec.Group, key: c.Spec.Key})
+			names = append(names, nil)
+			overrides = append(overrides, map[string]float64{})
+		}
+		names[i] = append(names[i], c.Spec.Name)
+		b.groups[i].cols = append(b.groups[i].cols, c.Column)
+		if c.Spec.Default != nil {
+			overrides[i][c.Spec.Name] = *c.Spec.Default
+		}
+	}
+	for i := range b.groups {
+		g := &b.groups[i]
+		p, err := s.st.Plan(g.group, names[i], overrides[i])
+		if err != nil {
+			return nil, fmt.Errorf("model %s version %s: %w", model, version, err)
+		}
+		g.plan = p
+		grp := p.Group()
+		for j, name := range names[i] {
+			f, err := grp.Feature(name)
+			if err != nil {
+				return nil, err
+			}
+			if w := f.Width(); w != 1 {
+				return nil, fmt.Errorf("feature %q of group %q is a %s of %d values; model.yaml can bind scalar features only",
+					name, g.group, f.Type, w)
+			}
+			g.planCol = append(g.planCol, p.Column(j))
+			def := math.NaN()
+			if d, ok := overrides[i][name]; ok {
+				def = d
+			} else if f.Default != nil {
+				def = *f.Default
+			}
+			g.defaults = append(g.defaults, def)
+		}
+	}
+	return b, nil
+}
+
+// Source names the backend for traces.
+func (b *storeBinding) Source() string { return b.source }
+
+// Close releases nothing: plans belong to the shared Store.
+func (b *storeBinding) Close() error { return nil }
+
+// Fill reads every group's entities in one batch each and writes the bound columns.
+// A row without the entity key gets the features' defaults (not degraded: the request
+// chose not to name the entity); a group answered from stale cache or defaults because
+// the backend failed marks the response degraded.
+func (b *storeBinding) Fill(ctx context.Context, q *StoreQuery) error {
+	buf := b.pool.Get().(*fillBuf)
+	defer b.pool.Put(buf)
+	for gi := range b.groups {
+		g := &b.groups[gi]
+		buf.ids, buf.rows = buf.ids[:0], buf.rows[:0]
+		for row := 0; row < q.NRows; row++ {
+			k := q.Key(row, g.key)
+			if k == nil {
+				for j, col := range g.cols {
+					q.F64[row*q.NCols+col] = g.defaults[j]
+				}
+				continue
+			}
+			// The id is a view of the request body: Fetch does not keep it, and the body
+			// outlives Fill.
+			buf.ids = append(buf.ids, unsafe.String(unsafe.SliceData(k), len(k)))
+			buf.rows = append(buf.rows, row)
+		}
+		if len(buf.ids) == 0 {
+			continue
+		}
+		w, nf := g.plan.Width(), g.plan.NumFeatures()
+		buf.out = growF64(buf.out[:0], len(buf.ids)*w)
+		if cap(buf.present) < len(buf.ids)*nf {
+			buf.present = make([]bool, len(buf.ids)*nf)
+		}
+		buf.present = buf.present[:len(buf.ids)*nf]
+		res, err := b.st.FetchRows(ctx, g.plan, buf.ids, buf.out, buf.present)
+		clear(buf.ids) // drop the views of the body before the buffer returns to the pool
+		if err != nil {
+			return fmt.Errorf("group %s: %w", g.group, err)
+		}
+		if res.Degraded {
+			q.SetDegraded(g.group)
+		}
+		for i, row := range buf.rows {
+			src := buf.out[i*w : (i+1)*w]
+			dst := q.F64[row*q.NCols : (row+1)*q.NCols]
+			for j, col := range g.cols {
+				dst[col] = src[g.planCol[j]]
+			}
+		}
+	}
+	return nil
+}

@@ -1,0 +1,77 @@
+// Package onnxformat serves ONNX models in the sidecar: importing it (cmd/predictd
+// does, for its side effect) registers "format: onnx" with sidecar.RegisterFormat. It
+// keeps engine/onnx, and ONNX Runtime with it, out of builds and packages that do not
+// want it: the sidecar itself never imports engine/onnx.
+//
+// A version's model.yaml names its features (an ONNX file does not) and may hold an
+// onnx: section, decoded into onnx.Config with unknown keys as errors (docs/onnx.md).
+package onnxformat
+
+import (
+	"errors"
+	"fmt"
+
+	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/engine/onnx"
+	"github.com/predictd/predictd/sidecar"
+	"gopkg.in/yaml.v3"
+)
+
+func init() { sidecar.RegisterFormat("onnx", Load) }
+
+// Load is the onnx format's loader: it decodes the manifest's onnx: section and loads
+// the model with ONNX Runtime (found through $ORT_LIB or third_party/onnxruntime, see
+// onnx.Init).
+func Load(req sidecar.LoadRequest) (engine.Predictor, error) {
+	var node *yaml.Node
+	if req.Manifest.ONNX.Kind != 0 {
+		node = &req.Manifest.ONNX
+	}
+	cfg, err := onnx.ParseConfigNode(node)
+	if err != nil {
+		return nil, fmt.Errorf("model.yaml onnx: %w", err)
+	}
+	if len(req.Manifest.Features) == 0 {
+		return nil, errors.New("format onnx: list the model's input features under features: in model.yaml (an ONNX file does not name them)")
+	}
+	names := make([]string, len(req.Manifest.Features))
+	for i, f := range req.Manifest.Features {
+		names[i] = f.Name
+	}
+	m, err := onnx.LoadData(req.File, req.Data, cfg, names)
+	if err != nil {
+		return nil, err
+	}
+	return Model{m}, nil
+}
+
+// Model is an onnx.Model whose errors the sidecar can map to HTTP statuses: a full
+// batching queue is sidecar.ErrBusy (503), a value an id input cannot take is
+// sidecar.ErrBadInput (400). Every other method is the onnx.Model's, so the sidecar
+// still sees InputFloat32 and Device.
+type Model struct{ *onnx.Model }
+
+// PredictF32 scores float32 rows (see onnx.Model.PredictF32).
+func (m Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) error {
+	return mapErr(m.Model.PredictF32(rows, nrows, out, raw))
+}
+
+// PredictF64 scores float64 rows (see onnx.Model.PredictF64).
+func (m Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) error {
+	return mapErr(m.Model.PredictF64(rows, nrows, out, raw))
+}
+
+// BackendName names the scorer in traces: "onnx/cpu", "onnx/cuda:0", ...
+func (m Model) BackendName() string { return "onnx/" + m.Device() }
+
+func mapErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, onnx.ErrQueueFull):
+		return fmt.Errorf("%w: %w", sidecar.ErrBusy, err)
+	case errors.Is(err, onnx.ErrInvalidInput):
+		return fmt.Errorf("%w: %w", sidecar.ErrBadInput, err)
+	}
+	return err
+}

@@ -1,0 +1,365 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/sidecar/admission"
+	"github.com/predictd/predictd/sidecar/predlog"
+	"github.com/predictd/predictd/sidecar/shadow"
+	"go.opentelemetry.io/otel/metric"
+)
+
+// production holds the behaviours of docs/production.md that span versions: the
+// admission limiter, the shadow mirror and the prediction loggers. The registry
+// attaches them to versions at every reload (attach); the request path reads a
+// version's attachments with one atomic load.
+type production struct {
+	lim       *admission.Limiter // nil: admission control off
+	queueWait time.Duration      // the limiter's MaxQueueWait
+	mirror    *shadow.Mirror
+	logDir    string // "": prediction logs off
+	meter     metric.Meter
+	log       *slog.Logger
+
+	mu   sync.Mutex // guards logs and closed
+	logs map[string]*modelLog
+	// closed is set by close: no logger is opened afterwards.
+	closed bool
+}
+
+// modelLog is one model's prediction logger and the settings it was opened with.
+type modelLog struct {
+	spec LogSpec
+	lg   *predlog.Logger
+}
+
+// attachments are what the request path needs beyond the model itself: the shadows
+// mirrored with each request and the prediction log. They are rebuilt when a reload
+// changes them and retired (shadows stopped, shadow versions released) when replaced.
+type attachments struct {
+	shadows []*shadow.Shadow
+	targets []*version        // the shadow versions, one reference each
+	tlogs   []*predlog.Logger // the shadows' logs, as attached
+	errs    []string          // shadows that could not be attached
+	logger  *predlog.Logger
+	logErr  string
+}
+
+func newProduction(cfg *Config, meter metric.Meter) (*production, error) {
+	p := &production{logDir: cfg.PredictionLogDir, meter: meter, log: cfg.Logger, logs: map[string]*modelLog{}}
+	if cfg.AdmissionCapacity > 0 {
+		perSlot := cfg.AdmissionQueuePerSlot
+		if perSlot <= 0 {
+			perSlot = 4 // admission.Config's default
+		}
+		maxPending := cfg.AdmissionMaxPending
+		if maxPending <= 0 {
+			// Every slot and queue place of every bulkhead: below it, one flooded model's
+			// own bulkhead (slots × (1 + perSlot)) could fill the process-wide bound and
+			// get the other models 503s, which is what bulkheads are there to prevent.
+			maxPending = cfg.AdmissionCapacity * (1 + perSlot)
+		}
+		lim, err := admission.New(admission.Config{Capacity: cfg.AdmissionCapacity, MaxQueueWait: cfg.AdmissionMaxQueueWait,
+			MaxPending: maxPending, QueuePerSlot: perSlot, Meter: meter})
+		if err != nil {
+			return nil, fmt.Errorf("admission: %w", err)
+		}
+		p.lim = lim
+		p.queueWait = cfg.AdmissionMaxQueueWait
+		if p.queueWait <= 0 {
+			p.queueWait = 100 * time.Millisecond // admission.Config's default
+		}
+	}
+	m, err := shadow.New(shadow.Config{Workers: cfg.ShadowWorkers, Meter: meter})
+	if err != nil {
+		if p.lim != nil {
+			p.lim.Close()
+		}
+		return nil, fmt.Errorf("shadows: %w", err)
+	}
+	p.mirror = m
+	return p, nil
+}
+
+// logger returns model's logger for spec, opening (or, when spec changed, replacing)
+// it; a nil spec closes the model's log. A replaced logger is returned as old for the
+// caller to close once no request can reach it.
+func (p *production) logger(model string, spec *LogSpec) (lg, old *predlog.Logger, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	ml := p.logs[model]
+	if spec == nil {
+		if ml != nil {
+			delete(p.logs, model)
+			return nil, ml.lg, nil
+		}
+		return nil, nil, nil
+	}
+	if p.logDir == "" {
+		return nil, nil, errors.New("log: set --prediction-log-dir to write prediction logs")
+	}
+	if p.closed {
+		return nil, nil, errors.New("log: the server is shutting down")
+	}
+	if ml != nil {
+		if ml.spec == *spec {
+			return ml.lg, nil, nil
+		}
+		old = ml.lg
+		delete(p.logs, model)
+	}
+	lg, err = predlog.New(predlog.Config{Dir: p.logDir, Prefix: model, Rate: spec.Rate, QueueSize: spec.QueueSize,
+		MaxFileBytes: spec.MaxFileBytes, MaxFileAge: spec.MaxFileAge, Meter: p.meter})
+	if err != nil {
+		return nil, old, fmt.Errorf("log: %w", err)
+	}
+	p.logs[model] = &modelLog{spec: *spec, lg: lg}
+	return lg, old, nil
+}
+
+// attach computes the attachments of every version of next, reusing a version's
+// current ones when nothing they depend on changed. It runs in Reload before next is
+// published and returns what to retire after it is; the admission weights are set here
+// too, so a new model has its bulkhead before its first request.
+//
+// A model has one prediction log, configured by its serving version's log section;
+// every version of the model writes to it (records name their version).
+func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predlog.Logger) {
+	p := r.prod
+	if p == nil {
+		return nil, nil
+	}
+	if p.lim != nil {
+		weights := map[string]float64{}
+		for _, name := range next.names {
+			if v := next.models[name].latest(); v != nil {
+				w := v.manifest.Weight
+				if w == 0 {
+					w = 1
+				}
+				weights[name] = w
+			}
+		}
+		if err := p.lim.SetWeights(weights); err != nil {
+			panic("BUG: admission weights were validated with the manifest: " + err.Error())
+		}
+	}
+	type modelLogState struct {
+		lg  *predlog.Logger
+		err string
+	}
+	logs := map[string]modelLogState{}
+	for _, name := range next.names {
+		var spec *LogSpec
+		if v := next.models[name].latest(); v != nil {
+			spec = v.manifest.Log
+		}
+		lg, old, err := p.logger(name, spec)
+		if old != nil {
+			stale = append(stale, old)
+		}
+		st := modelLogState{lg: lg}
+		if err != nil {
+			st.err = err.Error()
+		}
+		logs[name] = st
+	}
+	for _, name := range next.names {
+		for _, v := range next.models[name].versions {
+			old := v.attach.Load()
+			a := &attachments{logger: logs[name].lg, logErr: logs[name].err}
+			if a.logErr != "" && (old == nil || old.logErr != a.logErr) {
+				r.log.Error("prediction log", "model", v.model, "version", v.version, "err", a.logErr)
+			}
+			var (
+				targets []*version
+				specs   []ShadowSpec
+				tlogs   []*predlog.Logger
+			)
+			for _, sp := range v.manifest.Shadows {
+				t, err := resolveShadow(next, sp)
+				if err != nil {
+					a.errs = append(a.errs, err.Error())
+					continue
+				}
+				targets, specs = append(targets, t), append(specs, sp)
+				tlogs = append(tlogs, logs[t.model].lg)
+			}
+			if old != nil && old.logger == a.logger && old.logErr == a.logErr && slices.Equal(old.errs, a.errs) &&
+				slices.Equal(old.targets, targets) && slices.Equal(old.tlogs, tlogs) {
+				continue // unchanged
+			}
+			for i, t := range targets {
+				s, err := p.mirror.Add(shadow.ShadowConfig{Name: t.model, Version: t.version,
+					Primary: v.model, PrimaryVersion: v.version,
+					PrimaryPredictor: named{v.pred, v.names}, Predictor: named{t.pred, t.names},
+					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i]})
+				if err != nil {
+					a.errs = append(a.errs, err.Error())
+					continue
+				}
+				if !t.acquire() {
+					panic("BUG: a shadow version of the new snapshot already retired")
+				}
+				a.shadows = append(a.shadows, s)
+				a.targets = append(a.targets, t)
+				a.tlogs = append(a.tlogs, tlogs[i])
+			}
+			for _, e := range a.errs {
+				if old == nil || !slices.Contains(old.errs, e) {
+					r.log.Error("shadow not attached", "model", v.model, "version", v.version, "err", e)
+				}
+			}
+			v.attach.Store(a)
+			if old != nil {
+				retire = append(retire, old)
+			}
+		}
+	}
+	return retire, stale
+}
+
+// resolveShadow finds a shadow's version in the snapshot being published.
+func resolveShadow(next *snapshot, sp ShadowSpec) (*version, error) {
+	m := next.models[sp.Model]
+	if m == nil {
+		return nil, fmt.Errorf("shadow model %q is not in the repository", sp.Model)
+	}
+	var t *version
+	if sp.Version == "" {
+		t = m.latest()
+	} else {
+		t = m.find([]byte(sp.Version))
+	}
+	if t == nil {
+		if sp.Version == "" {
+			return nil, fmt.Errorf("shadow model %q has no loaded version", sp.Model)
+		}
+		return nil, fmt.Errorf("shadow %s version %q is not loaded", sp.Model, sp.Version)
+	}
+	return t, nil
+}
+
+// retire stops a's shadows and releases their versions. Shadow.Retire waits for the
+// shadow's queued jobs, so it runs after the snapshot that replaced a is published.
+func (a *attachments) retire() {
+	for i, s := range a.shadows {
+		s.Retire()
+		a.targets[i].release()
+	}
+	a.shadows, a.targets = nil, nil
+}
+
+// closeLogs closes loggers that were replaced, after the reload that replaced them.
+func closeLogs(lgs []*predlog.Logger, log *slog.Logger) {
+	for _, lg := range lgs {
+		if err := lg.Close(); err != nil {
+			log.Error("closing a replaced prediction log", "err", err)
+		}
+	}
+}
+
+// close stops the shadows' workers (finishing queued jobs), then closes every logger
+// (writing out every accepted record). It runs after the HTTP server stopped.
+func (p *production) close() {
+	p.mirror.Close()
+	p.mu.Lock()
+	p.closed = true
+	logs := p.logs
+	p.logs = map[string]*modelLog{}
+	p.mu.Unlock()
+	for model, ml := range logs {
+		if err := ml.lg.Close(); err != nil {
+			p.log.Error("closing the prediction log", "model", model, "err", err)
+		}
+	}
+}
+
+// named presents a predictor with the version's feature names (model.yaml may rename
+// the model file's), so shadows map columns by the names requests use.
+type named struct {
+	engine.Predictor
+	names []string
+}
+
+func (n named) FeatureNames() []string { return n.names }
+
+// Exchange-side work of the request path: mirror to shadows, log. Runs on the request
+// goroutine after the response is encoded; both calls copy and never block.
+func (p *production) after(v *version, x *Exchange) {
+	a := v.attach.Load()
+	if a == nil {
+		return
+	}
+	if len(a.shadows) > 0 {
+		req := shadow.Request{Rows: x.rows64, RowsF32: x.rows32, NumRows: x.NumRows(), NumFeatures: x.ncols,
+			Scores: x.Scores, Outputs: x.Width, Raw: x.Raw}
+		if x.rows32 != nil {
+			req.Rows = nil
+		}
+		if len(x.RequestID) > 0 {
+			req.RequestID = string(x.RequestID)
+		}
+		p.mirror.Submit(a.shadows, req)
+	}
+	if a.logger == nil {
+		return
+	}
+	rec := a.logger.Sample()
+	if rec == nil {
+		return
+	}
+	rec.Model, rec.Version, rec.FeatureNames = v.model, v.version, v.names
+	if len(x.RequestID) > 0 {
+		rec.SetRequestID(string(x.RequestID))
+	}
+	if x.rows32 != nil {
+		rec.SetRowsF32(x.rows32, x.NumRows(), x.ncols)
+	} else {
+		rec.SetRows(x.rows64, x.NumRows(), x.ncols)
+	}
+	rec.SetPredictions(x.Scores, x.Width)
+	if !x.req.dense {
+		for i := range x.req.cands {
+			rec.AddIDBytes(x.req.cands[i].id)
+		}
+	}
+	a.logger.Log(rec)
+}
+
+// admit takes v's admission slot. The returned bulkhead (nil without admission
+// control) must be released. A request waits at most the limiter's queue wait or
+// until its deadline: a context with the deadline is only built when the deadline
+// comes first, so the common path allocates nothing.
+func (p *production) admit(v *version, deadline time.Time) (*admission.Bulkhead, error) {
+	if p == nil || p.lim == nil {
+		return nil, nil
+	}
+	b := p.lim.Bulkhead(v.model)
+	if b == nil {
+		return nil, nil // a model of a newer snapshot than the weights: not limited
+	}
+	ctx := bg
+	if !deadline.IsZero() {
+		left := time.Until(deadline)
+		if left <= 0 {
+			return nil, fmt.Errorf("%w before admission (raise X-Deadline-Ms or --default-deadline)", errDeadline)
+		}
+		if left < p.queueWait {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithDeadline(bg, deadline)
+			defer cancel()
+		}
+	}
+	if err := b.Acquire(ctx); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
