@@ -383,16 +383,24 @@ void Layout(Ensemble* e) {
     e->info32[i] = uint32_t(n.feat) | uint32_t(n.kk) << 16;
     e->kids32[i] = uint32_t(n.left) | uint32_t(n.right & 0x7FFF) << 16 | ((n.right & kCatFlag) ? 0x80000000u : 0u);
   }
-  e->small_trees = T > 0;
-  for (int64_t t = 0; t < T; t++)
+  e->small_trees = T > 0 && e->slots.size() <= 8;
+  for (int64_t t = 0; t < T && e->small_trees; t++)
     if (e->tree_off[t + 1] - e->tree_off[t] > 64) e->small_trees = false;
+  for (size_t i = 0; i < e->nodes.size() && e->small_trees; i++)
+    if (e->nodes[i].kk > 0x7FFF && e->nodes[i].left != e->nodes[i].right) e->small_trees = false;
   if (e->small_trees) {
-    e->info64.assign(size_t(T) * 64, 0xFFFF0000u);  // padding: a leaf-like "always left" to 0
-    e->kids64.assign(size_t(T) * 64, 0);
+    e->pk64.assign(size_t(T) * 64, 0);  // padding: node 0, never reached
     for (int64_t t = 0; t < T; t++)
       for (uint32_t i = e->tree_off[t]; i < e->tree_off[t + 1]; i++) {
-        e->info64[size_t(t) * 64 + (i - e->tree_off[t])] = e->info32[i];
-        e->kids64[size_t(t) * 64 + (i - e->tree_off[t])] = e->kids32[i];
+        const Node& n = e->nodes[i];
+        uint32_t w;
+        if (n.left == n.right) {
+          w = uint32_t(n.left) | uint32_t(n.left) << 6;  // leaf: both ways lead to itself
+        } else {
+          w = uint32_t(n.left) | uint32_t(n.right & 0x7FFF) << 6 | uint32_t(n.feat & 0x7FFF) << 12 |
+              uint32_t(n.feat >> 15) << 15 | uint32_t(n.kk) << 16 | ((n.right & kCatFlag) ? 0x80000000u : 0u);
+        }
+        e->pk64[size_t(t) * 64 + (i - e->tree_off[t])] = w;
       }
   }
   e->fast = true;

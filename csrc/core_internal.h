@@ -103,10 +103,12 @@ struct Ensemble {
   // The same nodes split for the vector kernels: info = feat | kk << 16;
   // kids = left | right << 16 | (categorical ? 1 << 31 : 0).
   std::vector<uint32_t> info32, kids32;
-  // small_trees: every tree has at most 64 nodes; info64/kids64 then hold them padded to 64
-  // entries per tree (64-byte aligned for the AVX-512 register-table walk).
+  // small_trees: every tree has at most 64 nodes, the model uses at most 8 features and
+  // every node's kk fits 15 bits. pk64 then holds each node in one word, 64 words per tree
+  // (64-byte aligned) for the register-table walks:
+  //   left | right << 6 | slot << 12 | missing-left << 15 | kk << 16 | categorical << 31.
   bool small_trees = false;
-  std::vector<uint32_t, AlignedAlloc<uint32_t>> info64, kids64;
+  std::vector<uint32_t, AlignedAlloc<uint32_t>> pk64;
   std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)

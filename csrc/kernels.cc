@@ -4,18 +4,23 @@
 // library's exact decision rule. It covers every valid model and is the reference the fast
 // kernels are tested against.
 //
-// Fast path, per block of up to 64 rows:
+// Fast path, per block of up to 128 rows:
 //   1. Bin: each used feature value becomes a uint16 bin index against the sorted, distinct
 //      thresholds of that feature (TL2cgen's quantisation: 2i+1 = equal to threshold i,
 //      2i = strictly between thresholds i-1 and i), so LightGBM's `x <= t` (double) and
 //      XGBoost's `float(x) < t` (float) both become one exact integer compare, and missing
-//      values (NaN; LightGBM's zero range) become bin 0xFFFF.
-//   2. Walk: every tree, all rows of the block in lock step, exactly depth(tree) branchless
-//      steps over 8-byte pre-order nodes; leaves loop to themselves, so rows that arrive
-//      early just stay. Rows are independent, so the CPU overlaps their load chains.
+//      values (NaN; LightGBM's zero range) become bin 0xFFFF. Bins are feature-major.
+//   2. Walk: every tree, all rows of the block in lock step; leaves loop to themselves, so
+//      rows that arrive early just stay, and a level where no row moved ends the tree.
+//      Scalar: 8-byte pre-order nodes, one row at a time per level. AVX2 / AVX-512: 8 / 16
+//      rows per vector; nodes and bins gathered, or, for trees of at most 64 nodes over at
+//      most 8 features, a tree held in registers and looked up with permutes.
 //   3. Sum leaves per row in tree order (float for XGBoost, double for LightGBM).
-// The same source is compiled three times (baseline x86-64, AVX2, AVX-512) with
-// __attribute__((target)); the CPU picks one at run time. No -march=native.
+// The scalar, AVX2 and AVX-512 kernels are compiled from this file with
+// __attribute__((target)); the CPU picks one at run time. No -march=native. Every kernel
+// is bit-identical to the generic walk (csrc/tests/core_test.cc checks it).
+// Not QuickScorer: rows walk root to leaf; no per-feature threshold scans over leaf
+// bitmasks (patent US11106685B2 covers that traversal).
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -227,14 +232,16 @@ PD_INLINE uint32_t CountBelow(const V* thr, uint32_t n, V x) {
     for (uint32_t j = 0; j < n; j++) c += thr[j] < x;
     return c;
   }
+  // Arithmetic, not a ternary: the compiler must not turn the step into a branch that
+  // mispredicts half the time.
   const V* p = thr;
   uint32_t len = n;
   while (len > 1) {
     const uint32_t half = len / 2;
-    p = (p[half - 1] < x) ? p + half : p;
+    p += half * uint32_t(p[half - 1] < x);
     len -= half;
   }
-  return uint32_t(p - thr) + (*p < x);
+  return uint32_t(p - thr) + uint32_t(*p < x);
 }
 
 template <class V>
@@ -275,7 +282,7 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
 // level (the rows' load chains are independent, so the CPU overlaps them). Leaves loop to
 // themselves, and a level where no row moved ends the tree early.
 template <class A, bool kCat>
-PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/, size_t B, size_t nb, A* acc, size_t K) {
   const Node* nodes = e.nodes.data();
   const uint32_t* pool = e.cat_pool.data();
   const A* vals;
@@ -292,7 +299,7 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t S, siz
       uint32_t moved = 0;
       for (size_t r = 0; r < nb; r++) {
         const Node n = nd[idx[r]];
-        const uint32_t b = bins[r * S + (n.feat & 0x7FFFu)];
+        const uint32_t b = bins[(n.feat & 0x7FFFu) * B + r];
         bool left;
         if (kCat && (n.right & kCatFlag)) left = (pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
         else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
@@ -330,15 +337,16 @@ PD_INLINE void PrefetchTree(const Ensemble& e, int t) {
 // their children, a gather of the rows' bins, one integer compare and a blend. Several
 // vectors are in flight per level to hide the gathers' latency.
 template <class A, bool kCat>
-PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, A* acc, size_t K) {
   constexpr size_t L = 8;
   const size_t ng = (nb + L - 1) / L;
   __m256i rowoff[kMaxBlock / L];
   for (size_t g = 0; g < ng; g++) {
     alignas(32) int32_t o[L];
-    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1) * S);
+    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
     rowoff[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
   }
+  const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
   // With few features, each row's bins are picked from per-feature vectors by compares
   // instead of a gather.
   const bool few = S <= kSmallSlots;
@@ -346,7 +354,7 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
   if (few)
     for (size_t g = 0; g < ng; g++)
       for (size_t f = 0; f < S; f++)
-        for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[std::min(g * L + i, nb - 1) * S + f];
+        for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
   const A* vals;
   if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
   else vals = e.val64.data();
@@ -375,7 +383,7 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
                                    _mm256_cmpeq_epi32(slot, _mm256_set1_epi32(int(f))));
         } else {
           b = _mm256_and_si256(
-              _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], slot), 2), m16);
+              _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], _mm256_sll_epi32(slot, shB)), 2), m16);
         }
         // Bins and thresholds are below 2^16, so the signed compare is exact.
         __m256i right = _mm256_cmpgt_epi32(
@@ -405,55 +413,54 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
   }
 }
 
-// WalkAVX512Small: models whose trees have at most 64 nodes (32 leaves, LightGBM's
-// default num_leaves=31) over at most kSmallSlots used features. No gathers for the walk
-// itself: each tree's node info and children (64 entries each) sit in four registers and
-// are looked up with two-table permutes, and each row's bins are picked from per-feature
-// registers with compares. Only categorical nodes still gather their set's word.
+// Small-tree walks: models whose trees have at most 64 nodes (32 leaves, LightGBM's default
+// num_leaves=31) over at most kSmallSlots features. No gathers for the walk itself: a
+// tree's 64 packed nodes sit in registers and are looked up with permutes, and each row's
+// bins are picked from per-feature registers with compares. Only categorical nodes still
+// gather their set's word.
+
+// Decision shared by both widths, per lane: packed node p, bin b.
+//   numerical: left when uint16(b + missing-left) <= kk; categorical: bit b of the set.
+
 template <class A, bool kCat>
-PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc,
-                                             size_t K) {
+PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                             A* acc, size_t K) {
   constexpr size_t L = 16;
   const size_t ng = (nb + L - 1) / L;
   alignas(64) int32_t binv[kMaxBlock / L][kSmallSlots][L];
   for (size_t g = 0; g < ng; g++)
     for (size_t f = 0; f < S; f++)
-      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[std::min(g * L + i, nb - 1) * S + f];
+      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
   const A* vals;
   if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
   else vals = e.val64.data();
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
-  const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
-  const __m512i bit5 = _mm512_set1_epi32(32);
+  const __m512i m6 = _mm512_set1_epi32(63), m3 = _mm512_set1_epi32(7), m15 = _mm512_set1_epi32(0x7FFF),
+                m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1), bit5 = _mm512_set1_epi32(32);
   alignas(64) uint32_t idxs[kMaxBlock];
   __m512i idx[kMaxBlock / L];
   for (int t = 0; t < e.num_trees; t++) {
-    const uint32_t* ti = e.info64.data() + size_t(t) * 64;
-    const uint32_t* tk = e.kids64.data() + size_t(t) * 64;
-    const __m512i I0 = _mm512_load_si512(ti), I1 = _mm512_load_si512(ti + 16), I2 = _mm512_load_si512(ti + 32),
-                  I3 = _mm512_load_si512(ti + 48);
-    const __m512i K0 = _mm512_load_si512(tk), K1 = _mm512_load_si512(tk + 16), K2 = _mm512_load_si512(tk + 32),
-                  K3 = _mm512_load_si512(tk + 48);
+    const uint32_t* tp = e.pk64.data() + size_t(t) * 64;
+    const __m512i P0 = _mm512_load_si512(tp), P1 = _mm512_load_si512(tp + 16), P2 = _mm512_load_si512(tp + 32),
+                  P3 = _mm512_load_si512(tp + 48);
     const int depth = e.tree_depth[t];
     for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
     for (int d = 0; d < depth; d++) {
       __mmask16 moved = 0;
       for (size_t g = 0; g < ng; g++) {
         const __mmask16 upper = _mm512_test_epi32_mask(idx[g], bit5);
-        const __m512i inf = _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(I0, idx[g], I1),
-                                                    _mm512_permutex2var_epi32(I2, idx[g], I3));
-        const __m512i kd = _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(K0, idx[g], K1),
-                                                   _mm512_permutex2var_epi32(K2, idx[g], K3));
-        const __m512i slot = _mm512_and_si512(inf, m15);
-        const __m512i kk = _mm512_srli_epi32(inf, 16);
+        const __m512i p = _mm512_mask_blend_epi32(upper, _mm512_permutex2var_epi32(P0, idx[g], P1),
+                                                  _mm512_permutex2var_epi32(P2, idx[g], P3));
+        const __m512i slot = _mm512_and_si512(_mm512_srli_epi32(p, 12), m3);
+        const __m512i kk = _mm512_and_si512(_mm512_srli_epi32(p, 16), m15);
         __m512i b = _mm512_load_si512(binv[g][0]);
         for (size_t f = 1; f < S; f++)
           b = _mm512_mask_mov_epi32(b, _mm512_cmpeq_epi32_mask(slot, _mm512_set1_epi32(int(f))),
                                     _mm512_load_si512(binv[g][f]));
-        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
+        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(p, 15), one)), m16);
         __mmask16 left = _mm512_cmple_epu32_mask(bb, kk);
         if (kCat) {
-          const __mmask16 cat = _mm512_movepi32_mask(kd);
+          const __mmask16 cat = _mm512_movepi32_mask(p);
           if (cat) {
             const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
                                                           _mm512_add_epi32(kk, _mm512_srli_epi32(b, 5)), pool, 4);
@@ -461,8 +468,8 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
             left = __mmask16((left & ~cat) | (_mm512_test_epi32_mask(bit, one) & cat));
           }
         }
-        const __m512i nxt = _mm512_mask_blend_epi32(left, _mm512_and_si512(_mm512_srli_epi32(kd, 16), m15),
-                                                    _mm512_and_si512(kd, m16));
+        const __m512i nxt =
+            _mm512_mask_blend_epi32(left, _mm512_and_si512(_mm512_srli_epi32(p, 6), m6), _mm512_and_si512(p, m6));
         moved |= _mm512_cmpneq_epi32_mask(nxt, idx[g]);
         idx[g] = nxt;
       }
@@ -475,16 +482,90 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
   }
 }
 
+// SelectAVX2: entry idx (0..63) of a 64-word table held in eight registers: a permute per
+// register on bits 0-2, then blends on bits 3, 4 and 5.
+PD_TARGET_AVX2 PD_INLINE __m256i SelectAVX2(const __m256i* T, __m256i idx) {
+  const __m256 s3 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 28));
+  const __m256 s4 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 27));
+  const __m256 s5 = _mm256_castsi256_ps(_mm256_slli_epi32(idx, 26));
+  __m256 q[4];
+  for (int j = 0; j < 4; j++)
+    q[j] = _mm256_blendv_ps(_mm256_castsi256_ps(_mm256_permutevar8x32_epi32(T[2 * j], idx)),
+                            _mm256_castsi256_ps(_mm256_permutevar8x32_epi32(T[2 * j + 1], idx)), s3);
+  const __m256 r0 = _mm256_blendv_ps(q[0], q[1], s4), r1 = _mm256_blendv_ps(q[2], q[3], s4);
+  return _mm256_castps_si256(_mm256_blendv_ps(r0, r1, s5));
+}
+
 template <class A, bool kCat>
-PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins, size_t S, size_t nb, A* acc, size_t K) {
+PD_TARGET_AVX2 inline void WalkAVX2Small(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                         A* acc, size_t K) {
+  constexpr size_t L = 8;
+  const size_t ng = (nb + L - 1) / L;
+  alignas(32) int32_t binv[kMaxBlock / L][kSmallSlots][L];
+  for (size_t g = 0; g < ng; g++)
+    for (size_t f = 0; f < S; f++)
+      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
+  else vals = e.val64.data();
+  const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const __m256i m6 = _mm256_set1_epi32(63), m3 = _mm256_set1_epi32(7), m15 = _mm256_set1_epi32(0x7FFF),
+                m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
+  alignas(32) uint32_t idxs[kMaxBlock];
+  __m256i idx[kMaxBlock / L];
+  __m256i T[8];
+  for (int t = 0; t < e.num_trees; t++) {
+    const uint32_t* tp = e.pk64.data() + size_t(t) * 64;
+    for (int j = 0; j < 8; j++) T[j] = _mm256_load_si256(reinterpret_cast<const __m256i*>(tp + 8 * j));
+    const int depth = e.tree_depth[t];
+    for (size_t g = 0; g < ng; g++) idx[g] = _mm256_setzero_si256();
+    for (int d = 0; d < depth; d++) {
+      int still = 0;
+      for (size_t g = 0; g < ng; g++) {
+        const __m256i p = SelectAVX2(T, idx[g]);
+        const __m256i slot = _mm256_and_si256(_mm256_srli_epi32(p, 12), m3);
+        const __m256i kk = _mm256_and_si256(_mm256_srli_epi32(p, 16), m15);
+        __m256i b = _mm256_load_si256(reinterpret_cast<const __m256i*>(binv[g][0]));
+        for (size_t f = 1; f < S; f++)
+          b = _mm256_blendv_epi8(b, _mm256_load_si256(reinterpret_cast<const __m256i*>(binv[g][f])),
+                                 _mm256_cmpeq_epi32(slot, _mm256_set1_epi32(int(f))));
+        // Bins and thresholds are below 2^16, so the signed compare is exact.
+        __m256i right = _mm256_cmpgt_epi32(
+            _mm256_and_si256(_mm256_add_epi32(b, _mm256_and_si256(_mm256_srli_epi32(p, 15), one)), m16), kk);
+        if (kCat) {
+          const __m256i cat = _mm256_srai_epi32(p, 31);
+          if (!_mm256_testz_si256(cat, cat)) {
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
+                                                          _mm256_add_epi32(kk, _mm256_srli_epi32(b, 5)), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            right = _mm256_blendv_epi8(right, _mm256_cmpeq_epi32(bit, _mm256_setzero_si256()), cat);
+          }
+        }
+        const __m256i nxt =
+            _mm256_blendv_epi8(_mm256_and_si256(p, m6), _mm256_and_si256(_mm256_srli_epi32(p, 6), m6), right);
+        still |= ~_mm256_movemask_epi8(_mm256_cmpeq_epi32(nxt, idx[g]));
+        idx[g] = nxt;
+      }
+      if (!still) break;
+    }
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    for (size_t g = 0; g < ng; g++) _mm256_store_si256(reinterpret_cast<__m256i*>(idxs + g * L), idx[g]);
+    for (size_t r = 0; r < nb; r++) a[r * K] += val[idxs[r]];
+  }
+}
+
+template <class A, bool kCat>
+PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins, size_t /*S*/, size_t B, size_t nb, A* acc, size_t K) {
   constexpr size_t L = 16;
   const size_t ng = (nb + L - 1) / L;
   __m512i rowoff[kMaxBlock / L];
   for (size_t g = 0; g < ng; g++) {
     alignas(64) int32_t o[L];
-    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1) * S);
+    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
     rowoff[g] = _mm512_load_si512(o);
   }
+  const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
   const A* vals;
   if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
   else vals = e.val64.data();
@@ -505,7 +586,7 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
         const __m512i kd = _mm512_i32gather_epi32(idx[g], kids, 4);
         const __m512i slot = _mm512_and_si512(inf, m15);
         const __m512i kk = _mm512_srli_epi32(inf, 16);
-        const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], slot), bins, 2), m16);
+        const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], _mm512_sll_epi32(slot, shB)), bins, 2), m16);
         const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
         __mmask16 left = _mm512_cmple_epu32_mask(bb, kk);
         if (kCat) {
@@ -539,7 +620,11 @@ enum class ISA { kScalar, kAVX2, kAVX512 };
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
 PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out) {
   const size_t F = size_t(e.num_features), K = size_t(e.num_outputs), S = e.slots.size();
-  size_t B = std::max<size_t>(1, std::min(kMaxBlock, kStackBins / S));
+  // Rows per block: a power of two, so the vector walks index bins[slot * B + row] with a
+  // shift. Bins are feature-major within the block: rows that sit at the same node read
+  // neighbouring bins (one cache line for a whole vector at a tree's top levels).
+  size_t B = kMaxBlock;
+  while (B > 1 && B * S > kStackBins) B /= 2;
   uint16_t bins_stack[kStackBins + 8];  // +8: vector gathers read 4 bytes at a 2-byte bin
   A acc_stack[kStackAcc];
   std::vector<uint16_t> bins_heap;
@@ -559,25 +644,28 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
   for (size_t r0 = 0; r0 < nrows; r0 += B) {
     const size_t nb = std::min(B, nrows - r0);
     const T* blk = rows + r0 * F;
-    for (size_t r = 0; r < nb; r++)
-      for (size_t s = 0; s < S; s++) bins[r * S + s] = BinFeature<T, kXGB>(e, slots[s], blk + r * F);
+    // Feature by feature, so one feature's thresholds stay in L1 while the block's rows
+    // are binned (a wide model's thresholds do not fit in L1 together).
+    for (size_t s = 0; s < S; s++)
+      for (size_t r = 0; r < nb; r++) bins[s * B + r] = BinFeature<T, kXGB>(e, slots[s], blk + r * F);
     for (size_t r = 0; r < nb; r++)
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
 #if PD_X86
     // A vector walk pays gather latency per level; it needs a few full vectors in flight.
     if constexpr (kISA == ISA::kAVX512) {
-      if (nb >= 16 && e.small_trees && S <= kSmallSlots) WalkAVX512Small<A, kCat>(e, bins, S, nb, acc, K);
-      else if (nb >= 16) WalkAVX512<A, kCat>(e, bins, S, nb, acc, K);
-      else WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+      if (nb >= 16 && e.small_trees) WalkAVX512Small<A, kCat>(e, bins, S, B, nb, acc, K);
+      else if (nb >= 16) WalkAVX512<A, kCat>(e, bins, S, B, nb, acc, K);
+      else WalkScalar<A, kCat>(e, bins, S, B, nb, acc, K);
     } else if constexpr (kISA == ISA::kAVX2) {
-      if (nb >= 8) WalkAVX2<A, kCat>(e, bins, S, nb, acc, K);
-      else WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+      if (nb >= 8 && e.small_trees) WalkAVX2Small<A, kCat>(e, bins, S, B, nb, acc, K);
+      else if (nb >= 8) WalkAVX2<A, kCat>(e, bins, S, B, nb, acc, K);
+      else WalkScalar<A, kCat>(e, bins, S, B, nb, acc, K);
     } else {
-      WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+      WalkScalar<A, kCat>(e, bins, S, B, nb, acc, K);
     }
 #else
-    WalkScalar<A, kCat>(e, bins, S, nb, acc, K);
+    WalkScalar<A, kCat>(e, bins, S, B, nb, acc, K);
 #endif
 
     if (!e.linear_weights.empty()) {

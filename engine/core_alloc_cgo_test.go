@@ -9,7 +9,7 @@ import (
 
 // TestCoreZeroAllocs: a predict call through cgo allocates nothing in Go: rows, output and
 // the error buffer are lent to C for the call only (#cgo noescape), one crossing per batch.
-// It calls the scorer as Model does for a one-thread batch.
+// Checked on the scorer and through Model.
 func TestCoreZeroAllocs(t *testing.T) {
 	for _, path := range []string{"lightgbm/lleaves_airline/model.txt", "xgboost/gen_multiclass_softprob/model.json"} {
 		format := FormatLightGBM
@@ -47,5 +47,24 @@ func TestCoreZeroAllocs(t *testing.T) {
 			}
 		}
 		sc.close()
+	}
+	// Through Model (one thread, raw margins): the path the sidecar takes.
+	ens, err := Parse(FormatLightGBM, readFixture(t, "lightgbm/lleaves_airline/model.txt"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := NewModel(ens, Options{Backend: BackendC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	rows := randomRows(rand.New(rand.NewPCG(1, 2)), ens, 100)
+	out := make([]float64, 100)
+	if n := testing.AllocsPerRun(100, func() {
+		if err := m.PredictF64(rows, 100, out, true); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("Model.PredictF64 with the C core: %v allocations per call, want 0", n)
 	}
 }

@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 JOBS=${JOBS:-$(nproc 2>/dev/null || echo 2)}
 
-stamp=$(cat csrc/*.h csrc/*.cc | sha256sum | cut -c1-64)
+stamp=$(LC_ALL=C; cat csrc/*.h csrc/*.cc | sha256sum | cut -c1-64)
 if [ "${1:-}" = stamp ]; then
   sed -i "s|^// csrc-sha256: .*|// csrc-sha256: $stamp|" engine/core.cc
   echo "engine/core.cc stamp: $stamp"

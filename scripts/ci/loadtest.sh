@@ -7,8 +7,23 @@
 #   scripts/ci/loadtest.sh noisy-models DIR   a model repository with models "quiet" and
 #                                             "flooded" (copies of the demo model) for the
 #                                             noisy-neighbor scenario
+#   scripts/ci/loadtest.sh feature-models DIR [redis PORT | snapshot]
+#                                             a model repository with models "homepage" and
+#                                             "stores" (the demo model's trees, renamed
+#                                             columns) whose features come from the feature
+#                                             groups store_stats (key store_id) and user_stats
+#                                             (key user_id), for homepage-recs and
+#                                             redis-degraded; "redis PORT" starts a
+#                                             redis-server on PORT (its dir DIR-redis; stop it
+#                                             with redis-cli -p PORT shutdown nosave) and loads
+#                                             the groups into it, "snapshot" loads them into
+#                                             DIR/features.snap (predictd serve
+#                                             --features-snapshot). STORES (default 1000000)
+#                                             and USERS (100000) set how many entities exist
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
-#                                             build predictd and predictd-loadtest into bin/,
+#                                             (SCENARIO: a name in loadtest/scenarios/ or a
+#                                             .yaml file) build predictd and
+#                                             predictd-loadtest into bin/,
 #                                             start predictd --pprof on a Unix socket (extra
 #                                             ARGS go to predictd serve), run the scenario into
 #                                             profiles/ (LOADTEST_LABEL labels the machine,
@@ -44,6 +59,88 @@ noisy-models)
   done
   echo "$dir: models quiet and flooded (predictd serve --models $dir)"
   ;;
+feature-models)
+  dir=${1:?usage: loadtest.sh feature-models DIR [redis PORT | snapshot]}
+  backend=${2:-}
+  stores=${STORES:-1000000}
+  users=${USERS:-100000}
+  mkdir -p "$dir"
+  cat >"$dir/store_stats.group.yaml" <<'YAML'
+name: store_stats
+key: store_id
+ttl: 2s
+max_stale: 1h
+features:
+  - {name: rating, type: float32, default: 4}
+  - {name: orders_7d, type: int64, default: 0}
+  - {name: revenue_7d, type: float64}
+  - {name: eta_min, type: float32, default: 30}
+  - {name: distance_km, type: float32}
+  - {name: price_level, type: int64, default: 2}
+  - {name: reviews, type: int64, default: 0}
+  - {name: cancel_rate, type: float32, default: 0.05}
+YAML
+  cat >"$dir/user_stats.group.yaml" <<'YAML'
+name: user_stats
+key: user_id
+ttl: 2s
+max_stale: 1h
+features:
+  - {name: affinity, type: float32, default: 0}
+  - {name: orders_30d, type: int64, default: 0}
+YAML
+  # ttl 2s: the scenarios cycle a pool of 32 request bodies, so with a long TTL every
+  # entity would be cached after the first pass and Redis never read again.
+  # The demo model (9 columns) with its columns renamed: 2 request (context) features
+  # and 7 store-backed ones for homepage, 1 and 8 for stores.
+  for m in homepage stores; do
+    rm -rf "${dir:?}/$m/1"
+    mkdir -p "$dir/$m/1"
+    cp examples/models/claims/1/model.txt "$dir/$m/1/model.txt"
+  done
+  s() { echo "{name: $1, group: store_stats, key: store_id}"; }
+  cat >"$dir/homepage/1/model.yaml" <<YAML
+format: lightgbm
+file: model.txt
+features: [hour, day_of_week, $(s rating), $(s orders_7d), $(s eta_min), $(s distance_km), $(s price_level),
+  {name: affinity, group: user_stats, key: user_id}, {name: orders_30d, group: user_stats, key: user_id}]
+YAML
+  cat >"$dir/stores/1/model.yaml" <<YAML
+format: lightgbm
+file: model.txt
+features: [hour, $(s rating), $(s orders_7d), $(s revenue_7d), $(s eta_min), $(s distance_km), $(s price_level),
+  $(s reviews), $(s cancel_rate)]
+YAML
+  awk -v n="$stores" 'BEGIN { print "store_id,rating,orders_7d,revenue_7d,eta_min,distance_km,price_level,reviews,cancel_rate"
+    for (i = 0; i < n; i++) printf "%d,%.2f,%d,%.2f,%d,%.1f,%d,%d,%.3f\n", i, 1 + (i * 7919 % 400) / 100, i * 31 % 900,
+      (i * 104729 % 1000000) / 10, 10 + i % 50, (i * 13 % 250) / 10, 1 + i % 4, i * 17 % 5000, (i % 97) / 1000 }' >"$dir/stores.csv"
+  awk -v n="$users" 'BEGIN { print "user_id,affinity,orders_30d"
+    for (i = 0; i < n; i++) printf "%d,%.3f,%d\n", i, (i * 7 % 1000) / 1000, i % 60 }' >"$dir/users.csv"
+  mkdir -p bin
+  go build -o bin/predictd ./cmd/predictd
+  bin/predictd check "$dir"
+  case "$backend" in
+  redis)
+    port=${3:?usage: loadtest.sh feature-models DIR redis PORT}
+    rdir="${dir%/}-redis"
+    mkdir -p "$rdir"
+    # A hash stays a listpack (the compact layout) only below these bounds.
+    redis-server --port "$port" --save '' --appendonly no --daemonize yes --dir "$(cd "$rdir" && pwd)" \
+      --hash-max-listpack-value 1024 --hash-max-listpack-entries 512
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+    dest=(--redis "127.0.0.1:$port")
+    ;;
+  snapshot) rm -f "$dir/features.snap"; dest=(--snapshot "$dir/features.snap") ;;
+  "") dest=() ;;
+  *) echo "loadtest.sh feature-models: backend must be redis PORT or snapshot" >&2; exit 2 ;;
+  esac
+  if [ ${#dest[@]} -gt 0 ]; then
+    bin/predictd features load --quiet --groups "$dir" --group store_stats --file "$dir/stores.csv" "${dest[@]}"
+    bin/predictd features load --quiet --groups "$dir" --group user_stats --file "$dir/users.csv" "${dest[@]}"
+  fi
+  echo "$dir: models homepage and stores; serve with predictd serve --models $dir and" \
+    "${backend:+${dest[*]/--snapshot/--features-snapshot}}"
+  ;;
 profile)
   scenario=${1:?usage: loadtest.sh profile SCENARIO [predictd serve args...]}
   shift
@@ -58,12 +155,13 @@ profile)
     if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
     sleep 0.1
   done
-  bin/predictd-loadtest run --scenario "loadtest/scenarios/$scenario.yaml" --target "unix:$sock" \
+  case "$scenario" in *.yaml) file=$scenario ;; *) file="loadtest/scenarios/$scenario.yaml" ;; esac
+  bin/predictd-loadtest run --scenario "$file" --target "unix:$sock" \
     --sidecar-pid "$pid" --out profiles --label "${LOADTEST_LABEL:-$(hostname)}" \
     ${LOADTEST_RUN_ID:+--run-id "$LOADTEST_RUN_ID"}
   ;;
 *)
-  sed -n '2,15p' "$0"
+  sed -n '2,30p' "$0"
   exit 2
   ;;
 esac
