@@ -17,7 +17,6 @@ import (
 	"github.com/predictd/predictd/engine/features"
 	"github.com/predictd/predictd/examples"
 	"github.com/predictd/predictd/sidecar"
-	_ "github.com/predictd/predictd/sidecar/onnxformat" // registers format: onnx
 	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"

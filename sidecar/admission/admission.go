@@ -44,7 +44,10 @@ type Config struct {
 	// A request that finds the queue full is rejected at once.
 	QueuePerSlot int
 	// MaxPending is the process-wide bound on admitted plus waiting requests; past it
-	// requests are rejected at once with 503. Default 2×Capacity.
+	// requests are rejected at once with 503. Default Capacity × (1 + QueuePerSlot),
+	// 5×Capacity with the default queue: every model's slots and queue places, so one
+	// flooded model fills only its own bulkhead and never the process-wide bound that the
+	// other models need. A smaller bound lets a flood on one model get the others 503s.
 	MaxPending int
 	// RetryAfter is the hint returned with a rejection; default 1s. HTTP Retry-After is
 	// whole seconds, so it is rounded up.
@@ -115,7 +118,7 @@ func New(cfg Config) (*Limiter, error) {
 		cfg.QueuePerSlot = 4
 	}
 	if cfg.MaxPending == 0 {
-		cfg.MaxPending = 2 * cfg.Capacity
+		cfg.MaxPending = cfg.Capacity * (1 + cfg.QueuePerSlot)
 	}
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = time.Second

@@ -242,3 +242,46 @@ func TestReleaseWithoutAcquirePanics(t *testing.T) {
 	}()
 	l.Bulkhead("m").Release()
 }
+
+// TestDefaultMaxPendingLeavesRoomForOthers: with the default MaxPending, one model with
+// every slot and queue place taken leaves the process-wide bound room for the others, so
+// a quiet model is admitted instead of getting 503.
+func TestDefaultMaxPendingLeavesRoomForOthers(t *testing.T) {
+	l := newLimiter(t, Config{Capacity: 2, MaxQueueWait: time.Minute}, map[string]float64{"flood": 1, "quiet": 1})
+	if got, want := l.cfg.MaxPending, 2*(1+4); got != want {
+		t.Fatalf("default MaxPending %d, want Capacity × (1 + QueuePerSlot) = %d", got, want)
+	}
+	flood, quiet := l.Bulkhead("flood"), l.Bulkhead("quiet")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// flood: 1 slot held, its 4 queue places taken, the next one rejected with 429 (its
+	// own bulkhead), not 503.
+	if err := flood.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiters := make(chan error, 4)
+	for i := 0; i < 4; i++ {
+		go func() { waiters <- flood.Acquire(ctx) }()
+	}
+	for flood.Stats().Queued != 4 {
+		time.Sleep(time.Millisecond)
+	}
+	overloaded(t, flood.Acquire(ctx), http.StatusTooManyRequests, "weight")
+	if err := quiet.Acquire(ctx); err != nil {
+		t.Fatalf("quiet model not admitted beside a flooded one: %v", err)
+	}
+	if _, n := l.Stats(); n != 0 {
+		t.Fatalf("%d process-wide (503) rejections", n)
+	}
+	quiet.Release()
+	cancel()
+	for i := 0; i < 4; i++ {
+		if err := <-waiters; !errors.Is(err, context.Canceled) {
+			t.Fatalf("waiter: %v", err)
+		}
+	}
+	flood.Release()
+	if p := l.pending.Load(); p != 0 {
+		t.Fatalf("%d pending", p)
+	}
+}
