@@ -102,7 +102,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.featuresSnapshot, "features-snapshot", "", "embedded feature store: load this snapshot `file` (predictd features load --snapshot); without Redis and without it every entity is absent (defaults)")
 	fs.Int64Var(&f.featuresCache, "features-cache-bytes", 256<<20, "feature store: bound of the in-process cache in `bytes`")
 	fs.DurationVar(&f.featuresTimeout, "features-fetch-timeout", time.Second, "feature store: bound of one Redis round trip")
-	fs.DurationVar(&f.featuresReserve, "features-reserve", 500*time.Microsecond, "feature store: stop waiting for Redis this long before a request's deadline and answer from stale cache or defaults (degraded)")
+	fs.DurationVar(&f.featuresReserve, "features-reserve", 5*time.Millisecond, "feature store: stop waiting for Redis this long before a request's deadline and answer from stale cache or defaults (degraded); it leaves the time to score and encode")
 	fs.DurationVar(&f.featuresStaleRead, "features-stale-while-revalidate", 0, "feature store: let an entry up to TTL plus this old answer at once while one background read refreshes it; 0: off")
 	return f
 }
@@ -346,6 +346,9 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 	if f.redis != "" && f.redisCluster != "" {
 		return nil, nop, errors.New("set --redis or --redis-cluster, not both")
 	}
+	if f.featuresSnapshot != "" && (f.redis != "" || f.redisCluster != "") {
+		return nil, nop, errors.New("--features-snapshot fills the embedded store, which is used only without --redis or --redis-cluster: set one or the other")
+	}
 	groups, err := features.LoadGroups(dir)
 	if err != nil {
 		return nil, nop, fmt.Errorf("feature groups: %w", err)
@@ -362,9 +365,14 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 				return nil, nop, fmt.Errorf("--redis %s: %w", f.redis, err)
 			}
 		}
+		// The store bounds every read by the request's deadline and has its own circuit
+		// breaker, so the client must fail fast: no retries with backoff, a dial bounded
+		// like a read, and the context's deadline honoured on the socket.
+		opts.MaxRetries, opts.DialTimeout, opts.ContextTimeoutEnabled = -1, f.featuresTimeout, true
 		client, source = redis.NewClient(opts), "redis"
 	case f.redisCluster != "":
-		client, source = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ",")}), "redis"
+		client, source = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ","),
+			MaxRetries: -1, DialTimeout: f.featuresTimeout, ContextTimeoutEnabled: true}), "redis"
 	case f.featuresSnapshot != "":
 		emb, err := features.LoadSnapshot(f.featuresSnapshot)
 		if err != nil {
