@@ -610,7 +610,10 @@ func TestBackendsAgree(t *testing.T) {
 			for i, v := range rows {
 				rows32[i] = float32(v)
 			}
-			gm, _ := NewModel(ens, Options{Backend: BackendGo})
+			gm, err := NewModel(ens, Options{Backend: BackendGo})
+			if err != nil {
+				t.Fatal(err)
+			}
 			cm, err := NewModel(ens, Options{Backend: BackendC})
 			if err != nil {
 				t.Fatal(err)
@@ -619,14 +622,18 @@ func TestBackendsAgree(t *testing.T) {
 			g := make([]float64, nrows*ens.NumOutputs)
 			c := make([]float64, nrows*ens.NumOutputs)
 			for _, raw := range []bool{true, false} {
-				_ = gm.PredictF64(rows, nrows, g, raw)
+				if err := gm.PredictF64(rows, nrows, g, raw); err != nil {
+					t.Fatal(err)
+				}
 				if err := cm.PredictF64(rows, nrows, c, raw); err != nil {
 					t.Fatal(err)
 				}
 				if i := firstDiff(g, c); i >= 0 {
 					t.Fatalf("f64 raw=%v: output %d: go %.17g, c %.17g", raw, i, g[i], c[i])
 				}
-				_ = gm.PredictF32(rows32, nrows, g, raw)
+				if err := gm.PredictF32(rows32, nrows, g, raw); err != nil {
+					t.Fatal(err)
+				}
 				if err := cm.PredictF32(rows32, nrows, c, raw); err != nil {
 					t.Fatal(err)
 				}

@@ -68,6 +68,31 @@ type lgbField struct {
 	line  int
 }
 
+// section reads key=value lines up to the next "Tree=" line, which it returns, or to "end
+// of trees" or the end of the file (returning ""). The header has bare keys too
+// (average_output), so bareKeys accepts a line without "="; a tree's lines must all be
+// key=value.
+func (p *lgbParser) section(what string, bareKeys bool) (map[string]lgbField, string, error) {
+	fields := map[string]lgbField{}
+	for {
+		l, ok := p.next()
+		if !ok || l == "end of trees" {
+			return fields, "", nil
+		}
+		if strings.HasPrefix(l, "Tree=") {
+			return fields, l, nil
+		}
+		if l == "" {
+			continue
+		}
+		k, v, found := strings.Cut(l, "=")
+		if !found && !bareKeys {
+			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, got %q", p.line, what, clip(l))
+		}
+		fields[k] = lgbField{v, p.line}
+	}
+}
+
 func (p *lgbParser) parse() (*Ensemble, error) {
 	// Header: "tree", then key=value lines up to the first "Tree=" line.
 	first := ""
@@ -84,25 +109,9 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 	if first != "tree" {
 		return nil, fmt.Errorf("lightgbm: line %d: want \"tree\" (the first line of a LightGBM text model), got %q", p.line, clip(first))
 	}
-	header := map[string]lgbField{}
-	var treeLine string
-	for {
-		l, ok := p.next()
-		if !ok {
-			break
-		}
-		if strings.HasPrefix(l, "Tree=") {
-			treeLine = l
-			break
-		}
-		if l == "end of trees" {
-			break
-		}
-		if l == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(l, "=")
-		header[k] = lgbField{v, p.line}
+	header, treeLine, err := p.section("header", true)
+	if err != nil {
+		return nil, err
 	}
 
 	e := &Ensemble{Semantics: SemanticsLightGBM}
@@ -175,29 +184,11 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 			return nil, fmt.Errorf("lightgbm: line %d: %q: want Tree=%d (trees numbered in order)", p.line, clip(treeLine), e.NumTrees())
 		}
 		treeStart := p.line
-		fields := map[string]lgbField{}
-		treeLine = ""
-		for {
-			l, ok := p.next()
-			if !ok {
-				break
-			}
-			if strings.HasPrefix(l, "Tree=") {
-				treeLine = l
-				break
-			}
-			if l == "end of trees" {
-				break
-			}
-			if l == "" {
-				continue
-			}
-			k, v, found := strings.Cut(l, "=")
-			if !found {
-				return nil, fmt.Errorf("lightgbm: line %d: tree %d: want key=value, got %q", p.line, id, clip(l))
-			}
-			fields[k] = lgbField{v, p.line}
+		fields, next, err := p.section("tree "+strconv.Itoa(id), false)
+		if err != nil {
+			return nil, err
 		}
+		treeLine = next
 		if err := e.addLGBTree(id, treeStart, fields); err != nil {
 			return nil, err
 		}
