@@ -22,9 +22,13 @@ const featuresUsage = `Usage:
 Loads feature rows of group G (declared in DIR/*.group.yaml) from F into Redis, a Redis
 Cluster or an embedded snapshot file. F is CSV with a header naming the group's key column
 and any of its features (list and embedding cells: space-separated numbers; an empty cell
-deletes the stored value), or JSON lines with --format jsonl. "-" reads stdin. A row with a
-bad cell is refused whole and reported with its line number; the exit status is 1 when any
-row was refused. Loading the same file twice leaves the same state.
+deletes the stored value), JSON lines with the same names (--format jsonl, or a .jsonl or
+.ndjson file), or Parquet whose top-level columns carry the names (--format parquet, or a
+.parquet file; lists and embeddings as a LIST of float or double; null deletes the stored
+value). "-" reads stdin (Parquet from stdin is first copied to a temporary file). A row
+with a bad cell is refused whole and reported with its line number (Parquet: "F: row N");
+the exit status is 1 when any row was refused. Loading the same file twice leaves the same
+state.
 
 Flags:
 `
@@ -61,7 +65,7 @@ func loadFlags(out io.Writer) *flag.FlagSet {
 	fs.StringVar(&lo.group, "group", "", "feature group to load (required)")
 	fs.StringVar(&lo.file, "file", "", `input file, or "-" for stdin (required)`)
 	fs.StringVar(&lo.groups, "groups", ".", "directory holding the *.group.yaml declarations")
-	fs.StringVar(&lo.format, "format", "", `input format: csv or jsonl (default: from the file name, else csv)`)
+	fs.StringVar(&lo.format, "format", "", `input format: csv, jsonl or parquet (default: from the file name, else csv)`)
 	fs.StringVar(&lo.redisAddr, "redis", "", "Redis address host:port (or a redis:// URL)")
 	fs.StringVar(&lo.cluster, "cluster", "", "comma-separated Redis Cluster node addresses")
 	fs.StringVar(&lo.snapshot, "snapshot", "", "embedded-store snapshot file to create or update")
@@ -126,8 +130,11 @@ func featuresLoad() error {
 	format := lo.format
 	if format == "" {
 		format = "csv"
-		if strings.HasSuffix(lo.file, ".jsonl") || strings.HasSuffix(lo.file, ".ndjson") {
+		switch {
+		case strings.HasSuffix(lo.file, ".jsonl") || strings.HasSuffix(lo.file, ".ndjson"):
 			format = "jsonl"
+		case strings.HasSuffix(lo.file, ".parquet"):
+			format = "parquet"
 		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
@@ -179,6 +186,10 @@ func featuresLoad() error {
 	}
 	st, err := features.Load(ctx, in, cfg)
 	for _, b := range st.BadRows {
+		if format == "parquet" { // Parquet has rows, not lines
+			fmt.Fprintf(os.Stderr, "%s: row %d: %s\n", lo.file, b.Line, b.Err)
+			continue
+		}
 		fmt.Fprintf(os.Stderr, "%s:%d: %s\n", lo.file, b.Line, b.Err)
 	}
 	if st.Bad > len(st.BadRows) {

@@ -1,7 +1,7 @@
 // Package features is predictd's feature store: entity features kept in Redis (standalone or
 // Cluster) in a compact layout, a bounded in-process cache in front of it, an embedded
 // in-memory store filled from a snapshot file when no Redis is configured, a loader that
-// writes CSV rows into either, and a circuit breaker so that a slow or dead Redis costs a
+// writes CSV, JSON-lines or Parquet rows into either, and a circuit breaker so that a slow or dead Redis costs a
 // degraded answer, never a failed one. docs/feature-store.md describes the layout.
 package features
 

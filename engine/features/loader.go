@@ -96,7 +96,7 @@ func (e *Embedded) WriteRows(_ context.Context, g *Group, rows []Row) error {
 type LoadConfig struct {
 	Group *Group
 	Sink  Sink
-	// Format is "csv" (default) or "jsonl".
+	// Format is "csv" (default), "jsonl" or "parquet".
 	Format string
 	// BatchRows is how many rows go in one pipelined write; default 500.
 	BatchRows int
@@ -109,7 +109,8 @@ type LoadConfig struct {
 	MaxBadRows int
 }
 
-// BadRow is a row that was not written, with its 1-based line number in the input.
+// BadRow is a row that was not written, with its 1-based line number in the input (for
+// Parquet, its 1-based data row number).
 type BadRow struct {
 	Line int
 	Err  string
@@ -137,7 +138,8 @@ const maxReportedBadRows = 100
 // Load reads rows for cfg.Group from r and writes them to cfg.Sink in pipelined batches. A
 // CSV input starts with a header naming the group's key column and feature columns (any
 // subset, any order; an unknown column is an error before anything is written). JSON lines
-// hold one object per line with the same names. A row with any bad cell is refused whole,
+// hold one object per line with the same names; a Parquet file's top-level columns carry
+// them (see loader_parquet.go). A row with any bad cell is refused whole,
 // reported with its line number, and never partly written. An empty cell (or JSON null)
 // deletes the entity's stored value of that feature. The error is non-nil for input that
 // cannot be read at all, a sink failure, or more than MaxBadRows bad rows.
@@ -165,8 +167,10 @@ func Load(ctx context.Context, r io.Reader, cfg LoadConfig) (LoadStats, error) {
 		err = l.csv(ctx, r)
 	case "jsonl":
 		err = l.jsonl(ctx, r)
+	case "parquet":
+		err = l.parquet(ctx, r)
 	default:
-		err = fmt.Errorf("unknown load format %q (want csv or jsonl)", cfg.Format)
+		err = fmt.Errorf("unknown load format %q (want csv, jsonl or parquet)", cfg.Format)
 	}
 	if err == nil {
 		err = l.flush(ctx)
@@ -195,7 +199,11 @@ func (l *loader) bad(line int, err error) error {
 		l.stats.BadRows = append(l.stats.BadRows, BadRow{Line: line, Err: err.Error()})
 	}
 	if l.stats.Bad > l.cfg.MaxBadRows {
-		return fmt.Errorf("more than %d bad rows; stopped at line %d (raise the limit or fix the file)", l.cfg.MaxBadRows, line)
+		where := "line" // CSV and JSON lines count file lines; Parquet counts data rows
+		if l.cfg.Format == "parquet" {
+			where = "row"
+		}
+		return fmt.Errorf("more than %d bad rows; stopped at %s %d (raise the limit or fix the file)", l.cfg.MaxBadRows, where, line)
 	}
 	return nil
 }
