@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/parquet-go/parquet-go"
 	"github.com/predictd/predictd/engine/features"
 )
 
@@ -78,5 +79,75 @@ func writeFile(t *testing.T, path, data string) {
 	t.Helper()
 	if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestFeaturesLoadParquet runs `predictd features load` on a real Parquet file (written
+// by parquet-go): the .parquet extension selects the format, a row whose list is longer
+// than the feature's len is refused whole (exit status 1), the others land.
+func TestFeaturesLoadParquet(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "store_stats.group.yaml"), `name: store_stats
+key: store_id
+features:
+  - {name: rating, type: float32, default: 0}
+  - {name: orders_7d, type: int64}
+  - {name: recent_prices, type: list, len: 3}
+`)
+	type row struct {
+		StoreID string    `parquet:"store_id"`
+		Rating  *float32  `parquet:"rating,optional"`
+		Orders  *int64    `parquet:"orders_7d,optional"`
+		Recent  []float32 `parquet:"recent_prices,list,optional"`
+	}
+	f32 := func(v float32) *float32 { return &v }
+	i64 := func(v int64) *int64 { return &v }
+	rows := []row{
+		{StoreID: "42", Rating: f32(4.5), Orders: i64(120), Recent: []float32{1.5, 2.5, 3.5}},
+		{StoreID: "43", Rating: f32(1), Orders: i64(7), Recent: []float32{1, 2, 3, 4}}, // row 2: too long
+		{StoreID: "44", Rating: f32(3.25)},
+	}
+	path := filepath.Join(dir, "stores.parquet")
+	out, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := parquet.NewGenericWriter[row](out)
+	if _, err := w.Write(rows); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	out.Close()
+
+	snap := filepath.Join(dir, "features.snap")
+	code := runFeatures([]string{"load", "--group", "store_stats", "--file", path, "--groups", dir, "--snapshot", snap, "--quiet"})
+	if code != 1 {
+		t.Fatalf("exit status %d, want 1 (one bad row)", code)
+	}
+	emb, err := features.LoadSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := features.LoadGroups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := features.Open(features.Config{Groups: groups, Embedded: emb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ctx := context.Background()
+	vals, _, found, err := st.Lookup(ctx, "store_stats", "42")
+	if err != nil || !found || vals["rating"].F != 4.5 || vals["orders_7d"].I != 120 || len(vals["recent_prices"].V) != 3 {
+		t.Fatalf("entity 42: %+v found=%v err=%v", vals, found, err)
+	}
+	if _, _, found, _ := st.Lookup(ctx, "store_stats", "43"); found {
+		t.Fatal("bad row 43 was written")
+	}
+	if vals, _, found, _ := st.Lookup(ctx, "store_stats", "44"); !found || vals["rating"].F != 3.25 {
+		t.Fatalf("entity 44: %+v found=%v", vals, found)
 	}
 }
