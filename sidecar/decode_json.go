@@ -17,12 +17,40 @@ func badRequest(format string, args ...any) error {
 	return fmt.Errorf("%w: "+format, append([]any{errBadRequest}, args...)...)
 }
 
-// decodeJSON decodes a JSON prediction request from body into r. It scans the bytes
-// directly (no reflection, no maps) and unescapes strings in place, so body must be
-// writable and r's byte slices point into it. Unknown fields, wrong types and trailing
-// data are errors.
-func decodeJSON(r *request, body []byte) error {
-	s := jsonScanner{b: body}
+// decodeLimits bound what one request may decode into memory, checked as each element is
+// appended, so an oversized request fails before it allocates rather than after.
+type decodeLimits struct {
+	// rows: the most candidates or dense rows (Config.MaxCandidates).
+	rows int
+	// cells: the most decoded values, counting every named feature, context feature,
+	// entity key and dense value (Config.MaxCells).
+	cells int
+}
+
+var errTooManyCells = errors.New("too many values")
+
+// row fails when r already holds lim.rows rows, before one more is appended.
+func (lim decodeLimits) row(n int) error {
+	if n >= lim.rows {
+		return fmt.Errorf("%w: more than %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, n, lim.rows)
+	}
+	return nil
+}
+
+// cell fails when r already holds lim.cells values, before one more is appended.
+func (lim decodeLimits) cell(r *request) error {
+	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows); n >= lim.cells {
+		return fmt.Errorf("%w: more than %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
+	}
+	return nil
+}
+
+// decodeJSON decodes a JSON prediction request from body into r, within lim. It scans
+// the bytes directly (no reflection, no maps) and unescapes strings in place, so body
+// must be writable and r's byte slices point into it. Unknown fields, wrong types and
+// trailing data are errors.
+func decodeJSON(r *request, body []byte, lim decodeLimits) error {
+	s := jsonScanner{b: body, lim: lim}
 	if err := s.request(r); err != nil {
 		return err
 	}
@@ -34,8 +62,9 @@ func decodeJSON(r *request, body []byte) error {
 }
 
 type jsonScanner struct {
-	b []byte
-	i int
+	b   []byte
+	i   int
+	lim decodeLimits
 }
 
 func (s *jsonScanner) errf(format string, args ...any) error {
@@ -406,15 +435,23 @@ func (s *jsonScanner) request(r *request) error {
 			return r.setOutput(o)
 		case "context":
 			return s.object("context", func(name []byte) error {
+				if err := s.lim.cell(r); err != nil {
+					return err
+				}
 				v, err := s.value("context feature", name)
 				r.context = append(r.context, feature{name: name, value: v})
 				return err
 			})
 		case "keys":
-			return s.keys(&r.ctxKeys, "keys")
+			return s.keys(r, &r.ctxKeys, "keys")
 		case "candidates":
 			haveCands = true
-			return s.array("candidates", func(i int) error { return s.candidate(r) })
+			return s.array("candidates", func(i int) error {
+				if err := s.lim.row(len(r.cands)); err != nil {
+					return err
+				}
+				return s.candidate(r)
+			})
 		case "rows":
 			haveRows = true
 			return s.rows(r)
@@ -429,8 +466,11 @@ func (s *jsonScanner) request(r *request) error {
 	return r.finishDecode(haveCands, haveRows)
 }
 
-func (s *jsonScanner) keys(dst *[]key, what string) error {
+func (s *jsonScanner) keys(r *request, dst *[]key, what string) error {
 	return s.object(what, func(name []byte) error {
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
 		v, err := s.strOrNum(what)
 		*dst = append(*dst, key{name: name, value: v})
 		return err
@@ -446,12 +486,15 @@ func (s *jsonScanner) candidate(r *request) error {
 			c.id, err = s.strOrNum("id")
 		case "features":
 			return s.object("features", func(name []byte) error {
+				if err := s.lim.cell(r); err != nil {
+					return err
+				}
 				v, err := s.value("feature", name)
 				r.feats = append(r.feats, feature{name: name, value: v})
 				return err
 			})
 		case "keys":
-			return s.keys(&r.candKeys, "candidate keys")
+			return s.keys(r, &r.candKeys, "candidate keys")
 		default:
 			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
 		}
@@ -464,8 +507,14 @@ func (s *jsonScanner) candidate(r *request) error {
 
 func (s *jsonScanner) rows(r *request) error {
 	return s.array("rows", func(i int) error {
+		if err := s.lim.row(r.nrows); err != nil {
+			return err
+		}
 		n0 := len(r.rows)
 		err := s.array("row", func(int) error {
+			if err := s.lim.cell(r); err != nil {
+				return err
+			}
 			v, err := s.value("rows", nil)
 			r.rows = append(r.rows, v)
 			return err

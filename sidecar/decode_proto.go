@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"unicode/utf8"
 
@@ -12,8 +13,8 @@ import (
 // with protowire, field by field: no generated types, no reflection, no per-candidate
 // allocation. r's byte slices point into body. Unknown fields are skipped, as protobuf
 // requires for forward compatibility; malformed wire data and wrong wire types are
-// errors.
-func decodeProto(r *request, body []byte) error {
+// errors. lim is checked before each element is appended.
+func decodeProto(r *request, body []byte, lim decodeLimits) error {
 	haveCands, haveRows := false, false
 	for len(body) > 0 {
 		num, typ, n := consumeTag(body)
@@ -47,6 +48,9 @@ func decodeProto(r *request, body []byte) error {
 			if err != nil {
 				return err
 			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
 			r.context = append(r.context, f)
 		case 4: // candidates
 			haveCands = true
@@ -54,7 +58,10 @@ func decodeProto(r *request, body []byte) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.candidates"); err != nil {
 				return err
 			}
-			if err := decodeCandidate(r, m); err != nil {
+			if err := lim.row(len(r.cands)); err != nil {
+				return err
+			}
+			if err := decodeCandidate(r, m, lim); err != nil {
 				return err
 			}
 		case 5: // rows
@@ -63,8 +70,11 @@ func decodeProto(r *request, body []byte) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.rows"); err != nil {
 				return err
 			}
+			if err := lim.row(r.nrows); err != nil {
+				return err
+			}
 			n0 := len(r.rows)
-			if err := decodeRow(r, m); err != nil {
+			if err := decodeRow(r, m, lim); err != nil {
 				return err
 			}
 			if err := r.addRow(r.nrows, len(r.rows)-n0); err != nil {
@@ -79,6 +89,9 @@ func decodeProto(r *request, body []byte) error {
 			if err != nil {
 				return err
 			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
 			r.ctxKeys = append(r.ctxKeys, k)
 		default:
 			if body, err = protoSkip(body, num, typ, "PredictRequest"); err != nil {
@@ -89,7 +102,7 @@ func decodeProto(r *request, body []byte) error {
 	return r.finishDecode(haveCands, haveRows)
 }
 
-func decodeCandidate(r *request, b []byte) error {
+func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -114,6 +127,9 @@ func decodeCandidate(r *request, b []byte) error {
 			if err != nil {
 				return err
 			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
 			r.feats = append(r.feats, f)
 		case 3:
 			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
@@ -121,6 +137,9 @@ func decodeCandidate(r *request, b []byte) error {
 			}
 			k, err := decodeKey(m)
 			if err != nil {
+				return err
+			}
+			if err := lim.cell(r); err != nil {
 				return err
 			}
 			r.candKeys = append(r.candKeys, k)
@@ -193,7 +212,7 @@ func decodeKey(b []byte) (key, error) {
 }
 
 // decodeRow appends a Row's values (packed, or one per field) to r.rows.
-func decodeRow(r *request, b []byte) error {
+func decodeRow(r *request, b []byte, lim decodeLimits) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -217,6 +236,11 @@ func decodeRow(r *request, b []byte) error {
 			if len(p)%8 != 0 {
 				return badRequest("protobuf Row.values: packed length %d is not a multiple of 8", len(p))
 			}
+			if len(p) > 0 {
+				if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(p)/8; n > lim.cells {
+					return fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
+				}
+			}
 			r.rows = growF64(r.rows, len(p)/8)
 			dst := r.rows[len(r.rows)-len(p)/8:]
 			for i := range dst {
@@ -226,6 +250,9 @@ func decodeRow(r *request, b []byte) error {
 			v, n := protowire.ConsumeFixed64(b)
 			if n < 0 {
 				return protoErr("Row.values", n)
+			}
+			if err := lim.cell(r); err != nil {
+				return err
 			}
 			b = b[n:]
 			r.rows = append(r.rows, math.Float64frombits(v))

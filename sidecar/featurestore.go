@@ -123,6 +123,9 @@ func (b *storeBinding) Fill(ctx context.Context, q *StoreQuery) error {
 		g := &b.groups[gi]
 		buf.ids, buf.rows = buf.ids[:0], buf.rows[:0]
 		for row := 0; row < q.NRows; row++ {
+			if row%applyCheckRows == 0 && ctx.Err() != nil {
+				return fmt.Errorf("group %s: after %d of %d rows: %w", g.group, row, q.NRows, ctx.Err())
+			}
 			k := q.Key(row, g.key)
 			if k == nil {
 				for j, col := range g.cols {

@@ -126,7 +126,19 @@ func startServer(t testing.TB, cfg Config) *testServer {
 		<-done
 		os.RemoveAll(dir)
 	})
-	return &testServer{Server: s, tcp: tcp.Addr().String(), unix: sock}
+	ts := &testServer{Server: s, tcp: tcp.Addr().String(), unix: sock}
+	// fasthttp's Shutdown closes only the listeners Serve has registered: a test that
+	// ends before both Serve calls started would leave them serving, and the cleanup
+	// waiting for them forever. One request on each proves they are registered.
+	for _, network := range []string{"tcp", "unix"} {
+		c, base := ts.httpClient(network)
+		resp, err := c.Get(base + "/healthz")
+		if err != nil {
+			t.Fatalf("GET /healthz over %s: %v", network, err)
+		}
+		resp.Body.Close()
+	}
+	return ts
 }
 
 // httpClient returns a net/http client for "tcp" or "unix" (an independent HTTP

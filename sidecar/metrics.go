@@ -29,6 +29,7 @@ type metrics struct {
 	loadErrors metric.Int64Counter     // predictd_model_load_errors_total{model,version}
 	reloads    metric.Int64Counter     // predictd_reloads_total{result}
 	degraded   metric.Int64Counter     // predictd_degraded_responses_total{model,version}
+	panics     metric.Int64Counter     // predictd_panics_total{path}
 }
 
 // latencyBuckets span 50µs to 5s: a small request over a Unix socket takes tens of
@@ -47,7 +48,7 @@ func newMetrics() (*metrics, error) {
 	meter := mp.Meter("github.com/predictd/predictd/sidecar")
 	m := &metrics{provider: mp}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	var errs [7]error
+	var errs [8]error
 	m.requests, errs[0] = meter.Int64Counter("predictd.requests",
 		metric.WithDescription("Prediction requests answered successfully."))
 	m.errors, errs[1] = meter.Int64Counter("predictd.request.errors",
@@ -63,6 +64,8 @@ func newMetrics() (*metrics, error) {
 		metric.WithDescription("Repository reloads, by result (ok, or error when a version failed)."))
 	m.degraded, errs[6] = meter.Int64Counter("predictd.degraded.responses",
 		metric.WithDescription("Successful predictions with store-backed features from stale cache or defaults (degraded: true)."))
+	m.panics, errs[7] = meter.Int64Counter("predictd.panics",
+		metric.WithDescription("Requests whose handler panicked (a bug), answered 500; the log has the stack."))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -1,9 +1,11 @@
 package sidecar
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 )
 
@@ -22,9 +24,16 @@ const scoreBlockRows = 2048
 
 // matrix returns r's row-major float64 matrix for v: the dense rows as sent, or one row
 // per candidate with every value missing (NaN). The feature store then fills its columns
-// and apply writes the request's features over them.
-func (r *request) matrix(v *version) ([]float64, error) {
+// and apply writes the request's features over them. The matrix and the outputs must
+// fit in maxCells values each, checked before anything is allocated.
+func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
 	nf, nrows := v.nfeat, r.numRows()
+	outs := max(v.pred.NumOutputs(true), v.pred.NumOutputs(false))
+	// nrows ≤ MaxCandidates and nf, outs are a loaded model's: the products fit an int.
+	if cells := nrows * max(nf, outs); cells > maxCells {
+		return nil, fmt.Errorf("%w: %d rows × %d values for model %s version %s is %d, the limit is %d (--max-cells)",
+			errTooManyCells, nrows, max(nf, outs), v.model, v.version, cells, maxCells)
+	}
 	if r.dense {
 		if nrows > 0 && r.width != nf {
 			return nil, fmt.Errorf("%w: rows have %d values but model %s version %s takes %d features (GET /v1/models/%s lists them in order)",
@@ -40,33 +49,78 @@ func (r *request) matrix(v *version) ([]float64, error) {
 	return r.m64, nil
 }
 
+// applyCheckRows is how many rows apply (and a FeatureBinding's Fill) writes between
+// deadline checks: a few hundred microseconds of work on a wide model.
+const applyCheckRows = 4096
+
 // apply writes the context features into every row, then each candidate's features
-// into its row. Every name is checked before anything is written.
-func (r *request) apply(v *version, m64 []float64) error {
+// into its row. Every name is checked before anything is written. A context name sent
+// more than once counts once, the last value winning (docs/api.md), so context costs
+// one write per distinct column per row however many entries the request repeats. The
+// deadline is checked every applyCheckRows rows.
+func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 	nf, nrows := v.nfeat, r.numRows()
+	r.ctxCols = r.ctxCols[:0]
 	for _, f := range r.context {
-		if _, ok := v.cols[string(f.name)]; !ok {
+		col, ok := v.cols[string(f.name)]
+		if !ok {
 			return unknownFeature(v, f.name)
 		}
+		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
 	}
 	for _, f := range r.feats {
 		if _, ok := v.cols[string(f.name)]; !ok {
 			return unknownFeature(v, f.name)
 		}
 	}
-	for _, f := range r.context {
-		col := v.cols[string(f.name)]
+	// Fold to one value per column: a stable sort keeps request order within a column,
+	// then each run keeps its last entry.
+	slices.SortStableFunc(r.ctxCols, func(a, b colValue) int { return a.col - b.col })
+	folded := r.ctxCols[:0]
+	for i, c := range r.ctxCols {
+		if i+1 < len(r.ctxCols) && r.ctxCols[i+1].col == c.col {
+			continue
+		}
+		folded = append(folded, c)
+	}
+	r.ctxCols = folded
+	expired := func(done int) error {
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return fmt.Errorf("%w after assembling %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, done, nrows)
+		}
+		return nil
+	}
+	if len(r.ctxCols) > 0 {
 		for i := 0; i < nrows; i++ {
-			m64[i*nf+col] = f.value
+			if i%applyCheckRows == 0 {
+				if err := expired(i); err != nil {
+					return err
+				}
+			}
+			row := m64[i*nf : (i+1)*nf]
+			for _, c := range r.ctxCols {
+				row[c.col] = c.value
+			}
 		}
 	}
 	for i, c := range r.cands {
+		if i%applyCheckRows == 0 {
+			if err := expired(i); err != nil {
+				return err
+			}
+		}
 		row := m64[i*nf : (i+1)*nf]
 		for _, f := range r.feats[c.f0:c.f1] {
 			row[v.cols[string(f.name)]] = f.value
 		}
 	}
 	return nil
+}
+
+// colValue is a context feature resolved to its matrix column.
+type colValue struct {
+	col   int
+	value float64
 }
 
 // narrow converts the matrix to float32 for models whose arithmetic is float32
@@ -90,8 +144,19 @@ func unknownFeature(v *version, name []byte) error {
 		errUnknownFeature, name, v.model, v.version, v.model)
 }
 
+// ContextPredictor is an optional interface of an engine.Predictor whose calls can wait
+// (a batching queue, a remote scorer): the sidecar then scores through it with a
+// context that ends at the request's deadline, so a call still queued when the deadline
+// passes returns (504) instead of holding the request. ctx.Err(), wrapped or not, is
+// mapped to 504 deadline_exceeded.
+type ContextPredictor interface {
+	PredictF32Context(ctx context.Context, rows []float32, nrows int, out []float64, raw bool) error
+	PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error
+}
+
 // score runs the model over the matrix in blocks of scoreBlockRows, checking the
-// deadline before each block. It returns the outputs, width per row.
+// deadline before each block; a ContextPredictor also gets it as a context. It returns
+// the outputs, width per row.
 func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, deadline time.Time) ([]float64, int, error) {
 	nrows, nf := r.numRows(), v.nfeat
 	width := v.pred.NumOutputs(raw)
@@ -102,15 +167,28 @@ func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, dead
 		r.out = make([]float64, need)
 	}
 	out := r.out[:need]
+	cp, _ := v.pred.(ContextPredictor)
+	ctx := context.Context(bg)
+	if cp != nil && !deadline.IsZero() {
+		// Only for context predictors: the other scorers' path stays allocation-free.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(bg, deadline)
+		defer cancel()
+	}
 	for lo := 0; lo < nrows; lo += scoreBlockRows {
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return nil, 0, fmt.Errorf("%w after scoring %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, lo, nrows)
 		}
 		hi := min(lo+scoreBlockRows, nrows)
 		var err error
-		if m32 != nil {
+		switch {
+		case cp != nil && m32 != nil:
+			err = cp.PredictF32Context(ctx, m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+		case cp != nil:
+			err = cp.PredictF64Context(ctx, m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+		case m32 != nil:
 			err = v.pred.PredictF32(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-		} else {
+		default:
 			err = v.pred.PredictF64(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
 		}
 		if err != nil {

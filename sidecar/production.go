@@ -28,8 +28,13 @@ type production struct {
 	meter     metric.Meter
 	log       *slog.Logger
 
-	mu   sync.Mutex // guards logs and closed
+	mu   sync.Mutex // guards logs, gens and closed
 	logs map[string]*modelLog
+	// gens counts the loggers opened per model. A replaced logger closes only after the
+	// reload that replaced it, while the new one already writes: the second and later
+	// loggers of a model take the file prefix MODEL.gN so that both, each numbering
+	// its files from 1, can never create the same file name.
+	gens map[string]int
 	// closed is set by close: no logger is opened afterwards.
 	closed bool
 }
@@ -53,7 +58,8 @@ type attachments struct {
 }
 
 func newProduction(cfg *Config, meter metric.Meter) (*production, error) {
-	p := &production{logDir: cfg.PredictionLogDir, meter: meter, log: cfg.Logger, logs: map[string]*modelLog{}}
+	p := &production{logDir: cfg.PredictionLogDir, meter: meter, log: cfg.Logger, logs: map[string]*modelLog{},
+		gens: map[string]int{}}
 	if cfg.AdmissionCapacity > 0 {
 		perSlot := cfg.AdmissionQueuePerSlot
 		if perSlot <= 0 {
@@ -115,7 +121,12 @@ func (p *production) logger(model string, spec *LogSpec) (lg, old *predlog.Logge
 		old = ml.lg
 		delete(p.logs, model)
 	}
-	lg, err = predlog.New(predlog.Config{Dir: p.logDir, Prefix: model, Rate: spec.Rate, QueueSize: spec.QueueSize,
+	p.gens[model]++
+	prefix := model
+	if g := p.gens[model]; g > 1 {
+		prefix = fmt.Sprintf("%s.g%d", model, g)
+	}
+	lg, err = predlog.New(predlog.Config{Dir: p.logDir, Prefix: prefix, Rate: spec.Rate, QueueSize: spec.QueueSize,
 		MaxFileBytes: spec.MaxFileBytes, MaxFileAge: spec.MaxFileAge, Meter: p.meter})
 	if err != nil {
 		return nil, old, fmt.Errorf("log: %w", err)
@@ -171,6 +182,16 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 		}
 		logs[name] = st
 	}
+	// Models gone from the repository: their loggers are closed after the swap, like
+	// replaced ones (nothing above visits them).
+	p.mu.Lock()
+	for name, ml := range p.logs {
+		if _, ok := logs[name]; !ok {
+			delete(p.logs, name)
+			stale = append(stale, ml.lg)
+		}
+	}
+	p.mu.Unlock()
 	for _, name := range next.names {
 		for _, v := range next.models[name].versions {
 			old := v.attach.Load()

@@ -536,8 +536,10 @@ func TestServeBinaryFlushesPredictionLog(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
-	if fi, err := os.Stat(sock); err != nil || fi.Mode().Perm() != 0o660 {
-		t.Errorf("socket mode: %v %v, want 0660", fi.Mode(), err)
+	if fi, err := os.Stat(sock); err != nil {
+		t.Fatalf("socket: %v", err)
+	} else if fi.Mode().Perm() != 0o660 {
+		t.Errorf("socket mode: %v, want 0660", fi.Mode())
 	}
 	m := claimsEngine(t)
 	names := m.FeatureNames()

@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"sync"
+	"unsafe"
 )
 
 // outputMode is a request's choice of raw margins or transformed predictions.
@@ -53,6 +54,8 @@ type request struct {
 	width int
 
 	// Scoring buffers.
+	ctxCols  []colValue    // context resolved to columns, one per column (apply)
+	ctxKeyOf []resolvedKey // request-level keys the feature store asked for (StoreQuery.Key)
 	m64      []float64
 	m32      []float32
 	out      []float64
@@ -72,6 +75,9 @@ func (r *request) reset() {
 	r.rows = r.rows[:0]
 	r.nrows, r.width = 0, 0
 	r.degraded = r.degraded[:0]
+	r.ctxCols = r.ctxCols[:0]
+	clear(r.ctxKeyOf) // drop the views of the old body
+	r.ctxKeyOf = r.ctxKeyOf[:0]
 	r.resp = r.resp[:0]
 }
 
@@ -87,12 +93,27 @@ func (r *request) numRows() int {
 // 64 MiB covers a 1,000 × 1,000 float64 matrix several times over.
 const maxPooledBytes = 64 << 20
 
+// pooledBytes is what r's buffers hold: every slice, so a request of many empty
+// candidates or keys is not pooled either.
+func (r *request) pooledBytes() int {
+	const (
+		featureSize   = int(unsafe.Sizeof(feature{}))
+		keySize       = int(unsafe.Sizeof(key{}))
+		candidateSize = int(unsafe.Sizeof(candidate{}))
+		stringSize    = int(unsafe.Sizeof(""))
+	)
+	return featureSize*(cap(r.context)+cap(r.feats)) + keySize*(cap(r.ctxKeys)+cap(r.candKeys)) +
+		candidateSize*cap(r.cands) + 8*(cap(r.rows)+cap(r.m64)+cap(r.out)) + 4*cap(r.m32) +
+		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) +
+		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf)
+}
+
 var requestPool = sync.Pool{New: func() any { return new(request) }}
 
 func getRequest() *request { return requestPool.Get().(*request) }
 
 func putRequest(r *request) {
-	if 8*(cap(r.rows)+cap(r.m64)+cap(r.out))+4*cap(r.m32)+cap(r.resp) > maxPooledBytes {
+	if r.pooledBytes() > maxPooledBytes {
 		return
 	}
 	r.reset()

@@ -51,6 +51,11 @@ type Config struct {
 	MaxBodyBytes int
 	// MaxCandidates limits the rows of one request; default 100,000.
 	MaxCandidates int
+	// MaxCells limits the values of one request: the decoded feature values, context
+	// features, entity keys and dense values, and the rows × features of the matrix
+	// built for the model (8 bytes each, 12 for float32 models); default 64M
+	// (DefaultMaxCells: a 512 MiB float64 matrix). Over it: 413.
+	MaxCells int
 	// DefaultDeadline bounds a request without an X-Deadline-Ms header; default 1s;
 	// negative: no deadline.
 	DefaultDeadline time.Duration
@@ -103,6 +108,7 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes    = 64 << 20
 	DefaultMaxCandidates   = 100_000
+	DefaultMaxCells        = 64 << 20
 	DefaultDeadline        = time.Second
 	DefaultReloadDebounce  = 500 * time.Millisecond
 	defaultReadTimeout     = 10 * time.Second
@@ -117,6 +123,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxCandidates <= 0 {
 		c.MaxCandidates = DefaultMaxCandidates
+	}
+	if c.MaxCells <= 0 {
+		c.MaxCells = DefaultMaxCells
 	}
 	if c.DefaultDeadline == 0 {
 		c.DefaultDeadline = DefaultDeadline
@@ -283,6 +292,17 @@ func (f fasthttpLogger) Printf(format string, args ...any) {
 
 // handle routes a request: a plain switch, no router.
 func (s *Server) handle(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		// fasthttp does not recover handler panics: one would end the process and every
+		// model with it. Answer 500, log the stack and count it, on every route.
+		if p := recover(); p != nil {
+			path := string(ctx.Path())
+			s.cfg.Logger.Error("BUG: panic serving a request", "path", path, "panic", p, "stack", string(debug.Stack()))
+			s.met.panics.Add(bg, 1, metric.WithAttributes(attribute.String("path", routeName(path))))
+			ctx.Response.Reset()
+			s.writeErrorCode(ctx, fasthttp.StatusInternalServerError, "internal", fmt.Sprintf("internal error: %v", p))
+		}
+	}()
 	path := ctx.Path()
 	switch string(path) {
 	case "/v1/predict":
@@ -340,10 +360,33 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 	}
 }
 
-// predict serves POST /v1/predict. See the package comment for the request path.
+// routeName bounds the label values of predictd_panics_total: the known routes, else
+// "other".
+func routeName(path string) string {
+	switch {
+	case path == "/v1/predict", path == "/v1/models", path == "/v1/admin/reload", path == "/healthz",
+		path == "/readyz", path == "/metrics":
+		return path
+	case strings.HasPrefix(path, "/v1/models/"):
+		return "/v1/models/{name}"
+	case strings.HasPrefix(path, "/debug/pprof/"):
+		return "/debug/pprof/"
+	}
+	return "other"
+}
+
+// predict serves POST /v1/predict with a pooled request. See the package comment for
+// the request path.
 func (s *Server) predict(ctx *fasthttp.RequestCtx) {
-	start := time.Now()
 	req := getRequest()
+	s.predictWith(ctx, req)
+	// Not reached when predictWith panics (handle recovers): the request's buffers may
+	// be mid-update then, so they are dropped rather than pooled.
+	putRequest(req)
+}
+
+func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
+	start := time.Now()
 	tp := s.tp
 	tctx := bg
 	if tp.Enabled() {
@@ -351,16 +394,6 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	}
 	tctx, span := tp.Predict(tctx, "", "")
 	defer span.End()
-	defer func() {
-		// fasthttp does not recover handler panics: one would end the process and every
-		// model with it. Answer 500, log the stack, and drop the request's buffers.
-		if p := recover(); p != nil {
-			s.cfg.Logger.Error("BUG: panic serving a prediction", "panic", p, "stack", string(debug.Stack()))
-			s.writeErrorCode(ctx, fasthttp.StatusInternalServerError, "internal", fmt.Sprintf("internal error: %v", p))
-			return
-		}
-		putRequest(req)
-	}()
 	fail := func(v *version, err error) {
 		s.fail(ctx, v, err)
 		if tp.Enabled() {
@@ -382,18 +415,15 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 	// The body is ours until the handler returns; the JSON decoder unescapes in place.
 	body := ctx.Request.Body()
 	dspan := tp.Decode(tctx)
+	lim := decodeLimits{rows: s.cfg.MaxCandidates, cells: s.cfg.MaxCells}
 	if proto {
-		err = decodeProto(req, body)
+		err = decodeProto(req, body, lim)
 	} else {
-		err = decodeJSON(req, body)
+		err = decodeJSON(req, body, lim)
 	}
 	tracing.EndWithError(dspan, err)
 	if err != nil {
 		fail(nil, err)
-		return
-	}
-	if n := req.numRows(); n > s.cfg.MaxCandidates {
-		fail(nil, fmt.Errorf("%w: %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, n, s.cfg.MaxCandidates))
 		return
 	}
 	v, err := s.reg.acquire(req.model, req.version)
@@ -417,7 +447,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 		defer b.Release()
 	}
 
-	m64, err := req.matrix(v)
+	m64, err := req.matrix(v, s.cfg.MaxCells)
 	if err != nil {
 		fail(v, err)
 		return
@@ -434,7 +464,7 @@ func (s *Server) predict(ctx *fasthttp.RequestCtx) {
 			return
 		}
 	}
-	if err := req.apply(v, m64); err != nil {
+	if err := req.apply(v, m64, deadline); err != nil {
 		fail(v, err)
 		return
 	}
@@ -574,6 +604,8 @@ func errorStatus(err error) (int, string) {
 		return fasthttp.StatusBadRequest, "feature_count"
 	case errors.Is(err, errTooManyCandidates):
 		return fasthttp.StatusRequestEntityTooLarge, "too_many_candidates"
+	case errors.Is(err, errTooManyCells):
+		return fasthttp.StatusRequestEntityTooLarge, "too_many_cells"
 	case errors.Is(err, errDeadline):
 		return fasthttp.StatusGatewayTimeout, "deadline_exceeded"
 	case errors.Is(err, errFeatureStore):
@@ -642,10 +674,15 @@ func (s *Server) methodNotAllowed(ctx *fasthttp.RequestCtx, allow string) {
 		fmt.Sprintf("%s %s: use %s", ctx.Method(), ctx.Path(), allow))
 }
 
+// writeJSON writes v as indented JSON; a value that cannot be encoded (a NaN statistic)
+// is answered 500 and logged, not a panic.
 func (s *Server) writeJSON(ctx *fasthttp.RequestCtx, status int, v any) {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
-		panic("BUG: admin JSON: " + err.Error())
+		s.cfg.Logger.Error("BUG: cannot encode a JSON response", "path", string(ctx.Path()), "err", err)
+		s.writeErrorCode(ctx, fasthttp.StatusInternalServerError, "internal",
+			"internal error: the response cannot be encoded as JSON: "+err.Error())
+		return
 	}
 	ctx.SetContentType(contentTypeJSON)
 	ctx.SetStatusCode(status)

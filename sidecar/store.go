@@ -45,24 +45,47 @@ type StoreQuery struct {
 }
 
 // Key returns the value of entity key name for row: the candidate's own key, else the
-// request's context key; nil when neither is present. The bytes must not be kept after
-// Fill returns.
+// request's context key; nil when neither is present. A name repeated in one keys
+// object takes its last value (docs/api.md). The bytes must not be kept after Fill
+// returns. Key is not safe for concurrent use: call it from one goroutine per query.
 func (q *StoreQuery) Key(row int, name string) []byte {
 	r := q.req
 	if row < len(r.cands) {
 		c := r.cands[row]
-		for _, k := range r.candKeys[c.k0:c.k1] {
-			if string(k.name) == name {
-				return k.value
+		ks := r.candKeys[c.k0:c.k1]
+		for i := len(ks) - 1; i >= 0; i-- {
+			if string(ks[i].name) == name {
+				return ks[i].value
 			}
 		}
 	}
-	for _, k := range r.ctxKeys {
-		if string(k.name) == name {
+	return r.contextKey(name)
+}
+
+// resolvedKey is a request-level key looked up once per request.
+type resolvedKey struct {
+	name  string
+	value []byte // nil: the request has no such key
+}
+
+// contextKey returns the request-level key name. The request's keys are scanned once
+// per distinct name (one per store group), not once per row: a request with many keys
+// and many rows costs keys + rows, not keys × rows.
+func (r *request) contextKey(name string) []byte {
+	for _, k := range r.ctxKeyOf {
+		if k.name == name {
 			return k.value
 		}
 	}
-	return nil
+	var v []byte
+	for i := len(r.ctxKeys) - 1; i >= 0; i-- {
+		if string(r.ctxKeys[i].name) == name {
+			v = r.ctxKeys[i].value
+			break
+		}
+	}
+	r.ctxKeyOf = append(r.ctxKeyOf, resolvedKey{name: name, value: v})
+	return v
 }
 
 // SetDegraded marks the response degraded because group's values came from defaults or

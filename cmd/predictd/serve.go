@@ -44,6 +44,7 @@ type serveFlags struct {
 	watch           bool
 	maxBodyBytes    int
 	maxCandidates   int
+	maxCells        int
 	defaultDeadline time.Duration
 	threads         int
 	readTimeout     time.Duration
@@ -80,6 +81,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.BoolVar(&f.watch, "watch", true, "reload when files under --models change (POST /v1/admin/reload always works)")
 	fs.IntVar(&f.maxBodyBytes, "max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body in `bytes`; larger ones get 413")
 	fs.IntVar(&f.maxCandidates, "max-candidates", sidecar.DefaultMaxCandidates, "most candidates (rows) in one request; more get 413")
+	fs.IntVar(&f.maxCells, "max-cells", sidecar.DefaultMaxCells, "most values in one request: decoded features, context and keys, and rows × features of the model's matrix (8 bytes each); more get 413")
 	fs.DurationVar(&f.defaultDeadline, "default-deadline", sidecar.DefaultDeadline, "deadline of a request without an X-Deadline-Ms header; expired requests get 504; negative: none")
 	fs.IntVar(&f.threads, "threads", 1, "goroutines that score one large batch")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 10*time.Second, "time to receive a whole request; slower clients get 408")
@@ -191,6 +193,7 @@ func runServe(args []string) int {
 		Watch:           f.watch,
 		MaxBodyBytes:    f.maxBodyBytes,
 		MaxCandidates:   f.maxCandidates,
+		MaxCells:        f.maxCells,
 		DefaultDeadline: f.defaultDeadline,
 		Threads:         f.threads,
 		ReadTimeout:     f.readTimeout,

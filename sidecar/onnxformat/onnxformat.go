@@ -8,6 +8,7 @@
 package onnxformat
 
 import (
+	"context"
 	"errors"
 	"fmt"
 
@@ -60,6 +61,20 @@ func (m Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) er
 func (m Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) error {
 	return mapErr(m.Model.PredictF64(rows, nrows, out, raw))
 }
+
+// PredictF32Context scores float32 rows, a call waiting in the batching queue giving up
+// when ctx ends (see onnx.Model.PredictF32Context). The sidecar calls it with the
+// request's deadline (sidecar.ContextPredictor).
+func (m Model) PredictF32Context(ctx context.Context, rows []float32, nrows int, out []float64, raw bool) error {
+	return mapErr(m.Model.PredictF32Context(ctx, rows, nrows, out))
+}
+
+// PredictF64Context is PredictF32Context for float64 rows.
+func (m Model) PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error {
+	return mapErr(m.Model.PredictF64Context(ctx, rows, nrows, out))
+}
+
+var _ sidecar.ContextPredictor = Model{}
 
 // BackendName names the scorer in traces: "onnx/cpu", "onnx/cuda:0", ...
 func (m Model) BackendName() string { return "onnx/" + m.Device() }

@@ -313,3 +313,52 @@ func TestServeBinarySIGTERMWithORT(t *testing.T) {
 		t.Errorf("no graceful stop in the log:\n%s", stderr.String())
 	}
 }
+
+// TestContextReachesONNX: the Model the sidecar scores through is a
+// sidecar.ContextPredictor whose context reaches ONNX Runtime's call (an ended context
+// stops the call; without batching, before the run), so the request deadline the
+// sidecar passes is honoured.
+func TestContextReachesONNX(t *testing.T) {
+	root := repo(t, "")
+	dir := filepath.Join(root, "mlp", "1")
+	yml, err := os.ReadFile(filepath.Join(dir, "model.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	man, err := sidecar.ParseManifest(yml)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "model.onnx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := Load(sidecar.LoadRequest{Model: "mlp", Version: "1", Manifest: man, File: "mlp/1/model.onnx", Data: data, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	cp, ok := p.(sidecar.ContextPredictor)
+	if !ok {
+		t.Fatalf("%T is not a sidecar.ContextPredictor: the request deadline cannot reach it", p)
+	}
+	_, rows := inputs(t, "mlp")
+	nf := p.NumFeatures()
+	row := rows[0][:nf]
+	out := make([]float64, p.NumOutputs(false))
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := cp.PredictF64Context(ctx, row, 1, out, false); !errors.Is(err, context.Canceled) {
+		t.Errorf("PredictF64Context with an ended context: %v, want context.Canceled", err)
+	}
+	row32 := make([]float32, nf)
+	for i, x := range row {
+		row32[i] = float32(x)
+	}
+	if err := cp.PredictF32Context(ctx, row32, 1, out, false); !errors.Is(err, context.Canceled) {
+		t.Errorf("PredictF32Context with an ended context: %v, want context.Canceled", err)
+	}
+	if err := cp.PredictF64Context(context.Background(), row, 1, out, false); err != nil {
+		t.Errorf("PredictF64Context: %v", err)
+	}
+}

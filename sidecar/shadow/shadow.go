@@ -146,6 +146,7 @@ type stats struct {
 	rhoN                   uint64
 	overlapSum             float64
 	overlapN               uint64
+	nonfinite              uint64 // compared values skipped: a NaN or infinite score or difference
 }
 
 // Add attaches a shadow to the Mirror.
@@ -396,10 +397,18 @@ func (s *Shadow) recordError(err error) {
 // record folds one scored request into the statistics.
 func (s *Shadow) record(w *worker, primary, shadow []float64, nrows, outputs int) {
 	var absSum, absMax float64
+	var absN, nonfinite uint64
 	for i, p := range primary {
+		// A NaN or infinite score (Inf−Inf is NaN) would poison every later mean and
+		// make /v1/models unencodable as JSON: count it apart instead.
 		d := math.Abs(shadow[i] - p)
+		if !finite(d) {
+			nonfinite++
+			continue
+		}
 		absSum += d
 		absMax = max(absMax, d)
+		absN++
 	}
 	rho, rhoOK, overlap := agreement(w, primary, shadow, nrows, outputs, s.cfg.TopK)
 	s.mu.Lock()
@@ -407,13 +416,14 @@ func (s *Shadow) record(w *worker, primary, shadow []float64, nrows, outputs int
 	s.st.requests++
 	s.st.rows += uint64(nrows)
 	s.st.absSum += absSum
-	s.st.absN += uint64(len(primary))
+	s.st.absN += absN
+	s.st.nonfinite += nonfinite
 	s.st.absMax = max(s.st.absMax, absMax)
-	if rhoOK {
+	if rhoOK && finite(rho) {
 		s.st.rhoSum += rho
 		s.st.rhoN++
 	}
-	if nrows > 0 && s.cfg.TopK > 0 {
+	if nrows > 0 && s.cfg.TopK > 0 && finite(overlap) {
 		s.st.overlapSum += overlap
 		s.st.overlapN++
 	}
@@ -489,6 +499,16 @@ func rankAverage(dst, vals []float64) []float64 {
 	return dst
 }
 
+func finite(x float64) bool { return !math.IsNaN(x) && !math.IsInf(x, 0) }
+
+// finiteOr0 keeps a statistic JSON-encodable: encoding/json rejects NaN and ±Inf.
+func finiteOr0(x float64) float64 {
+	if finite(x) {
+		return x
+	}
+	return 0
+}
+
 func greater(x, y float64) bool { return x > y || (!math.IsNaN(x) && math.IsNaN(y)) }
 
 // pearson returns the correlation of x and y, or false when either is constant.
@@ -530,6 +550,7 @@ type Stats struct {
 	RankCorrCount   uint64  `json:"rank_corr_requests"` // requests where ρ was defined
 	TopKOverlap     float64 `json:"top_k_overlap"`      // mean |top k ∩ top k| / k
 	MissingFeatures int     `json:"missing_features"`   // shadow features the primary's rows lack
+	NonFinite       uint64  `json:"nonfinite"`          // compared values left out of the differences: NaN or infinite
 }
 
 // Stats returns a snapshot of the shadow's statistics.
@@ -541,7 +562,7 @@ func (s *Shadow) Stats() Stats {
 		Name: s.cfg.Name, Version: s.cfg.Version, Rate: s.cfg.Rate, TopK: s.cfg.TopK,
 		Requests: st.requests, Rows: st.rows, Dropped: s.dropped.Load(), Errors: st.errors,
 		LastError: st.lastErr, MaxAbsDiff: st.absMax, RankCorrCount: st.rhoN,
-		MissingFeatures: s.missing,
+		MissingFeatures: s.missing, NonFinite: st.nonfinite,
 	}
 	if st.absN > 0 {
 		out.MeanAbsDiff = st.absSum / float64(st.absN)
@@ -552,6 +573,12 @@ func (s *Shadow) Stats() Stats {
 	if st.overlapN > 0 {
 		out.TopKOverlap = st.overlapSum / float64(st.overlapN)
 	}
+	// A sum of finite differences can still overflow to +Inf (1e308 + 1e308).
+	out.MeanAbsDiff = finiteOr0(out.MeanAbsDiff)
+	out.MaxAbsDiff = finiteOr0(out.MaxAbsDiff)
+	out.RankCorr = finiteOr0(out.RankCorr)
+	out.TopKOverlap = finiteOr0(out.TopKOverlap)
+	out.Rate = finiteOr0(out.Rate)
 	return out
 }
 

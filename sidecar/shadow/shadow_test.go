@@ -1,6 +1,7 @@
 package shadow
 
 import (
+	"encoding/json"
 	"errors"
 	"math"
 	"math/rand/v2"
@@ -370,4 +371,43 @@ func TestRankAverage(t *testing.T) {
 	f([]float64{1, 1, 0}, []float64{1.5, 1.5, 3})
 	f([]float64{5, 5, 5}, []float64{2, 2, 2})
 	f([]float64{math.NaN(), 0, 1}, []float64{3, 2, 1})
+}
+
+// TestNonFiniteScores: NaN and infinite scores (Inf−Inf is NaN) are counted apart and
+// every statistic stays finite, so /v1/models can always encode them as JSON.
+func TestNonFiniteScores(t *testing.T) {
+	id := func(row, out []float64) error { out[0] = row[0]; return nil }
+	primary := &funcModel{names: []string{"p", "s"}, outputs: 1, score: id}
+	shadowModel := &funcModel{names: []string{"s"}, outputs: 1, score: id}
+	m := newMirror(t, Config{Workers: 1, Queue: 10})
+	s := addShadow(t, m, ShadowConfig{Name: "next", PrimaryPredictor: primary, Predictor: shadowModel, TopK: 3})
+	inf, nan := math.Inf(1), math.NaN()
+	// Rows (primary, shadow): Inf−Inf, NaN vs 1, 1 vs 3, -Inf vs 0, and two that
+	// overflow the sum of differences to +Inf: 1.7e308 − (−1.7e308).
+	pairs := []float64{inf, inf, nan, 1, 1, 3, -inf, 0, 1.7e308, -1.7e308, -1.7e308, 1.7e308}
+	n := len(pairs) / 2
+	scores := make([]float64, n)
+	if err := primary.PredictF64(pairs, n, scores, false); err != nil {
+		t.Fatal(err)
+	}
+	if m.Submit([]*Shadow{s}, Request{Rows: pairs, NumRows: n, NumFeatures: 2, Scores: scores, Outputs: 1}) != 1 {
+		t.Fatal("request dropped")
+	}
+	m.Close()
+	st := s.Stats()
+	if st.NonFinite != 5 { // Inf−Inf, NaN, Inf, and the two overflowing differences
+		t.Errorf("NonFinite = %d, want 5", st.NonFinite)
+	}
+	for name, v := range map[string]float64{"MeanAbsDiff": st.MeanAbsDiff, "MaxAbsDiff": st.MaxAbsDiff,
+		"RankCorr": st.RankCorr, "TopKOverlap": st.TopKOverlap} {
+		if math.IsNaN(v) || math.IsInf(v, 0) {
+			t.Errorf("%s = %v, want a finite number", name, v)
+		}
+	}
+	if st.MeanAbsDiff != 2 || st.MaxAbsDiff != 2 {
+		t.Errorf("MeanAbsDiff, MaxAbsDiff = %v, %v; want 2, 2 (the one finite difference)", st.MeanAbsDiff, st.MaxAbsDiff)
+	}
+	if _, err := json.Marshal(st); err != nil {
+		t.Errorf("Stats do not encode as JSON: %v", err)
+	}
 }
