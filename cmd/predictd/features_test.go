@@ -35,18 +35,7 @@ features:
 		if code := runFeatures(args); code != 1 {
 			t.Fatalf("run %d: exit status %d, want 1 (one bad row)", run, code)
 		}
-		emb, err := features.LoadSnapshot(snap)
-		if err != nil {
-			t.Fatal(err)
-		}
-		groups, err := features.LoadGroups(dir)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := features.Open(features.Config{Groups: groups, Embedded: emb})
-		if err != nil {
-			t.Fatal(err)
-		}
+		st, emb := openSnapshot(t, dir, snap)
 		ctx := context.Background()
 		vals, _, found, err := st.Lookup(ctx, "store_stats", "42")
 		if err != nil || !found {
@@ -73,6 +62,24 @@ features:
 		}
 		st.Close()
 	}
+}
+
+// openSnapshot opens a store over the groups in dir and the snapshot file snap.
+func openSnapshot(t *testing.T, dir, snap string) (*features.Store, *features.Embedded) {
+	t.Helper()
+	emb, err := features.LoadSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	groups, err := features.LoadGroups(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := features.Open(features.Config{Groups: groups, Embedded: emb})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st, emb
 }
 
 func writeFile(t *testing.T, path, data string) {
@@ -126,18 +133,7 @@ features:
 	if code != 1 {
 		t.Fatalf("exit status %d, want 1 (one bad row)", code)
 	}
-	emb, err := features.LoadSnapshot(snap)
-	if err != nil {
-		t.Fatal(err)
-	}
-	groups, err := features.LoadGroups(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups, Embedded: emb})
-	if err != nil {
-		t.Fatal(err)
-	}
+	st, _ := openSnapshot(t, dir, snap)
 	defer st.Close()
 	ctx := context.Background()
 	vals, _, found, err := st.Lookup(ctx, "store_stats", "42")
