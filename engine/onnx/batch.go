@@ -33,7 +33,10 @@ func (m *Model) BatchStats() BatchStats {
 	}
 }
 
-// Request states: the caller and the runner race to move a request out of queued.
+// Request states: the caller and the runner race to move a request out of queued. A
+// request stays queued while the runner gathers a batch around it (up to MaxQueueDelay),
+// so a caller whose deadline passes during that wait leaves at once; the runner claims
+// the gathered requests (queued → taken) only just before the run.
 const (
 	stateQueued    int32 = iota
 	stateTaken           // the runner owns the rows until it signals done
@@ -131,8 +134,9 @@ func (b *batcher) recycle(r *request) {
 	b.reqs.Put(r)
 }
 
-// next receives a request the runner may own, skipping cancelled ones. block: wait for
-// one (or stop); else return nil when none is queued. timeout, when non-nil, ends the wait.
+// next receives a request, skipping cancelled ones; the request stays queued (the caller
+// may still cancel it) until claim. block: wait for one (or stop); else return nil when
+// none is queued. timeout, when non-nil, ends the wait.
 func (b *batcher) next(block bool, timeout <-chan time.Time) (*request, bool) {
 	for {
 		var r *request
@@ -151,10 +155,24 @@ func (b *batcher) next(block bool, timeout <-chan time.Time) (*request, bool) {
 				return nil, true
 			}
 		}
-		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+		if r.state.Load() == stateQueued {
 			return r, true
 		}
 	}
+}
+
+// claim takes ownership of the gathered requests that were not cancelled meanwhile and
+// returns them with their row count; cancelled ones are dropped (their callers left).
+func claim(batch []*request) ([]*request, int) {
+	kept, rows := batch[:0], 0
+	for _, r := range batch {
+		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+			kept = append(kept, r)
+			rows += r.nrows
+		}
+	}
+	clear(batch[len(kept):])
+	return kept, rows
 }
 
 func (b *batcher) loop() {
@@ -199,7 +217,9 @@ func (b *batcher) loop() {
 			rows += r.nrows
 		}
 		timer.Stop()
-		b.run(batch, rows)
+		if batch, rows = claim(batch); len(batch) > 0 {
+			b.run(batch, rows)
+		}
 		clear(batch)
 	}
 }
@@ -211,7 +231,9 @@ func (b *batcher) drain() {
 		if r == nil {
 			return
 		}
-		r.finish(engine.ErrClosed)
+		if r.state.CompareAndSwap(stateQueued, stateTaken) {
+			r.finish(engine.ErrClosed)
+		}
 	}
 }
 

@@ -214,6 +214,36 @@ func TestBatchingCancel(t *testing.T) {
 	}
 }
 
+// TestBatchingDeadlineWhileGathering: a lone call waits MaxQueueDelay for others to join;
+// when its deadline passes during that wait it returns at once, and the runner drops it.
+func TestBatchingDeadlineWhileGathering(t *testing.T) {
+	tc := embCase()
+	features, rows, nrows := loadInputs(t, "emb")
+	want := score(tc, reference(t, tc, features, rows, nrows), nrows)
+	m := loadModel(t, tc, features, func(c *Config) {
+		c.Batching = &BatchingConfig{MaxQueueDelayUs: 1_000_000} // 1 s of gathering, the most allowed
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := m.PredictF64Context(ctx, rows[:6], 1, make([]float64, 1))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the deadline", err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("the call returned after %v: it waited out the 1 s gathering delay", took)
+	}
+	// The dropped call never runs; a later one still gets its own scores.
+	out := make([]float64, nrows)
+	if err := m.PredictF64Context(context.Background(), rows, nrows, out); err != nil {
+		t.Fatal(err)
+	}
+	checkClose(t, "after the dropped call", out, want, tolerance())
+	if st := m.BatchStats(); st.Rows != uint64(nrows) {
+		t.Fatalf("stats %+v: the dropped call's row ran", st)
+	}
+}
+
 // TestBatchingIsolatesBadCalls: in one merged batch, a call with a non-integer id and one
 // with an id past the embedding table fail alone; the others get their scores.
 func TestBatchingIsolatesBadCalls(t *testing.T) {
