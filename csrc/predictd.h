@@ -39,7 +39,7 @@ extern "C" {
 #define PD_FLAG_DEFAULT_LEFT 2u /* missing goes left */
 /* bits 2-3: missing type */
 #define PD_MISSING_NONE 0u /* NaN scored as 0.0 */
-#define PD_MISSING_ZERO 1u /* NaN and -1e-35 < x <= 1e-35 take the default direction */
+#define PD_MISSING_ZERO 1u /* NaN and |x| <= (double)1e-35f take the default direction */
 #define PD_MISSING_NAN 2u  /* NaN takes the default direction */
 
 /*

@@ -550,7 +550,7 @@ func randomRows(rng *rand.Rand, ens *Ensemble, nrows int) []float64 {
 		case p < 7:
 			rows[i] = math.Inf(1 - 2*rng.IntN(2))
 		case p < 9:
-			rows[i] = []float64{0, math.Copysign(0, -1), 1e-35, -1e-35, lgbZeroThreshold, -lgbZeroThreshold}[rng.IntN(6)]
+			rows[i] = []float64{0, math.Copysign(0, -1), 1e-35, -1e-35, ZeroThreshold, -ZeroThreshold}[rng.IntN(6)]
 		case p < 20:
 			rows[i] = float64(rng.IntN(80) - 5) // category codes, negative ones included
 		case p < 60 && len(thr[f]) > 0:

@@ -41,16 +41,10 @@ type goNode struct {
 // Decision kinds, resolved once from the node flags.
 const (
 	kindNumNone uint8 = iota // LightGBM missing type None: NaN is scored as 0.0
-	kindNumZero              // LightGBM missing type Zero: NaN and |x| <= lgbZeroThreshold take the default
+	kindNumZero              // LightGBM missing type Zero: NaN and |x| <= ZeroThreshold take the default
 	kindNumNaN               // NaN takes the default direction
 	kindCat                  // categorical bitset
 )
-
-// lgbZeroThreshold is LightGBM's kZeroThreshold. LightGBM declares it as
-// `const double kZeroThreshold = 1e-35f;`: a float literal widened to double, so the
-// boundary is float32(1e-35) = 1.0000000180025095e-35, not the double 1e-35. Its
-// Tree::IsZero (LightGBM 4.x) is the closed interval [-kZeroThreshold, kZeroThreshold].
-var lgbZeroThreshold = float64(float32(1e-35))
 
 // newGoScorer lays a validated ensemble out for the pure-Go backend.
 func newGoScorer(e *Ensemble) (scorer, error) {
@@ -197,7 +191,7 @@ func walkLGB[T float32 | float64](s *goScorer, row []T, n int32) int32 {
 			// LightGBM's predictor drops |x| <= kZeroThreshold from the row (its dense
 			// rows go through a sparse (index, value) list that keeps only
 			// fabs(x) > kZeroThreshold or NaN), so such values are scored as 0.0.
-			if x >= -lgbZeroThreshold && x <= lgbZeroThreshold {
+			if x >= -ZeroThreshold && x <= ZeroThreshold {
 				x = 0
 			}
 			switch {
