@@ -55,25 +55,8 @@ func TestServeBinaryGracefulShutdown(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "s")
-	cmd := exec.Command(bin, "serve", "--models", root, "--listen", "", "--unix", sock)
-	cmd.Env = append(os.Environ(), "PREDICTD_MAX_CANDIDATES=2", "PREDICTD_LOG_FORMAT=json")
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	hc := &http.Client{Transport: &http.Transport{DialContext: nil, Dial: func(string, string) (net.Conn, error) {
-		return net.Dial("unix", sock)
-	}}}
-	waitFor(t, "the server to be ready", 30*time.Second, func() bool {
-		resp, err := hc.Get("http://predictd/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	cmd, hc, stderr := serveBinary(t, bin, sock, []string{"PREDICTD_MAX_CANDIDATES=2", "PREDICTD_LOG_FORMAT=json"},
+		"--models", root, "--listen", "", "--unix", sock)
 	// The environment set --max-candidates 2.
 	resp, err := hc.Post("http://predictd/v1/predict", "application/json",
 		strings.NewReader(`{"model":"claims","candidates":[{},{},{}]}`))

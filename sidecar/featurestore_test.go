@@ -314,22 +314,7 @@ func TestServeBinaryEmbeddedFeatureStore(t *testing.T) {
 	}
 	defer os.RemoveAll(dir)
 	sock := filepath.Join(dir, "s")
-	cmd := exec.Command(bin, "serve", "--models", root, "--listen", "", "--unix", sock, "--features-snapshot", snap)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	hc := unixHTTP(sock)
-	waitFor(t, "the server to be ready", 30*time.Second, func() bool {
-		resp, err := hc.Get("http://predictd/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
+	cmd, hc, stderr := serveBinary(t, bin, sock, nil, "--models", root, "--listen", "", "--unix", sock, "--features-snapshot", snap)
 	m := claimsEngine(t)
 	rows := randomRows(m, 2, 3)
 	rows[7], rows[8] = 53, float64(float32(31.5)) // u3

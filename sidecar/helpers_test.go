@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -156,6 +157,32 @@ func (ts *testServer) httpClient(network string) (*http.Client, string) {
 }
 
 // unixHTTP is a net/http client whose every connection goes to the Unix socket sock.
+// serveBinary starts the predictd binary bin with `serve` args (plus env), which must
+// include --unix sock, and waits until /readyz answers 200 over that socket. The process
+// is killed when the test ends, unless the test stops it first; stderr collects its log
+// (read it after Wait).
+func serveBinary(t *testing.T, bin, sock string, env []string, args ...string) (*exec.Cmd, *http.Client, *strings.Builder) {
+	t.Helper()
+	cmd := exec.Command(bin, append([]string{"serve"}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
+	stderr := new(strings.Builder)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill() })
+	hc := unixHTTP(sock)
+	waitFor(t, "the server to be ready", 30*time.Second, func() bool {
+		resp, err := hc.Get("http://predictd/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return cmd, hc, stderr
+}
+
 func unixHTTP(sock string) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer

@@ -8,11 +8,9 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -517,25 +515,8 @@ func TestServeBinaryFlushesPredictionLog(t *testing.T) {
 		}
 	}))
 	defer collector.Close()
-	cmd := exec.Command(bin, "serve", "--models", root, "--listen", "", "--unix", sock,
+	cmd, hc, stderr := serveBinary(t, bin, sock, nil, "--models", root, "--listen", "", "--unix", sock,
 		"--prediction-log-dir", logDir, "--admission-capacity", "4", "--otlp-endpoint", collector.URL)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer cmd.Process.Kill()
-	hc := &http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) {
-		return net.Dial("unix", sock)
-	}}}
-	waitFor(t, "the server to be ready", 30*time.Second, func() bool {
-		resp, err := hc.Get("http://predictd/readyz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
-	})
 	if fi, err := os.Stat(sock); err != nil {
 		t.Fatalf("socket: %v", err)
 	} else if fi.Mode().Perm() != 0o660 {
