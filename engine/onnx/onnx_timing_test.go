@@ -158,6 +158,17 @@ func reportRows(b *testing.B, rows int) {
 
 // minTimer tracks the fastest op: on a shared machine the mean carries the neighbours'
 // load, the minimum much less of it.
+// loop runs fn once per b.Loop iteration, timing each call; an error fails the benchmark.
+func (mt *minTimer) loop(b *testing.B, fn func() error) {
+	for b.Loop() {
+		mt.begin()
+		if err := fn(); err != nil {
+			b.Fatal(err)
+		}
+		mt.end()
+	}
+}
+
 type minTimer struct {
 	start time.Time
 	min   time.Duration
@@ -198,13 +209,7 @@ func BenchmarkMLP7M(b *testing.B) {
 				b.ReportAllocs()
 				b.ResetTimer()
 				var mt minTimer
-				for b.Loop() {
-					mt.begin()
-					if err := sess.Run(ins, outs); err != nil {
-						b.Fatal(err)
-					}
-					mt.end()
-				}
+				mt.loop(b, func() error { return sess.Run(ins, outs) })
 				reportRows(b, n)
 				mt.report(b)
 			})
@@ -225,13 +230,7 @@ func BenchmarkMLP7M(b *testing.B) {
 					b.ReportAllocs()
 					b.ResetTimer()
 					var mt minTimer
-					for b.Loop() {
-						mt.begin()
-						if err := m.PredictF32(rows, n, out, false); err != nil {
-							b.Fatal(err)
-						}
-						mt.end()
-					}
+					mt.loop(b, func() error { return m.PredictF32(rows, n, out, false) })
 					reportRows(b, n)
 					mt.report(b)
 				})
@@ -334,13 +333,7 @@ func BenchmarkSmallMLPOverhead(b *testing.B) {
 			ins, outs := []ort.Value{in}, []ort.Value{out}
 			b.ReportAllocs()
 			var mt minTimer
-			for b.Loop() {
-				mt.begin()
-				if err := sess.Run(ins, outs); err != nil {
-					b.Fatal(err)
-				}
-				mt.end()
-			}
+			mt.loop(b, func() error { return sess.Run(ins, outs) })
 			mt.report(b)
 		})
 		for _, mode := range []string{"engine-pinned", "engine-copy", "engine-batched"} {
@@ -359,13 +352,7 @@ func BenchmarkSmallMLPOverhead(b *testing.B) {
 				out := make([]float64, n)
 				b.ReportAllocs()
 				var mt minTimer
-				for b.Loop() {
-					mt.begin()
-					if err := m.PredictF32(rows, n, out, false); err != nil {
-						b.Fatal(err)
-					}
-					mt.end()
-				}
+				mt.loop(b, func() error { return m.PredictF32(rows, n, out, false) })
 				mt.report(b)
 			})
 		}
