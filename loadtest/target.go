@@ -292,7 +292,9 @@ func modelNames(body []byte) []string {
 	for _, it := range list {
 		switch m := it.(type) {
 		case string:
-			names = append(names, m)
+			if m != "" {
+				names = append(names, m)
+			}
 		case map[string]any:
 			if n, ok := m["name"].(string); ok && n != "" {
 				names = append(names, n)

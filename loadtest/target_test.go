@@ -132,6 +132,7 @@ func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) 
 func FuzzModelDiscovery(f *testing.F) {
 	f.Add([]byte(`{"models":[{"name":"a","versions":[{"features":["x",{"name":"y"}]}]}]}`))
 	f.Add([]byte(`[["a"],{"name":1},null]`))
+	f.Add([]byte(`["",{"name":""}]`)) // CI found "" as a bare name (2026-11-26)
 	f.Fuzz(func(t *testing.T, body []byte) {
 		for _, n := range modelNames(body) {
 			if n == "" {
