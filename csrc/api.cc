@@ -113,7 +113,10 @@ const char* pd_kernel_name(void) { return pd::KernelName(pd::DefaultKernel()); }
 // Internal entry points (core_internal.h).
 extern "C" {
 
-int pd_kernel_supported(int kernel) { return kernel >= 0 && kernel <= 3 && pd::CPUSupports(pd::Kernel(kernel)); }
+int pd_kernel_supported(int kernel) {
+  const int isa = kernel & ~pd::kKernelWalkFlag;  // the flag keeps the walks (no leaf tables)
+  return kernel >= 0 && isa <= 3 && pd::CPUSupports(pd::Kernel(isa));
+}
 
 int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
                           double* out, size_t out_len, char* err, size_t err_len) {
@@ -135,7 +138,10 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
   return PredictChecked<float>(e, pd::Kernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
 }
 
-int pd_ensemble_is_fast(const pd_ensemble* e) { return e != nullptr && e->e.fast ? 1 : 0; }
+int pd_ensemble_is_fast(const pd_ensemble* e) {
+  if (e == nullptr || !e->e.fast) return 0;
+  return e->e.leaf_tables ? 2 : 1;
+}
 
 }  // extern "C"
 

@@ -194,6 +194,104 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   }
 }
 
+// NodeLeft is the binned decision of internal node n for bin b, exactly as the walks take it.
+bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
+  if (n.right & kCatFlag) return (e.cat_pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
+  return uint16_t(b + (n.feat >> 15)) <= n.kk;
+}
+
+// BuildLeafTables lays out the table kernel's leaf sets (Ensemble::leaf_tables), when
+// every tree has at most 32 leaves and the tables stay under kMaxLeafTableBytes; otherwise
+// the model keeps the walks. Built from the binned nodes with NodeLeft, so a table
+// reproduces the walks' decisions bin for bin.
+void BuildLeafTables(Ensemble* e) {
+  e->leaf_tables = false;
+  const size_t T = size_t(e->num_trees), S = e->slots.size();
+  if (T == 0 || S == 0 || S > kMaxTableSlots || e->slots[0].feature < 0) return;
+  const uint32_t stride = uint32_t((T + 15) / 16 * 16);
+  // Per slot: bin indices 0..n-1 (numerical 0..2n are bins, 2n+1 is the missing bin).
+  std::vector<uint32_t> nbins(S);
+  size_t total = 0;
+  for (size_t s = 0; s < S; s++) {
+    const FeatureBin& fb = e->slots[s];
+    nbins[s] = fb.categorical ? fb.ncat + 1 : 2 * fb.thr_n + 2;
+    total += size_t(nbins[s]) * stride * sizeof(uint32_t);
+  }
+  if (total > kMaxLeafTableBytes) return;
+  // Per slot: the (tree, leaf, node, went-left) constraints of every leaf's path.
+  struct Step {
+    uint32_t tree;
+    uint32_t leaf;
+    uint32_t node;  // global index into e->nodes
+    bool left;
+  };
+  std::vector<std::vector<Step>> steps(S);
+  std::vector<uint32_t> full(stride, 1u);  // padding trees: leaf 0
+  std::vector<double> val64(size_t(T) * 32, 0.0);
+  std::vector<float> val32(size_t(T) * 32, 0.0f);
+  for (size_t t = 0; t < T; t++) {
+    const uint32_t lo = e->tree_off[t], n = e->tree_off[t + 1] - lo;
+    std::vector<int32_t> parent(n, -1);
+    std::vector<uint8_t> side(n, 0);
+    for (uint32_t i = 0; i < n; i++) {
+      const Node& nd = e->nodes[lo + i];
+      if (nd.left == nd.right) continue;  // leaf
+      parent[nd.left] = int32_t(i);
+      side[nd.left] = 0;
+      parent[nd.right & 0x7FFF] = int32_t(i);
+      side[nd.right & 0x7FFF] = 1;
+    }
+    uint32_t leaf = 0;
+    for (uint32_t i = 0; i < n; i++) {
+      const Node& nd = e->nodes[lo + i];
+      if (nd.left != nd.right) continue;
+      if (leaf == 32) return;  // over 32 leaves: the walks only
+      val64[t * 32 + leaf] = e->val64[lo + i];
+      val32[t * 32 + leaf] = e->val32[lo + i];
+      for (uint32_t c = i; parent[c] >= 0; c = uint32_t(parent[c])) {
+        const uint32_t p = uint32_t(parent[c]);
+        steps[e->nodes[lo + p].feat & 0x7FFF].push_back({uint32_t(t), leaf, lo + p, side[c] == 0});
+      }
+      leaf++;
+    }
+    full[t] = leaf == 32 ? ~0u : (1u << leaf) - 1;
+  }
+  e->lt_stride = stride;
+  e->lt_map_off.assign(S, 0);
+  e->lt_map_n.assign(S, 0);
+  e->lt_mask.clear();
+  e->lt_map.clear();
+  std::vector<uint32_t> rows;
+  for (size_t s = 0; s < S; s++) {
+    const uint32_t nb = nbins[s];
+    const bool cat = e->slots[s].categorical;
+    rows.resize(size_t(nb) * stride);
+    for (uint32_t j = 0; j < nb; j++) std::copy(full.begin(), full.end(), rows.begin() + size_t(j) * stride);
+    for (const Step& st : steps[s]) {
+      const Node& nd = e->nodes[st.node];
+      for (uint32_t j = 0; j < nb; j++) {
+        const uint32_t b = (!cat && j == nb - 1) ? kMissingBin : j;
+        if (NodeLeft(*e, nd, b) != st.left) rows[size_t(j) * stride + st.tree] &= ~(1u << st.leaf);
+      }
+    }
+    e->lt_map_off[s] = uint32_t(e->lt_map.size());
+    e->lt_map_n[s] = nb;
+    for (uint32_t j = 0; j < nb; j++) {
+      const uint32_t* row = rows.data() + size_t(j) * stride;
+      const size_t last = e->lt_mask.size() - (e->lt_mask.empty() ? 0 : stride);
+      if (j > 0 && std::equal(row, row + stride, e->lt_mask.begin() + last)) {
+        e->lt_map.push_back(uint32_t(last));  // the same leaf sets as the bin before
+        continue;
+      }
+      e->lt_map.push_back(uint32_t(e->lt_mask.size()));
+      e->lt_mask.insert(e->lt_mask.end(), row, row + stride);
+    }
+  }
+  e->lt_val64 = std::move(val64);
+  e->lt_val32 = std::move(val32);
+  e->leaf_tables = true;
+}
+
 // Layout builds the binned fast path, or explains in e->slow_reason why the model stays on
 // the generic path.
 void Layout(Ensemble* e) {
@@ -403,6 +501,7 @@ void Layout(Ensemble* e) {
         e->pk64[size_t(t) * 64 + (i - e->tree_off[t])] = w;
       }
   }
+  BuildLeafTables(e);
   e->fast = true;
 }
 

@@ -63,6 +63,13 @@ constexpr int kMaxFastSlots = 0x7FFF;
 constexpr int kMaxFastThresholds = 0x7FF0;  // bins 0..2n must stay below kMissingBin
 constexpr int kMaxFastCategories = 0x7FF0;
 constexpr size_t kMaxCatPoolWords = 0x10000;
+// Leaf tables above this size (before bins with equal leaf sets are merged) are not built.
+constexpr size_t kMaxLeafTableBytes = size_t(16) << 20;
+// Kernel flag of the internal API: walk the trees even where the model has leaf tables
+// (benchmarks compare the two traversals in one process).
+constexpr int kKernelWalkFlag = 8;
+// The table kernel keeps one pointer per used feature on the stack.
+constexpr size_t kMaxTableSlots = 64;
 
 // How one used feature is binned.
 struct FeatureBin {
@@ -109,6 +116,21 @@ struct Ensemble {
   //   left | right << 6 | slot << 12 | missing-left << 15 | kk << 16 | categorical << 31.
   bool small_trees = false;
   std::vector<uint32_t, AlignedAlloc<uint32_t>> pk64;
+  // Leaf tables (the table kernel), when every tree has at most 32 leaves and the tables
+  // fit kMaxLeafTableBytes. A tree cuts feature space into boxes, one per leaf; the row's
+  // leaf is the one box that holds it. For each used feature (slot) and each of its bins,
+  // lt_mask holds, per tree, the set of leaves (bit = leaf number in pre-order) whose box
+  // admits that bin on that feature: the leaves whose path has no node on the feature that
+  // sends the bin the other way. AND-ing the sets of a row's bins over all slots leaves
+  // exactly one bit: the leaf. Bins with equal sets share one row of lt_mask ("class").
+  bool leaf_tables = false;
+  uint32_t lt_stride = 0;  // words per class row: num_trees rounded up to 16
+  std::vector<uint32_t, AlignedAlloc<uint32_t>> lt_mask;
+  // Per slot s: lt_map[lt_map_off[s] + min(bin, lt_map_n[s] - 1)] is the word offset in
+  // lt_mask of the bin's class row (numerical: bins 0..2n and missing; categorical 0..ncat).
+  std::vector<uint32_t> lt_map, lt_map_off, lt_map_n;
+  std::vector<double> lt_val64;  // num_trees * 32: leaf values by leaf number
+  std::vector<float> lt_val32;
   std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
@@ -122,7 +144,8 @@ struct Ensemble {
 int Build(const pd_ensemble_spec* spec, Ensemble* out, std::string* msg);
 
 // Predict scores rows with kernel k (which must be supported by the CPU; kGeneric always
-// works). T is double or float. ncols == num_features, out has nrows*num_outputs values.
+// works; k may carry kKernelWalkFlag). T is double or float. ncols == num_features, out
+// has nrows*num_outputs values.
 template <class T>
 void Predict(const Ensemble& e, Kernel k, const T* rows, size_t nrows, double* out);
 
@@ -138,7 +161,8 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
                           double* out, size_t out_len, char* err, size_t err_len);
 // 1 when this CPU can run the kernel.
 int pd_kernel_supported(int kernel);
-// Whether the model runs on the binned fast path (1) or only on the generic one (0).
+// Whether the model runs on the binned fast path with leaf tables (2), with the walks only
+// (1), or only on the generic path (0).
 int pd_ensemble_is_fast(const pd_ensemble* e);
 }
 

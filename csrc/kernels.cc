@@ -617,8 +617,138 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
 
 enum class ISA { kScalar, kAVX2, kAVX512 };
 
+// ---------------------------------------------------------------------------------------
+// Table kernel (Ensemble::leaf_tables): no walk at all. A row's leaf in a tree is the one
+// leaf whose box admits the row's bin on every feature, so per tree the leaf sets its bins
+// select are AND-ed over the used features and exactly one bit is left: the leaf number.
+
+constexpr size_t kTableChunk = 256;  // trees per pass (a block's leaf numbers: 32 KiB)
+
+// LeafNumbers: for trees [0, tv) of a chunk (tv a multiple of 16), AND the S class rows in
+// ps and write each tree's leaf number. One bit survives, so its number is the exponent of
+// the mask converted to float (exact for a power of two; 2^31 reads as -2^31, the same
+// exponent).
+// RowClasses points ps[s] at the class row (offset by the chunk's first tree t0) that row
+// r's bin selects on each slot.
+PD_INLINE void RowClasses(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t r, size_t t0,
+                          const uint32_t** ps) {
+  for (size_t s = 0; s < S; s++) {
+    const uint32_t b = std::min<uint32_t>(bins[s * B + r], e.lt_map_n[s] - 1);
+    ps[s] = e.lt_mask.data() + e.lt_map[e.lt_map_off[s] + b] + t0;
+  }
+}
+
+// LeafNumbers: for every row of the block and trees [t0, t0+tv) (tv a multiple of 16), AND
+// the S class rows and write each tree's leaf number. One bit survives, so its number is
+// the exponent of the mask converted to float (exact for a power of two; 2^31 reads as
+// -2^31, the same exponent).
+inline void LeafNumbersScalar(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, size_t t0,
+                              size_t tv, uint8_t (*leaf)[kTableChunk]) {
+  const uint32_t* ps[kMaxTableSlots];
+  for (size_t r = 0; r < nb; r++) {
+    RowClasses(e, bins, S, B, r, t0, ps);
+    for (size_t t = 0; t < tv; t++) {
+      uint32_t m = ps[0][t];
+      for (size_t s = 1; s < S; s++) m &= ps[s][t];
+      leaf[r][t] = uint8_t(__builtin_ctz(m | 0x80000000u));
+    }
+  }
+}
+
+#if PD_X86
+PD_TARGET_AVX512 inline void LeafNumbersAVX512(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                               size_t t0, size_t tv, uint8_t (*leaf)[kTableChunk]) {
+  const __m512i e127 = _mm512_set1_epi32(127), ff = _mm512_set1_epi32(0xFF);
+  const uint32_t* ps[kMaxTableSlots];
+  for (size_t r = 0; r < nb; r++) {
+    RowClasses(e, bins, S, B, r, t0, ps);
+    for (size_t t = 0; t < tv; t += 16) {
+      __m512i m = _mm512_loadu_si512(ps[0] + t);
+      for (size_t s = 1; s < S; s++) m = _mm512_and_si512(m, _mm512_loadu_si512(ps[s] + t));
+      const __m512i ex = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(m)), 23), ff);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(leaf[r] + t), _mm512_cvtepi32_epi8(_mm512_sub_epi32(ex, e127)));
+    }
+  }
+}
+
+PD_TARGET_AVX2 inline void LeafNumbersAVX2(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                           size_t t0, size_t tv, uint8_t (*leaf)[kTableChunk]) {
+  const __m256i e127 = _mm256_set1_epi32(127), ff = _mm256_set1_epi32(0xFF);
+  // Low byte of each 32-bit lane to the 128-bit lane's first four bytes.
+  const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,  //
+                                        0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+  const uint32_t* ps[kMaxTableSlots];
+  for (size_t r = 0; r < nb; r++) {
+    RowClasses(e, bins, S, B, r, t0, ps);
+    for (size_t t = 0; t < tv; t += 8) {
+      __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ps[0] + t));
+      for (size_t s = 1; s < S; s++)
+        m = _mm256_and_si256(m, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(ps[s] + t)));
+      const __m256i ex = _mm256_and_si256(_mm256_srli_epi32(_mm256_castps_si256(_mm256_cvtepi32_ps(m)), 23), ff);
+      const __m256i b = _mm256_shuffle_epi8(_mm256_sub_epi32(ex, e127), pick);
+      _mm_storel_epi64(reinterpret_cast<__m128i*>(leaf[r] + t),
+                       _mm_unpacklo_epi32(_mm256_castsi256_si128(b), _mm256_extracti128_si256(b, 1)));
+    }
+  }
+}
+#endif
+
+// TableWalk: per chunk of trees, every row's leaf numbers, then the leaves' values added
+// row by row in tree order (so every sum rounds exactly as the walks' do). Four rows at a
+// time keep four independent add chains in flight.
+template <ISA kISA, class A>
+PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, A* acc, size_t K) {
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.lt_val32.data();
+  else vals = e.lt_val64.data();
+  alignas(64) uint8_t leaf[kMaxBlock][kTableChunk];
+  const size_t T = size_t(e.num_trees);
+  for (size_t t0 = 0; t0 < T; t0 += kTableChunk) {
+    const size_t tn = std::min(kTableChunk, T - t0), tv = (tn + 15) / 16 * 16;
+#if PD_X86
+    if constexpr (kISA == ISA::kAVX512) LeafNumbersAVX512(e, bins, S, B, nb, t0, tv, leaf);
+    else if constexpr (kISA == ISA::kAVX2) LeafNumbersAVX2(e, bins, S, B, nb, t0, tv, leaf);
+    else LeafNumbersScalar(e, bins, S, B, nb, t0, tv, leaf);
+#else
+    LeafNumbersScalar(e, bins, S, B, nb, t0, tv, leaf);
+#endif
+    const A* v0 = vals + t0 * 32;
+    if (K == 1) {
+      size_t r = 0;
+      for (; r + 4 <= nb; r += 4) {
+        A a0 = acc[r], a1 = acc[r + 1], a2 = acc[r + 2], a3 = acc[r + 3];
+        const uint8_t *l0 = leaf[r], *l1 = leaf[r + 1], *l2 = leaf[r + 2], *l3 = leaf[r + 3];
+        const A* v = v0;
+        for (size_t t = 0; t < tn; t++, v += 32) {
+          a0 += v[l0[t]];
+          a1 += v[l1[t]];
+          a2 += v[l2[t]];
+          a3 += v[l3[t]];
+        }
+        acc[r] = a0;
+        acc[r + 1] = a1;
+        acc[r + 2] = a2;
+        acc[r + 3] = a3;
+      }
+      for (; r < nb; r++) {
+        A a = acc[r];
+        const A* v = v0;
+        for (size_t t = 0; t < tn; t++, v += 32) a += v[leaf[r][t]];
+        acc[r] = a;
+      }
+    } else {
+      const int32_t* to = e.tree_output.data() + t0;
+      for (size_t r = 0; r < nb; r++) {
+        A* a = acc + r * K;
+        const A* v = v0;
+        for (size_t t = 0; t < tn; t++, v += 32) a[to[t]] += v[leaf[r][t]];
+      }
+    }
+  }
+}
+
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
-PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out) {
+PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
   const size_t F = size_t(e.num_features), K = size_t(e.num_outputs), S = e.slots.size();
   // Rows per block: a power of two, so the vector walks index bins[slot * B + row] with a
   // shift. Bins are feature-major within the block: rows that sit at the same node read
@@ -651,6 +781,9 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     for (size_t r = 0; r < nb; r++)
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
+    if (tables) {
+      TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
+    } else {
 #if PD_X86
     // A vector walk pays gather latency per level; it needs a few full vectors in flight.
     if constexpr (kISA == ISA::kAVX512) {
@@ -667,6 +800,7 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 #else
     WalkScalar<A, kCat>(e, bins, S, B, nb, acc, K);
 #endif
+    }
 
     if (!e.linear_weights.empty()) {
       for (size_t r = 0; r < nb; r++) {
@@ -689,46 +823,48 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 }
 
 template <ISA kISA, class T>
-PD_INLINE void FastDispatch(const Ensemble& e, const T* rows, size_t nrows, double* out) {
+PD_INLINE void FastDispatch(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
   if (e.semantics == PD_SEMANTICS_XGBOOST) {
-    FastBody<kISA, T, float, true, false>(e, rows, nrows, out);  // Layout keeps XGBoost categoricals off the fast path
+    FastBody<kISA, T, float, true, false>(e, rows, nrows, out, tables);  // Layout keeps XGBoost categoricals off the fast path
   } else if (e.has_cat) {
-    FastBody<kISA, T, double, false, true>(e, rows, nrows, out);
+    FastBody<kISA, T, double, false, true>(e, rows, nrows, out, tables);
   } else {
-    FastBody<kISA, T, double, false, false>(e, rows, nrows, out);
+    FastBody<kISA, T, double, false, false>(e, rows, nrows, out, tables);
   }
 }
 
 template <class T>
-void FastScalar(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<ISA::kScalar, T>(e, rows, nrows, out);
+void FastScalar(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
+  FastDispatch<ISA::kScalar, T>(e, rows, nrows, out, tables);
 }
 
 #if PD_X86
 template <class T>
-PD_TARGET_AVX2 void FastAVX2(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<ISA::kAVX2, T>(e, rows, nrows, out);
+PD_TARGET_AVX2 void FastAVX2(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
+  FastDispatch<ISA::kAVX2, T>(e, rows, nrows, out, tables);
 }
 template <class T>
-PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows, double* out) {
-  FastDispatch<ISA::kAVX512, T>(e, rows, nrows, out);
+PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
+  FastDispatch<ISA::kAVX512, T>(e, rows, nrows, out, tables);
 }
 #endif
 
 }  // namespace
 
 template <class T>
-void Predict(const Ensemble& e, Kernel k, const T* rows, size_t nrows, double* out) {
+void Predict(const Ensemble& e, Kernel kf, const T* rows, size_t nrows, double* out) {
+  const Kernel k = Kernel(int(kf) & ~kKernelWalkFlag);
   if (!e.fast || k == Kernel::kGeneric || nrows < kMinFastRows) {
     PredictGeneric<T>(e, rows, nrows, out);
     return;
   }
+  const bool tables = e.leaf_tables && !(int(kf) & kKernelWalkFlag);
   switch (k) {
 #if PD_X86
-    case Kernel::kAVX512: FastAVX512<T>(e, rows, nrows, out); return;
-    case Kernel::kAVX2: FastAVX2<T>(e, rows, nrows, out); return;
+    case Kernel::kAVX512: FastAVX512<T>(e, rows, nrows, out, tables); return;
+    case Kernel::kAVX2: FastAVX2<T>(e, rows, nrows, out, tables); return;
 #endif
-    default: FastScalar<T>(e, rows, nrows, out); return;
+    default: FastScalar<T>(e, rows, nrows, out, tables); return;
   }
 }
 

@@ -190,10 +190,16 @@ func equalFloats(a, b []float64) bool {
 	return true
 }
 
-// TestCoreKernelsAgree: every kernel this CPU has gives bit-identical margins to the
-// generic walk on fixture models (the fixture tests only run the process's default kernel),
-// and the binned fast path covers all of them.
+// TestCoreKernelsAgree: every kernel this CPU has, with leaf tables and with the walks,
+// gives bit-identical margins to the generic walk on fixture models (the fixture tests only
+// run the process's default kernel), and the binned fast path covers all of them.
 func TestCoreKernelsAgree(t *testing.T) {
+	tables := map[bool]int{}
+	defer func() {
+		if tables[true] == 0 || tables[false] == 0 {
+			t.Errorf("models with / without leaf tables: %d / %d, want both", tables[true], tables[false])
+		}
+	}()
 	models := []string{
 		"lightgbm/lleaves_NYC_taxi/model.txt",
 		"lightgbm/lleaves_airline/model.txt",
@@ -228,6 +234,18 @@ func TestCoreKernelsAgree(t *testing.T) {
 		if !ref.fastPath() {
 			t.Errorf("%s: not on the fast path", path)
 		}
+		// Leaf tables: there are trees and every one has at most 32 leaves (these models
+		// are far from the tables' size and feature limits).
+		wantTables := ens.NumTrees() > 0
+		for tr := range ens.NumTrees() {
+			if ens.LeafStart[tr+1]-ens.LeafStart[tr] > 32 {
+				wantTables = false
+			}
+		}
+		if ref.leafTables() != wantTables {
+			t.Errorf("%s: leaf tables %v, want %v", path, ref.leafTables(), wantTables)
+		}
+		tables[wantTables]++
 		want := make([]float64, nrows*ens.NumOutputs)
 		want32 := make([]float64, nrows*ens.NumOutputs)
 		if err := ref.predictF64(rows, nrows, want); err != nil {
@@ -237,7 +255,7 @@ func TestCoreKernelsAgree(t *testing.T) {
 			t.Fatal(err)
 		}
 		ref.close()
-		for _, k := range []string{"scalar", "avx2", "avx512"} {
+		for _, k := range []string{"scalar", "avx2", "avx512", "scalar-walk", "avx2-walk", "avx512-walk"} {
 			sc, err := newCScorerKernel(ens, k)
 			if err != nil {
 				t.Logf("%s: %v", k, err) // older CPU: that kernel is never chosen here

@@ -23,7 +23,8 @@ import (
 // Benchmarks of the C++ core against its peers on the same rows, one thread:
 // XGBoost's own C predictor (XGBoosterPredictFromDense, nthread=1; -tags xgboost),
 // github.com/dmitryikh/leaves (LightGBM models), the pure-Go backend, and the core's own
-// kernels forced one by one (avx512, avx2, scalar, generic). One command prints a table
+// kernels forced one by one (avx512, avx2, the same two with the tree walks instead of leaf
+// tables — the previous design —, scalar, generic). One command prints a table
 // with ratios at the end (docs/benchmarks.md, "Scoring core"):
 //
 //	go test -tags xgboost -run '^$' -bench 'Core' -benchtime 1s ./engine
@@ -152,7 +153,7 @@ func BenchmarkCore(b *testing.B) {
 		xgb := bm.format == FormatXGBoost
 
 		var backends []coreBenchBackend
-		for _, k := range []string{"avx512", "avx2", "scalar", "generic"} {
+		for _, k := range []string{"avx512", "avx2", "avx512-walk", "avx2-walk", "scalar", "generic"} {
 			sc, err := newCScorerKernel(ens, k)
 			if err != nil {
 				b.Logf("%s: kernel %s skipped: %v", bm.name, k, err)
@@ -301,7 +302,7 @@ func coreBenchTable(w *os.File, trees map[string]int) {
 		defer sc.close()
 		return sc.name()
 	}(), "c/")
-	order := []string{"c/avx512", "c/avx2", "c/scalar", "c/generic", "go", "leaves", "xgboost"}
+	order := []string{"c/avx512", "c/avx2", "c/avx512-walk", "c/avx2-walk", "c/scalar", "c/generic", "go", "leaves", "xgboost"}
 	fmt.Fprintf(w, "\nScoring core, single thread: CPU ns per row (ratio = backend time / %s time)\n\n", def)
 	fmt.Fprintf(w, "| model | batch | %s ns/tree·row |", def)
 	for _, be := range order {

@@ -46,8 +46,13 @@ type cScorer struct {
 	label  string
 }
 
-// Kernel numbers of the core (pd::Kernel in csrc/core_internal.h).
-var coreKernels = map[string]C.int{"generic": 0, "scalar": 1, "avx2": 2, "avx512": 3}
+// Kernel numbers of the core (pd::Kernel in csrc/core_internal.h); "-walk" adds
+// kKernelWalkFlag: the tree walks even where the model has leaf tables (the previous
+// design, kept for models outside the tables' limits and as a benchmark baseline).
+var coreKernels = map[string]C.int{
+	"generic": 0, "scalar": 1, "avx2": 2, "avx512": 3,
+	"scalar-walk": 1 | 8, "avx2-walk": 2 | 8, "avx512-walk": 3 | 8,
+}
 
 // newCScorerKernel is newCScorer with a forced kernel ("generic", "scalar", "avx2",
 // "avx512"); for benchmarks and tests that compare kernels in one process.
@@ -71,6 +76,9 @@ func newCScorerKernel(ens *Ensemble, kernel string) (*cScorer, error) {
 // fastPath reports whether the core scores this model with its binned kernels (else only
 // the generic walk applies, whatever kernel is chosen).
 func (s *cScorer) fastPath() bool { return C.pd_ensemble_is_fast(s.h) != 0 }
+
+// leafTables reports whether the core built leaf tables for this model (the table kernel).
+func (s *cScorer) leafTables() bool { return C.pd_ensemble_is_fast(s.h) == 2 }
 
 // cArena copies Go slices into one C allocation, so the spec handed to pd_ensemble_new
 // holds no Go pointers (cgo pointer rules). The core copies the spec; the arena is freed

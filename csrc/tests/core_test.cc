@@ -116,19 +116,25 @@ static uint8_t Flags(bool cat, bool dl, unsigned missing) {
   return uint8_t((cat ? PD_FLAG_CATEGORICAL : 0u) | (dl ? PD_FLAG_DEFAULT_LEFT : 0u) | (missing << 2));
 }
 
-static const int kKernels[] = {0, 1, 2, 3};
+// The ISA kernels, then the same with the walks forced (no leaf tables).
+static const int kKernels[] = {0, 1, 2, 3, 1 | pd::kKernelWalkFlag, 2 | pd::kKernelWalkFlag, 3 | pd::kKernelWalkFlag};
+
+static std::string KName(int k) {
+  std::string n = pd::KernelName(pd::Kernel(k & ~pd::kKernelWalkFlag));
+  return (k & pd::kKernelWalkFlag) ? n + "-walk" : n;
+}
 
 // Scores rows with every kernel the CPU has and checks each against want (and generic).
 static void Expect(pd_ensemble* e, const std::vector<double>& rows, int nfeat, const std::vector<double>& want,
                    const char* what) {
   const size_t n = rows.size() / nfeat;
   for (int k : kKernels) {
-    if (!pd::CPUSupports(pd::Kernel(k))) continue;
+    if (!pd_kernel_supported(k)) continue;
     std::vector<double> got(want.size(), -12345.0);
     CHECK(pd_predict_f64_kernel(e, k, rows.data(), n, got.data()) == PD_OK, "%s", what);
     for (size_t i = 0; i < want.size(); i++)
       CHECK(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])),
-            "%s, kernel %s, value %zu: got %.17g want %.17g", what, pd::KernelName(pd::Kernel(k)), i, got[i], want[i]);
+            "%s, kernel %s, value %zu: got %.17g want %.17g", what, KName(k).c_str(), i, got[i], want[i]);
   }
 }
 
@@ -348,7 +354,7 @@ static std::vector<double> RandomRows(std::mt19937_64& rng, size_t nrows, int nf
 
 static void TestRandomAgainstGeneric() {
   std::mt19937_64 rng(20261126);
-  int fast_models = 0;
+  int fast_models = 0, table_models = 0;
   for (int iter = 0; iter < 300; iter++) {
     const int sem = iter % 2 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
     const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 3 == 0;
@@ -362,23 +368,24 @@ static void TestRandomAgainstGeneric() {
     SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout, big ? 120 : 24, nfeat);
     pd_ensemble* e = b.New();
     if (e == nullptr) continue;
-    fast_models += pd_ensemble_is_fast(e);
+    fast_models += pd_ensemble_is_fast(e) != 0;
+    table_models += pd_ensemble_is_fast(e) == 2;
     const size_t nrows = 1 + rng() % 300;
     std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     std::vector<float> rows32(rows.begin(), rows.end());
     std::vector<double> want(nrows * nout), want32(nrows * nout);
     CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
     CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
-    for (int k : {1, 2, 3}) {
-      if (!pd::CPUSupports(pd::Kernel(k))) continue;
+    for (int k : kKernels) {
+      if (k == 0 || !pd_kernel_supported(k)) continue;
       std::vector<double> got(want.size()), got32(want.size());
       CHECK(pd_predict_f64_kernel(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
       CHECK(pd_predict_f32_kernel(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
       for (size_t i = 0; i < want.size(); i++) {
         CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0, "model %d (sem %d cats %d mixed %d fast %d) kernel %s f64 value %zu: got %.17g want %.17g",
-              iter, sem, cats, mixed, pd_ensemble_is_fast(e), pd::KernelName(pd::Kernel(k)), i, got[i], want[i]);
+              iter, sem, cats, mixed, pd_ensemble_is_fast(e), KName(k).c_str(), i, got[i], want[i]);
         CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0, "model %d kernel %s f32 value %zu: got %.17g want %.17g",
-              iter, pd::KernelName(pd::Kernel(k)), i, got32[i], want32[i]);
+              iter, KName(k).c_str(), i, got32[i], want32[i]);
       }
     }
     // XGBoost semantics cast every input to float32, so float32 rows give the same margins.
@@ -388,6 +395,9 @@ static void TestRandomAgainstGeneric() {
   }
   // Mixed missing types keep some models on the generic path; the rest must be fast.
   CHECK(fast_models > 200, "only %d of 300 random models took the fast path", fast_models);
+  // Trees of at most 25 leaves get leaf tables; the big ones (121 leaves) walk.
+  CHECK(table_models > 100 && table_models < fast_models, "%d of %d fast random models have leaf tables", table_models,
+        fast_models);
 }
 
 static void ExpectReject(SpecBuilder b, const char* want_substr) {
