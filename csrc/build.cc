@@ -194,6 +194,58 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   }
 }
 
+// BuildGuide gives a numerical slot with more than 2*kGuideProbes thresholds its guide
+// (FeatureBin::guide_*): the fewest buckets, equal steps of the value or of its order key,
+// with at most kGuideProbes thresholds per bucket and at most kMaxGuideBuckets buckets.
+// Thresholds too close for that keep the binary search.
+template <class V>
+bool TryGuide(FeatureBin* fb, const std::vector<V>& thr) {
+  uint32_t most = 0, run = 0, prev = 0;
+  for (size_t i = 0; i < thr.size(); i++) {
+    const uint32_t b = GuideBucket(*fb, thr[i]);
+    run = (i > 0 && b == prev) ? run + 1 : 1;
+    prev = b;
+    most = std::max(most, run);
+  }
+  return most <= kGuideProbes;
+}
+
+template <class V>
+void BuildGuideIn(Ensemble* e, FeatureBin* fb, const std::vector<V>& thr) {
+  FeatureBin best{};
+  const double lo = double(thr.front()), hi = double(thr.back());
+  const uint64_t kmin = OrderKey(thr.front()), span = OrderKey(thr.back()) - kmin;
+  for (uint32_t nb = 2; nb <= kMaxGuideBuckets && best.guide_n == 0; nb *= 2) {
+    FeatureBin c = *fb;
+    c.guide_n = nb;
+    c.guide_linear = 1;
+    c.guide_min = lo;
+    c.guide_scale = double(nb) / (hi - lo);
+    if (std::isfinite(c.guide_scale) && c.guide_scale > 0 && TryGuide(&c, thr)) best = c;
+    c.guide_linear = 0;
+    c.guide_kmin = kmin;
+    c.guide_shift = 0;
+    while (c.guide_shift < 63 && (span >> c.guide_shift) + 1 > nb) c.guide_shift++;
+    c.guide_n = uint32_t(std::min<uint64_t>(nb, (span >> c.guide_shift) + 1));
+    if (best.guide_n == 0 && TryGuide(&c, thr)) best = c;
+  }
+  if (best.guide_n == 0) return;
+  best.guide_off = uint32_t(e->guide.size());
+  size_t below = 0;
+  for (uint32_t b = 0; b < best.guide_n; b++) {
+    while (below < thr.size() && GuideBucket(best, thr[below]) < b) below++;
+    e->guide.push_back(uint16_t(below));
+  }
+  *fb = best;
+}
+
+void BuildGuide(Ensemble* e, FeatureBin* fb, const std::vector<double>& thr, bool xgb) {
+  fb->guide_n = 0;
+  if (thr.size() <= 2 * kGuideProbes) return;
+  if (xgb) BuildGuideIn(e, fb, std::vector<float>(thr.begin(), thr.end()));
+  else BuildGuideIn(e, fb, thr);
+}
+
 // NodeLeft is the binned decision of internal node n for bin b, exactly as the walks take it.
 bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
   if (n.right & kCatFlag) return (e.cat_pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
@@ -338,7 +390,11 @@ void Layout(Ensemble* e) {
     b.missing = uint8_t(miss[f] < 0 ? 0 : miss[f]);
     e->slots.push_back(b);
   }
-  if (e->slots.empty()) e->slots.push_back(FeatureBin{-1, 0, 0, 0, 0, 0});  // bins are read by leaves
+  if (e->slots.empty()) {  // bins are read by leaves
+    FeatureBin none{};
+    none.feature = -1;
+    e->slots.push_back(none);
+  }
 
   // Numerical thresholds per slot, sorted and deduplicated in the library's precision.
   std::vector<std::vector<double>> thr(e->slots.size());
@@ -360,6 +416,11 @@ void Layout(Ensemble* e) {
       e->thr64.push_back(t);
       e->thr32.push_back(float(t));
     }
+    for (uint32_t j = 0; j < kGuideProbes; j++) {
+      e->thr64.push_back(std::nan(""));
+      e->thr32.push_back(std::nanf(""));
+    }
+    BuildGuide(e, &e->slots[s], v, xgb);
   }
   // Categories per categorical slot: bins 0..ncat-1 are categories, ncat is "anything else".
   for (size_t i = 0; i < e->feature.size(); i++) {

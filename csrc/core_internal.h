@@ -76,10 +76,56 @@ struct FeatureBin {
   int32_t feature;      // column in the input row
   uint8_t categorical;  // 1: bin = category (0..ncat-1) or ncat for anything else
   uint8_t missing;      // numerical, LightGBM: PD_MISSING_*; XGBoost: PD_MISSING_NAN
-  uint32_t thr_off;     // thresholds [thr_off, thr_off+thr_n) in thr64 / thr32, ascending
+  uint32_t thr_off;     // thresholds [thr_off, thr_off+thr_n) in thr64 / thr32, ascending,
+                        // then kGuideProbes NaNs (they compare false both ways)
   uint32_t thr_n;
   uint32_t ncat;
+  // Guide (when guide_n > 0): a value falls in one of guide_n buckets by a function that
+  // never decreases with the value (GuideBucket), guide[guide_off + bucket] counts the
+  // thresholds in lower buckets, and no bucket holds more than kGuideProbes thresholds, so
+  // kGuideProbes compares finish the count. Replaces the binary search over thr_n
+  // thresholds. Buckets are equal steps of the value (guide_linear: floor((x - guide_min)
+  // * guide_scale) in double) or of its order key (OrderKey, in the threshold's own
+  // precision: (k - guide_kmin) >> guide_shift), clamped to [0, guide_n - 1].
+  uint32_t guide_off;
+  uint32_t guide_n;
+  uint32_t guide_shift;
+  uint32_t guide_linear;
+  uint64_t guide_kmin;
+  double guide_min, guide_scale;
 };
+
+constexpr uint32_t kGuideProbes = 4;
+constexpr uint32_t kMaxGuideBuckets = 8192;
+
+// OrderKey maps a non-NaN float or double to an unsigned integer in the same order
+// (-0.0 and 0.0 to one key).
+inline uint64_t OrderKey(double x) {
+  x += 0.0;  // -0.0 → +0.0
+  uint64_t b;
+  __builtin_memcpy(&b, &x, sizeof b);
+  return (b >> 63) ? ~b : (b | (uint64_t(1) << 63));
+}
+inline uint64_t OrderKey(float x) {
+  x += 0.0f;
+  uint32_t b;
+  __builtin_memcpy(&b, &x, sizeof b);
+  return (b >> 31) ? uint32_t(~b) : (b | (uint32_t(1) << 31));
+}
+
+// GuideBucket is the guide bucket of a non-NaN value x (FeatureBin::guide_*). Build and
+// predict call this one function, so thresholds and values are bucketed alike.
+template <class V>
+inline uint32_t GuideBucket(const FeatureBin& fb, V x) {
+  const uint32_t last = fb.guide_n - 1;
+  if (fb.guide_linear) {
+    const double d = (double(x) - fb.guide_min) * fb.guide_scale;
+    return d < 0.0 ? 0u : d >= double(last) ? last : uint32_t(d);
+  }
+  const uint64_t k = OrderKey(x);
+  const uint64_t d = k < fb.guide_kmin ? 0 : (k - fb.guide_kmin) >> fb.guide_shift;
+  return d >= last ? last : uint32_t(d);
+}
 
 struct Ensemble {
   int semantics = 0;
@@ -106,6 +152,7 @@ struct Ensemble {
   std::vector<FeatureBin> slots;
   std::vector<double> thr64;
   std::vector<float> thr32;
+  std::vector<uint16_t> guide;
   std::vector<Node> nodes;       // all trees, concatenated
   // The same nodes split for the vector kernels: info = feat | kk << 16;
   // kids = left | right << 16 | (categorical ? 1 << 31 : 0).

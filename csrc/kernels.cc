@@ -250,6 +250,20 @@ PD_INLINE uint16_t BinValue(const V* thr, uint32_t n, V x) {
   return uint16_t(2 * c + (c < n && thr[c] == x));
 }
 
+// BinGuided is BinValue through the slot's guide (FeatureBin::guide_*): one bucket lookup
+// and kGuideProbes compares, no search. The NaN padding after the thresholds compares
+// false.
+template <class V>
+PD_INLINE uint16_t BinGuided(const Ensemble& e, const FeatureBin& fb, V x) {
+  const uint32_t g = e.guide[fb.guide_off + GuideBucket(fb, x)];
+  const V* thr;
+  if constexpr (sizeof(V) == sizeof(float)) thr = e.thr32.data() + fb.thr_off;
+  else thr = e.thr64.data() + fb.thr_off;
+  uint32_t c = g;
+  for (uint32_t j = 0; j < kGuideProbes; j++) c += thr[g + j] < x;
+  return uint16_t(2 * c + (thr[c] == x));
+}
+
 template <class T, bool kXGB>
 PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* row) {
   if (fb.feature < 0) return 0;
@@ -262,6 +276,7 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
   if (kXGB) {
     const float v = float(raw);
     if (std::isnan(v)) return kMissingBin;
+    if (fb.guide_n) return BinGuided<float>(e, fb, v);
     return BinValue<float>(e.thr32.data() + fb.thr_off, fb.thr_n, v);
   }
   double v = double(raw);
@@ -275,6 +290,7 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
     if (fb.missing == PD_MISSING_ZERO) return kMissingBin;
     v = 0.0;
   }
+  if (fb.guide_n) return BinGuided<double>(e, fb, v);
   return BinValue<double>(e.thr64.data() + fb.thr_off, fb.thr_n, v);
 }
 
@@ -694,8 +710,7 @@ PD_TARGET_AVX2 inline void LeafNumbersAVX2(const Ensemble& e, const uint16_t* bi
 #endif
 
 // TableWalk: per chunk of trees, every row's leaf numbers, then the leaves' values added
-// row by row in tree order (so every sum rounds exactly as the walks' do). Four rows at a
-// time keep four independent add chains in flight.
+// row by row in tree order (so every sum rounds exactly as the walks' do).
 template <ISA kISA, class A>
 PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, A* acc, size_t K) {
   const A* vals;
@@ -715,20 +730,14 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
     const A* v0 = vals + t0 * 32;
     if (K == 1) {
       size_t r = 0;
-      for (; r + 4 <= nb; r += 4) {
-        A a0 = acc[r], a1 = acc[r + 1], a2 = acc[r + 2], a3 = acc[r + 3];
-        const uint8_t *l0 = leaf[r], *l1 = leaf[r + 1], *l2 = leaf[r + 2], *l3 = leaf[r + 3];
+      // Eight rows at a time: eight add chains hide the adds' latency.
+      for (; r + 8 <= nb; r += 8) {
+        A a[8];
+        for (size_t i = 0; i < 8; i++) a[i] = acc[r + i];
         const A* v = v0;
-        for (size_t t = 0; t < tn; t++, v += 32) {
-          a0 += v[l0[t]];
-          a1 += v[l1[t]];
-          a2 += v[l2[t]];
-          a3 += v[l3[t]];
-        }
-        acc[r] = a0;
-        acc[r + 1] = a1;
-        acc[r + 2] = a2;
-        acc[r + 3] = a3;
+        for (size_t t = 0; t < tn; t++, v += 32)
+          for (size_t i = 0; i < 8; i++) a[i] += v[leaf[r + i][t]];
+        for (size_t i = 0; i < 8; i++) acc[r + i] = a[i];
       }
       for (; r < nb; r++) {
         A a = acc[r];

@@ -400,6 +400,70 @@ static void TestRandomAgainstGeneric() {
         fast_models);
 }
 
+// Many thresholds on one feature: the binning guide (FeatureBin::guide_*) must bin every
+// value exactly as the binary search does, at and beside each threshold, for both
+// libraries' semantics, and a feature whose thresholds cluster too tightly for a guide
+// keeps the search.
+static void TestGuidedBinning() {
+  std::mt19937_64 rng(7);
+  for (int sem : {PD_SEMANTICS_LIGHTGBM, PD_SEMANTICS_XGBOOST}) {
+    // 0: thresholds in equal steps (a guide in equal value steps), 1: in a geometric
+    // series over both signs (equal order-key steps), 2: with a run of adjacent doubles /
+    // floats longer than a bucket may hold (no guide: the binary search).
+    for (int kind : {0, 1, 2}) {
+      const bool clustered = kind == 2;
+      std::vector<double> thr = {0.0, -0.0, 1e-35, -1e-35, pd::kZeroThreshold};
+      for (int i = 1; i <= 150; i++) {
+        const double jitter = std::uniform_real_distribution<double>(0, 0.1)(rng);
+        if (kind == 1) {
+          thr.push_back(std::exp2(i / 4.0 - 4 + jitter));
+          thr.push_back(-std::exp2(i / 4.0 - 4 + jitter));
+        } else {
+          thr.push_back((i + jitter) * 0.37);
+          thr.push_back(-(i + jitter) * 0.37);
+        }
+      }
+      if (clustered) {
+        double t = 26.5;
+        for (int i = 0; i < 6; i++) {
+          thr.push_back(t);
+          t = sem == PD_SEMANTICS_XGBOOST ? double(std::nextafter(float(t), 1e30f)) : std::nextafter(t, kInf);
+        }
+      }
+      if (sem == PD_SEMANTICS_XGBOOST)
+        for (auto& t : thr) t = double(float(t));
+      // A chain of stumps-in-a-tree: tree i splits feature 0 at thr[i], leaves 0 / 2^-i.
+      SpecBuilder b;
+      b.semantics = sem;
+      for (size_t i = 0; i < thr.size(); i++)
+        b.AddTree({{0, thr[i], Flags(false, i % 2, sem == PD_SEMANTICS_XGBOOST ? PD_MISSING_NAN : unsigned(PD_MISSING_NAN)), -1, -1, -2}},
+                  {0.0, std::ldexp(1.0, -int(i % 50))});
+      pd::Ensemble ens;
+      std::string msg;
+      pd_ensemble_spec spec = b.Spec();
+      CHECK(pd::Build(&spec, &ens, &msg) == PD_OK, "%s", msg.c_str());
+      CHECK(ens.fast && ens.slots.size() == 1, "fast %d slots %zu", int(ens.fast), ens.slots.size());
+      CHECK((ens.slots[0].guide_n > 0) == !clustered, "sem %d kind %d: guide_n %u", sem, kind, ens.slots[0].guide_n);
+      if (!clustered)
+        CHECK(ens.slots[0].guide_linear == (kind == 0), "sem %d kind %d: guide_linear %u", sem, kind,
+              ens.slots[0].guide_linear);
+      std::vector<double> rows = {kNaN, kInf, -kInf, 0.0, -0.0, 5e-324, -5e-324, 1e300, -1e300};
+      for (double t : thr) {
+        rows.push_back(t);
+        rows.push_back(std::nextafter(t, kInf));
+        rows.push_back(std::nextafter(t, -kInf));
+        rows.push_back(double(std::nextafter(float(t), 1e30f)));
+        rows.push_back(double(std::nextafter(float(t), -1e30f)));
+      }
+      pd_ensemble* e = b.New();
+      std::vector<double> want(rows.size());
+      CHECK(pd_predict_f64_kernel(e, 0, rows.data(), rows.size(), want.data()) == PD_OK, "generic");
+      Expect(e, rows, 1, want, clustered ? "guided binning, clustered" : "guided binning");
+      pd_ensemble_free(e);
+    }
+  }
+}
+
 static void ExpectReject(SpecBuilder b, const char* want_substr) {
   pd_ensemble_spec s = b.Spec();
   pd_ensemble* e = reinterpret_cast<pd_ensemble*>(1);
@@ -509,6 +573,7 @@ int main() {
   TestXGBoostRules();
   TestMulticlassWeightsLinear();
   TestRandomAgainstGeneric();
+  TestGuidedBinning();
   TestBadSpecs();
   TestPredictArgs();
   TestConcurrent();
