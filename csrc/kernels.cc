@@ -707,6 +707,98 @@ PD_TARGET_AVX2 inline void LeafNumbersAVX2(const Ensemble& e, const uint16_t* bi
     }
   }
 }
+
+// TableAVX512: the table kernel for one output, eight rows at a time, with no scalar
+// loads in the sums. Per 16 trees the eight rows' leaf numbers (a 16x8 byte tile) are
+// transposed to tree-major, so one 8-byte load gives a tree's leaf number for all eight
+// rows; the tree's 32 leaf values sit in four (double) or two (float) registers and two
+// permutes pick each row's value. The vector lanes are rows, so every row still adds its
+// trees in order (the walks' sums, bit for bit). kS > 0: exactly kS slots (the AND loop
+// unrolled); 0: S slots.
+template <class A, size_t kS>
+PD_TARGET_AVX512 inline void TableAVX512(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                         A* acc) {
+  constexpr size_t R = 8;
+  const size_t NS = kS ? kS : S;
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.lt_val32.data();
+  else vals = e.lt_val64.data();
+  const __m512i e127 = _mm512_set1_epi32(127), ff = _mm512_set1_epi32(0xFF);
+  alignas(64) uint8_t leafT[kTableChunk * R];
+  const uint32_t* ps[R][kMaxTableSlots];
+  const size_t T = size_t(e.num_trees);
+  for (size_t r0 = 0; r0 < nb; r0 += R) {
+    for (size_t i = 0; i < R; i++) RowClasses(e, bins, NS, B, std::min(r0 + i, nb - 1), 0, ps[i]);
+    alignas(64) A a[R];
+    for (size_t i = 0; i < R; i++) a[i] = acc[std::min(r0 + i, nb - 1)];
+    __m512d ad;
+    __m256 af;
+    if constexpr (sizeof(A) == sizeof(float)) af = _mm256_load_ps(reinterpret_cast<const float*>(a));
+    else ad = _mm512_load_pd(a);
+    for (size_t t0 = 0; t0 < T; t0 += kTableChunk) {
+      const size_t tn = std::min(kTableChunk, T - t0), tv = (tn + 15) / 16 * 16;
+      for (size_t t = 0; t < tv; t += 16) {
+        __m128i x[R];
+        for (size_t i = 0; i < R; i++) {
+          __m512i m = _mm512_loadu_si512(ps[i][0] + t0 + t);
+          for (size_t s = 1; s < NS; s++) m = _mm512_and_si512(m, _mm512_loadu_si512(ps[i][s] + t0 + t));
+          const __m512i ex = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(m)), 23), ff);
+          x[i] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(ex, e127));  // row i: trees t..t+15
+        }
+        // 8 rows x 16 trees of bytes -> 16 trees x 8 rows.
+        const __m128i l01 = _mm_unpacklo_epi8(x[0], x[1]), h01 = _mm_unpackhi_epi8(x[0], x[1]);
+        const __m128i l23 = _mm_unpacklo_epi8(x[2], x[3]), h23 = _mm_unpackhi_epi8(x[2], x[3]);
+        const __m128i l45 = _mm_unpacklo_epi8(x[4], x[5]), h45 = _mm_unpackhi_epi8(x[4], x[5]);
+        const __m128i l67 = _mm_unpacklo_epi8(x[6], x[7]), h67 = _mm_unpackhi_epi8(x[6], x[7]);
+        const __m128i q[8] = {_mm_unpacklo_epi16(l01, l23), _mm_unpackhi_epi16(l01, l23),   // rows 0-3
+                              _mm_unpacklo_epi16(h01, h23), _mm_unpackhi_epi16(h01, h23),   //
+                              _mm_unpacklo_epi16(l45, l67), _mm_unpackhi_epi16(l45, l67),   // rows 4-7
+                              _mm_unpacklo_epi16(h45, h67), _mm_unpackhi_epi16(h45, h67)};  //
+        __m128i* out = reinterpret_cast<__m128i*>(leafT + t * R);
+        for (size_t j = 0; j < 4; j++) {  // trees t+4j .. t+4j+3
+          _mm_store_si128(out + 2 * j, _mm_unpacklo_epi32(q[j], q[j + 4]));
+          _mm_store_si128(out + 2 * j + 1, _mm_unpackhi_epi32(q[j], q[j + 4]));
+        }
+      }
+      const A* v = vals + t0 * 32;
+      const uint8_t* lt = leafT;
+      if constexpr (sizeof(A) == sizeof(float)) {
+        for (size_t t = 0; t < tn; t++, v += 32, lt += R) {
+          const __m512i idx = _mm512_castsi256_si512(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(lt))));
+          const __m512 p = _mm512_permutex2var_ps(_mm512_loadu_ps(v), idx, _mm512_loadu_ps(v + 16));
+          af = _mm256_add_ps(af, _mm512_castps512_ps256(p));
+        }
+      } else {
+        const __m512i bit4 = _mm512_set1_epi64(16);
+        for (size_t t = 0; t < tn; t++, v += 32, lt += R) {
+          const __m512i idx = _mm512_cvtepu8_epi64(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(lt)));
+          const __m512d lo = _mm512_permutex2var_pd(_mm512_loadu_pd(v), idx, _mm512_loadu_pd(v + 8));
+          const __m512d hi = _mm512_permutex2var_pd(_mm512_loadu_pd(v + 16), idx, _mm512_loadu_pd(v + 24));
+          ad = _mm512_add_pd(ad, _mm512_mask_blend_pd(_mm512_test_epi64_mask(idx, bit4), lo, hi));
+        }
+      }
+    }
+    if constexpr (sizeof(A) == sizeof(float)) _mm256_store_ps(reinterpret_cast<float*>(a), af);
+    else _mm512_store_pd(a, ad);
+    for (size_t i = 0; i < R && r0 + i < nb; i++) acc[r0 + i] = a[i];
+  }
+}
+
+template <class A>
+PD_TARGET_AVX512 inline void TableAVX512Any(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
+                                            A* acc) {
+  switch (S) {
+    case 1: TableAVX512<A, 1>(e, bins, S, B, nb, acc); return;
+    case 2: TableAVX512<A, 2>(e, bins, S, B, nb, acc); return;
+    case 3: TableAVX512<A, 3>(e, bins, S, B, nb, acc); return;
+    case 4: TableAVX512<A, 4>(e, bins, S, B, nb, acc); return;
+    case 5: TableAVX512<A, 5>(e, bins, S, B, nb, acc); return;
+    case 6: TableAVX512<A, 6>(e, bins, S, B, nb, acc); return;
+    case 7: TableAVX512<A, 7>(e, bins, S, B, nb, acc); return;
+    case 8: TableAVX512<A, 8>(e, bins, S, B, nb, acc); return;
+    default: TableAVX512<A, 0>(e, bins, S, B, nb, acc); return;
+  }
+}
 #endif
 
 // TableWalk: per chunk of trees, every row's leaf numbers, then the leaves' values added
@@ -791,7 +883,16 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
     if (tables) {
+#if PD_X86
+      if constexpr (kISA == ISA::kAVX512) {
+        if (K == 1) TableAVX512Any<A>(e, bins, S, B, nb, acc);
+        else TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
+      } else {
+        TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
+      }
+#else
       TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
+#endif
     } else {
 #if PD_X86
     // A vector walk pays gather latency per level; it needs a few full vectors in flight.
