@@ -140,7 +140,7 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
 
 int pd_ensemble_is_fast(const pd_ensemble* e) {
   if (e == nullptr || !e->e.fast) return 0;
-  return e->e.leaf_tables ? 2 : 1;
+  return e->e.leaf_tables ? 2 : e->e.heap_depth > 0 ? 3 : 1;
 }
 
 }  // extern "C"

@@ -252,6 +252,50 @@ bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
   return uint16_t(b + (n.feat >> 15)) <= n.kk;
 }
 
+// BuildHeap lays out the heap walk (Ensemble::heap_*) when the model has no leaf tables and
+// no categorical splits, its trees are at most kMaxHeapDepth deep, and padding them to
+// complete trees at most doubles the steps: the sum over trees of heap_depth is at most
+// twice the sum of their own depths.
+void BuildHeap(Ensemble* e) {
+  e->heap_depth = 0;
+  const size_t T = size_t(e->num_trees);
+  if (T == 0 || e->leaf_tables || e->has_cat || e->max_depth < 1 || e->max_depth > kMaxHeapDepth) return;
+  size_t own = 0;
+  for (size_t t = 0; t < T; t++) own += e->tree_depth[t];
+  if (size_t(e->max_depth) * T > 2 * own) return;
+  const int D = e->max_depth;
+  const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
+  constexpr uint32_t kPad = 0xFFFFu << 16;  // slot 0, bin <= 0xFFFF: always left
+  e->heap_node.assign(T * ni, kPad);
+  e->heap_val64.assign(T * nl, 0.0);
+  e->heap_val32.assign(T * nl, 0.0f);
+  for (size_t t = 0; t < T; t++) {
+    const uint32_t lo = e->tree_off[t];
+    struct Item {
+      uint32_t node;  // tree-local
+      size_t h;       // heap index
+      int depth;
+    };
+    std::vector<Item> stack{{0, 0, 0}};
+    while (!stack.empty()) {
+      const Item it = stack.back();
+      stack.pop_back();
+      const Node& nd = e->nodes[lo + it.node];
+      if (nd.left == nd.right) {  // leaf: its leftmost descendant at the bottom
+        size_t h = it.h;
+        for (int d = it.depth; d < D; d++) h = 2 * h + 1;
+        e->heap_val64[t * nl + (h - ni)] = e->val64[lo + it.node];
+        e->heap_val32[t * nl + (h - ni)] = e->val32[lo + it.node];
+        continue;
+      }
+      e->heap_node[t * ni + it.h] = e->info32[lo + it.node];
+      stack.push_back({nd.left, 2 * it.h + 1, it.depth + 1});
+      stack.push_back({uint32_t(nd.right & 0x7FFF), 2 * it.h + 2, it.depth + 1});
+    }
+  }
+  e->heap_depth = D;
+}
+
 // BuildLeafTables lays out the table kernel's leaf sets (Ensemble::leaf_tables), when
 // every tree has at most 32 leaves and the tables stay under kMaxLeafTableBytes; otherwise
 // the model keeps the walks. Built from the binned nodes with NodeLeft, so a table
@@ -563,6 +607,7 @@ void Layout(Ensemble* e) {
       }
   }
   BuildLeafTables(e);
+  BuildHeap(e);
   e->fast = true;
 }
 

@@ -96,6 +96,7 @@ struct FeatureBin {
 };
 
 constexpr uint32_t kGuideProbes = 4;
+constexpr int kMaxHeapDepth = 10;
 constexpr uint32_t kMaxGuideBuckets = 8192;
 
 // OrderKey maps a non-NaN float or double to an unsigned integer in the same order
@@ -178,6 +179,17 @@ struct Ensemble {
   std::vector<uint32_t> lt_map, lt_map_off, lt_map_n;
   std::vector<double> lt_val64;  // num_trees * 32: leaf values by leaf number
   std::vector<float> lt_val32;
+  // Heap layout (the heap walk), for models without categorical splits and without leaf
+  // tables whose trees are at most kMaxHeapDepth deep and mostly full: every tree padded
+  // to a complete tree of depth heap_depth, node h's children at 2h+1 and 2h+2, so a walk
+  // needs no child pointers and always takes heap_depth steps. heap_node: (2^depth - 1)
+  // words per tree, info32's format (slot | missing-left << 15 | kk << 16; padding nodes
+  // send every bin left); heap_val64/32: 2^depth leaf values per tree (a leaf above the
+  // bottom sits at its leftmost descendant's place).
+  int heap_depth = 0;
+  std::vector<uint32_t> heap_node;
+  std::vector<double> heap_val64;
+  std::vector<float> heap_val32;
   std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
@@ -208,8 +220,8 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
                           double* out, size_t out_len, char* err, size_t err_len);
 // 1 when this CPU can run the kernel.
 int pd_kernel_supported(int kernel);
-// Whether the model runs on the binned fast path with leaf tables (2), with the walks only
-// (1), or only on the generic path (0).
+// Whether the model runs on the binned fast path with leaf tables (2), with the heap walk
+// (3), with the pointer walks only (1), or only on the generic path (0).
 int pd_ensemble_is_fast(const pd_ensemble* e);
 }
 

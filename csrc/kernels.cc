@@ -801,6 +801,95 @@ PD_TARGET_AVX512 inline void TableAVX512Any(const Ensemble& e, const uint16_t* b
 }
 #endif
 
+// HeapWalk: the heap layout's walk (Ensemble::heap_*), tree by tree over the block, four
+// rows at a time: heap_depth steps of h = 2h + 1 + (bin goes right), no child pointers,
+// no early exit to test.
+template <class A>
+PD_INLINE void HeapWalk(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
+  const int D = e.heap_depth;
+  const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.heap_val32.data();
+  else vals = e.heap_val64.data();
+  auto step = [bins, B](const uint32_t* hn, uint32_t h, size_t r) {
+    const uint32_t n = hn[h];
+    const uint32_t b = bins[(n & 0x7FFFu) * B + r];
+    return 2 * h + 1 + uint32_t(uint16_t(b + ((n >> 15) & 1u)) > (n >> 16));
+  };
+  for (size_t t = 0; t < size_t(e.num_trees); t++) {
+    const uint32_t* hn = e.heap_node.data() + t * ni;
+    const A* hv = vals + t * nl - ni;  // hv[h] for a bottom heap index h
+    A* a = acc + e.tree_output[t];
+    size_t r = 0;
+    for (; r + 4 <= nb; r += 4) {
+      uint32_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
+      for (int d = 0; d < D; d++) {
+        h0 = step(hn, h0, r);
+        h1 = step(hn, h1, r + 1);
+        h2 = step(hn, h2, r + 2);
+        h3 = step(hn, h3, r + 3);
+      }
+      a[r * K] += hv[h0];
+      a[(r + 1) * K] += hv[h1];
+      a[(r + 2) * K] += hv[h2];
+      a[(r + 3) * K] += hv[h3];
+    }
+    for (; r < nb; r++) {
+      uint32_t h = 0;
+      for (int d = 0; d < D; d++) h = step(hn, h, r);
+      a[r * K] += hv[h];
+    }
+  }
+}
+
+#if PD_X86
+// HeapAVX512: the heap walk, 16 rows per vector: per step a gather of the nodes and one
+// of the rows' bins (the pointer walk also gathers the children).
+template <class A>
+PD_TARGET_AVX512 inline void HeapAVX512(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc,
+                                        size_t K) {
+  constexpr size_t L = 16;
+  const int D = e.heap_depth;
+  const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
+  const size_t ng = (nb + L - 1) / L;
+  __m512i rowoff[kMaxBlock / L];
+  for (size_t g = 0; g < ng; g++) {
+    alignas(64) int32_t o[L];
+    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
+    rowoff[g] = _mm512_load_si512(o);
+  }
+  const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
+  const A* vals;
+  if constexpr (sizeof(A) == sizeof(float)) vals = e.heap_val32.data();
+  else vals = e.heap_val64.data();
+  const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
+  alignas(64) uint32_t idxs[kMaxBlock];
+  __m512i idx[kMaxBlock / L];
+  for (size_t t = 0; t < size_t(e.num_trees); t++) {
+    const int* hn = reinterpret_cast<const int*>(e.heap_node.data() + t * ni);
+    if (t + 1 < size_t(e.num_trees))
+      for (size_t off = 0; off < ni * 4; off += 64) _mm_prefetch(reinterpret_cast<const char*>(hn + ni) + off, _MM_HINT_T0);
+    for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
+    for (int d = 0; d < D; d++) {
+      for (size_t g = 0; g < ng; g++) {
+        const __m512i n = _mm512_i32gather_epi32(idx[g], hn, 4);
+        const __m512i slot = _mm512_and_si512(n, m15);
+        const __m512i b = _mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], _mm512_sll_epi32(slot, shB)), bins, 2);
+        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(n, 15), one)), m16);
+        const __mmask16 right = _mm512_cmpgt_epu32_mask(bb, _mm512_srli_epi32(n, 16));
+        // h = 2h + 1 + right
+        idx[g] = _mm512_mask_add_epi32(_mm512_add_epi32(_mm512_add_epi32(idx[g], idx[g]), one), right,
+                                       _mm512_add_epi32(_mm512_add_epi32(idx[g], idx[g]), one), one);
+      }
+    }
+    const A* hv = vals + t * nl - ni;
+    A* a = acc + e.tree_output[t];
+    for (size_t g = 0; g < ng; g++) _mm512_store_si512(idxs + g * L, idx[g]);
+    for (size_t r = 0; r < nb; r++) a[r * K] += hv[idxs[r]];
+  }
+}
+#endif
+
 // TableWalk: per chunk of trees, every row's leaf numbers, then the leaves' values added
 // row by row in tree order (so every sum rounds exactly as the walks' do).
 template <ISA kISA, class A>
@@ -850,6 +939,9 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
 
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
 PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
+  // The walk flag (tables false) also keeps the pointer walks where the model has a heap.
+  const bool heap = tables && e.heap_depth > 0;
+  tables = tables && e.leaf_tables;
   const size_t F = size_t(e.num_features), K = size_t(e.num_outputs), S = e.slots.size();
   // Rows per block: a power of two, so the vector walks index bins[slot * B + row] with a
   // shift. Bins are feature-major within the block: rows that sit at the same node read
@@ -882,7 +974,14 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     for (size_t r = 0; r < nb; r++)
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
-    if (tables) {
+    if (heap) {
+#if PD_X86
+      if constexpr (kISA == ISA::kAVX512) HeapAVX512<A>(e, bins, B, nb, acc, K);
+      else HeapWalk<A>(e, bins, B, nb, acc, K);
+#else
+      HeapWalk<A>(e, bins, B, nb, acc, K);
+#endif
+    } else if (tables) {
 #if PD_X86
       if constexpr (kISA == ISA::kAVX512) {
         if (K == 1) TableAVX512Any<A>(e, bins, S, B, nb, acc);
@@ -968,7 +1067,7 @@ void Predict(const Ensemble& e, Kernel kf, const T* rows, size_t nrows, double* 
     PredictGeneric<T>(e, rows, nrows, out);
     return;
   }
-  const bool tables = e.leaf_tables && !(int(kf) & kKernelWalkFlag);
+  const bool tables = !(int(kf) & kKernelWalkFlag);  // leaf tables or the heap, where built
   switch (k) {
 #if PD_X86
     case Kernel::kAVX512: FastAVX512<T>(e, rows, nrows, out, tables); return;

@@ -354,7 +354,7 @@ static std::vector<double> RandomRows(std::mt19937_64& rng, size_t nrows, int nf
 
 static void TestRandomAgainstGeneric() {
   std::mt19937_64 rng(20261126);
-  int fast_models = 0, table_models = 0;
+  int fast_models = 0, table_models = 0, heap_models = 0;
   for (int iter = 0; iter < 300; iter++) {
     const int sem = iter % 2 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
     const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 3 == 0;
@@ -364,13 +364,17 @@ static void TestRandomAgainstGeneric() {
     // (past the 8 features whose bins the AVX-512 walk keeps in registers), so each vector
     // walk variant is compared with the generic path.
     const bool big = iter % 3 == 1;
+    // Every other big model is mid-sized (40 splits, 41 leaves): past the leaf tables,
+    // shallow enough for the heap walk.
+    const int splits = !big ? 24 : iter % 2 == 1 ? 40 : 120;
     // Small trees over 12 features too (the table kernel's loop over more than 8 slots).
     const int nfeat = iter % 3 == 0 ? 6 : 12;
-    SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout, big ? 120 : 24, nfeat);
+    SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout, splits, nfeat);
     pd_ensemble* e = b.New();
     if (e == nullptr) continue;
     fast_models += pd_ensemble_is_fast(e) != 0;
     table_models += pd_ensemble_is_fast(e) == 2;
+    heap_models += pd_ensemble_is_fast(e) == 3;
     const size_t nrows = 1 + rng() % 300;
     std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     std::vector<float> rows32(rows.begin(), rows.end());
@@ -399,6 +403,9 @@ static void TestRandomAgainstGeneric() {
   // Trees of at most 25 leaves get leaf tables; the big ones (121 leaves) walk.
   CHECK(table_models > 100 && table_models < fast_models, "%d of %d fast random models have leaf tables", table_models,
         fast_models);
+  CHECK(heap_models > 5, "%d of %d fast random models have the heap walk", heap_models, fast_models);
+  std::printf("random models: %d fast, %d with leaf tables, %d with the heap walk\n", fast_models, table_models,
+              heap_models);
 }
 
 // Many thresholds on one feature: the binning guide (FeatureBin::guide_*) must bin every
