@@ -236,6 +236,7 @@ void BuildGuideIn(Ensemble* e, FeatureBin* fb, const std::vector<V>& thr) {
     while (below < thr.size() && GuideBucket(best, thr[below]) < b) below++;
     e->guide.push_back(uint16_t(below));
   }
+  e->guide.push_back(0);  // a vector gather reads 4 bytes at the last 2-byte entry
   *fb = best;
 }
 

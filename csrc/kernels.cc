@@ -308,6 +308,84 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
   return BinValue<double>(e.thr64.data() + fb.thr_off, fb.thr_n, v);
 }
 
+// BinSlotVectorizes: LightGBM numerical slots with a guide or at most 16 thresholds are
+// binned eight rows at a time by BinSlotAVX512.
+PD_INLINE bool BinSlotVectorizes(const FeatureBin& fb) {
+  return fb.feature >= 0 && !fb.categorical && (fb.guide_n > 0 || fb.thr_n <= 16);
+}
+
+#if PD_X86
+// BinSlotAVX512: BinFeature's LightGBM numerical rule for eight rows per vector: the rows'
+// values gathered and widened to double, NaN and the zero range handled per missing type,
+// then the guide's bucket, its kGuideProbes compares (gathered thresholds) and the
+// equality test, or, for a few thresholds, one broadcast compare per threshold.
+template <class T>
+PD_TARGET_AVX512 inline void BinSlotAVX512(const Ensemble& e, const FeatureBin& fb, const T* blk, size_t F,
+                                           size_t nb, uint16_t* out) {
+  const double* thr = e.thr64.data() + fb.thr_off;
+  const int* guide = reinterpret_cast<const int*>(e.guide.data() + fb.guide_off);
+  const __m512d zero = _mm512_setzero_pd(), kz = _mm512_set1_pd(kZeroThreshold), nkz = _mm512_set1_pd(-kZeroThreshold);
+  const __m256i one = _mm256_set1_epi32(1);
+  const __m256i rstep = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(int(F)));
+  const T* col = blk + fb.feature;
+  for (size_t r = 0; r < nb; r += 8) {
+    const __mmask8 live = nb - r >= 8 ? __mmask8(0xFF) : __mmask8((1u << (nb - r)) - 1);
+    const __m256i vi = _mm256_add_epi32(rstep, _mm256_set1_epi32(int(r * F)));
+    __m512d x;
+    if constexpr (sizeof(T) == sizeof(double)) {
+      x = _mm512_mask_i32gather_pd(zero, live, vi, col, 8);
+    } else {
+      x = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live, vi, col, 4));
+    }
+    const __mmask8 nan = _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q);
+    const __mmask8 inzero = _mm512_cmp_pd_mask(x, nkz, _CMP_GE_OQ) & _mm512_cmp_pd_mask(x, kz, _CMP_LE_OQ);
+    // As BinFeature: NaN reads 0.0 under MissingNone, else it is missing; the zero range
+    // reads 0.0, or is missing under MissingZero. Missing lanes bin from 0.0, then 0xFFFF.
+    const __mmask8 missing = fb.missing == PD_MISSING_NONE ? __mmask8(0)
+                             : fb.missing == PD_MISSING_ZERO ? __mmask8(nan | inzero)
+                                                             : nan;
+    x = _mm512_mask_mov_pd(x, __mmask8(nan | inzero), zero);
+    __m256i c;
+    if (fb.guide_n) {
+      __m256i b;
+      const uint32_t last = fb.guide_n - 1;
+      if (fb.guide_linear) {
+        __m512d d = _mm512_mul_pd(_mm512_sub_pd(x, _mm512_set1_pd(fb.guide_min)), _mm512_set1_pd(fb.guide_scale));
+        d = _mm512_min_pd(_mm512_max_pd(d, zero), _mm512_set1_pd(double(last)));
+        b = _mm512_cvttpd_epi32(d);
+      } else {
+        const __m512i bits = _mm512_castpd_si512(_mm512_add_pd(x, zero));  // -0.0 → +0.0
+        const __mmask8 neg = _mm512_movepi64_mask(bits);
+        const __m512i key = _mm512_mask_xor_epi64(_mm512_or_si512(bits, _mm512_set1_epi64(INT64_MIN)), neg,
+                                                  bits, _mm512_set1_epi64(-1));
+        const __m512i kmin = _mm512_set1_epi64(int64_t(fb.guide_kmin));
+        __m512i d = _mm512_maskz_sub_epi64(_mm512_cmpge_epu64_mask(key, kmin), key, kmin);
+        d = _mm512_srl_epi64(d, _mm_cvtsi32_si128(int(fb.guide_shift)));
+        d = _mm512_min_epu64(d, _mm512_set1_epi64(int64_t(last)));
+        b = _mm512_cvtepi64_epi32(d);
+      }
+      // uint16 guide entries, read as 32-bit words (Layout pads the guide by one entry).
+      const __m256i g = _mm256_and_si256(_mm256_i32gather_epi32(guide, b, 2), _mm256_set1_epi32(0xFFFF));
+      c = g;
+      for (uint32_t j = 0; j < kGuideProbes; j++) {
+        const __m512d t = _mm512_i32gather_pd(_mm256_add_epi32(g, _mm256_set1_epi32(int(j))), thr, 8);
+        c = _mm256_mask_add_epi32(c, _mm512_cmp_pd_mask(t, x, _CMP_LT_OQ), c, one);
+      }
+    } else {
+      c = _mm256_setzero_si256();
+      for (uint32_t j = 0; j < fb.thr_n; j++)
+        c = _mm256_mask_add_epi32(c, _mm512_cmp_pd_mask(_mm512_set1_pd(thr[j]), x, _CMP_LT_OQ), c, one);
+    }
+    // thr[n] is NaN padding: never equal.
+    const __mmask8 eq = _mm512_cmp_pd_mask(_mm512_i32gather_pd(c, thr, 8), x, _CMP_EQ_OQ);
+    __m256i bin = _mm256_add_epi32(c, c);
+    bin = _mm256_mask_add_epi32(bin, eq, bin, one);
+    bin = _mm256_mask_mov_epi32(bin, missing, _mm256_set1_epi32(kMissingBin));
+    _mm_mask_storeu_epi16(out + r, live, _mm256_cvtepi32_epi16(bin));
+  }
+}
+#endif
+
 // WalkScalar: every tree over the block's nb rows in lock step, one row at a time per
 // level (the rows' load chains are independent, so the CPU overlaps them). Leaves loop to
 // themselves, and a level where no row moved ends the tree early.
@@ -997,8 +1075,17 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     const T* blk = rows + r0 * F;
     // Feature by feature, so one feature's thresholds stay in L1 while the block's rows
     // are binned (a wide model's thresholds do not fit in L1 together).
-    for (size_t s = 0; s < S; s++)
+    for (size_t s = 0; s < S; s++) {
+#if PD_X86
+      if constexpr (kISA == ISA::kAVX512 && !kXGB) {
+        if (BinSlotVectorizes(slots[s])) {
+          BinSlotAVX512<T>(e, slots[s], blk, F, nb, bins + s * B);
+          continue;
+        }
+      }
+#endif
       for (size_t r = 0; r < nb; r++) bins[s * B + r] = BinFeature<T, kXGB>(e, slots[s], blk + r * F);
+    }
     for (size_t r = 0; r < nb; r++)
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 

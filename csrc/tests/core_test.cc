@@ -414,7 +414,9 @@ static void TestRandomAgainstGeneric() {
 // keeps the search.
 static void TestGuidedBinning() {
   std::mt19937_64 rng(7);
-  for (int sem : {PD_SEMANTICS_LIGHTGBM, PD_SEMANTICS_XGBOOST}) {
+  for (int semmiss : {0, 1, 2, 3}) {  // LightGBM with each missing type, then XGBoost
+    const int sem = semmiss < 3 ? PD_SEMANTICS_LIGHTGBM : PD_SEMANTICS_XGBOOST;
+    const unsigned miss = semmiss < 3 ? unsigned(semmiss) : unsigned(PD_MISSING_NAN);
     // 0: thresholds in equal steps (a guide in equal value steps), 1: in a geometric
     // series over both signs (equal order-key steps), 2: with a run of adjacent doubles /
     // floats longer than a bucket may hold (no guide: the binary search).
@@ -444,7 +446,7 @@ static void TestGuidedBinning() {
       SpecBuilder b;
       b.semantics = sem;
       for (size_t i = 0; i < thr.size(); i++)
-        b.AddTree({{0, thr[i], Flags(false, i % 2, sem == PD_SEMANTICS_XGBOOST ? PD_MISSING_NAN : unsigned(PD_MISSING_NAN)), -1, -1, -2}},
+        b.AddTree({{0, thr[i], Flags(false, i % 2, miss), -1, -1, -2}},
                   {0.0, std::ldexp(1.0, -int(i % 50))});
       pd::Ensemble ens;
       std::string msg;
@@ -452,6 +454,7 @@ static void TestGuidedBinning() {
       CHECK(pd::Build(&spec, &ens, &msg) == PD_OK, "%s", msg.c_str());
       CHECK(ens.fast && ens.slots.size() == 1, "fast %d slots %zu", int(ens.fast), ens.slots.size());
       CHECK((ens.slots[0].guide_n > 0) == !clustered, "sem %d kind %d: guide_n %u", sem, kind, ens.slots[0].guide_n);
+      CHECK(int(ens.slots[0].missing) == int(miss), "missing %d", ens.slots[0].missing);
       if (!clustered)
         CHECK(ens.slots[0].guide_linear == (kind == 0), "sem %d kind %d: guide_linear %u", sem, kind,
               ens.slots[0].guide_linear);
@@ -467,6 +470,17 @@ static void TestGuidedBinning() {
       std::vector<double> want(rows.size());
       CHECK(pd_predict_f64_kernel(e, 0, rows.data(), rows.size(), want.data()) == PD_OK, "generic");
       Expect(e, rows, 1, want, clustered ? "guided binning, clustered" : "guided binning");
+      // The same rows as float32 (LightGBM widens them to double; XGBoost reads float).
+      std::vector<float> rows32(rows.begin(), rows.end());
+      std::vector<double> want32(rows.size()), got32(rows.size());
+      CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), rows.size(), want32.data()) == PD_OK, "generic f32");
+      for (int k : kKernels) {
+        if (k == 0 || !pd_kernel_supported(k)) continue;
+        CHECK(pd_predict_f32_kernel(e, k, rows32.data(), rows.size(), got32.data()) == PD_OK, "f32");
+        for (size_t i = 0; i < rows.size(); i++)
+          CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0, "guided binning f32, kernel %s, row %zu (%.17g)",
+                KName(k).c_str(), i, double(rows32[i]));
+      }
       pd_ensemble_free(e);
     }
   }
