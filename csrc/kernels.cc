@@ -238,6 +238,20 @@ constexpr size_t kStackBins = 32768;
 constexpr size_t kMinFastRows = 4;
 constexpr size_t kStackAcc = 1024;       // accumulators kept on the stack
 
+// Pick returns the double or the float copy of a model array, matching the accumulator
+// type A (double for LightGBM, float for XGBoost).
+template <class A>
+PD_INLINE const A* Pick(const std::vector<double>& v64, const std::vector<float>& v32) {
+  if constexpr (sizeof(A) == sizeof(float)) return v32.data();
+  else return v64.data();
+}
+
+// RowOffsets fills o[i] = min(g*L + i, nb - 1) for the block's vectors of L rows: the vector
+// walks' row index per lane (lanes past the block repeat its last row).
+PD_INLINE void RowOffsets(int32_t* o, size_t L, size_t nb) {
+  for (size_t i = 0; i < (nb + L - 1) / L * L; i++) o[i] = int32_t(std::min(i, nb - 1));
+}
+
 // Count of thresholds strictly below x (branchless lower bound).
 template <class V>
 PD_INLINE uint32_t CountBelow(const V* thr, uint32_t n, V x) {
@@ -393,9 +407,7 @@ template <class A, bool kCat>
 PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/, size_t B, size_t nb, A* acc, size_t K) {
   const Node* nodes = e.nodes.data();
   const uint32_t* pool = e.cat_pool.data();
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
+  const A* vals = Pick<A>(e.val64, e.val32);
   uint32_t idx[kMaxBlock];
   for (int t = 0; t < e.num_trees; t++) {
     const Node* nd = nodes + e.tree_off[t];
@@ -425,6 +437,15 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/,
 // Up to this many used features, the vector walks keep each row's bins in registers.
 constexpr size_t kSmallSlots = 8;
 
+// BinsByLane copies the block's bins of the first S (<= kSmallSlots) slots into
+// binv[vector][slot][lane], so a vector walk picks a row's bin from registers.
+template <size_t L>
+PD_INLINE void BinsByLane(int32_t (*binv)[kSmallSlots][L], const uint16_t* bins, size_t S, size_t B, size_t nb) {
+  for (size_t g = 0; g < (nb + L - 1) / L; g++)
+    for (size_t f = 0; f < S; f++)
+      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
+}
+
 // PrefetchTree asks for tree t's node arrays while the previous tree is walked: a large
 // model (1,000 trees of ~670 nodes) streams from L3 or memory once per block, and a tree's
 // first levels would otherwise wait on each miss in turn.
@@ -448,24 +469,15 @@ template <class A, bool kCat>
 PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, A* acc, size_t K) {
   constexpr size_t L = 8;
   const size_t ng = (nb + L - 1) / L;
-  __m256i rowoff[kMaxBlock / L];
-  for (size_t g = 0; g < ng; g++) {
-    alignas(32) int32_t o[L];
-    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
-    rowoff[g] = _mm256_load_si256(reinterpret_cast<const __m256i*>(o));
-  }
+  alignas(64) int32_t rowoff[kMaxBlock];
+  RowOffsets(rowoff, L, nb);
   const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
   // With few features, each row's bins are picked from per-feature vectors by compares
   // instead of a gather.
   const bool few = S <= kSmallSlots;
   alignas(32) int32_t binv[kMaxBlock / L][kSmallSlots][L];
-  if (few)
-    for (size_t g = 0; g < ng; g++)
-      for (size_t f = 0; f < S; f++)
-        for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
+  if (few) BinsByLane<L>(binv, bins, S, B, nb);
+  const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
   const __m256i m15 = _mm256_set1_epi32(0x7FFF), m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
   alignas(32) uint32_t idxs[kMaxBlock];
@@ -491,7 +503,7 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
                                    _mm256_cmpeq_epi32(slot, _mm256_set1_epi32(int(f))));
         } else {
           b = _mm256_and_si256(
-              _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(rowoff[g], _mm256_sll_epi32(slot, shB)), 2), m16);
+              _mm256_i32gather_epi32(reinterpret_cast<const int*>(bins), _mm256_add_epi32(_mm256_load_si256(reinterpret_cast<const __m256i*>(rowoff + g * L)), _mm256_sll_epi32(slot, shB)), 2), m16);
         }
         // Bins and thresholds are below 2^16, so the signed compare is exact.
         __m256i right = _mm256_cmpgt_epi32(
@@ -536,12 +548,8 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
   constexpr size_t L = 16;
   const size_t ng = (nb + L - 1) / L;
   alignas(64) int32_t binv[kMaxBlock / L][kSmallSlots][L];
-  for (size_t g = 0; g < ng; g++)
-    for (size_t f = 0; f < S; f++)
-      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
+  BinsByLane<L>(binv, bins, S, B, nb);
+  const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
   const __m512i m6 = _mm512_set1_epi32(63), m3 = _mm512_set1_epi32(7), m15 = _mm512_set1_epi32(0x7FFF),
                 m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1), bit5 = _mm512_set1_epi32(32);
@@ -610,12 +618,8 @@ PD_TARGET_AVX2 inline void WalkAVX2Small(const Ensemble& e, const uint16_t* bins
   constexpr size_t L = 8;
   const size_t ng = (nb + L - 1) / L;
   alignas(32) int32_t binv[kMaxBlock / L][kSmallSlots][L];
-  for (size_t g = 0; g < ng; g++)
-    for (size_t f = 0; f < S; f++)
-      for (size_t i = 0; i < L; i++) binv[g][f][i] = bins[f * B + std::min(g * L + i, nb - 1)];
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
+  BinsByLane<L>(binv, bins, S, B, nb);
+  const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
   const __m256i m6 = _mm256_set1_epi32(63), m3 = _mm256_set1_epi32(7), m15 = _mm256_set1_epi32(0x7FFF),
                 m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
@@ -667,16 +671,10 @@ template <class A, bool kCat>
 PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins, size_t /*S*/, size_t B, size_t nb, A* acc, size_t K) {
   constexpr size_t L = 16;
   const size_t ng = (nb + L - 1) / L;
-  __m512i rowoff[kMaxBlock / L];
-  for (size_t g = 0; g < ng; g++) {
-    alignas(64) int32_t o[L];
-    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
-    rowoff[g] = _mm512_load_si512(o);
-  }
+  alignas(64) int32_t rowoff[kMaxBlock];
+  RowOffsets(rowoff, L, nb);
   const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.val32.data();
-  else vals = e.val64.data();
+  const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
   const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
   alignas(64) uint32_t idxs[kMaxBlock];
@@ -694,7 +692,7 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
         const __m512i kd = _mm512_i32gather_epi32(idx[g], kids, 4);
         const __m512i slot = _mm512_and_si512(inf, m15);
         const __m512i kk = _mm512_srli_epi32(inf, 16);
-        const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], _mm512_sll_epi32(slot, shB)), bins, 2), m16);
+        const __m512i b = _mm512_and_si512(_mm512_i32gather_epi32(_mm512_add_epi32(_mm512_load_si512(rowoff + g * L), _mm512_sll_epi32(slot, shB)), bins, 2), m16);
         const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(inf, 15), one)), m16);
         __mmask16 left = _mm512_cmple_epu32_mask(bb, kk);
         if (kCat) {
@@ -812,9 +810,7 @@ PD_TARGET_AVX512 inline void TableAVX512(const Ensemble& e, const uint16_t* bins
                                          A* acc) {
   constexpr size_t R = 8, G = 4;  // rows per vector, vectors per pass
   const size_t NS = kS ? kS : S;
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.lt_val32.data();
-  else vals = e.lt_val64.data();
+  const A* vals = Pick<A>(e.lt_val64, e.lt_val32);
   const __m512i e127 = _mm512_set1_epi32(127), ff = _mm512_set1_epi32(0xFF);
   alignas(64) uint8_t leafT[G][kTableChunk * R];
   const uint32_t* ps[G * R][kMaxTableSlots];
@@ -914,9 +910,7 @@ template <class A>
 PD_INLINE void HeapWalk(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
   const int D = e.heap_depth;
   const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.heap_val32.data();
-  else vals = e.heap_val64.data();
+  const A* vals = Pick<A>(e.heap_val64, e.heap_val32);
   auto step = [bins, B](const uint32_t* hn, uint32_t h, size_t r) {
     const uint32_t n = hn[h];
     const uint32_t b = bins[(n & 0x7FFFu) * B + r];
@@ -958,16 +952,10 @@ PD_TARGET_AVX512 inline void HeapAVX512(const Ensemble& e, const uint16_t* bins,
   const int D = e.heap_depth;
   const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
   const size_t ng = (nb + L - 1) / L;
-  __m512i rowoff[kMaxBlock / L];
-  for (size_t g = 0; g < ng; g++) {
-    alignas(64) int32_t o[L];
-    for (size_t i = 0; i < L; i++) o[i] = int32_t(std::min(g * L + i, nb - 1));
-    rowoff[g] = _mm512_load_si512(o);
-  }
+  alignas(64) int32_t rowoff[kMaxBlock];
+  RowOffsets(rowoff, L, nb);
   const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.heap_val32.data();
-  else vals = e.heap_val64.data();
+  const A* vals = Pick<A>(e.heap_val64, e.heap_val32);
   const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
   alignas(64) uint32_t idxs[kMaxBlock];
   __m512i idx[kMaxBlock / L];
@@ -980,7 +968,7 @@ PD_TARGET_AVX512 inline void HeapAVX512(const Ensemble& e, const uint16_t* bins,
       for (size_t g = 0; g < ng; g++) {
         const __m512i n = _mm512_i32gather_epi32(idx[g], hn, 4);
         const __m512i slot = _mm512_and_si512(n, m15);
-        const __m512i b = _mm512_i32gather_epi32(_mm512_add_epi32(rowoff[g], _mm512_sll_epi32(slot, shB)), bins, 2);
+        const __m512i b = _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_load_si512(rowoff + g * L), _mm512_sll_epi32(slot, shB)), bins, 2);
         const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(n, 15), one)), m16);
         const __mmask16 right = _mm512_cmpgt_epu32_mask(bb, _mm512_srli_epi32(n, 16));
         // h = 2h + 1 + right
@@ -1000,9 +988,7 @@ PD_TARGET_AVX512 inline void HeapAVX512(const Ensemble& e, const uint16_t* bins,
 // row by row in tree order (so every sum rounds exactly as the walks' do).
 template <ISA kISA, class A>
 PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb, A* acc, size_t K) {
-  const A* vals;
-  if constexpr (sizeof(A) == sizeof(float)) vals = e.lt_val32.data();
-  else vals = e.lt_val64.data();
+  const A* vals = Pick<A>(e.lt_val64, e.lt_val32);
   alignas(64) uint8_t leaf[kMaxBlock][kTableChunk];
   const size_t T = size_t(e.num_trees);
   for (size_t t0 = 0; t0 < T; t0 += kTableChunk) {
