@@ -3,6 +3,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"log/slog"
 	"runtime/debug"
 	"testing"
@@ -72,6 +73,37 @@ func TestAllocsIndependentOfCandidates(t *testing.T) {
 		t.Logf("%s: %.0f allocs at 10 candidates, %.0f at 1,000", form, allocs[0], allocs[1])
 		if allocs[0] != 0 || allocs[1] != 0 {
 			t.Errorf("%s: %.0f allocs at 10 candidates, %.0f at 1,000; want 0 and 0", form, allocs[0], allocs[1])
+		}
+	}
+}
+
+// TestAllocsWithAdmission: with admission control on, a served request (its slot taken
+// before decoding, as peekModel allows, or after it when the body does not name the model
+// first) still allocates nothing.
+func TestAllocsWithAdmission(t *testing.T) {
+	s, err := New(Config{ModelFS: examples.Models(), Logger: slog.New(slog.DiscardHandler), AdmissionCapacity: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	s.Reload()
+	m := claimsEngine(t)
+	names := m.FeatureNames()
+	rows := randomRows(m, 200, 1)
+	pb, err := proto.Marshal(protoRequest("claims", "", names, rows, false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js := jsonRequest("claims", "", "", names, rows, false)
+	// The same request with the model named last: admitted after decoding.
+	late := append([]byte(`{"candidates"`), js[bytes.Index(js, []byte(`:[`)):len(js)-1]...)
+	late = append(late, `,"model":"claims"}`...)
+	for _, c := range []struct {
+		name, ct string
+		body     []byte
+	}{{"proto", "application/x-protobuf", pb}, {"json", "application/json", js}, {"json-model-last", "application/json", late}} {
+		if n := allocsPerRequest(t, s, c.ct, c.body); n != 0 {
+			t.Errorf("%s: %.0f allocs, want 0", c.name, n)
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"encoding/json"
 	"math"
 	"testing"
@@ -165,4 +166,72 @@ func FuzzParseManifest(f *testing.F) {
 			t.Fatalf("accepted an invalid log rate: %+v", m.Log)
 		}
 	})
+}
+
+// FuzzPeekModel: peekModel never panics, and a name it finds is what the real decoder
+// reads from the same bytes: the body's prefix up to the name's end (closed with "}" for
+// JSON) decodes to a request for exactly that model, and when the whole body decodes and
+// names no other model, to the same model too.
+func FuzzPeekModel(f *testing.F) {
+	for _, s := range []string{
+		`{"model":"m","candidates":[]}`,
+		" {\n\"model\" :\t\"ranker\" , \"rows\":[[1]]}",
+		`{"model":"a\"b"}`,
+		`{"model":"m\u00e9"}`,
+		`{"version":"1","model":"m"}`,
+		`{"model":"m","model":"n"}`,
+		`{"model":""}`,
+	} {
+		f.Add([]byte(s))
+	}
+	b, err := proto.Marshal(&predictpb.PredictRequest{Model: "m", Version: "2", Candidates: []*predictpb.Candidate{{Id: "x"}}})
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(b)
+	f.Add([]byte("\x12\x011\x0a\x01m")) // version first
+	f.Fuzz(func(t *testing.T, data []byte) {
+		for _, isProto := range []bool{false, true} {
+			name, end := peekModel(data, isProto)
+			if name == nil {
+				continue
+			}
+			if end > len(data) || len(name) == 0 || &name[0] != &data[end-len(name)-btoi(!isProto)] {
+				t.Fatalf("proto=%v: name %q, end %d: not the bytes before end of %q", isProto, name, end, data)
+			}
+			prefix := append([]byte(nil), data[:end]...)
+			r := getRequest()
+			var err error
+			if isProto {
+				err = decodeProto(r, prefix, fuzzLimits)
+			} else {
+				err = decodeJSON(r, append(prefix, '}'), fuzzLimits)
+			}
+			if err != nil || string(r.model) != string(name) {
+				t.Fatalf("proto=%v: peeked %q, the decoder reads %q (%v) from %q", isProto, name, r.model, err, data[:end])
+			}
+			putRequest(r)
+			// The whole body: the decoder's model is the peeked one unless the model
+			// field appears again.
+			r = getRequest()
+			body := append([]byte(nil), data...)
+			if isProto {
+				err = decodeProto(r, body, fuzzLimits)
+			} else {
+				err = decodeJSON(r, body, fuzzLimits)
+			}
+			if err == nil && string(r.model) != string(name) && !bytes.Contains(data[end:], []byte(`model`)) &&
+				!bytes.Contains(data[end:], []byte(`\u`)) && !isProto {
+				t.Fatalf("peeked %q, the decoder reads %q from %q", name, r.model, data)
+			}
+			putRequest(r)
+		}
+	})
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -361,3 +361,44 @@ func mustMarshal(t testing.TB, m proto.Message) []byte {
 	}
 	return b
 }
+
+// fillBulkhead takes every admission slot of model and fills its queue with waiters (the
+// server's MaxQueueWait must outlast the test), so that every further request for model
+// is rejected at once (429, queue full). The returned func empties the queue and frees
+// the slots.
+func fillBulkhead(t testing.TB, s *Server, model string) func() {
+	t.Helper()
+	b := s.prod.lim.Bulkhead(model)
+	if b == nil {
+		t.Fatalf("model %s has no bulkhead", model)
+	}
+	slots := b.Stats().Slots
+	for range slots {
+		if err := b.Acquire(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiters := int64(slots * 4) // the default QueuePerSlot
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	for range waiters {
+		go func() {
+			if b.Acquire(ctx) == nil {
+				b.Release()
+			}
+			done <- struct{}{}
+		}()
+	}
+	for b.Stats().Queued < waiters {
+		time.Sleep(time.Millisecond)
+	}
+	return func() {
+		cancel()
+		for range waiters {
+			<-done
+		}
+		for range slots {
+			b.Release()
+		}
+	}
+}

@@ -363,9 +363,25 @@ func (p *production) admit(v *version, deadline time.Time) (*admission.Bulkhead,
 	if p == nil || p.lim == nil {
 		return nil, nil
 	}
-	b := p.lim.Bulkhead(v.model)
+	// nil: a model of a newer snapshot than the weights, not limited.
+	return p.acquire(p.lim.Bulkhead(v.model), deadline)
+}
+
+// admitEarly takes the admission slot of the model a request's body names before the
+// body is decoded (peekModel): nil model, no admission control or a name without a
+// bulkhead (an unknown model, or one newer than the weights) take nothing and leave
+// admission to admit, after decoding. Rejections are admit's.
+func (p *production) admitEarly(model []byte, deadline time.Time) (*admission.Bulkhead, error) {
+	if p == nil || p.lim == nil || model == nil {
+		return nil, nil
+	}
+	return p.acquire(p.lim.BulkheadBytes(model), deadline)
+}
+
+// acquire waits for b's slot within the deadline (see admit); a nil b takes nothing.
+func (p *production) acquire(b *admission.Bulkhead, deadline time.Time) (*admission.Bulkhead, error) {
 	if b == nil {
-		return nil, nil // a model of a newer snapshot than the weights: not limited
+		return nil, nil
 	}
 	ctx := bg
 	if !deadline.IsZero() {

@@ -641,3 +641,59 @@ func TestErrorStatusOfPredictorErrors(t *testing.T) {
 	f(fmt.Errorf("model %q: waiting for a slot: %w", "m", context.DeadlineExceeded), 504, "deadline_exceeded")
 	f(errors.New("something else"), 500, "internal")
 }
+
+// TestAdmissionBeforeDecoding: a body that names its model first is admitted before it
+// is decoded (peekModel), so when the model's bulkhead is full even a malformed body for
+// it gets 429, and decoding costs the flooded model nothing; a body that names the model
+// later is decoded first (its errors are 400s), then admitted. A body that names two
+// models is rejected by the first one's full bulkhead before decoding, and one admitted
+// for the first is admitted again for the model the decoder takes (the last).
+func TestAdmissionBeforeDecoding(t *testing.T) {
+	root := newRepo(t,
+		repoVersion{model: "flooded", version: "1", src: "demo", manifest: lgbManifest},
+		repoVersion{model: "quiet", version: "1", src: "demo", manifest: lgbManifest})
+	ts := startServer(t, Config{ModelDir: root, AdmissionCapacity: 2, AdmissionMaxQueueWait: time.Hour})
+	release := fillBulkhead(t, ts.Server, "flooded")
+	defer release()
+	m := claimsEngine(t)
+	names := m.FeatureNames()
+	rows := randomRows(m, 3, 5)
+	pbFlooded := mustMarshal(t, protoRequest("flooded", "", names, rows, false))
+	for _, c := range []struct {
+		name, ct, body string
+		status         int
+		code           string
+	}{
+		{"json, malformed after the model", "application/json", `{"model":"flooded","candidates":[{"id":`, 429, "overloaded"},
+		{"json, unknown field after the model", "application/json", `{ "model" : "flooded", "nope": 1}`, 429, "overloaded"},
+		{"protobuf, truncated after the model", "application/x-protobuf", string(pbFlooded[:len(pbFlooded)-3]), 429, "overloaded"},
+		{"json, well-formed", "application/json", string(jsonRequest("flooded", "", "", names, rows, false)), 429, "overloaded"},
+		// Model not first: decoded first, so a malformed body is a 400 ...
+		{"json, model last, malformed", "application/json", `{"candidates":[{"id":1}],"model":"flooded"`, 400, "bad_request"},
+		// ... and a well-formed one is admitted after decoding: still 429.
+		{"json, model last", "application/json", `{"candidates":[],"model":"flooded"}`, 429, "overloaded"},
+		// An escaped name is not peeked.
+		{"json, escaped name, malformed", "application/json", `{"model":"floo\u0064ed","x":}`, 400, "bad_request"},
+		// A model named twice: the first name's bulkhead decides before decoding ...
+		{"json, flooded then quiet", "application/json", `{"model":"flooded","candidates":[],"model":"quiet"}`, 429, "overloaded"},
+		// ... and a request admitted for the first is admitted again for the decoded one
+		// (the decoder takes the last model field).
+		{"json, quiet then flooded", "application/json", `{"model":"quiet","candidates":[],"model":"flooded"}`, 429, "overloaded"},
+		{"quiet model", "application/json", string(jsonRequest("quiet", "", "", names, rows, false)), 200, ""},
+		{"quiet model, malformed", "application/json", `{"model":"quiet","candidates":[{"id":`, 400, "bad_request"},
+	} {
+		status, body := ts.post(t, "unix", "/v1/predict", c.ct, []byte(c.body))
+		code, _ := apiErrorOrNil(body)
+		if status != c.status || code != c.code {
+			t.Errorf("%s: %d %s, want %d %q", c.name, status, body, c.status, c.code)
+		}
+	}
+	st := modelStatus(t, ts, "flooded").Admission
+	if st == nil || st.Rejected != 7 || st.Admitted != 1 {
+		t.Errorf("flooded admission stats %+v: want 7 rejected and only the slot fillBulkhead holds admitted", st)
+	}
+	q := modelStatus(t, ts, "quiet").Admission
+	if q == nil || q.Admitted != 3 || q.InFlight != 0 {
+		t.Errorf("quiet admission stats %+v: want 3 admitted (quiet then flooded, and two quiet ones), none held", q)
+	}
+}

@@ -1,13 +1,14 @@
 // Package sidecar is predictd's prediction server: a model registry with hot reload and
 // a fasthttp API that scores batches of candidates.
 //
-// The request path (docs/architecture.md): decode the body (JSON or protobuf, into a
-// pooled request) → resolve the model and version (an atomic snapshot of the registry,
-// with a reference held until the response is written) → assemble a row-major matrix
-// (names → columns through a map built at load; context features broadcast; missing =
-// NaN; feature-store columns filled by a FeatureStore) → score (engine.Predictor, in
-// blocks, checking the deadline) → encode (append-style, into the pooled buffer) → the
-// after-response hook.
+// The request path (docs/architecture.md): with admission control, the model's slot
+// when the body names its model first (peekModel; otherwise after resolving) → decode
+// the body (JSON or protobuf, into a pooled request) → resolve the model and version (an
+// atomic snapshot of the registry, with a reference held until the response is written)
+// → assemble a row-major matrix (names → columns through a map built at load; context
+// features broadcast; missing = NaN; feature-store columns filled by a FeatureStore) →
+// score (engine.Predictor, in blocks, checking the deadline) → encode (append-style, into
+// the pooled buffer) → the after-response hook.
 package sidecar
 
 import (
@@ -414,6 +415,25 @@ func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
 	}
 	// The body is ours until the handler returns; the JSON decoder unescapes in place.
 	body := ctx.Request.Body()
+	// Admission before decoding when the body names its model first (peekModel): a
+	// flooded model's rejections then cost no decoding, and its bulkhead bounds the
+	// decoding of its admitted requests too. Otherwise admission follows decoding. The
+	// slot is released after the after-response step, before the version reference.
+	var held *admission.Bulkhead
+	var v *version
+	defer func() {
+		if held != nil {
+			held.Release()
+		}
+		if v != nil {
+			v.release()
+		}
+	}()
+	peeked, _ := peekModel(body, proto)
+	if held, err = s.prod.admitEarly(peeked, deadline); err != nil {
+		fail(nil, err)
+		return
+	}
 	dspan := tp.Decode(tctx)
 	lim := decodeLimits{rows: s.cfg.MaxCandidates, cells: s.cfg.MaxCells}
 	if proto {
@@ -426,25 +446,25 @@ func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
 		fail(nil, err)
 		return
 	}
-	v, err := s.reg.acquire(req.model, req.version)
-	if err != nil {
+	if v, err = s.reg.acquire(req.model, req.version); err != nil {
 		fail(nil, err)
 		return
 	}
-	defer v.release()
 	if tp.Enabled() {
 		span.SetAttributes(tracing.AttrModel.String(v.model), tracing.AttrModelVersion.String(v.version),
 			tracing.AttrRows.Int(req.numRows()))
 	}
-	// Admission: the model's bulkhead (docs/production.md); released after the
-	// after-response step, before the version reference.
-	b, err := s.prod.admit(v, deadline)
-	if err != nil {
-		fail(v, err)
-		return
-	}
-	if b != nil {
-		defer b.Release()
+	// Admission after decoding: for a body that did not name its model first, or named
+	// another model than the decoded one (a later duplicate model field wins).
+	if held == nil || held.Model() != v.model {
+		if held != nil {
+			held.Release()
+			held = nil
+		}
+		if held, err = s.prod.admit(v, deadline); err != nil {
+			fail(v, err)
+			return
+		}
 	}
 
 	m64, err := req.matrix(v, s.cfg.MaxCells)
@@ -636,9 +656,13 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
 	attrs := []attribute.KeyValue{attribute.String("code", code)}
-	if v != nil {
+	switch {
+	case v != nil:
 		attrs = append(attrs, attribute.String("model", v.model), attribute.String("version", v.version))
-	} else {
+	case oe != nil:
+		// Rejected before decoding (admitEarly): the model is known, its version not yet.
+		attrs = append(attrs, attribute.String("model", oe.Model), attribute.String("version", ""))
+	default:
 		attrs = append(attrs, attribute.String("model", ""), attribute.String("version", ""))
 	}
 	s.met.errors.Add(bg, 1, metric.WithAttributes(attrs...))

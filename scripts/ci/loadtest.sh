@@ -4,9 +4,11 @@
 #                                             also part of scripts/test.sh's go test ./...)
 #   scripts/ci/loadtest.sh deps               install wrk (Debian), needed only by the benchmarks
 #   scripts/ci/loadtest.sh bench              generator benchmarks: fidelity vs wrk, own limit
-#   scripts/ci/loadtest.sh noisy-models DIR   a model repository with models "quiet" and
-#                                             "flooded" (copies of the demo model) for the
-#                                             noisy-neighbor scenario
+#   scripts/ci/loadtest.sh noisy-models DIR   a model repository with models "quiet" (a
+#                                             copy of the demo model) and "flooded" (the
+#                                             demo model's trees repeated HEAVY times,
+#                                             default 50: a model that costs 50x as much
+#                                             per row) for the noisy-neighbor scenario
 #   scripts/ci/loadtest.sh feature-models DIR [redis PORT | snapshot]
 #                                             a model repository with models "homepage" and
 #                                             "stores" (the demo model's trees, renamed
@@ -52,12 +54,24 @@ bench)
   ;;
 noisy-models)
   dir=${1:?usage: loadtest.sh noisy-models DIR}
+  heavy=${HEAVY:-50}
   for m in quiet flooded; do
     mkdir -p "$dir/$m"
-    rm -rf "$dir/$m/1"
+    rm -rf "${dir:?}/$m/1"
     cp -r examples/models/claims/1 "$dir/$m/1"
   done
-  echo "$dir: models quiet and flooded (predictd serve --models $dir)"
+  # flooded: every tree of the demo model HEAVY times over, renumbered; tree_sizes is
+  # dropped, as it would no longer match (LightGBM and predictd read the trees without it).
+  awk -v k="$heavy" '
+    /^tree_sizes=/ { next }
+    /^Tree=/ { intree = 1; cur = n++; body[cur] = ""; next }
+    /^end of trees/ {
+      for (r = 0; r < k; r++) for (i = 0; i < n; i++) printf "Tree=%d\n%s", r * n + i, body[i]
+      intree = 0
+    }
+    intree { body[cur] = body[cur] $0 "\n"; next }
+    { print }' examples/models/claims/1/model.txt >"$dir/flooded/1/model.txt"
+  echo "$dir: models quiet and flooded ($heavy x the demo model's trees) (predictd serve --models $dir)"
   ;;
 feature-models)
   dir=${1:?usage: loadtest.sh feature-models DIR [redis PORT | snapshot]}

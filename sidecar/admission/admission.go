@@ -10,9 +10,12 @@
 // own bulkhead while the others keep their slots (the design of VictoriaMetrics'
 // lib/writeconcurrencylimiter, per model).
 //
-// In front of the bulkheads, process-wide admission control counts every admitted and
-// waiting request; past MaxPending it rejects at once, so the process answers quickly
-// with 503 instead of queueing until every client times out.
+// Behind the bulkheads, process-wide admission control counts every admitted and waiting
+// request; past MaxPending it rejects at once, so the process answers quickly with 503
+// instead of queueing until every client times out. A request counts only once its
+// bulkhead gave it a slot or a queue place: what a full bulkhead rejects (429) never
+// reaches the process-wide count, so a flood on one model cannot push the others' requests
+// over MaxPending.
 package admission
 
 import (
@@ -171,6 +174,9 @@ func (l *Limiter) SetWeights(weights map[string]float64) error {
 // Bulkhead returns the model's bulkhead, or nil for a model SetWeights did not name.
 func (l *Limiter) Bulkhead(model string) *Bulkhead { return (*l.heads.Load())[model] }
 
+// BulkheadBytes is Bulkhead for a name still in a request's bytes; it does not allocate.
+func (l *Limiter) BulkheadBytes(model []byte) *Bulkhead { return (*l.heads.Load())[string(model)] }
+
 // Acquire is Bulkhead(model).Acquire(ctx); an unknown model is an error.
 func (l *Limiter) Acquire(ctx context.Context, model string) (*Bulkhead, error) {
 	b := l.Bulkhead(model)
@@ -203,15 +209,18 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 		return fmt.Errorf("model %q: %w", b.model, context.Cause(ctx))
 	}
 	l := b.l
-	if l.pending.Add(1) > int64(l.cfg.MaxPending) {
-		l.pending.Add(-1)
-		l.rejects.Add(1)
-		return b.overloaded(http.StatusServiceUnavailable,
-			fmt.Sprintf("%d requests admitted or waiting in the process", l.cfg.MaxPending), settingMaxPending+" or "+settingCapacity)
-	}
+	// The model's own bulkhead is asked first, and a request counts towards MaxPending
+	// only once it holds a slot or a queue place: a flood that its bulkhead rejects
+	// never touches the process-wide count, so it cannot push the other models' requests
+	// over MaxPending (each bulkhead holds at most its slots plus its queue).
+	//
 	// Fast path: a free slot, no timer, no allocation.
 	select {
 	case b.sem <- struct{}{}:
+		if l.pending.Add(1) > int64(l.cfg.MaxPending) {
+			<-b.sem
+			return b.saturated()
+		}
 		b.admitted.Add(1)
 		return nil
 	default:
@@ -219,12 +228,14 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	b.limitReached.Add(1)
 	if b.queued.Add(1) > b.maxQueue {
 		b.queued.Add(-1)
-		l.pending.Add(-1)
 		b.rejected.Add(1)
 		return b.overloaded(http.StatusTooManyRequests,
 			fmt.Sprintf("all %d slots busy and %d requests queued", cap(b.sem), b.maxQueue), settingWeight+" or "+settingCapacity)
 	}
 	defer b.queued.Add(-1)
+	if l.pending.Add(1) > int64(l.cfg.MaxPending) {
+		return b.saturated()
+	}
 	// A request whose deadline comes before MaxQueueWait gives up at its deadline.
 	wait := l.cfg.MaxQueueWait
 	t := time.NewTimer(wait)
@@ -245,9 +256,22 @@ func (b *Bulkhead) Acquire(ctx context.Context) error {
 	}
 }
 
+// saturated undoes the caller's pending.Add(1) and rejects with 503: the process holds
+// MaxPending admitted or waiting requests.
+func (b *Bulkhead) saturated() error {
+	l := b.l
+	l.pending.Add(-1)
+	l.rejects.Add(1)
+	return b.overloaded(http.StatusServiceUnavailable,
+		fmt.Sprintf("%d requests admitted or waiting in the process", l.cfg.MaxPending), settingMaxPending+" or "+settingCapacity)
+}
+
 func (b *Bulkhead) overloaded(status int, reason, setting string) error {
 	return &OverloadedError{Model: b.model, Status: status, RetryAfter: b.l.cfg.RetryAfter, Reason: reason, Setting: setting}
 }
+
+// Model returns the name of the model the bulkhead belongs to.
+func (b *Bulkhead) Model() string { return b.model }
 
 // Release returns the slot taken by a successful Acquire.
 func (b *Bulkhead) Release() {

@@ -285,3 +285,90 @@ func TestDefaultMaxPendingLeavesRoomForOthers(t *testing.T) {
 		t.Fatalf("%d pending", p)
 	}
 }
+
+// TestRejectedFloodDoesNotCountTowardsMaxPending: requests that their own full bulkhead
+// rejects never count towards the process-wide MaxPending, so a flood of them, however
+// many arrive at once, cannot get another model's requests 503s. Before the bulkhead was
+// asked first, every attempt counted for a moment: at MaxPending = the flooded
+// bulkhead's size a flooded request got 503, not 429, and with the default MaxPending a
+// burst of concurrent attempts pushed the quiet model's requests over it (the
+// noisy-neighbor scenario's quiet model got 503s at a flood of 1,600/s).
+func TestRejectedFloodDoesNotCountTowardsMaxPending(t *testing.T) {
+	// MaxPending = flood's slot and queue: exactly full once flood's bulkhead is.
+	l := newLimiter(t, Config{Capacity: 2, MaxQueueWait: time.Minute, MaxPending: 5}, map[string]float64{"flood": 1, "quiet": 1})
+	flood, quiet := l.Bulkhead("flood"), l.Bulkhead("quiet")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := flood.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	waiters := make(chan error, 4)
+	for range 4 {
+		go func() { waiters <- flood.Acquire(ctx) }()
+	}
+	for flood.Stats().Queued != 4 {
+		time.Sleep(time.Millisecond)
+	}
+	// The flood's own bulkhead rejects it (429), not the process (503) ...
+	overloaded(t, flood.Acquire(ctx), http.StatusTooManyRequests, "weight")
+	// ... while the process is at MaxPending: the quiet model gets 503.
+	overloaded(t, quiet.Acquire(ctx), http.StatusServiceUnavailable, "--admission-max-pending")
+	if _, n := l.Stats(); n != 1 {
+		t.Fatalf("%d process-wide rejections, want 1 (the quiet request)", n)
+	}
+	cancel()
+	for range 4 {
+		<-waiters
+	}
+	flood.Release()
+
+	// Default MaxPending: 8 goroutines flood a full bulkhead while the quiet model
+	// acquires and releases; not one quiet request may be refused.
+	l = newLimiter(t, Config{Capacity: 2, MaxQueueWait: time.Minute}, map[string]float64{"flood": 1, "quiet": 1})
+	flood, quiet = l.Bulkhead("flood"), l.Bulkhead("quiet")
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	if err := flood.Acquire(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		go flood.Acquire(ctx)
+	}
+	for flood.Stats().Queued != 4 {
+		time.Sleep(time.Millisecond)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	for range 8 {
+		go func() {
+			defer func() { done <- struct{}{} }()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if flood.Acquire(ctx) == nil {
+					flood.Release() // not reached: the slot is never freed
+				}
+			}
+		}()
+	}
+	for flood.Stats().Rejected < 100 {
+		time.Sleep(time.Millisecond)
+	}
+	// At least 2,000 quiet requests, and until the flood was rejected 20,000 more
+	// times: the two overlap however the goroutines are scheduled.
+	until := flood.Stats().Rejected + 20_000
+	for i := 0; i < 2000 || flood.Stats().Rejected < until; i++ {
+		if err := quiet.Acquire(ctx); err != nil {
+			close(stop)
+			t.Fatalf("quiet request %d refused beside a flood its bulkhead rejects: %v", i, err)
+		}
+		quiet.Release()
+	}
+	close(stop)
+	for range 8 {
+		<-done
+	}
+}
