@@ -134,3 +134,24 @@ func FuzzParseResult(f *testing.F) {
 		_ = reportHTML(r)
 	})
 }
+
+// TestStableRejectsClimb: values inside a loose tolerance that rise window after window
+// (a queue growing) are not stable; the same spread without a trend is.
+func TestStableRejectsClimb(t *testing.T) {
+	for _, c := range []struct {
+		vals []float64
+		tol  float64
+		want bool
+	}{
+		{[]float64{110, 152, 187}, 0.3, false}, // the search test's overloaded trial
+		{[]float64{152, 110, 187}, 0.3, true},
+		{[]float64{4.40, 4.42, 4.45}, 0.1, true}, // a small rise is noise
+		{[]float64{100, 100, 100}, 0.1, true},
+		{[]float64{100, 120, 100}, 0.1, false},
+		{[]float64{1, 2}, 0.5, false},
+	} {
+		if got := Stable(c.vals, c.tol); got != c.want {
+			t.Errorf("Stable(%v, %v) = %v, want %v", c.vals, c.tol, got, c.want)
+		}
+	}
+}

@@ -733,7 +733,9 @@ func (ph *phase) stats(pws []*phaseWL, from, to int, measured time.Duration, off
 	return s
 }
 
-// Stable applies the stability rule: the last three values lie within tol of their mean.
+// Stable applies the stability rule: the last three values lie within tol of their mean,
+// and they are not a climb (rising window after window by more than tol of their mean in
+// all: a queue that grows every window, whose values a loose tol would still accept).
 func Stable(vals []float64, tol float64) bool {
 	if len(vals) < 3 {
 		return false
@@ -744,6 +746,9 @@ func Stable(vals []float64, tol float64) bool {
 		if math.Abs(v-mean) > tol*mean {
 			return false
 		}
+	}
+	if last[0] < last[1] && last[1] < last[2] && last[2]-last[0] > tol*mean {
+		return false
 	}
 	return true
 }
@@ -908,6 +913,15 @@ func (r *runner) runSearch(ctx context.Context) error {
 		r.res.Steps = append(r.res.Steps, st)
 		return st, st.Stable && st.SLOMet
 	}
+	// settle follows a failed trial: an overloaded target may still hold a backlog of
+	// requests the generator gave up on, which would fail the next trial whatever its
+	// rate. One request timeout lets it drain (or time out) first.
+	settle := func() {
+		select {
+		case <-time.After(r.sc.Timeout.D()):
+		case <-ctx.Done():
+		}
+	}
 	var good, bad float64
 	trials := 0
 	for rate := s.Start; rate <= s.Max*(1+1e-9) && ctx.Err() == nil; rate *= s.Factor {
@@ -915,6 +929,7 @@ func (r *runner) runSearch(ctx context.Context) error {
 		trials++
 		if !ok {
 			bad = rate
+			settle()
 			break
 		}
 		good = rate
@@ -931,6 +946,7 @@ func (r *runner) runSearch(ctx context.Context) error {
 				good = mid
 			} else {
 				bad = mid
+				settle()
 			}
 		}
 	}

@@ -82,8 +82,10 @@ type Ramp struct {
 // Search finds the highest rate that holds the SLO: it multiplies the rate by Factor from
 // Start until a trial fails, then bisects Bisections times. A trial runs windows until the
 // last three are stable (mean latency and achieved rate within Stability of their
-// average, the rule of Triton's perf_analyzer) or MaxWindows pass (then it fails as
-// unstable). A trial passes when it is stable and its p99 and error rate meet the SLO.
+// average, the rule of Triton's perf_analyzer, and not climbing window after window) or
+// MaxWindows pass (then it fails as unstable). A trial passes when it is stable and its
+// p99 and error rate meet the SLO; after a failed trial the search waits one request
+// timeout, so a backlog the overload left in the target drains before the next trial.
 type Search struct {
 	Start      float64 `yaml:"start"`       // first rate tried; required
 	Max        float64 `yaml:"max"`         // highest rate tried; required
