@@ -332,6 +332,18 @@ func decodeError(status int, body []byte) error {
 	return &Error{Status: status, Code: e.Error.Code, Message: e.Error.Message}
 }
 
+// jsonRequest is the JSON API's request. "model" comes first: the sidecar reads a body's
+// leading model name to admit or reject it before decoding the rest (docs/production.md).
+type jsonRequest struct {
+	Model      string            `json:"model"`
+	Version    string            `json:"version,omitempty"`
+	Output     string            `json:"output,omitempty"`
+	Context    map[string]any    `json:"context,omitempty"`
+	Keys       map[string]string `json:"keys,omitempty"`
+	Candidates []map[string]any  `json:"candidates,omitempty"`
+	Rows       [][]any           `json:"rows,omitempty"`
+}
+
 // requestJSON writes a request in the JSON API's shape (features as objects, not the
 // protobuf's lists of name/value pairs).
 func requestJSON(in *predictpb.PredictRequest) ([]byte, error) {
@@ -353,18 +365,12 @@ func requestJSON(in *predictpb.PredictRequest) ([]byte, error) {
 		}
 		return m
 	}
-	out := map[string]any{"model": in.GetModel()}
-	if in.GetVersion() != "" {
-		out["version"] = in.GetVersion()
-	}
-	if in.GetOutput() != "" {
-		out["output"] = in.GetOutput()
-	}
+	out := jsonRequest{Model: in.GetModel(), Version: in.GetVersion(), Output: in.GetOutput()}
 	if len(in.GetContext()) > 0 {
-		out["context"] = feats(in.GetContext())
+		out.Context = feats(in.GetContext())
 	}
 	if len(in.GetKeys()) > 0 {
-		out["keys"] = keys(in.GetKeys())
+		out.Keys = keys(in.GetKeys())
 	}
 	if len(in.GetCandidates()) > 0 {
 		cands := make([]map[string]any, len(in.GetCandidates()))
@@ -375,7 +381,7 @@ func requestJSON(in *predictpb.PredictRequest) ([]byte, error) {
 			}
 			cands[i] = cm
 		}
-		out["candidates"] = cands
+		out.Candidates = cands
 	}
 	if len(in.GetRows()) > 0 {
 		rows := make([][]any, len(in.GetRows()))
@@ -390,7 +396,7 @@ func requestJSON(in *predictpb.PredictRequest) ([]byte, error) {
 			}
 			rows[i] = row
 		}
-		out["rows"] = rows
+		out.Rows = rows
 	}
 	return json.Marshal(out)
 }
