@@ -138,6 +138,10 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
   return PredictChecked<float>(e, pd::Kernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
 }
 
+const char* pd_ensemble_slow_reason(const pd_ensemble* e) {
+  return e == nullptr || e->e.fast ? "" : e->e.slow_reason.c_str();
+}
+
 int pd_ensemble_is_fast(const pd_ensemble* e) {
   if (e == nullptr || !e->e.fast) return 0;
   return e->e.leaf_tables ? 2 : e->e.heap_depth > 0 ? 3 : 1;

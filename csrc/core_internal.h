@@ -223,6 +223,8 @@ int pd_kernel_supported(int kernel);
 // Whether the model runs on the binned fast path with leaf tables (2), with the heap walk
 // (3), with the pointer walks only (1), or only on the generic path (0).
 int pd_ensemble_is_fast(const pd_ensemble* e);
+// Why the model is on the generic path only ("" when it is not); valid while e lives.
+const char* pd_ensemble_slow_reason(const pd_ensemble* e);
 }
 
 // Test shorthands: the whole batch, shapes taken from the model.

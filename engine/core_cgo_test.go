@@ -278,3 +278,53 @@ func TestCoreKernelsAgree(t *testing.T) {
 		}
 	}
 }
+
+// TestTraversal: Model.Traversal names the core's layout for the model, and the reason
+// when a model is left to the generic walk; the Go scorer has none.
+func TestTraversal(t *testing.T) {
+	for path, want := range map[string]string{
+		"lightgbm/lleaves_NYC_taxi/model.txt":  "leaf tables",
+		"xgboost/gen_regression_nan/model.json": "heap walk",
+	} {
+		format := FormatLightGBM
+		if strings.HasSuffix(path, ".json") {
+			format = FormatXGBoost
+		}
+		ens, err := Parse(format, readFixture(t, path))
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := NewModel(ens, Options{Backend: BackendC})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Traversal(); got != want {
+			t.Errorf("%s: traversal %q, want %q", path, got, want)
+		}
+		m.Close()
+		g, err := NewModel(ens, Options{Backend: BackendGo})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := g.Traversal(); got != "" {
+			t.Errorf("%s on the Go scorer: traversal %q, want none", path, got)
+		}
+		g.Close()
+	}
+	// Two splits on one feature with different missing types: the generic walk, and why.
+	ens := &Ensemble{
+		Semantics: SemanticsLightGBM, NumFeatures: 1, NumOutputs: 1, BaseScore: []float64{0},
+		NodeStart: []int32{0, 1, 2}, LeafStart: []int32{0, 2, 4}, TreeOutput: []int32{0, 0},
+		Feature: []int32{0, 0}, Threshold: []float64{1, 2},
+		Flags: []uint8{MakeFlags(false, true, MissingNaN), MakeFlags(false, true, MissingZero)},
+		Left:  []int32{-1, -1}, Right: []int32{-2, -2}, CatSet: []int32{-1, -1}, LeafValue: []float64{1, 2, 3, 4},
+	}
+	m, err := NewModel(ens, Options{Backend: BackendC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if got, want := m.Traversal(), "generic (feature 0 mixes missing types)"; got != want {
+		t.Errorf("traversal %q, want %q", got, want)
+	}
+}

@@ -173,6 +173,17 @@ func (m *Model) FeatureNames() []string { return m.ens.FeatureNames }
 // BackendName returns the scorer in use ("c/avx2", "go", ...).
 func (m *Model) BackendName() string { return m.sc.name() }
 
+// Traversal returns how the C++ core scores this model: "leaf tables" (trees of at most
+// 32 leaves), "heap walk" (complete trees up to depth 10), "walk", or "generic (REASON)"
+// when the model is outside the fast kernels' limits (20-100x slower; REASON says why).
+// Empty for the pure-Go scorer.
+func (m *Model) Traversal() string {
+	if t, ok := m.sc.(interface{ traversal() string }); ok {
+		return t.traversal()
+	}
+	return ""
+}
+
 // Semantics returns the numeric rules of the model's training library. LightGBM models
 // need float64 rows (PredictF64) for exact parity; XGBoost models lose nothing with float32.
 func (m *Model) Semantics() Semantics { return m.ens.Semantics }

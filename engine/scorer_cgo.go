@@ -22,6 +22,7 @@ int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, s
                           double* out, size_t out_len, char* err, size_t err_len);
 int pd_kernel_supported(int kernel);
 int pd_ensemble_is_fast(const pd_ensemble* e);
+const char* pd_ensemble_slow_reason(const pd_ensemble* e);
 */
 import "C"
 
@@ -79,6 +80,20 @@ func (s *cScorer) fastPath() bool { return C.pd_ensemble_is_fast(s.h) != 0 }
 
 // leafTables reports whether the core built leaf tables for this model (the table kernel).
 func (s *cScorer) leafTables() bool { return C.pd_ensemble_is_fast(s.h) == 2 }
+
+// traversal names how the core scores this model: "leaf tables", "heap walk", "walk", or
+// "generic (REASON)" when the model is outside the binned kernels' limits.
+func (s *cScorer) traversal() string {
+	switch C.pd_ensemble_is_fast(s.h) {
+	case 2:
+		return "leaf tables"
+	case 3:
+		return "heap walk"
+	case 1:
+		return "walk"
+	}
+	return "generic (" + C.GoString(C.pd_ensemble_slow_reason(s.h)) + ")"
+}
 
 // cArena copies Go slices into one C allocation, so the spec handed to pd_ensemble_new
 // holds no Go pointers (cgo pointer rules). The core copies the spec; the arena is freed

@@ -47,6 +47,7 @@ type version struct {
 	stored         []StoreColumn
 	binding        FeatureBinding // nil without store-backed features
 	backend        string         // the scorer, for traces ("c/avx2", "onnx/cuda", ...)
+	traversal      string         // how the C++ core scores the model (engine.Model.Traversal)
 	device         string         // where a predictor with Device() runs (ONNX: "cpu", "cuda:0")
 	loadedAt       time.Time
 	loadTime       time.Duration
@@ -486,6 +487,9 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engin
 	}
 	if d, ok := pred.(interface{ Device() string }); ok {
 		v.device = d.Device()
+	}
+	if t, ok := pred.(interface{ Traversal() string }); ok {
+		v.traversal = t.Traversal()
 	}
 	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
 	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}

@@ -48,6 +48,8 @@ type VersionStatus struct {
 	Error       string     `json:"error,omitempty"`
 	FailedAt    *time.Time `json:"failed_at,omitempty"`
 	Backend     string     `json:"backend,omitempty"`
+	// Traversal is how the C++ core scores a tree model (engine.Model.Traversal).
+	Traversal string `json:"traversal,omitempty"`
 	// Device is where the model actually runs, for predictors that choose (ONNX:
 	// "cpu", "cuda:0", or "cpu (cuda requested: ...)" after a fallback).
 	Device string  `json:"device,omitempty"`
@@ -116,7 +118,7 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 		vs := VersionStatus{Version: v.version, State: state,
 			Format: v.manifest.Format, Output: output, NumFeatures: v.nfeat,
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
-			LoadSeconds: v.loadTime.Seconds(), Backend: v.backend, Device: v.device, Weight: weight}
+			LoadSeconds: v.loadTime.Seconds(), Backend: v.backend, Traversal: v.traversal, Device: v.device, Weight: weight}
 		if a := v.attach.Load(); a != nil {
 			for _, sh := range a.shadows {
 				vs.Shadows = append(vs.Shadows, sh.Stats())
