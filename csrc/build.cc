@@ -255,8 +255,8 @@ bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
 
 // BuildHeap lays out the heap walk (Ensemble::heap_*) when the model has no leaf tables and
 // no categorical splits, its trees are at most kMaxHeapDepth deep, and padding them to
-// complete trees at most doubles the steps: the sum over trees of heap_depth is at most
-// twice the sum of their own depths.
+// complete trees at most doubles the steps (the sum over trees of heap_depth is at most
+// twice the sum of their own depths) and the layout stays under kMaxHeapBytes.
 void BuildHeap(Ensemble* e) {
   e->heap_depth = 0;
   const size_t T = size_t(e->num_trees);
@@ -266,6 +266,8 @@ void BuildHeap(Ensemble* e) {
   if (size_t(e->max_depth) * T > 2 * own) return;
   const int D = e->max_depth;
   const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
+  // Padding a path-like tree of a few nodes costs 2^depth slots: kMaxHeapBytes in all.
+  if (T * (ni * 4 + nl * 12) > kMaxHeapBytes) return;
   constexpr uint32_t kPad = 0xFFFFu << 16;  // slot 0, bin <= 0xFFFF: always left
   e->heap_node.assign(T * ni, kPad);
   e->heap_val64.assign(T * nl, 0.0);
@@ -353,6 +355,12 @@ void BuildLeafTables(Ensemble* e) {
     }
     full[t] = leaf == 32 ? ~0u : (1u << leaf) - 1;
   }
+  // Bound the build's work (every path step against every bin of its feature): a hostile
+  // model within the size limit could otherwise take minutes to load. Real models are far
+  // below (NYC_taxi ~8M, 1,000-tree mtpl2 ~15M).
+  size_t work = 0;
+  for (size_t s = 0; s < S; s++) work += steps[s].size() * nbins[s];
+  if (work > kMaxLeafTableWork) return;
   e->lt_stride = stride;
   e->lt_map_off.assign(S, 0);
   e->lt_map_n.assign(S, 0);

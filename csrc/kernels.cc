@@ -903,9 +903,11 @@ PD_TARGET_AVX512 inline void TableAVX512Any(const Ensemble& e, const uint16_t* b
 }
 #endif
 
-// HeapWalk: the heap layout's walk (Ensemble::heap_*), tree by tree over the block, four
-// rows at a time: heap_depth steps of h = 2h + 1 + (bin goes right), no child pointers,
-// no early exit to test.
+// HeapWalk: the heap layout's walk (Ensemble::heap_*), tree by tree over the block,
+// kHeapRows rows at a time (independent load chains the CPU overlaps): heap_depth steps
+// of h = 2h + 1 + (bin goes right), no child pointers, no early exit to test.
+constexpr size_t kHeapRows = 8;
+
 template <class A>
 PD_INLINE void HeapWalk(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
   const int D = e.heap_depth;
@@ -921,18 +923,14 @@ PD_INLINE void HeapWalk(const Ensemble& e, const uint16_t* bins, size_t B, size_
     const A* hv = vals + t * nl - ni;  // hv[h] for a bottom heap index h
     A* a = acc + e.tree_output[t];
     size_t r = 0;
-    for (; r + 4 <= nb; r += 4) {
-      uint32_t h0 = 0, h1 = 0, h2 = 0, h3 = 0;
-      for (int d = 0; d < D; d++) {
-        h0 = step(hn, h0, r);
-        h1 = step(hn, h1, r + 1);
-        h2 = step(hn, h2, r + 2);
-        h3 = step(hn, h3, r + 3);
-      }
-      a[r * K] += hv[h0];
-      a[(r + 1) * K] += hv[h1];
-      a[(r + 2) * K] += hv[h2];
-      a[(r + 3) * K] += hv[h3];
+    constexpr size_t R = kHeapRows;
+    for (; r + R <= nb; r += R) {
+      uint32_t h[R] = {};
+      for (int d = 0; d < D; d++)
+#pragma GCC unroll 16
+        for (size_t i = 0; i < R; i++) h[i] = step(hn, h[i], r + i);
+#pragma GCC unroll 16
+      for (size_t i = 0; i < R; i++) a[(r + i) * K] += hv[h[i]];
     }
     for (; r < nb; r++) {
       uint32_t h = 0;
