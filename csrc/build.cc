@@ -316,6 +316,7 @@ void BuildLeafTables(Ensemble* e) {
     nbins[s] = fb.categorical ? fb.ncat + 1 : 2 * fb.thr_n + 2;
     total += size_t(nbins[s]) * stride * sizeof(uint32_t);
   }
+  total += T * 32 * (sizeof(double) + sizeof(float));  // leaf values by leaf number
   if (total > kMaxLeafTableBytes) return;
   // Per slot: the (tree, leaf, node, went-left) constraints of every leaf's path.
   struct Step {
@@ -325,6 +326,7 @@ void BuildLeafTables(Ensemble* e) {
     bool left;
   };
   std::vector<std::vector<Step>> steps(S);
+  size_t nsteps = 0;
   std::vector<uint32_t> full(stride, 1u);  // padding trees: leaf 0
   std::vector<double> val64(size_t(T) * 32, 0.0);
   std::vector<float> val32(size_t(T) * 32, 0.0f);
@@ -348,6 +350,7 @@ void BuildLeafTables(Ensemble* e) {
       val64[t * 32 + leaf] = e->val64[lo + i];
       val32[t * 32 + leaf] = e->val32[lo + i];
       for (uint32_t c = i; parent[c] >= 0; c = uint32_t(parent[c])) {
+        if (++nsteps > kMaxLeafTableSteps) return;  // memory for the steps: the walks only
         const uint32_t p = uint32_t(parent[c]);
         steps[e->nodes[lo + p].feat & 0x7FFF].push_back({uint32_t(t), leaf, lo + p, side[c] == 0});
       }
