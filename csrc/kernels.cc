@@ -762,18 +762,23 @@ inline void LeafNumbersScalar(const Ensemble& e, const uint16_t* bins, size_t S,
 }
 
 #if PD_X86
+// Leaves16: the leaf numbers of 16 trees for one row, as bytes: the AND of the row's S
+// class rows at word offset t, then each word's one bit as its float exponent.
+PD_TARGET_AVX512 PD_INLINE __m128i Leaves16(const uint32_t* const* ps, size_t S, size_t t) {
+  __m512i m = _mm512_loadu_si512(ps[0] + t);
+  for (size_t s = 1; s < S; s++) m = _mm512_and_si512(m, _mm512_loadu_si512(ps[s] + t));
+  const __m512i ex =
+      _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(m)), 23), _mm512_set1_epi32(0xFF));
+  return _mm512_cvtepi32_epi8(_mm512_sub_epi32(ex, _mm512_set1_epi32(127)));
+}
+
 PD_TARGET_AVX512 inline void LeafNumbersAVX512(const Ensemble& e, const uint16_t* bins, size_t S, size_t B, size_t nb,
                                                size_t t0, size_t tv, uint8_t (*leaf)[kTableChunk]) {
-  const __m512i e127 = _mm512_set1_epi32(127), ff = _mm512_set1_epi32(0xFF);
   const uint32_t* ps[kMaxTableSlots];
   for (size_t r = 0; r < nb; r++) {
     RowClasses(e, bins, S, B, r, t0, ps);
-    for (size_t t = 0; t < tv; t += 16) {
-      __m512i m = _mm512_loadu_si512(ps[0] + t);
-      for (size_t s = 1; s < S; s++) m = _mm512_and_si512(m, _mm512_loadu_si512(ps[s] + t));
-      const __m512i ex = _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(m)), 23), ff);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(leaf[r] + t), _mm512_cvtepi32_epi8(_mm512_sub_epi32(ex, e127)));
-    }
+    for (size_t t = 0; t < tv; t += 16)
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(leaf[r] + t), Leaves16(ps, S, t));
   }
 }
 
@@ -811,7 +816,6 @@ PD_TARGET_AVX512 inline void TableAVX512(const Ensemble& e, const uint16_t* bins
   constexpr size_t R = 8, G = 4;  // rows per vector, vectors per pass
   const size_t NS = kS ? kS : S;
   const A* vals = Pick<A>(e.lt_val64, e.lt_val32);
-  const __m512i e127 = _mm512_set1_epi32(127), ff = _mm512_set1_epi32(0xFF);
   alignas(64) uint8_t leafT[G][kTableChunk * R];
   const uint32_t* ps[G * R][kMaxTableSlots];
   const size_t T = size_t(e.num_trees);
@@ -831,14 +835,7 @@ PD_TARGET_AVX512 inline void TableAVX512(const Ensemble& e, const uint16_t* bins
       for (size_t g = 0; g < ng; g++) {
         for (size_t t = 0; t < tv; t += 16) {
           __m128i x[R];
-          for (size_t i = 0; i < R; i++) {
-            const uint32_t* const* p = ps[g * R + i];
-            __m512i m = _mm512_loadu_si512(p[0] + t0 + t);
-            for (size_t s = 1; s < NS; s++) m = _mm512_and_si512(m, _mm512_loadu_si512(p[s] + t0 + t));
-            const __m512i ex =
-                _mm512_and_si512(_mm512_srli_epi32(_mm512_castps_si512(_mm512_cvtepi32_ps(m)), 23), ff);
-            x[i] = _mm512_cvtepi32_epi8(_mm512_sub_epi32(ex, e127));  // row i: trees t..t+15
-          }
+          for (size_t i = 0; i < R; i++) x[i] = Leaves16(ps[g * R + i], NS, t0 + t);  // row i: trees t..t+15
           // 8 rows x 16 trees of bytes -> 16 trees x 8 rows.
           const __m128i l01 = _mm_unpacklo_epi8(x[0], x[1]), h01 = _mm_unpackhi_epi8(x[0], x[1]);
           const __m128i l23 = _mm_unpacklo_epi8(x[2], x[3]), h23 = _mm_unpackhi_epi8(x[2], x[3]);
@@ -940,47 +937,6 @@ PD_INLINE void HeapWalk(const Ensemble& e, const uint16_t* bins, size_t B, size_
   }
 }
 
-#if PD_X86
-// HeapAVX512: the heap walk, 16 rows per vector: per step a gather of the nodes and one
-// of the rows' bins (the pointer walk also gathers the children).
-template <class A>
-PD_TARGET_AVX512 inline void HeapAVX512(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc,
-                                        size_t K) {
-  constexpr size_t L = 16;
-  const int D = e.heap_depth;
-  const size_t ni = (size_t(1) << D) - 1, nl = size_t(1) << D;
-  const size_t ng = (nb + L - 1) / L;
-  alignas(64) int32_t rowoff[kMaxBlock];
-  RowOffsets(rowoff, L, nb);
-  const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
-  const A* vals = Pick<A>(e.heap_val64, e.heap_val32);
-  const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
-  alignas(64) uint32_t idxs[kMaxBlock];
-  __m512i idx[kMaxBlock / L];
-  for (size_t t = 0; t < size_t(e.num_trees); t++) {
-    const int* hn = reinterpret_cast<const int*>(e.heap_node.data() + t * ni);
-    if (t + 1 < size_t(e.num_trees))
-      for (size_t off = 0; off < ni * 4; off += 64) _mm_prefetch(reinterpret_cast<const char*>(hn + ni) + off, _MM_HINT_T0);
-    for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
-    for (int d = 0; d < D; d++) {
-      for (size_t g = 0; g < ng; g++) {
-        const __m512i n = _mm512_i32gather_epi32(idx[g], hn, 4);
-        const __m512i slot = _mm512_and_si512(n, m15);
-        const __m512i b = _mm512_i32gather_epi32(_mm512_add_epi32(_mm512_load_si512(rowoff + g * L), _mm512_sll_epi32(slot, shB)), bins, 2);
-        const __m512i bb = _mm512_and_si512(_mm512_add_epi32(b, _mm512_and_si512(_mm512_srli_epi32(n, 15), one)), m16);
-        const __mmask16 right = _mm512_cmpgt_epu32_mask(bb, _mm512_srli_epi32(n, 16));
-        // h = 2h + 1 + right
-        idx[g] = _mm512_mask_add_epi32(_mm512_add_epi32(_mm512_add_epi32(idx[g], idx[g]), one), right,
-                                       _mm512_add_epi32(_mm512_add_epi32(idx[g], idx[g]), one), one);
-      }
-    }
-    const A* hv = vals + t * nl - ni;
-    A* a = acc + e.tree_output[t];
-    for (size_t g = 0; g < ng; g++) _mm512_store_si512(idxs + g * L, idx[g]);
-    for (size_t r = 0; r < nb; r++) a[r * K] += hv[idxs[r]];
-  }
-}
-#endif
 
 // TableWalk: per chunk of trees, every row's leaf numbers, then the leaves' values added
 // row by row in tree order (so every sum rounds exactly as the walks' do).
@@ -1074,12 +1030,9 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
       for (size_t k = 0; k < K; k++) acc[r * K + k] = A(e.base[k]);
 
     if (heap) {
-#if PD_X86
-      if constexpr (kISA == ISA::kAVX512) HeapAVX512<A>(e, bins, B, nb, acc, K);
-      else HeapWalk<A>(e, bins, B, nb, acc, K);
-#else
+      // Scalar at every ISA: an AVX-512 version gathering nodes and bins (16 rows per
+      // vector) measured no faster than eight interleaved scalar walks (docs/benchmarks.md).
       HeapWalk<A>(e, bins, B, nb, acc, K);
-#endif
     } else if (tables) {
 #if PD_X86
       if constexpr (kISA == ISA::kAVX512) {
