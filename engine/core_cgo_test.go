@@ -213,11 +213,8 @@ func TestCoreKernelsAgree(t *testing.T) {
 		"xgboost/leaves_gblinear_agaricus/model.json",
 	}
 	for _, path := range models {
-		format := FormatLightGBM
-		if strings.HasSuffix(path, ".json") {
-			format = FormatXGBoost
-		}
-		ens, err := Parse(format, readFixture(t, path))
+		data := readFixture(t, path)
+		ens, err := Parse(DetectFormat(path, data), data)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -286,11 +283,8 @@ func TestTraversal(t *testing.T) {
 		"lightgbm/lleaves_NYC_taxi/model.txt":  "leaf tables",
 		"xgboost/gen_regression_nan/model.json": "heap walk",
 	} {
-		format := FormatLightGBM
-		if strings.HasSuffix(path, ".json") {
-			format = FormatXGBoost
-		}
-		ens, err := Parse(format, readFixture(t, path))
+		data := readFixture(t, path)
+		ens, err := Parse(DetectFormat(path, data), data)
 		if err != nil {
 			t.Fatal(err)
 		}
