@@ -228,6 +228,15 @@ int pd_kernel_supported(int kernel);
 // Whether the model runs on the binned fast path with leaf tables (2), with the heap walk
 // (3), with the pointer walks only (1), or only on the generic path (0).
 int pd_ensemble_is_fast(const pd_ensemble* e);
+// pd_predict_*_background with a chosen kernel (csrc/background.cc).
+int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len);
+int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len);
+// Tests only: while paused, background workers start no new batch.
+void pd_background_pause(int paused);
 // Why the model is on the generic path only ("" when it is not); valid while e lives.
 const char* pd_ensemble_slow_reason(const pd_ensemble* e);
 }

@@ -29,6 +29,7 @@ extern "C" {
 #define PD_ERR_INVALID_MODEL 2    /* the spec is inconsistent (child out of range, cycle, ...) */
 #define PD_ERR_NO_MEMORY 3
 #define PD_ERR_INTERNAL 4
+#define PD_ERR_DEADLINE 5 /* background: no worker started the batch within the timeout */
 
 /* Numeric rules of the training library. */
 #define PD_SEMANTICS_LIGHTGBM 0 /* float64: x <= t goes left, missing types, float64 sums */
@@ -110,6 +111,32 @@ int pd_predict_f32(const pd_ensemble* e, const float* rows, size_t nrows, size_t
  * kernel the CPU lacks falls back to the best it has. Every kernel gives bit-identical
  * results; models outside the binned kernels' limits always use the generic walk. */
 const char* pd_kernel_name(void);
+
+/*
+ * Background scoring (csrc/background.cc). pd_predict_*_background compute exactly what
+ * pd_predict_* compute, on one of the core's own worker threads, which run at the lowest
+ * CPU priority the OS grants without privileges (Linux SCHED_IDLE, else nice 19): a long
+ * batch then takes only the CPU time that normal-priority threads leave, and gives a core
+ * up at once to any of them that wakes. The caller blocks until its batch is done.
+ * timeout_ns > 0: a batch that no worker has started within that many nanoseconds is
+ * withdrawn and PD_ERR_DEADLINE returned (idle-class threads do not run while normal work
+ * keeps every core busy); a started batch runs to its end. 0 waits as long as it takes.
+ * cpu_ns (may be NULL) receives the worker's thread CPU time for the batch.
+ * The pool starts at the first call with one thread per online CPU, unless
+ * pd_background_start chose the count before.
+ */
+/* Starts the pool with `threads` workers (1..256) if it is not running; returns the number
+ * of workers (the first start wins), 0 on failure. Safe to call from several threads. */
+int pd_background_start(int threads);
+/* The priority the workers run at: "SCHED_IDLE", "nice 19", or "normal (REASON)"; "" before
+ * the pool has started. */
+const char* pd_background_priority(void);
+int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns,
+                              char* err, size_t err_len);
+int pd_predict_f32_background(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns,
+                              char* err, size_t err_len);
 
 #ifdef __cplusplus
 }

@@ -7,7 +7,8 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: d07cfeb0dbf3d996da50f290c4e6bc1bb2f88489185081b8b05bffc5de237ced
+// csrc-sha256: 7153ff0c8a56c1ef5fea616e863702655bfb1854f0c9b2448d49c4a594ab0d16
 #include "../csrc/api.cc"
+#include "../csrc/background.cc"
 #include "../csrc/build.cc"
 #include "../csrc/kernels.cc"

@@ -3,12 +3,15 @@
 package engine
 
 import (
+	"errors"
 	"math"
 	"math/rand/v2"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // Tests of the cgo bridge itself; the C++ core's own rules are covered by ctest
@@ -280,7 +283,7 @@ func TestCoreKernelsAgree(t *testing.T) {
 // when a model is left to the generic walk; the Go scorer has none.
 func TestTraversal(t *testing.T) {
 	for path, want := range map[string]string{
-		"lightgbm/lleaves_NYC_taxi/model.txt":  "leaf tables",
+		"lightgbm/lleaves_NYC_taxi/model.txt":   "leaf tables",
 		"xgboost/gen_regression_nan/model.json": "heap walk",
 	} {
 		data := readFixture(t, path)
@@ -321,4 +324,115 @@ func TestTraversal(t *testing.T) {
 	if got, want := m.Traversal(), "generic (feature 0 mixes missing types)"; got != want {
 		t.Errorf("traversal %q, want %q", got, want)
 	}
+}
+
+// TestBackground: the background threads run at SCHED_IDLE, give bit-identical results
+// (both row types, raw and transformed, one batch and a batch split over threads), check
+// shapes like the foreground calls, and withdraw a batch that no thread starts in time.
+func TestBackground(t *testing.T) {
+	prio, ok := StartBackground(2)
+	if !ok || (runtime.GOOS == "linux" && prio != "SCHED_IDLE") {
+		t.Fatalf("StartBackground: %q, %v; want SCHED_IDLE", prio, ok)
+	}
+	if n := idleThreads(t); runtime.GOOS == "linux" && n < 1 {
+		t.Errorf("%d threads of this process run at SCHED_IDLE, want the pool's", n)
+	}
+	const path = "lightgbm/lleaves_NYC_taxi/model.txt"
+	data := readFixture(t, path)
+	ens, err := Parse(DetectFormat(path, data), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 700
+	rows := randomRows(rng, ens, n)
+	rows32 := make([]float32, len(rows))
+	for i, v := range rows {
+		rows32[i] = float32(v)
+	}
+	for _, threads := range []int{1, 3} {
+		m, err := NewModel(ens, Options{Backend: BackendC, Threads: threads, MinRowsPerThread: 100})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.CanBackground() {
+			t.Fatal("the C++ core cannot score in the background")
+		}
+		for _, raw := range []bool{true, false} {
+			want, got := make([]float64, n), make([]float64, n)
+			if err := m.PredictF64(rows, n, want, raw); err != nil {
+				t.Fatal(err)
+			}
+			cpu, err := m.PredictF64Background(rows, n, got, raw, time.Second)
+			if err != nil || cpu <= 0 {
+				t.Fatalf("PredictF64Background: cpu %v, %v", cpu, err)
+			}
+			if i := firstDiff(got, want); i >= 0 {
+				t.Fatalf("threads %d raw %v: f64 row %d: background %v, foreground %v", threads, raw, i, got[i], want[i])
+			}
+			if err := m.PredictF32(rows32, n, want, raw); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := m.PredictF32Background(rows32, n, got, raw, 0); err != nil {
+				t.Fatal(err)
+			}
+			if i := firstDiff(got, want); i >= 0 {
+				t.Fatalf("threads %d raw %v: f32 row %d: background %v, foreground %v", threads, raw, i, got[i], want[i])
+			}
+		}
+		if _, err := m.PredictF64Background(rows[:ens.NumFeatures+1], 2, make([]float64, 2), true, 0); !errors.Is(err, ErrFeatureCount) {
+			t.Errorf("wrong shape: %v, want ErrFeatureCount", err)
+		}
+		m.Close()
+	}
+
+	m, err := NewModel(ens, Options{Backend: BackendC})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	pauseBackground(true)
+	out := make([]float64, n)
+	_, err = m.PredictF64Background(rows, n, out, true, time.Millisecond)
+	pauseBackground(false)
+	if !errors.Is(err, ErrBackgroundTimeout) || !strings.Contains(err.Error(), "no background thread started") {
+		t.Errorf("paused pool: %v, want ErrBackgroundTimeout", err)
+	}
+	if out[0] != 0 {
+		t.Errorf("a withdrawn batch was scored")
+	}
+
+	g, err := NewModel(ens, Options{Backend: BackendGo})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if _, err := g.PredictF64Background(rows, n, out, true, 0); g.CanBackground() || !errors.Is(err, ErrNoBackground) {
+		t.Errorf("Go scorer: CanBackground %v, %v; want false, ErrNoBackground", g.CanBackground(), err)
+	}
+}
+
+// idleThreads counts this process's threads whose scheduling policy (field 41 of
+// /proc/self/task/TID/stat) is SCHED_IDLE (5).
+func idleThreads(t *testing.T) int {
+	if runtime.GOOS != "linux" {
+		return 0
+	}
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, task := range tasks {
+		b, err := os.ReadFile("/proc/self/task/" + task.Name() + "/stat")
+		if err != nil {
+			continue // the thread exited
+		}
+		// Fields after the command name (which may hold spaces) start at field 3.
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+1:]))
+		if len(f) > 38 && f[38] == "5" {
+			n++
+		}
+	}
+	return n
 }

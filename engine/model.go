@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"time"
 )
 
 // Format is a model file format.
@@ -43,6 +45,34 @@ type scorer interface {
 	close()
 	name() string
 }
+
+// bgScorer is a scorer that can also score on the C++ core's idle-priority background
+// threads (the cgo scorer); wait > 0 bounds how long a batch may wait for a thread to
+// start it. They return the thread CPU time the batch took.
+type bgScorer interface {
+	predictF64Background(rows []float64, nrows int, out []float64, wait time.Duration) (time.Duration, error)
+	predictF32Background(rows []float32, nrows int, out []float64, wait time.Duration) (time.Duration, error)
+}
+
+// ErrBackgroundTimeout is returned (wrapped) by PredictF64Background and
+// PredictF32Background when no background thread started the batch within the wait:
+// normal-priority work kept every core busy.
+var ErrBackgroundTimeout = errors.New("background scoring did not start in time")
+
+// ErrNoBackground is returned by the Background methods of a Model without background
+// threads (the pure-Go scorer).
+var ErrNoBackground = errors.New("background scoring needs the C++ core")
+
+// StartBackground starts the C++ core's background scoring threads, if they are not
+// running, with the given number of threads (the first start in a process chooses it), and
+// returns the CPU priority they run at: "SCHED_IDLE" on Linux, else "nice 19", else
+// "normal (REASON)". ok is false without the C++ core (CGO_ENABLED=0).
+//
+// Background threads take only the CPU time that normal-priority threads leave, and give
+// a core up at once to any normal thread that wakes: long batches scored there cannot
+// delay short requests (or the application beside the sidecar, when both share the CPU
+// without cgroup limits between them), and still use every idle cycle.
+func StartBackground(threads int) (priority string, ok bool) { return startBackground(threads) }
 
 // Options configure a Model. The zero value is usable.
 type Options struct {
@@ -238,6 +268,69 @@ func (m *Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) e
 		m.ens.transform(out, nrows)
 	}
 	return nil
+}
+
+// CanBackground reports whether the Background methods can score m (the C++ core).
+func (m *Model) CanBackground() bool {
+	_, ok := m.sc.(bgScorer)
+	return ok
+}
+
+// PredictF64Background is PredictF64 computed on the C++ core's background threads (see
+// StartBackground; the first call starts them with one thread per CPU). The caller
+// blocks until the batch is done. wait > 0 bounds how long the batch may wait for a
+// thread to start it (ErrBackgroundTimeout); a started batch runs to its end. It returns
+// the thread CPU time the batch took; the results are bit-identical to PredictF64's.
+func (m *Model) PredictF64Background(rows []float64, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error) {
+	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
+		return 0, err
+	}
+	bs, ok := m.sc.(bgScorer)
+	if !ok {
+		return 0, ErrNoBackground
+	}
+	f, k := m.ens.NumFeatures, m.ens.NumOutputs
+	cpu, err := background(nrows, m.parts(nrows), func(lo, hi int) (time.Duration, error) {
+		return bs.predictF64Background(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k], wait)
+	})
+	if err == nil && !raw {
+		m.ens.transform(out, nrows)
+	}
+	return cpu, err
+}
+
+// PredictF32Background is PredictF64Background for float32 rows (see PredictF32).
+func (m *Model) PredictF32Background(rows []float32, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error) {
+	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
+		return 0, err
+	}
+	bs, ok := m.sc.(bgScorer)
+	if !ok {
+		return 0, ErrNoBackground
+	}
+	f, k := m.ens.NumFeatures, m.ens.NumOutputs
+	cpu, err := background(nrows, m.parts(nrows), func(lo, hi int) (time.Duration, error) {
+		return bs.predictF32Background(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k], wait)
+	})
+	if err == nil && !raw {
+		m.ens.transform(out, nrows)
+	}
+	return cpu, err
+}
+
+// background runs fn over [0, nrows) in parts slices, each its own background batch (so
+// the pool's threads share a large one), and sums their CPU time.
+func background(nrows, parts int, fn func(lo, hi int) (time.Duration, error)) (time.Duration, error) {
+	if parts <= 1 {
+		return fn(0, nrows)
+	}
+	var cpu atomic.Int64
+	err := split(nrows, parts, func(lo, hi int) error {
+		c, err := fn(lo, hi)
+		cpu.Add(int64(c))
+		return err
+	})
+	return time.Duration(cpu.Load()), err
 }
 
 func (m *Model) checkShape(nvals, nrows, nout int, raw bool) error {

@@ -21,13 +21,21 @@ int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, 
 int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
                           double* out, size_t out_len, char* err, size_t err_len);
 int pd_kernel_supported(int kernel);
+int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len);
+int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len);
 int pd_ensemble_is_fast(const pd_ensemble* e);
 const char* pd_ensemble_slow_reason(const pd_ensemble* e);
+void pd_background_pause(int paused);
 */
 import "C"
 
 import (
 	"fmt"
+	"time"
 	"unsafe"
 )
 
@@ -208,6 +216,76 @@ func (s *cScorer) predictF32(rows []float32, nrows int, out []float64) error {
 		return s.err(rc, &errbuf)
 	}
 	return nil
+}
+
+// startBackground starts the core's background threads (the first start in the process
+// chooses their number) and returns the CPU priority they run at.
+func startBackground(threads int) (string, bool) {
+	if C.pd_background_start(C.int(threads)) == 0 {
+		return "", false
+	}
+	return C.GoString(C.pd_background_priority()), true
+}
+
+// pauseBackground stops (or lets) the background threads start new batches; for tests.
+func pauseBackground(paused bool) {
+	p := C.int(0)
+	if paused {
+		p = 1
+	}
+	C.pd_background_pause(p)
+}
+
+// predictF64Background is predictF64 on a background thread (csrc/background.cc); wait > 0
+// withdraws the batch if no thread started it in that time (ErrBackgroundTimeout). It
+// returns the thread CPU time the batch took.
+func (s *cScorer) predictF64Background(rows []float64, nrows int, out []float64, wait time.Duration) (time.Duration, error) {
+	if nrows == 0 {
+		return 0, nil
+	}
+	var (
+		errbuf [errBufLen]C.char
+		cpu    C.int64_t
+		rp     *C.double
+	)
+	if len(rows) > 0 {
+		rp = (*C.double)(unsafe.Pointer(&rows[0]))
+	}
+	rc := C.pd_predict_kernel_f64_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), C.int64_t(max(wait, 0)), &cpu, &errbuf[0], errBufLen)
+	if rc != C.PD_OK {
+		return 0, s.bgErr(rc, &errbuf)
+	}
+	return time.Duration(cpu), nil
+}
+
+// predictF32Background is predictF64Background for float32 rows.
+func (s *cScorer) predictF32Background(rows []float32, nrows int, out []float64, wait time.Duration) (time.Duration, error) {
+	if nrows == 0 {
+		return 0, nil
+	}
+	var (
+		errbuf [errBufLen]C.char
+		cpu    C.int64_t
+		rp     *C.float
+	)
+	if len(rows) > 0 {
+		rp = (*C.float)(unsafe.Pointer(&rows[0]))
+	}
+	rc := C.pd_predict_kernel_f32_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), C.int64_t(max(wait, 0)), &cpu, &errbuf[0], errBufLen)
+	if rc != C.PD_OK {
+		return 0, s.bgErr(rc, &errbuf)
+	}
+	return time.Duration(cpu), nil
+}
+
+func (s *cScorer) bgErr(rc C.int, buf *[errBufLen]C.char) error {
+	err := s.err(rc, buf)
+	if rc == C.PD_ERR_DEADLINE {
+		return fmt.Errorf("%w: %w", ErrBackgroundTimeout, err)
+	}
+	return err
 }
 
 // err copies the message out of buf (C.GoString would make buf escape to the heap on the

@@ -10,3 +10,5 @@ const cgoAvailable = false
 func newCScorer(*Ensemble) (scorer, error) {
 	return nil, errors.New("the C++ scoring core needs cgo; this binary was built with CGO_ENABLED=0")
 }
+
+func startBackground(int) (string, bool) { return "", false }

@@ -8,7 +8,9 @@
 //     bit-for-bit with the generic walk, on float64 and float32 rows
 //   * bad specs: each is rejected with a message naming the problem
 //   * concurrent predict calls on one handle
+//   * background scoring: the same results from the idle-priority pool, and withdrawal
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -588,6 +590,84 @@ static void TestConcurrent() {
   pd_ensemble_free(e);
 }
 
+// Background scoring: the same results as the foreground call, from the idle-priority
+// pool, under concurrency; a batch that no worker starts within its timeout is withdrawn.
+// Must run before any other background call in the process (it starts the pool with one
+// worker, and the first start wins).
+static void TestBackground() {
+  CHECK(std::string(pd_background_priority()).empty(), "priority before start: %s", pd_background_priority());
+  CHECK(pd_background_start(1) == 1, "start");
+  CHECK(pd_background_start(8) == 1, "the first start wins");
+#ifdef __linux__
+  CHECK(std::string(pd_background_priority()) == "SCHED_IDLE", "priority: %s", pd_background_priority());
+#endif
+  std::mt19937_64 rng(11);
+  SpecBuilder b = RandomModel(rng, PD_SEMANTICS_LIGHTGBM, true, true, 40, 2);
+  pd_ensemble* e = b.New();
+  const size_t n = 300;
+  std::vector<double> rows = RandomRows(rng, n), want(2 * n), got(2 * n);
+  std::vector<float> rows32(rows.begin(), rows.end());
+  std::vector<double> want32(2 * n);
+  char err[256];
+  CHECK(pd_predict_f64(e, rows.data(), n, 6, want.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(pd_predict_f32(e, rows32.data(), n, 6, want32.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
+  int64_t cpu = -1;
+  CHECK(pd_predict_f64_background(e, rows.data(), n, 6, got.data(), 2 * n, 0, &cpu, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(got == want, "background f64 differs");
+  CHECK(cpu >= 0, "cpu_ns %lld", (long long)cpu);
+  CHECK(pd_predict_f32_background(e, rows32.data(), n, 6, got.data(), 2 * n, int64_t(10e9), nullptr, err, sizeof err) == PD_OK,
+        "%s", err);
+  CHECK(got == want32, "background f32 differs");
+  // The foreground checks answer in the background too.
+  CHECK(pd_predict_f64_background(e, rows.data(), n, 5, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT &&
+            std::strstr(err, "5 columns"),
+        "ncols: %s", err);
+  CHECK(pd_predict_f64_background(e, rows.data(), n, 6, got.data(), n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
+        "short out: %s", err);
+  CHECK(pd_predict_f64_background(nullptr, rows.data(), n, 6, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
+        "NULL handle");
+  CHECK(pd_predict_f64_background(e, nullptr, 0, 6, nullptr, 0, 0, nullptr, err, sizeof err) == PD_OK, "empty batch");
+
+  // Four callers share the one worker.
+  std::vector<std::thread> th;
+  std::vector<int> bad(4, 0);
+  for (int i = 0; i < 4; i++)
+    th.emplace_back([&, i] {
+      std::vector<double> out(2 * n);
+      char e2[256];
+      for (int rep = 0; rep < 20; rep++) {
+        size_t lo = (rep * 31 + i * 7) % n, cnt = std::min(n - lo, size_t(1 + rep * 13));
+        if (pd_predict_f64_background(e, rows.data() + lo * 6, cnt, 6, out.data(), 2 * cnt, 0, nullptr, e2, sizeof e2) != PD_OK)
+          bad[i]++;
+        for (size_t r = 0; r < 2 * cnt; r++)
+          if (out[r] != want[2 * lo + r]) bad[i]++;
+      }
+    });
+  for (auto& t : th) t.join();
+  for (int i = 0; i < 4; i++) CHECK(bad[i] == 0, "thread %d saw %d mismatches", i, bad[i]);
+
+  // Withdrawal: with the workers paused, a batch with a 1 ms timeout comes back
+  // PD_ERR_DEADLINE without being scored (ASan would catch a worker touching the withdrawn
+  // job later: it lived on the returned call's stack); a batch without a timeout waits and
+  // is scored once the workers resume.
+  pd_background_pause(1);
+  std::fill(got.begin(), got.end(), -7.0);
+  const int rc = pd_predict_f64_background(e, rows.data(), n, 6, got.data(), 2 * n, 1000000, nullptr, err, sizeof err);
+  CHECK(rc == PD_ERR_DEADLINE && std::strstr(err, "no background thread started"), "rc %d: %s", rc, err);
+  CHECK(got[0] == -7.0, "a withdrawn batch was scored");
+  int waited_rc = -1;
+  std::vector<double> waited(2 * n);
+  std::thread waiter([&] {
+    char e3[256];
+    waited_rc = pd_predict_f64_background(e, rows.data(), n, 6, waited.data(), 2 * n, 0, nullptr, e3, sizeof e3);
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  pd_background_pause(0);
+  waiter.join();
+  CHECK(waited_rc == PD_OK && waited == want, "the waiting batch: rc %d", waited_rc);
+  pd_ensemble_free(e);
+}
+
 int main() {
   std::printf("kernel chosen: %s (avx2 %d, avx512 %d)\n", pd_kernel_name(), int(pd::CPUSupports(pd::Kernel::kAVX2)),
               int(pd::CPUSupports(pd::Kernel::kAVX512)));
@@ -599,6 +679,7 @@ int main() {
   TestBadSpecs();
   TestPredictArgs();
   TestConcurrent();
+  TestBackground();
   if (failures) {
     std::fprintf(stderr, "%d failures\n", failures);
     return 1;

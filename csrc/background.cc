@@ -1,0 +1,249 @@
+// background.cc — background scoring: the same predictions on the core's own worker
+// threads, which run at the lowest CPU priority the OS grants without privileges.
+//
+// Why: a sidecar serves short, latency-bound requests (a few hundred candidates, tens of
+// microseconds of scoring) beside long ones (thousands of rows through thousands of trees,
+// milliseconds). At one CPU priority a long batch holds its core for the kernel's whole
+// time slice (about 3 ms on Linux's EEVDF scheduler), so a short request's thread, or the
+// application's thread beside the sidecar, that wakes up on that core waits for the slice
+// to end. Scored at SCHED_IDLE, the long batch gives the core up at once to any
+// normal-priority thread that wakes, and still uses every cycle nobody else wants.
+//
+// Design: a fixed pool (pd_background_start; first call wins) of detached threads, each
+// switched to SCHED_IDLE at start (else nice 19, else left as it is; the outcome is
+// pd_background_priority). A caller pushes a job that lives on its own stack onto one
+// FIFO queue and blocks on the job's condition variable until a worker has run it; the
+// worker runs the same checked predict as pd_predict_* and records the thread CPU time it
+// spent. The threads are created here rather than by the Go runtime because an idle-class
+// thread that the kernel does not run for a while must not hold one of Go's Ps (the
+// scheduler would lose that P, and a stop-the-world would wait for it): the Go caller
+// sits in a cgo call, which gives its P up like any other long cgo call.
+//
+// A job that no worker has started within the caller's timeout is withdrawn from the
+// queue and fails with PD_ERR_DEADLINE: when normal-priority work keeps every core busy,
+// idle-class threads do not run at all, and the caller's deadline must still hold. A job
+// already started runs to its end.
+#include <pthread.h>
+#include <sched.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <deque>
+#include <mutex>
+#include <new>
+#include <string>
+#include <thread>
+
+#include "core_internal.h"
+
+namespace {
+
+struct BgJob {
+  const pd_ensemble* e;
+  int kernel;
+  bool f32;
+  const void* rows;
+  size_t nrows, ncols;
+  double* out;
+  size_t out_len;
+  char* err;
+  size_t err_len;
+  // Guarded by the pool's mutex.
+  bool started = false, done = false;
+  int rc = PD_OK;
+  int64_t cpu_ns = 0;
+  std::condition_variable cv;
+};
+
+int64_t ThreadCPUNanos() {
+  timespec ts;
+  if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0) return 0;
+  return int64_t(ts.tv_sec) * 1000000000 + ts.tv_nsec;
+}
+
+class Pool {
+ public:
+  // Start starts n threads (once) and waits until each has set its priority.
+  int Start(int n) {
+    std::unique_lock<std::mutex> lk(mu_);
+    if (threads_ > 0) return threads_;
+    n = std::max(1, std::min(n, 256));
+    for (int i = 0; i < n; i++) std::thread([this] { Run(); }).detach();
+    threads_ = n;
+    ready_cv_.wait(lk, [&] { return ready_ == threads_; });
+    return threads_;
+  }
+
+  // Pause stops (or lets) workers take new jobs; for tests of withdrawal.
+  void Pause(bool paused) {
+    std::lock_guard<std::mutex> lk(mu_);
+    paused_ = paused;
+    if (!paused) work_cv_.notify_all();
+  }
+
+  const char* Priority() {
+    std::lock_guard<std::mutex> lk(mu_);
+    return threads_ == 0 ? "" : priority_.c_str();
+  }
+
+  // Submit runs j on a worker and returns its status; timeout_ns > 0 withdraws j if no
+  // worker started it within that time.
+  int Submit(BgJob* j, int64_t timeout_ns) {
+    std::unique_lock<std::mutex> lk(mu_);
+    queue_.push_back(j);
+    work_cv_.notify_one();
+    if (timeout_ns > 0) {
+      const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
+      if (!j->cv.wait_until(lk, until, [j] { return j->started; })) {
+        queue_.erase(std::find(queue_.begin(), queue_.end(), j));
+        return PD_ERR_DEADLINE;
+      }
+    }
+    j->cv.wait(lk, [j] { return j->done; });
+    return j->rc;
+  }
+
+ private:
+  void Run() {
+    const std::string prio = LowerPriority();
+    std::unique_lock<std::mutex> lk(mu_);
+    if (ready_++ == 0) priority_ = prio;
+    ready_cv_.notify_all();
+    for (;;) {
+      work_cv_.wait(lk, [&] { return !queue_.empty() && !paused_; });
+      BgJob* j = queue_.front();
+      queue_.pop_front();
+      j->started = true;
+      j->cv.notify_one();
+      lk.unlock();
+      const int64_t t0 = ThreadCPUNanos();
+      const int rc = j->f32 ? pd_predict_kernel_f32(j->e, j->kernel, static_cast<const float*>(j->rows), j->nrows,
+                                                    j->ncols, j->out, j->out_len, j->err, j->err_len)
+                            : pd_predict_kernel_f64(j->e, j->kernel, static_cast<const double*>(j->rows), j->nrows,
+                                                    j->ncols, j->out, j->out_len, j->err, j->err_len);
+      const int64_t cpu = ThreadCPUNanos() - t0;
+      lk.lock();
+      // The caller owns j: it may return (and j go out of scope) as soon as the lock is
+      // released, so j is not touched after that.
+      j->rc = rc;
+      j->cpu_ns = cpu;
+      j->done = true;
+      j->cv.notify_one();
+    }
+  }
+
+  // LowerPriority moves the calling thread to SCHED_IDLE, or failing that to nice 19, and
+  // says which (neither needs a privilege on Linux, but a seccomp profile may forbid them).
+  static std::string LowerPriority() {
+#ifdef __linux__
+    sched_param sp{};
+    sp.sched_priority = 0;
+    const int rc = pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp);
+    if (rc == 0) return "SCHED_IDLE";
+    const long tid = syscall(SYS_gettid);
+    if (setpriority(PRIO_PROCESS, id_t(tid), 19) == 0) return "nice 19";
+    return std::string("normal (SCHED_IDLE and nice 19 refused: error ") + std::to_string(rc) + ")";
+#else
+    return "normal (no idle class on this OS)";
+#endif
+  }
+
+  std::mutex mu_;
+  std::condition_variable work_cv_, ready_cv_;
+  std::deque<BgJob*> queue_;
+  int threads_ = 0, ready_ = 0;
+  bool paused_ = false;
+  std::string priority_;
+};
+
+// Never destroyed: the workers live as long as the process (a static Pool's destructor
+// would run while detached workers still use it).
+Pool* ThePool() {
+  static Pool* p = new Pool();
+  return p;
+}
+
+template <class T>
+int Background(const pd_ensemble* e, int kernel, const T* rows, size_t nrows, size_t ncols, double* out,
+               size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err, size_t err_len) {
+  if (cpu_ns != nullptr) *cpu_ns = 0;
+  try {
+    if (nrows == 0 || e == nullptr) {  // nothing to hand over: the checks answer at once
+      return pd_predict_kernel_f64(e, kernel, nullptr, nrows, ncols, out, out_len, err, err_len);
+    }
+    Pool* p = ThePool();
+    p->Start(int(std::max(1u, std::thread::hardware_concurrency())));
+    BgJob j;
+    j.e = e;
+    j.kernel = kernel;
+    j.f32 = sizeof(T) == sizeof(float);
+    j.rows = rows;
+    j.nrows = nrows;
+    j.ncols = ncols;
+    j.out = out;
+    j.out_len = out_len;
+    j.err = err;
+    j.err_len = err_len;
+    const int rc = p->Submit(&j, timeout_ns);
+    if (rc == PD_ERR_DEADLINE) {
+      if (err != nullptr && err_len > 0)
+        std::snprintf(err, err_len, "no background thread started the batch within %.3f ms (normal-priority work kept every core busy)",
+                      double(timeout_ns) / 1e6);
+      return rc;
+    }
+    if (cpu_ns != nullptr) *cpu_ns = j.cpu_ns;
+    return rc;
+  } catch (const std::bad_alloc&) {
+    if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "background predict: out of memory");
+    return PD_ERR_NO_MEMORY;
+  } catch (...) {
+    if (err != nullptr && err_len > 0) std::snprintf(err, err_len, "background predict: internal error");
+    return PD_ERR_INTERNAL;
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+int pd_background_start(int threads) {
+  try {
+    return ThePool()->Start(threads);
+  } catch (...) {
+    return 0;
+  }
+}
+
+const char* pd_background_priority(void) { return ThePool()->Priority(); }
+
+void pd_background_pause(int paused) { ThePool()->Pause(paused != 0); }
+
+int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols, double* out,
+                              size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err, size_t err_len) {
+  return Background<double>(e, -1, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
+}
+
+int pd_predict_f32_background(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols, double* out,
+                              size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err, size_t err_len) {
+  return Background<float>(e, -1, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
+}
+
+int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len) {
+  return Background<double>(e, kernel, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
+}
+
+int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                                     size_t err_len) {
+  return Background<float>(e, kernel, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
+}
+
+}  // extern "C"
