@@ -30,6 +30,9 @@ type metrics struct {
 	reloads    metric.Int64Counter     // predictd_reloads_total{result}
 	degraded   metric.Int64Counter     // predictd_degraded_responses_total{model,version}
 	panics     metric.Int64Counter     // predictd_panics_total{path}
+
+	background    metric.Int64Counter   // predictd_background_scorings_total{model,version}
+	backgroundCPU metric.Float64Counter // predictd_background_cpu_seconds_total{model,version}
 }
 
 // latencyBuckets span 50µs to 5s: a small request over a Unix socket takes tens of
@@ -48,7 +51,7 @@ func newMetrics() (*metrics, error) {
 	meter := mp.Meter("github.com/predictd/predictd/sidecar")
 	m := &metrics{provider: mp}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	var errs [8]error
+	var errs [10]error
 	m.requests, errs[0] = meter.Int64Counter("predictd.requests",
 		metric.WithDescription("Prediction requests answered successfully."))
 	m.errors, errs[1] = meter.Int64Counter("predictd.request.errors",
@@ -66,6 +69,10 @@ func newMetrics() (*metrics, error) {
 		metric.WithDescription("Successful predictions with store-backed features from stale cache or defaults (degraded: true)."))
 	m.panics, errs[7] = meter.Int64Counter("predictd.panics",
 		metric.WithDescription("Requests whose handler panicked (a bug), answered 500; the log has the stack."))
+	m.background, errs[8] = meter.Int64Counter("predictd.background.scorings",
+		metric.WithDescription("Requests scored on the C++ core's idle-priority background threads (--background-after)."))
+	m.backgroundCPU, errs[9] = meter.Float64Counter("predictd.background.cpu",
+		metric.WithUnit("s"), metric.WithDescription("CPU time of the requests scored on the background threads."))
 	for _, err := range errs {
 		if err != nil {
 			return nil, err

@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/predictd/predictd/engine"
 )
 
 // Request-path errors beyond decoding; errorStatus maps them to HTTP codes.
@@ -154,10 +156,43 @@ type ContextPredictor interface {
 	PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error
 }
 
+// backgroundPredictor is a Predictor that can also score on the C++ core's idle-priority
+// background threads (engine.Model with the C++ core).
+type backgroundPredictor interface {
+	CanBackground() bool
+	PredictF64Background(rows []float64, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error)
+	PredictF32Background(rows []float32, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error)
+}
+
+// observe folds one scoring's time per row into v's estimate, an exponentially weighted
+// mean (weight 1/8). Batches of under 16 rows are left out: the call's fixed cost
+// dominates them. Concurrent updates may lose one another, which an estimate can afford.
+func (v *version) observe(d time.Duration, rows int) {
+	if rows < 16 || d <= 0 {
+		return
+	}
+	ps := int64(d) * 1000 / int64(rows)
+	if old := v.psPerRow.Load(); old != 0 {
+		ps = old + (ps-old)/8
+	}
+	v.psPerRow.Store(ps)
+}
+
+// expected is the scoring time v's recent requests predict for rows rows; 0 before the
+// first measured request.
+func (v *version) expected(rows int) time.Duration {
+	return time.Duration(v.psPerRow.Load() * int64(rows) / 1000)
+}
+
 // score runs the model over the matrix in blocks of scoreBlockRows, checking the
 // deadline before each block; a ContextPredictor also gets it as a context. It returns
-// the outputs, width per row.
-func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, deadline time.Time) ([]float64, int, error) {
+// the outputs, width per row, and the background threads' CPU time when the request was
+// scored there (-1 when it was not).
+//
+// A request whose expected scoring time is at least bgAfter (> 0) goes to the C++ core's
+// idle-priority background threads (Config.BackgroundAfter); each block waits there for a
+// thread at most until the deadline, and 504s when none started it by then.
+func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, deadline time.Time, bgAfter time.Duration) ([]float64, int, time.Duration, error) {
 	nrows, nf := r.numRows(), v.nfeat
 	width := v.pred.NumOutputs(raw)
 	// The scorer writes every raw output before a transform narrows them (argmax), so
@@ -175,25 +210,49 @@ func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, dead
 		ctx, cancel = context.WithDeadline(bg, deadline)
 		defer cancel()
 	}
+	background := v.bg != nil && bgAfter > 0 && v.expected(nrows) >= bgAfter
+	cpu := time.Duration(-1)
+	if background {
+		cpu = 0
+	}
 	for lo := 0; lo < nrows; lo += scoreBlockRows {
 		if !deadline.IsZero() && time.Now().After(deadline) {
-			return nil, 0, fmt.Errorf("%w after scoring %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, lo, nrows)
+			return nil, 0, cpu, fmt.Errorf("%w after scoring %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, lo, nrows)
 		}
 		hi := min(lo+scoreBlockRows, nrows)
 		var err error
-		switch {
-		case cp != nil && m32 != nil:
-			err = cp.PredictF32Context(ctx, m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-		case cp != nil:
-			err = cp.PredictF64Context(ctx, m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-		case m32 != nil:
-			err = v.pred.PredictF32(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-		default:
-			err = v.pred.PredictF64(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+		if background {
+			var wait, c time.Duration // 0: no deadline, wait as long as it takes
+			if !deadline.IsZero() {
+				wait = max(time.Until(deadline), time.Nanosecond)
+			}
+			if m32 != nil {
+				c, err = v.bg.PredictF32Background(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw, wait)
+			} else {
+				c, err = v.bg.PredictF64Background(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw, wait)
+			}
+			cpu += c
+			v.observe(c, hi-lo)
+			if errors.Is(err, engine.ErrBackgroundTimeout) {
+				return nil, 0, cpu, fmt.Errorf("%w after scoring %d of %d rows: %w (raise X-Deadline-Ms or --default-deadline, or lower the load)", errDeadline, lo, nrows, err)
+			}
+		} else {
+			t0 := time.Now()
+			switch {
+			case cp != nil && m32 != nil:
+				err = cp.PredictF32Context(ctx, m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+			case cp != nil:
+				err = cp.PredictF64Context(ctx, m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+			case m32 != nil:
+				err = v.pred.PredictF32(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+			default:
+				err = v.pred.PredictF64(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
+			}
+			v.observe(time.Since(t0), hi-lo)
 		}
 		if err != nil {
-			return nil, 0, fmt.Errorf("model %s version %s: %w", v.model, v.version, err)
+			return nil, 0, cpu, fmt.Errorf("model %s version %s: %w", v.model, v.version, err)
 		}
 	}
-	return out[:nrows*width], width, nil
+	return out[:nrows*width], width, cpu, nil
 }

@@ -25,6 +25,7 @@ type production struct {
 	queueWait time.Duration      // the limiter's MaxQueueWait
 	mirror    *shadow.Mirror
 	logDir    string // "": prediction logs off
+	bgShadows bool   // score shadows on the C++ core's idle-priority threads (Config.BackgroundAfter > 0)
 	meter     metric.Meter
 	log       *slog.Logger
 
@@ -57,9 +58,14 @@ type attachments struct {
 	logErr  string
 }
 
+// shadowBackgroundWait bounds how long a shadow's batch waits for an idle-priority thread:
+// past it the batch counts as a shadow error ("did not start in time"), so a CPU kept busy
+// by the primaries starves shadows visibly and a shutdown never waits on one for long.
+const shadowBackgroundWait = 5 * time.Second
+
 func newProduction(cfg *Config, meter metric.Meter) (*production, error) {
 	p := &production{logDir: cfg.PredictionLogDir, meter: meter, log: cfg.Logger, logs: map[string]*modelLog{},
-		gens: map[string]int{}}
+		gens: map[string]int{}, bgShadows: cfg.BackgroundAfter > 0}
 	if cfg.AdmissionCapacity > 0 {
 		perSlot := cfg.AdmissionQueuePerSlot
 		if perSlot <= 0 {
@@ -218,10 +224,20 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 				continue // unchanged
 			}
 			for i, t := range targets {
-				s, err := p.mirror.Add(shadow.ShadowConfig{Name: t.model, Version: t.version,
+				sc := shadow.ShadowConfig{Name: t.model, Version: t.version,
 					Primary: v.model, PrimaryVersion: v.version,
 					PrimaryPredictor: named{v.pred, v.names}, Predictor: named{t.pred, t.names},
-					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i]})
+					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i]}
+				if p.bgShadows && t.bg != nil {
+					// Shadows are off the latency path by definition: at idle priority they
+					// take only the CPU the primaries leave.
+					bp := t.bg
+					sc.Score = func(rows []float64, nrows int, out []float64, raw bool) error {
+						_, err := bp.PredictF64Background(rows, nrows, out, raw, shadowBackgroundWait)
+						return err
+					}
+				}
+				s, err := p.mirror.Add(sc)
 				if err != nil {
 					a.errs = append(a.errs, err.Error())
 					continue

@@ -45,10 +45,11 @@ type version struct {
 	names          []string       // feature names in column order
 	cols           map[string]int // request feature name → column
 	stored         []StoreColumn
-	binding        FeatureBinding // nil without store-backed features
-	backend        string         // the scorer, for traces ("c/avx2", "onnx/cuda", ...)
-	traversal      string         // how the C++ core scores the model (engine.Model.Traversal)
-	device         string         // where a predictor with Device() runs (ONNX: "cpu", "cuda:0")
+	binding        FeatureBinding      // nil without store-backed features
+	backend        string              // the scorer, for traces ("c/avx2", "onnx/cuda", ...)
+	traversal      string              // how the C++ core scores the model (engine.Model.Traversal)
+	bg             backgroundPredictor // pred, when it can score on background threads; else nil
+	device         string              // where a predictor with Device() runs (ONNX: "cpu", "cuda:0")
 	loadedAt       time.Time
 	loadTime       time.Duration
 
@@ -60,6 +61,8 @@ type version struct {
 	attrs   attribute.Set
 
 	refs atomic.Int64
+	// psPerRow estimates the scoring time of one row in picoseconds (predict.go, observe).
+	psPerRow atomic.Int64
 }
 
 // acquire takes a reference; false means the version already retired.
@@ -490,6 +493,11 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engin
 	}
 	if t, ok := pred.(interface{ Traversal() string }); ok {
 		v.traversal = t.Traversal()
+	}
+	// Only the engine's own Model: a loader's wrapper that embeds *engine.Model to change
+	// how rows are scored would inherit the background methods and be bypassed by them.
+	if m, ok := pred.(*engine.Model); ok && m.CanBackground() {
+		v.bg = m
 	}
 	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
 	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}

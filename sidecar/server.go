@@ -20,12 +20,14 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/predictd/predictd/engine"
 	"github.com/predictd/predictd/sidecar/admission"
 	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/valyala/fasthttp"
@@ -62,6 +64,12 @@ type Config struct {
 	DefaultDeadline time.Duration
 	// Threads is how many goroutines score one large batch; default 1.
 	Threads int
+	// BackgroundAfter: a request whose expected scoring time (its rows × the time per row
+	// its model version took recently) is at least this long is scored on the C++ core's
+	// background threads, which run at idle CPU priority (engine.StartBackground): a long
+	// batch then uses only the CPU that short requests leave and never delays them.
+	// Default 1ms; negative: every request is scored on its own thread.
+	BackgroundAfter time.Duration
 	// ReadTimeout bounds reading one request (a slow client gets 408); default 10s.
 	ReadTimeout time.Duration
 	// WriteTimeout bounds writing one response; default 10s.
@@ -111,6 +119,7 @@ const (
 	DefaultMaxCandidates   = 100_000
 	DefaultMaxCells        = 64 << 20
 	DefaultDeadline        = time.Second
+	DefaultBackgroundAfter = time.Millisecond
 	DefaultReloadDebounce  = 500 * time.Millisecond
 	defaultReadTimeout     = 10 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
@@ -133,6 +142,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Threads <= 0 {
 		c.Threads = 1
+	}
+	if c.BackgroundAfter == 0 {
+		c.BackgroundAfter = DefaultBackgroundAfter
 	}
 	if c.ReloadDebounce <= 0 {
 		c.ReloadDebounce = DefaultReloadDebounce
@@ -196,6 +208,15 @@ func New(cfg Config) (*Server, error) {
 			return nil, fmt.Errorf("model repository %s is not a directory", cfg.ModelDir)
 		}
 		fsys, desc = os.DirFS(cfg.ModelDir), cfg.ModelDir
+	}
+	if cfg.BackgroundAfter > 0 {
+		// One background thread per P: the bulkheads bound how many batches are scored at once.
+		prio, ok := engine.StartBackground(runtime.GOMAXPROCS(0))
+		if ok {
+			cfg.Logger.Info("background scoring", "after", cfg.BackgroundAfter, "threads", runtime.GOMAXPROCS(0), "priority", prio)
+		} else {
+			cfg.BackgroundAfter = -1 // no C++ core: every request on its own thread
+		}
 	}
 	met, err := newMetrics()
 	if err != nil {
@@ -497,7 +518,14 @@ func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
 		raw = false
 	}
 	sspan := tp.Score(tctx, v.backend, req.numRows())
-	out, width, err := req.score(v, m64, m32, raw, deadline)
+	out, width, cpu, err := req.score(v, m64, m32, raw, deadline, s.cfg.BackgroundAfter)
+	if cpu >= 0 {
+		s.met.background.Add(bg, 1, v.addOpts...)
+		s.met.backgroundCPU.Add(bg, cpu.Seconds(), v.addOpts...)
+		if tp.Enabled() {
+			sspan.SetAttributes(tracing.AttrScoreBackground.Bool(true))
+		}
+	}
 	tracing.EndWithError(sspan, err)
 	if err != nil {
 		fail(v, err)

@@ -116,6 +116,10 @@ type ShadowConfig struct {
 	TopK int
 	// Log, if not nil, receives the shadow's scores (sampled by the Logger's own rate).
 	Log *predlog.Logger
+	// Score, if not nil, scores the shadow's rows in place of Predictor.PredictF64 (same
+	// contract); the sidecar passes the C++ core's idle-priority background threads, so
+	// shadow scoring takes only CPU time the primaries leave.
+	Score func(rows []float64, nrows int, out []float64, raw bool) error
 }
 
 // Shadow is one shadow model attached to a Mirror.
@@ -369,7 +373,11 @@ func (w *worker) run(s *Shadow, j *job) {
 	// narrows them, so size the buffer for the wider of the two.
 	width := max(s.cfg.Predictor.NumOutputs(true), outputs)
 	w.out = slices.Grow(w.out[:0], nrows*width)[:nrows*width]
-	if err := s.cfg.Predictor.PredictF64(rows, nrows, w.out, j.req.Raw); err != nil {
+	score := s.cfg.Predictor.PredictF64
+	if s.cfg.Score != nil {
+		score = s.cfg.Score
+	}
+	if err := score(rows, nrows, w.out, j.req.Raw); err != nil {
 		s.recordError(err)
 		return
 	}

@@ -48,6 +48,9 @@ const (
 	AttrRows           = attribute.Key("rows")
 	AttrFeaturesSource = attribute.Key("features.source")
 	AttrScoreBackend   = attribute.Key("score.backend")
+	// AttrScoreBackground is true on the score span of a request scored on the C++ core's
+	// idle-priority background threads (sidecar.Config.BackgroundAfter).
+	AttrScoreBackground = attribute.Key("score.background")
 )
 
 // Feature sources for FeaturesFetch.
