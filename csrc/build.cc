@@ -359,8 +359,9 @@ void BuildLeafTables(Ensemble* e) {
     full[t] = leaf == 32 ? ~0u : (1u << leaf) - 1;
   }
   // Bound the build's work (every path step against every bin of its feature): a hostile
-  // model within the size limit could otherwise take minutes to load. Real models are far
-  // below (NYC_taxi ~8M, 1,000-tree mtpl2 ~15M).
+  // model within the size limit could otherwise take minutes to load. Real models are
+  // below (NYC_taxi ~8M, 1,000-tree mtpl2 ~15M; the demo model's trees 50 times over, 5,000
+  // trees, over 2^26: 0.25 s to load with its tables, which score it 20x faster than the walk).
   size_t work = 0;
   for (size_t s = 0; s < S; s++) work += steps[s].size() * nbins[s];
   if (work > kMaxLeafTableWork) return;

@@ -99,7 +99,7 @@ constexpr uint32_t kGuideProbes = 4;
 constexpr int kMaxHeapDepth = 10;
 constexpr size_t kMaxHeapBytes = size_t(64) << 20;
 // Leaf tables whose build would test more (path step, bin) pairs are not built.
-constexpr size_t kMaxLeafTableWork = size_t(1) << 26;
+constexpr size_t kMaxLeafTableWork = size_t(1) << 28;
 // ... or that have more leaf-path steps (a leaf's path node, 16 bytes each while building).
 constexpr size_t kMaxLeafTableSteps = size_t(1) << 22;
 constexpr uint32_t kMaxGuideBuckets = 8192;

@@ -4,6 +4,8 @@ package engine
 
 import (
 	"errors"
+	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -12,6 +14,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/predictd/predictd/examples"
 )
 
 // Tests of the cgo bridge itself; the C++ core's own rules are covered by ctest
@@ -308,6 +312,25 @@ func TestTraversal(t *testing.T) {
 		}
 		g.Close()
 	}
+	// A 5,000-tree model (the demo model's trees 50 times over, the noisy-neighbor
+	// scenario's "flooded"): its table build tests ~70M (step, bin) pairs, once past the
+	// build-work bound (2^26), which left it to the walks at 20x the cost.
+	demo, err := fs.ReadFile(examples.Models(), "claims/1/model.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	big, err := ParseLightGBM(repeatTrees(t, demo, 50))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := NewModel(big, Options{Backend: BackendC}); err != nil {
+		t.Fatal(err)
+	} else {
+		if got := m.Traversal(); big.NumTrees() != 5000 || got != "leaf tables" {
+			t.Errorf("demo model x50 (%d trees): traversal %q, want leaf tables", big.NumTrees(), got)
+		}
+		m.Close()
+	}
 	// Two splits on one feature with different missing types: the generic walk, and why.
 	ens := &Ensemble{
 		Semantics: SemanticsLightGBM, NumFeatures: 1, NumOutputs: 1, BaseScore: []float64{0},
@@ -435,4 +458,33 @@ func idleThreads(t *testing.T) int {
 		}
 	}
 	return n
+}
+
+// repeatTrees returns a LightGBM text model with every tree of model k times over,
+// renumbered (scripts/ci/loadtest.sh noisy-models does the same with awk); tree_sizes is
+// dropped, as it would no longer match.
+func repeatTrees(t *testing.T, model []byte, k int) []byte {
+	text := string(model)
+	start := strings.Index(text, "\nTree=")
+	end := strings.Index(text, "end of trees")
+	if start < 0 || end < start {
+		t.Fatal("no trees in the model text")
+	}
+	var trees []string
+	for _, block := range strings.Split(text[start+1:end], "Tree=")[1:] {
+		trees = append(trees, block[strings.IndexByte(block, '\n')+1:])
+	}
+	var b strings.Builder
+	for _, line := range strings.SplitAfter(text[:start+1], "\n") {
+		if !strings.HasPrefix(line, "tree_sizes=") {
+			b.WriteString(line)
+		}
+	}
+	for r := range k {
+		for i, body := range trees {
+			fmt.Fprintf(&b, "Tree=%d\n%s", r*len(trees)+i, body)
+		}
+	}
+	b.WriteString(text[end:])
+	return []byte(b.String())
 }
