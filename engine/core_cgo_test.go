@@ -463,7 +463,7 @@ func idleThreads(t *testing.T) int {
 // repeatTrees returns a LightGBM text model with every tree of model k times over,
 // renumbered (scripts/ci/loadtest.sh noisy-models does the same with awk); tree_sizes is
 // dropped, as it would no longer match.
-func repeatTrees(t *testing.T, model []byte, k int) []byte {
+func repeatTrees(t testing.TB, model []byte, k int) []byte {
 	text := string(model)
 	start := strings.Index(text, "\nTree=")
 	end := strings.Index(text, "end of trees")

@@ -5,7 +5,9 @@ package engine
 import (
 	"bufio"
 	"fmt"
+	"io/fs"
 	"math"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dmitryikh/leaves"
+	"github.com/predictd/predictd/examples"
 )
 
 // Benchmarks of the C++ core against its peers on the same rows, one thread:
@@ -394,4 +397,51 @@ func BenchmarkCoreOverhead(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkBackground: what handing a batch to the core's idle-priority threads costs
+// (csrc/background.cc: a queue push, a worker's wake-up, a condition variable back) beside
+// scoring the same batch on the calling thread, on the bundled demo model (100 trees) at
+// 1 and 1,000 rows and on its trees 50 times over (5,000 trees; noisy-neighbor's
+// "flooded") at 1,000 rows. Wall time (ns/op): the handover is a cross-thread wake-up.
+//
+//	go test -run '^$' -bench Background -benchtime 2000x ./engine
+func BenchmarkBackground(b *testing.B) {
+	demo, err := fs.ReadFile(examples.Models(), "claims/1/model.txt")
+	if err != nil {
+		b.Fatal(err)
+	}
+	StartBackground(runtime.GOMAXPROCS(0))
+	for _, c := range []struct {
+		name  string
+		k     int // the demo's trees k times over
+		nrows int
+	}{{"demo/rows=1", 1, 1}, {"demo/rows=1000", 1, 1000}, {"demo x50/rows=1000", 50, 1000}} {
+		ens, err := ParseLightGBM(repeatTrees(b, demo, c.k))
+		if err != nil {
+			b.Fatal(err)
+		}
+		m, err := NewModel(ens, Options{Backend: BackendC})
+		if err != nil {
+			b.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		rows := randomRows(rng, ens, c.nrows)
+		out := make([]float64, c.nrows)
+		b.Run(c.name+"/foreground", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if err := m.PredictF64(rows, c.nrows, out, true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(c.name+"/background", func(b *testing.B) {
+			for i := 0; i < b.N; i++ {
+				if _, err := m.PredictF64Background(rows, c.nrows, out, true, 0); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		m.Close()
+	}
 }

@@ -78,3 +78,33 @@ func TestBackgroundStarvedIs504(t *testing.T) {
 		t.Errorf("%d %s %v, want 504 deadline_exceeded naming the background threads", status, code, err)
 	}
 }
+
+// TestObserveClipsOutliers: one preempted request (100× its usual time) moves a version's
+// estimate by at most 1/8, while a model that really got slower is followed.
+func TestObserveClipsOutliers(t *testing.T) {
+	v := &version{}
+	v.observe(20*time.Microsecond, 200) // 100 ns a row
+	if got := v.expected(200); got != 20*time.Microsecond {
+		t.Fatalf("first sample: %v", got)
+	}
+	v.observe(2*time.Millisecond, 200) // preempted
+	if got := v.expected(200); got > 23*time.Microsecond {
+		t.Errorf("after one outlier the estimate is %v, want at most 20µs × 1.125", got)
+	}
+	for range 60 {
+		v.observe(2*time.Millisecond, 200)
+	}
+	if got := v.expected(200); got < 1900*time.Microsecond {
+		t.Errorf("after 60 slow requests the estimate is %v, want near 2ms", got)
+	}
+	for range 40 {
+		v.observe(20*time.Microsecond, 200)
+	}
+	if got := v.expected(200); got > 40*time.Microsecond {
+		t.Errorf("after 40 fast requests again the estimate is %v, want near 20µs", got)
+	}
+	v.observe(time.Second, 10) // too few rows to count
+	if got := v.expected(200); got > 40*time.Microsecond {
+		t.Errorf("a 10-row batch moved the estimate to %v", got)
+	}
+}

@@ -165,15 +165,20 @@ type backgroundPredictor interface {
 }
 
 // observe folds one scoring's time per row into v's estimate, an exponentially weighted
-// mean (weight 1/8). Batches of under 16 rows are left out: the call's fixed cost
-// dominates them. Concurrent updates may lose one another, which an estimate can afford.
+// mean (weight 1/8) in which one sample counts for at most twice the estimate: a request
+// on its own thread is timed by the wall clock, and one that the kernel preempted for a
+// few milliseconds must not make a 20 µs model look like a 1 ms one (its next requests
+// would go to the idle-priority threads and wait there). A model that really got slower
+// still gets there, by up to 1/8 a request. Batches of under 16 rows are left out: the
+// call's fixed cost dominates them. Concurrent updates may lose one another, which an
+// estimate can afford.
 func (v *version) observe(d time.Duration, rows int) {
 	if rows < 16 || d <= 0 {
 		return
 	}
 	ps := int64(d) * 1000 / int64(rows)
 	if old := v.psPerRow.Load(); old != 0 {
-		ps = old + (ps-old)/8
+		ps = old + (min(ps, 2*old)-old)/8
 	}
 	v.psPerRow.Store(ps)
 }
