@@ -115,7 +115,7 @@ const char* pd_kernel_name(void);
 /*
  * Background scoring (csrc/background.cc). pd_predict_*_background compute exactly what
  * pd_predict_* compute, on one of the core's own worker threads, which run at the lowest
- * CPU priority the OS grants without privileges (Linux SCHED_IDLE, else nice 19): a long
+ * CPU priority the OS grants without privileges (nice 19, else Linux SCHED_IDLE): a long
  * batch then takes only the CPU time that normal-priority threads leave, and gives a core
  * up at once to any of them that wakes. The caller blocks until its batch is done.
  * timeout_ns > 0: a batch that no worker has started within that many nanoseconds is
@@ -128,7 +128,7 @@ const char* pd_kernel_name(void);
 /* Starts the pool with `threads` workers (1..256) if it is not running; returns the number
  * of workers (the first start wins), 0 on failure. Safe to call from several threads. */
 int pd_background_start(int threads);
-/* The priority the workers run at: "SCHED_IDLE", "nice 19", or "normal (REASON)"; "" before
+/* The priority the workers run at: "nice 19", "SCHED_IDLE", or "normal (REASON)"; "" before
  * the pool has started. */
 const char* pd_background_priority(void);
 int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,

@@ -46,7 +46,7 @@ type scorer interface {
 	name() string
 }
 
-// bgScorer is a scorer that can also score on the C++ core's idle-priority background
+// bgScorer is a scorer that can also score on the C++ core's lowest-priority background
 // threads (the cgo scorer); wait > 0 bounds how long a batch may wait for a thread to
 // start it. They return the thread CPU time the batch took.
 type bgScorer interface {
@@ -65,13 +65,14 @@ var ErrNoBackground = errors.New("background scoring needs the C++ core")
 
 // StartBackground starts the C++ core's background scoring threads, if they are not
 // running, with the given number of threads (the first start in a process chooses it), and
-// returns the CPU priority they run at: "SCHED_IDLE" on Linux, else "nice 19", else
+// returns the CPU priority they run at: "nice 19", else "SCHED_IDLE" (Linux), else
 // "normal (REASON)". ok is false without the C++ core (CGO_ENABLED=0).
 //
-// Background threads take only the CPU time that normal-priority threads leave, and give
-// a core up at once to any normal thread that wakes: long batches scored there cannot
-// delay short requests (or the application beside the sidecar, when both share the CPU
-// without cgroup limits between them), and still use every idle cycle.
+// Background threads get little CPU time while normal-priority threads want it (15/1039 of
+// a contended core against a nice-0 thread), and a normal thread that wakes preempts them:
+// long batches scored there hardly delay short requests (or the application beside the
+// sidecar, when both share the CPU without cgroup limits between them), and still use
+// every idle cycle.
 func StartBackground(threads int) (priority string, ok bool) { return startBackground(threads) }
 
 // Options configure a Model. The zero value is usable.

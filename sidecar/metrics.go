@@ -70,7 +70,7 @@ func newMetrics() (*metrics, error) {
 	m.panics, errs[7] = meter.Int64Counter("predictd.panics",
 		metric.WithDescription("Requests whose handler panicked (a bug), answered 500; the log has the stack."))
 	m.background, errs[8] = meter.Int64Counter("predictd.background.scorings",
-		metric.WithDescription("Requests scored on the C++ core's idle-priority background threads (--background-after)."))
+		metric.WithDescription("Requests scored on the C++ core's lowest-priority background threads (--background-after)."))
 	m.backgroundCPU, errs[9] = meter.Float64Counter("predictd.background.cpu",
 		metric.WithUnit("s"), metric.WithDescription("CPU time of the requests scored on the background threads."))
 	for _, err := range errs {

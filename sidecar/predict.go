@@ -156,7 +156,7 @@ type ContextPredictor interface {
 	PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error
 }
 
-// backgroundPredictor is a Predictor that can also score on the C++ core's idle-priority
+// backgroundPredictor is a Predictor that can also score on the C++ core's lowest-priority
 // background threads (engine.Model with the C++ core).
 type backgroundPredictor interface {
 	CanBackground() bool
@@ -168,7 +168,7 @@ type backgroundPredictor interface {
 // mean (weight 1/8) in which one sample counts for at most twice the estimate: a request
 // on its own thread is timed by the wall clock, and one that the kernel preempted for a
 // few milliseconds must not make a 20 µs model look like a 1 ms one (its next requests
-// would go to the idle-priority threads and wait there). A model that really got slower
+// would go to the lowest-priority threads and wait there). A model that really got slower
 // still gets there, by up to 1/8 a request. Batches of under 16 rows are left out: the
 // call's fixed cost dominates them. Concurrent updates may lose one another, which an
 // estimate can afford.
@@ -195,7 +195,7 @@ func (v *version) expected(rows int) time.Duration {
 // scored there (-1 when it was not).
 //
 // A request whose expected scoring time is at least bgAfter (> 0) goes to the C++ core's
-// idle-priority background threads (Config.BackgroundAfter); each block waits there for a
+// lowest-priority background threads (Config.BackgroundAfter); each block waits there for a
 // thread at most until the deadline, and 504s when none started it by then.
 func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, deadline time.Time, bgAfter time.Duration) ([]float64, int, time.Duration, error) {
 	nrows, nf := r.numRows(), v.nfeat

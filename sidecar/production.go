@@ -25,7 +25,7 @@ type production struct {
 	queueWait time.Duration      // the limiter's MaxQueueWait
 	mirror    *shadow.Mirror
 	logDir    string // "": prediction logs off
-	bgShadows bool   // score shadows on the C++ core's idle-priority threads (Config.BackgroundAfter > 0)
+	bgShadows bool   // score shadows on the C++ core's lowest-priority threads (Config.BackgroundAfter > 0)
 	meter     metric.Meter
 	log       *slog.Logger
 
@@ -58,7 +58,7 @@ type attachments struct {
 	logErr  string
 }
 
-// shadowBackgroundWait bounds how long a shadow's batch waits for an idle-priority thread:
+// shadowBackgroundWait bounds how long a shadow's batch waits for an lowest-priority thread:
 // past it the batch counts as a shadow error ("did not start in time"), so a CPU kept busy
 // by the primaries starves shadows visibly and a shutdown never waits on one for long.
 const shadowBackgroundWait = 5 * time.Second
@@ -229,7 +229,7 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 					PrimaryPredictor: named{v.pred, v.names}, Predictor: named{t.pred, t.names},
 					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i]}
 				if p.bgShadows && t.bg != nil {
-					// Shadows are off the latency path by definition: at idle priority they
+					// Shadows are off the latency path by definition: at the lowest priority they
 					// take only the CPU the primaries leave.
 					bp := t.bg
 					sc.Score = func(rows []float64, nrows int, out []float64, raw bool) error {

@@ -66,8 +66,9 @@ type Config struct {
 	Threads int
 	// BackgroundAfter: a request whose expected scoring time (its rows × the time per row
 	// its model version took recently) is at least this long is scored on the C++ core's
-	// background threads, which run at idle CPU priority (engine.StartBackground): a long
-	// batch then uses only the CPU that short requests leave and never delays them.
+	// background threads, which run at the lowest CPU priority, nice 19
+	// (engine.StartBackground): a long batch then uses mostly the CPU that short requests
+	// leave and yields the core to them.
 	// Default 1ms; negative: every request is scored on its own thread.
 	BackgroundAfter time.Duration
 	// ReadTimeout bounds reading one request (a slow client gets 408); default 10s.

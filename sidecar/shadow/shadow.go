@@ -117,7 +117,7 @@ type ShadowConfig struct {
 	// Log, if not nil, receives the shadow's scores (sampled by the Logger's own rate).
 	Log *predlog.Logger
 	// Score, if not nil, scores the shadow's rows in place of Predictor.PredictF64 (same
-	// contract); the sidecar passes the C++ core's idle-priority background threads, so
+	// contract); the sidecar passes the C++ core's lowest-priority background threads, so
 	// shadow scoring takes only CPU time the primaries leave.
 	Score func(rows []float64, nrows int, out []float64, raw bool) error
 }

@@ -49,7 +49,7 @@ const (
 	AttrFeaturesSource = attribute.Key("features.source")
 	AttrScoreBackend   = attribute.Key("score.backend")
 	// AttrScoreBackground is true on the score span of a request scored on the C++ core's
-	// idle-priority background threads (sidecar.Config.BackgroundAfter).
+	// lowest-priority background threads (sidecar.Config.BackgroundAfter).
 	AttrScoreBackground = attribute.Key("score.background")
 )
 
