@@ -12,10 +12,11 @@
 // Design: a fixed pool (pd_background_start; first call wins) of detached threads, each
 // switched to nice 19 at start (else SCHED_IDLE, else left as it is; the outcome is
 // pd_background_priority). A caller pushes a job that lives on its own stack onto one
-// FIFO queue and blocks on the job's condition variable until a worker has run it; the
-// worker runs the same checked predict as pd_predict_* and records the thread CPU time it
-// spent. The threads are created here rather than by the Go runtime because an idle-class
-// thread that the kernel does not run for a while must not hold one of Go's Ps (the
+// FIFO queue, wakes the worker that went idle last, and blocks on the job's condition
+// variable until a worker has run it; the worker runs the same checked predict as
+// pd_predict_* and records the thread CPU time it spent. The threads are created here
+// rather than by the Go runtime because a low-priority thread that the kernel does not
+// run for a while must not hold one of Go's Ps (the
 // scheduler would lose that P, and a stop-the-world would wait for it): the Go caller
 // sits in a cgo call, which gives its P up like any other long cgo call.
 //
@@ -40,6 +41,7 @@
 #include <new>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "core_internal.h"
 
@@ -85,7 +87,13 @@ class Pool {
   void Pause(bool paused) {
     std::lock_guard<std::mutex> lk(mu_);
     paused_ = paused;
-    if (!paused) work_cv_.notify_all();
+    if (!paused) {
+      for (Worker* w : idle_) {
+        w->wake = true;
+        w->cv.notify_one();
+      }
+      idle_.clear();
+    }
   }
 
   const char* Priority() {
@@ -98,7 +106,7 @@ class Pool {
   int Submit(BgJob* j, int64_t timeout_ns) {
     std::unique_lock<std::mutex> lk(mu_);
     queue_.push_back(j);
-    work_cv_.notify_one();
+    WakeOne();
     if (timeout_ns > 0) {
       const auto until = std::chrono::steady_clock::now() + std::chrono::nanoseconds(timeout_ns);
       if (!j->cv.wait_until(lk, until, [j] { return j->started; })) {
@@ -111,13 +119,39 @@ class Pool {
   }
 
  private:
+  // A worker sleeps on its own condition variable, so that Submit can wake the one that
+  // went idle last (LIFO): its caches, and its core's L3, still hold the model it scored
+  // last. A FIFO wake-up (one condition variable for all) alternated two workers on two
+  // vCPUs and made a 5,000-tree model's 1,000-row batch 36% slower than on the calling
+  // thread (BenchmarkBackground); LIFO keeps consecutive batches on one worker.
+  struct Worker {
+    std::condition_variable cv;
+    bool wake = false;
+  };
+
+  // WakeOne wakes the most recently idle worker, if any is idle (else a busy one takes
+  // the job when it finishes its own). Called with mu_ held.
+  void WakeOne() {
+    if (idle_.empty()) return;
+    Worker* w = idle_.back();
+    idle_.pop_back();
+    w->wake = true;
+    w->cv.notify_one();
+  }
+
   void Run() {
     const std::string prio = LowerPriority();
+    Worker self;
     std::unique_lock<std::mutex> lk(mu_);
     if (ready_++ == 0) priority_ = prio;
     ready_cv_.notify_all();
     for (;;) {
-      work_cv_.wait(lk, [&] { return !queue_.empty() && !paused_; });
+      if (queue_.empty() || paused_) {
+        idle_.push_back(&self);
+        self.wake = false;
+        self.cv.wait(lk, [&] { return self.wake; });
+        continue;
+      }
       BgJob* j = queue_.front();
       queue_.pop_front();
       j->started = true;
@@ -162,8 +196,9 @@ class Pool {
   }
 
   std::mutex mu_;
-  std::condition_variable work_cv_, ready_cv_;
+  std::condition_variable ready_cv_;
   std::deque<BgJob*> queue_;
+  std::vector<Worker*> idle_;  // idle workers, the most recently idle last
   int threads_ = 0, ready_ = 0;
   bool paused_ = false;
   std::string priority_;
