@@ -177,9 +177,9 @@ class Pool {
   // says which (neither needs a privilege on Linux, but a seccomp profile may forbid them).
   // nice 19 first: measured on the 2-vCPU dev VM (Linux 6.18, EEVDF), a busy nice-19 thread
   // left a latency-bound neighbour's p99 as it was alone (1.06 ms against 0.93-1.09), a busy
-  // SCHED_IDLE one doubled it (1.9-2.7 ms): the kernel counts a CPU that runs only SCHED_IDLE
-  // work as idle and wakes threads onto it. The share is nearly the same (weight 15 against
-  // 1024 for nice 0; SCHED_IDLE 3).
+  // SCHED_IDLE one doubled it (1.9-2.7 ms), likely because the kernel counts a CPU that runs
+  // only SCHED_IDLE work as idle when it places a waking thread. The share is nearly the
+  // same (weight 15 against 1024 for nice 0; SCHED_IDLE 3).
   static std::string LowerPriority() {
 #ifdef __linux__
     const long tid = syscall(SYS_gettid);
