@@ -22,7 +22,7 @@
 //
 // A job that no worker has started within the caller's timeout is withdrawn from the
 // queue and fails with PD_ERR_DEADLINE: when normal-priority work keeps every core busy,
-// idle-class threads do not run at all, and the caller's deadline must still hold. A job
+// nice-19 threads hardly run, and the caller's deadline must still hold. A job
 // already started runs to its end.
 #include <pthread.h>
 #include <sched.h>

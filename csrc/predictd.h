@@ -116,10 +116,10 @@ const char* pd_kernel_name(void);
  * Background scoring (csrc/background.cc). pd_predict_*_background compute exactly what
  * pd_predict_* compute, on one of the core's own worker threads, which run at the lowest
  * CPU priority the OS grants without privileges (nice 19, else Linux SCHED_IDLE): a long
- * batch then takes only the CPU time that normal-priority threads leave, and gives a core
- * up at once to any of them that wakes. The caller blocks until its batch is done.
+ * batch then takes little CPU time while normal-priority threads want it, and a normal
+ * thread that wakes preempts it. The caller blocks until its batch is done.
  * timeout_ns > 0: a batch that no worker has started within that many nanoseconds is
- * withdrawn and PD_ERR_DEADLINE returned (idle-class threads do not run while normal work
+ * withdrawn and PD_ERR_DEADLINE returned (low-priority threads hardly run while normal work
  * keeps every core busy); a started batch runs to its end. 0 waits as long as it takes.
  * cpu_ns (may be NULL) receives the worker's thread CPU time for the batch.
  * The pool starts at the first call with one thread per online CPU, unless

@@ -58,7 +58,7 @@ type attachments struct {
 	logErr  string
 }
 
-// shadowBackgroundWait bounds how long a shadow's batch waits for an lowest-priority thread:
+// shadowBackgroundWait bounds how long a shadow's batch waits for a lowest-priority thread:
 // past it the batch counts as a shadow error ("did not start in time"), so a CPU kept busy
 // by the primaries starves shadows visibly and a shutdown never waits on one for long.
 const shadowBackgroundWait = 5 * time.Second

@@ -85,7 +85,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.IntVar(&f.maxCells, "max-cells", sidecar.DefaultMaxCells, "most values in one request: decoded features, context and keys, and rows × features of the model's matrix (8 bytes each); more get 413")
 	fs.DurationVar(&f.defaultDeadline, "default-deadline", sidecar.DefaultDeadline, "deadline of a request without an X-Deadline-Ms header; expired requests get 504; negative: none")
 	fs.IntVar(&f.threads, "threads", 1, "goroutines that score one large batch")
-	fs.DurationVar(&f.backgroundAfter, "background-after", sidecar.DefaultBackgroundAfter, "score a request on the C++ core's lowest-priority (nice 19) threads when its model's recent time per row predicts at least this much scoring: long batches then use only the CPU that short requests leave; 0: off")
+	fs.DurationVar(&f.backgroundAfter, "background-after", sidecar.DefaultBackgroundAfter, "score a request on the C++ core's lowest-priority (nice 19) threads when its model's recent time per row predicts at least this much scoring: long batches then yield the CPU to short requests; 0: off")
 	fs.DurationVar(&f.readTimeout, "read-timeout", 10*time.Second, "time to receive a whole request; slower clients get 408")
 	fs.DurationVar(&f.writeTimeout, "write-timeout", 10*time.Second, "time to send a response")
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "idle keep-alive connections are closed after this")
