@@ -128,7 +128,8 @@ const char* pd_kernel_name(void);
 /* Starts the pool with `threads` workers (1..256) if it is not running; returns the number
  * of workers (the first start wins), 0 on failure. Safe to call from several threads. */
 int pd_background_start(int threads);
-/* The priority the workers run at: "nice 19", "SCHED_IDLE", or "normal (REASON)"; "" before
+/* The priority the workers run at: "nice 19, 0.1 ms slice" (a custom time slice, Linux
+ * 6.12+), "nice 19", "SCHED_IDLE", or "normal (REASON)"; "" before
  * the pool has started. */
 const char* pd_background_priority(void);
 int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,

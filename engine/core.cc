@@ -7,7 +7,7 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: f560debdc5d1b27b948bfd9b83893e75a082fe81bec22b7f818265dc2135f7aa
+// csrc-sha256: 73e6f5bb21edc38d87829247ba6274cb3d4428981ed777e504813b5057c260f4
 #include "../csrc/api.cc"
 #include "../csrc/background.cc"
 #include "../csrc/build.cc"
