@@ -199,8 +199,13 @@ class Pool {
       attr.sched_policy = SCHED_OTHER;
       attr.sched_nice = 19;
       attr.sched_runtime = 100000;  // ns
-#ifdef SYS_sched_setattr
-      if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) return "nice 19, 0.1 ms slice";
+#if defined(SYS_sched_setattr) && defined(SYS_sched_getattr)
+      // Read back: a kernel without custom slices accepts the call and ignores the field.
+      if (syscall(SYS_sched_setattr, 0, &attr, 0) == 0) {
+        decltype(attr) got{};
+        if (syscall(SYS_sched_getattr, 0, &got, sizeof got, 0) == 0 && got.sched_runtime == attr.sched_runtime)
+          return "nice 19, 0.1 ms slice";
+      }
 #endif
       return "nice 19";
     }

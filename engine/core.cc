@@ -7,7 +7,7 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: 73e6f5bb21edc38d87829247ba6274cb3d4428981ed777e504813b5057c260f4
+// csrc-sha256: fc60423e6704157220e8a3e90054de1d5225259edd29d3984ca0d8fe0c5b825b
 #include "../csrc/api.cc"
 #include "../csrc/background.cc"
 #include "../csrc/build.cc"
