@@ -284,25 +284,19 @@ func (m *Model) CanBackground() bool {
 // thread to start it (ErrBackgroundTimeout); a started batch runs to its end. It returns
 // the thread CPU time the batch took; the results are bit-identical to PredictF64's.
 func (m *Model) PredictF64Background(rows []float64, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error) {
-	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
-		return 0, err
-	}
-	bs, ok := m.sc.(bgScorer)
-	if !ok {
-		return 0, ErrNoBackground
-	}
-	f, k := m.ens.NumFeatures, m.ens.NumOutputs
-	cpu, err := background(nrows, m.parts(nrows), func(lo, hi int) (time.Duration, error) {
-		return bs.predictF64Background(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k], wait)
-	})
-	if err == nil && !raw {
-		m.ens.transform(out, nrows)
-	}
-	return cpu, err
+	return predictBackground(m, rows, nrows, out, raw, wait, bgScorer.predictF64Background)
 }
 
 // PredictF32Background is PredictF64Background for float32 rows (see PredictF32).
 func (m *Model) PredictF32Background(rows []float32, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error) {
+	return predictBackground(m, rows, nrows, out, raw, wait, bgScorer.predictF32Background)
+}
+
+// predictBackground checks the shapes, scores [0, nrows) in m.parts(nrows) slices, each
+// its own background batch (so the pool's threads share a large one), sums their CPU
+// time, and applies the transform unless raw.
+func predictBackground[T float32 | float64](m *Model, rows []T, nrows int, out []float64, raw bool, wait time.Duration,
+	call func(bgScorer, []T, int, []float64, time.Duration) (time.Duration, error)) (time.Duration, error) {
 	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
 		return 0, err
 	}
@@ -311,28 +305,25 @@ func (m *Model) PredictF32Background(rows []float32, nrows int, out []float64, r
 		return 0, ErrNoBackground
 	}
 	f, k := m.ens.NumFeatures, m.ens.NumOutputs
-	cpu, err := background(nrows, m.parts(nrows), func(lo, hi int) (time.Duration, error) {
-		return bs.predictF32Background(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k], wait)
-	})
+	var (
+		cpu time.Duration
+		err error
+	)
+	if parts := m.parts(nrows); parts <= 1 {
+		cpu, err = call(bs, rows, nrows, out, wait)
+	} else {
+		var sum atomic.Int64
+		err = split(nrows, parts, func(lo, hi int) error {
+			c, err := call(bs, rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k], wait)
+			sum.Add(int64(c))
+			return err
+		})
+		cpu = time.Duration(sum.Load())
+	}
 	if err == nil && !raw {
 		m.ens.transform(out, nrows)
 	}
 	return cpu, err
-}
-
-// background runs fn over [0, nrows) in parts slices, each its own background batch (so
-// the pool's threads share a large one), and sums their CPU time.
-func background(nrows, parts int, fn func(lo, hi int) (time.Duration, error)) (time.Duration, error) {
-	if parts <= 1 {
-		return fn(0, nrows)
-	}
-	var cpu atomic.Int64
-	err := split(nrows, parts, func(lo, hi int) error {
-		c, err := fn(lo, hi)
-		cpu.Add(int64(c))
-		return err
-	})
-	return time.Duration(cpu.Load()), err
 }
 
 func (m *Model) checkShape(nvals, nrows, nout int, raw bool) error {
