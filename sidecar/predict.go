@@ -215,7 +215,10 @@ func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, dead
 		ctx, cancel = context.WithDeadline(bg, deadline)
 		defer cancel()
 	}
-	background := v.bg != nil && bgAfter > 0 && v.expected(nrows) >= bgAfter
+	// Only a version that can score in the background keeps a cost estimate: the others
+	// (ONNX, the pure-Go scorer, --background-after 0) time nothing.
+	measure := v.bg != nil && bgAfter > 0
+	background := measure && v.expected(nrows) >= bgAfter
 	cpu := time.Duration(-1)
 	if background {
 		cpu = 0
@@ -242,7 +245,10 @@ func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, dead
 				return nil, 0, cpu, fmt.Errorf("%w after scoring %d of %d rows: %w (raise X-Deadline-Ms or --default-deadline, or lower the load)", errDeadline, lo, nrows, err)
 			}
 		} else {
-			t0 := time.Now()
+			var t0 time.Time
+			if measure {
+				t0 = time.Now()
+			}
 			switch {
 			case cp != nil && m32 != nil:
 				err = cp.PredictF32Context(ctx, m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
@@ -253,7 +259,9 @@ func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, dead
 			default:
 				err = v.pred.PredictF64(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
 			}
-			v.observe(time.Since(t0), hi-lo)
+			if measure {
+				v.observe(time.Since(t0), hi-lo)
+			}
 		}
 		if err != nil {
 			return nil, 0, cpu, fmt.Errorf("model %s version %s: %w", v.model, v.version, err)
