@@ -31,8 +31,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
 #include <cstdio>
@@ -73,13 +74,16 @@ int64_t ThreadCPUNanos() {
 class Pool {
  public:
   // Start starts n threads (once) and waits until each has set its priority.
+  // Every background call starts here, so the running pool is answered without the lock.
   int Start(int n) {
+    if (const int t = started_.load(std::memory_order_acquire)) return t;
     std::unique_lock<std::mutex> lk(mu_);
     if (threads_ > 0) return threads_;
     n = std::max(1, std::min(n, 256));
     for (int i = 0; i < n; i++) std::thread([this] { Run(); }).detach();
     threads_ = n;
     ready_cv_.wait(lk, [&] { return ready_ == threads_; });
+    started_.store(threads_, std::memory_order_release);
     return threads_;
   }
 
@@ -225,6 +229,7 @@ class Pool {
   std::deque<BgJob*> queue_;
   std::vector<Worker*> idle_;  // idle workers, the most recently idle last
   int threads_ = 0, ready_ = 0;
+  std::atomic<int> started_{0};  // threads_ once every worker is ready
   bool paused_ = false;
   std::string priority_;
 };

@@ -7,7 +7,7 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: fc60423e6704157220e8a3e90054de1d5225259edd29d3984ca0d8fe0c5b825b
+// csrc-sha256: 7121684ea0516eb594d27c37190ce92c4d360551de092f16f3ecf7fb53f24e36
 #include "../csrc/api.cc"
 #include "../csrc/background.cc"
 #include "../csrc/build.cc"
