@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/predictd/predictd/engine"
-	"github.com/predictd/predictd/engine/features"
 	"github.com/predictd/predictd/examples"
 	"github.com/valyala/fasthttp"
 )
@@ -355,48 +354,5 @@ func TestContextPredictorGetsDeadline(t *testing.T) {
 	status, resp := ts.post(t, "tcp", "/v1/predict", "application/json", body, "X-Deadline-Ms", "50")
 	if code, msg := apiError(t, resp); status != 504 || code != "deadline_exceeded" {
 		t.Errorf("%d %s %q, want 504 deadline_exceeded", status, code, msg)
-	}
-}
-
-// TestFillStopsAtDeadline: the feature-store binding checks its context while it walks
-// the rows, so a request whose deadline passed stops there instead of resolving every
-// row's key and fetching.
-func TestFillStopsAtDeadline(t *testing.T) {
-	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: storeManifest})
-	if err := os.WriteFile(filepath.Join(root, "users.group.yaml"), []byte(usersGroup), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	groups, err := features.LoadGroups(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	ts := startServer(t, Config{ModelDir: root, FeatureStore: NewFeatureStore(st, "snapshot")})
-	v, err := ts.reg.acquire([]byte("claims"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer v.release()
-	if v.binding == nil {
-		t.Fatal("claims has no feature-store binding")
-	}
-	r := new(request)
-	body := `{"model":"claims","keys":{"user_id":"u1"},"candidates":[{},{},{}]}`
-	if err := decodeJSON(r, []byte(body), decodeLimits{rows: 10, cells: 10}); err != nil {
-		t.Fatal(err)
-	}
-	m64, err := r.matrix(v, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
-	defer cancel()
-	err = v.binding.Fill(ctx, &StoreQuery{req: r, NRows: 3, NCols: v.nfeat, F64: m64})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Fill past the deadline: %v, want context.DeadlineExceeded", err)
 	}
 }

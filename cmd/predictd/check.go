@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/predictd/predictd/engine/features"
+	"github.com/predictd/predictd/features"
+	"github.com/predictd/predictd/features/sidecarstore"
 	"github.com/predictd/predictd/sidecar"
 )
 
@@ -80,5 +81,5 @@ func checkFeatureStore(dir string) (sidecar.FeatureStore, func(), error) {
 	if err != nil {
 		return nil, func() {}, err
 	}
-	return sidecar.NewFeatureStore(st, "snapshot"), func() { st.Close() }, nil
+	return sidecarstore.New(st, "snapshot"), func() { st.Close() }, nil
 }

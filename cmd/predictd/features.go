@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/predictd/predictd/engine/features"
+	"github.com/predictd/predictd/features"
 	"github.com/redis/go-redis/v9"
 )
 

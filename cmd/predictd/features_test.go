@@ -7,13 +7,13 @@ import (
 	"testing"
 
 	"github.com/parquet-go/parquet-go"
-	"github.com/predictd/predictd/engine/features"
+	"github.com/predictd/predictd/features"
 )
 
 // TestFeaturesLoadSnapshot runs `predictd features load` into an embedded snapshot: good
 // rows land with every type intact, a bad row is refused whole (exit status 1), and loading
 // the same file again leaves the same state. The Redis and Cluster paths of the same loader
-// are tested against real redis-server processes in engine/features.
+// are tested against real redis-server processes in features/.
 func TestFeaturesLoadSnapshot(t *testing.T) {
 	dir := t.TempDir()
 	writeFile(t, filepath.Join(dir, "store_stats.group.yaml"), `name: store_stats

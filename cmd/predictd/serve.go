@@ -14,8 +14,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/predictd/predictd/engine/features"
 	"github.com/predictd/predictd/examples"
+	"github.com/predictd/predictd/features"
+	"github.com/predictd/predictd/features/sidecarstore"
 	"github.com/predictd/predictd/sidecar"
 	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/redis/go-redis/v9"
@@ -404,7 +405,7 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 		names = append(names, n)
 	}
 	log.Info("feature store", "groups", names, "backend", source, "dir", dir)
-	return sidecar.NewFeatureStore(st, source), func() {
+	return sidecarstore.New(st, source), func() {
 		st.Close()
 		if client != nil {
 			client.Close()

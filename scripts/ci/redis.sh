@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Feature-store test dependencies: redis-server and redis-cli from Debian. The tests in
-# engine/features start their own servers (standalone and a 3-master Redis Cluster) from
+# features/ start their own servers (standalone and a 3-master Redis Cluster) from
 # these binaries in temp dirs on ports 7300-7399, and stop them when they end, so this
 # script only installs and checks. Run by .ci/run before the tests.
 set -euo pipefail

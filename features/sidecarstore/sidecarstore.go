@@ -1,4 +1,7 @@
-package sidecar
+// Package sidecarstore serves a features.Store to the sidecar: it implements
+// sidecar.FeatureStore, so the sidecar itself knows nothing of the store's layout and
+// the store nothing of HTTP. cmd/predictd wires it in with Config.FeatureStore.
+package sidecarstore
 
 import (
 	"context"
@@ -7,15 +10,16 @@ import (
 	"sync"
 	"unsafe"
 
-	"github.com/predictd/predictd/engine/features"
+	"github.com/predictd/predictd/features"
+	"github.com/predictd/predictd/sidecar"
 )
 
-// NewFeatureStore adapts an engine/features Store to the sidecar's FeatureStore: at
+// New adapts a features.Store to sidecar.FeatureStore: at
 // model load each (group, key) of the manifest's store-backed features gets a Plan;
 // per request each plan is one batch FetchRows of the rows' entity ids. source names
 // the backend in traces ("redis" or "snapshot"). The Store stays the caller's: closing
 // a binding does not close it.
-func NewFeatureStore(st *features.Store, source string) FeatureStore {
+func New(st *features.Store, source string) sidecar.FeatureStore {
 	return &featureStore{st: st, source: source}
 }
 
@@ -54,7 +58,7 @@ type fillBuf struct {
 // Bind resolves cols into one plan per (group, key). A feature must be a scalar of its
 // group (one model column); lists and embeddings fill several columns, which a
 // manifest entry cannot name.
-func (s *featureStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
+func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (sidecar.FeatureBinding, error) {
 	b := &storeBinding{source: s.source, st: s.st}
 	b.pool.New = func() any { return new(fillBuf) }
 	idx := map[[2]string]int{}
@@ -116,14 +120,14 @@ func (b *storeBinding) Close() error { return nil }
 // A row without the entity key gets the features' defaults (not degraded: the request
 // chose not to name the entity); a group answered from stale cache or defaults because
 // the backend failed marks the response degraded.
-func (b *storeBinding) Fill(ctx context.Context, q *StoreQuery) error {
+func (b *storeBinding) Fill(ctx context.Context, q *sidecar.StoreQuery) error {
 	buf := b.pool.Get().(*fillBuf)
 	defer b.pool.Put(buf)
 	for gi := range b.groups {
 		g := &b.groups[gi]
 		buf.ids, buf.rows = buf.ids[:0], buf.rows[:0]
 		for row := 0; row < q.NRows; row++ {
-			if row%applyCheckRows == 0 && ctx.Err() != nil {
+			if row%checkRows == 0 && ctx.Err() != nil {
 				return fmt.Errorf("group %s: after %d of %d rows: %w", g.group, row, q.NRows, ctx.Err())
 			}
 			k := q.Key(row, g.key)
@@ -164,4 +168,16 @@ func (b *storeBinding) Fill(ctx context.Context, q *StoreQuery) error {
 		}
 	}
 	return nil
+}
+
+// checkRows is how many rows Fill walks between checks of the request's deadline (as
+// the sidecar does when it applies the request's own features).
+const checkRows = 4096
+
+// growF64 returns s resized to n, reusing its array when it is large enough.
+func growF64(s []float64, n int) []float64 {
+	if cap(s) < n {
+		return make([]float64, n)
+	}
+	return s[:n]
 }
