@@ -155,17 +155,18 @@ func (l *Limiter) SetWeights(weights map[string]float64) error {
 	for m, w := range weights {
 		slots := max(1, int(math.Round(float64(l.cfg.Capacity)*w/total)))
 		if b := old[m]; b != nil && cap(b.sem) == slots {
-			b.weight = w
+			b.weight.Store(math.Float64bits(w)) // Stats reads it without l.mu
 			next[m] = b
 			continue
 		}
-		next[m] = &Bulkhead{
+		b := &Bulkhead{
 			l:        l,
 			model:    m,
-			weight:   w,
 			sem:      make(chan struct{}, slots),
 			maxQueue: int64(slots * l.cfg.QueuePerSlot),
 		}
+		b.weight.Store(math.Float64bits(w))
+		next[m] = b
 	}
 	l.heads.Store(&next)
 	return nil
@@ -190,7 +191,7 @@ func (l *Limiter) Acquire(ctx context.Context, model string) (*Bulkhead, error) 
 type Bulkhead struct {
 	l        *Limiter
 	model    string
-	weight   float64
+	weight   atomic.Uint64 // math.Float64bits of the weight; SetWeights may change it
 	sem      chan struct{}
 	maxQueue int64
 	queued   atomic.Int64
@@ -300,7 +301,7 @@ type Stats struct {
 // Stats returns the bulkhead's counters.
 func (b *Bulkhead) Stats() Stats {
 	return Stats{
-		Model: b.model, Weight: b.weight, Slots: cap(b.sem), InFlight: len(b.sem), Queued: b.queued.Load(),
+		Model: b.model, Weight: math.Float64frombits(b.weight.Load()), Slots: cap(b.sem), InFlight: len(b.sem), Queued: b.queued.Load(),
 		Admitted: b.admitted.Load(), LimitReached: b.limitReached.Load(), Rejected: b.rejected.Load(),
 		Timeouts: b.timeouts.Load(), Canceled: b.canceled.Load(),
 	}

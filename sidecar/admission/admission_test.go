@@ -372,3 +372,37 @@ func TestRejectedFloodDoesNotCountTowardsMaxPending(t *testing.T) {
 		<-done
 	}
 }
+
+// TestWeightChangeWhileStatsRead: a reload that changes a model's weight but not its
+// slot count keeps the bulkhead and updates its weight while /metrics and /v1/models
+// read Stats. Under -race this failed when the weight was a plain field.
+func TestWeightChangeWhileStatsRead(t *testing.T) {
+	// Capacity 1: every model gets one slot whatever its weight, so the bulkhead stays.
+	l := newLimiter(t, Config{Capacity: 1}, map[string]float64{"a": 1})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := range 2000 {
+			if err := l.SetWeights(map[string]float64{"a": float64(1 + i%7)}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	}()
+	var seen float64
+	for {
+		select {
+		case <-done:
+			if st, _ := l.Stats(); st[0].Weight != 1+1999%7 {
+				t.Errorf("weight after the last SetWeights: %v, want %v", st[0].Weight, 1+1999%7)
+			}
+			if seen == 0 {
+				t.Error("Stats never saw a weight")
+			}
+			return
+		default:
+			st, _ := l.Stats()
+			seen = st[0].Weight
+		}
+	}
+}
