@@ -3,11 +3,15 @@ package features
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"net"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // TestRedisKilledDuringReads kills redis-server (SIGKILL) while clients fetch with short
@@ -322,5 +326,64 @@ func TestStaleWhileRevalidate(t *testing.T) {
 	k := cacheKey{p.id, ids[0]}
 	if e := s.cache.get(k, keyHash(k)); e == nil || e.refresh.Load() {
 		t.Fatal("the refresh did not replace the entry")
+	}
+}
+
+// TestRefusedAnsweredAtOnce: with nothing listening on Redis' port, every Fetch is
+// answered degraded after at most one dial, not after go-redis' default five attempts
+// 100 ms apart. The dials are counted (a timing assertion would be flaky); the times
+// are logged.
+func TestRefusedAnsweredAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // connections to addr are now refused
+	for _, cluster := range []bool{false, true} {
+		var dials atomic.Int64
+		dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
+			dials.Add(1)
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+		var c redis.UniversalClient
+		if cluster {
+			o := &redis.ClusterOptions{Addrs: []string{addr}, Dialer: dial}
+			FailFastCluster(o, 200*time.Millisecond)
+			c = redis.NewClusterClient(o)
+		} else {
+			o := &redis.Options{Addr: addr, Dialer: dial}
+			FailFast(o, 200*time.Millisecond)
+			c = redis.NewClient(o)
+		}
+		s, err := Open(Config{Groups: map[string]*Group{"shop": shopGroup(t)}, Redis: c})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := s.Plan("shop", []string{"rating", "orders"}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var slowest time.Duration
+		const fetches = 20
+		for i := range fetches {
+			ids := []string{fmt.Sprintf("s%d", i)} // a new entity each time: no negative cache
+			out, present := make([]float64, p.Width()), make([]bool, p.NumFeatures())
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			start := time.Now()
+			res, err := s.Fetch(ctx, p, ids, out, present)
+			slowest = max(slowest, time.Since(start))
+			cancel()
+			if err != nil || !res.Degraded {
+				t.Fatalf("cluster=%v fetch %d: %+v %v, want a degraded answer", cluster, i, res, err)
+			}
+		}
+		s.Close()
+		c.Close()
+		t.Logf("cluster=%v: %d fetches, %d dials, slowest %v", cluster, fetches, dials.Load(), slowest)
+		if n := dials.Load(); n > fetches {
+			t.Errorf("cluster=%v: %d dials for %d fetches: the client retries dials on its own", cluster, n, fetches)
+		}
 	}
 }

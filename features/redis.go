@@ -11,6 +11,22 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// FailFast sets what the Store needs of a Redis client: it bounds every read by the
+// request's deadline and has its own circuit breaker, so the client must not retry on its
+// own. No command retries (MaxRetries -1: go-redis would back off and resend), one dial
+// attempt per connection (DialerRetries 1: the default 5 attempts 100 ms apart cost a
+// request about 0.8 s against a refused port), each dial bounded by dialTimeout, and the
+// context's deadline set on the socket.
+func FailFast(o *redis.Options, dialTimeout time.Duration) {
+	o.MaxRetries, o.DialerRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, 1, dialTimeout, true
+}
+
+// FailFastCluster is FailFast for a Redis Cluster client; it also applies to the
+// clients of every node.
+func FailFastCluster(o *redis.ClusterOptions, dialTimeout time.Duration) {
+	o.MaxRetries, o.DialerRetries, o.DialTimeout, o.ContextTimeoutEnabled = -1, 1, dialTimeout, true
+}
+
 // redisBackend reads entity hashes in one pipeline of one command per entity. With a
 // ClusterClient the pipeline is split by node and sent to the masters concurrently.
 //

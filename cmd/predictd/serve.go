@@ -375,14 +375,12 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 				return nil, nop, fmt.Errorf("--redis %s: %w", f.redis, err)
 			}
 		}
-		// The store bounds every read by the request's deadline and has its own circuit
-		// breaker, so the client must fail fast: no retries with backoff, a dial bounded
-		// like a read, and the context's deadline honoured on the socket.
-		opts.MaxRetries, opts.DialTimeout, opts.ContextTimeoutEnabled = -1, f.featuresTimeout, true
+		features.FailFast(opts, f.featuresTimeout) // the store retries and breaks on its own
 		client, source = redis.NewClient(opts), "redis"
 	case f.redisCluster != "":
-		client, source = redis.NewClusterClient(&redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ","),
-			MaxRetries: -1, DialTimeout: f.featuresTimeout, ContextTimeoutEnabled: true}), "redis"
+		opts := &redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ",")}
+		features.FailFastCluster(opts, f.featuresTimeout)
+		client, source = redis.NewClusterClient(opts), "redis"
 	case f.featuresSnapshot != "":
 		emb, err := features.LoadSnapshot(f.featuresSnapshot)
 		if err != nil {
