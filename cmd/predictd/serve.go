@@ -18,6 +18,7 @@ import (
 	"github.com/predictd/predictd/features"
 	"github.com/predictd/predictd/features/sidecarstore"
 	"github.com/predictd/predictd/sidecar"
+	"github.com/predictd/predictd/sidecar/predlog"
 	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
@@ -190,6 +191,16 @@ func runServe(args []string) int {
 	if f.listen == "" && f.unix == "" {
 		fmt.Fprintln(os.Stderr, "predictd serve: nothing to listen on: set --listen or --unix")
 		return 2
+	}
+	if f.predictionLogDir != "" {
+		// A killed predecessor's ".part" files become whole files before any new log opens.
+		recovered, err := predlog.Recover(f.predictionLogDir)
+		for _, r := range recovered {
+			log.Info("prediction log finalized after an unclean exit", "file", r.Path, "lines", r.Lines, "torn_bytes_dropped", r.Lost)
+		}
+		if err != nil {
+			log.Warn("prediction logs left unfinished", "err", err)
+		}
 	}
 	cfg := sidecar.Config{
 		ModelDir:        f.models,
