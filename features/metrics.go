@@ -11,6 +11,7 @@ import (
 // storeMetrics are the store's OpenTelemetry instruments. Per-group attribute sets are
 // built once so that recording allocates nothing.
 type storeMetrics struct {
+	lookups, absent                          metric.Int64Counter
 	hits, misses, stale, defaulted, degraded metric.Int64Counter
 	backendErrors, decodeErrors              metric.Int64Counter
 	byGroup                                  map[string][]metric.AddOption
@@ -36,6 +37,8 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 		c, err = m.Int64Counter(name, metric.WithDescription(desc))
 		return c
 	}
+	sm.lookups = counter("predictd.features.lookups", "Entity lookups (one per entity id of a Fetch).")
+	sm.absent = counter("predictd.features.absent", "Entity lookups the store answered as absent: it holds no such entity (defaults, not degraded). A jump in absent/lookups means the data is gone (FLUSHALL, eviction, a failed load).")
 	sm.hits = counter("predictd.features.cache.hits", "Entity lookups answered from a fresh cache entry.")
 	sm.misses = counter("predictd.features.cache.misses", "Entity lookups that went to the backend.")
 	sm.stale = counter("predictd.features.stale", "Entities answered from stale cache because the backend could not answer.")
@@ -85,11 +88,17 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 	return sm, nil
 }
 
-// record adds one Fetch's counts.
-func (sm *storeMetrics) record(ctx context.Context, group string, r *Result, misses int) {
+// record adds the counts of one Fetch of n entities.
+func (sm *storeMetrics) record(ctx context.Context, group string, n int, r *Result, misses int) {
 	opt := sm.byGroup[group]
 	if len(opt) == 0 {
 		return
+	}
+	if n > 0 {
+		sm.lookups.Add(ctx, int64(n), opt...)
+	}
+	if r.Absent > 0 {
+		sm.absent.Add(ctx, int64(r.Absent), opt...)
 	}
 	if r.Hits > 0 {
 		sm.hits.Add(ctx, int64(r.Hits), opt...)

@@ -24,7 +24,7 @@ func TestMetrics(t *testing.T) {
 	p, _ := s.Plan("shop", []string{"rating"}, nil)
 	ids := []string{rows[0].id, rows[1].id, "ghost"}
 	out, present := make([]float64, 3), make([]bool, 3)
-	for i := 0; i < 3; i++ { // 3 misses, then 2×2 hits and 2 negative hits
+	for i := 0; i < 3; i++ { // 3 misses, then 2×2 hits and 2 negative hits; "ghost" absent 3 times of 9 lookups
 		if _, err := s.Fetch(context.Background(), p, ids, out, present); err != nil {
 			t.Fatal(err)
 		}
@@ -50,7 +50,8 @@ func TestMetrics(t *testing.T) {
 	}
 	if got["predictd.features.cache.hits"] != 4 || got["predictd.features.cache.misses"] != 3 ||
 		got["predictd.features.cache.entries"] != 3 || got["predictd.features.cache.bytes"] != s.cache.bytes.Load() ||
-		got["predictd.features.cache.bytes"] <= 0 || got["predictd.features.degraded"] != 0 {
+		got["predictd.features.cache.bytes"] <= 0 || got["predictd.features.degraded"] != 0 ||
+		got["predictd.features.lookups"] != 9 || got["predictd.features.absent"] != 3 {
 		t.Fatalf("metrics %v", got)
 	}
 }

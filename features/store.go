@@ -248,7 +248,7 @@ func (s *Store) fetch(ctx context.Context, p *Plan, entities []string, d dest) (
 	if len(fs.miss) > 0 {
 		s.fetchMisses(ctx, p, entities, d, fs, &res, now)
 	}
-	s.m.record(ctx, p.g.Name, &res, len(fs.miss))
+	s.m.record(ctx, p.g.Name, n, &res, len(fs.miss))
 	return res, nil
 }
 
