@@ -30,7 +30,16 @@ with a bad cell is refused whole and reported with its line number (Parquet: "F:
 the exit status is 1 when any row was refused. Loading the same file twice leaves the same
 state.
 
-Flags:
+predictd features get --group G [--groups DIR]
+                      (--redis ADDR | --cluster ADDR,ADDR,... | --snapshot PATH) [--json] KEY...
+
+Reads entities KEY... of group G back, straight from the store (no cache), and prints
+every stored value decoded by its declared type, when the entity was last written and
+how old that is, and which source answered. A feature the entity does not hold is shown
+with the default a model would get. The exit status is 1 when some KEY is not in the
+store, 2 on a usage error.
+
+Flags (load):
 `
 
 func runFeatures(args []string) int {
@@ -42,11 +51,14 @@ func runFeatures(args []string) int {
 		}
 		return 0
 	}
-	if args[0] != "load" {
-		fmt.Fprintf(os.Stderr, "predictd features: unknown subcommand %q (want load)\n", args[0])
-		return 2
+	switch args[0] {
+	case "load":
+		return runFeaturesLoad(args[1:])
+	case "get":
+		return runFeaturesGet(args[1:], os.Stdout)
 	}
-	return runFeaturesLoad(args[1:])
+	fmt.Fprintf(os.Stderr, "predictd features: unknown subcommand %q (want load or get)\n", args[0])
+	return 2
 }
 
 type loadOpts struct {

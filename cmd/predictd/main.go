@@ -15,6 +15,7 @@ Usage:
   predictd check DIR              validate a model directory; non-zero exit on problems
   predictd score [flags]          score a CSV or LibSVM file offline
   predictd features load [flags]  load feature-store rows into Redis or a snapshot
+  predictd features get [flags] KEY...  print stored entities, decoded, with their age
   predictd help                   this text
 
 Run "predictd COMMAND --help" for a command's flags.
