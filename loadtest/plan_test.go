@@ -27,7 +27,7 @@ func TestCapacity(t *testing.T) {
 		step(10, 10_000, 5, 0.002, 0),
 		step(20, 20_000, 9, 0.002, 0),
 		step(40, 40_000, 30, 0.0025, 0), // best within 50ms
-		step(80, 60_000, 400, 0.003, 0),
+		step(80, 60_000, 400, 0.003, 0), // missed the bound: step 2 is at saturation
 		step(30, 50_000, 20, 0.002, 0.5), // errors: excluded
 	)
 	q := CapacityQuery{PredictionsPerSec: 100_000, P99Ms: 50, Headroom: 0.3}
@@ -36,8 +36,8 @@ func TestCapacity(t *testing.T) {
 		t.Fatal(err)
 	}
 	// 100k/s × 2.5e-6 CPU-s ÷ 0.7 = 0.357 → 1 core; 100k ÷ (40k × 0.7) = 3.57 → 4 sidecars.
-	if a.Step != 2 || a.Cores != 1 || a.Sidecars != 4 {
-		t.Errorf("got step %d, %d cores, %d sidecars", a.Step, a.Cores, a.Sidecars)
+	if a.Step != 2 || a.Cores != 1 || a.Sidecars != 4 || !a.Saturated || a.StepCandidates != 1000 {
+		t.Errorf("got %+v", a)
 	}
 	q.PredictionsPerSec = 10_000_000
 	a, _ = Capacity(r, q)
@@ -45,15 +45,58 @@ func TestCapacity(t *testing.T) {
 	if a.Cores != 36 || a.Sidecars != 358 || !strings.Contains(a.String(q), "you need 36 cores / 358 sidecars at 30% headroom") {
 		t.Errorf("got %s", a.String(q))
 	}
+	// The same load asked in requests/s: 10,000 requests of the profile's 1,000 candidates.
+	rq := CapacityQuery{RequestsPerSec: 10_000, P99Ms: 50, Headroom: 0.3}
+	a, _ = Capacity(r, rq)
+	if a.Cores != 36 || a.Sidecars != 358 || a.Candidates != 1000 {
+		t.Errorf("requests/s: %+v", a)
+	}
+	for _, want := range []string{"for 10000 requests/s of 1000 candidates (10000000 predictions/s)", "step 2: 40 requests/s of 1000 candidates",
+		"at saturation"} {
+		if !strings.Contains(a.String(rq), want) {
+			t.Errorf("answer lacks %q:\n%s", want, a.String(rq))
+		}
+	}
+	// Another request shape is answered, and says so.
+	rq.Candidates = 10
+	if a, _ = Capacity(r, rq); a.PredictionsPerSec != 100_000 || !strings.Contains(a.String(rq), "had 1000 candidates, not 10") {
+		t.Errorf("other shape: %+v\n%s", a, a.String(rq))
+	}
 	if _, err := Capacity(r, CapacityQuery{PredictionsPerSec: 1, P99Ms: 1, Headroom: 0.3}); err == nil || !strings.Contains(err.Error(), "best p99 5.00 ms") {
 		t.Errorf("unreachable bound: %v", err)
 	}
 	if _, err := Capacity(r, CapacityQuery{PredictionsPerSec: 1, P99Ms: 1, Headroom: 1}); err == nil {
 		t.Error("headroom 100% accepted")
 	}
+	if _, err := Capacity(r, CapacityQuery{P99Ms: 1, Headroom: 0.3}); err == nil {
+		t.Error("a query without a rate accepted")
+	}
 	noCPU := planResult(step(10, 10, 1, 0, 0))
 	if _, err := Capacity(noCPU, CapacityQuery{PredictionsPerSec: 1, P99Ms: 5, Headroom: 0}); err == nil || !strings.Contains(err.Error(), "CPU") {
 		t.Errorf("no CPU figures: %v", err)
+	}
+}
+
+// TestCapacityBelowSaturation: a profile whose every step held the bound never found the
+// sidecar's capacity; the answer must say it is a bound, not a capacity.
+func TestCapacityBelowSaturation(t *testing.T) {
+	r := planResult(step(10, 10_000, 5, 0.002, 0), step(20, 20_000, 6, 0.002, 0))
+	r.Steps[1].SidecarCores = 0.24
+	q := CapacityQuery{RequestsPerSec: 5000, Candidates: 1000, P99Ms: 20, Headroom: 0.3}
+	a, err := Capacity(r, q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := a.String(q)
+	if a.Saturated || !strings.Contains(s, "at most") || !strings.Contains(s, "NOT a capacity") ||
+		!strings.Contains(s, "at least 20000 predictions/s") || !strings.Contains(s, "used 0.24 of 4 cores") {
+		t.Errorf("%+v\n%s", a, s)
+	}
+	// A generator-limited step that missed the bound does not make it a capacity.
+	r.Steps = append(r.Steps, step(40, 30_000, 90, 0.002, 0))
+	r.Steps[2].Index, r.Steps[2].GeneratorLimited = 2, true
+	if a, _ := Capacity(r, q); a.Saturated {
+		t.Error("a generator-limited step counted as the sidecar's saturation")
 	}
 }
 

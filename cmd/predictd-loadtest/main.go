@@ -10,7 +10,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"strconv"
 	"syscall"
+	"time"
 
 	"github.com/predictd/predictd/loadtest"
 )
@@ -19,7 +21,7 @@ const usage = `predictd-loadtest — open-loop load generator and capacity profi
 
 Usage:
   predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR]
-  predictd-loadtest capacity --rate N --p99 MS [--headroom PCT] PROFILE...
+  predictd-loadtest capacity --rps N [--candidates K] --p99 DUR [--headroom PCT] PROFILE...
   predictd-loadtest compare [thresholds] A B
   predictd-loadtest help
 
@@ -154,24 +156,40 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 }
 
 func capacityCmd(args []string) int {
-	fs := newFlags("capacity", `Usage: predictd-loadtest capacity --rate N --p99 MS [--headroom PCT] PROFILE...
+	fs := newFlags("capacity", `Usage: predictd-loadtest capacity --rps N [--candidates K] --p99 DUR [--headroom PCT] PROFILE...
+       predictd-loadtest capacity --predictions-per-sec N --p99 DUR [--headroom PCT] PROFILE...
 
-Answers "for N predictions/s at p99 ≤ MS you need C cores / S sidecars at H% headroom"
-from each profile (a run directory, a result.json, or a directory searched for them). The
-plan rests on the step with the most predictions/s that held the p99 bound and the
-profile's error bound; cores come from the sidecar's measured CPU per prediction.`)
-	rate := fs.Float64("rate", 0, "required predictions per second")
-	p99 := fs.Float64("p99", 0, "p99 latency bound in milliseconds")
+Answers "for N requests/s of K candidates at p99 ≤ DUR you need C cores / S sidecars at
+H% headroom" from each profile (a run directory, a result.json, or a directory searched for
+them), and says what the answer rests on: the step with the most predictions/s that held
+the p99 bound and the profile's error bound, its request shape, and whether that step was
+at saturation (a real capacity) or below it (then the per-sidecar rate is only a lower
+bound and the sidecar count an upper one). Cores come from the sidecar's measured CPU per
+prediction. K defaults to the profile's own candidates per request.`)
+	rps := fs.Float64("rps", 0, "required requests per second")
+	cands := fs.Float64("candidates", 0, "candidates per request (default: the profile's)")
+	pps := fs.Float64("predictions-per-sec", 0, "required predictions (scored candidates) per second, instead of --rps")
+	rate := fs.Float64("rate", 0, "removed: it meant predictions/s; use --rps (requests/s) or --predictions-per-sec")
+	p99s := fs.String("p99", "", "p99 latency bound: a duration (20ms, 0.5s) or a number of milliseconds")
 	headroom := fs.Float64("headroom", 30, "spare capacity to keep, percent")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	if *rate <= 0 || *p99 <= 0 || fs.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "predictd-loadtest capacity: need --rate, --p99 and at least one profile")
+	if *rate != 0 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest capacity: --rate is ambiguous; say --rps N (requests/s, with --candidates K) or --predictions-per-sec N")
+		return 2
+	}
+	p99, err := parseMs(*p99s)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest capacity: --p99:", err)
+		return 2
+	}
+	if (*rps > 0) == (*pps > 0) || p99 <= 0 || fs.NArg() == 0 || *cands < 0 || (*cands > 0 && *rps == 0) {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest capacity: need one of --rps or --predictions-per-sec (--candidates goes with --rps), --p99 and at least one profile")
 		fs.Usage()
 		return 2
 	}
-	q := loadtest.CapacityQuery{PredictionsPerSec: *rate, P99Ms: *p99, Headroom: *headroom / 100}
+	q := loadtest.CapacityQuery{RequestsPerSec: *rps, Candidates: *cands, PredictionsPerSec: *pps, P99Ms: p99, Headroom: *headroom / 100}
 	failed := 0
 	for _, root := range fs.Args() {
 		paths, err := loadtest.FindResults(root)
@@ -247,4 +265,20 @@ and exits 1 when a figure regressed beyond its threshold (so it can gate CI), 0 
 	}
 	fmt.Println("no regressions")
 	return 0
+}
+
+// parseMs reads a latency bound: a Go duration ("20ms", "0.5s") or a bare number of
+// milliseconds ("20").
+func parseMs(s string) (float64, error) {
+	if s == "" {
+		return 0, errors.New("missing")
+	}
+	if ms, err := strconv.ParseFloat(s, 64); err == nil {
+		return ms, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil {
+		return 0, fmt.Errorf("%q: want a duration such as 20ms or a number of milliseconds", s)
+	}
+	return float64(d) / float64(time.Millisecond), nil
 }
