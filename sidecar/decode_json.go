@@ -71,16 +71,7 @@ func (s *jsonScanner) errf(format string, args ...any) error {
 	return fmt.Errorf("%w: invalid JSON at byte %d: %s", errBadRequest, s.i, fmt.Sprintf(format, args...))
 }
 
-func (s *jsonScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *jsonScanner) ws() { s.i = jsonSkipWS(s.b, s.i) }
 
 // peek skips whitespace and returns the next byte (0 at the end).
 func (s *jsonScanner) peek() byte {
