@@ -193,8 +193,8 @@ func rawClient(ts *testServer, network string) *fasthttp.HostClient {
 
 // Codec benchmarks: each hand-written decoder and encoder beside the library it replaces,
 // on the same bodies (100 rows of the benchmark fixture's 100 features, as named
-// candidates and as dense rows). The hand-written code is kept only while it is at least
-// twice as fast as its library (docs/benchmarks.md):
+// candidates and as dense rows). A hand-written decoder is kept only while it is at least
+// twice as fast as its library:
 //
 //	go test ./sidecar -run '^$' -bench 'Decode|Encode|Peek' -count 3
 
