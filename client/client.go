@@ -190,9 +190,10 @@ func (c *Client) PredictRows(ctx context.Context, in DenseRequest, dst []float64
 	return decodeScores(resp.Body(), dst[:0])
 }
 
-// appendDense appends in as a protobuf PredictRequest with one packed Row per row: the
-// doubles are written in place into b grown once, 5× faster than proto.Marshal of the
-// same message (BenchmarkEncodeDense), which also needs a Row per row.
+// appendDense appends in as a protobuf PredictRequest with one packed Row per row, the
+// doubles written in place into b grown once. It is about as fast as proto.Marshal of
+// the same message (BenchmarkEncodeDense), which would need a Row message per row: this
+// keeps PredictRows free of per-row allocations.
 func appendDense(b []byte, in *DenseRequest) []byte {
 	b = protowire.AppendTag(b, wire.RequestModel, protowire.BytesType)
 	b = protowire.AppendString(b, in.Model)
@@ -223,8 +224,8 @@ func appendDense(b []byte, in *DenseRequest) []byte {
 }
 
 // decodeScores appends each prediction's scores (or its score) from a PredictResponse.
-// It reads only the scores, without a message per prediction: 4× faster than
-// proto.Unmarshal (BenchmarkDecodeScores).
+// It reads only the scores, without a message per prediction: 4× or more faster than
+// proto.Unmarshal, and no allocation (BenchmarkDecodeScores).
 func decodeScores(b []byte, dst []float64) ([]float64, error) {
 	bad := func() ([]float64, error) { return dst, errors.New("client: malformed protobuf response") }
 	for len(b) > 0 {

@@ -27,9 +27,9 @@ type response struct {
 // every output; "score" is then the first.
 func appendJSONResponse(dst []byte, resp *response) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = appendJSONString(dst, resp.model)
+	dst = wire.AppendJSONString(dst, resp.model)
 	dst = append(dst, `,"version":`...)
-	dst = appendJSONString(dst, resp.version)
+	dst = wire.AppendJSONString(dst, resp.version)
 	dst = append(dst, `,"predictions":[`...)
 	r := resp.req
 	for i := 0; i < resp.nrows; i++ {
@@ -39,7 +39,7 @@ func appendJSONResponse(dst []byte, resp *response) []byte {
 		dst = append(dst, '{')
 		if !r.dense {
 			dst = append(dst, `"id":`...)
-			dst = appendJSONString(dst, r.cands[i].id)
+			dst = wire.AppendJSONString(dst, r.cands[i].id)
 			dst = append(dst, ',')
 		}
 		row := resp.out[i*resp.width : (i+1)*resp.width]
@@ -64,7 +64,7 @@ func appendJSONResponse(dst []byte, resp *response) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, g)
+			dst = wire.AppendJSONString(dst, g)
 		}
 		dst = append(dst, ']')
 	}
@@ -87,13 +87,13 @@ func appendProtoResponse(dst []byte, resp *response) []byte {
 	for i := 0; i < resp.nrows; i++ {
 		row := resp.out[i*resp.width : (i+1)*resp.width]
 		var id []byte
-		size := 1 + 8 // score
+		size := protowire.SizeTag(wire.PredictionScore) + 8
 		if !r.dense && len(r.cands[i].id) > 0 {
 			id = r.cands[i].id
-			size += 1 + protowire.SizeBytes(len(id))
+			size += protowire.SizeTag(wire.PredictionID) + protowire.SizeBytes(len(id))
 		}
 		if resp.width > 1 {
-			size += 1 + protowire.SizeBytes(8*len(row))
+			size += protowire.SizeTag(wire.PredictionScores) + protowire.SizeBytes(8*len(row))
 		}
 		dst = protowire.AppendTag(dst, wire.ResponsePredictions, protowire.BytesType)
 		dst = protowire.AppendVarint(dst, uint64(size))

@@ -460,7 +460,6 @@ func appendFloat(dst []byte, v float64) []byte {
 	return strconv.AppendFloat(dst, v, 'g', -1, 64)
 }
 
-
 // writer is the background goroutine's state.
 type writer struct {
 	l   *Logger

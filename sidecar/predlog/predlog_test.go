@@ -612,4 +612,3 @@ func TestConfigErrors(t *testing.T) {
 	os.WriteFile(file, nil, 0o644)
 	f(Config{Dir: filepath.Join(file, "sub"), Prefix: "m"}, "predlog")
 }
-
