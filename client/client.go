@@ -17,12 +17,14 @@ import (
 	"fmt"
 	"math"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/predictd/predictd/api/predictpb"
+	"github.com/predictd/predictd/api/wire"
 	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -129,7 +131,7 @@ func (c *Client) Predict(ctx context.Context, in *predictpb.PredictRequest) (*pr
 	var err error
 	var body []byte
 	if c.json {
-		body, err = requestJSON(in)
+		body, err = requestJSON(req.Body()[:0], in)
 	} else {
 		body, err = proto.MarshalOptions{}.MarshalAppend(req.Body()[:0], in)
 	}
@@ -188,32 +190,42 @@ func (c *Client) PredictRows(ctx context.Context, in DenseRequest, dst []float64
 	return decodeScores(resp.Body(), dst[:0])
 }
 
+// appendDense appends in as a protobuf PredictRequest with one packed Row per row, the
+// doubles written in place into b grown once. It is about as fast as proto.Marshal of
+// the same message (BenchmarkEncodeDense), which would need a Row message per row: this
+// keeps PredictRows free of per-row allocations.
 func appendDense(b []byte, in *DenseRequest) []byte {
-	b = protowire.AppendTag(b, 1, protowire.BytesType)
+	b = protowire.AppendTag(b, wire.RequestModel, protowire.BytesType)
 	b = protowire.AppendString(b, in.Model)
 	if in.Version != "" {
-		b = protowire.AppendTag(b, 2, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.RequestVersion, protowire.BytesType)
 		b = protowire.AppendString(b, in.Version)
 	}
 	if in.Raw {
-		b = protowire.AppendTag(b, 6, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.RequestOutput, protowire.BytesType)
 		b = protowire.AppendString(b, "raw")
 	}
 	n := 8 * in.NCols
+	// Row{values: packed}: tag, length, then the little-endian doubles.
+	rowSize := protowire.SizeTag(wire.RowValues) + protowire.SizeBytes(n)
+	b = slices.Grow(b, len(in.Rows)/in.NCols*(protowire.SizeTag(wire.RequestRows)+protowire.SizeBytes(rowSize)))
 	for lo := 0; lo < len(in.Rows); lo += in.NCols {
-		// Row{values: packed}: tag, length, then the little-endian doubles.
-		b = protowire.AppendTag(b, 5, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(1+protowire.SizeBytes(n)))
-		b = protowire.AppendTag(b, 1, protowire.BytesType)
+		b = protowire.AppendTag(b, wire.RequestRows, protowire.BytesType)
+		b = protowire.AppendVarint(b, uint64(rowSize))
+		b = protowire.AppendTag(b, wire.RowValues, protowire.BytesType)
 		b = protowire.AppendVarint(b, uint64(n))
-		for _, v := range in.Rows[lo : lo+in.NCols] {
-			b = binary.LittleEndian.AppendUint64(b, math.Float64bits(v))
+		off := len(b)
+		b = b[:off+n]
+		for j, v := range in.Rows[lo : lo+in.NCols] {
+			binary.LittleEndian.PutUint64(b[off+8*j:], math.Float64bits(v))
 		}
 	}
 	return b
 }
 
 // decodeScores appends each prediction's scores (or its score) from a PredictResponse.
+// It reads only the scores, without a message per prediction: 4× or more faster than
+// proto.Unmarshal, and no allocation (BenchmarkDecodeScores).
 func decodeScores(b []byte, dst []float64) ([]float64, error) {
 	bad := func() ([]float64, error) { return dst, errors.New("client: malformed protobuf response") }
 	for len(b) > 0 {
@@ -222,7 +234,7 @@ func decodeScores(b []byte, dst []float64) ([]float64, error) {
 			return bad()
 		}
 		b = b[n:]
-		if num != 3 || typ != protowire.BytesType {
+		if num != wire.ResponsePredictions || typ != protowire.BytesType {
 			if n = protowire.ConsumeFieldValue(num, typ, b); n < 0 {
 				return bad()
 			}
@@ -243,13 +255,13 @@ func decodeScores(b []byte, dst []float64) ([]float64, error) {
 			}
 			p = p[n:]
 			switch {
-			case num == 2 && typ == protowire.Fixed64Type:
+			case num == wire.PredictionScore && typ == protowire.Fixed64Type:
 				v, n := protowire.ConsumeFixed64(p)
 				if n < 0 {
 					return bad()
 				}
 				score, p = math.Float64frombits(v), p[n:]
-			case num == 3 && typ == protowire.BytesType:
+			case num == wire.PredictionScores && typ == protowire.BytesType:
 				vs, n := protowire.ConsumeBytes(p)
 				if n < 0 || len(vs)%8 != 0 {
 					return bad()
@@ -332,71 +344,107 @@ func decodeError(status int, body []byte) error {
 	return &Error{Status: status, Code: e.Error.Code, Message: e.Error.Message}
 }
 
-// jsonRequest is the JSON API's request. "model" comes first: the sidecar reads a body's
-// leading model name to admit or reject it before decoding the rest (docs/production.md).
-type jsonRequest struct {
-	Model      string            `json:"model"`
-	Version    string            `json:"version,omitempty"`
-	Output     string            `json:"output,omitempty"`
-	Context    map[string]any    `json:"context,omitempty"`
-	Keys       map[string]string `json:"keys,omitempty"`
-	Candidates []map[string]any  `json:"candidates,omitempty"`
-	Rows       [][]any           `json:"rows,omitempty"`
+// requestJSON appends in to dst in the JSON API's shape (features as objects, not the
+// protobuf's lists of name/value pairs), written with package wire's JSON rules. "model"
+// comes first: the sidecar reads a body's leading model name to admit or reject it
+// before decoding the rest (docs/production.md). Names keep the message's order; a
+// repeated name is written again, and the sidecar takes the last, as it does for
+// protobuf. An unset feature value and a NaN row value are null (missing); ±Inf, which
+// JSON cannot carry, is an error.
+func requestJSON(dst []byte, in *predictpb.PredictRequest) ([]byte, error) {
+	b := append(dst, `{"model":`...)
+	b = wire.AppendJSONString(b, in.GetModel())
+	if v := in.GetVersion(); v != "" {
+		b = append(b, `,"version":`...)
+		b = wire.AppendJSONString(b, v)
+	}
+	if o := in.GetOutput(); o != "" {
+		b = append(b, `,"output":`...)
+		b = wire.AppendJSONString(b, o)
+	}
+	var err error
+	if fs := in.GetContext(); len(fs) > 0 {
+		b = append(b, `,"context":`...)
+		if b, err = appendJSONFeatures(b, fs); err != nil {
+			return b, err
+		}
+	}
+	if ks := in.GetKeys(); len(ks) > 0 {
+		b = append(b, `,"keys":`...)
+		b = appendJSONKeys(b, ks)
+	}
+	if cs := in.GetCandidates(); len(cs) > 0 {
+		b = append(b, `,"candidates":[`...)
+		for i, c := range cs {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, `{"id":`...)
+			b = wire.AppendJSONString(b, c.GetId())
+			b = append(b, `,"features":`...)
+			if b, err = appendJSONFeatures(b, c.GetFeatures()); err != nil {
+				return b, err
+			}
+			if ks := c.GetKeys(); len(ks) > 0 {
+				b = append(b, `,"keys":`...)
+				b = appendJSONKeys(b, ks)
+			}
+			b = append(b, '}')
+		}
+		b = append(b, ']')
+	}
+	if rows := in.GetRows(); len(rows) > 0 {
+		b = append(b, `,"rows":[`...)
+		for i, r := range rows {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = append(b, '[')
+			for j, v := range r.GetValues() {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				if math.IsInf(v, 0) {
+					return b, fmt.Errorf("rows[%d][%d] is %v, which JSON cannot carry", i, j, v)
+				}
+				b = wire.AppendJSONFloat(b, v)
+			}
+			b = append(b, ']')
+		}
+		b = append(b, ']')
+	}
+	return append(b, '}'), nil
 }
 
-// requestJSON writes a request in the JSON API's shape (features as objects, not the
-// protobuf's lists of name/value pairs).
-func requestJSON(in *predictpb.PredictRequest) ([]byte, error) {
-	feats := func(fs []*predictpb.Feature) map[string]any {
-		m := make(map[string]any, len(fs))
-		for _, f := range fs {
-			if f.Value == nil {
-				m[f.GetName()] = nil
-			} else {
-				m[f.GetName()] = f.GetValue()
-			}
+func appendJSONFeatures(b []byte, fs []*predictpb.Feature) ([]byte, error) {
+	b = append(b, '{')
+	for i, f := range fs {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		return m
-	}
-	keys := func(ks []*predictpb.Key) map[string]string {
-		m := make(map[string]string, len(ks))
-		for _, k := range ks {
-			m[k.GetName()] = k.GetValue()
+		b = wire.AppendJSONString(b, f.GetName())
+		b = append(b, ':')
+		v := math.NaN() // unset: null
+		if f.Value != nil {
+			v = f.GetValue()
 		}
-		return m
-	}
-	out := jsonRequest{Model: in.GetModel(), Version: in.GetVersion(), Output: in.GetOutput()}
-	if len(in.GetContext()) > 0 {
-		out.Context = feats(in.GetContext())
-	}
-	if len(in.GetKeys()) > 0 {
-		out.Keys = keys(in.GetKeys())
-	}
-	if len(in.GetCandidates()) > 0 {
-		cands := make([]map[string]any, len(in.GetCandidates()))
-		for i, c := range in.GetCandidates() {
-			cm := map[string]any{"id": c.GetId(), "features": feats(c.GetFeatures())}
-			if len(c.GetKeys()) > 0 {
-				cm["keys"] = keys(c.GetKeys())
-			}
-			cands[i] = cm
+		if math.IsInf(v, 0) {
+			return b, fmt.Errorf("feature %q is %v, which JSON cannot carry", f.GetName(), v)
 		}
-		out.Candidates = cands
+		b = wire.AppendJSONFloat(b, v)
 	}
-	if len(in.GetRows()) > 0 {
-		rows := make([][]any, len(in.GetRows()))
-		for i, r := range in.GetRows() {
-			row := make([]any, len(r.GetValues()))
-			for j, v := range r.GetValues() {
-				if math.IsNaN(v) {
-					row[j] = nil
-				} else {
-					row[j] = v
-				}
-			}
-			rows[i] = row
+	return append(b, '}'), nil
+}
+
+func appendJSONKeys(b []byte, ks []*predictpb.Key) []byte {
+	b = append(b, '{')
+	for i, k := range ks {
+		if i > 0 {
+			b = append(b, ',')
 		}
-		out.Rows = rows
+		b = wire.AppendJSONString(b, k.GetName())
+		b = append(b, ':')
+		b = wire.AppendJSONString(b, k.GetValue())
 	}
-	return json.Marshal(out)
+	return append(b, '}')
 }

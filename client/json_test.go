@@ -2,6 +2,7 @@ package client
 
 import (
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 
@@ -17,7 +18,7 @@ func TestRequestJSONModelFirst(t *testing.T) {
 		Keys:       []*predictpb.Key{{Name: "user", Value: "u1"}},
 		Candidates: []*predictpb.Candidate{{Id: "a", Features: []*predictpb.Feature{{Name: "x", Value: &v}}}},
 	}
-	body, err := requestJSON(in)
+	body, err := requestJSON(nil, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -35,5 +36,37 @@ func TestRequestJSONModelFirst(t *testing.T) {
 	}
 	if _, ok := got["rows"]; ok {
 		t.Errorf("empty rows written: %s", body)
+	}
+}
+
+// TestRequestJSONValues: names are escaped, an unset value and NaN are null (missing),
+// rows and keys come through, and ±Inf, which JSON cannot carry, is an error.
+func TestRequestJSONValues(t *testing.T) {
+	v, nan := 0.25, math.NaN()
+	in := &predictpb.PredictRequest{
+		Model:   "m\"1",
+		Context: []*predictpb.Feature{{Name: "hour", Value: &v}, {Name: "gone"}, {Name: "nan", Value: &nan}},
+		Keys:    []*predictpb.Key{{Name: "user\n", Value: "ü1"}},
+		Rows:    []*predictpb.Row{{Values: []float64{1, nan, -2.5e-7}}},
+	}
+	body, err := requestJSON([]byte("kept"), in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `kept{"model":"m\"1","context":{"hour":0.25,"gone":null,"nan":null},"keys":{"user\n":"ü1"},"rows":[[1,null,-2.5e-07]]}`
+	if string(body) != want {
+		t.Fatalf("got  %s\nwant %s", body, want)
+	}
+	if !json.Valid(body[len("kept"):]) {
+		t.Fatalf("invalid JSON: %s", body)
+	}
+	inf := math.Inf(1)
+	for _, in := range []*predictpb.PredictRequest{
+		{Model: "m", Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "x", Value: &inf}}}}},
+		{Model: "m", Rows: []*predictpb.Row{{Values: []float64{1, math.Inf(-1)}}}},
+	} {
+		if _, err := requestJSON(nil, in); err == nil || !strings.Contains(err.Error(), "Inf") {
+			t.Errorf("%v: got %v, want an error about Inf", in, err)
+		}
 	}
 }

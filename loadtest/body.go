@@ -1,11 +1,11 @@
 package loadtest
 
 import (
-	"encoding/json"
 	"math"
 	"math/rand"
 	"strconv"
 
+	"github.com/predictd/predictd/api/wire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -120,31 +120,12 @@ func BuildBodies(w *Workload, featNames []string, protocol string) []Body {
 	return out
 }
 
-// Field numbers of api/predict.proto.
-const (
-	fFeatureName  = 1
-	fFeatureValue = 2
-	fKeyName      = 1
-	fKeyValue     = 2
-	fCandID       = 1
-	fCandFeatures = 2
-	fCandKeys     = 3
-	fRowValues    = 1
-	fReqModel     = 1
-	fReqVersion   = 2
-	fReqContext   = 3
-	fReqCands     = 4
-	fReqRows      = 5
-	fReqOutput    = 6
-	fReqKeys      = 7
-)
-
 func appendProtoFeature(dst []byte, name string, v float64) []byte {
 	var m []byte
-	m = protowire.AppendTag(m, fFeatureName, protowire.BytesType)
+	m = protowire.AppendTag(m, wire.FeatureName, protowire.BytesType)
 	m = protowire.AppendString(m, name)
 	if !math.IsNaN(v) { // an absent value is missing
-		m = protowire.AppendTag(m, fFeatureValue, protowire.Fixed64Type)
+		m = protowire.AppendTag(m, wire.FeatureValue, protowire.Fixed64Type)
 		m = protowire.AppendFixed64(m, math.Float64bits(v))
 	}
 	return protowire.AppendBytes(dst, m)
@@ -152,90 +133,79 @@ func appendProtoFeature(dst []byte, name string, v float64) []byte {
 
 func appendProtoKey(dst []byte, kv [2]string) []byte {
 	var m []byte
-	m = protowire.AppendTag(m, fKeyName, protowire.BytesType)
+	m = protowire.AppendTag(m, wire.KeyName, protowire.BytesType)
 	m = protowire.AppendString(m, kv[0])
-	m = protowire.AppendTag(m, fKeyValue, protowire.BytesType)
+	m = protowire.AppendTag(m, wire.KeyValue, protowire.BytesType)
 	m = protowire.AppendString(m, kv[1])
 	return protowire.AppendBytes(dst, m)
 }
 
-// appendProtoRequest encodes a PredictRequest with protowire, so the generator does not
-// depend on generated code.
+// appendProtoRequest encodes a PredictRequest with protowire and api/wire's field
+// numbers, so the generator does not depend on generated code.
 func appendProtoRequest(dst []byte, p *requestParts) []byte {
-	dst = protowire.AppendTag(dst, fReqModel, protowire.BytesType)
+	dst = protowire.AppendTag(dst, wire.RequestModel, protowire.BytesType)
 	dst = protowire.AppendString(dst, p.model)
 	if p.version != "" {
-		dst = protowire.AppendTag(dst, fReqVersion, protowire.BytesType)
+		dst = protowire.AppendTag(dst, wire.RequestVersion, protowire.BytesType)
 		dst = protowire.AppendString(dst, p.version)
 	}
 	for i, name := range p.contextNames {
-		dst = protowire.AppendTag(dst, fReqContext, protowire.BytesType)
+		dst = protowire.AppendTag(dst, wire.RequestContext, protowire.BytesType)
 		dst = appendProtoFeature(dst, name, p.contextVals[i])
 	}
 	if p.dense {
 		var row []byte
 		for _, vals := range p.vals {
 			row = row[:0]
-			row = protowire.AppendTag(row, fRowValues, protowire.BytesType)
+			row = protowire.AppendTag(row, wire.RowValues, protowire.BytesType)
 			row = protowire.AppendVarint(row, uint64(8*len(vals)))
 			for _, v := range vals {
 				row = protowire.AppendFixed64(row, math.Float64bits(v))
 			}
-			dst = protowire.AppendTag(dst, fReqRows, protowire.BytesType)
+			dst = protowire.AppendTag(dst, wire.RequestRows, protowire.BytesType)
 			dst = protowire.AppendBytes(dst, row)
 		}
 	} else {
 		var cand []byte
 		for c, id := range p.ids {
 			cand = cand[:0]
-			cand = protowire.AppendTag(cand, fCandID, protowire.BytesType)
+			cand = protowire.AppendTag(cand, wire.CandidateID, protowire.BytesType)
 			cand = protowire.AppendString(cand, id)
 			for j, name := range p.featNames {
-				cand = protowire.AppendTag(cand, fCandFeatures, protowire.BytesType)
+				cand = protowire.AppendTag(cand, wire.CandidateFeatures, protowire.BytesType)
 				cand = appendProtoFeature(cand, name, p.vals[c][j])
 			}
 			for _, kv := range p.keys[c] {
-				cand = protowire.AppendTag(cand, fCandKeys, protowire.BytesType)
+				cand = protowire.AppendTag(cand, wire.CandidateKeys, protowire.BytesType)
 				cand = appendProtoKey(cand, kv)
 			}
-			dst = protowire.AppendTag(dst, fReqCands, protowire.BytesType)
+			dst = protowire.AppendTag(dst, wire.RequestCandidates, protowire.BytesType)
 			dst = protowire.AppendBytes(dst, cand)
 		}
 	}
 	if p.output != "" {
-		dst = protowire.AppendTag(dst, fReqOutput, protowire.BytesType)
+		dst = protowire.AppendTag(dst, wire.RequestOutput, protowire.BytesType)
 		dst = protowire.AppendString(dst, p.output)
 	}
 	for _, kv := range p.contextKeys {
-		dst = protowire.AppendTag(dst, fReqKeys, protowire.BytesType)
+		dst = protowire.AppendTag(dst, wire.RequestKeys, protowire.BytesType)
 		dst = appendProtoKey(dst, kv)
 	}
 	return dst
 }
 
-func appendJSONString(dst []byte, s string) []byte {
-	b, _ := json.Marshal(s) // a string always marshals
-	return append(dst, b...)
-}
-
-func appendJSONNumber(dst []byte, v float64) []byte {
-	if math.IsNaN(v) {
-		return append(dst, "null"...)
-	}
-	return strconv.AppendFloat(dst, v, 'g', -1, 64)
-}
-
-// appendJSONRequest encodes the JSON form of POST /v1/predict.
+// appendJSONRequest encodes the JSON form of POST /v1/predict with package wire's JSON
+// rules (NaN, a missing value, is null).
 func appendJSONRequest(dst []byte, p *requestParts) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = appendJSONString(dst, p.model)
+	dst = wire.AppendJSONString(dst, p.model)
 	if p.version != "" {
 		dst = append(dst, `,"version":`...)
-		dst = appendJSONString(dst, p.version)
+		dst = wire.AppendJSONString(dst, p.version)
 	}
 	if p.output != "" {
 		dst = append(dst, `,"output":`...)
-		dst = appendJSONString(dst, p.output)
+		dst = wire.AppendJSONString(dst, p.output)
 	}
 	if len(p.contextNames) > 0 {
 		dst = append(dst, `,"context":{`...)
@@ -243,9 +213,9 @@ func appendJSONRequest(dst []byte, p *requestParts) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, name)
+			dst = wire.AppendJSONString(dst, name)
 			dst = append(dst, ':')
-			dst = appendJSONNumber(dst, p.contextVals[i])
+			dst = wire.AppendJSONFloat(dst, p.contextVals[i])
 		}
 		dst = append(dst, '}')
 	}
@@ -264,7 +234,7 @@ func appendJSONRequest(dst []byte, p *requestParts) []byte {
 				if j > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendJSONNumber(dst, v)
+				dst = wire.AppendJSONFloat(dst, v)
 			}
 			dst = append(dst, ']')
 		}
@@ -276,16 +246,16 @@ func appendJSONRequest(dst []byte, p *requestParts) []byte {
 				dst = append(dst, ',')
 			}
 			dst = append(dst, `{"id":`...)
-			dst = appendJSONString(dst, id)
+			dst = wire.AppendJSONString(dst, id)
 			if len(p.featNames) > 0 {
 				dst = append(dst, `,"features":{`...)
 				for j, name := range p.featNames {
 					if j > 0 {
 						dst = append(dst, ',')
 					}
-					dst = appendJSONString(dst, name)
+					dst = wire.AppendJSONString(dst, name)
 					dst = append(dst, ':')
-					dst = appendJSONNumber(dst, p.vals[c][j])
+					dst = wire.AppendJSONFloat(dst, p.vals[c][j])
 				}
 				dst = append(dst, '}')
 			}
@@ -306,9 +276,9 @@ func appendJSONKeys(dst []byte, kvs [][2]string) []byte {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendJSONString(dst, kv[0])
+		dst = wire.AppendJSONString(dst, kv[0])
 		dst = append(dst, ':')
-		dst = appendJSONString(dst, kv[1])
+		dst = wire.AppendJSONString(dst, kv[1])
 	}
 	return append(dst, '}')
 }

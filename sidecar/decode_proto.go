@@ -6,12 +6,14 @@ import (
 	"math"
 	"unicode/utf8"
 
+	"github.com/predictd/predictd/api/wire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
-// decodeProto decodes a protobuf PredictRequest (api/predict.proto) from body into r
-// with protowire, field by field: no generated types, no reflection, no per-candidate
-// allocation. r's byte slices point into body. Unknown fields are skipped, as protobuf
+// decodeProto decodes a protobuf PredictRequest (api/predict.proto, field numbers from
+// api/wire) from body into r with protowire, field by field: no generated types, no
+// reflection, no per-candidate allocation (over 4× faster than proto.Unmarshal on 100
+// named candidates, BenchmarkDecodeProto). r's byte slices point into body. Unknown fields are skipped, as protobuf
 // requires for forward compatibility; malformed wire data and wrong wire types are
 // errors. lim is checked before each element is appended.
 func decodeProto(r *request, body []byte, lim decodeLimits) error {
@@ -24,22 +26,22 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 		body = body[n:]
 		var err error
 		switch num {
-		case 1, 2, 6: // model, version, output
+		case wire.RequestModel, wire.RequestVersion, wire.RequestOutput:
 			var s []byte
 			if s, body, err = protoString(body, typ, "PredictRequest"); err != nil {
 				return err
 			}
 			switch num {
-			case 1:
+			case wire.RequestModel:
 				r.model = s
-			case 2:
+			case wire.RequestVersion:
 				r.version = s
-			case 6:
+			case wire.RequestOutput:
 				if err := r.setOutput(s); err != nil {
 					return err
 				}
 			}
-		case 3: // context
+		case wire.RequestContext:
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
@@ -52,7 +54,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 				return err
 			}
 			r.context = append(r.context, f)
-		case 4: // candidates
+		case wire.RequestCandidates:
 			haveCands = true
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.candidates"); err != nil {
@@ -64,7 +66,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if err := decodeCandidate(r, m, lim); err != nil {
 				return err
 			}
-		case 5: // rows
+		case wire.RequestRows:
 			haveRows = true
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.rows"); err != nil {
@@ -80,7 +82,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if err := r.addRow(r.nrows, len(r.rows)-n0); err != nil {
 				return err
 			}
-		case 7: // keys
+		case wire.RequestKeys:
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.keys"); err != nil {
 				return err
@@ -115,11 +117,11 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			err error
 		)
 		switch num {
-		case 1:
+		case wire.CandidateID:
 			if c.id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
 				return err
 			}
-		case 2:
+		case wire.CandidateFeatures:
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
@@ -131,7 +133,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 				return err
 			}
 			r.feats = append(r.feats, f)
-		case 3:
+		case wire.CandidateKeys:
 			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
 				return err
 			}
@@ -165,11 +167,11 @@ func decodeFeature(b []byte) (feature, error) {
 		b = b[n:]
 		var err error
 		switch num {
-		case 1:
+		case wire.FeatureName:
 			if f.name, b, err = protoString(b, typ, "Feature.name"); err != nil {
 				return f, err
 			}
-		case 2:
+		case wire.FeatureValue:
 			if typ != protowire.Fixed64Type {
 				return f, badRequest("protobuf Feature.value: wire type %d, want a double", typ)
 			}
@@ -197,9 +199,9 @@ func decodeKey(b []byte) (key, error) {
 		b = b[n:]
 		var err error
 		switch num {
-		case 1:
+		case wire.KeyName:
 			k.name, b, err = protoString(b, typ, "Key.name")
-		case 2:
+		case wire.KeyValue:
 			k.value, b, err = protoString(b, typ, "Key.value")
 		default:
 			b, err = protoSkip(b, num, typ, "Key")
@@ -219,7 +221,7 @@ func decodeRow(r *request, b []byte, lim decodeLimits) error {
 			return protoErr("Row", n)
 		}
 		b = b[n:]
-		if num != 1 {
+		if num != wire.RowValues {
 			var err error
 			if b, err = protoSkip(b, num, typ, "Row"); err != nil {
 				return err

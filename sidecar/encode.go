@@ -3,9 +3,8 @@ package sidecar
 import (
 	"encoding/binary"
 	"math"
-	"strconv"
-	"unicode/utf8"
 
+	"github.com/predictd/predictd/api/wire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -22,14 +21,15 @@ type response struct {
 //
 //	{"model":"m","version":"2","predictions":[{"id":"s1","score":0.73}]}
 //
-// Scores keep every bit: strconv 'g' -1 is the shortest text that parses back to the same
-// float64. NaN and ±Inf, which JSON cannot carry, are written as null. Multi-output
-// models add "scores" with every output; "score" is then the first.
+// Strings and scores follow wire.AppendJSONString and wire.AppendJSONFloat: scores keep
+// every bit (the shortest text that parses back to the same float64), and NaN and ±Inf,
+// which JSON cannot carry, are written as null. Multi-output models add "scores" with
+// every output; "score" is then the first.
 func appendJSONResponse(dst []byte, resp *response) []byte {
 	dst = append(dst, `{"model":`...)
-	dst = appendJSONString(dst, resp.model)
+	dst = wire.AppendJSONString(dst, resp.model)
 	dst = append(dst, `,"version":`...)
-	dst = appendJSONString(dst, resp.version)
+	dst = wire.AppendJSONString(dst, resp.version)
 	dst = append(dst, `,"predictions":[`...)
 	r := resp.req
 	for i := 0; i < resp.nrows; i++ {
@@ -39,19 +39,19 @@ func appendJSONResponse(dst []byte, resp *response) []byte {
 		dst = append(dst, '{')
 		if !r.dense {
 			dst = append(dst, `"id":`...)
-			dst = appendJSONString(dst, r.cands[i].id)
+			dst = wire.AppendJSONString(dst, r.cands[i].id)
 			dst = append(dst, ',')
 		}
 		row := resp.out[i*resp.width : (i+1)*resp.width]
 		dst = append(dst, `"score":`...)
-		dst = appendJSONFloat(dst, row[0])
+		dst = wire.AppendJSONFloat(dst, row[0])
 		if resp.width > 1 {
 			dst = append(dst, `,"scores":[`...)
 			for k, v := range row {
 				if k > 0 {
 					dst = append(dst, ',')
 				}
-				dst = appendJSONFloat(dst, v)
+				dst = wire.AppendJSONFloat(dst, v)
 			}
 			dst = append(dst, ']')
 		}
@@ -64,84 +64,47 @@ func appendJSONResponse(dst []byte, resp *response) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendJSONString(dst, g)
+			dst = wire.AppendJSONString(dst, g)
 		}
 		dst = append(dst, ']')
 	}
 	return append(dst, '}')
 }
 
-func appendJSONFloat(dst []byte, v float64) []byte {
-	if math.IsNaN(v) || math.IsInf(v, 0) {
-		return append(dst, "null"...)
-	}
-	return strconv.AppendFloat(dst, v, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendJSONString appends s quoted for JSON. s is valid UTF-8 (the decoders check).
-func appendJSONString[S ~string | ~[]byte](dst []byte, s S) []byte {
-	dst = append(dst, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c >= 0x20 && c != '"' && c != '\\' {
-			i++
-			continue
-		}
-		dst = append(dst, s[start:i]...)
-		switch c {
-		case '"', '\\':
-			dst = append(dst, '\\', c)
-		case '\n':
-			dst = append(dst, '\\', 'n')
-		case '\r':
-			dst = append(dst, '\\', 'r')
-		case '\t':
-			dst = append(dst, '\\', 't')
-		default:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		}
-		i++
-		start = i
-	}
-	dst = append(dst, s[start:]...)
-	return append(dst, '"')
+// appendJSONString is wire.AppendJSONString, the one JSON string rule, under the name
+// the sidecar's error writer calls.
+func appendJSONString[S string | []byte](dst []byte, s S) []byte {
+	return wire.AppendJSONString(dst, s)
 }
 
 // appendProtoResponse appends resp as a protobuf PredictResponse.
 func appendProtoResponse(dst []byte, resp *response) []byte {
-	dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+	dst = protowire.AppendTag(dst, wire.ResponseModel, protowire.BytesType)
 	dst = protowire.AppendString(dst, resp.model)
-	dst = protowire.AppendTag(dst, 2, protowire.BytesType)
+	dst = protowire.AppendTag(dst, wire.ResponseVersion, protowire.BytesType)
 	dst = protowire.AppendString(dst, resp.version)
 	r := resp.req
 	for i := 0; i < resp.nrows; i++ {
 		row := resp.out[i*resp.width : (i+1)*resp.width]
 		var id []byte
-		size := 1 + 8 // score
+		size := protowire.SizeTag(wire.PredictionScore) + 8
 		if !r.dense && len(r.cands[i].id) > 0 {
 			id = r.cands[i].id
-			size += 1 + protowire.SizeBytes(len(id))
+			size += protowire.SizeTag(wire.PredictionID) + protowire.SizeBytes(len(id))
 		}
 		if resp.width > 1 {
-			size += 1 + protowire.SizeBytes(8*len(row))
+			size += protowire.SizeTag(wire.PredictionScores) + protowire.SizeBytes(8*len(row))
 		}
-		dst = protowire.AppendTag(dst, 3, protowire.BytesType)
+		dst = protowire.AppendTag(dst, wire.ResponsePredictions, protowire.BytesType)
 		dst = protowire.AppendVarint(dst, uint64(size))
 		if id != nil {
-			dst = protowire.AppendTag(dst, 1, protowire.BytesType)
+			dst = protowire.AppendTag(dst, wire.PredictionID, protowire.BytesType)
 			dst = protowire.AppendBytes(dst, id)
 		}
-		dst = protowire.AppendTag(dst, 2, protowire.Fixed64Type)
+		dst = protowire.AppendTag(dst, wire.PredictionScore, protowire.Fixed64Type)
 		dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(row[0]))
 		if resp.width > 1 {
-			dst = protowire.AppendTag(dst, 3, protowire.BytesType)
+			dst = protowire.AppendTag(dst, wire.PredictionScores, protowire.BytesType)
 			dst = protowire.AppendVarint(dst, uint64(8*len(row)))
 			for _, v := range row {
 				dst = binary.LittleEndian.AppendUint64(dst, math.Float64bits(v))
@@ -149,10 +112,10 @@ func appendProtoResponse(dst []byte, resp *response) []byte {
 		}
 	}
 	if len(r.degraded) > 0 {
-		dst = protowire.AppendTag(dst, 4, protowire.VarintType)
+		dst = protowire.AppendTag(dst, wire.ResponseDegraded, protowire.VarintType)
 		dst = protowire.AppendVarint(dst, 1)
 		for _, g := range r.degraded {
-			dst = protowire.AppendTag(dst, 5, protowire.BytesType)
+			dst = protowire.AppendTag(dst, wire.ResponseDegradedGroups, protowire.BytesType)
 			dst = protowire.AppendString(dst, g)
 		}
 	}

@@ -3,6 +3,7 @@ package sidecar
 import (
 	"unicode/utf8"
 
+	"github.com/predictd/predictd/api/wire"
 	"google.golang.org/protobuf/encoding/protowire"
 )
 
@@ -23,7 +24,7 @@ import (
 func peekModel(body []byte, proto bool) (name []byte, end int) {
 	if proto {
 		num, typ, n := protowire.ConsumeTag(body)
-		if n < 0 || num != 1 || typ != protowire.BytesType {
+		if n < 0 || num != wire.RequestModel || typ != protowire.BytesType {
 			return nil, 0
 		}
 		v, m := protowire.ConsumeBytes(body[n:])

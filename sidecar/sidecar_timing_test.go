@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -15,9 +16,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/predictd/predictd/api/predictpb"
 	"github.com/predictd/predictd/client"
 	"github.com/predictd/predictd/engine"
 	"github.com/valyala/fasthttp"
+	"github.com/valyala/fastjson"
+	"google.golang.org/protobuf/proto"
 )
 
 // The benchmark model: XGBoost gen_regression_nan from the engine's fixtures, 100
@@ -185,4 +189,271 @@ func rawClient(ts *testServer, network string) *fasthttp.HostClient {
 		hc.Dial = func(string) (net.Conn, error) { return net.Dial("unix", ts.unix) }
 	}
 	return hc
+}
+
+// Codec benchmarks: each hand-written decoder and encoder beside the library it replaces,
+// on the same bodies (100 rows of the benchmark fixture's 100 features, as named
+// candidates and as dense rows). A hand-written decoder is kept only while it is at least
+// twice as fast as its library:
+//
+//	go test ./sidecar -run '^$' -bench 'Decode|Encode|Peek' -count 3
+
+// codecBodies returns the JSON and protobuf forms of the benchmark request, candidates
+// or dense rows.
+func codecBodies(b *testing.B, dense bool) (js, pb []byte) {
+	const n = 100
+	rows := benchRows(b, n)
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i) // the fixture model's names
+	}
+	return jsonRequest("reg", "", "", names, rows, dense), mustMarshal(b, protoRequest("reg", "", names, rows, dense))
+}
+
+var codecLimits = decodeLimits{rows: 1 << 20, cells: 1 << 30}
+
+func BenchmarkDecodeJSON(b *testing.B) {
+	for _, form := range []string{"candidates", "rows"} {
+		js, _ := codecBodies(b, form == "rows")
+		b.Run(form+"/predictd", func(b *testing.B) {
+			b.SetBytes(int64(len(js)))
+			b.ReportAllocs()
+			r := getRequest()
+			for b.Loop() {
+				r.reset()
+				if err := decodeJSON(r, js, codecLimits); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(form+"/fastjson", func(b *testing.B) {
+			b.SetBytes(int64(len(js)))
+			b.ReportAllocs()
+			r := getRequest()
+			var p fastjson.Parser
+			for b.Loop() {
+				r.reset()
+				if err := decodeJSONFastjson(r, &p, js); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(form+"/encoding-json", func(b *testing.B) {
+			b.SetBytes(int64(len(js)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var req jsonAPIRequest
+				if err := json.Unmarshal(js, &req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// jsonAPIRequest is the JSON request as encoding/json reads it.
+type jsonAPIRequest struct {
+	Model      string              `json:"model"`
+	Version    json.Number         `json:"version"`
+	Output     string              `json:"output"`
+	Context    map[string]*float64 `json:"context"`
+	Keys       map[string]string   `json:"keys"`
+	Candidates []struct {
+		ID       string              `json:"id"`
+		Features map[string]*float64 `json:"features"`
+		Keys     map[string]string   `json:"keys"`
+	} `json:"candidates"`
+	Rows [][]*float64 `json:"rows"`
+}
+
+// decodeJSONFastjson fills r from body with fastjson: the request form the sidecar's
+// decoder produces, names aliasing p's memory.
+func decodeJSONFastjson(r *request, p *fastjson.Parser, body []byte) error {
+	v, err := p.ParseBytes(body)
+	if err != nil {
+		return err
+	}
+	num := func(v *fastjson.Value) float64 {
+		if v.Type() == fastjson.TypeNull {
+			return math.NaN()
+		}
+		return v.GetFloat64()
+	}
+	r.model = v.GetStringBytes("model")
+	r.version = v.GetStringBytes("version")
+	if o := v.GetObject("context"); o != nil {
+		o.Visit(func(k []byte, v *fastjson.Value) { r.context = append(r.context, feature{name: k, value: num(v)}) })
+	}
+	for _, c := range v.GetArray("candidates") {
+		cand := candidate{f0: len(r.feats), k0: len(r.candKeys), id: c.GetStringBytes("id")}
+		if o := c.GetObject("features"); o != nil {
+			o.Visit(func(k []byte, v *fastjson.Value) { r.feats = append(r.feats, feature{name: k, value: num(v)}) })
+		}
+		cand.f1, cand.k1 = len(r.feats), len(r.candKeys)
+		r.cands = append(r.cands, cand)
+	}
+	if rows := v.GetArray("rows"); rows != nil {
+		for i, row := range rows {
+			n0 := len(r.rows)
+			for _, x := range row.GetArray() {
+				r.rows = append(r.rows, num(x))
+			}
+			if err := r.addRow(i, len(r.rows)-n0); err != nil {
+				return err
+			}
+		}
+		r.dense = true
+	}
+	return nil
+}
+
+func BenchmarkDecodeProto(b *testing.B) {
+	for _, form := range []string{"candidates", "rows"} {
+		_, pb := codecBodies(b, form == "rows")
+		b.Run(form+"/predictd", func(b *testing.B) {
+			b.SetBytes(int64(len(pb)))
+			b.ReportAllocs()
+			r := getRequest()
+			for b.Loop() {
+				r.reset()
+				if err := decodeProto(r, pb, codecLimits); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run(form+"/proto.Unmarshal", func(b *testing.B) {
+			b.SetBytes(int64(len(pb)))
+			b.ReportAllocs()
+			var m predictpb.PredictRequest
+			for b.Loop() {
+				if err := proto.Unmarshal(pb, &m); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPeekModel: reading the model's name before admission, against parsing the
+// body with fastjson to get it.
+func BenchmarkPeekModel(b *testing.B) {
+	js, pb := codecBodies(b, false)
+	b.Run("json/predictd", func(b *testing.B) {
+		for b.Loop() {
+			if name, _ := peekModel(js, false); string(name) != "reg" {
+				b.Fatal(name)
+			}
+		}
+	})
+	b.Run("json/fastjson", func(b *testing.B) {
+		var p fastjson.Parser
+		for b.Loop() {
+			v, err := p.ParseBytes(js)
+			if err != nil || string(v.GetStringBytes("model")) != "reg" {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("proto/predictd", func(b *testing.B) {
+		for b.Loop() {
+			if name, _ := peekModel(pb, true); string(name) != "reg" {
+				b.Fatal(name)
+			}
+		}
+	})
+	b.Run("proto/proto.Unmarshal", func(b *testing.B) {
+		var m predictpb.PredictRequest
+		for b.Loop() {
+			if err := proto.Unmarshal(pb, &m); err != nil || m.Model != "reg" {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// codecResponse decodes the benchmark request and returns a response for it: one score
+// per candidate, or width scores per candidate.
+func codecResponse(b *testing.B, width int) (*response, *predictpb.PredictResponse) {
+	_, pb := codecBodies(b, false)
+	r := new(request)
+	if err := decodeProto(r, pb, codecLimits); err != nil {
+		b.Fatal(err)
+	}
+	n := len(r.cands)
+	out := make([]float64, n*width)
+	for i := range out {
+		out[i] = 1 / float64(i+3) // full-precision scores, as a model gives
+	}
+	resp := &response{model: "reg", version: "1", req: r, out: out, nrows: n, width: width}
+	m := &predictpb.PredictResponse{Model: resp.model, Version: resp.version}
+	for i := 0; i < n; i++ {
+		p := &predictpb.Prediction{Id: string(r.cands[i].id), Score: out[i*width]}
+		if width > 1 {
+			p.Scores = out[i*width : (i+1)*width]
+		}
+		m.Predictions = append(m.Predictions, p)
+	}
+	return resp, m
+}
+
+// jsonAPIResponse is the JSON response as encoding/json writes it.
+type jsonAPIResponse struct {
+	Model       string `json:"model"`
+	Version     string `json:"version"`
+	Predictions []struct {
+		ID     string    `json:"id"`
+		Score  float64   `json:"score"`
+		Scores []float64 `json:"scores,omitempty"`
+	} `json:"predictions"`
+}
+
+func BenchmarkEncode(b *testing.B) {
+	for _, width := range []int{1, 3} {
+		resp, m := codecResponse(b, width)
+		var jr jsonAPIResponse
+		jr.Model, jr.Version = m.Model, m.Version
+		for _, p := range m.Predictions {
+			jr.Predictions = append(jr.Predictions, struct {
+				ID     string    `json:"id"`
+				Score  float64   `json:"score"`
+				Scores []float64 `json:"scores,omitempty"`
+			}{p.Id, p.Score, p.Scores})
+		}
+		var buf []byte
+		pre := fmt.Sprintf("width=%d/", width)
+		b.Run(pre+"json/predictd", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = appendJSONResponse(buf[:0], resp)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+		b.Run(pre+"json/encoding-json", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = json.Marshal(&jr); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+		b.Run(pre+"proto/predictd", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				buf = appendProtoResponse(buf[:0], resp)
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+		b.Run(pre+"proto/proto.Marshal", func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if buf, err = (proto.MarshalOptions{}).MarshalAppend(buf[:0], m); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.SetBytes(int64(len(buf)))
+		})
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"encoding/csv"
 	"errors"
 	"flag"
 	"fmt"
@@ -177,7 +178,7 @@ func readRows(data []byte, names []string, base libsvmBase, notes io.Writer) ([]
 	if isLibSVM(lines[first]) {
 		return readLibSVM(lines, len(names), base)
 	}
-	return readCSV(lines, names, notes)
+	return readCSV(data, lines[first], names, notes)
 }
 
 func splitScoreLines(data []byte) [][]byte {
@@ -235,7 +236,7 @@ func readLibSVM(lines [][]byte, nfeat int, base libsvmBase) ([]float64, int, err
 			if !ok || err != nil || idx < 0 {
 				return nil, 0, fmt.Errorf("line %d: %q: want index:value with a non-negative integer index", i+1, scoreClip(string(t)))
 			}
-			v, err := parseField(vs)
+			v, err := parseField(string(vs))
 			if err != nil {
 				return nil, 0, fmt.Errorf("line %d: %q: %v", i+1, scoreClip(string(t)), err)
 			}
@@ -271,51 +272,97 @@ func readLibSVM(lines [][]byte, nfeat int, base libsvmBase) ([]float64, int, err
 	return rows, len(parsed), nil
 }
 
-func readCSV(lines [][]byte, names []string, notes io.Writer) ([]float64, int, error) {
+// readCSV reads CSV (or, when the first line has tabs and no comma, tab-separated) text
+// with encoding/csv: quotes are honoured where a field starts with one and kept as text
+// elsewhere (LazyQuotes). first is the first non-blank line, which picks the separator.
+// Blank lines are skipped; line numbers in errors are the file's.
+func readCSV(data, first []byte, names []string, notes io.Writer) ([]float64, int, error) {
 	nfeat := len(names)
-	first := 0
-	for first < len(lines) && len(bytes.TrimSpace(lines[first])) == 0 {
-		first++
+	cr := csv.NewReader(bytes.NewReader(data))
+	if bytes.IndexByte(first, ',') < 0 && bytes.IndexByte(first, '\t') >= 0 {
+		cr.Comma = '\t'
 	}
-	sep := byte(',')
-	if bytes.IndexByte(lines[first], ',') < 0 && bytes.IndexByte(lines[first], '\t') >= 0 {
-		sep = '\t'
+	cr.FieldsPerRecord = -1 // checked below, with a message that says what to change
+	cr.LazyQuotes = true
+	// next returns the next record that is not blank (only whitespace, separators
+	// included when they are tabs) and its line number; io.EOF at the end.
+	next := func() ([]string, int, error) {
+		for {
+			rec, err := cr.Read()
+			if err != nil {
+				return nil, 0, err
+			}
+			blank := len(rec) == 1 || cr.Comma == '\t'
+			for _, f := range rec {
+				if strings.TrimSpace(f) != "" {
+					blank = false
+					break
+				}
+			}
+			if !blank {
+				line, _ := cr.FieldPos(0)
+				return rec, line, nil
+			}
+		}
 	}
-	split := func(l []byte) [][]byte { return bytes.Split(l, []byte{sep}) }
 
+	hdr, firstLine, err := next()
+	if err == io.EOF {
+		return nil, 0, nil
+	}
+	if err != nil {
+		return nil, 0, csvErr(err)
+	}
 	// Column j of the file feeds feature cols[j] (-1: ignored).
-	ncols := len(split(lines[first]))
+	ncols := len(hdr)
 	cols := make([]int, ncols)
 	for j := range cols {
 		cols[j] = j
 	}
-	start := first
 	// A header has a field that is not a number, or is exactly the model's feature
 	// names (which may be numbers: "0,1,2").
-	header := true
-	hdr := split(lines[first])
-	if len(hdr) == nfeat {
+	header := len(hdr) == nfeat
+	if header {
 		for j, h := range hdr {
-			if strings.TrimSpace(string(h)) != names[j] {
+			if strings.TrimSpace(h) != names[j] {
 				header = false
 				break
 			}
 		}
-	} else {
-		header = false
 	}
 	for _, f := range hdr {
-		if f = bytes.TrimSpace(f); len(f) > 0 && !header {
-			if _, err := parseField(f); err != nil {
-				header = true
-			}
+		if _, err := parseField(f); err != nil {
+			header = true
 		}
 	}
+	rows := make([]float64, 0, bytes.Count(data, []byte{'\n'})*nfeat)
+	nrows := 0
+	row := make([]float64, nfeat)
+	addRow := func(fields []string, line int) error {
+		if len(fields) != ncols {
+			return fmt.Errorf("line %d: %d fields, want %d", line, len(fields), ncols)
+		}
+		for f := range row {
+			row[f] = math.NaN()
+		}
+		for j, fv := range fields {
+			if cols[j] < 0 {
+				continue
+			}
+			v, err := parseField(fv)
+			if err != nil {
+				return fmt.Errorf("line %d, column %d: %v", line, j+1, err)
+			}
+			row[cols[j]] = v
+		}
+		rows = append(rows, row...)
+		nrows++
+		return nil
+	}
 	if header {
-		start = first + 1
 		byName := make(map[string]int, len(hdr))
 		for j, h := range hdr {
-			byName[strings.TrimSpace(string(h))] = j
+			byName[strings.TrimSpace(h)] = j
 		}
 		var missing []string
 		for _, n := range names {
@@ -332,49 +379,42 @@ func readCSV(lines [][]byte, names []string, notes io.Writer) ([]float64, int, e
 				cols[byName[n]] = f
 			}
 		case ncols == nfeat:
-			fmt.Fprintf(notes, "predictd score: line %d: the header does not name the model's features (no %q); using the columns in order\n", first+1, missing[0])
+			fmt.Fprintf(notes, "predictd score: line %d: the header does not name the model's features (no %q); using the columns in order\n", firstLine, missing[0])
 		default:
 			return nil, 0, fmt.Errorf("line %d: the header has %d columns and lacks the model's features %s; want the model's %d feature names or exactly %d columns",
-				first+1, ncols, quoteNames(missing, 5), nfeat, nfeat)
+				firstLine, ncols, quoteNames(missing, 5), nfeat, nfeat)
 		}
 	} else if ncols != nfeat {
-		return nil, 0, fmt.Errorf("line %d: %d fields, but the model takes %d features", first+1, ncols, nfeat)
+		return nil, 0, fmt.Errorf("line %d: %d fields, but the model takes %d features", firstLine, ncols, nfeat)
+	} else if err := addRow(hdr, firstLine); err != nil {
+		return nil, 0, err
 	}
+	for {
+		fields, line, err := next()
+		if err == io.EOF {
+			return rows, nrows, nil
+		}
+		if err != nil {
+			return nil, 0, csvErr(err)
+		}
+		if err := addRow(fields, line); err != nil {
+			return nil, 0, err
+		}
+	}
+}
 
-	rows := make([]float64, 0, (len(lines)-start)*nfeat)
-	nrows := 0
-	row := make([]float64, nfeat)
-	for i := start; i < len(lines); i++ {
-		l := lines[i]
-		if len(bytes.TrimSpace(l)) == 0 {
-			continue
-		}
-		fields := split(l)
-		if len(fields) != ncols {
-			return nil, 0, fmt.Errorf("line %d: %d fields, want %d", i+1, len(fields), ncols)
-		}
-		for f := range row {
-			row[f] = math.NaN()
-		}
-		for j, fv := range fields {
-			if cols[j] < 0 {
-				continue
-			}
-			v, err := parseField(fv)
-			if err != nil {
-				return nil, 0, fmt.Errorf("line %d, column %d: %v", i+1, j+1, err)
-			}
-			row[cols[j]] = v
-		}
-		rows = append(rows, row...)
-		nrows++
+// csvErr words an encoding/csv error like the reader's own ("line N: ...").
+func csvErr(err error) error {
+	var pe *csv.ParseError
+	if errors.As(err, &pe) {
+		return fmt.Errorf("line %d, column %d: %v", pe.Line, pe.Column, pe.Err)
 	}
-	return rows, nrows, nil
+	return err
 }
 
 // parseField parses one field as float64; an empty field is NaN (missing).
-func parseField(b []byte) (float64, error) {
-	s := strings.TrimSpace(string(b))
+func parseField(s string) (float64, error) {
+	s = strings.TrimSpace(s)
 	if s == "" {
 		return math.NaN(), nil
 	}

@@ -221,6 +221,26 @@ func TestScoreErrors(t *testing.T) {
 	}
 }
 
+// TestScoreCSVForms: a quoted header in other column order, CRLF line ends, blank and
+// whitespace-only lines and tab separators all read as the plain CSV does.
+func TestScoreCSVForms(t *testing.T) {
+	model := fixtures + "lightgbm/leaves_model_simple/model.txt"
+	code, want, errs := runScoreTest(t, "0.5,3\n,1\n", "--model", model, "--input", "-", "--raw")
+	if code != 0 {
+		t.Fatalf("plain CSV: exit %d: %s", code, errs)
+	}
+	for _, in := range []string{
+		"\"X2\",\"X1\"\r\n3,0.5\r\n\r\n1,\r\n",
+		"\n  \nX1,X2\n0.5,3\n \n,1",
+		"X1\tX2\n0.5\t3\n\t\n\t1\n",
+	} {
+		code, out, errs := runScoreTest(t, in, "--model", model, "--input", "-", "--raw")
+		if code != 0 || out != want {
+			t.Errorf("%q: exit %d, out %q (%s); want %q", in, code, out, errs, want)
+		}
+	}
+}
+
 func TestScoreHelp(t *testing.T) {
 	code, _, errs := runScoreTest(t, "", "--help")
 	if code != 0 {

@@ -44,6 +44,7 @@ import (
 	"time"
 
 	"github.com/klauspost/compress/zstd"
+	"github.com/predictd/predictd/api/wire"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -383,19 +384,21 @@ func (r *Record) SetPredictions(preds []float64, outputs int) {
 	r.Outputs = outputs
 }
 
-// appendJSON appends rec as one JSON line (without the newline).
+// appendJSON appends rec as one JSON line (without the newline). Strings follow
+// wire.AppendJSONString: request ids come from clients and are not trusted to be text,
+// so quotes and control characters are escaped and invalid UTF-8 bytes become U+FFFD.
 func (r *Record) appendJSON(dst []byte) []byte {
 	dst = append(dst, `{"ts":"`...)
 	dst = r.Time.UTC().AppendFormat(dst, time.RFC3339Nano)
 	dst = append(dst, `","request_id":`...)
-	dst = appendString(dst, r.reqID)
+	dst = wire.AppendJSONString(dst, r.reqID)
 	dst = append(dst, `,"model":`...)
-	dst = appendString(dst, r.Model)
+	dst = wire.AppendJSONString(dst, r.Model)
 	dst = append(dst, `,"version":`...)
-	dst = appendString(dst, r.Version)
+	dst = wire.AppendJSONString(dst, r.Version)
 	if r.ShadowOf != "" {
 		dst = append(dst, `,"shadow_of":`...)
-		dst = appendString(dst, r.ShadowOf)
+		dst = wire.AppendJSONString(dst, r.ShadowOf)
 	}
 	if len(r.idEnd) > 0 {
 		dst = append(dst, `,"ids":[`...)
@@ -404,7 +407,7 @@ func (r *Record) appendJSON(dst []byte) []byte {
 			if i > 0 {
 				dst = append(dst, ',')
 			}
-			dst = appendString(dst, r.ids[start:end])
+			dst = wire.AppendJSONString(dst, r.ids[start:end])
 			start = end
 		}
 		dst = append(dst, ']')
@@ -455,69 +458,6 @@ func appendFloat(dst []byte, v float64) []byte {
 	}
 	// 'g' with -1 precision is the shortest text that parses back to the same float64.
 	return strconv.AppendFloat(dst, v, 'g', -1, 64)
-}
-
-const hexDigits = "0123456789abcdef"
-
-// appendString writes s as a JSON string. Request ids come from clients and are not
-// trusted to be text: quotes and control characters are escaped and invalid UTF-8 bytes
-// become U+FFFD.
-func appendString[S string | []byte](dst []byte, s S) []byte {
-	dst = append(dst, '"')
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c == '"' || c == '\\':
-			dst = append(dst, '\\', c)
-		case c < 0x20 || c == 0x7f:
-			dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-		case c >= 0x80:
-			// Valid UTF-8 passes through; an invalid byte becomes U+FFFD so the line is
-			// always valid JSON whatever the input.
-			n := utf8RuneLen(s, i)
-			if n == 0 {
-				dst = append(dst, `\ufffd`...)
-				continue
-			}
-			dst = append(dst, s[i:i+n]...)
-			i += n - 1
-		default:
-			dst = append(dst, c)
-		}
-	}
-	return append(dst, '"')
-}
-
-// utf8RuneLen returns the length of the valid UTF-8 rune starting at s[i], or 0.
-func utf8RuneLen[S string | []byte](s S, i int) int {
-	c := s[i]
-	var n int
-	var min rune
-	switch {
-	case c&0xe0 == 0xc0:
-		n, min = 2, 0x80
-	case c&0xf0 == 0xe0:
-		n, min = 3, 0x800
-	case c&0xf8 == 0xf0:
-		n, min = 4, 0x10000
-	default:
-		return 0
-	}
-	if i+n > len(s) {
-		return 0
-	}
-	r := rune(c) & (0x7f >> n)
-	for k := 1; k < n; k++ {
-		b := s[i+k]
-		if b&0xc0 != 0x80 {
-			return 0
-		}
-		r = r<<6 | rune(b&0x3f)
-	}
-	if r < min || r > 0x10ffff || (r >= 0xd800 && r <= 0xdfff) {
-		return 0
-	}
-	return n
 }
 
 // writer is the background goroutine's state.
@@ -618,15 +558,15 @@ func (w *writer) write(r *Record) {
 
 func appendHeader(dst []byte, r *Record) []byte {
 	dst = append(dst, `{"header":{"model":`...)
-	dst = appendString(dst, r.Model)
+	dst = wire.AppendJSONString(dst, r.Model)
 	dst = append(dst, `,"version":`...)
-	dst = appendString(dst, r.Version)
+	dst = wire.AppendJSONString(dst, r.Version)
 	dst = append(dst, `,"features":[`...)
 	for i, n := range r.FeatureNames {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
-		dst = appendString(dst, n)
+		dst = wire.AppendJSONString(dst, n)
 	}
 	return append(dst, "]}}"...)
 }

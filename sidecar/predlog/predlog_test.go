@@ -20,7 +20,6 @@ import (
 	"syscall"
 	"testing"
 	"time"
-	"unicode/utf8"
 
 	"github.com/klauspost/compress/zstd"
 )
@@ -612,44 +611,4 @@ func TestConfigErrors(t *testing.T) {
 	file := filepath.Join(dir, "file")
 	os.WriteFile(file, nil, 0o644)
 	f(Config{Dir: filepath.Join(file, "sub"), Prefix: "m"}, "predlog")
-}
-
-func TestAppendString(t *testing.T) {
-	f := func(in, want string) {
-		t.Helper()
-		b := appendString(nil, in)
-		var got string
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatalf("%q encodes to invalid JSON %s: %v", in, b, err)
-		}
-		if got != want {
-			t.Fatalf("%q round-trips to %q, want %q", in, got, want)
-		}
-	}
-	f("", "")
-	f("plain", "plain")
-	f(`q"b\`, `q"b\`)
-	f("tab\tnl\n\x00\x7f", "tab\tnl\n\x00\x7f")
-	f("ünï✓😀", "ünï✓😀")
-	f("bad\xffbyte", "bad\ufffdbyte")
-	f("cut\xe2\x9c", "cut\ufffd\ufffd")
-	f("surrogate\xed\xa0\x80", "surrogate\ufffd\ufffd\ufffd")
-	f("overlong\xc0\xaf", "overlong\ufffd\ufffd")
-}
-
-// FuzzAppendString checks that any request id becomes one valid JSON string.
-func FuzzAppendString(f *testing.F) {
-	f.Add([]byte("req-1"))
-	f.Add([]byte("\xff\xfe\"\\\n"))
-	f.Add([]byte("✓\xe2\x9c"))
-	f.Fuzz(func(t *testing.T, in []byte) {
-		b := appendString(nil, in)
-		var got string
-		if err := json.Unmarshal(b, &got); err != nil {
-			t.Fatalf("%q encodes to invalid JSON %s: %v", in, b, err)
-		}
-		if utf8.Valid(in) && got != string(in) {
-			t.Fatalf("valid UTF-8 %q came back as %q", in, got)
-		}
-	})
 }

@@ -1,0 +1,165 @@
+package loadtest
+
+// Windows and stability (docs/loadtest.md, "How it measures"): a phase's windows are
+// summed into a step's statistics, and the last windows decide whether it was stable.
+
+import (
+	"math"
+	"time"
+)
+
+// windowsUsed is how many windows a finished phase reports: all of them, or those begun
+// before an early stop.
+func (ph *phase) windowsUsed() (n int, measured time.Duration) {
+	n = ph.nWin
+	if ph.keep > 0 {
+		return ph.keep, time.Duration(ph.keep) * ph.window
+	}
+	if !ph.stopAt.IsZero() {
+		d := ph.stopAt.Sub(ph.measureStart)
+		if d <= 0 {
+			return 0, 0
+		}
+		n = min(ph.nWin, int(math.Ceil(float64(d)/float64(ph.window))))
+		if full := d.Truncate(ph.window); full < time.Duration(n)*ph.window {
+			return n, min(d, time.Duration(n)*ph.window)
+		}
+	}
+	return n, time.Duration(n) * ph.window
+}
+
+// stats summarizes windows [from, to) of the phase for the given workloads.
+func (ph *phase) stats(pws []*phaseWL, from, to int, measured time.Duration, offered float64) Stats {
+	s := Stats{OfferedRPS: offered, Errors: map[string]int64{}}
+	h := newHist()
+	lag := newHist()
+	var compl, sent, pred int64
+	for _, pw := range pws {
+		pw.mu.Lock()
+		for i := from; i < to; i++ {
+			ws := pw.win[i]
+			h.Merge(ws.hist)
+			s.OK += ws.ok
+			s.Degraded += ws.degraded
+			s.LateSends += ws.late
+			for k, n := range ws.errs {
+				s.Errors[k] += n
+			}
+			compl += pw.compl[i].Load()
+			sent += pw.sent[i].Load()
+			pred += pw.predOK[i].Load()
+		}
+		lag.Merge(pw.lag)
+		pw.mu.Unlock()
+		s.InFlightWaits += pw.waits.Load()
+	}
+	s.Requests = h.TotalCount()
+	var nerr int64
+	for _, n := range s.Errors {
+		nerr += n
+	}
+	if len(s.Errors) == 0 {
+		s.Errors = nil
+	}
+	if s.Requests > 0 {
+		s.ErrorRate = float64(nerr) / float64(s.Requests)
+	}
+	if sec := measured.Seconds(); sec > 0 {
+		s.AchievedRPS = float64(compl) / sec
+		s.SentRPS = float64(sent) / sec
+		s.PredictionsPerSec = float64(pred) / sec
+	}
+	us := func(v int64) float64 { return float64(v) / 1000 }
+	if h.TotalCount() > 0 {
+		s.Latency = Latency{
+			P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)),
+			P99: us(h.ValueAtQuantile(99)), P999: us(h.ValueAtQuantile(99.9)),
+			Max: us(h.Max()), Mean: h.Mean() / 1000,
+		}
+	}
+	if lag.TotalCount() > 0 {
+		s.SendLagP99Ms = us(lag.ValueAtQuantile(99))
+		s.SendLagMaxMs = us(lag.Max())
+	}
+	// Per-window p99 and achieved rate, for the stability rule.
+	for i := from; i < to; i++ {
+		wh := newHist()
+		var c int64
+		for _, pw := range pws {
+			pw.mu.Lock()
+			wh.Merge(pw.win[i].hist)
+			pw.mu.Unlock()
+			c += pw.compl[i].Load()
+		}
+		s.WindowP99Ms = append(s.WindowP99Ms, us(wh.ValueAtQuantile(99)))
+		s.WindowMeanMs = append(s.WindowMeanMs, wh.Mean()/1000)
+		s.WindowAchieved = append(s.WindowAchieved, float64(c)/ph.window.Seconds())
+	}
+	return s
+}
+
+// Stable applies the stability rule: the last three values lie within tol of their mean,
+// and they are not a climb (rising window after window by more than tol of their mean in
+// all: a queue that grows every window, whose values a loose tol would still accept).
+func Stable(vals []float64, tol float64) bool {
+	if len(vals) < 3 {
+		return false
+	}
+	last := vals[len(vals)-3:]
+	mean := (last[0] + last[1] + last[2]) / 3
+	for _, v := range last {
+		if math.Abs(v-mean) > tol*mean {
+			return false
+		}
+	}
+	if last[0] < last[1] && last[1] < last[2] && last[2]-last[0] > tol*mean {
+		return false
+	}
+	return true
+}
+
+// stabilityTol is the tolerance of the stability rule outside search mode.
+func (r *runner) stabilityTol() float64 {
+	if r.sc.Search != nil {
+		return r.sc.Search.Stability
+	}
+	return 0.10
+}
+
+// stepResult builds a StepResult from windows [from, to) of a finished phase.
+func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured time.Duration, offered func(*phaseWL) float64) StepResult {
+	var total float64
+	for _, pw := range ph.wls {
+		total += offered(pw)
+	}
+	st := StepResult{Index: len(r.res.Steps), Phase: phaseName, MeasuredS: measured.Seconds()}
+	st.Stats = ph.stats(ph.wls, from, to, measured, total)
+	tol := r.stabilityTol()
+	st.Stable = Stable(st.WindowMeanMs, tol) && Stable(st.WindowAchieved, tol)
+	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && st.ErrorRate <= r.sc.SLO.MaxErrorRate
+	st.GeneratorLimited = st.InFlightWaits > 0 || st.SendLagP99Ms > ms(LimitedLag)
+	if r.pid != 0 && to > from {
+		cpu := ph.cpuAt[to] - ph.cpuAt[from]
+		if cpu >= 0 && ph.cpuAt[to] > 0 {
+			st.SidecarCPUSeconds = cpu
+			if measured > 0 {
+				st.SidecarCores = cpu / measured.Seconds()
+			}
+			if pred := st.PredictionsPerSec * measured.Seconds(); pred > 0 {
+				st.CPUSecondsPer1kPredictions = cpu / (pred / 1000)
+			}
+		}
+		for k := from; k <= to; k++ {
+			st.RSSBytes = max(st.RSSBytes, ph.rssAt[k])
+		}
+	}
+	if len(ph.wls) > 1 {
+		for _, pw := range ph.wls {
+			st.Workloads = append(st.Workloads, WorkloadStats{
+				Name: pw.w.spec.Name, Model: pw.w.model,
+				Stats: ph.stats([]*phaseWL{pw}, from, to, measured, offered(pw)),
+			})
+		}
+	}
+	return st
+}
