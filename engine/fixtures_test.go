@@ -306,7 +306,7 @@ func fixtureCases() []fixtureCase {
 	// Generated LightGBM models (testdata/README.md), 1,000 of their 5,000 rows: the raw
 	// files hold %.17g float64 sums, which a float64 walk in tree order reproduces exactly;
 	// the transformed ones LightGBM's own sigmoid (ranker_255) or the identity.
-	for _, d := range []string{"ranker_63"} {
+	for _, d := range []string{"ranker_63", "ranker_255", "deep_unbalanced"} {
 		o := "lightgbm-oracle/" + d + "/"
 		cases = append(cases, fixtureCase{name: "lightgbm-oracle/" + d, model: o + "model.txt", format: FormatLightGBM,
 			inputs: tableInput(o+"inputs.csv", true, false),
