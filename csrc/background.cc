@@ -179,7 +179,7 @@ class Pool {
 
   // LowerPriority moves the calling thread to nice 19, or failing that to SCHED_IDLE, and
   // says which (neither needs a privilege on Linux, but a seccomp profile may forbid them).
-  // nice 19 first: measured on the 2-vCPU dev VM (Linux 6.18, EEVDF), a busy nice-19 thread
+  // nice 19 first: measured on a 2-vCPU VM (Linux 6.18, EEVDF), a busy nice-19 thread
   // left a latency-bound neighbour's p99 as it was alone (1.06 ms against 0.93-1.09), a busy
   // SCHED_IDLE one doubled it (1.9-2.7 ms), likely because the kernel counts a CPU that runs
   // only SCHED_IDLE work as idle when it places a waking thread. The share is nearly the

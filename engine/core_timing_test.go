@@ -4,6 +4,7 @@ package engine
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io/fs"
 	"math"
@@ -32,54 +33,63 @@ import (
 //
 //	go test -tags xgboost -run '^$' -bench 'Core' -benchtime 1s ./engine
 //
-// Inputs: ../shared/fixtures (relative to the repository root; PREDICTD_FIXTURES
-// overrides), the lightgbm-oracle NYC_taxi and airline models and inputs and the largest
-// XGBoost fixture, rows tiled to 10,000. Batches start at a rotating row so a batch of one
-// does not score the same row every time.
+// Inputs: the lightgbm-oracle NYC_taxi and airline models and inputs and the largest
+// XGBoost fixture (gen_bench_rank_pairwise) from testdata/, rows tiled to 10,000. The
+// in-repo gen_bench_rank_pairwise keeps 400 of the upstream 2,000 input rows and a model
+// file without the per-node training statistics (same trees, same predictions;
+// testdata/README.md); with PREDICTD_FIXTURES set to a full copy of the fixture set, the
+// benchmark reads every model and input from there instead. Batches start at a rotating
+// row so a batch of one does not score the same row every time.
 //
 // The table reports the benchmark thread's CPU time (getrusage RUSAGE_THREAD, the goroutine
-// locked to its thread), not wall time: the development machine is shared, and wall time
-// there mostly measures the scheduler. Every backend here runs on the calling thread
-// (XGBoost with nthread=1, leaves with nThreads=1). The usual ns/op stays in the raw output.
-
-// coreBenchFixtures returns the shared fixture directory or "" when it is absent.
-func coreBenchFixtures() string {
-	dir := os.Getenv("PREDICTD_FIXTURES")
-	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "fixtures") // engine/ → repo → ../shared
-	}
-	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
-		return ""
-	}
-	return dir
-}
+// locked to its thread), not wall time: on a shared 2-vCPU VM wall time mostly measures the
+// scheduler. Every backend here runs on the calling thread (XGBoost with nthread=1, leaves
+// with nThreads=1). The usual ns/op stays in the raw output.
 
 type coreBenchModel struct {
 	name   string
 	format Format
-	model  string // relative to the fixture directory
+	model  string // relative to testdata/
 	input  string
 	header bool // the CSV starts with a header row
+	// fullModel and fullInput are the same files in a full copy of the fixture set
+	// (PREDICTD_FIXTURES).
+	fullModel, fullInput string
 }
 
 var coreBenchModels = []coreBenchModel{
-	{"NYC_taxi", FormatLightGBM, "lightgbm-oracle/NYC_taxi/model.txt", "lightgbm-oracle/NYC_taxi/inputs.csv", true},
-	{"airline", FormatLightGBM, "lightgbm-oracle/airline/model.txt", "lightgbm-oracle/airline/inputs.csv", true},
-	{"xgb_rank_pairwise", FormatXGBoost, "xgboost/gen_bench_rank_pairwise/model.json", "xgboost/gen_bench_rank_pairwise/input.csv", false},
+	{"NYC_taxi", FormatLightGBM, "lightgbm/lleaves_NYC_taxi/model.txt", "lightgbm-oracle/NYC_taxi/inputs.csv", true,
+		"lightgbm-oracle/NYC_taxi/model.txt", "lightgbm-oracle/NYC_taxi/inputs.csv"},
+	{"airline", FormatLightGBM, "lightgbm/lleaves_airline/model.txt", "lightgbm-oracle/airline/inputs.csv", true,
+		"lightgbm-oracle/airline/model.txt", "lightgbm-oracle/airline/inputs.csv"},
+	{"xgb_rank_pairwise", FormatXGBoost, "xgboost/gen_bench_rank_pairwise/model.json", "xgboost/gen_bench_rank_pairwise/input.csv", false,
+		"xgboost/gen_bench_rank_pairwise/model.json", "xgboost/gen_bench_rank_pairwise/input.csv"},
+}
+
+// coreBenchFiles returns bm's model and input: from the full fixture set when
+// PREDICTD_FIXTURES names one, else from testdata/ (readFixture).
+func coreBenchFiles(b *testing.B, bm coreBenchModel) (model, input []byte) {
+	dir := os.Getenv("PREDICTD_FIXTURES")
+	if dir == "" {
+		return readFixture(b, bm.model), readFixture(b, bm.input)
+	}
+	var err error
+	if model, err = os.ReadFile(filepath.Join(dir, filepath.FromSlash(bm.fullModel))); err != nil {
+		b.Fatalf("PREDICTD_FIXTURES: %v", err)
+	}
+	if input, err = os.ReadFile(filepath.Join(dir, filepath.FromSlash(bm.fullInput))); err != nil {
+		b.Fatalf("PREDICTD_FIXTURES: %v", err)
+	}
+	return model, input
 }
 
 var coreBenchBatches = []int{1, 100, 1000, 10000}
 
 const coreBenchRows = 10000
 
-// coreBenchCSV reads a CSV of floats (empty field = NaN) and tiles it to n rows.
-func coreBenchCSV(b *testing.B, path string, header bool, ncols, n int) []float64 {
-	f, err := os.Open(path)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
+// coreBenchCSV parses a CSV of floats (empty field = NaN) and tiles it to n rows.
+func coreBenchCSV(b *testing.B, name string, data []byte, header bool, ncols, n int) []float64 {
+	sc := bufio.NewScanner(bytes.NewReader(data))
 	sc.Buffer(make([]byte, 1<<20), 1<<24)
 	var rows []float64
 	first := true
@@ -90,20 +100,21 @@ func coreBenchCSV(b *testing.B, path string, header bool, ncols, n int) []float6
 		}
 		fields := strings.Split(sc.Text(), ",")
 		if len(fields) != ncols {
-			b.Fatalf("%s: %d fields, the model takes %d", path, len(fields), ncols)
+			b.Fatalf("%s: %d fields, the model takes %d", name, len(fields), ncols)
 		}
 		for _, s := range fields {
 			v := math.NaN()
 			if s != "" {
+				var err error
 				if v, err = strconv.ParseFloat(s, 64); err != nil {
-					b.Fatalf("%s: %v", path, err)
+					b.Fatalf("%s: %v", name, err)
 				}
 			}
 			rows = append(rows, v)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		b.Fatal(err)
+		b.Fatalf("%s: %v", name, err)
 	}
 	have := len(rows) / ncols
 	for len(rows) < n*ncols {
@@ -132,22 +143,16 @@ type coreBenchBackend struct {
 }
 
 func BenchmarkCore(b *testing.B) {
-	dir := coreBenchFixtures()
-	if dir == "" {
-		b.Skip("fixtures not found at ../shared/fixtures (relative to the repository root); set PREDICTD_FIXTURES to their directory")
-	}
+	trees := map[string]int{}
 	for _, bm := range coreBenchModels {
-		modelPath := filepath.Join(dir, bm.model)
-		data, err := os.ReadFile(modelPath)
+		model, input := coreBenchFiles(b, bm)
+		ens, err := Parse(bm.format, model)
 		if err != nil {
-			b.Fatal(err)
+			b.Fatalf("%s: %v", bm.name, err)
 		}
-		ens, err := Parse(bm.format, data)
-		if err != nil {
-			b.Fatal(err)
-		}
+		trees[bm.name] = ens.NumTrees()
 		nf, nk := ens.NumFeatures, ens.NumOutputs
-		rows := coreBenchCSV(b, filepath.Join(dir, bm.input), bm.header, nf, coreBenchRows)
+		rows := coreBenchCSV(b, bm.name+" input", input, bm.header, nf, coreBenchRows)
 		rows32 := make([]float32, len(rows))
 		for i, v := range rows {
 			rows32[i] = float32(v)
@@ -180,7 +185,7 @@ func BenchmarkCore(b *testing.B) {
 			return gs.predictF64(rows[lo*nf:(lo+n)*nf], n, out)
 		}, func() {}})
 		if !xgb {
-			lv, err := leaves.LGEnsembleFromFile(modelPath, false)
+			lv, err := leaves.LGEnsembleFromReader(bufio.NewReader(bytes.NewReader(model)), false)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -188,6 +193,11 @@ func BenchmarkCore(b *testing.B) {
 				return lv.PredictDense(rows[lo*nf:(lo+n)*nf], n, nf, out, 0, 1)
 			}, func() {}})
 		} else if xgbPeerAvailable {
+			// XGBoost loads a model from a file: the decompressed copy.
+			modelPath := filepath.Join(b.TempDir(), "model.json")
+			if err := os.WriteFile(modelPath, model, 0o600); err != nil {
+				b.Fatal(err)
+			}
 			xp, err := newXGBPeer(modelPath, nk, rows32, nf)
 			if err != nil {
 				b.Fatal(err)
@@ -261,7 +271,7 @@ func BenchmarkCore(b *testing.B) {
 			be.close()
 		}
 	}
-	coreBenchTable(os.Stdout, ensTrees(dir))
+	coreBenchTable(os.Stdout, trees)
 }
 
 // coreBenchThreadCPU is the calling thread's CPU time (user + system).
@@ -272,21 +282,6 @@ func coreBenchThreadCPU() time.Duration {
 		panic("BUG: getrusage(RUSAGE_THREAD): " + err.Error())
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
-
-// ensTrees returns tree counts of the benchmark models for the table.
-func ensTrees(dir string) map[string]int {
-	trees := map[string]int{}
-	for _, bm := range coreBenchModels {
-		data, err := os.ReadFile(filepath.Join(dir, bm.model))
-		if err != nil {
-			continue
-		}
-		if ens, err := Parse(bm.format, data); err == nil {
-			trees[bm.name] = ens.NumTrees()
-		}
-	}
-	return trees
 }
 
 // coreBenchTable prints, per model and batch, ns/row of each backend and its ratio to the

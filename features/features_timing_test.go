@@ -20,7 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// The benchmark entity: 50 features — 40 floats, 5 ints, 3 lists of 20 and 2
+// The benchmark entity: 50 features — 40 floats, 5 ints, 3 lists of 20 and 2
 // embeddings of 64 floats — with names of realistic length.
 func benchGroup(tb testing.TB) *Group {
 	var b strings.Builder
@@ -121,7 +121,7 @@ func redisCPU(c *redis.Client) float64 {
 }
 
 // benchEntities is the layout benchmark's entity count: PREDICTD_FEATURES_BENCH_ENTITIES,
-// default 20000 (the 1M needs about 10 GB of Redis memory for the naive layout).
+// default 20000 (1M entities need about 10 GB of Redis memory for the naive layout).
 func benchEntities() int {
 	if s := os.Getenv("PREDICTD_FEATURES_BENCH_ENTITIES"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil && n >= 1000 {

@@ -193,7 +193,7 @@ func score(tc testCase, ref map[string][]float32, nrows int) []float64 {
 
 // tolerance: on CPU the Model runs the same kernels on the same float32 values as the
 // reference, but at other batch sizes, which may change the GEMM's summation order; 1e-5
-// covers that. A GPU must agree with the CPU within 1e-3 (the target).
+// covers that. A GPU must agree with the CPU within 1e-3 (the GPU target, docs/onnx.md).
 func tolerance() float64 {
 	if testDevice != "" && testDevice != "cpu" {
 		return 1e-3

@@ -1,20 +1,26 @@
 #!/usr/bin/env bash
-# prepare.sh: run HERE (the dev machine, with Go and cgo) before the GPU check. Builds the
+# prepare.sh: run on the build host (with Go and cgo) before the GPU check. Builds the
 # engine/onnx test binary (tests + benchmarks) and the ONNX Runtime + CUDA EP bundle into the
 # git-ignored .cache/gpu-onnx/, which the device run carries:
 #   .cache/gpu-onnx/onnx.test.xz   go test -c ./engine/onnx, xz-compressed
 #   .cache/gpu-onnx/ort/           make-ort-bundle output (core + CUDA EP, sm_90 only), ~49 MiB
+# MAKE_ORT_BUNDLE names the bundler (a script outside this repository); needed only while
+# .cache/gpu-onnx/ort/ is not built yet.
 # The working tree plus this folder must stay under 64 MiB; the script prints the sizes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 cd "$root"
 out=.cache/gpu-onnx
-bundler=${MAKE_ORT_BUNDLE:-/work/shared/gpu/make-ort-bundle}
+bundler=${MAKE_ORT_BUNDLE:-}
 mkdir -p "$out"
 # -s -w: no symbol table or DWARF, a smaller binary to send (panics still print stacks).
 CGO_ENABLED=1 go test -c -ldflags='-s -w' -o "$out/onnx.test" ./engine/onnx
 xz -T0 -6 -f "$out/onnx.test"
 if [[ ! -s $out/ort/libonnxruntime.so.1.xz ]]; then
+  if [[ -z $bundler ]]; then
+    echo "prepare.sh: set MAKE_ORT_BUNDLE to the ONNX Runtime bundler to build $out/ort" >&2
+    exit 2
+  fi
   # Reuse the tarballs scripts/fetch-ort.sh cached (same file names).
   ORT_BUNDLE_CACHE=${ORT_BUNDLE_CACHE:-$HOME/.cache/predictd-ort} "$bundler" "$out/ort"
 fi
@@ -28,8 +34,8 @@ if [[ ! -e $out/ort/.x86 ]]; then
   done
   touch "$out/ort/.x86"
 fi
-# The device tool sends the working tree (tracked + untracked files git does not ignore)
-# plus the carried folder, 64 MiB at most.
+# The GPU host receives the working tree (tracked + untracked files git does not ignore)
+# plus this folder, 64 MiB at most.
 tree=$({ git ls-files -co --exclude-standard -z | xargs -0 stat -c %s 2>/dev/null || true; } | awk '{s += $1} END {print s + 0}')
 carried=$(find "$out" -type f -exec stat -c %s {} + | awk '{s += $1} END {print s + 0}')
 awk -v t="$tree" -v c="$carried" 'BEGIN {

@@ -7,8 +7,8 @@
 #   2. benchmarks with the CPU baseline in the same run: the ~7.3M-param MLP at batch 1, 256,
 #      1024, 8192 on cpu and cuda (raw ONNX Runtime vs the engine), and 64 clients x 128 rows
 #      with dynamic batching on and off;
-#   3. summary.txt: the ratios the issue's targets are about.
-# Results go to $OUT (the device tool's output folder), else /tmp/gpu-out.
+#   3. summary.txt: the ratios the GPU targets are about (docs/benchmarks.md).
+# Results go to $OUT, else /tmp/gpu-out.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 root=$PWD
@@ -38,7 +38,7 @@ echo "exit $?" >> "$out/test-cpu.txt"
 grep -E '^(--- |ok|FAIL|PASS|exit)' "$out/test-cpu.txt"
 
 echo "== benchmarks"
-# 20 timed runs per batch size (as in /work/shared/gpu/README.md); 1280 requests = 20 rounds
+# 20 timed runs per batch size; 1280 requests = 20 rounds
 # of 64 clients. GPU_CHECK_QUICK=1 (a local dry run of this script) takes 1 and 64.
 runs=20x; requests=1280x; devices=${GPU_CHECK_DEVICES:-cpu,cuda}
 if [[ -n ${GPU_CHECK_QUICK:-} ]]; then runs=1x; requests=64x; fi

@@ -1,4 +1,4 @@
-# summary.awk bench.txt: the ratios the issue's targets are about, from one benchmark run.
+# summary.awk bench.txt: the ratios the GPU targets are about, from one benchmark run.
 #   engine/raw at each batch (target on cuda at batch 8192: >= 0.90)
 #   batched/unbatched for 64 clients x 128 rows (target: >= 3)
 # A benchmark line: name-P  N  ns/op  [MB/s]  rows/s-value "rows/s" ...
