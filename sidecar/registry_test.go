@@ -3,6 +3,7 @@ package sidecar
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -85,7 +86,7 @@ func TestRegistryLoad(t *testing.T) {
 		uniq = append(uniq, fmt.Sprintf("u%d", i))
 	}
 	unique127 := "features: [" + strings.Join(uniq, ", ") + ", y]\n"
-	reg := NewRegistry(repoFS(t, map[string]string{
+	reg := newTestRegistry(t, repoFS(t, map[string]string{
 		"rank/9/model.yaml":      xgbManifest,
 		"rank/9/model.json":      agaricus,
 		"rank/10/model.yaml":     xgbManifest + "output: raw\n",
@@ -106,7 +107,7 @@ func TestRegistryLoad(t *testing.T) {
 		"empty/README":           "",
 		"garbage/1/model.yaml":   xgbManifest,
 		"garbage/1/model.json":   `{"learner":`,
-	}), "test", 1, nil, nil, nil)
+	}), nil)
 	defer reg.Close()
 	if reg.Ready() {
 		t.Fatal("ready before the first load")
@@ -167,6 +168,16 @@ func TestRegistryLoad(t *testing.T) {
 	}
 }
 
+// newTestRegistry is the registry New builds, without a server, over fsys with store.
+func newTestRegistry(t *testing.T, fsys fs.FS, store FeatureStore) *Registry {
+	t.Helper()
+	r, err := newRegistry(fsys, "test", &Config{Threads: 1, FeatureStore: store}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // fakeStore is a FeatureStore that binds any group, for the load-time contract.
 type fakeStore struct{ bound []StoreColumn }
 
@@ -188,12 +199,12 @@ func TestStoreFeaturesBind(t *testing.T) {
 	}
 	feats[5] = "{name: clicks, group: user_stats, key: user_id, default: 0}"
 	st := &fakeStore{}
-	reg := NewRegistry(repoFS(t, map[string]string{
+	reg := newTestRegistry(t, repoFS(t, map[string]string{
 		"m/1/model.yaml": xgbManifest + "features: [" + strings.Join(feats, ", ") + "]\n",
 		"m/1/model.json": agaricus,
 		"m/2/model.yaml": xgbManifest + "features: [" + strings.Replace(strings.Join(feats, ", "), "user_stats", "nope", 1) + "]\n",
 		"m/2/model.json": agaricus,
-	}), "test", 1, st, nil, nil)
+	}), st)
 	defer reg.Close()
 	res := reg.Reload()
 	if len(res.Loaded) != 1 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "unknown group nope") {
@@ -210,7 +221,7 @@ func TestStoreFeaturesBind(t *testing.T) {
 	if v.cols["clicks"] != 5 || v.cols["fa"] != 0 {
 		t.Errorf("columns: %v", v.cols)
 	}
-	if !v.f32 || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
+	if !v.f32 || !v.info.Float32Input || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
 		t.Errorf("an XGBoost model should take float32 rows")
 	}
 }

@@ -205,6 +205,7 @@ func runServe(args []string) int {
 		IdleTimeout:     f.idleTimeout,
 		Pprof:           f.pprof,
 		Logger:          log,
+		Formats:         formats(),
 
 		AdmissionCapacity:     f.admissionCapacity,
 		AdmissionMaxQueueWait: f.admissionMaxQueueWait,
