@@ -52,7 +52,7 @@ type version struct {
 	loadedAt       time.Time
 	loadTime       time.Duration
 
-	// attach holds the shadows and prediction log (production.go); replaced by reloads.
+	// attach holds the shadows and prediction log (attach.go); replaced by reloads.
 	attach atomic.Pointer[attachments]
 
 	addOpts []metric.AddOption    // model and version attributes, built once
