@@ -9,6 +9,7 @@ import (
 	"testing/fstest"
 
 	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/examples"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -223,5 +224,55 @@ func TestStoreFeaturesBind(t *testing.T) {
 	}
 	if !v.f32 || !v.info.Float32Input || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
 		t.Errorf("an XGBoost model should take float32 rows")
+	}
+}
+
+// TestPredictorContract: the registry takes a version's row type, warm-up values and
+// background scoring from engine.Info, and background scoring only from an *engine.Model
+// itself: a loader's wrapper that embeds one (test-gate) inherits Info().Background but
+// must still be scored through its own Predict methods.
+func TestPredictorContract(t *testing.T) {
+	demo, err := fs.ReadFile(examples.Models(), "claims/1/model.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRegistry(repoFS(t, map[string]string{
+		"plain/1/model.yaml": lgbManifest,
+		"plain/1/model.txt":  string(demo),
+		"gated/1/model.yaml": gateManifest,
+		"gated/1/model.txt":  string(demo),
+	}), "test", &Config{Threads: 1, Formats: gateFormat}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if res := r.Reload(); len(res.Failed) > 0 || len(res.Loaded) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	acquire := func(name string) *version {
+		t.Helper()
+		v, err := r.acquire([]byte(name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.release)
+		return v
+	}
+	plain, gated := acquire("plain"), acquire("gated")
+	if plain.f32 || !plain.info.MissingNaN || plain.info.Backend == "" || plain.info.Backend == "unknown" {
+		t.Errorf("a LightGBM model: float64 rows, NaN as missing, a named backend; got f32 %v, info %+v", plain.f32, plain.info)
+	}
+	if (plain.bg != nil) != plain.info.Background {
+		t.Errorf("engine.Model with Info().Background %v: background scorer set %v", plain.info.Background, plain.bg != nil)
+	}
+	if gated.info != plain.info {
+		t.Errorf("the wrapper inherits its model's Info: %+v, want %+v", gated.info, plain.info)
+	}
+	if gated.bg != nil {
+		t.Error("a wrapper that embeds *engine.Model got a background scorer: its own PredictF64 would be bypassed")
+	}
+	if _, err := New(Config{ModelFS: examples.Models(), Formats: map[string]FormatLoader{"xgboost": gateFormat["test-gate"]}}); err == nil ||
+		!strings.Contains(err.Error(), "built in") {
+		t.Errorf("Config.Formats replacing a built-in format: %v, want an error", err)
 	}
 }

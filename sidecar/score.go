@@ -16,11 +16,12 @@ import (
 // stops within a few milliseconds on a big model.
 const scoreBlockRows = 2048
 
-// ContextPredictor is an optional interface of an engine.Predictor whose calls can wait
-// (a batching queue, a remote scorer): the sidecar then scores through it with a
-// context that ends at the request's deadline, so a call still queued when the deadline
-// passes returns (504) instead of holding the request. ctx.Err(), wrapped or not, is
-// mapped to 504 deadline_exceeded.
+// ContextPredictor is the one optional interface beyond engine.Predictor, for a
+// predictor whose calls can wait (a batching queue, a remote scorer): the sidecar then
+// scores through it with a context that ends at the request's deadline, so a call still
+// queued when the deadline passes returns (504) instead of holding the request.
+// ctx.Err(), wrapped or not, is mapped to 504 deadline_exceeded. The registry looks for
+// it once, at load.
 type ContextPredictor interface {
 	PredictF32Context(ctx context.Context, rows []float32, nrows int, out []float64, raw bool) error
 	PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error
