@@ -216,6 +216,13 @@ func (m *Model) Traversal() string {
 	return ""
 }
 
+// Info describes the model for the sidecar (see Info): float32 rows for XGBoost
+// semantics, NaN as missing, background scoring with the C++ core.
+func (m *Model) Info() Info {
+	return Info{Backend: m.BackendName(), Traversal: m.Traversal(),
+		Float32Input: m.ens.Semantics == SemanticsXGBoost, MissingNaN: true, Background: m.CanBackground()}
+}
+
 // Semantics returns the numeric rules of the model's training library. LightGBM models
 // need float64 rows (PredictF64) for exact parity; XGBoost models lose nothing with float32.
 func (m *Model) Semantics() Semantics { return m.ens.Semantics }
@@ -224,43 +231,31 @@ func (m *Model) Semantics() Semantics { return m.ens.Semantics }
 // which must hold nrows*NumOutputs(raw) values. raw selects margins over transformed
 // predictions. It allocates nothing; it is safe for concurrent use.
 func (m *Model) PredictF64(rows []float64, nrows int, out []float64, raw bool) error {
-	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
-		return err
-	}
-	var err error
-	if parts := m.parts(nrows); parts <= 1 {
-		// The common case builds no closure, so a call allocates nothing.
-		err = m.sc.predictF64(rows, nrows, out)
-	} else {
-		f, k := m.ens.NumFeatures, m.ens.NumOutputs
-		err = split(nrows, parts, func(lo, hi int) error {
-			return m.sc.predictF64(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k])
-		})
-	}
-	if err != nil {
-		return err
-	}
-	if !raw {
-		m.ens.transform(out, nrows)
-	}
-	return nil
+	return predict(m, rows, nrows, out, raw, scorer.predictF64)
 }
 
 // PredictF32 is PredictF64 for float32 rows. With LightGBM semantics each value is widened
 // to float64 exactly; values that were rounded to float32 before the call may fall on the
 // other side of a threshold than the original float64 would.
 func (m *Model) PredictF32(rows []float32, nrows int, out []float64, raw bool) error {
+	return predict(m, rows, nrows, out, raw, scorer.predictF32)
+}
+
+// predict checks the shapes, scores [0, nrows) in m.parts(nrows) slices on their own
+// goroutines, and applies the transform unless raw.
+func predict[T float32 | float64](m *Model, rows []T, nrows int, out []float64, raw bool,
+	call func(scorer, []T, int, []float64) error) error {
 	if err := m.checkShape(len(rows), nrows, len(out), raw); err != nil {
 		return err
 	}
 	var err error
 	if parts := m.parts(nrows); parts <= 1 {
 		// The common case builds no closure, so a call allocates nothing.
-		err = m.sc.predictF32(rows, nrows, out)
+		err = call(m.sc, rows, nrows, out)
 	} else {
-		f, k := m.ens.NumFeatures, m.ens.NumOutputs
+		sc, f, k := m.sc, m.ens.NumFeatures, m.ens.NumOutputs
 		err = split(nrows, parts, func(lo, hi int) error {
-			return m.sc.predictF32(rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k])
+			return call(sc, rows[lo*f:hi*f], hi-lo, out[lo*k:hi*k])
 		})
 	}
 	if err != nil {
@@ -383,12 +378,40 @@ func (m *Model) Close() error {
 	return nil
 }
 
+// Info describes how a Predictor scores: what the sidecar needs to choose the row type
+// and the threads it scores on, and what it shows in GET /v1/models and traces. It is
+// fixed for the predictor's life.
+type Info struct {
+	// Backend names the scorer: "c/avx2", "go", "onnx/cpu", "onnx/cuda:0", ...
+	Backend string
+	// Device is where the model runs, for a predictor that can run elsewhere than the CPU
+	// (ONNX: "cpu", "cuda:0", "cpu (cuda:0 requested: REASON)"); empty otherwise.
+	Device string
+	// Traversal is how the C++ core scores a tree model (Model.Traversal); empty otherwise.
+	Traversal string
+	// Float32Input: float32 rows lose nothing, so the sidecar assembles float32 rows and
+	// calls PredictF32 (XGBoost semantics, most ONNX graphs); otherwise float64 rows and
+	// PredictF64 (LightGBM needs them for exact parity, ONNX id inputs for exact ids).
+	Float32Input bool
+	// MissingNaN: NaN is a valid value in every column (a tree model takes its default
+	// branch). The sidecar warms a new version on NaN rows then, else on zeros (an id
+	// input rejects NaN).
+	MissingNaN bool
+	// Background: PredictF64Background and PredictF32Background can score the model on
+	// the C++ core's lowest-priority threads (a Model with the C++ core). The sidecar
+	// honours it only on a *Model itself: a wrapper that embeds a Model to change how
+	// rows are scored inherits the field and the methods, and would be bypassed by them.
+	Background bool
+}
+
 // Predictor is what the sidecar serves: a tree Model here, an ONNX model in engine/onnx.
 // Implementations are safe for concurrent Predict calls and allocate nothing per row.
 type Predictor interface {
 	NumFeatures() int
 	NumOutputs(raw bool) int
 	FeatureNames() []string
+	// Info describes the predictor; the sidecar reads it once, at load.
+	Info() Info
 	PredictF64(rows []float64, nrows int, out []float64, raw bool) error
 	PredictF32(rows []float32, nrows int, out []float64, raw bool) error
 	Close() error

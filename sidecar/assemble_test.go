@@ -117,6 +117,8 @@ type keyBinding struct{ cols []StoreColumn }
 
 func (keyBinding) Close() error { return nil }
 
+func (keyBinding) Source() string { return "store" }
+
 func (b keyBinding) Fill(ctx context.Context, q *StoreQuery) error {
 	if _, ok := ctx.Deadline(); !ok {
 		return errors.New("no deadline")

@@ -15,9 +15,13 @@ type CheckResult struct {
 
 // Check loads every version of the repository fsys as the server would, then closes
 // them. desc names the repository in messages; store may be nil (models with
-// store-backed features then fail with ErrNoFeatureStore).
-func Check(fsys fs.FS, desc string, store FeatureStore) []CheckResult {
-	r := NewRegistry(fsys, desc, 1, store, nil, nil)
+// store-backed features then fail with ErrNoFeatureStore); formats adds formats to the
+// built-in ones, as Config.Formats does.
+func Check(fsys fs.FS, desc string, store FeatureStore, formats map[string]FormatLoader) []CheckResult {
+	r, err := newRegistry(fsys, desc, &Config{Threads: 1, FeatureStore: store, Formats: formats}, nil)
+	if err != nil {
+		return []CheckResult{{Name: desc, Err: err}}
+	}
 	defer r.Close()
 	r.Reload()
 	s := r.snap.Load()

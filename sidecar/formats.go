@@ -2,7 +2,8 @@ package sidecar
 
 import (
 	"fmt"
-	"sync"
+	"slices"
+	"strings"
 
 	"github.com/predictd/predictd/engine"
 )
@@ -24,34 +25,39 @@ type LoadRequest struct {
 // goroutine, never on the request path, and may be slow.
 type FormatLoader func(req LoadRequest) (engine.Predictor, error)
 
-var (
-	formatsMu sync.RWMutex
-	formats   = map[string]FormatLoader{
+// builtinFormats are the formats every build serves; Config.Formats adds others.
+func builtinFormats() map[string]FormatLoader {
+	return map[string]FormatLoader{
 		string(engine.FormatLightGBM): loadTrees(engine.FormatLightGBM),
 		string(engine.FormatXGBoost):  loadTrees(engine.FormatXGBoost),
 	}
-)
-
-// RegisterFormat makes the registry load manifests with "format: name" through l. The
-// ONNX package registers "onnx" this way; call it before the first reload. It panics on
-// a second registration of the same name, which is a wiring bug.
-func RegisterFormat(name string, l FormatLoader) {
-	formatsMu.Lock()
-	defer formatsMu.Unlock()
-	if _, dup := formats[name]; dup {
-		panic(fmt.Sprintf("BUG: format %q registered twice", name))
-	}
-	formats[name] = l
 }
 
-func formatLoader(name string) (FormatLoader, error) {
-	formatsMu.RLock()
-	defer formatsMu.RUnlock()
-	l, ok := formats[name]
-	if !ok {
-		return nil, fmt.Errorf("format %q is not supported in this build of predictd", name)
+// formatTable merges extra (Config.Formats) into the built-in formats. A name given
+// twice, or a nil loader, is a wiring error.
+func formatTable(extra map[string]FormatLoader) (map[string]FormatLoader, error) {
+	t := builtinFormats()
+	for name, l := range extra {
+		if _, dup := t[name]; dup {
+			return nil, fmt.Errorf("format %q is built in; Config.Formats cannot replace it", name)
+		}
+		if l == nil || name == "" {
+			return nil, fmt.Errorf("format %q: Config.Formats needs a name and a loader", name)
+		}
+		t[name] = l
 	}
-	return l, nil
+	return t, nil
+}
+
+// formatNames lists a table's formats and the known ones it lacks, for messages.
+func formatNames(t map[string]FormatLoader) string {
+	names := slices.Clone(knownFormats)
+	for n := range t {
+		if !slices.Contains(names, n) {
+			names = append(names, n)
+		}
+	}
+	return strings.Join(names, ", ")
 }
 
 func loadTrees(f engine.Format) FormatLoader {
@@ -62,20 +68,4 @@ func loadTrees(f engine.Format) FormatLoader {
 		}
 		return engine.NewModel(ens, engine.Options{Threads: req.Threads})
 	}
-}
-
-// float32Input is implemented by predictors whose arithmetic is float32 (XGBoost tree
-// models, most ONNX graphs): the sidecar assembles float32 rows for them, which halves
-// the matrix and loses nothing. Predictors without it get float64 rows, which LightGBM
-// needs for exact parity.
-type float32Input interface{ Semantics() engine.Semantics }
-
-func wantsFloat32(p engine.Predictor) bool {
-	if s, ok := p.(float32Input); ok {
-		return s.Semantics() == engine.SemanticsXGBoost
-	}
-	if s, ok := p.(interface{ InputFloat32() bool }); ok {
-		return s.InputFloat32()
-	}
-	return false
 }

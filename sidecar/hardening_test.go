@@ -329,26 +329,26 @@ func (m queuedModel) PredictF32Context(ctx context.Context, rows []float32, n in
 	}
 }
 
-func init() {
-	RegisterFormat("test-queued", func(req LoadRequest) (engine.Predictor, error) {
-		ens, err := engine.Parse(engine.FormatLightGBM, req.Data)
-		if err != nil {
-			return nil, err
-		}
-		m, err := engine.NewModel(ens, engine.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return queuedModel{m}, nil
-	})
-}
+// queuedFormat serves the "test-queued" format (Config.Formats).
+var queuedFormat = map[string]FormatLoader{"test-queued": func(req LoadRequest) (engine.Predictor, error) {
+	ens, err := engine.Parse(engine.FormatLightGBM, req.Data)
+	if err != nil {
+		return nil, err
+	}
+	m, err := engine.NewModel(ens, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return queuedModel{m}, nil
+}}
 
 // TestContextPredictorGetsDeadline: a predictor with PredictF64Context is scored with a
 // context ending at the request's deadline, so a call still queued at the deadline
 // answers 504 deadline_exceeded rather than waiting its turn.
 func TestContextPredictorGetsDeadline(t *testing.T) {
 	ts := startServer(t, Config{ModelDir: newRepo(t,
-		repoVersion{model: "q", version: "1", src: "demo", manifest: "format: test-queued\nfile: model.txt\n"})})
+		repoVersion{model: "q", version: "1", src: "demo", manifest: "format: test-queued\nfile: model.txt\n"}),
+		Formats: queuedFormat})
 	m := claimsEngine(t)
 	body := jsonRequest("q", "", "", m.FeatureNames(), randomRows(m, 2, 1), true)
 	status, resp := ts.post(t, "tcp", "/v1/predict", "application/json", body, "X-Deadline-Ms", "50")

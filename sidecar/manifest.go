@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -118,12 +119,16 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 	return fmt.Errorf("line %d: feature entry: want a name or a {name, group, key, default} mapping", n.Line)
 }
 
-// Known formats. A format is only served when a loader is registered for it
-// (RegisterFormat); onnx is registered by the ONNX package in builds that include it.
+// Known formats. A format is only served when the server has a loader for it
+// (Config.Formats); cmd/predictd adds onnx in builds that include ONNX Runtime.
 var knownFormats = []string{"lightgbm", "xgboost", "onnx"}
 
-// ParseManifest decodes and validates model.yaml bytes.
-func ParseManifest(data []byte) (*Manifest, error) {
+// ParseManifest decodes and validates model.yaml bytes; format must be one of the known
+// formats (lightgbm, xgboost, onnx).
+func ParseManifest(data []byte) (*Manifest, error) { return parseManifest(data, nil) }
+
+// parseManifest is ParseManifest that also accepts the formats of a server's table.
+func parseManifest(data []byte, formats map[string]FormatLoader) (*Manifest, error) {
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	var m Manifest
@@ -137,23 +142,16 @@ func ParseManifest(data []byte) (*Manifest, error) {
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
 		return nil, errors.New("model.yaml: holds more than one YAML document")
 	}
-	if err := m.validate(); err != nil {
+	if err := m.validate(formats); err != nil {
 		return nil, fmt.Errorf("model.yaml: %w", err)
 	}
 	return &m, nil
 }
 
-func (m *Manifest) validate() error {
-	found := false
-	for _, f := range knownFormats {
-		found = found || m.Format == f
-	}
-	if !found {
-		_, err := formatLoader(m.Format)
-		found = err == nil // a format registered by a build (RegisterFormat)
-	}
-	if !found {
-		return fmt.Errorf("format %q: want one of %s", m.Format, strings.Join(knownFormats, ", "))
+func (m *Manifest) validate(formats map[string]FormatLoader) error {
+	_, found := formats[m.Format] // a format the server was given (Config.Formats)
+	if !found && !slices.Contains(knownFormats, m.Format) {
+		return fmt.Errorf("format %q: want one of %s", m.Format, formatNames(formats))
 	}
 	if m.File == "" {
 		return errors.New("file: missing (the model file, relative to model.yaml)")

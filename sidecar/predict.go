@@ -2,270 +2,305 @@ package sidecar
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"math"
-	"slices"
+	"strconv"
+	"strings"
 	"time"
 
-	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/sidecar/admission"
+	"github.com/predictd/predictd/sidecar/tracing"
+	"github.com/valyala/fasthttp"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 )
 
-// Request-path errors beyond decoding; errorStatus maps them to HTTP codes.
-var (
-	errUnknownFeature    = errors.New("unknown feature")
-	errFeatureCount      = errors.New("wrong number of values per row")
-	errTooManyCandidates = errors.New("too many candidates")
-	errDeadline          = errors.New("deadline exceeded")
-)
-
-// scoreBlockRows is how many rows one Predict call scores before the deadline is checked
-// again: large enough that the check costs nothing, small enough that an expired request
-// stops within a few milliseconds on a big model.
-const scoreBlockRows = 2048
-
-// matrix returns r's row-major float64 matrix for v: the dense rows as sent, or one row
-// per candidate with every value missing (NaN). The feature store then fills its columns
-// and apply writes the request's features over them. The matrix and the outputs must
-// fit in maxCells values each, checked before anything is allocated.
-func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
-	nf, nrows := v.nfeat, r.numRows()
-	outs := max(v.pred.NumOutputs(true), v.pred.NumOutputs(false))
-	// nrows ≤ MaxCandidates and nf, outs are a loaded model's: the products fit an int.
-	if cells := nrows * max(nf, outs); cells > maxCells {
-		return nil, fmt.Errorf("%w: %d rows × %d values for model %s version %s is %d, the limit is %d (--max-cells)",
-			errTooManyCells, nrows, max(nf, outs), v.model, v.version, cells, maxCells)
-	}
-	if r.dense {
-		if nrows > 0 && r.width != nf {
-			return nil, fmt.Errorf("%w: rows have %d values but model %s version %s takes %d features (GET /v1/models/%s lists them in order)",
-				errFeatureCount, r.width, v.model, v.version, nf, v.model)
-		}
-		return r.rows, nil
-	}
-	r.m64 = growF64(r.m64[:0], nrows*nf)
-	nan := math.NaN()
-	for i := range r.m64 {
-		r.m64[i] = nan
-	}
-	return r.m64, nil
+// predict serves POST /v1/predict with a pooled request. See the package comment for
+// the request path.
+func (s *Server) predict(ctx *fasthttp.RequestCtx) {
+	req := getRequest()
+	s.predictWith(ctx, req)
+	// Not reached when predictWith panics (handle recovers): the request's buffers may
+	// be mid-update then, so they are dropped rather than pooled.
+	putRequest(req)
 }
 
-// applyCheckRows is how many rows apply (and a FeatureBinding's Fill) writes between
-// deadline checks: a few hundred microseconds of work on a wide model.
-const applyCheckRows = 4096
+// prediction is one request's state across the steps of the request path. It lives on
+// predictWith's stack and holds views of the request, valid until the handler returns.
+type prediction struct {
+	ctx      *fasthttp.RequestCtx
+	req      *request
+	start    time.Time
+	deadline time.Time // zero: none
+	proto    bool      // protobuf, else JSON
+	tctx     context.Context
+	span     trace.Span
+	held     *admission.Bulkhead // the admission slot (nil: none held), released in step 8
+	v        *version            // the resolved version, referenced until step 8
+	m64      []float64           // the assembled matrix (step 4)
+	m32      []float32           // m64 narrowed for a float32 model, else nil
+	raw      bool                // raw margins: the request's output, else the manifest's
+	out      []float64           // the scores, rows × width (step 5)
+	width    int
+}
 
-// apply writes the context features into every row, then each candidate's features
-// into its row. Every name is checked before anything is written. A context name sent
-// more than once counts once, the last value winning (docs/api.md), so context costs
-// one write per distinct column per row however many entries the request repeats. The
-// deadline is checked every applyCheckRows rows.
-func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
-	nf, nrows := v.nfeat, r.numRows()
-	r.ctxCols = r.ctxCols[:0]
-	for _, f := range r.context {
-		col, ok := v.cols[string(f.name)]
-		if !ok {
-			return unknownFeature(v, f.name)
-		}
-		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
+// predictWith runs the steps of docs/architecture.md's request path, one function each;
+// the first error ends the request and is answered by failPrediction.
+func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
+	p := prediction{ctx: ctx, req: req, start: time.Now()}
+	p.tctx, p.span = s.startSpan(ctx)
+	defer p.span.End()
+	defer p.release()
+	if err := s.runSteps(&p); err != nil {
+		s.failPrediction(&p, err)
 	}
-	for _, f := range r.feats {
-		if _, ok := v.cols[string(f.name)]; !ok {
-			return unknownFeature(v, f.name)
-		}
+}
+
+// runSteps runs steps 1 to 7 of the request path; step 8 is p.release.
+func (s *Server) runSteps(p *prediction) error {
+	var err error
+	if p.proto, err = requestIsProto(p.ctx); err != nil {
+		return err
 	}
-	// Fold to one value per column: a stable sort keeps request order within a column,
-	// then each run keeps its last entry.
-	slices.SortStableFunc(r.ctxCols, func(a, b colValue) int { return a.col - b.col })
-	folded := r.ctxCols[:0]
-	for i, c := range r.ctxCols {
-		if i+1 < len(r.ctxCols) && r.ctxCols[i+1].col == c.col {
-			continue
-		}
-		folded = append(folded, c)
+	if p.deadline, err = s.deadline(p.ctx, p.start); err != nil {
+		return err
 	}
-	r.ctxCols = folded
-	expired := func(done int) error {
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return fmt.Errorf("%w after assembling %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, done, nrows)
-		}
-		return nil
+	if err := s.decode(p); err != nil { // 1, 2 (and admission, when the body names its model first)
+		return err
 	}
-	if len(r.ctxCols) > 0 {
-		for i := 0; i < nrows; i++ {
-			if i%applyCheckRows == 0 {
-				if err := expired(i); err != nil {
-					return err
-				}
-			}
-			row := m64[i*nf : (i+1)*nf]
-			for _, c := range r.ctxCols {
-				row[c.col] = c.value
-			}
-		}
+	if err := s.resolve(p); err != nil { // 3 (and admission)
+		return err
 	}
-	for i, c := range r.cands {
-		if i%applyCheckRows == 0 {
-			if err := expired(i); err != nil {
-				return err
-			}
-		}
-		row := m64[i*nf : (i+1)*nf]
-		for _, f := range r.feats[c.f0:c.f1] {
-			row[v.cols[string(f.name)]] = f.value
-		}
+	if err := s.assemble(p); err != nil { // 4
+		return err
 	}
+	if err := s.score(p); err != nil { // 5
+		return err
+	}
+	s.encode(p)        // 6
+	s.count(p)         // 7
+	s.afterResponse(p) // 7
 	return nil
 }
 
-// colValue is a context feature resolved to its matrix column.
-type colValue struct {
-	col   int
-	value float64
+// startSpan starts the request's span, continuing the caller's trace when tracing is on.
+func (s *Server) startSpan(ctx *fasthttp.RequestCtx) (context.Context, trace.Span) {
+	tctx := bg
+	if s.tp.Enabled() {
+		tctx = s.tp.Extract(tctx, headerCarrier{&ctx.Request.Header})
+	}
+	return s.tp.Predict(tctx, "", "")
 }
 
-// narrow converts the matrix to float32 for models whose arithmetic is float32
-// (v.f32); it returns nil for the others.
-func (r *request) narrow(v *version, m64 []float64) []float32 {
-	if !v.f32 {
-		return nil
+// decode is steps 1 and 2: the body is decoded into p.req, the decoders checking the
+// limits as they append. Admission comes first when the body names its model first
+// (peekModel): a flooded model's rejections then cost no decoding, and its bulkhead
+// bounds the decoding of its admitted requests too. Otherwise admission follows
+// decoding (resolve).
+func (s *Server) decode(p *prediction) error {
+	// The body is ours until the handler returns; the JSON decoder unescapes in place.
+	body := p.ctx.Request.Body()
+	peeked, _ := peekModel(body, p.proto)
+	var err error
+	if p.held, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
+		return err
 	}
-	if cap(r.m32) < len(m64) {
-		r.m32 = make([]float32, len(m64))
+	dspan := s.tp.Decode(p.tctx)
+	lim := decodeLimits{rows: s.cfg.MaxCandidates, cells: s.cfg.MaxCells}
+	if p.proto {
+		err = decodeProto(p.req, body, lim)
+	} else {
+		err = decodeJSON(p.req, body, lim)
 	}
-	m32 := r.m32[:len(m64)]
-	for i, x := range m64 {
-		m32[i] = float32(x)
-	}
-	return m32
+	tracing.EndWithError(dspan, err)
+	return err
 }
 
-func unknownFeature(v *version, name []byte) error {
-	return fmt.Errorf("%w %q: model %s version %s has no such feature (GET /v1/models/%s lists them)",
-		errUnknownFeature, name, v.model, v.version, v.model)
-}
-
-// ContextPredictor is an optional interface of an engine.Predictor whose calls can wait
-// (a batching queue, a remote scorer): the sidecar then scores through it with a
-// context that ends at the request's deadline, so a call still queued when the deadline
-// passes returns (504) instead of holding the request. ctx.Err(), wrapped or not, is
-// mapped to 504 deadline_exceeded.
-type ContextPredictor interface {
-	PredictF32Context(ctx context.Context, rows []float32, nrows int, out []float64, raw bool) error
-	PredictF64Context(ctx context.Context, rows []float64, nrows int, out []float64, raw bool) error
-}
-
-// backgroundPredictor is a Predictor that can also score on the C++ core's lowest-priority
-// background threads (engine.Model with the C++ core).
-type backgroundPredictor interface {
-	CanBackground() bool
-	PredictF64Background(rows []float64, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error)
-	PredictF32Background(rows []float32, nrows int, out []float64, raw bool, wait time.Duration) (time.Duration, error)
-}
-
-// observe folds one scoring's time per row into v's estimate, an exponentially weighted
-// mean (weight 1/8) in which one sample counts for at most twice the estimate: a request
-// on its own thread is timed by the wall clock, and one that the kernel preempted for a
-// few milliseconds must not make a 20 µs model look like a 1 ms one (its next requests
-// would go to the lowest-priority threads and wait there). A model that really got slower
-// still gets there, by up to 1/8 a request. Batches of under 16 rows are left out: the
-// call's fixed cost dominates them. Concurrent updates may lose one another, which an
-// estimate can afford.
-func (v *version) observe(d time.Duration, rows int) {
-	if rows < 16 || d <= 0 {
-		return
+// resolve is step 3: the version the request names, referenced until release, and its
+// model's admission slot when decode did not take it: for a body that did not name its
+// model first, or named another model than the decoded one (a later duplicate model
+// field wins).
+func (s *Server) resolve(p *prediction) error {
+	var err error
+	if p.v, err = s.reg.acquire(p.req.model, p.req.version); err != nil {
+		return err
 	}
-	ps := int64(d) * 1000 / int64(rows)
-	if old := v.psPerRow.Load(); old != 0 {
-		ps = old + (min(ps, 2*old)-old)/8
+	v := p.v
+	if s.tp.Enabled() {
+		p.span.SetAttributes(tracing.AttrModel.String(v.model), tracing.AttrModelVersion.String(v.version),
+			tracing.AttrRows.Int(p.req.numRows()))
 	}
-	v.psPerRow.Store(ps)
-}
-
-// expected is the scoring time v's recent requests predict for rows rows; 0 before the
-// first measured request.
-func (v *version) expected(rows int) time.Duration {
-	return time.Duration(v.psPerRow.Load() * int64(rows) / 1000)
-}
-
-// score runs the model over the matrix in blocks of scoreBlockRows, checking the
-// deadline before each block; a ContextPredictor also gets it as a context. It returns
-// the outputs, width per row, and the background threads' CPU time when the request was
-// scored there (-1 when it was not).
-//
-// A request whose expected scoring time is at least bgAfter (> 0) goes to the C++ core's
-// lowest-priority background threads (Config.BackgroundAfter); each block waits there for a
-// thread at most until the deadline, and 504s when none started it by then.
-func (r *request) score(v *version, m64 []float64, m32 []float32, raw bool, deadline time.Time, bgAfter time.Duration) ([]float64, int, time.Duration, error) {
-	nrows, nf := r.numRows(), v.nfeat
-	width := v.pred.NumOutputs(raw)
-	// The scorer writes every raw output before a transform narrows them (argmax), so
-	// the buffer holds the wider of the two.
-	need := nrows * max(width, v.pred.NumOutputs(true))
-	if cap(r.out) < need {
-		r.out = make([]float64, need)
-	}
-	out := r.out[:need]
-	cp, _ := v.pred.(ContextPredictor)
-	ctx := context.Context(bg)
-	if cp != nil && !deadline.IsZero() {
-		// Only for context predictors: the other scorers' path stays allocation-free.
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(bg, deadline)
-		defer cancel()
-	}
-	// Only a version that can score in the background keeps a cost estimate: the others
-	// (ONNX, the pure-Go scorer, --background-after 0) time nothing.
-	measure := v.bg != nil && bgAfter > 0
-	background := measure && v.expected(nrows) >= bgAfter
-	cpu := time.Duration(-1)
-	if background {
-		cpu = 0
-	}
-	for lo := 0; lo < nrows; lo += scoreBlockRows {
-		if !deadline.IsZero() && time.Now().After(deadline) {
-			return nil, 0, cpu, fmt.Errorf("%w after scoring %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, lo, nrows)
+	if p.held == nil || p.held.Model() != v.model {
+		if p.held != nil {
+			p.held.Release()
+			p.held = nil
 		}
-		hi := min(lo+scoreBlockRows, nrows)
-		var err error
-		if background {
-			var wait, c time.Duration // 0: no deadline, wait as long as it takes
-			if !deadline.IsZero() {
-				wait = max(time.Until(deadline), time.Nanosecond)
-			}
-			if m32 != nil {
-				c, err = v.bg.PredictF32Background(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw, wait)
-			} else {
-				c, err = v.bg.PredictF64Background(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw, wait)
-			}
-			cpu += c
-			v.observe(c, hi-lo)
-			if errors.Is(err, engine.ErrBackgroundTimeout) {
-				return nil, 0, cpu, fmt.Errorf("%w after scoring %d of %d rows: %w (raise X-Deadline-Ms or --default-deadline, or lower the load)", errDeadline, lo, nrows, err)
-			}
-		} else {
-			var t0 time.Time
-			if measure {
-				t0 = time.Now()
-			}
-			switch {
-			case cp != nil && m32 != nil:
-				err = cp.PredictF32Context(ctx, m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-			case cp != nil:
-				err = cp.PredictF64Context(ctx, m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-			case m32 != nil:
-				err = v.pred.PredictF32(m32[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-			default:
-				err = v.pred.PredictF64(m64[lo*nf:hi*nf], hi-lo, out[lo*width:], raw)
-			}
-			if measure {
-				v.observe(time.Since(t0), hi-lo)
-			}
-		}
+		p.held, err = s.prod.admit(v, p.deadline)
+	}
+	return err
+}
+
+// assemble is step 4 (assemble.go): the matrix, the feature store's columns, the
+// request's features, then the float32 narrowing for a float32 model.
+func (s *Server) assemble(p *prediction) error {
+	v, req := p.v, p.req
+	m64, err := req.matrix(v, s.cfg.MaxCells)
+	if err != nil {
+		return err
+	}
+	if v.binding != nil {
+		q := StoreQuery{req: req, NRows: req.numRows(), NCols: v.nfeat, F64: m64}
+		fspan := s.tp.FeaturesFetch(p.tctx, v.binding.Source())
+		fctx, cancel := context.WithDeadline(p.tctx, p.deadline)
+		err = v.binding.Fill(fctx, &q)
+		cancel()
+		tracing.EndWithError(fspan, err)
 		if err != nil {
-			return nil, 0, cpu, fmt.Errorf("model %s version %s: %w", v.model, v.version, err)
+			return fmt.Errorf("%w: %w", errFeatureStore, err)
 		}
 	}
-	return out[:nrows*width], width, cpu, nil
+	if err := req.apply(v, m64, p.deadline); err != nil {
+		return err
+	}
+	p.m64, p.m32 = m64, req.narrow(v, m64)
+	return nil
+}
+
+// score is step 5 (score.go): the request's output mode, then the model over the
+// matrix, on the background threads when the version's cost estimate says so.
+func (s *Server) score(p *prediction) error {
+	v, req := p.v, p.req
+	p.raw = v.raw
+	switch req.output {
+	case outputRaw:
+		p.raw = true
+	case outputTransformed:
+		p.raw = false
+	}
+	sspan := s.tp.Score(p.tctx, v.info.Backend, req.numRows())
+	out, width, cpu, err := req.score(v, p.m64, p.m32, p.raw, p.deadline, s.cfg.BackgroundAfter)
+	if cpu >= 0 {
+		s.met.background.Add(bg, 1, v.addOpts...)
+		s.met.backgroundCPU.Add(bg, cpu.Seconds(), v.addOpts...)
+		if s.tp.Enabled() {
+			sspan.SetAttributes(tracing.AttrScoreBackground.Bool(true))
+		}
+	}
+	tracing.EndWithError(sspan, err)
+	p.out, p.width = out, width
+	return err
+}
+
+// encode is step 6 (encode.go): the response, appended into the request's pooled
+// buffer, which is then swapped into the fasthttp response.
+func (s *Server) encode(p *prediction) {
+	v, req := p.v, p.req
+	espan := s.tp.Encode(p.tctx)
+	resp := response{model: v.model, version: v.version, req: req, out: p.out, nrows: req.numRows(), width: p.width}
+	if p.proto {
+		req.resp = appendProtoResponse(req.resp[:0], &resp)
+		p.ctx.SetContentType(contentTypeProto)
+	} else {
+		req.resp = appendJSONResponse(req.resp[:0], &resp)
+		p.ctx.SetContentType(contentTypeJSON)
+	}
+	// Hand the encoded body to fasthttp without a copy; keep its old buffer for the pool.
+	req.resp = p.ctx.Response.SwapBody(req.resp)
+	espan.End()
+}
+
+// count is the first half of step 7: the request's metrics.
+func (s *Server) count(p *prediction) {
+	v := p.v
+	s.met.requests.Add(bg, 1, v.addOpts...)
+	s.met.candidates.Add(bg, int64(p.req.numRows()), v.addOpts...)
+	s.met.latency.Record(bg, time.Since(p.start).Seconds(), v.recOpts...)
+	if len(p.req.degraded) > 0 {
+		s.met.degraded.Add(bg, 1, v.addOpts...)
+	}
+}
+
+// afterResponse is the second half of step 7: the version's shadows and prediction log
+// (attach.go, after), then Config.AfterResponse. All of them copy what they keep.
+func (s *Server) afterResponse(p *prediction) {
+	v := p.v
+	x := Exchange{Model: v.model, Version: v.version, RequestID: p.ctx.Request.Header.Peek("X-Request-Id"),
+		req: p.req, rows64: p.m64, rows32: p.m32, ncols: v.nfeat, Raw: p.raw, Scores: p.out, Width: p.width,
+		Start: p.start, Duration: time.Since(p.start)}
+	s.prod.after(v, &x)
+	if s.cfg.AfterResponse != nil {
+		xc := x // x stays on the stack when no hook is set
+		s.cfg.AfterResponse(&xc)
+	}
+}
+
+// release is step 8: the admission slot, then the version reference. predict returns
+// the request to its pool after it.
+func (p *prediction) release() {
+	if p.held != nil {
+		p.held.Release()
+	}
+	if p.v != nil {
+		p.v.release()
+	}
+}
+
+// failPrediction answers the request with err (fail) and records it on the span.
+func (s *Server) failPrediction(p *prediction, err error) {
+	s.fail(p.ctx, p.v, err)
+	if s.tp.Enabled() {
+		p.span.RecordError(err)
+		p.span.SetStatus(codes.Error, err.Error())
+	}
+}
+
+// headerCarrier reads W3C trace-context headers from a fasthttp request for
+// tracing.Provider.Extract.
+type headerCarrier struct{ h *fasthttp.RequestHeader }
+
+func (c headerCarrier) Get(key string) string { return string(c.h.Peek(key)) }
+func (c headerCarrier) Set(key, value string) { c.h.Set(key, value) }
+func (c headerCarrier) Keys() []string {
+	var keys []string
+	for k := range c.h.All() {
+		keys = append(keys, string(k))
+	}
+	return keys
+}
+
+const (
+	contentTypeJSON  = "application/json"
+	contentTypeProto = "application/x-protobuf"
+)
+
+// requestIsProto reads Content-Type: protobuf, or JSON. JSON is also accepted when the
+// type is absent, text/plain or application/x-www-form-urlencoded (what curl -d sends),
+// so the curl examples work without -H.
+func requestIsProto(ctx *fasthttp.RequestCtx) (bool, error) {
+	ct := ctx.Request.Header.ContentType()
+	if i := strings.IndexByte(string(ct), ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	switch strings.TrimSpace(string(ct)) {
+	case "", contentTypeJSON, "application/x-www-form-urlencoded", "text/plain":
+		return false, nil
+	case contentTypeProto, "application/protobuf", "application/vnd.google.protobuf":
+		return true, nil
+	}
+	return false, fmt.Errorf("%w %q (send application/json or application/x-protobuf)", errMediaType, ct)
+}
+
+// deadline reads X-Deadline-Ms, else applies the default.
+func (s *Server) deadline(ctx *fasthttp.RequestCtx, start time.Time) (time.Time, error) {
+	h := ctx.Request.Header.Peek("X-Deadline-Ms")
+	if len(h) == 0 {
+		if s.cfg.DefaultDeadline < 0 {
+			return time.Time{}, nil
+		}
+		return start.Add(s.cfg.DefaultDeadline), nil
+	}
+	ms, err := strconv.ParseUint(string(h), 10, 32)
+	if err != nil || ms == 0 || ms > maxDeadlineHeaderMilli {
+		return time.Time{}, badRequest("X-Deadline-Ms %q: want milliseconds, 1 to %d", h, maxDeadlineHeaderMilli)
+	}
+	return start.Add(time.Duration(ms) * time.Millisecond), nil
 }

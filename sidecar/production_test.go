@@ -94,19 +94,18 @@ func (m gatedModel) PredictF32(rows []float32, n int, out []float64, raw bool) e
 	return m.Model.PredictF32(rows, n, out, raw)
 }
 
-func init() {
-	RegisterFormat("test-gate", func(req LoadRequest) (engine.Predictor, error) {
-		ens, err := engine.Parse(engine.FormatLightGBM, req.Data)
-		if err != nil {
-			return nil, err
-		}
-		m, err := engine.NewModel(ens, engine.Options{})
-		if err != nil {
-			return nil, err
-		}
-		return gatedModel{m, gateFor(req.Model)}, nil
-	})
-}
+// gateFormat serves gateManifest's "test-gate" format (Config.Formats).
+var gateFormat = map[string]FormatLoader{"test-gate": func(req LoadRequest) (engine.Predictor, error) {
+	ens, err := engine.Parse(engine.FormatLightGBM, req.Data)
+	if err != nil {
+		return nil, err
+	}
+	m, err := engine.NewModel(ens, engine.Options{})
+	if err != nil {
+		return nil, err
+	}
+	return gatedModel{m, gateFor(req.Model)}, nil
+}}
 
 const gateManifest = "format: test-gate\nfile: model.txt\n"
 
@@ -238,7 +237,8 @@ func TestSlowAndFailingShadows(t *testing.T) {
 		repoVersion{model: "claims", version: "1", src: "demo", manifest: lgbManifest +
 			"shadows: [{model: stuck}, {model: broken}]\n"},
 		repoVersion{model: "stuck", version: "1", src: "demo", manifest: gateManifest},
-		repoVersion{model: "broken", version: "1", src: "demo", manifest: gateManifest}), ShadowWorkers: 1})
+		repoVersion{model: "broken", version: "1", src: "demo", manifest: gateManifest}), ShadowWorkers: 1,
+		Formats: gateFormat})
 	open := gateFor("stuck").block()
 	t.Cleanup(open) // runs before the server's shutdown, which waits for queued shadow jobs
 	gateFor("broken").fail.Store(true)
@@ -292,7 +292,7 @@ func TestAdmissionAtAPI(t *testing.T) {
 	hotBody := []byte(`{"model":"hot","candidates":[{"id":"x","features":{"DrivAge":40}}]}`)
 
 	t.Run("429", func(t *testing.T) {
-		ts := startServer(t, Config{ModelDir: repo(), AdmissionCapacity: 2, AdmissionMaxQueueWait: 50 * time.Millisecond,
+		ts := startServer(t, Config{ModelDir: repo(), Formats: gateFormat, AdmissionCapacity: 2, AdmissionMaxQueueWait: 50 * time.Millisecond,
 			AdmissionMaxPending: 100})
 		g := gateFor("hot")
 		open := g.block()
@@ -356,7 +356,7 @@ func TestAdmissionAtAPI(t *testing.T) {
 	})
 
 	t.Run("503 and 504", func(t *testing.T) {
-		ts := startServer(t, Config{ModelDir: repo(), AdmissionCapacity: 2, AdmissionMaxQueueWait: 5 * time.Second,
+		ts := startServer(t, Config{ModelDir: repo(), Formats: gateFormat, AdmissionCapacity: 2, AdmissionMaxQueueWait: 5 * time.Second,
 			AdmissionMaxPending: 2})
 		g := gateFor("hot")
 		open := g.block()

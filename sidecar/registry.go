@@ -39,21 +39,20 @@ type version struct {
 	stamp          string // fingerprint of model.yaml and the model file
 	manifest       *Manifest
 	pred           engine.Predictor
-	f32            bool // assemble float32 rows (see wantsFloat32)
-	raw            bool // default output when the request does not say
+	info           engine.Info // pred.Info(), read once at load
+	f32            bool        // assemble float32 rows (info.Float32Input)
+	raw            bool        // default output when the request does not say
 	nfeat          int
 	names          []string       // feature names in column order
 	cols           map[string]int // request feature name → column
 	stored         []StoreColumn
 	binding        FeatureBinding      // nil without store-backed features
-	backend        string              // the scorer, for traces ("c/avx2", "onnx/cuda", ...)
-	traversal      string              // how the C++ core scores the model (engine.Model.Traversal)
 	bg             backgroundPredictor // pred, when it can score on background threads; else nil
-	device         string              // where a predictor with Device() runs (ONNX: "cpu", "cuda:0")
+	ctxPred        ContextPredictor    // pred, when its calls can wait (score.go); else nil
 	loadedAt       time.Time
 	loadTime       time.Duration
 
-	// attach holds the shadows and prediction log (production.go); replaced by reloads.
+	// attach holds the shadows and prediction log (attach.go); replaced by reloads.
 	attach atomic.Pointer[attachments]
 
 	addOpts []metric.AddOption    // model and version attributes, built once
@@ -135,6 +134,7 @@ type Registry struct {
 	fsys    fs.FS
 	desc    string // the repository as shown in messages
 	threads int
+	formats map[string]FormatLoader // the built-in formats and Config.Formats
 	store   FeatureStore
 	log     *slog.Logger
 	met     *metrics
@@ -145,15 +145,22 @@ type Registry struct {
 	loaded   atomic.Bool // the first reload finished
 }
 
-// NewRegistry returns an empty registry over fsys; call Reload to load it. desc names
-// the repository in messages (a directory path).
-func NewRegistry(fsys fs.FS, desc string, threads int, store FeatureStore, log *slog.Logger, met *metrics) *Registry {
+// newRegistry returns an empty registry over fsys; call Reload to load it. desc names
+// the repository in messages (a directory path). It takes Threads, Formats,
+// FeatureStore and Logger (nil: discard) from cfg; met may be nil (Check).
+func newRegistry(fsys fs.FS, desc string, cfg *Config, met *metrics) (*Registry, error) {
+	formats, err := formatTable(cfg.Formats)
+	if err != nil {
+		return nil, err
+	}
+	log := cfg.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{fsys: fsys, desc: desc, threads: threads, store: store, log: log, met: met}
+	r := &Registry{fsys: fsys, desc: desc, threads: max(cfg.Threads, 1), formats: formats, store: cfg.FeatureStore,
+		log: log, met: met}
 	r.snap.Store(&snapshot{models: map[string]*modelSet{}})
-	return r
+	return r, nil
 }
 
 // acquire returns the version a request names (empty version: the highest) with a
@@ -399,7 +406,7 @@ func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 	}
 	h := sha256.New()
 	h.Write(data)
-	man, err := ParseManifest(data)
+	man, err := parseManifest(data, r.formats)
 	if err != nil {
 		return hex.EncodeToString(h.Sum(nil)), nil, err
 	}
@@ -414,9 +421,9 @@ func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 // load builds and warms one version.
 func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version, error) {
 	start := time.Now()
-	loader, err := formatLoader(man.Format)
-	if err != nil {
-		return nil, err
+	loader, ok := r.formats[man.Format]
+	if !ok {
+		return nil, fmt.Errorf("format %q is not supported in this build of predictd", man.Format)
 	}
 	file := path.Join(dir, man.File)
 	data, err := fs.ReadFile(r.fsys, file)
@@ -447,9 +454,9 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 
 // bind checks the manifest against the model and builds the name → column map.
 func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engine.Predictor) (*version, error) {
-	nf := pred.NumFeatures()
-	v := &version{model: model, version: ver, dir: dir, stamp: stamp, manifest: man, pred: pred,
-		f32: wantsFloat32(pred), raw: man.Output == "raw", nfeat: nf}
+	nf, info := pred.NumFeatures(), pred.Info()
+	v := &version{model: model, version: ver, dir: dir, stamp: stamp, manifest: man, pred: pred, info: info,
+		f32: info.Float32Input, raw: man.Output == "raw", nfeat: nf}
 	if len(man.Features) > 0 {
 		if len(man.Features) != nf {
 			return nil, fmt.Errorf("features: model.yaml lists %d features but the model takes %d", len(man.Features), nf)
@@ -484,21 +491,19 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engin
 		}
 		v.binding = b
 	}
-	v.backend = "unknown"
-	if b, ok := pred.(interface{ BackendName() string }); ok {
-		v.backend = b.BackendName()
-	}
-	if d, ok := pred.(interface{ Device() string }); ok {
-		v.device = d.Device()
-	}
-	if t, ok := pred.(interface{ Traversal() string }); ok {
-		v.traversal = t.Traversal()
+	if v.info.Backend == "" {
+		v.info.Backend = "unknown"
 	}
 	// Only the engine's own Model: a loader's wrapper that embeds *engine.Model to change
-	// how rows are scored would inherit the background methods and be bypassed by them.
-	if m, ok := pred.(*engine.Model); ok && m.CanBackground() {
+	// how rows are scored inherits Info().Background and the background methods, and
+	// would be bypassed by them (engine.Info.Background).
+	if m, ok := pred.(*engine.Model); ok && info.Background {
 		v.bg = m
 	}
+	// A predictor whose calls can wait gets the request's deadline as a context; a
+	// wrapper's own PredictF32/PredictF64 are then bypassed the same way, so a wrapper
+	// that embeds such a predictor must define the Context methods too (onnxformat.Model).
+	v.ctxPred, _ = pred.(ContextPredictor)
 	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
 	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}
 	v.recOpts = []metric.RecordOption{metric.WithAttributeSet(v.attrs)}
@@ -519,31 +524,29 @@ func storedNames(cols []StoreColumn) string {
 // warm scores a few all-missing rows so the first request does not pay for lazy
 // initialization (page faults on the model's arrays, kernel selection).
 func (v *version) warm() error {
-	const rows = 8
 	// Tree models are warmed on missing values (every default branch); other predictors
 	// on zeros, which id inputs (embedding lookups) accept and NaN is not.
-	fill := math.NaN()
-	if _, tree := v.pred.(float32Input); !tree {
-		fill = 0
+	fill := 0.0
+	if v.info.MissingNaN {
+		fill = math.NaN()
+	}
+	if v.f32 {
+		return warmRows(v, float32(fill), engine.Predictor.PredictF32)
+	}
+	return warmRows(v, fill, engine.Predictor.PredictF64)
+}
+
+// warmRows scores 8 rows of fill in both output modes.
+func warmRows[T float32 | float64](v *version, fill T, predict func(engine.Predictor, []T, int, []float64, bool) error) error {
+	const rows = 8
+	m := make([]T, rows*v.nfeat)
+	for i := range m {
+		m[i] = fill
 	}
 	out := make([]float64, rows*max(v.pred.NumOutputs(true), v.pred.NumOutputs(false)))
 	for _, raw := range []bool{false, true} {
-		if v.f32 {
-			m := make([]float32, rows*v.nfeat)
-			for i := range m {
-				m[i] = float32(fill)
-			}
-			if err := v.pred.PredictF32(m, rows, out, raw); err != nil {
-				return err
-			}
-		} else {
-			m := make([]float64, rows*v.nfeat)
-			for i := range m {
-				m[i] = fill
-			}
-			if err := v.pred.PredictF64(m, rows, out, raw); err != nil {
-				return err
-			}
+		if err := predict(v.pred, m, rows, out, raw); err != nil {
+			return err
 		}
 	}
 	return nil

@@ -3,11 +3,13 @@ package sidecar
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"strings"
 	"testing"
 	"testing/fstest"
 
 	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/examples"
 )
 
 func TestParseManifest(t *testing.T) {
@@ -85,7 +87,7 @@ func TestRegistryLoad(t *testing.T) {
 		uniq = append(uniq, fmt.Sprintf("u%d", i))
 	}
 	unique127 := "features: [" + strings.Join(uniq, ", ") + ", y]\n"
-	reg := NewRegistry(repoFS(t, map[string]string{
+	reg := newTestRegistry(t, repoFS(t, map[string]string{
 		"rank/9/model.yaml":      xgbManifest,
 		"rank/9/model.json":      agaricus,
 		"rank/10/model.yaml":     xgbManifest + "output: raw\n",
@@ -106,7 +108,7 @@ func TestRegistryLoad(t *testing.T) {
 		"empty/README":           "",
 		"garbage/1/model.yaml":   xgbManifest,
 		"garbage/1/model.json":   `{"learner":`,
-	}), "test", 1, nil, nil, nil)
+	}), nil)
 	defer reg.Close()
 	if reg.Ready() {
 		t.Fatal("ready before the first load")
@@ -167,6 +169,16 @@ func TestRegistryLoad(t *testing.T) {
 	}
 }
 
+// newTestRegistry is the registry New builds, without a server, over fsys with store.
+func newTestRegistry(t *testing.T, fsys fs.FS, store FeatureStore) *Registry {
+	t.Helper()
+	r, err := newRegistry(fsys, "test", &Config{Threads: 1, FeatureStore: store}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
 // fakeStore is a FeatureStore that binds any group, for the load-time contract.
 type fakeStore struct{ bound []StoreColumn }
 
@@ -188,12 +200,12 @@ func TestStoreFeaturesBind(t *testing.T) {
 	}
 	feats[5] = "{name: clicks, group: user_stats, key: user_id, default: 0}"
 	st := &fakeStore{}
-	reg := NewRegistry(repoFS(t, map[string]string{
+	reg := newTestRegistry(t, repoFS(t, map[string]string{
 		"m/1/model.yaml": xgbManifest + "features: [" + strings.Join(feats, ", ") + "]\n",
 		"m/1/model.json": agaricus,
 		"m/2/model.yaml": xgbManifest + "features: [" + strings.Replace(strings.Join(feats, ", "), "user_stats", "nope", 1) + "]\n",
 		"m/2/model.json": agaricus,
-	}), "test", 1, st, nil, nil)
+	}), st)
 	defer reg.Close()
 	res := reg.Reload()
 	if len(res.Loaded) != 1 || len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "unknown group nope") {
@@ -210,7 +222,57 @@ func TestStoreFeaturesBind(t *testing.T) {
 	if v.cols["clicks"] != 5 || v.cols["fa"] != 0 {
 		t.Errorf("columns: %v", v.cols)
 	}
-	if !v.f32 || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
+	if !v.f32 || !v.info.Float32Input || v.pred.(*engine.Model).Semantics() != engine.SemanticsXGBoost {
 		t.Errorf("an XGBoost model should take float32 rows")
+	}
+}
+
+// TestPredictorContract: the registry takes a version's row type, warm-up values and
+// background scoring from engine.Info, and background scoring only from an *engine.Model
+// itself: a loader's wrapper that embeds one (test-gate) inherits Info().Background but
+// must still be scored through its own Predict methods.
+func TestPredictorContract(t *testing.T) {
+	demo, err := fs.ReadFile(examples.Models(), "claims/1/model.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newRegistry(repoFS(t, map[string]string{
+		"plain/1/model.yaml": lgbManifest,
+		"plain/1/model.txt":  string(demo),
+		"gated/1/model.yaml": gateManifest,
+		"gated/1/model.txt":  string(demo),
+	}), "test", &Config{Threads: 1, Formats: gateFormat}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if res := r.Reload(); len(res.Failed) > 0 || len(res.Loaded) != 2 {
+		t.Fatalf("%+v", res)
+	}
+	acquire := func(name string) *version {
+		t.Helper()
+		v, err := r.acquire([]byte(name), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(v.release)
+		return v
+	}
+	plain, gated := acquire("plain"), acquire("gated")
+	if plain.f32 || !plain.info.MissingNaN || plain.info.Backend == "" || plain.info.Backend == "unknown" {
+		t.Errorf("a LightGBM model: float64 rows, NaN as missing, a named backend; got f32 %v, info %+v", plain.f32, plain.info)
+	}
+	if (plain.bg != nil) != plain.info.Background {
+		t.Errorf("engine.Model with Info().Background %v: background scorer set %v", plain.info.Background, plain.bg != nil)
+	}
+	if gated.info != plain.info {
+		t.Errorf("the wrapper inherits its model's Info: %+v, want %+v", gated.info, plain.info)
+	}
+	if gated.bg != nil {
+		t.Error("a wrapper that embeds *engine.Model got a background scorer: its own PredictF64 would be bypassed")
+	}
+	if _, err := New(Config{ModelFS: examples.Models(), Formats: map[string]FormatLoader{"xgboost": gateFormat["test-gate"]}}); err == nil ||
+		!strings.Contains(err.Error(), "built in") {
+		t.Errorf("Config.Formats replacing a built-in format: %v, want an error", err)
 	}
 }

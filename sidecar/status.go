@@ -118,7 +118,7 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 		vs := VersionStatus{Version: v.version, State: state,
 			Format: v.manifest.Format, Output: output, NumFeatures: v.nfeat,
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
-			LoadSeconds: v.loadTime.Seconds(), Backend: v.backend, Traversal: v.traversal, Device: v.device, Weight: weight}
+			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight}
 		if a := v.attach.Load(); a != nil {
 			for _, sh := range a.shadows {
 				vs.Shadows = append(vs.Shadows, sh.Stats())

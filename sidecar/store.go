@@ -31,6 +31,8 @@ type FeatureBinding interface {
 	// applied (a value the request sends wins). It must honour ctx's deadline, and report
 	// groups served from defaults or a stale cache with q.SetDegraded.
 	Fill(ctx context.Context, q *StoreQuery) error
+	// Source names where the values come from, for traces ("redis", "snapshot").
+	Source() string
 	Close() error
 }
 

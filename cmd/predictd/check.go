@@ -48,7 +48,7 @@ func runCheck(args []string) int {
 		return 1
 	}
 	defer closeStore()
-	results := sidecar.Check(os.DirFS(dir), dir, store)
+	results := sidecar.Check(os.DirFS(dir), dir, store, formats())
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {

@@ -216,6 +216,7 @@ func runServe(args []string) int {
 		IdleTimeout:     f.idleTimeout,
 		Pprof:           f.pprof,
 		Logger:          log,
+		Formats:         formats(),
 
 		AdmissionCapacity:     f.admissionCapacity,
 		AdmissionMaxQueueWait: f.admissionMaxQueueWait,

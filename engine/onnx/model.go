@@ -399,6 +399,13 @@ func (m *Model) InputFloat32() bool {
 // not>)" after a fallback.
 func (m *Model) Device() string { return m.device }
 
+// Info describes the model for the sidecar (see engine.Info): backend "onnx/DEVICE",
+// float32 rows when InputFloat32, zeros rather than NaN for warming (id inputs reject
+// NaN), no background threads.
+func (m *Model) Info() engine.Info {
+	return engine.Info{Backend: "onnx/" + m.device, Device: m.device, Float32Input: m.InputFloat32()}
+}
+
 // Path returns the model file (or LoadData's name) the Model was loaded from.
 func (m *Model) Path() string { return m.path }
 

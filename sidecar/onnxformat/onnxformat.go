@@ -1,7 +1,7 @@
-// Package onnxformat serves ONNX models in the sidecar: importing it (cmd/predictd
-// does, for its side effect) registers "format: onnx" with sidecar.RegisterFormat. It
-// keeps engine/onnx, and ONNX Runtime with it, out of builds and packages that do not
-// want it: the sidecar itself never imports engine/onnx.
+// Package onnxformat serves ONNX models in the sidecar: Formats is the "onnx" entry of
+// sidecar.Config.Formats (cmd/predictd adds it in builds with cgo). It keeps
+// engine/onnx, and ONNX Runtime with it, out of builds and packages that do not want
+// it: the sidecar itself never imports engine/onnx.
 //
 // A version's model.yaml names its features (an ONNX file does not) and may hold an
 // onnx: section, decoded into onnx.Config with unknown keys as errors (docs/onnx.md).
@@ -18,7 +18,11 @@ import (
 	"gopkg.in/yaml.v3"
 )
 
-func init() { sidecar.RegisterFormat("onnx", Load) }
+// Formats returns the formats this package serves, for sidecar.Config.Formats and
+// sidecar.Check: "onnx", loaded by Load.
+func Formats() map[string]sidecar.FormatLoader {
+	return map[string]sidecar.FormatLoader{"onnx": Load}
+}
 
 // Load is the onnx format's loader: it decodes the manifest's onnx: section and loads
 // the model with ONNX Runtime (found through $ORT_LIB or third_party/onnxruntime, see
@@ -48,8 +52,8 @@ func Load(req sidecar.LoadRequest) (engine.Predictor, error) {
 
 // Model is an onnx.Model whose errors the sidecar can map to HTTP statuses: a full
 // batching queue is sidecar.ErrBusy (503), a value an id input cannot take is
-// sidecar.ErrBadInput (400). Every other method is the onnx.Model's, so the sidecar
-// still sees InputFloat32 and Device.
+// sidecar.ErrBadInput (400); its Context methods take the sidecar's signature
+// (sidecar.ContextPredictor). Every other method, Info included, is the onnx.Model's.
 type Model struct{ *onnx.Model }
 
 // PredictF32 scores float32 rows (see onnx.Model.PredictF32).
@@ -75,9 +79,6 @@ func (m Model) PredictF64Context(ctx context.Context, rows []float64, nrows int,
 }
 
 var _ sidecar.ContextPredictor = Model{}
-
-// BackendName names the scorer in traces: "onnx/cpu", "onnx/cuda:0", ...
-func (m Model) BackendName() string { return "onnx/" + m.Device() }
 
 func mapErr(err error) error {
 	switch {

@@ -116,7 +116,7 @@ onnx:
 
 func serve(t *testing.T, root string) string {
 	t.Helper()
-	s, err := sidecar.New(sidecar.Config{ModelDir: root, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	s, err := sidecar.New(sidecar.Config{ModelDir: root, Formats: Formats(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -237,7 +237,7 @@ func TestErrorMapping(t *testing.T) {
 // model without a feature list fails its load with the fix.
 func TestManifestErrors(t *testing.T) {
 	root := repo(t, "  colour: blue\n")
-	res := sidecar.Check(os.DirFS(root), root, nil)
+	res := sidecar.Check(os.DirFS(root), root, nil, Formats())
 	var mlpErr error
 	for _, r := range res {
 		if r.Name == "mlp/1" {

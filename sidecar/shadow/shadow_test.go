@@ -27,6 +27,7 @@ func (m *funcModel) NumFeatures() int       { return len(m.names) }
 func (m *funcModel) NumOutputs(bool) int    { return m.outputs }
 func (m *funcModel) FeatureNames() []string { return m.names }
 func (m *funcModel) Close() error           { return nil }
+func (m *funcModel) Info() engine.Info      { return engine.Info{Backend: "test/func"} }
 func (m *funcModel) PredictF32([]float32, int, []float64, bool) error {
 	return errors.New("funcModel: float64 only")
 }

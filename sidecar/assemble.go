@@ -1,0 +1,132 @@
+package sidecar
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"time"
+)
+
+// Step 4 of the request path (docs/architecture.md): the matrix a version scores.
+
+// matrix returns r's row-major float64 matrix for v: the dense rows as sent, or one row
+// per candidate with every value missing (NaN). The feature store then fills its columns
+// and apply writes the request's features over them. The matrix and the outputs must
+// fit in maxCells values each, checked before anything is allocated.
+func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
+	nf, nrows := v.nfeat, r.numRows()
+	outs := max(v.pred.NumOutputs(true), v.pred.NumOutputs(false))
+	// nrows ≤ MaxCandidates and nf, outs are a loaded model's: the products fit an int.
+	if cells := nrows * max(nf, outs); cells > maxCells {
+		return nil, fmt.Errorf("%w: %d rows × %d values for model %s version %s is %d, the limit is %d (--max-cells)",
+			errTooManyCells, nrows, max(nf, outs), v.model, v.version, cells, maxCells)
+	}
+	if r.dense {
+		if nrows > 0 && r.width != nf {
+			return nil, fmt.Errorf("%w: rows have %d values but model %s version %s takes %d features (GET /v1/models/%s lists them in order)",
+				errFeatureCount, r.width, v.model, v.version, nf, v.model)
+		}
+		return r.rows, nil
+	}
+	r.m64 = growF64(r.m64[:0], nrows*nf)
+	nan := math.NaN()
+	for i := range r.m64 {
+		r.m64[i] = nan
+	}
+	return r.m64, nil
+}
+
+// applyCheckRows is how many rows apply (and a FeatureBinding's Fill) writes between
+// deadline checks: a few hundred microseconds of work on a wide model.
+const applyCheckRows = 4096
+
+// apply writes the context features into every row, then each candidate's features
+// into its row. Every name is checked before anything is written. A context name sent
+// more than once counts once, the last value winning (docs/api.md), so context costs
+// one write per distinct column per row however many entries the request repeats. The
+// deadline is checked every applyCheckRows rows.
+func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
+	nf, nrows := v.nfeat, r.numRows()
+	r.ctxCols = r.ctxCols[:0]
+	for _, f := range r.context {
+		col, ok := v.cols[string(f.name)]
+		if !ok {
+			return unknownFeature(v, f.name)
+		}
+		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
+	}
+	for _, f := range r.feats {
+		if _, ok := v.cols[string(f.name)]; !ok {
+			return unknownFeature(v, f.name)
+		}
+	}
+	// Fold to one value per column: a stable sort keeps request order within a column,
+	// then each run keeps its last entry.
+	slices.SortStableFunc(r.ctxCols, func(a, b colValue) int { return a.col - b.col })
+	folded := r.ctxCols[:0]
+	for i, c := range r.ctxCols {
+		if i+1 < len(r.ctxCols) && r.ctxCols[i+1].col == c.col {
+			continue
+		}
+		folded = append(folded, c)
+	}
+	r.ctxCols = folded
+	expired := func(done int) error {
+		if !deadline.IsZero() && time.Now().After(deadline) {
+			return fmt.Errorf("%w after assembling %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, done, nrows)
+		}
+		return nil
+	}
+	if len(r.ctxCols) > 0 {
+		for i := 0; i < nrows; i++ {
+			if i%applyCheckRows == 0 {
+				if err := expired(i); err != nil {
+					return err
+				}
+			}
+			row := m64[i*nf : (i+1)*nf]
+			for _, c := range r.ctxCols {
+				row[c.col] = c.value
+			}
+		}
+	}
+	for i, c := range r.cands {
+		if i%applyCheckRows == 0 {
+			if err := expired(i); err != nil {
+				return err
+			}
+		}
+		row := m64[i*nf : (i+1)*nf]
+		for _, f := range r.feats[c.f0:c.f1] {
+			row[v.cols[string(f.name)]] = f.value
+		}
+	}
+	return nil
+}
+
+// colValue is a context feature resolved to its matrix column.
+type colValue struct {
+	col   int
+	value float64
+}
+
+// narrow converts the matrix to float32 for models whose arithmetic is float32
+// (v.f32); it returns nil for the others.
+func (r *request) narrow(v *version, m64 []float64) []float32 {
+	if !v.f32 {
+		return nil
+	}
+	if cap(r.m32) < len(m64) {
+		r.m32 = make([]float32, len(m64))
+	}
+	m32 := r.m32[:len(m64)]
+	for i, x := range m64 {
+		m32[i] = float32(x)
+	}
+	return m32
+}
+
+func unknownFeature(v *version, name []byte) error {
+	return fmt.Errorf("%w %q: model %s version %s has no such feature (GET /v1/models/%s lists them)",
+		errUnknownFeature, name, v.model, v.version, v.model)
+}
