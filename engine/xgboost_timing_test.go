@@ -40,7 +40,7 @@ func BenchmarkXGBoostDecode(b *testing.B) {
 	b.Run("scanner", func(b *testing.B) {
 		b.SetBytes(int64(len(data)))
 		for b.Loop() {
-			if _, err := decodeXGBModel(data); err != nil {
+			if _, err := decodeXGBModel(&jsonReader{b: data}); err != nil {
 				b.Fatal(err)
 			}
 		}
