@@ -200,7 +200,7 @@ func (r *ubjReader) length(what string, limit int) int {
 		return 0
 	}
 	if v < 0 || v > int64(limit) {
-		r.fail("%s %d: want 0..%d (the bytes left)", what, v, limit)
+		r.fail("%s %d: want 0..%d", what, v, limit)
 		return 0
 	}
 	return int(v)
@@ -208,7 +208,7 @@ func (r *ubjReader) length(what string, limit int) int {
 
 // key reads an object key: a string without its 'S' marker.
 func (r *ubjReader) key() string {
-	n := r.length("key length", len(r.b)-r.i)
+	n := r.length("key length", math.MaxInt)
 	return string(r.fixed(n, "a key"))
 }
 
@@ -221,7 +221,7 @@ func (r *ubjReader) str() string {
 		r.unexpected(m, "a string")
 		return ""
 	}
-	n := r.length("string length", len(r.b)-r.i)
+	n := r.length("string length", math.MaxInt)
 	return string(r.fixed(n, "a string"))
 }
 
@@ -260,12 +260,17 @@ func (r *ubjReader) container(open byte) (count int, typ byte) {
 	}
 	if r.i < len(r.b) && r.b[r.i] == '#' {
 		r.i++
+		n := r.length("count", math.MaxInt)
 		// Every element takes at least one byte (a marker, or a typed payload).
 		limit := len(r.b) - r.i
 		if s := ubjSize(typ); s > 0 {
 			limit /= s
 		}
-		return r.length("count", limit), typ
+		if r.err == nil && n > limit {
+			r.fail("count %d: want 0..%d (the bytes left)", n, limit)
+			return 0, 0
+		}
+		return n, typ
 	}
 	return -1, 0
 }
@@ -403,6 +408,9 @@ func (r *ubjReader) f32s() []float32 {
 	if r.typedArray('d') {
 		count, _ := r.container('[')
 		p := r.fixed(4*count, "a float32 array")
+		if r.err != nil {
+			return nil
+		}
 		out := make([]float32, count)
 		for i := range out {
 			out[i] = math.Float32frombits(binary.BigEndian.Uint32(p[4*i:]))
@@ -429,6 +437,9 @@ func (r *ubjReader) i32s() []int32 {
 	if r.typedArray('l') {
 		count, _ := r.container('[')
 		p := r.fixed(4*count, "an int32 array")
+		if r.err != nil {
+			return nil
+		}
 		out := make([]int32, count)
 		for i := range out {
 			out[i] = int32(binary.BigEndian.Uint32(p[4*i:]))
@@ -445,6 +456,9 @@ func (r *ubjReader) i64s() []int64 {
 	case r.typedArray('L'):
 		count, _ := r.container('[')
 		p := r.fixed(8*count, "an int64 array")
+		if r.err != nil {
+			return nil
+		}
 		out := make([]int64, count)
 		for i := range out {
 			out[i] = int64(binary.BigEndian.Uint64(p[8*i:]))
@@ -453,6 +467,9 @@ func (r *ubjReader) i64s() []int64 {
 	case r.typedArray('l'):
 		count, _ := r.container('[')
 		p := r.fixed(4*count, "an int32 array")
+		if r.err != nil {
+			return nil
+		}
 		out := make([]int64, count)
 		for i := range out {
 			out[i] = int64(int32(binary.BigEndian.Uint32(p[4*i:])))
