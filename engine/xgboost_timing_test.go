@@ -16,7 +16,7 @@ import (
 // (decodeXGBModel) with encoding/json decoding the same fields into the same structs: the
 // baseline it has to beat by 2× to be worth its code. Run with
 //
-//	go test ./engine -run '^$' -bench 'XGBoostDecode|XGBoostParse' -benchtime 10x
+//	go test ./engine -run '^$' -bench 'XGBoostDecode|XGBoostParse|XGBoostFormats' -benchtime 10x
 
 func bigXGBoostFixture(b *testing.B) []byte {
 	b.Helper()
@@ -64,5 +64,21 @@ func BenchmarkXGBoostParse(b *testing.B) {
 		if _, err := Parse(FormatXGBoost, data); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// BenchmarkXGBoostFormats parses the same model (testdata/formats/gen_categorical, 300
+// trees with categorical splits) from its JSON and from its UBJSON file.
+func BenchmarkXGBoostFormats(b *testing.B) {
+	for _, file := range []string{"model.json", "model.ubj"} {
+		data := readFixture(b, "formats/gen_categorical/"+file)
+		b.Run(file, func(b *testing.B) {
+			b.SetBytes(int64(len(data)))
+			for b.Loop() {
+				if _, err := Parse(FormatXGBoost, data); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
