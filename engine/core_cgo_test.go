@@ -210,7 +210,6 @@ func TestCoreKernelsAgree(t *testing.T) {
 	models := []string{
 		"lightgbm/lleaves_NYC_taxi/model.txt",
 		"lightgbm/lleaves_airline/model.txt",
-		"lightgbm/lleaves_mtpl2_small/model.txt",
 		"lightgbm/leaves_kddcup99/model.txt",
 		"lightgbm/leaves_fmtp_poisson/model.txt",
 		"lightgbm/lleaves_leaf_scan/model.txt",

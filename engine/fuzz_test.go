@@ -3,10 +3,13 @@ package engine
 import (
 	"math"
 	"math/rand/v2"
+	"reflect"
+	"strings"
 	"testing"
 )
 
-// Fuzz targets for both model parsers, seeded from the small fixtures. Whatever the
+// Fuzz targets for the model parsers (LightGBM text, XGBoost JSON, UBJSON), seeded from
+// the small fixtures and from models that are not whole. Whatever the
 // bytes, Parse must return an ensemble that validates or an error, never panic, and an
 // ensemble that validates must score without panicking.
 //
@@ -27,6 +30,19 @@ func FuzzParseLightGBM(f *testing.F) {
 	} {
 		f.Add(readFixture(f, p))
 	}
+	// Models that are not whole (each must be refused): cut at a tree boundary, cut
+	// mid-tree, "end of trees" missing, tree_sizes disagreeing.
+	tree1 := strings.Index(tinyLGB, "Tree=1\n")
+	end := strings.Index(tinyLGB, "end of trees\n")
+	for _, s := range []string{
+		tinyLGB[:tree1],
+		tinyLGB[:tree1] + "end of trees\n",
+		tinyLGB[:tree1-40],
+		tinyLGB[:end] + tinyLGB[end+len("end of trees\n"):],
+		strings.Replace(tinyLGB, "tree_sizes=479 100", "tree_sizes=479", 1),
+	} {
+		f.Add([]byte(s))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ens, err := Parse(FormatLightGBM, data)
 		if err != nil {
@@ -45,12 +61,48 @@ func FuzzParseXGBoostJSON(f *testing.F) {
 		f.Add(readFixture(f, p))
 	}
 	f.Add([]byte(`{"learner":{"gradient_booster":{"name":"dart","gbtree":{"name":"gbtree","model":{"tree_info":[0],"trees":[{"left_children":[1,-1,-1],"right_children":[2,-1,-1],"split_indices":[0,0,0],"split_conditions":[0.5,1,2],"default_left":[true,false,false]}]}},"weight_drop":[0.5]},"learner_model_param":{"base_score":"[5E-1]","num_feature":"1"},"objective":{"name":"reg:squarederror"}}}`))
+	f.Add([]byte(xgbCatModel("40,0,3,33", true)))
+	for _, c := range xgbTruncations(f) {
+		f.Add([]byte(c.src))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ens, err := Parse(FormatXGBoost, data)
 		if err != nil {
 			return
 		}
 		fuzzScore(t, ens)
+	})
+}
+
+// FuzzUBJSON feeds the UBJSON reader: XGBoost models re-encoded as UBJSON (categorical,
+// multiclass, dart, gblinear, and the models with a tree removed), and a small slice of
+// a model saved by XGBoost itself. Both entry points must refuse or accept without
+// panicking, agree with each other, and a model they accept must score.
+func FuzzUBJSON(f *testing.F) {
+	f.Add(jsonToUBJSON(f, []byte(xgbCatModel("40,0,3,33", true))))
+	for _, p := range []string{"leaves_agaricus", "leaves_dermatology", "leaves_gblinear_agaricus"} {
+		f.Add(jsonToUBJSON(f, readFixture(f, "xgboost/"+p+"/model.json")))
+	}
+	for _, c := range xgbTruncations(f) {
+		f.Add(jsonToUBJSON(f, []byte(c.src)))
+	}
+	// The head of XGBoost's own file: its header and first trees, cut short.
+	f.Add(readFixture(f, "formats/gen_categorical/model.ubj")[:8192])
+	f.Fuzz(func(t *testing.T, data []byte) {
+		direct, err1 := ParseXGBoostUBJSON(data)
+		if IsUBJSON(data) {
+			viaParse, err2 := ParseXGBoostJSON(data)
+			if (err1 == nil) != (err2 == nil) || (err1 == nil && !reflect.DeepEqual(direct, viaParse)) {
+				t.Fatalf("ParseXGBoostUBJSON and ParseXGBoostJSON disagree: %v / %v", err1, err2)
+			}
+		}
+		if err1 != nil {
+			return
+		}
+		if err := direct.Validate(); err != nil {
+			return
+		}
+		fuzzScore(t, direct)
 	})
 }
 

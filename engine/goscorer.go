@@ -270,7 +270,9 @@ func walkXGB[T float32 | float64](s *goScorer, row []T, n int32) int32 {
 		case x != x:
 			left = nd.defLeft
 		case nd.kind == kindCat:
-			left = s.catLeft(nd.cat, float64(x))
+			// XGBoost's Decision: a negative value is no category (unlike LightGBM, which
+			// truncates (-1, 0) to category 0), so it leaves the set.
+			left = x >= 0 && s.catLeft(nd.cat, float64(x))
 		default:
 			left = x < nd.thr32 // XGBoost: strictly less, in float32
 		}

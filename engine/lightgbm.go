@@ -25,8 +25,12 @@ const (
 // objectives whose output transform is identity, sigmoid, softmax, per-class sigmoid or
 // exp. Linear trees and cross_entropy_lambda are reported as ErrUnsupported.
 //
-// The tree_sizes header is ignored: the trees present in the file are read. Everything
-// after "end of trees" (feature importances, parameters, pandas_categorical) is ignored.
+// A model loads only when it is whole: the trees must be numbered Tree=0, Tree=1, ... in
+// order and end with the "end of trees" line, and when the header has tree_sizes (one
+// entry per tree; LightGBM writes it since v3) it must list as many trees as the file
+// holds. A file cut short, or with trees added or removed, is refused with a message
+// naming what disagrees. Everything after "end of trees" (feature
+// importances, parameters, pandas_categorical) is ignored.
 //
 // Data that starts with '{' is read as LightGBM's dump_model() JSON instead.
 func ParseLightGBM(data []byte) (*Ensemble, error) {
@@ -68,16 +72,22 @@ type lgbField struct {
 	line  int
 }
 
-// section reads key=value lines up to the next "Tree=" line, which it returns, or to "end
-// of trees" or the end of the file (returning ""). The header has bare keys too
-// (average_output), so bareKeys accepts a line without "="; a tree's lines must all be
-// key=value.
+// lgbEndOfTrees is the line LightGBM writes after the last tree.
+const lgbEndOfTrees = "end of trees"
+
+// section reads key=value lines up to the next "Tree=" line or the "end of trees" line,
+// which it returns, or to the end of the file (returning ""). The header has bare keys
+// too (average_output), so bareKeys accepts a line without "="; a tree's lines must all
+// be key=value.
 func (p *lgbParser) section(what string, bareKeys bool) (map[string]lgbField, string, error) {
 	fields := map[string]lgbField{}
 	for {
 		l, ok := p.next()
-		if !ok || l == "end of trees" {
+		if !ok {
 			return fields, "", nil
+		}
+		if l == lgbEndOfTrees {
+			return fields, l, nil
 		}
 		if strings.HasPrefix(l, "Tree=") {
 			return fields, l, nil
@@ -87,7 +97,7 @@ func (p *lgbParser) section(what string, bareKeys bool) (map[string]lgbField, st
 		}
 		k, v, found := strings.Cut(l, "=")
 		if !found && !bareKeys {
-			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, got %q", p.line, what, clip(l))
+			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, Tree= or %q, got %q", p.line, what, lgbEndOfTrees, clip(l))
 		}
 		fields[k] = lgbField{v, p.line}
 	}
@@ -175,10 +185,24 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 	}
 	_, e.Objective.AverageOutput = header["average_output"]
 
+	var sizes []int64
+	sizesField, haveSizes := header["tree_sizes"]
+	if haveSizes {
+		if sizes, err = parseInts(sizesField.value); err != nil {
+			return nil, fmt.Errorf("lightgbm: line %d: tree_sizes: %w", sizesField.line, err)
+		}
+	}
+
 	e.NodeStart = []int32{0}
 	e.LeafStart = []int32{0}
 	e.CatStart = []int32{0}
-	for treeLine != "" {
+	for treeLine != lgbEndOfTrees {
+		if treeLine == "" {
+			if e.NumTrees() == 0 {
+				return nil, fmt.Errorf("lightgbm: the model has no trees (no Tree= line before the end of the file)")
+			}
+			return nil, fmt.Errorf("lightgbm: the file ends in tree %d without the %q line: it is cut short%s", e.NumTrees()-1, lgbEndOfTrees, lgbSizesNote(sizes, haveSizes))
+		}
 		id, err := strconv.Atoi(strings.TrimPrefix(treeLine, "Tree="))
 		if err != nil || id != e.NumTrees() {
 			return nil, fmt.Errorf("lightgbm: line %d: %q: want Tree=%d (trees numbered in order)", p.line, clip(treeLine), e.NumTrees())
@@ -189,12 +213,24 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 			return nil, err
 		}
 		treeLine = next
-		if err := e.addLGBTree(id, treeStart, fields); err != nil {
+		err = e.addLGBTree(id, treeStart, fields)
+		if next == "" {
+			// The last tree may look whole, but nothing says the file ends after it.
+			msg := fmt.Sprintf("lightgbm: the file ends in tree %d without the %q line: it is cut short%s", id, lgbEndOfTrees, lgbSizesNote(sizes, haveSizes))
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", msg, err)
+			}
+			return nil, errors.New(msg)
+		}
+		if err != nil {
 			return nil, err
 		}
 	}
 	if e.NumTrees() == 0 {
 		return nil, fmt.Errorf("lightgbm: the model has no trees")
+	}
+	if haveSizes && len(sizes) != e.NumTrees() {
+		return nil, fmt.Errorf("lightgbm: line %d: tree_sizes lists %d trees but the file has %d before %q", sizesField.line, len(sizes), e.NumTrees(), lgbEndOfTrees)
 	}
 	if e.NumTrees()%perIter != 0 {
 		return nil, fmt.Errorf("lightgbm: %d trees is not a multiple of num_tree_per_iteration=%d", e.NumTrees(), perIter)
@@ -208,6 +244,14 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 		e.CatStart, e.CatBits = nil, nil
 	}
 	return e, nil
+}
+
+// lgbSizesNote adds what tree_sizes expected to a truncation message.
+func lgbSizesNote(sizes []int64, have bool) string {
+	if !have {
+		return ""
+	}
+	return fmt.Sprintf(" (tree_sizes lists %d trees)", len(sizes))
 }
 
 // addLGBTree appends one tree block to e.

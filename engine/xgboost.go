@@ -10,22 +10,37 @@ import (
 	"strings"
 )
 
-// ParseXGBoostJSON parses an XGBoost JSON model (save_model("*.json"), schema 1.x and
-// 2.x) into an Ensemble. The result is not yet validated; Parse calls Validate.
+// ParseXGBoostJSON parses an XGBoost model saved as JSON (save_model("*.json"), schema
+// 1.x to 3.x) or as UBJSON (save_model("*.ubj"), the default of XGBoost 2.x), told apart
+// by their first bytes, into an Ensemble. The result is not yet validated; Parse calls
+// Validate.
 //
 // Supported boosters: gbtree, dart (weight_drop becomes TreeWeight) and gblinear.
 // Objectives: reg:squarederror, reg:linear, reg:squaredlogerror, reg:pseudohubererror,
 // reg:absoluteerror, reg:quantileerror, rank:* (identity); binary:logistic, reg:logistic
 // (sigmoid); binary:logitraw (identity with a logit base margin); multi:softprob
 // (softmax); multi:softmax (argmax); count:poisson, reg:gamma, reg:tweedie (exp).
-// Categorical splits and vector-leaf (multi-output) trees are reported as ErrUnsupported.
+// Categorical splits (split_type 1, partition and one-hot alike) keep XGBoost's rule: a
+// category in the node's set goes to the right child; any other value (a category not in
+// the set, a negative value, one at or beyond 2^24) goes to the left child; NaN follows
+// default_left. Their split_conditions may be the bare token NaN, which XGBoost writes
+// there although it is not JSON. Vector-leaf (multi-output) trees are reported as
+// ErrUnsupported.
+//
+// A model loads only when it is whole: tree_info, gbtree_model_param.num_trees and the
+// trees array agree on the number of trees, each tree's id is its index, and every node
+// array has tree_param.num_nodes entries.
+//
 // A LightGBM dump_model() JSON document (no "learner", a top-level "tree_info") is
 // handed to the LightGBM JSON parser, since both are .json files.
 //
 // The base margin follows XGBoost's ProbToMargin in float32: logit(base_score) for the
 // logistic objectives, log(base_score) for poisson/gamma/tweedie, base_score otherwise.
 func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
-	m, err := decodeXGBModel(data)
+	if IsUBJSON(data) {
+		return ParseXGBoostUBJSON(data)
+	}
+	m, err := decodeXGBModel(&jsonReader{b: data})
 	if err != nil {
 		return nil, fmt.Errorf("xgboost: %w", err)
 	}
@@ -36,6 +51,25 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 		}
 		return nil, errors.New("xgboost: no \"learner\" object: not an XGBoost JSON model")
 	}
+	return m.ensemble()
+}
+
+// ParseXGBoostUBJSON parses an XGBoost model saved as UBJSON (Universal Binary JSON,
+// save_model("*.ubj")). It reads the same fields as ParseXGBoostJSON and builds the
+// same Ensemble from the same model saved either way.
+func ParseXGBoostUBJSON(data []byte) (*Ensemble, error) {
+	m, err := decodeXGBModel(&ubjReader{b: data})
+	if err != nil {
+		return nil, fmt.Errorf("xgboost ubjson: %w", err)
+	}
+	if m.Learner == nil {
+		return nil, errors.New("xgboost ubjson: no \"learner\" object: not an XGBoost model")
+	}
+	return m.ensemble()
+}
+
+// ensemble converts a decoded XGBoost model.
+func (m *xgbModel) ensemble() (*Ensemble, error) {
 	l := m.Learner
 	p := l.ModelParam
 	nfeat, err := xgbParamInt("learner_model_param.num_feature", p.NumFeature, 0)
@@ -73,10 +107,8 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 			e.FeatureNames[i] = "f" + strconv.Itoa(i)
 		}
 	}
-	for i, t := range l.FeatureTypes {
-		if t == "c" {
-			return nil, fmt.Errorf("xgboost: learner.feature_types[%d]=\"c\": %w: categorical features", i, ErrUnsupported)
-		}
+	if len(l.FeatureTypes) != 0 && len(l.FeatureTypes) != nfeat {
+		return nil, fmt.Errorf("xgboost: learner.feature_types has %d entries, num_feature is %d", len(l.FeatureTypes), nfeat)
 	}
 
 	// Objective and base margin.
@@ -159,8 +191,8 @@ func xgbLogit(p float32) float32 {
 }
 
 // xgbModel is the part of an XGBoost JSON model the parser reads. The json tags document
-// the schema (and let tests decode with encoding/json); ParseXGBoostJSON decodes with
-// jsonReader, which is several times faster on large models.
+// the schema (and let the benchmark decode with encoding/json); ParseXGBoostJSON decodes
+// with jsonReader or ubjReader, which are faster (see xgboost_timing_test.go).
 type xgbModel struct {
 	Learner *xgbLearner `json:"learner"`
 	// lightgbmDump: the document has LightGBM dump_model()'s "tree_info" at the top.
@@ -193,20 +225,32 @@ type xgbBooster struct {
 
 // xgbTreesModel holds the fields of a gbtree model and of a gblinear model.
 type xgbTreesModel struct {
-	TreeInfo []int32   `json:"tree_info"`
-	Trees    []xgbTree `json:"trees"`
-	Weights  []float32 `json:"weights"` // gblinear
+	Param    xgbGBTreeParam `json:"gbtree_model_param"`
+	TreeInfo []int32        `json:"tree_info"`
+	Trees    []xgbTree      `json:"trees"`
+	Weights  []float32      `json:"weights"` // gblinear
+}
+
+type xgbGBTreeParam struct {
+	NumTrees string `json:"num_trees"`
 }
 
 type xgbTree struct {
-	Param         xgbTreeParam `json:"tree_param"`
-	Left          []int32      `json:"left_children"`
-	Right         []int32      `json:"right_children"`
-	SplitIndex    []int64      `json:"split_indices"`
-	SplitCond     []float32    `json:"split_conditions"`
-	DefaultLeft   xgbBools     `json:"default_left"`
-	SplitType     []int32      `json:"split_type"`
-	CategoryNodes []int32      `json:"categories_nodes"`
+	ID          string       `json:"-"` // "id": a number, kept as its text
+	Param       xgbTreeParam `json:"tree_param"`
+	Left        []int32      `json:"left_children"`
+	Right       []int32      `json:"right_children"`
+	SplitIndex  []int64      `json:"split_indices"`
+	SplitCond   []float32    `json:"split_conditions"`
+	DefaultLeft xgbBools     `json:"default_left"`
+	SplitType   []int32      `json:"split_type"`
+	// Categorical splits: node CategoryNodes[k] (in increasing node order) sends the
+	// categories Categories[CategorySegments[k] : CategorySegments[k]+CategorySizes[k]]
+	// to its right child.
+	Categories       []int64 `json:"categories"`
+	CategoryNodes    []int64 `json:"categories_nodes"`
+	CategorySegments []int64 `json:"categories_segments"`
+	CategorySizes    []int64 `json:"categories_sizes"`
 }
 
 type xgbTreeParam struct {
@@ -255,7 +299,14 @@ func (b *xgbBools) UnmarshalJSON(data []byte) error {
 // addXGBTrees converts gbtree trees. XGBoost node ids are renumbered: internal nodes and
 // leaves reachable from the root, in depth-first order (pruned, deleted nodes are
 // unreachable and dropped).
+//
+// A categorical node (split_type 1) sends a category in its set to XGBoost's right child
+// and everything else to the left child. The Ensemble's categorical rule is "in the set
+// goes left", so the node's children are swapped and its default direction with them.
 func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string) error {
+	if s := m.Param.NumTrees; s != "" && s != strconv.Itoa(len(m.Trees)) {
+		return fmt.Errorf("xgboost: %s: gbtree_model_param.num_trees=%s but the trees array has %d trees", where, clip(s), len(m.Trees))
+	}
 	if len(m.TreeInfo) != len(m.Trees) {
 		return fmt.Errorf("xgboost: %s: tree_info has %d entries for %d trees", where, len(m.TreeInfo), len(m.Trees))
 	}
@@ -264,6 +315,7 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 	}
 	e.NodeStart = []int32{0}
 	e.LeafStart = []int32{0}
+	e.CatStart = []int32{0}
 	e.TreeOutput = make([]int32, len(m.Trees))
 	if weights != nil {
 		e.TreeWeight = make([]float64, len(weights))
@@ -274,10 +326,14 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 	var (
 		local []int32 // XGBoost node id → local reference
 		stack []int32
+		catOf []int32 // XGBoost node id → index into categories_nodes, -1 if none
 	)
 	for t := range m.Trees {
 		tr := &m.Trees[t]
 		ctx := fmt.Sprintf("xgboost: %s.trees[%d]", where, t)
+		if tr.ID != "" && tr.ID != strconv.Itoa(t) {
+			return fmt.Errorf("%s: id=%s: want %d (trees in order, none missing)", ctx, clip(tr.ID), t)
+		}
 		out := m.TreeInfo[t]
 		if out < 0 || int(out) >= e.NumOutputs {
 			return fmt.Errorf("xgboost: %s.tree_info[%d]=%d out of range (%d outputs)", where, t, out, e.NumOutputs)
@@ -304,13 +360,12 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 		if len(tr.SplitType) != 0 && len(tr.SplitType) != n {
 			return fmt.Errorf("%s: split_type has %d entries, left_children has %d", ctx, len(tr.SplitType), n)
 		}
-		for i, st := range tr.SplitType {
-			if st != 0 && tr.Left[i] != -1 {
-				return fmt.Errorf("%s: node %d: split_type=%d: %w: categorical splits", ctx, i, st, ErrUnsupported)
-			}
+		if cap(catOf) < n {
+			catOf = make([]int32, n)
 		}
-		if len(tr.CategoryNodes) != 0 {
-			return fmt.Errorf("%s: categories_nodes is not empty: %w: categorical splits", ctx, ErrUnsupported)
+		catOf = catOf[:n]
+		if err := xgbCatIndex(tr, catOf, ctx); err != nil {
+			return err
 		}
 		if cap(local) < n {
 			local = make([]int32, n)
@@ -346,16 +401,25 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 			if f < 0 || f >= int64(e.NumFeatures) {
 				return fmt.Errorf("%s: node %d: split_indices=%d out of range (num_feature=%d)", ctx, id, f, e.NumFeatures)
 			}
-			thr := tr.SplitCond[id]
-			if thr != thr {
+			cs := int32(-1)
+			thr := float64(tr.SplitCond[id])
+			if k := catOf[id]; k >= 0 {
+				// split_conditions of a categorical node is unused (XGBoost writes NaN).
+				set, err := e.addXGBCatSet(tr, int(k), ctx, id)
+				if err != nil {
+					return err
+				}
+				cs, thr = set, 0
+			} else if thr != thr {
 				return fmt.Errorf("%s: node %d: split_conditions is NaN", ctx, id)
 			}
 			e.Feature = append(e.Feature, int32(f))
-			e.Threshold = append(e.Threshold, float64(thr))
-			e.Flags = append(e.Flags, MakeFlags(false, tr.DefaultLeft[id], MissingNaN))
+			e.Threshold = append(e.Threshold, thr)
+			// Categorical nodes: children swapped (see above), so default_left is too.
+			e.Flags = append(e.Flags, MakeFlags(cs >= 0, tr.DefaultLeft[id] != (cs >= 0), MissingNaN))
 			e.Left = append(e.Left, 0) // filled when the children are numbered
 			e.Right = append(e.Right, 0)
-			e.CatSet = append(e.CatSet, -1)
+			e.CatSet = append(e.CatSet, cs)
 			stack = append(stack, id)
 			return nil
 		}
@@ -373,8 +437,11 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 				return err
 			}
 			li := nodeBase + int(local[id])
-			e.Left[li] = local[tr.Left[id]]
-			e.Right[li] = local[tr.Right[id]]
+			l, r := local[tr.Left[id]], local[tr.Right[id]]
+			if e.CatSet[li] >= 0 {
+				l, r = r, l
+			}
+			e.Left[li], e.Right[li] = l, r
 		}
 		if len(e.Feature) > math.MaxInt32/2 || len(e.LeafValue) > math.MaxInt32/2 {
 			return fmt.Errorf("%s: too many nodes", ctx)
@@ -382,7 +449,80 @@ func (e *Ensemble) addXGBTrees(m *xgbTreesModel, weights []float32, where string
 		e.NodeStart = append(e.NodeStart, int32(len(e.Feature)))
 		e.LeafStart = append(e.LeafStart, int32(len(e.LeafValue)))
 	}
+	if len(e.CatBits) == 0 {
+		e.CatStart, e.CatBits = nil, nil
+	}
 	return nil
+}
+
+// xgbMaxCat is XGBoost's OutOfRangeCat (2^24): its predictor sends a value at or above it
+// to the left child, and no category of a split can reach it.
+const xgbMaxCat = 1 << 24
+
+// xgbCatIndex checks a tree's categorical arrays and fills catOf: for each node id, its
+// index into categories_nodes, or -1 for a numerical node or a leaf.
+func xgbCatIndex(tr *xgbTree, catOf []int32, ctx string) error {
+	for i := range catOf {
+		catOf[i] = -1
+	}
+	nc := len(tr.CategoryNodes)
+	if len(tr.CategorySegments) != nc || len(tr.CategorySizes) != nc {
+		return fmt.Errorf("%s: categories_nodes has %d entries, categories_segments %d, categories_sizes %d", ctx, nc, len(tr.CategorySegments), len(tr.CategorySizes))
+	}
+	if nc > 0 && len(tr.SplitType) == 0 {
+		return fmt.Errorf("%s: categories_nodes has %d entries but split_type is missing", ctx, nc)
+	}
+	for id, st := range tr.SplitType {
+		if st != 0 && st != 1 && tr.Left[id] != -1 {
+			return fmt.Errorf("%s: node %d: split_type=%d: want 0 (numerical) or 1 (categorical)", ctx, id, st)
+		}
+	}
+	prev := int64(-1)
+	for k, id := range tr.CategoryNodes {
+		if id <= prev || id >= int64(len(catOf)) {
+			return fmt.Errorf("%s: categories_nodes[%d]=%d: want increasing node ids below %d", ctx, k, id, len(catOf))
+		}
+		prev = id
+		if tr.SplitType[id] != 1 || tr.Left[id] == -1 {
+			return fmt.Errorf("%s: categories_nodes[%d]=%d is not a categorical split (split_type %d)", ctx, k, id, tr.SplitType[id])
+		}
+		seg, size := tr.CategorySegments[k], tr.CategorySizes[k]
+		if seg < 0 || size < 1 || seg > int64(len(tr.Categories)) || size > int64(len(tr.Categories))-seg {
+			return fmt.Errorf("%s: node %d: categories_segments=%d categories_sizes=%d: want a non-empty range of the %d categories", ctx, id, seg, size, len(tr.Categories))
+		}
+		catOf[id] = int32(k)
+	}
+	for id, st := range tr.SplitType {
+		if st == 1 && tr.Left[id] != -1 && catOf[id] < 0 {
+			return fmt.Errorf("%s: node %d: split_type=1 (categorical) but categories_nodes does not list it", ctx, id)
+		}
+	}
+	return nil
+}
+
+// addXGBCatSet appends the category set of categories_nodes[k] (node id) as a bitset and
+// returns its index.
+func (e *Ensemble) addXGBCatSet(tr *xgbTree, k int, ctx string, id int32) (int32, error) {
+	seg, size := tr.CategorySegments[k], tr.CategorySizes[k]
+	cats := tr.Categories[seg : seg+size]
+	var top int64
+	for _, c := range cats {
+		if c < 0 || c >= xgbMaxCat {
+			return 0, fmt.Errorf("%s: node %d: category %d: want 0..%d", ctx, id, c, xgbMaxCat-1)
+		}
+		top = max(top, c)
+	}
+	words := int(top/32) + 1
+	if len(e.CatBits)+words > maxCatWords {
+		return 0, fmt.Errorf("%s: categorical sets need more than %d words", ctx, maxCatWords)
+	}
+	base := len(e.CatBits)
+	e.CatBits = append(e.CatBits, make([]uint32, words)...)
+	for _, c := range cats {
+		e.CatBits[base+int(c/32)] |= 1 << (c % 32)
+	}
+	e.CatStart = append(e.CatStart, int32(len(e.CatBits)))
+	return int32(len(e.CatStart) - 2), nil
 }
 
 // addXGBLinear converts a gblinear weight vector: (num_feature+1) × num_output entries,
@@ -448,10 +588,32 @@ func xgbParamInt(name, s string, def int) (int, error) {
 	return v, nil
 }
 
-// decodeXGBModel reads the fields of xgbModel from an XGBoost JSON document and skips
-// the rest (base_weights, loss_changes, ...), checking the JSON syntax throughout.
-func decodeXGBModel(data []byte) (*xgbModel, error) {
-	r := &jsonReader{b: data}
+// xgbReader is what the XGBoost model decoder needs from a document reader. jsonReader
+// (JSON text) and ubjReader (UBJSON) implement it, so both formats decode through the
+// same code into the same xgbModel. After the first error every method is a no-op and
+// finish returns that error.
+type xgbReader interface {
+	// object calls field for each key; field must consume the key's value.
+	object(field func(key string))
+	// array calls elem for each element; elem must consume it.
+	array(elem func())
+	str() string
+	// scalar reads a string, or a number as its decimal text.
+	scalar() string
+	skip(depth int)
+	strings() []string
+	bools() []bool
+	f32s() []float32
+	i32s() []int32
+	i64s() []int64
+	fail(format string, args ...any)
+	// finish checks that nothing follows the document and returns the first error.
+	finish() error
+}
+
+// decodeXGBModel reads the fields of xgbModel from an XGBoost JSON or UBJSON document
+// and skips the rest (base_weights, loss_changes, ...), checking the syntax throughout.
+func decodeXGBModel(r xgbReader) (*xgbModel, error) {
 	var m xgbModel
 	r.object(func(k string) {
 		if k != "learner" {
@@ -468,7 +630,7 @@ func decodeXGBModel(data []byte) (*xgbModel, error) {
 			case "feature_types":
 				l.FeatureTypes = r.strings()
 			case "gradient_booster":
-				r.booster(&l.Booster, 0)
+				xgbDecodeBooster(r, &l.Booster, 0)
 			case "learner_model_param":
 				p := &l.ModelParam
 				r.object(func(k string) {
@@ -498,18 +660,13 @@ func decodeXGBModel(data []byte) (*xgbModel, error) {
 			}
 		})
 	})
-	if r.err == nil {
-		if r.ws(); r.i != len(r.b) {
-			r.fail("unexpected data after the model")
-		}
-	}
-	if r.err != nil {
-		return nil, r.err
+	if err := r.finish(); err != nil {
+		return nil, err
 	}
 	return &m, nil
 }
 
-func (r *jsonReader) booster(b *xgbBooster, depth int) {
+func xgbDecodeBooster(r xgbReader, b *xgbBooster, depth int) {
 	if depth > 2 {
 		r.fail("gradient_booster nested too deep")
 		return
@@ -520,10 +677,10 @@ func (r *jsonReader) booster(b *xgbBooster, depth int) {
 			b.Name = r.str()
 		case "model":
 			b.Model = &xgbTreesModel{}
-			r.treesModel(b.Model)
+			xgbDecodeTrees(r, b.Model)
 		case "gbtree":
 			b.GBTree = &xgbBooster{}
-			r.booster(b.GBTree, depth+1)
+			xgbDecodeBooster(r, b.GBTree, depth+1)
 		case "weight_drop":
 			b.WeightDrop = r.f32s()
 			if b.WeightDrop == nil {
@@ -535,9 +692,17 @@ func (r *jsonReader) booster(b *xgbBooster, depth int) {
 	})
 }
 
-func (r *jsonReader) treesModel(m *xgbTreesModel) {
+func xgbDecodeTrees(r xgbReader, m *xgbTreesModel) {
 	r.object(func(k string) {
 		switch k {
+		case "gbtree_model_param":
+			r.object(func(k string) {
+				if k == "num_trees" {
+					m.Param.NumTrees = r.scalar()
+				} else {
+					r.skip(0)
+				}
+			})
 		case "tree_info":
 			m.TreeInfo = r.i32s()
 		case "weights":
@@ -545,7 +710,7 @@ func (r *jsonReader) treesModel(m *xgbTreesModel) {
 		case "trees":
 			r.array(func() {
 				m.Trees = append(m.Trees, xgbTree{})
-				r.tree(&m.Trees[len(m.Trees)-1])
+				xgbDecodeTree(r, &m.Trees[len(m.Trees)-1])
 			})
 		default:
 			r.skip(0)
@@ -553,9 +718,11 @@ func (r *jsonReader) treesModel(m *xgbTreesModel) {
 	})
 }
 
-func (r *jsonReader) tree(t *xgbTree) {
+func xgbDecodeTree(r xgbReader, t *xgbTree) {
 	r.object(func(k string) {
 		switch k {
+		case "id":
+			t.ID = r.scalar()
 		case "tree_param":
 			r.object(func(k string) {
 				switch k {
@@ -576,11 +743,17 @@ func (r *jsonReader) tree(t *xgbTree) {
 		case "split_conditions":
 			t.SplitCond = r.f32s()
 		case "default_left":
-			r.array(func() { t.DefaultLeft = append(t.DefaultLeft, r.boolean()) })
+			t.DefaultLeft = r.bools()
 		case "split_type":
 			t.SplitType = r.i32s()
+		case "categories":
+			t.Categories = r.i64s()
 		case "categories_nodes":
-			t.CategoryNodes = r.i32s()
+			t.CategoryNodes = r.i64s()
+		case "categories_segments":
+			t.CategorySegments = r.i64s()
+		case "categories_sizes":
+			t.CategorySizes = r.i64s()
 		default:
 			r.skip(0)
 		}
@@ -797,6 +970,21 @@ func (r *jsonReader) skip(depth int) {
 			r.fail("%q is not a JSON value", clip(string(tok)))
 		}
 	}
+}
+
+func (r *jsonReader) finish() error {
+	if r.err == nil {
+		if r.ws(); r.i != len(r.b) {
+			r.fail("unexpected data after the model")
+		}
+	}
+	return r.err
+}
+
+func (r *jsonReader) bools() []bool {
+	out := []bool{}
+	r.array(func() { out = append(out, r.boolean()) })
+	return out
 }
 
 func (r *jsonReader) strings() []string {
