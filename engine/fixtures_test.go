@@ -2,7 +2,6 @@ package engine
 
 import (
 	"compress/gzip"
-	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -500,21 +499,6 @@ func checkFirstTrees(t *testing.T, ens *Ensemble, rows []float64, nrows, n int, 
 				t.Fatal(err)
 			}
 			checkOutputs(t, fmt.Sprintf("first %d trees/%s/threads=%d", n, m.BackendName(), th), out, want, sub.NumOutputs, tol)
-		}
-	}
-}
-
-// TestFixturesUnsupported: testdata models the engine does not score yet are refused with
-// ErrUnsupported and a message naming the feature, never scored wrongly. When the engine
-// learns one, its fixture moves into fixtureCases.
-func TestFixturesUnsupported(t *testing.T) {
-	for _, c := range []struct{ model, want string }{
-		// Categorical splits (5 categorical features, 3,344 categorical nodes).
-		{"xgboost/gen_categorical/model.json", `feature_types[4]="c"`},
-	} {
-		_, err := Parse(FormatXGBoost, readFixture(t, c.model))
-		if !errors.Is(err, ErrUnsupported) || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%s: got %v, want ErrUnsupported naming %s", c.model, err, c.want)
 		}
 	}
 }

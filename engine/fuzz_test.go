@@ -87,7 +87,7 @@ func FuzzUBJSON(f *testing.F) {
 		f.Add(jsonToUBJSON(f, []byte(c.src)))
 	}
 	// The head of XGBoost's own file: its header and first trees, cut short.
-	f.Add(readFixture(f, "formats/gen_categorical/model.ubj")[:8192])
+	f.Add(readFixture(f, "xgboost/gen_categorical/model.ubj")[:8192])
 	f.Fuzz(func(t *testing.T, data []byte) {
 		direct, err1 := ParseXGBoostUBJSON(data)
 		if IsUBJSON(data) {

@@ -127,7 +127,7 @@ func TestLightGBMWholeFixtures(t *testing.T) {
 		t.Errorf("lleaves_mtpl2_small: %v", err)
 	}
 	var files []string
-	for _, pat := range []string{"testdata/lightgbm/*/model.txt*", "testdata/xgboost/*/model.json*"} {
+	for _, pat := range []string{"testdata/lightgbm/*/model.txt*", "testdata/lightgbm-oracle/*/model.txt*", "testdata/xgboost/*/model.json*", "testdata/xgboost/*/model.ubj*"} {
 		m, _ := filepath.Glob(pat)
 		files = append(files, m...)
 	}
@@ -146,11 +146,12 @@ func TestLightGBMWholeFixtures(t *testing.T) {
 		}
 		var data []byte
 		if strings.HasPrefix(f, "testdata") {
-			data = readFixture(t, strings.TrimSuffix(strings.TrimPrefix(filepath.ToSlash(f), "testdata/"), ".gz"))
+			rel := strings.TrimPrefix(filepath.ToSlash(f), "testdata/")
+			data = readFixture(t, strings.TrimSuffix(strings.TrimSuffix(rel, ".gz"), ".zst"))
 		} else if data, err = os.ReadFile(f); err != nil {
 			t.Fatal(err)
 		}
-		name := strings.TrimSuffix(f, ".gz")
+		name := strings.TrimSuffix(strings.TrimSuffix(f, ".gz"), ".zst")
 		if _, err := Parse(DetectFormat(name, data), data); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}

@@ -67,11 +67,11 @@ func BenchmarkXGBoostParse(b *testing.B) {
 	}
 }
 
-// BenchmarkXGBoostFormats parses the same model (testdata/formats/gen_categorical, 300
+// BenchmarkXGBoostFormats parses the same model (testdata/xgboost/gen_categorical, 300
 // trees with categorical splits) from its JSON and from its UBJSON file.
 func BenchmarkXGBoostFormats(b *testing.B) {
 	for _, file := range []string{"model.json", "model.ubj"} {
-		data := readFixture(b, "formats/gen_categorical/"+file)
+		data := readFixture(b, "xgboost/gen_categorical/"+file)
 		b.Run(file, func(b *testing.B) {
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
