@@ -401,7 +401,7 @@ void BuildLeafTables(Ensemble* e) {
   e->leaf_tables = true;
 }
 
-// Layout builds the binned fast path, or explains in e->slow_reason why the model stays on
+// Layout builds the binned fast path, or explains in e->fallback_reason why the model stays on
 // the generic path.
 void Layout(Ensemble* e) {
   e->fast = false;
@@ -415,19 +415,19 @@ void Layout(Ensemble* e) {
     const int f = e->feature[i];
     const bool cat = e->flags[i] & PD_FLAG_CATEGORICAL;
     if (cat && xgb) {
-      e->slow_reason = "XGBoost categorical splits";
+      e->fallback_reason = "XGBoost categorical splits";
       return;
     }
     const uint8_t u = cat ? kCat : kNumeric;
     if (use[f] != kUnused && use[f] != u) {
-      e->slow_reason = "feature " + std::to_string(f) + " has both numerical and categorical splits";
+      e->fallback_reason = "feature " + std::to_string(f) + " has both numerical and categorical splits";
       return;
     }
     use[f] = u;
     if (!cat) {
       const int m = xgb ? int(PD_MISSING_NAN) : int((e->flags[i] >> 2) & 3u);
       if (miss[f] >= 0 && miss[f] != m) {
-        e->slow_reason = "feature " + std::to_string(f) + " mixes missing types";
+        e->fallback_reason = "feature " + std::to_string(f) + " mixes missing types";
         return;
       }
       miss[f] = m;
@@ -437,7 +437,7 @@ void Layout(Ensemble* e) {
   for (int f = 0; f < e->num_features; f++) {
     if (use[f] == kUnused) continue;
     if (int(e->slots.size()) >= kMaxFastSlots) {
-      e->slow_reason = "too many features used";
+      e->fallback_reason = "too many features used";
       return;
     }
     slot_of[f] = int(e->slots.size());
@@ -464,7 +464,7 @@ void Layout(Ensemble* e) {
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());  // also merges -0.0 and 0.0
     if (int(v.size()) > kMaxFastThresholds) {
-      e->slow_reason = "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds";
+      e->fallback_reason = "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds";
       return;
     }
     e->slots[s].thr_off = uint32_t(e->thr64.size());
@@ -489,7 +489,7 @@ void Layout(Ensemble* e) {
     auto& b = e->slots[slot_of[e->feature[i]]];
     b.ncat = std::max(b.ncat, top);
     if (b.ncat > uint32_t(kMaxFastCategories)) {
-      e->slow_reason = "categorical feature " + std::to_string(b.feature) + " has too many categories";
+      e->fallback_reason = "categorical feature " + std::to_string(b.feature) + " has too many categories";
       return;
     }
   }
@@ -501,7 +501,7 @@ void Layout(Ensemble* e) {
   for (int64_t t = 0; t < T; t++) {
     const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
     if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) {
-      e->slow_reason = "tree " + std::to_string(t) + " has too many nodes";
+      e->fallback_reason = "tree " + std::to_string(t) + " has too many nodes";
       return;
     }
     const uint32_t base = uint32_t(e->nodes.size());
@@ -536,7 +536,7 @@ void Layout(Ensemble* e) {
         continue;
       }
       if (it.depth >= 255) {
-        e->slow_reason = "tree " + std::to_string(t) + " is deeper than 255";
+        e->fallback_reason = "tree " + std::to_string(t) + " is deeper than 255";
         return;
       }
       const int64_t i = n0 + it.ref;
@@ -557,7 +557,7 @@ void Layout(Ensemble* e) {
         } else {
           off = uint32_t(e->cat_pool.size());
           if (off + words.size() > kMaxCatPoolWords) {
-            e->slow_reason = "categorical sets exceed the fast path's pool";
+            e->fallback_reason = "categorical sets exceed the fast path's pool";
             return;
           }
           e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
