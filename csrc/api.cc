@@ -60,6 +60,21 @@ int PredictChecked(const pd_ensemble* h, pd::Kernel k, const T* rows, size_t nro
   }
 }
 
+// CheckKernel answers whether kernel may run on this CPU, and says why not in err.
+bool CheckKernel(int kernel, char* err, size_t err_len) {
+  if (pd_kernel_supported(kernel)) return true;
+  SetErr(err, err_len, "predict: kernel %d is not supported by this CPU", kernel);
+  return false;
+}
+
+pd::Kernel ToKernel(int kernel) { return kernel == PD_KERNEL_DEFAULT ? pd::DefaultKernel() : pd::Kernel(kernel); }
+
+int32_t Traversal(const pd::Ensemble& e) {
+  if (!e.fast) return PD_TRAVERSAL_GENERIC;
+  if (e.leaf_tables) return PD_TRAVERSAL_LEAF_TABLES;
+  return e.heap_depth > 0 ? PD_TRAVERSAL_HEAP_WALK : PD_TRAVERSAL_WALK;
+}
+
 }  // namespace
 
 extern "C" {
@@ -96,65 +111,37 @@ int pd_ensemble_new(const pd_ensemble_spec* spec, pd_ensemble** out, char* err, 
 
 void pd_ensemble_free(pd_ensemble* e) { delete e; }
 
-int pd_predict_f64(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols, double* out,
-                   size_t out_len, char* err, size_t err_len) {
-  return PredictChecked<double>(e, pd::DefaultKernel(), rows, nrows, ncols, out, out_len, err, err_len);
+int pd_ensemble_get_info(const pd_ensemble* e, pd_ensemble_info* info, char* err, size_t err_len) {
+  if (e == nullptr || info == nullptr) {
+    SetErr(err, err_len, "pd_ensemble_get_info: NULL %s", e == nullptr ? "ensemble" : "info");
+    return PD_ERR_INVALID_ARGUMENT;
+  }
+  info->num_features = e->e.num_features;
+  info->num_outputs = e->e.num_outputs;
+  info->num_trees = e->e.num_trees;
+  info->traversal = Traversal(e->e);
+  info->fallback_reason = e->e.fast ? "" : e->e.fallback_reason.c_str();
+  return PD_OK;
 }
 
-int pd_predict_f32(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols, double* out,
+int pd_predict_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols, double* out,
                    size_t out_len, char* err, size_t err_len) {
-  return PredictChecked<float>(e, pd::DefaultKernel(), rows, nrows, ncols, out, out_len, err, err_len);
+  if (!CheckKernel(kernel, err, err_len)) return PD_ERR_INVALID_ARGUMENT;
+  return PredictChecked<double>(e, ToKernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
+}
+
+int pd_predict_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols, double* out,
+                   size_t out_len, char* err, size_t err_len) {
+  if (!CheckKernel(kernel, err, err_len)) return PD_ERR_INVALID_ARGUMENT;
+  return PredictChecked<float>(e, ToKernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
 }
 
 const char* pd_kernel_name(void) { return pd::KernelName(pd::DefaultKernel()); }
 
-}  // extern "C"
-
-// Internal entry points (core_internal.h).
-extern "C" {
-
 int pd_kernel_supported(int kernel) {
-  const int isa = kernel & ~pd::kKernelWalkFlag;  // the flag keeps the walks (no leaf tables)
-  return kernel >= 0 && isa <= 3 && pd::CPUSupports(pd::Kernel(isa));
-}
-
-int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len) {
-  if (kernel < 0) return pd_predict_f64(e, rows, nrows, ncols, out, out_len, err, err_len);
-  if (!pd_kernel_supported(kernel)) {
-    SetErr(err, err_len, "predict: kernel %d is not supported by this CPU", kernel);
-    return PD_ERR_INVALID_ARGUMENT;
-  }
-  return PredictChecked<double>(e, pd::Kernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
-}
-
-int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len) {
-  if (kernel < 0) return pd_predict_f32(e, rows, nrows, ncols, out, out_len, err, err_len);
-  if (!pd_kernel_supported(kernel)) {
-    SetErr(err, err_len, "predict: kernel %d is not supported by this CPU", kernel);
-    return PD_ERR_INVALID_ARGUMENT;
-  }
-  return PredictChecked<float>(e, pd::Kernel(kernel), rows, nrows, ncols, out, out_len, err, err_len);
-}
-
-const char* pd_ensemble_slow_reason(const pd_ensemble* e) {
-  return e == nullptr || e->e.fast ? "" : e->e.slow_reason.c_str();
-}
-
-int pd_ensemble_is_fast(const pd_ensemble* e) {
-  if (e == nullptr || !e->e.fast) return 0;
-  return e->e.leaf_tables ? 2 : e->e.heap_depth > 0 ? 3 : 1;
+  if (kernel == PD_KERNEL_DEFAULT) return 1;
+  const int isa = kernel & ~PD_KERNEL_WALK;
+  return kernel >= 0 && isa <= PD_KERNEL_AVX512 && pd::CPUSupports(pd::Kernel(isa));
 }
 
 }  // extern "C"
-
-int pd_predict_f64_kernel(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, double* out) {
-  const size_t nf = e ? size_t(e->e.num_features) : 0;
-  return pd_predict_kernel_f64(e, kernel, rows, nrows, nf, out, SIZE_MAX, nullptr, 0);
-}
-
-int pd_predict_f32_kernel(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, double* out) {
-  const size_t nf = e ? size_t(e->e.num_features) : 0;
-  return pd_predict_kernel_f32(e, kernel, rows, nrows, nf, out, SIZE_MAX, nullptr, 0);
-}

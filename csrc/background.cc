@@ -162,10 +162,10 @@ class Pool {
       j->cv.notify_one();
       lk.unlock();
       const int64_t t0 = ThreadCPUNanos();
-      const int rc = j->f32 ? pd_predict_kernel_f32(j->e, j->kernel, static_cast<const float*>(j->rows), j->nrows,
-                                                    j->ncols, j->out, j->out_len, j->err, j->err_len)
-                            : pd_predict_kernel_f64(j->e, j->kernel, static_cast<const double*>(j->rows), j->nrows,
-                                                    j->ncols, j->out, j->out_len, j->err, j->err_len);
+      const int rc = j->f32 ? pd_predict_f32(j->e, j->kernel, static_cast<const float*>(j->rows), j->nrows, j->ncols,
+                                             j->out, j->out_len, j->err, j->err_len)
+                            : pd_predict_f64(j->e, j->kernel, static_cast<const double*>(j->rows), j->nrows, j->ncols,
+                                             j->out, j->out_len, j->err, j->err_len);
       const int64_t cpu = ThreadCPUNanos() - t0;
       lk.lock();
       // The caller owns j: it may return (and j go out of scope) as soon as the lock is
@@ -247,7 +247,7 @@ int Background(const pd_ensemble* e, int kernel, const T* rows, size_t nrows, si
   if (cpu_ns != nullptr) *cpu_ns = 0;
   try {
     if (nrows == 0 || e == nullptr) {  // nothing to hand over: the checks answer at once
-      return pd_predict_kernel_f64(e, kernel, nullptr, nrows, ncols, out, out_len, err, err_len);
+      return pd_predict_f64(e, kernel, nullptr, nrows, ncols, out, out_len, err, err_len);
     }
     Pool* p = ThePool();
     p->Start(int(std::max(1u, std::thread::hardware_concurrency())));
@@ -296,25 +296,15 @@ const char* pd_background_priority(void) { return ThePool()->Priority(); }
 
 void pd_background_pause(int paused) { ThePool()->Pause(paused != 0); }
 
-int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols, double* out,
-                              size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err, size_t err_len) {
-  return Background<double>(e, -1, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
-}
-
-int pd_predict_f32_background(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols, double* out,
-                              size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err, size_t err_len) {
-  return Background<float>(e, -1, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
-}
-
-int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len) {
+int pd_predict_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                              size_t err_len) {
   return Background<double>(e, kernel, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
 }
 
-int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len) {
+int pd_predict_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                              size_t err_len) {
   return Background<float>(e, kernel, rows, nrows, ncols, out, out_len, timeout_ns, cpu_ns, err, err_len);
 }
 

@@ -45,7 +45,8 @@ std::vector<T> copy(const T* p, int64_t n, const char* name) {
   return std::vector<T>(p, p + n);
 }
 
-void Validate(const pd_ensemble_spec& s, Ensemble* e) {
+// ValidateCounts checks the spec's scalars and copies them and the base scores.
+void ValidateCounts(const pd_ensemble_spec& s, Ensemble* e) {
   if (s.semantics != PD_SEMANTICS_LIGHTGBM && s.semantics != PD_SEMANTICS_XGBOOST)
     fail(PD_ERR_INVALID_MODEL, "semantics %d: want %d (lightgbm) or %d (xgboost)", s.semantics,
          PD_SEMANTICS_LIGHTGBM, PD_SEMANTICS_XGBOOST);
@@ -64,7 +65,11 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   e->base = copy(s.base_score, s.num_outputs, "base_score");
   for (int k = 0; k < s.num_outputs; k++)
     if (std::isnan(e->base[k])) fail(PD_ERR_INVALID_MODEL, "base_score[%d] is NaN", k);
+}
 
+// ValidateTreeTable copies the per-tree ranges and outputs and checks that each tree's
+// ranges are in order, with one leaf more than it has internal nodes.
+void ValidateTreeTable(const pd_ensemble_spec& s, Ensemble* e) {
   const int64_t T = s.num_trees;
   if (T > 0) {
     e->node_start = copy(s.node_start, T + 1, "node_start");
@@ -88,12 +93,21 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   }
   const int64_t N = e->node_start[T], L = e->leaf_start[T];
   if (N > kMaxNodes || L > kMaxNodes) fail(PD_ERR_INVALID_MODEL, "%lld nodes exceed the limit of %lld", (long long)N, (long long)kMaxNodes);
+}
 
+// TreeWeights copies the optional tree weights (empty: all 1) and checks they are finite.
+std::vector<double> TreeWeights(const pd_ensemble_spec& s) {
   std::vector<double> weight;
-  if (s.tree_weight != nullptr && T > 0) weight.assign(s.tree_weight, s.tree_weight + T);
+  if (s.tree_weight != nullptr && s.num_trees > 0) weight.assign(s.tree_weight, s.tree_weight + s.num_trees);
   for (size_t t = 0; t < weight.size(); t++)
     if (!std::isfinite(weight[t])) fail(PD_ERR_INVALID_MODEL, "tree %zu: tree_weight is %g", t, weight[t]);
+  return weight;
+}
 
+// CopyNodes copies the node and leaf arrays, and the categorical sets with their ranges
+// checked.
+void CopyNodes(const pd_ensemble_spec& s, Ensemble* e) {
+  const int64_t N = e->node_start[s.num_trees], L = e->leaf_start[s.num_trees];
   e->feature = copy(s.feature, N, "feature");
   e->threshold = copy(s.threshold, N, "threshold");
   e->flags = copy(s.flags, N, "flags");
@@ -114,63 +128,72 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   } else {
     e->cat_start = {0};
   }
+}
 
-  for (int64_t t = 0; t < T; t++) {
-    const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0;
-    for (int32_t j = 0; j < n; j++) {
-      const int64_t i = n0 + j;
-      const uint8_t f = e->flags[i];
-      if (f & ~0x0Fu) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: unknown flag bits 0x%x", (long long)t, j, f);
-      if (((f >> 2) & 3u) == 3u) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: missing type 3 is not defined", (long long)t, j);
-      if (e->feature[i] < 0 || e->feature[i] >= s.num_features)
-        fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: feature %d out of range [0, %d)", (long long)t, j, e->feature[i], s.num_features);
-      if (f & PD_FLAG_CATEGORICAL) {
-        if (e->cat_set[i] < 0 || e->cat_set[i] >= s.num_cat_sets)
-          fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: categorical set %d out of range [0, %d)", (long long)t, j, e->cat_set[i], s.num_cat_sets);
-      } else if (std::isnan(e->threshold[i])) {
-        fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: threshold is NaN", (long long)t, j);
-      }
-    }
-    // Every node and leaf must be reached exactly once from the root: that rules out
-    // cycles, shared subtrees and orphans. n internal nodes give 2n child references for
-    // n-1 nodes and n+1 leaves.
-    std::vector<uint8_t> seen_node(n, 0), seen_leaf(n + 1, 0);
-    std::vector<int32_t> stack;
-    if (n > 0) {
-      stack.push_back(0);
-      seen_node[0] = 1;
-    }
-    while (!stack.empty()) {
-      const int32_t j = stack.back();
-      stack.pop_back();
-      for (int side = 0; side < 2; side++) {
-        const int32_t c = side == 0 ? e->left[n0 + j] : e->right[n0 + j];
-        const char* sname = side == 0 ? "left" : "right";
-        if (c >= 0) {
-          if (c >= n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d out of range (tree has %d internal nodes)", (long long)t, j, sname, c, n);
-          if (seen_node[c]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d is reached twice (cycle or shared subtree)", (long long)t, j, sname, c);
-          seen_node[c] = 1;
-          stack.push_back(c);
-        } else {
-          const int64_t leaf = -int64_t(c) - 1;
-          if (leaf > n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld out of range (tree has %d leaves)", (long long)t, j, sname, (long long)leaf, n + 1);
-          if (seen_leaf[leaf]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld is reached twice", (long long)t, j, sname, (long long)leaf);
-          seen_leaf[leaf] = 1;
-        }
-      }
-    }
-    for (int32_t j = 0; j < n; j++)
-      if (!seen_node[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: node %d is not reachable from the root", (long long)t, j);
-    if (n > 0)
-      for (int32_t j = 0; j <= n; j++)
-        if (!seen_leaf[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: leaf %d is not reachable from the root", (long long)t, j);
-    for (int32_t j = 0; j <= n; j++) {
-      double& v = e->leaf_value[e->leaf_start[t] + j];
-      if (std::isnan(v)) fail(PD_ERR_INVALID_MODEL, "tree %lld leaf %d: value is NaN", (long long)t, j);
+// ValidateNodes checks the fields of tree t's internal nodes (num_cat_sets sets exist).
+void ValidateNodes(const Ensemble& e, int64_t t, int num_cat_sets) {
+  const int32_t n0 = e.node_start[t], n = e.node_start[t + 1] - n0;
+  for (int32_t j = 0; j < n; j++) {
+    const int64_t i = n0 + j;
+    const uint8_t f = e.flags[i];
+    if (f & ~0x0Fu) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: unknown flag bits 0x%x", (long long)t, j, f);
+    if (((f >> 2) & 3u) == 3u) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: missing type 3 is not defined", (long long)t, j);
+    if (e.feature[i] < 0 || e.feature[i] >= e.num_features)
+      fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: feature %d out of range [0, %d)", (long long)t, j, e.feature[i], e.num_features);
+    if (f & PD_FLAG_CATEGORICAL) {
+      if (e.cat_set[i] < 0 || e.cat_set[i] >= num_cat_sets)
+        fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: categorical set %d out of range [0, %d)", (long long)t, j, e.cat_set[i], num_cat_sets);
+    } else if (std::isnan(e.threshold[i])) {
+      fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: threshold is NaN", (long long)t, j);
     }
   }
+}
 
-  // Leaf values with the tree weight folded in, in each library's arithmetic.
+// ValidateReach checks that every node and leaf of tree t is reached exactly once from the
+// root: that rules out cycles, shared subtrees and orphans. n internal nodes give 2n child
+// references for n-1 nodes and n+1 leaves. Then that no leaf value is NaN.
+void ValidateReach(const Ensemble& e, int64_t t) {
+  const int32_t n0 = e.node_start[t], n = e.node_start[t + 1] - n0;
+  std::vector<uint8_t> seen_node(n, 0), seen_leaf(n + 1, 0);
+  std::vector<int32_t> stack;
+  if (n > 0) {
+    stack.push_back(0);
+    seen_node[0] = 1;
+  }
+  while (!stack.empty()) {
+    const int32_t j = stack.back();
+    stack.pop_back();
+    for (int side = 0; side < 2; side++) {
+      const int32_t c = side == 0 ? e.left[n0 + j] : e.right[n0 + j];
+      const char* sname = side == 0 ? "left" : "right";
+      if (c >= 0) {
+        if (c >= n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d out of range (tree has %d internal nodes)", (long long)t, j, sname, c, n);
+        if (seen_node[c]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s child %d is reached twice (cycle or shared subtree)", (long long)t, j, sname, c);
+        seen_node[c] = 1;
+        stack.push_back(c);
+      } else {
+        const int64_t leaf = -int64_t(c) - 1;
+        if (leaf > n) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld out of range (tree has %d leaves)", (long long)t, j, sname, (long long)leaf, n + 1);
+        if (seen_leaf[leaf]) fail(PD_ERR_INVALID_MODEL, "tree %lld node %d: %s leaf %lld is reached twice", (long long)t, j, sname, (long long)leaf);
+        seen_leaf[leaf] = 1;
+      }
+    }
+  }
+  for (int32_t j = 0; j < n; j++)
+    if (!seen_node[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: node %d is not reachable from the root", (long long)t, j);
+  if (n > 0)
+    for (int32_t j = 0; j <= n; j++)
+      if (!seen_leaf[j]) fail(PD_ERR_INVALID_MODEL, "tree %lld: leaf %d is not reachable from the root", (long long)t, j);
+  for (int32_t j = 0; j <= n; j++) {
+    const double v = e.leaf_value[e.leaf_start[t] + j];
+    if (std::isnan(v)) fail(PD_ERR_INVALID_MODEL, "tree %lld leaf %d: value is NaN", (long long)t, j);
+  }
+}
+
+// FoldTreeWeights multiplies the tree weights into the leaf values, in each library's
+// arithmetic, and rounds XGBoost's thresholds to float once.
+void FoldTreeWeights(const std::vector<double>& weight, Ensemble* e) {
+  const int64_t T = e->num_trees, N = e->node_start[T], L = e->leaf_start[T];
   if (e->semantics == PD_SEMANTICS_XGBOOST) {
     e->leaf_value32.resize(L);
     for (int64_t t = 0; t < T; t++) {
@@ -184,7 +207,10 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
     for (int64_t t = 0; t < T; t++)
       for (int32_t i = e->leaf_start[t]; i < e->leaf_start[t + 1]; i++) e->leaf_value[i] *= weight[t];
   }
+}
 
+// CopyLinear copies the optional linear part (weights, then bias; a bias alone is an error).
+void CopyLinear(const pd_ensemble_spec& s, Ensemble* e) {
   if (s.linear_weights != nullptr) {
     e->linear_weights = copy(s.linear_weights, int64_t(s.num_features) * s.num_outputs, "linear_weights");
     if (s.linear_bias != nullptr) e->linear_bias = copy(s.linear_bias, s.num_outputs, "linear_bias");
@@ -192,6 +218,20 @@ void Validate(const pd_ensemble_spec& s, Ensemble* e) {
   } else if (s.linear_bias != nullptr) {
     fail(PD_ERR_INVALID_MODEL, "linear_bias is set without linear_weights");
   }
+}
+
+// Validate checks the spec (it is a C API: nothing is trusted) while copying it into e.
+void Validate(const pd_ensemble_spec& s, Ensemble* e) {
+  ValidateCounts(s, e);
+  ValidateTreeTable(s, e);
+  const std::vector<double> weight = TreeWeights(s);
+  CopyNodes(s, e);
+  for (int64_t t = 0; t < s.num_trees; t++) {
+    ValidateNodes(*e, t, s.num_cat_sets);
+    ValidateReach(*e, t);
+  }
+  FoldTreeWeights(weight, e);
+  CopyLinear(s, e);
 }
 
 // BuildGuide gives a numerical slot with more than 2*kGuideProbes thresholds its guide
@@ -401,12 +441,17 @@ void BuildLeafTables(Ensemble* e) {
   e->leaf_tables = true;
 }
 
-// Layout builds the binned fast path, or explains in e->slow_reason why the model stays on
-// the generic path.
-void Layout(Ensemble* e) {
-  e->fast = false;
+// Fallback records why the model stays on the generic walk; the layout steps return it.
+bool Fallback(Ensemble* e, std::string why) {
+  e->fallback_reason = std::move(why);
+  return false;
+}
+
+// ChooseSlots gives every feature the trees use a slot of the binned row (a FeatureBin:
+// numerical with its missing type, or categorical) and sets (*slot_of)[f] to it, -1 for
+// unused features.
+bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
-  const int64_t T = e->num_trees;
   // Per feature: how its nodes use it.
   enum : uint8_t { kUnused = 0, kNumeric = 1, kCat = 2 };
   std::vector<uint8_t> use(e->num_features, kUnused);
@@ -414,33 +459,22 @@ void Layout(Ensemble* e) {
   for (size_t i = 0; i < e->feature.size(); i++) {
     const int f = e->feature[i];
     const bool cat = e->flags[i] & PD_FLAG_CATEGORICAL;
-    if (cat && xgb) {
-      e->slow_reason = "XGBoost categorical splits";
-      return;
-    }
+    if (cat && xgb) return Fallback(e, "XGBoost categorical splits");
     const uint8_t u = cat ? kCat : kNumeric;
-    if (use[f] != kUnused && use[f] != u) {
-      e->slow_reason = "feature " + std::to_string(f) + " has both numerical and categorical splits";
-      return;
-    }
+    if (use[f] != kUnused && use[f] != u)
+      return Fallback(e, "feature " + std::to_string(f) + " has both numerical and categorical splits");
     use[f] = u;
     if (!cat) {
       const int m = xgb ? int(PD_MISSING_NAN) : int((e->flags[i] >> 2) & 3u);
-      if (miss[f] >= 0 && miss[f] != m) {
-        e->slow_reason = "feature " + std::to_string(f) + " mixes missing types";
-        return;
-      }
+      if (miss[f] >= 0 && miss[f] != m) return Fallback(e, "feature " + std::to_string(f) + " mixes missing types");
       miss[f] = m;
     }
   }
-  std::vector<int> slot_of(e->num_features, -1);
+  slot_of->assign(e->num_features, -1);
   for (int f = 0; f < e->num_features; f++) {
     if (use[f] == kUnused) continue;
-    if (int(e->slots.size()) >= kMaxFastSlots) {
-      e->slow_reason = "too many features used";
-      return;
-    }
-    slot_of[f] = int(e->slots.size());
+    if (int(e->slots.size()) >= kMaxFastSlots) return Fallback(e, "too many features used");
+    (*slot_of)[f] = int(e->slots.size());
     FeatureBin b{};
     b.feature = f;
     b.categorical = use[f] == kCat;
@@ -452,8 +486,13 @@ void Layout(Ensemble* e) {
     none.feature = -1;
     e->slots.push_back(none);
   }
+  return true;
+}
 
-  // Numerical thresholds per slot, sorted and deduplicated in the library's precision.
+// BinThresholds gives each numerical slot its thresholds, sorted and deduplicated in the
+// library's precision (a value's bin is its place among them), and its guide.
+bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of) {
+  const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
   std::vector<std::vector<double>> thr(e->slots.size());
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (e->flags[i] & PD_FLAG_CATEGORICAL) continue;
@@ -463,10 +502,8 @@ void Layout(Ensemble* e) {
     auto& v = thr[s];
     std::sort(v.begin(), v.end());
     v.erase(std::unique(v.begin(), v.end()), v.end());  // also merges -0.0 and 0.0
-    if (int(v.size()) > kMaxFastThresholds) {
-      e->slow_reason = "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds";
-      return;
-    }
+    if (int(v.size()) > kMaxFastThresholds)
+      return Fallback(e, "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds");
     e->slots[s].thr_off = uint32_t(e->thr64.size());
     e->slots[s].thr_n = uint32_t(v.size());
     for (double t : v) {
@@ -479,7 +516,12 @@ void Layout(Ensemble* e) {
     }
     BuildGuide(e, &e->slots[s], v, xgb);
   }
-  // Categories per categorical slot: bins 0..ncat-1 are categories, ncat is "anything else".
+  return true;
+}
+
+// CountCategories sizes each categorical slot: bins 0..ncat-1 are categories, ncat is
+// "anything else".
+bool CountCategories(Ensemble* e, const std::vector<int>& slot_of) {
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (!(e->flags[i] & PD_FLAG_CATEGORICAL)) continue;
     const int cs = e->cat_set[i];
@@ -488,110 +530,107 @@ void Layout(Ensemble* e) {
       if (e->cat_bits[w]) top = uint32_t(w - e->cat_start[cs]) * 32 + 32 - __builtin_clz(e->cat_bits[w]);
     auto& b = e->slots[slot_of[e->feature[i]]];
     b.ncat = std::max(b.ncat, top);
-    if (b.ncat > uint32_t(kMaxFastCategories)) {
-      e->slow_reason = "categorical feature " + std::to_string(b.feature) + " has too many categories";
-      return;
-    }
+    if (b.ncat > uint32_t(kMaxFastCategories))
+      return Fallback(e, "categorical feature " + std::to_string(b.feature) + " has too many categories");
   }
+  return true;
+}
 
-  // Nodes, pre-order (left child next), leaves looping to themselves.
-  std::map<std::pair<int, std::vector<uint32_t>>, uint32_t> pool_index;
-  e->tree_off.assign(1, 0);
-  e->tree_depth.clear();
-  for (int64_t t = 0; t < T; t++) {
-    const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
-    if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) {
-      e->slow_reason = "tree " + std::to_string(t) + " has too many nodes";
-      return;
+// CatPoolIndex finds a categorical set already in cat_pool by (feature, words).
+using CatPoolIndex = std::map<std::pair<int, std::vector<uint32_t>>, uint32_t>;
+
+// LayOutTree appends tree t's binned nodes in pre-order (left child next), leaves looping
+// to themselves, with their leaf values, and the tree's extent and depth.
+bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatPoolIndex* pool_index) {
+  const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
+  const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
+  if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) return Fallback(e, "tree " + std::to_string(t) + " has too many nodes");
+  const uint32_t base = uint32_t(e->nodes.size());
+  struct Item {
+    int32_t ref;  // spec child reference: >= 0 internal node, < 0 leaf
+    int32_t parent;
+    int side;
+    int depth;
+  };
+  std::vector<Item> stack{{n > 0 ? 0 : -1, -1, 0, 0}};
+  int depth = 0;
+  while (!stack.empty()) {
+    const Item it = stack.back();
+    stack.pop_back();
+    const uint16_t me = uint16_t(e->nodes.size() - base);
+    if (it.parent >= 0) {
+      Node& p = e->nodes[base + it.parent];
+      if (it.side == 0) p.left = me;
+      else p.right = uint16_t((p.right & kCatFlag) | me);
     }
-    const uint32_t base = uint32_t(e->nodes.size());
-    struct Item {
-      int32_t ref;  // spec child reference: >= 0 internal node, < 0 leaf
-      int32_t parent;
-      int side;
-      int depth;
-    };
-    std::vector<Item> stack{{n > 0 ? 0 : -1, -1, 0, 0}};
-    int depth = 0;
-    while (!stack.empty()) {
-      const Item it = stack.back();
-      stack.pop_back();
-      const uint16_t me = uint16_t(e->nodes.size() - base);
-      if (it.parent >= 0) {
-        Node& p = e->nodes[base + it.parent];
-        if (it.side == 0) p.left = me;
-        else p.right = uint16_t((p.right & kCatFlag) | me);
-      }
-      Node nd{};
-      if (it.ref < 0) {
-        depth = std::max(depth, it.depth);
-        nd.feat = 0;
-        nd.kk = 0xFFFF;  // every bin goes "left" ...
-        nd.left = me;    // ... to itself
-        nd.right = me;
-        e->nodes.push_back(nd);
-        const double v = e->leaf_value[l0 + (-it.ref - 1)];
-        e->val64.push_back(v);
-        e->val32.push_back(xgb ? e->leaf_value32[l0 + (-it.ref - 1)] : float(v));
-        continue;
-      }
-      if (it.depth >= 255) {
-        e->slow_reason = "tree " + std::to_string(t) + " is deeper than 255";
-        return;
-      }
-      const int64_t i = n0 + it.ref;
-      const int f = e->feature[i];
-      const FeatureBin& fb = e->slots[slot_of[f]];
-      nd.feat = uint16_t(slot_of[f]);
-      if (e->flags[i] & PD_FLAG_CATEGORICAL) {
-        // The node's set over bins 0..ncat (bin ncat, "other", is never in it).
-        const int cs = e->cat_set[i];
-        std::vector<uint32_t> words(fb.ncat / 32 + 1, 0);
-        for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1] && size_t(w - e->cat_start[cs]) < words.size(); w++)
-          words[w - e->cat_start[cs]] = e->cat_bits[w];
-        auto key = std::make_pair(f, words);
-        auto found = pool_index.find(key);
-        uint32_t off;
-        if (found != pool_index.end()) {
-          off = found->second;
-        } else {
-          off = uint32_t(e->cat_pool.size());
-          if (off + words.size() > kMaxCatPoolWords) {
-            e->slow_reason = "categorical sets exceed the fast path's pool";
-            return;
-          }
-          e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
-          pool_index.emplace(std::move(key), off);
-        }
-        nd.kk = uint16_t(off);
-        nd.right = kCatFlag;
-        e->has_cat = true;
-      } else {
-        const double tv = xgb ? double(e->threshold32[i]) : e->threshold[i];
-        const double* tb = e->thr64.data() + fb.thr_off;
-        const uint32_t ti = uint32_t(std::lower_bound(tb, tb + fb.thr_n, tv) - tb);
-        // Bins (BinNumeric in kernels.cc): 2i = strictly between thresholds i-1 and i,
-        // 2i+1 = equal to threshold i. LightGBM x <= t_i  <=>  bin <= 2i+1;
-        // XGBoost x < t_i  <=>  bin <= 2i.
-        uint32_t kk = xgb ? 2 * ti : 2 * ti + 1;
-        const bool missing_bin = xgb || fb.missing != PD_MISSING_NONE;
-        if (missing_bin && (e->flags[i] & PD_FLAG_DEFAULT_LEFT)) {
-          nd.feat |= 0x8000;  // bin 0xFFFF + 1 wraps to 0 <= kk+1
-          kk += 1;
-        }
-        nd.kk = uint16_t(kk);
-      }
+    Node nd{};
+    if (it.ref < 0) {
+      depth = std::max(depth, it.depth);
+      nd.feat = 0;
+      nd.kk = 0xFFFF;  // every bin goes "left" ...
+      nd.left = me;    // ... to itself
+      nd.right = me;
       e->nodes.push_back(nd);
-      e->val64.push_back(0);
-      e->val32.push_back(0);
-      // Push right first so the left subtree follows its parent.
-      stack.push_back({e->right[i], me, 1, it.depth + 1});
-      stack.push_back({e->left[i], me, 0, it.depth + 1});
+      const double v = e->leaf_value[l0 + (-it.ref - 1)];
+      e->val64.push_back(v);
+      e->val32.push_back(xgb ? e->leaf_value32[l0 + (-it.ref - 1)] : float(v));
+      continue;
     }
-    e->tree_off.push_back(uint32_t(e->nodes.size()));
-    e->tree_depth.push_back(uint8_t(depth));
-    e->max_depth = std::max(e->max_depth, depth);
+    if (it.depth >= 255) return Fallback(e, "tree " + std::to_string(t) + " is deeper than 255");
+    const int64_t i = n0 + it.ref;
+    const int f = e->feature[i];
+    const FeatureBin& fb = e->slots[slot_of[f]];
+    nd.feat = uint16_t(slot_of[f]);
+    if (e->flags[i] & PD_FLAG_CATEGORICAL) {
+      // The node's set over bins 0..ncat (bin ncat, "other", is never in it).
+      const int cs = e->cat_set[i];
+      std::vector<uint32_t> words(fb.ncat / 32 + 1, 0);
+      for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1] && size_t(w - e->cat_start[cs]) < words.size(); w++)
+        words[w - e->cat_start[cs]] = e->cat_bits[w];
+      auto key = std::make_pair(f, words);
+      auto found = pool_index->find(key);
+      uint32_t off;
+      if (found != pool_index->end()) {
+        off = found->second;
+      } else {
+        off = uint32_t(e->cat_pool.size());
+        if (off + words.size() > kMaxCatPoolWords) return Fallback(e, "categorical sets exceed the fast path's pool");
+        e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
+        pool_index->emplace(std::move(key), off);
+      }
+      nd.kk = uint16_t(off);
+      nd.right = kCatFlag;
+      e->has_cat = true;
+    } else {
+      const double tv = xgb ? double(e->threshold32[i]) : e->threshold[i];
+      const double* tb = e->thr64.data() + fb.thr_off;
+      const uint32_t ti = uint32_t(std::lower_bound(tb, tb + fb.thr_n, tv) - tb);
+      // Bins (BinNumeric in kernels.cc): 2i = strictly between thresholds i-1 and i,
+      // 2i+1 = equal to threshold i. LightGBM x <= t_i  <=>  bin <= 2i+1;
+      // XGBoost x < t_i  <=>  bin <= 2i.
+      uint32_t kk = xgb ? 2 * ti : 2 * ti + 1;
+      const bool missing_bin = xgb || fb.missing != PD_MISSING_NONE;
+      if (missing_bin && (e->flags[i] & PD_FLAG_DEFAULT_LEFT)) {
+        nd.feat |= 0x8000;  // bin 0xFFFF + 1 wraps to 0 <= kk+1
+        kk += 1;
+      }
+      nd.kk = uint16_t(kk);
+    }
+    e->nodes.push_back(nd);
+    e->val64.push_back(0);
+    e->val32.push_back(0);
+    // Push right first so the left subtree follows its parent.
+    stack.push_back({e->right[i], me, 1, it.depth + 1});
+    stack.push_back({e->left[i], me, 0, it.depth + 1});
   }
+  e->tree_off.push_back(uint32_t(e->nodes.size()));
+  e->tree_depth.push_back(uint8_t(depth));
+  e->max_depth = std::max(e->max_depth, depth);
+  return true;
+}
+
+// SplitNodes copies the nodes into the vector kernels' split form (info32, kids32).
+void SplitNodes(Ensemble* e) {
   e->info32.resize(e->nodes.size());
   e->kids32.resize(e->nodes.size());
   for (size_t i = 0; i < e->nodes.size(); i++) {
@@ -599,6 +638,12 @@ void Layout(Ensemble* e) {
     e->info32[i] = uint32_t(n.feat) | uint32_t(n.kk) << 16;
     e->kids32[i] = uint32_t(n.left) | uint32_t(n.right & 0x7FFF) << 16 | ((n.right & kCatFlag) ? 0x80000000u : 0u);
   }
+}
+
+// PackSmallTrees builds the register tables (pk64) when every tree has at most 64 nodes,
+// the model uses at most 8 features and every node's kk fits 15 bits.
+void PackSmallTrees(Ensemble* e) {
+  const int64_t T = e->num_trees;
   e->small_trees = T > 0 && e->slots.size() <= 8;
   for (int64_t t = 0; t < T && e->small_trees; t++)
     if (e->tree_off[t + 1] - e->tree_off[t] > 64) e->small_trees = false;
@@ -619,6 +664,23 @@ void Layout(Ensemble* e) {
         e->pk64[size_t(t) * 64 + (i - e->tree_off[t])] = w;
       }
   }
+}
+
+// Layout builds the binned fast path, or explains in e->fallback_reason why the model
+// stays on the generic path. The steps: slots, binning (thresholds, guides, categories),
+// the nodes tree by tree, then the traversals' own layouts: split nodes, register tables
+// for small trees, leaf tables, the heap.
+void Layout(Ensemble* e) {
+  e->fast = false;
+  std::vector<int> slot_of;
+  if (!ChooseSlots(e, &slot_of) || !BinThresholds(e, slot_of) || !CountCategories(e, slot_of)) return;
+  CatPoolIndex pool_index;
+  e->tree_off.assign(1, 0);
+  e->tree_depth.clear();
+  for (int64_t t = 0; t < e->num_trees; t++)
+    if (!LayOutTree(e, t, slot_of, &pool_index)) return;
+  SplitNodes(e);
+  PackSmallTrees(e);
   BuildLeafTables(e);
   BuildHeap(e);
   e->fast = true;

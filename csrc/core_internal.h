@@ -30,12 +30,12 @@ struct AlignedAlloc {
 // (1.0000000180025095e-35); MissingZero sends -k <= x <= k the default way (tree.h IsZero).
 constexpr double kZeroThreshold = static_cast<double>(1e-35f);
 
-// Kernel names the traversal code a predict call runs.
+// Kernel names the traversal code a predict call runs (PD_KERNEL_* in predictd.h).
 enum class Kernel : int {
-  kGeneric = 0,  // exact row-by-row walk over the original values (every model)
-  kScalar = 1,   // binned, row-blocked, branchless; compiled for baseline x86-64
-  kAVX2 = 2,     // the same code compiled for AVX2 (+BMI2, FMA)
-  kAVX512 = 3,   // the same code compiled for AVX-512 (F, BW, VL, DQ)
+  kGeneric = PD_KERNEL_GENERIC,  // exact row-by-row walk over the original values (every model)
+  kScalar = PD_KERNEL_SCALAR,    // binned, row-blocked, branchless; compiled for baseline x86-64
+  kAVX2 = PD_KERNEL_AVX2,        // the same code compiled for AVX2 (+BMI2, FMA)
+  kAVX512 = PD_KERNEL_AVX512,    // the same code compiled for AVX-512 (F, BW, VL, DQ)
 };
 
 const char* KernelName(Kernel k);
@@ -65,9 +65,9 @@ constexpr int kMaxFastCategories = 0x7FF0;
 constexpr size_t kMaxCatPoolWords = 0x10000;
 // Leaf tables above this size (before bins with equal leaf sets are merged) are not built.
 constexpr size_t kMaxLeafTableBytes = size_t(16) << 20;
-// Kernel flag of the internal API: walk the trees even where the model has leaf tables
-// (benchmarks compare the two traversals in one process).
-constexpr int kKernelWalkFlag = 8;
+// Kernel flag: walk the trees even where the model has leaf tables or a heap layout
+// (benchmarks compare the traversals in one process).
+constexpr int kKernelWalkFlag = PD_KERNEL_WALK;
 // The table kernel keeps one pointer per used feature on the stack.
 constexpr size_t kMaxTableSlots = 64;
 
@@ -154,7 +154,7 @@ struct Ensemble {
 
   // Fast path; fast == false when some part of the model is outside its limits.
   bool fast = false;
-  std::string slow_reason;  // why fast is false, for tests and diagnostics
+  std::string fallback_reason;  // why fast is false, for tests and diagnostics
   std::vector<FeatureBin> slots;
   std::vector<double> thr64;
   std::vector<float> thr32;
@@ -214,35 +214,5 @@ template <class T>
 void Predict(const Ensemble& e, Kernel k, const T* rows, size_t nrows, double* out);
 
 }  // namespace pd
-
-// Internal C entry points (not in predictd.h): predict with a chosen kernel (a pd::Kernel
-// value; -1 = the process default), used by the C++ tests and by Go's benchmarks to compare
-// kernels in one process. An unsupported kernel is PD_ERR_INVALID_ARGUMENT.
-extern "C" {
-int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len);
-int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len);
-// 1 when this CPU can run the kernel.
-int pd_kernel_supported(int kernel);
-// Whether the model runs on the binned fast path with leaf tables (2), with the heap walk
-// (3), with the pointer walks only (1), or only on the generic path (0).
-int pd_ensemble_is_fast(const pd_ensemble* e);
-// pd_predict_*_background with a chosen kernel (csrc/background.cc).
-int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len);
-int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len);
-// Tests only: while paused, background workers start no new batch.
-void pd_background_pause(int paused);
-// Why the model is on the generic path only ("" when it is not); valid while e lives.
-const char* pd_ensemble_slow_reason(const pd_ensemble* e);
-}
-
-// Test shorthands: the whole batch, shapes taken from the model.
-int pd_predict_f64_kernel(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, double* out);
-int pd_predict_f32_kernel(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, double* out);
 
 #endif  // PREDICTD_CORE_INTERNAL_H_

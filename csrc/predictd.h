@@ -95,22 +95,58 @@ int pd_ensemble_new(const pd_ensemble_spec* spec, pd_ensemble** out, char* err, 
 /* Releases a handle; NULL is allowed. */
 void pd_ensemble_free(pd_ensemble* e);
 
-/* Raw margins for nrows row-major rows of exactly ncols (= num_features) values each;
- * NaN is a missing value. out must hold at least nrows*num_outputs doubles and receives
- * row r, output k at out[r*num_outputs + k]. With XGBoost semantics the values are float32
- * results widened to double. Returns PD_ERR_INVALID_ARGUMENT for a wrong ncols or a short
- * out_len. nrows == 0 is a no-op. */
-int pd_predict_f64(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,
-                   double* out, size_t out_len, char* err, size_t err_len);
-int pd_predict_f32(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols,
-                   double* out, size_t out_len, char* err, size_t err_len);
+/* Kernels: the traversal code a predict call runs. Every kernel gives bit-identical
+ * results; models outside the binned kernels' limits (pd_ensemble_info) always take the
+ * generic walk, whatever kernel is asked for. */
+#define PD_KERNEL_DEFAULT (-1) /* the kernel this process chose (pd_kernel_name) */
+#define PD_KERNEL_GENERIC 0    /* exact row-by-row walk over the original values */
+#define PD_KERNEL_SCALAR 1     /* binned, row-blocked, branchless; baseline x86-64 */
+#define PD_KERNEL_AVX2 2       /* the same code compiled for AVX2 (+BMI2, FMA) */
+#define PD_KERNEL_AVX512 3     /* the same code compiled for AVX-512 (F, BW, VL, DQ) */
+/* Flag, or-ed with SCALAR, AVX2 or AVX512: walk the trees even where the model has leaf
+ * tables or a heap layout (benchmarks compare the traversals in one process). */
+#define PD_KERNEL_WALK 8
 
 /* Which kernel this process chose at run time: "avx512", "avx2" or "scalar" (the best
- * the CPU supports), or "generic" (the exact row-by-row walk). The environment variable
+ * the CPU supports), or "generic". The environment variable
  * PREDICTD_KERNEL=generic|scalar|avx2|avx512, read once at the first call, forces one; a
- * kernel the CPU lacks falls back to the best it has. Every kernel gives bit-identical
- * results; models outside the binned kernels' limits always use the generic walk. */
+ * kernel the CPU lacks falls back to the best it has. */
 const char* pd_kernel_name(void);
+
+/* 1 when this CPU can run kernel (a PD_KERNEL_* value, PD_KERNEL_WALK allowed), else 0.
+ * PD_KERNEL_DEFAULT and PD_KERNEL_GENERIC always run. */
+int pd_kernel_supported(int kernel);
+
+/* How the binned kernels traverse a model (pd_ensemble_info.traversal). */
+#define PD_TRAVERSAL_GENERIC 0     /* outside the binned kernels' limits: the generic walk
+                                      only (20-100x slower); fallback_reason says why */
+#define PD_TRAVERSAL_WALK 1        /* pointer walks over binned pre-order nodes */
+#define PD_TRAVERSAL_LEAF_TABLES 2 /* leaf tables (trees of at most 32 leaves) */
+#define PD_TRAVERSAL_HEAP_WALK 3   /* complete trees up to depth 10, no child pointers */
+
+typedef struct pd_ensemble_info {
+  int32_t num_features;
+  int32_t num_outputs;
+  int32_t num_trees;
+  int32_t traversal; /* PD_TRAVERSAL_* */
+  /* Why the model fell back to PD_TRAVERSAL_GENERIC ("" otherwise). NUL-terminated, owned
+   * by the handle: valid until pd_ensemble_free. */
+  const char* fallback_reason;
+} pd_ensemble_info;
+
+/* Describes e into *info. PD_ERR_INVALID_ARGUMENT for a NULL e or info. */
+int pd_ensemble_get_info(const pd_ensemble* e, pd_ensemble_info* info, char* err, size_t err_len);
+
+/* Raw margins for nrows row-major rows of exactly ncols (= num_features) values each;
+ * NaN is a missing value. kernel is PD_KERNEL_DEFAULT, or one the CPU supports
+ * (pd_kernel_supported). out must hold at least nrows*num_outputs doubles and receives
+ * row r, output k at out[r*num_outputs + k]. With XGBoost semantics the values are float32
+ * results widened to double. Returns PD_ERR_INVALID_ARGUMENT for a wrong ncols, a short
+ * out_len or a kernel the CPU lacks. nrows == 0 is a no-op. */
+int pd_predict_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                   double* out, size_t out_len, char* err, size_t err_len);
+int pd_predict_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                   double* out, size_t out_len, char* err, size_t err_len);
 
 /*
  * Background scoring (csrc/background.cc). pd_predict_*_background compute exactly what
@@ -132,12 +168,14 @@ int pd_background_start(int threads);
  * 6.12+), "nice 19", "SCHED_IDLE", or "normal (REASON)"; "" before
  * the pool has started. */
 const char* pd_background_priority(void);
-int pd_predict_f64_background(const pd_ensemble* e, const double* rows, size_t nrows, size_t ncols,
-                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns,
-                              char* err, size_t err_len);
-int pd_predict_f32_background(const pd_ensemble* e, const float* rows, size_t nrows, size_t ncols,
-                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns,
-                              char* err, size_t err_len);
+int pd_predict_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                              size_t err_len);
+int pd_predict_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
+                              double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
+                              size_t err_len);
+/* For tests of withdrawal: while paused (paused != 0), the workers start no new batch. */
+void pd_background_pause(int paused);
 
 #ifdef __cplusplus
 }

@@ -78,8 +78,9 @@ func MakeFlags(categorical, defaultLeft bool, missing MissingType) uint8 {
 // ZeroThreshold is LightGBM's kZeroThreshold, declared there as `1e-35f`: a float literal
 // widened to double (1.0000000180025095e-35). LightGBM's predictor scores values in the
 // closed interval [-ZeroThreshold, ZeroThreshold] as 0.0, and with MissingZero they (and
-// NaN) take the default direction.
-var ZeroThreshold = float64(float32(1e-35))
+// NaN) take the default direction. The conversion rounds the constant to float32 (Go
+// constant conversions round to the target type), so the value is exactly LightGBM's.
+const ZeroThreshold = float64(float32(1e-35))
 
 // Ensemble is the internal form of a tree ensemble or linear model, shared by every
 // format parser and every scoring backend.

@@ -3,33 +3,14 @@
 package engine
 
 /*
-#cgo CXXFLAGS: -std=c++17 -O3
 #cgo CFLAGS: -I${SRCDIR}/../csrc
-#cgo LDFLAGS: -lstdc++ -lm
-#cgo noescape pd_predict_kernel_f64
-#cgo nocallback pd_predict_kernel_f64
-#cgo noescape pd_predict_kernel_f32
-#cgo nocallback pd_predict_kernel_f32
+#cgo noescape pd_predict_f64
+#cgo nocallback pd_predict_f64
+#cgo noescape pd_predict_f32
+#cgo nocallback pd_predict_f32
 #include <stdlib.h>
 #include <string.h>
 #include "predictd.h"
-
-// Internal entry points of the core (csrc/core_internal.h): predict with a chosen kernel,
-// so benchmarks and tests can compare kernels in one process.
-int pd_predict_kernel_f64(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len);
-int pd_predict_kernel_f32(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                          double* out, size_t out_len, char* err, size_t err_len);
-int pd_kernel_supported(int kernel);
-int pd_predict_kernel_f64_background(const pd_ensemble* e, int kernel, const double* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len);
-int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const float* rows, size_t nrows, size_t ncols,
-                                     double* out, size_t out_len, int64_t timeout_ns, int64_t* cpu_ns, char* err,
-                                     size_t err_len);
-int pd_ensemble_is_fast(const pd_ensemble* e);
-const char* pd_ensemble_slow_reason(const pd_ensemble* e);
-void pd_background_pause(int paused);
 */
 import "C"
 
@@ -37,6 +18,8 @@ import (
 	"fmt"
 	"time"
 	"unsafe"
+
+	_ "github.com/predictd/predictd/csrc" // the core's object code
 )
 
 // cgoAvailable reports whether the C++ core is linked in.
@@ -51,20 +34,23 @@ type cScorer struct {
 	h      *C.pd_ensemble
 	nfeat  int
 	nout   int
-	kernel C.int // -1: the kernel the process chose (pd_kernel_name); else a forced one
+	kernel C.int // PD_KERNEL_DEFAULT: the kernel the process chose (pd_kernel_name); else a forced one
 	label  string
 }
 
-// Kernel numbers of the core (pd::Kernel in csrc/core_internal.h); "-walk" adds
-// kKernelWalkFlag: the tree walks even where the model has leaf tables (the previous
+// coreKernels names the core's kernels (PD_KERNEL_* in predictd.h); "-walk" adds
+// PD_KERNEL_WALK: the tree walks even where the model has leaf tables (the previous
 // design, kept for models outside the tables' limits and as a benchmark baseline).
 var coreKernels = map[string]C.int{
-	"generic": 0, "scalar": 1, "avx2": 2, "avx512": 3,
-	"scalar-walk": 1 | 8, "avx2-walk": 2 | 8, "avx512-walk": 3 | 8,
+	"generic": C.PD_KERNEL_GENERIC, "scalar": C.PD_KERNEL_SCALAR, "avx2": C.PD_KERNEL_AVX2, "avx512": C.PD_KERNEL_AVX512,
+	"scalar-walk": C.PD_KERNEL_SCALAR | C.PD_KERNEL_WALK,
+	"avx2-walk":   C.PD_KERNEL_AVX2 | C.PD_KERNEL_WALK,
+	"avx512-walk": C.PD_KERNEL_AVX512 | C.PD_KERNEL_WALK,
 }
 
 // newCScorerKernel is newCScorer with a forced kernel ("generic", "scalar", "avx2",
-// "avx512"); for benchmarks and tests that compare kernels in one process.
+// "avx512", the last three also with "-walk"); for benchmarks and tests that compare
+// kernels in one process.
 func newCScorerKernel(ens *Ensemble, kernel string) (*cScorer, error) {
 	k, ok := coreKernels[kernel]
 	if !ok {
@@ -82,25 +68,38 @@ func newCScorerKernel(ens *Ensemble, kernel string) (*cScorer, error) {
 	return c, nil
 }
 
+// info describes how the core scores this model (pd_ensemble_get_info).
+func (s *cScorer) info() C.pd_ensemble_info {
+	var (
+		info   C.pd_ensemble_info
+		errbuf [errBufLen]C.char
+	)
+	if rc := C.pd_ensemble_get_info(s.h, &info, &errbuf[0], errBufLen); rc != C.PD_OK {
+		panic("BUG: " + s.err(rc, &errbuf).Error())
+	}
+	return info
+}
+
 // fastPath reports whether the core scores this model with its binned kernels (else only
 // the generic walk applies, whatever kernel is chosen).
-func (s *cScorer) fastPath() bool { return C.pd_ensemble_is_fast(s.h) != 0 }
+func (s *cScorer) fastPath() bool { return s.info().traversal != C.PD_TRAVERSAL_GENERIC }
 
 // leafTables reports whether the core built leaf tables for this model (the table kernel).
-func (s *cScorer) leafTables() bool { return C.pd_ensemble_is_fast(s.h) == 2 }
+func (s *cScorer) leafTables() bool { return s.info().traversal == C.PD_TRAVERSAL_LEAF_TABLES }
 
 // traversal names how the core scores this model: "leaf tables", "heap walk", "walk", or
 // "generic (REASON)" when the model is outside the binned kernels' limits.
 func (s *cScorer) traversal() string {
-	switch C.pd_ensemble_is_fast(s.h) {
-	case 2:
+	info := s.info()
+	switch info.traversal {
+	case C.PD_TRAVERSAL_LEAF_TABLES:
 		return "leaf tables"
-	case 3:
+	case C.PD_TRAVERSAL_HEAP_WALK:
 		return "heap walk"
-	case 1:
+	case C.PD_TRAVERSAL_WALK:
 		return "walk"
 	}
-	return "generic (" + C.GoString(C.pd_ensemble_slow_reason(s.h)) + ")"
+	return "generic (" + C.GoString(info.fallback_reason) + ")"
 }
 
 // cArena copies Go slices into one C allocation, so the spec handed to pd_ensemble_new
@@ -178,7 +177,7 @@ func newCScorer(ens *Ensemble) (scorer, error) {
 	if rc := C.pd_ensemble_new(&spec, &h, &errbuf[0], errBufLen); rc != C.PD_OK {
 		return nil, fmt.Errorf("C++ core: %s", C.GoString(&errbuf[0]))
 	}
-	return &cScorer{h: h, nfeat: ens.NumFeatures, nout: ens.NumOutputs, kernel: -1, label: "c/" + C.GoString(C.pd_kernel_name())}, nil
+	return &cScorer{h: h, nfeat: ens.NumFeatures, nout: ens.NumOutputs, kernel: C.PD_KERNEL_DEFAULT, label: "c/" + C.GoString(C.pd_kernel_name())}, nil
 }
 
 // predictF64 crosses into C once for the whole slice of rows. The core reads rows and
@@ -192,7 +191,7 @@ func (s *cScorer) predictF64(rows []float64, nrows int, out []float64) error {
 	if len(rows) > 0 {
 		rp = (*C.double)(unsafe.Pointer(&rows[0]))
 	}
-	rc := C.pd_predict_kernel_f64(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+	rc := C.pd_predict_f64(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
 		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &errbuf[0], errBufLen)
 	if rc != C.PD_OK {
 		return s.err(rc, &errbuf)
@@ -210,7 +209,7 @@ func (s *cScorer) predictF32(rows []float32, nrows int, out []float64) error {
 	if len(rows) > 0 {
 		rp = (*C.float)(unsafe.Pointer(&rows[0]))
 	}
-	rc := C.pd_predict_kernel_f32(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+	rc := C.pd_predict_f32(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
 		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), &errbuf[0], errBufLen)
 	if rc != C.PD_OK {
 		return s.err(rc, &errbuf)
@@ -251,7 +250,7 @@ func (s *cScorer) predictF64Background(rows []float64, nrows int, out []float64,
 	if len(rows) > 0 {
 		rp = (*C.double)(unsafe.Pointer(&rows[0]))
 	}
-	rc := C.pd_predict_kernel_f64_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+	rc := C.pd_predict_f64_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
 		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), C.int64_t(max(wait, 0)), &cpu, &errbuf[0], errBufLen)
 	if rc != C.PD_OK {
 		return 0, s.bgErr(rc, &errbuf)
@@ -272,7 +271,7 @@ func (s *cScorer) predictF32Background(rows []float32, nrows int, out []float64,
 	if len(rows) > 0 {
 		rp = (*C.float)(unsafe.Pointer(&rows[0]))
 	}
-	rc := C.pd_predict_kernel_f32_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
+	rc := C.pd_predict_f32_background(s.h, s.kernel, rp, C.size_t(nrows), C.size_t(s.nfeat),
 		(*C.double)(unsafe.Pointer(&out[0])), C.size_t(len(out)), C.int64_t(max(wait, 0)), &cpu, &errbuf[0], errBufLen)
 	if rc != C.PD_OK {
 		return 0, s.bgErr(rc, &errbuf)

@@ -1,6 +1,6 @@
 /* c_consumer.c — a C99 program that uses the core only through predictd.h: it builds a
- * two-tree LightGBM-style ensemble, scores three rows and checks the margins. Proves the
- * header is plain C and the library links from C. */
+ * two-tree LightGBM-style ensemble, scores three rows, checks the margins and reads the
+ * ensemble's info. Proves the header is plain C and the library links from C. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -41,7 +41,7 @@ int main(void) {
   const double rows[6] = {1.5, 0.0, 2.0, 3.0, 0.0, NAN};
   const double want[3] = {1.25, 1.5, 1.25};
   double out[3];
-  if (pd_predict_f64(e, rows, 3, 2, out, 3, err, sizeof err) != PD_OK) {
+  if (pd_predict_f64(e, PD_KERNEL_DEFAULT, rows, 3, 2, out, 3, err, sizeof err) != PD_OK) {
     fprintf(stderr, "pd_predict_f64: %s\n", err);
     return 1;
   }
@@ -51,11 +51,21 @@ int main(void) {
       return 1;
     }
   }
-  if (pd_predict_f64(e, rows, 3, 2, out, 2, err, sizeof err) != PD_ERR_INVALID_ARGUMENT) {
+  if (pd_predict_f64(e, PD_KERNEL_DEFAULT, rows, 3, 2, out, 2, err, sizeof err) != PD_ERR_INVALID_ARGUMENT) {
     fprintf(stderr, "short output buffer was accepted\n");
     return 1;
   }
-  printf("c_consumer ok (kernel %s): %s\n", pd_kernel_name(), err);
+  printf("short output refused: %s\n", err);
+  pd_ensemble_info info;
+  if (pd_ensemble_get_info(e, &info, err, sizeof err) != PD_OK) {
+    fprintf(stderr, "pd_ensemble_get_info: %s\n", err);
+    return 1;
+  }
+  if (info.num_trees != 2 || info.traversal == PD_TRAVERSAL_GENERIC || info.fallback_reason[0] != 0) {
+    fprintf(stderr, "info: %d trees, traversal %d (%s)\n", (int)info.num_trees, (int)info.traversal, info.fallback_reason);
+    return 1;
+  }
+  printf("c_consumer ok (kernel %s, traversal %d)\n", pd_kernel_name(), (int)info.traversal);
   pd_ensemble_free(e);
   return 0;
 }

@@ -119,11 +119,37 @@ static uint8_t Flags(bool cat, bool dl, unsigned missing) {
 }
 
 // The ISA kernels, then the same with the walks forced (no leaf tables).
-static const int kKernels[] = {0, 1, 2, 3, 1 | pd::kKernelWalkFlag, 2 | pd::kKernelWalkFlag, 3 | pd::kKernelWalkFlag};
+static const int kKernels[] = {PD_KERNEL_GENERIC,
+                               PD_KERNEL_SCALAR,
+                               PD_KERNEL_AVX2,
+                               PD_KERNEL_AVX512,
+                               PD_KERNEL_SCALAR | PD_KERNEL_WALK,
+                               PD_KERNEL_AVX2 | PD_KERNEL_WALK,
+                               PD_KERNEL_AVX512 | PD_KERNEL_WALK};
 
 static std::string KName(int k) {
-  std::string n = pd::KernelName(pd::Kernel(k & ~pd::kKernelWalkFlag));
-  return (k & pd::kKernelWalkFlag) ? n + "-walk" : n;
+  std::string n = pd::KernelName(pd::Kernel(k & ~PD_KERNEL_WALK));
+  return (k & PD_KERNEL_WALK) ? n + "-walk" : n;
+}
+
+static pd_ensemble_info Info(const pd_ensemble* e) {
+  pd_ensemble_info info{};
+  char err[256] = {0};
+  CHECK(pd_ensemble_get_info(e, &info, err, sizeof err) == PD_OK, "pd_ensemble_get_info: %s", err);
+  return info;
+}
+
+// PredictAll scores all nrows rows with kernel k, shapes taken from the model.
+template <class T>
+static int PredictAll(const pd_ensemble* e, int k, const T* rows, size_t nrows, double* out) {
+  const pd_ensemble_info info = Info(e);
+  const size_t nf = size_t(info.num_features), nout = nrows * size_t(info.num_outputs);
+  char err[256] = {0};
+  int rc;
+  if constexpr (sizeof(T) == sizeof(float)) rc = pd_predict_f32(e, k, rows, nrows, nf, out, nout, err, sizeof err);
+  else rc = pd_predict_f64(e, k, rows, nrows, nf, out, nout, err, sizeof err);
+  CHECK(rc == PD_OK, "kernel %s: %s", KName(k).c_str(), err);
+  return rc;
 }
 
 // Scores rows with every kernel the CPU has and checks each against want (and generic).
@@ -133,7 +159,7 @@ static void Expect(pd_ensemble* e, const std::vector<double>& rows, int nfeat, c
   for (int k : kKernels) {
     if (!pd_kernel_supported(k)) continue;
     std::vector<double> got(want.size(), -12345.0);
-    CHECK(pd_predict_f64_kernel(e, k, rows.data(), n, got.data()) == PD_OK, "%s", what);
+    CHECK(PredictAll(e, k, rows.data(), n, got.data()) == PD_OK, "%s", what);
     for (size_t i = 0; i < want.size(); i++)
       CHECK(got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i])),
             "%s, kernel %s, value %zu: got %.17g want %.17g", what, KName(k).c_str(), i, got[i], want[i]);
@@ -261,7 +287,7 @@ static void TestMulticlassWeightsLinear() {
     std::vector<double> rows(40 * 70);
     for (auto& v : rows) v = rng() % 10 == 0 ? kNaN : u(rng);
     std::vector<double> want(140);
-    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), 70, want.data()) == PD_OK, "generic");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), 70, want.data()) == PD_OK, "generic");
     Expect(e, rows, 40, want, sem ? "random gblinear (xgboost)" : "random linear (lightgbm)");
     pd_ensemble_free(e);
   }
@@ -374,23 +400,24 @@ static void TestRandomAgainstGeneric() {
     SpecBuilder b = RandomModel(rng, sem, cats, mixed, 1 + int(rng() % 40), nout, splits, nfeat);
     pd_ensemble* e = b.New();
     if (e == nullptr) continue;
-    fast_models += pd_ensemble_is_fast(e) != 0;
-    table_models += pd_ensemble_is_fast(e) == 2;
-    heap_models += pd_ensemble_is_fast(e) == 3;
+    const int traversal = Info(e).traversal;
+    fast_models += traversal != PD_TRAVERSAL_GENERIC;
+    table_models += traversal == PD_TRAVERSAL_LEAF_TABLES;
+    heap_models += traversal == PD_TRAVERSAL_HEAP_WALK;
     const size_t nrows = 1 + rng() % 300;
     std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     std::vector<float> rows32(rows.begin(), rows.end());
     std::vector<double> want(nrows * nout), want32(nrows * nout);
-    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
-    CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
     for (int k : kKernels) {
       if (k == 0 || !pd_kernel_supported(k)) continue;
       std::vector<double> got(want.size()), got32(want.size());
-      CHECK(pd_predict_f64_kernel(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
-      CHECK(pd_predict_f32_kernel(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
+      CHECK(PredictAll(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
+      CHECK(PredictAll(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
       for (size_t i = 0; i < want.size(); i++) {
-        CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0, "model %d (sem %d cats %d mixed %d fast %d) kernel %s f64 value %zu: got %.17g want %.17g",
-              iter, sem, cats, mixed, pd_ensemble_is_fast(e), KName(k).c_str(), i, got[i], want[i]);
+        CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0, "model %d (sem %d cats %d mixed %d traversal %d) kernel %s f64 value %zu: got %.17g want %.17g",
+              iter, sem, cats, mixed, traversal, KName(k).c_str(), i, got[i], want[i]);
         CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0, "model %d kernel %s f32 value %zu: got %.17g want %.17g",
               iter, KName(k).c_str(), i, got32[i], want32[i]);
       }
@@ -470,15 +497,15 @@ static void TestGuidedBinning() {
       }
       pd_ensemble* e = b.New();
       std::vector<double> want(rows.size());
-      CHECK(pd_predict_f64_kernel(e, 0, rows.data(), rows.size(), want.data()) == PD_OK, "generic");
+      CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), rows.size(), want.data()) == PD_OK, "generic");
       Expect(e, rows, 1, want, clustered ? "guided binning, clustered" : "guided binning");
       // The same rows as float32 (LightGBM widens them to double; XGBoost reads float).
       std::vector<float> rows32(rows.begin(), rows.end());
       std::vector<double> want32(rows.size()), got32(rows.size());
-      CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), rows.size(), want32.data()) == PD_OK, "generic f32");
+      CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows32.data(), rows.size(), want32.data()) == PD_OK, "generic f32");
       for (int k : kKernels) {
         if (k == 0 || !pd_kernel_supported(k)) continue;
-        CHECK(pd_predict_f32_kernel(e, k, rows32.data(), rows.size(), got32.data()) == PD_OK, "f32");
+        CHECK(PredictAll(e, k, rows32.data(), rows.size(), got32.data()) == PD_OK, "f32");
         for (size_t i = 0; i < rows.size(); i++)
           CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0, "guided binning f32, kernel %s, row %zu (%.17g)",
                 KName(k).c_str(), i, double(rows32[i]));
@@ -552,16 +579,44 @@ static void TestPredictArgs() {
   pd_ensemble* e = b.New();
   double rows[4] = {0, 0, 5, 5}, out[2];
   char err[256];
-  CHECK(pd_predict_f64(e, rows, 2, 3, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "3 columns"), "ncols: %s", err);
-  CHECK(pd_predict_f64(e, rows, 2, 2, out, 1, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "output holds 1"), "short out: %s", err);
-  CHECK(pd_predict_f64(e, nullptr, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL rows");
-  CHECK(pd_predict_f64(nullptr, rows, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL handle");
-  CHECK(pd_predict_f64(e, nullptr, 0, 2, nullptr, 0, err, sizeof err) == PD_OK, "empty batch");
-  CHECK(pd_predict_f64(e, rows, 2, 2, out, 2, err, sizeof err) == PD_OK, "ok");
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, rows, 2, 3, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "3 columns"), "ncols: %s", err);
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, rows, 2, 2, out, 1, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "output holds 1"), "short out: %s", err);
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, nullptr, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL rows");
+  CHECK(pd_predict_f64(nullptr, PD_KERNEL_DEFAULT, rows, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL handle");
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, nullptr, 0, 2, nullptr, 0, err, sizeof err) == PD_OK, "empty batch");
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, rows, 2, 2, out, 2, err, sizeof err) == PD_OK, "ok");
   // Row (0,0): 0 <= 1 then 0 <= 2: leaf 1 (2). Row (5,5): 5 > 1: leaf 0 (1).
   CHECK(out[0] == 2 && out[1] == 1, "got %g %g", out[0], out[1]);
+  // Kernels: every supported one gives the same; anything else is refused.
+  CHECK(pd_kernel_supported(PD_KERNEL_DEFAULT) && pd_kernel_supported(PD_KERNEL_GENERIC) &&
+            pd_kernel_supported(PD_KERNEL_SCALAR | PD_KERNEL_WALK),
+        "default, generic and scalar-walk always run");
+  for (int k : {-2, 4, 7, PD_KERNEL_GENERIC | PD_KERNEL_WALK | 16, 1 << 20}) {
+    CHECK(!pd_kernel_supported(k), "kernel %d supported", k);
+    CHECK(pd_predict_f64(e, k, rows, 2, 2, out, 2, err, sizeof err) == PD_ERR_INVALID_ARGUMENT && std::strstr(err, "kernel"),
+          "kernel %d: %s", k, err);
+  }
+  pd_ensemble_info info{};
+  CHECK(pd_ensemble_get_info(e, &info, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(info.num_features == 2 && info.num_outputs == 1 && size_t(info.num_trees) == b.tree_output.size(),
+        "info: %d features, %d outputs, %d trees", info.num_features, info.num_outputs, info.num_trees);
+  CHECK(info.traversal != PD_TRAVERSAL_GENERIC && info.fallback_reason != nullptr && *info.fallback_reason == 0,
+        "traversal %d, fallback '%s'", info.traversal, info.fallback_reason);
+  CHECK(pd_ensemble_get_info(nullptr, &info, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL ensemble");
+  CHECK(pd_ensemble_get_info(e, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT, "NULL info");
   pd_ensemble_free(e);
   pd_ensemble_free(nullptr);
+
+  // A model outside the binned kernels' limits says why it falls back.
+  SpecBuilder mixed;
+  mixed.num_features = 1;
+  mixed.AddTree({{0, 0.5, Flags(false, false, PD_MISSING_NAN), -1, 1, -2}, {0, 1.5, Flags(false, false, PD_MISSING_ZERO), -1, -1, -3}},
+                {1, 2, 3});
+  e = mixed.New();
+  info = Info(e);
+  CHECK(info.traversal == PD_TRAVERSAL_GENERIC && std::strstr(info.fallback_reason, "mixes missing types"),
+        "traversal %d, fallback '%s'", info.traversal, info.fallback_reason);
+  pd_ensemble_free(e);
 }
 
 static void TestConcurrent() {
@@ -571,7 +626,7 @@ static void TestConcurrent() {
   const size_t n = 500;
   std::vector<double> rows = RandomRows(rng, n), want(n);
   char err[256];
-  CHECK(pd_predict_f64(e, rows.data(), n, 6, want.data(), n, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, want.data(), n, err, sizeof err) == PD_OK, "%s", err);
   std::vector<std::thread> th;
   std::vector<int> bad(4, 0);
   for (int i = 0; i < 4; i++)
@@ -580,7 +635,7 @@ static void TestConcurrent() {
       char e2[256];
       for (int rep = 0; rep < 50; rep++) {
         size_t lo = (rep * 37) % n, cnt = std::min(n - lo, size_t(1 + rep * 11));
-        if (pd_predict_f64(e, rows.data() + lo * 6, cnt, 6, got.data(), cnt, e2, sizeof e2) != PD_OK) bad[i]++;
+        if (pd_predict_f64(e, PD_KERNEL_DEFAULT, rows.data() + lo * 6, cnt, 6, got.data(), cnt, e2, sizeof e2) != PD_OK) bad[i]++;
         for (size_t r = 0; r < cnt; r++)
           if (got[r] != want[lo + r]) bad[i]++;
       }
@@ -609,24 +664,24 @@ static void TestBackground() {
   std::vector<float> rows32(rows.begin(), rows.end());
   std::vector<double> want32(2 * n);
   char err[256];
-  CHECK(pd_predict_f64(e, rows.data(), n, 6, want.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
-  CHECK(pd_predict_f32(e, rows32.data(), n, 6, want32.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(pd_predict_f64(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, want.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(pd_predict_f32(e, PD_KERNEL_DEFAULT, rows32.data(), n, 6, want32.data(), 2 * n, err, sizeof err) == PD_OK, "%s", err);
   int64_t cpu = -1;
-  CHECK(pd_predict_f64_background(e, rows.data(), n, 6, got.data(), 2 * n, 0, &cpu, err, sizeof err) == PD_OK, "%s", err);
+  CHECK(pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, got.data(), 2 * n, 0, &cpu, err, sizeof err) == PD_OK, "%s", err);
   CHECK(got == want, "background f64 differs");
   CHECK(cpu >= 0, "cpu_ns %lld", (long long)cpu);
-  CHECK(pd_predict_f32_background(e, rows32.data(), n, 6, got.data(), 2 * n, int64_t(10e9), nullptr, err, sizeof err) == PD_OK,
+  CHECK(pd_predict_f32_background(e, PD_KERNEL_DEFAULT, rows32.data(), n, 6, got.data(), 2 * n, int64_t(10e9), nullptr, err, sizeof err) == PD_OK,
         "%s", err);
   CHECK(got == want32, "background f32 differs");
   // The foreground checks answer in the background too.
-  CHECK(pd_predict_f64_background(e, rows.data(), n, 5, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT &&
+  CHECK(pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data(), n, 5, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT &&
             std::strstr(err, "5 columns"),
         "ncols: %s", err);
-  CHECK(pd_predict_f64_background(e, rows.data(), n, 6, got.data(), n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
+  CHECK(pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, got.data(), n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
         "short out: %s", err);
-  CHECK(pd_predict_f64_background(nullptr, rows.data(), n, 6, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
+  CHECK(pd_predict_f64_background(nullptr, PD_KERNEL_DEFAULT, rows.data(), n, 6, got.data(), 2 * n, 0, nullptr, err, sizeof err) == PD_ERR_INVALID_ARGUMENT,
         "NULL handle");
-  CHECK(pd_predict_f64_background(e, nullptr, 0, 6, nullptr, 0, 0, nullptr, err, sizeof err) == PD_OK, "empty batch");
+  CHECK(pd_predict_f64_background(e, PD_KERNEL_DEFAULT, nullptr, 0, 6, nullptr, 0, 0, nullptr, err, sizeof err) == PD_OK, "empty batch");
 
   // Four callers share the one worker.
   std::vector<std::thread> th;
@@ -637,7 +692,7 @@ static void TestBackground() {
       char e2[256];
       for (int rep = 0; rep < 20; rep++) {
         size_t lo = (rep * 31 + i * 7) % n, cnt = std::min(n - lo, size_t(1 + rep * 13));
-        if (pd_predict_f64_background(e, rows.data() + lo * 6, cnt, 6, out.data(), 2 * cnt, 0, nullptr, e2, sizeof e2) != PD_OK)
+        if (pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data() + lo * 6, cnt, 6, out.data(), 2 * cnt, 0, nullptr, e2, sizeof e2) != PD_OK)
           bad[i]++;
         for (size_t r = 0; r < 2 * cnt; r++)
           if (out[r] != want[2 * lo + r]) bad[i]++;
@@ -652,14 +707,14 @@ static void TestBackground() {
   // is scored once the workers resume.
   pd_background_pause(1);
   std::fill(got.begin(), got.end(), -7.0);
-  const int rc = pd_predict_f64_background(e, rows.data(), n, 6, got.data(), 2 * n, 1000000, nullptr, err, sizeof err);
+  const int rc = pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, got.data(), 2 * n, 1000000, nullptr, err, sizeof err);
   CHECK(rc == PD_ERR_DEADLINE && std::strstr(err, "no background thread started"), "rc %d: %s", rc, err);
   CHECK(got[0] == -7.0, "a withdrawn batch was scored");
   int waited_rc = -1;
   std::vector<double> waited(2 * n);
   std::thread waiter([&] {
     char e3[256];
-    waited_rc = pd_predict_f64_background(e, rows.data(), n, 6, waited.data(), 2 * n, 0, nullptr, e3, sizeof e3);
+    waited_rc = pd_predict_f64_background(e, PD_KERNEL_DEFAULT, rows.data(), n, 6, waited.data(), 2 * n, 0, nullptr, e3, sizeof e3);
   });
   std::this_thread::sleep_for(std::chrono::milliseconds(20));
   pd_background_pause(0);
