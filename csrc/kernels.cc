@@ -176,7 +176,10 @@ void PredictGeneric(const Ensemble& e, const T* rows, size_t nrows, double* out)
           // XGBoost: float32(x) < float32 threshold; NaN follows the default direction.
           const float v = float(x[e.feature[i]]);
           if (std::isnan(v)) left = dl;
-          else if (fl & PD_FLAG_CATEGORICAL) left = InCatSet(e, e.cat_set[i], double(v));
+          // XGBoost categorical (children swapped at parse: the set goes "left"): any
+          // negative value is no category (common/categorical.h), unlike LightGBM's
+          // truncation of (-1, 0) to category 0.
+          else if (fl & PD_FLAG_CATEGORICAL) left = v >= 0.0f && InCatSet(e, e.cat_set[i], double(v));
           else left = v < e.threshold32[i];
         } else {
           double v = double(x[e.feature[i]]);

@@ -206,12 +206,6 @@ func TestXGBoostCategoricalRule(t *testing.T) {
 				t.Fatal(err)
 			}
 			for _, c := range all {
-				if b == BackendC && c.x < 0 && c.x > -1 {
-					// The C core's generic walk truncates (-1, 0) to category 0 (LightGBM's
-					// rule) for XGBoost models too; XGBoost sends negatives left. Only the
-					// Go scorer is held to it until the core tests x < 0 there.
-					continue
-				}
 				want := 1.0
 				if c.right {
 					want = 2
