@@ -91,10 +91,10 @@ func port(t *testing.T, where, hostport string) int {
 	return p
 }
 
-// routes returns the paths the sidecar's router serves.
+// routes returns the paths the sidecar's router (sidecar/routes.go) serves.
 func routes(t *testing.T) map[string]bool {
 	r := map[string]bool{}
-	for _, m := range regexp.MustCompile(`case "(/[a-z0-9/]+)"`).FindAllStringSubmatch(read(t, "sidecar/server.go"), -1) {
+	for _, m := range regexp.MustCompile(`case "(/[a-z0-9/]+)"`).FindAllStringSubmatch(read(t, "sidecar/routes.go"), -1) {
 		r[m[1]] = true
 	}
 	return r
