@@ -432,6 +432,12 @@ func (s *Store) decodeEntry(p *Plan, vals []string, ok []bool, keyLen int, now i
 	return e, buf
 }
 
+// Group returns the store's declaration of group name.
+func (s *Store) Group(name string) (*Group, bool) {
+	g, ok := s.cfg.Groups[name]
+	return g, ok
+}
+
 // Lookup reads every feature of one entity straight from the backend (no cache), decoded by
 // type; found is false when the store does not hold the entity. For tools and tests.
 func (s *Store) Lookup(ctx context.Context, group, entity string) (vals map[string]Value, updated time.Time, found bool, err error) {

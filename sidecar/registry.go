@@ -430,11 +430,16 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 	if err != nil {
 		return nil, err
 	}
-	pred, err := loader(LoadRequest{Model: model, Version: ver, Manifest: man, File: file, Data: data, Threads: r.threads})
+	cols, err := expandFeatures(man, r.store)
 	if err != nil {
 		return nil, err
 	}
-	v, err := r.bind(model, ver, dir, stamp, man, pred)
+	pred, err := loader(LoadRequest{Model: model, Version: ver, Manifest: man, Features: columnNames(cols), File: file,
+		Data: data, Threads: r.threads})
+	if err != nil {
+		return nil, err
+	}
+	v, err := r.bind(model, ver, dir, stamp, man, cols, pred)
 	if err != nil {
 		pred.Close()
 		return nil, err
@@ -453,18 +458,18 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 }
 
 // bind checks the manifest against the model and builds the name → column map.
-func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engine.Predictor) (*version, error) {
+func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []column, pred engine.Predictor) (*version, error) {
 	nf, info := pred.NumFeatures(), pred.Info()
 	v := &version{model: model, version: ver, dir: dir, stamp: stamp, manifest: man, pred: pred, info: info,
 		f32: info.Float32Input, raw: man.Output == "raw", nfeat: nf}
-	if len(man.Features) > 0 {
-		if len(man.Features) != nf {
-			return nil, fmt.Errorf("features: model.yaml lists %d features but the model takes %d", len(man.Features), nf)
+	if len(cols) > 0 {
+		if len(cols) != nf {
+			return nil, fmt.Errorf("features: model.yaml lists %s but the model takes %d", describeColumns(man, cols), nf)
 		}
-		for i, f := range man.Features {
-			v.names = append(v.names, f.Name)
-			if f.Stored() {
-				v.stored = append(v.stored, StoreColumn{Column: i, Spec: f})
+		for i, c := range cols {
+			v.names = append(v.names, c.name)
+			if c.spec.Stored() && c.elem == 0 {
+				v.stored = append(v.stored, StoreColumn{Column: i, Width: c.width, Spec: c.spec})
 			}
 		}
 	} else {

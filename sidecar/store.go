@@ -16,11 +16,17 @@ type FeatureStore interface {
 	// that names an unknown group fails the load rather than a request. The binding is
 	// closed when the version retires.
 	Bind(model, version string, cols []StoreColumn) (FeatureBinding, error)
+	// Width is how many model columns the store feature fills: 1 for a scalar, the
+	// length of a list or embedding (whose values then fill consecutive columns named
+	// NAME[0], NAME[1], ...). An unknown group or feature is an error.
+	Width(group, name string) (int, error)
 }
 
-// StoreColumn is a store-backed feature and the matrix column it fills.
+// StoreColumn is a store-backed feature and the matrix columns it fills: Width
+// consecutive columns from Column (1 for a scalar; a vector's length otherwise).
 type StoreColumn struct {
 	Column int
+	Width  int
 	Spec   FeatureSpec
 }
 

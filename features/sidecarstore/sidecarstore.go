@@ -34,9 +34,10 @@ type groupBinding struct {
 	plan     *features.Plan
 	group    string
 	key      string    // the request key holding the entity id
-	cols     []int     // model column of plan feature j
+	cols     []int     // first model column of plan feature j
+	widths   []int     // columns of plan feature j (1, or a vector's length)
 	planCol  []int     // first plan column of feature j
-	defaults []float64 // value for rows without an entity key
+	defaults []float64 // value for rows without an entity key (every column of feature j)
 }
 
 type storeBinding struct {
@@ -55,9 +56,23 @@ type fillBuf struct {
 	present []bool
 }
 
-// Bind resolves cols into one plan per (group, key). A feature must be a scalar of its
-// group (one model column); lists and embeddings fill several columns, which a
-// manifest entry cannot name.
+// Width is the number of model columns a feature of group fills: 1 for a scalar, the
+// length of a list or embedding. A string feature has width 0 (it is no model input).
+func (s *featureStore) Width(group, name string) (int, error) {
+	g, ok := s.st.Group(group)
+	if !ok {
+		return 0, fmt.Errorf("%w %q", features.ErrUnknownGroup, group)
+	}
+	f, err := g.Feature(name)
+	if err != nil {
+		return 0, err
+	}
+	return f.Width(), nil
+}
+
+// Bind resolves cols into one plan per (group, key). A scalar fills one model column, a
+// list or embedding c.Width consecutive columns (the values in order; a list shorter
+// than its declared length is padded with NaN, i.e. missing).
 func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (sidecar.FeatureBinding, error) {
 	b := &storeBinding{source: s.source, st: s.st}
 	b.pool.New = func() any { return new(fillBuf) }
@@ -76,6 +91,7 @@ func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (
 		}
 		names[i] = append(names[i], c.Spec.Name)
 		b.groups[i].cols = append(b.groups[i].cols, c.Column)
+		b.groups[i].widths = append(b.groups[i].widths, max(c.Width, 1))
 		if c.Spec.Default != nil {
 			overrides[i][c.Spec.Name] = *c.Spec.Default
 		}
@@ -93,9 +109,9 @@ func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (
 			if err != nil {
 				return nil, err
 			}
-			if w := f.Width(); w != 1 {
-				return nil, fmt.Errorf("feature %q of group %q is a %s of %d values; model.yaml can bind scalar features only",
-					name, g.group, f.Type, w)
+			if w := f.Width(); w != g.widths[j] {
+				return nil, fmt.Errorf("feature %q of group %q fills %d columns, but the model binds %d (the group file changed?)",
+					name, g.group, w, g.widths[j])
 			}
 			g.planCol = append(g.planCol, p.Column(j))
 			def := math.NaN()
@@ -133,7 +149,10 @@ func (b *storeBinding) Fill(ctx context.Context, q *sidecar.StoreQuery) error {
 			k := q.Key(row, g.key)
 			if k == nil {
 				for j, col := range g.cols {
-					q.F64[row*q.NCols+col] = g.defaults[j]
+					dst := q.F64[row*q.NCols+col : row*q.NCols+col+g.widths[j]]
+					for k := range dst {
+						dst[k] = g.defaults[j]
+					}
 				}
 				continue
 			}
@@ -163,7 +182,11 @@ func (b *storeBinding) Fill(ctx context.Context, q *sidecar.StoreQuery) error {
 			src := buf.out[i*w : (i+1)*w]
 			dst := q.F64[row*q.NCols : (row+1)*q.NCols]
 			for j, col := range g.cols {
-				dst[col] = src[g.planCol[j]]
+				if w := g.widths[j]; w == 1 {
+					dst[col] = src[g.planCol[j]]
+				} else {
+					copy(dst[col:col+w], src[g.planCol[j]:g.planCol[j]+w])
+				}
 			}
 		}
 	}
