@@ -131,14 +131,15 @@ type snapshot struct {
 // Registry loads the model repository and serves its versions to requests. Its methods
 // are safe for concurrent use; reloads are serialized.
 type Registry struct {
-	fsys    fs.FS
-	desc    string // the repository as shown in messages
-	threads int
-	formats map[string]FormatLoader // the built-in formats and Config.Formats
-	store   FeatureStore
-	log     *slog.Logger
-	met     *metrics
-	prod    *production // nil in Check: no shadows, logs or admission
+	fsys     fs.FS
+	desc     string // the repository as shown in messages
+	threads  int
+	formats  map[string]FormatLoader // the built-in formats and Config.Formats
+	store    FeatureStore
+	storeGen map[string]string // the store's group generations, read at the start of each Reload (under reloadMu)
+	log      *slog.Logger
+	met      *metrics
+	prod     *production // nil in Check: no shadows, logs or admission
 
 	reloadMu sync.Mutex
 	snap     atomic.Pointer[snapshot]
@@ -224,6 +225,15 @@ func (r *Registry) Reload() ReloadResult {
 	old := r.snap.Load()
 	next := &snapshot{models: map[string]*modelSet{}, at: start}
 	var res ReloadResult
+	if r.store != nil {
+		gen, err := r.store.ReloadGroups()
+		if err != nil {
+			err = fmt.Errorf("feature groups (the previous ones stay): %w", err)
+			res.Failed = append(res.Failed, err.Error())
+			r.log.Error("reload", "err", err)
+		}
+		r.storeGen = gen
+	}
 
 	entries, err := fs.ReadDir(r.fsys, ".")
 	if err != nil {
@@ -415,6 +425,11 @@ func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 		return "", nil, fmt.Errorf("model file %s: %w", man.File, err)
 	}
 	fmt.Fprintf(h, "\x00%d\x00%d", fi.Size(), fi.ModTime().UnixNano())
+	for _, f := range man.Features {
+		if f.Stored() { // re-bound when a group it binds changes
+			fmt.Fprintf(h, "\x00group %s %s", f.Group, r.storeGen[f.Group])
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)), man, nil
 }
 

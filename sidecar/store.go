@@ -20,6 +20,12 @@ type FeatureStore interface {
 	// length of a list or embedding (whose values then fill consecutive columns named
 	// NAME[0], NAME[1], ...). An unknown group or feature is an error.
 	Width(group, name string) (int, error)
+	// ReloadGroups re-reads the store's group declarations at the start of every model
+	// reload. It returns each group's generation, which changes whenever its declaration
+	// did: a version is re-bound when a group it binds changed, so groups and the versions
+	// that bind them change together. On error the previous declarations stay (and their
+	// generations are returned); the error is reported with the reload's failures.
+	ReloadGroups() (generations map[string]string, err error)
 }
 
 // StoreColumn is a store-backed feature and the matrix columns it fills: Width

@@ -415,7 +415,7 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 		names = append(names, n)
 	}
 	log.Info("feature store", "groups", names, "backend", source, "dir", dir)
-	return sidecarstore.New(st, source), func() {
+	return sidecarstore.NewReloading(st, source, dir), func() {
 		st.Close()
 		if client != nil {
 			client.Close()

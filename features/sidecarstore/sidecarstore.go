@@ -5,13 +5,17 @@ package sidecarstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 	"unsafe"
 
 	"github.com/predictd/predictd/features"
 	"github.com/predictd/predictd/sidecar"
+	"gopkg.in/yaml.v3"
 )
 
 // New adapts a features.Store to sidecar.FeatureStore: at
@@ -23,9 +27,60 @@ func New(st *features.Store, source string) sidecar.FeatureStore {
 	return &featureStore{st: st, source: source}
 }
 
+// NewReloading is New for a store whose groups were read from dir's *.group.yaml files:
+// every model reload reads them again, and a changed group set is swapped into the store
+// (features.Store.SetGroups) before the versions that bind a changed group are re-bound.
+// A file that does not parse keeps the previous groups, and the reload reports why.
+func NewReloading(st *features.Store, source, dir string) sidecar.FeatureStore {
+	fs := &featureStore{st: st, source: source, dir: dir}
+	if groups, err := features.LoadGroups(dir); err == nil {
+		fs.gens = generations(groups)
+	}
+	return fs
+}
+
 type featureStore struct {
 	st     *features.Store
 	source string
+	dir    string // where the groups are reread from; "" = never
+
+	mu   sync.Mutex
+	gens map[string]string // per group: digest of the declaration the store holds
+}
+
+// ReloadGroups rereads the group files and swaps them into the store when any changed.
+func (s *featureStore) ReloadGroups() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" {
+		return s.gens, nil
+	}
+	groups, err := features.LoadGroups(s.dir)
+	if err != nil {
+		return s.gens, err
+	}
+	gens := generations(groups)
+	if maps.Equal(gens, s.gens) {
+		return s.gens, nil
+	}
+	s.st.SetGroups(groups)
+	s.gens = gens
+	return gens, nil
+}
+
+// generations digests each group's declaration (its YAML form: deterministic, and
+// blind to formatting and comments).
+func generations(groups map[string]*features.Group) map[string]string {
+	gens := make(map[string]string, len(groups))
+	for name, g := range groups {
+		data, err := yaml.Marshal(g)
+		if err != nil {
+			panic("BUG: a parsed group does not marshal: " + err.Error())
+		}
+		sum := sha256.Sum256(data)
+		gens[name] = hex.EncodeToString(sum[:8])
+	}
+	return gens
 }
 
 // groupBinding is one (group, entity key) of a model version: its plan and where each

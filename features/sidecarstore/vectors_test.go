@@ -204,3 +204,90 @@ func TestBindStringFeatureRefused(t *testing.T) {
 		t.Errorf("reload: %+v", res)
 	}
 }
+
+// TestGroupsReloadWithModels: group files are reread on every model reload. A new group
+// and a new version that binds it load together; a changed group (a new default) re-binds
+// the version that uses it and no other; a broken group file keeps the previous groups
+// serving and says why.
+func TestGroupsReloadWithModels(t *testing.T) {
+	root := vectorRepo(t)
+	os.RemoveAll(filepath.Join(root, "mlp"))
+	groups, err := features.LoadGroups(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := features.Open(features.Config{Groups: groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	ts := startServer(t, sidecar.Config{ModelDir: root, FeatureStore: NewReloading(st, "snapshot", root)})
+	claims := claimsEngine(t, root)
+	row := randomRows(claims, 1, 5)
+	body := func(model string) string {
+		var parts []string
+		for j, name := range claims.FeatureNames()[:7] {
+			if v := row[j]; !math.IsNaN(v) {
+				parts = append(parts, fmt.Sprintf("%q:%v", name, v))
+			}
+		}
+		return fmt.Sprintf(`{"model":%q,"candidates":[{"keys":{"item_id":"x","user_id":"u"},"features":{%s}}]}`, model, strings.Join(parts, ","))
+	}
+	score := func(model string) float64 {
+		t.Helper()
+		status, resp := ts.post(t, "/v1/predict", body(model))
+		var r jsonResponse
+		if status != 200 || json.Unmarshal(resp, &r) != nil || len(r.Predictions) != 1 {
+			t.Fatalf("%s: %d %s", model, status, resp)
+		}
+		return *r.Predictions[0].Score
+	}
+	want := func(a, b float64) float64 {
+		r := append([]float64(nil), row...)
+		r[7], r[8] = a, b
+		out := make([]float64, 1)
+		claims.PredictF64(r, 1, out, false)
+		return out[0]
+	}
+	if got, w := score("claims"), want(math.NaN(), math.NaN()); got != w {
+		t.Fatalf("before: %v, want %v (the item is unknown: pair missing)", got, w)
+	}
+
+	// A new group and a model that binds it load in the same reload.
+	usersGroup := "name: users\nkey: user_id\nfeatures:\n  - {name: bm, type: float64, default: 3}\n  - {name: dens, type: float32, default: 4}\n"
+	os.WriteFile(filepath.Join(root, "users.group.yaml"), []byte(usersGroup), 0o644)
+	model, _ := os.ReadFile(filepath.Join(root, "claims/1/model.txt"))
+	os.MkdirAll(filepath.Join(root, "byuser/1"), 0o755)
+	os.WriteFile(filepath.Join(root, "byuser/1/model.txt"), model, 0o644)
+	os.WriteFile(filepath.Join(root, "byuser/1/model.yaml"), []byte("format: lightgbm\nfile: model.txt\n"+
+		"features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge, {name: bm, group: users, key: user_id}, {name: dens, group: users, key: user_id}]\n"), 0o644)
+	if res := ts.Reload(); len(res.Failed) != 0 {
+		t.Fatalf("reload: %+v", res)
+	}
+	if got, w := score("byuser"), want(3, 4); got != w {
+		t.Errorf("the model of the new group: %v, want %v", got, w)
+	}
+	// A changed group (a new default): the version that binds it is re-bound, although
+	// its own files did not change.
+	os.WriteFile(filepath.Join(root, "users.group.yaml"), []byte(strings.Replace(usersGroup, "default: 3", "default: 6", 1)), 0o644)
+	if res := ts.Reload(); len(res.Failed) != 0 || len(res.Loaded) != 1 || res.Loaded[0] != "byuser/1" {
+		t.Fatalf("reload after the group changed: %+v, want byuser/1 re-bound alone", res)
+	}
+	if got, w := score("byuser"), want(6, 4); got != w {
+		t.Errorf("after the group changed: %v, want %v (the new default)", got, w)
+	}
+	if got, w := score("claims"), want(math.NaN(), math.NaN()); got != w {
+		t.Errorf("claims after the reload: %v, want %v", got, w)
+	}
+
+	// A broken group file: the reload says so, and everything keeps serving as it was.
+	os.WriteFile(filepath.Join(root, "users.group.yaml"), []byte("name: users\nkey: user_id\ncolour: blue\n"), 0o644)
+	res := ts.Reload()
+	if len(res.Failed) != 1 || !strings.Contains(res.Failed[0], "feature groups (the previous ones stay)") ||
+		!strings.Contains(res.Failed[0], "colour") {
+		t.Errorf("reload with a broken group file: %+v", res)
+	}
+	if got, w := score("byuser"), want(6, 4); got != w {
+		t.Errorf("after the broken reload: %v, want %v", got, w)
+	}
+}
