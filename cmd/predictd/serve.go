@@ -353,6 +353,15 @@ const unixSocketMode = 0o660
 // named, else over the embedded store (filled from --features-snapshot when given), so
 // that predictd serve runs alone. Without a groups directory (the bundled demo) there
 // is no store. The returned function closes the store and its Redis client.
+// redisLog routes go-redis' own messages (it writes one to stderr for every failed dial,
+// which a dead Redis turns into one per request) to the sidecar's log at debug level: the
+// store's breaker, metrics and degraded answers already say that Redis is down.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
 func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (sidecar.FeatureStore, func(), error) {
 	dir := f.features
 	if dir == "" {
@@ -388,10 +397,12 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 			}
 		}
 		features.FailFast(opts, f.featuresTimeout) // the store retries and breaks on its own
+		redis.SetLogger(redisLog{log})
 		client, source = redis.NewClient(opts), "redis"
 	case f.redisCluster != "":
 		opts := &redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ",")}
 		features.FailFastCluster(opts, f.featuresTimeout)
+		redis.SetLogger(redisLog{log})
 		client, source = redis.NewClusterClient(opts), "redis"
 	case f.featuresSnapshot != "":
 		emb, err := features.LoadSnapshot(f.featuresSnapshot)
