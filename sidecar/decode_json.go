@@ -55,6 +55,10 @@ func (lim decodeLimits) cell(r *request) error {
 // each value is appended (fastjson builds the whole body's value tree first), error
 // messages with the byte offset, and no copy of the body.
 func decodeJSON(r *request, body []byte, lim decodeLimits) error {
+	if len(body) > maxDecodeBody {
+		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
+	}
+	r.body = body
 	s := jsonScanner{b: body, lim: lim}
 	if err := s.request(r); err != nil {
 		return err
@@ -435,7 +439,7 @@ func (s *jsonScanner) request(r *request) error {
 					return err
 				}
 				v, err := s.value("context feature", name)
-				r.context = append(r.context, feature{name: name, value: v})
+				r.context = append(r.context, feature{name: r.spanOf(name), value: v})
 				return err
 			})
 		case "keys":
@@ -468,25 +472,26 @@ func (s *jsonScanner) keys(r *request, dst *[]key, what string) error {
 			return err
 		}
 		v, err := s.strOrNum(what)
-		*dst = append(*dst, key{name: name, value: v})
+		*dst = append(*dst, key{name: r.spanOf(name), value: r.spanOf(v)})
 		return err
 	})
 }
 
 func (s *jsonScanner) candidate(r *request) error {
-	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	err := s.object("candidate", func(k []byte) error {
-		var err error
 		switch string(k) {
 		case "id":
-			c.id, err = s.strOrNum("id")
+			id, err := s.strOrNum("id")
+			c.id = r.spanOf(id)
+			return err
 		case "features":
 			return s.object("features", func(name []byte) error {
 				if err := s.lim.cell(r); err != nil {
 					return err
 				}
 				v, err := s.value("feature", name)
-				r.feats = append(r.feats, feature{name: name, value: v})
+				r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 				return err
 			})
 		case "keys":
@@ -494,9 +499,8 @@ func (s *jsonScanner) candidate(r *request) error {
 		default:
 			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
 		}
-		return err
 	})
-	c.f1, c.k1 = len(r.feats), len(r.candKeys)
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
 	r.cands = append(r.cands, c)
 	return err
 }

@@ -94,8 +94,8 @@ func FuzzDecodeProto(f *testing.F) {
 		nfeat := 0
 		for i, c := range ref.Candidates {
 			nfeat += len(c.Features)
-			if c.Id != string(r.cands[i].id) {
-				t.Fatalf("candidate %d id %q, generated %q", i, r.cands[i].id, c.Id)
+			if c.Id != string(r.id(i)) {
+				t.Fatalf("candidate %d id %q, generated %q", i, r.id(i), c.Id)
 			}
 		}
 		if nfeat != len(r.feats) {

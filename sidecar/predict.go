@@ -34,19 +34,21 @@ type prediction struct {
 	proto    bool      // protobuf, else JSON
 	tctx     context.Context
 	span     trace.Span
-	held     *admission.Bulkhead // the admission slot (nil: none held), released in step 8
+	slot     *admission.Bulkhead // the admission slot (nil: none held), released in step 8
 	v        *version            // the resolved version, referenced until step 8
 	m64      []float64           // the assembled matrix (step 4)
 	m32      []float32           // m64 narrowed for a float32 model, else nil
 	raw      bool                // raw margins: the request's output, else the manifest's
 	out      []float64           // the scores, rows × width (step 5)
 	width    int
+	bytes    *byteBudget // the server's byte budget (budget.go)
+	held     int64       // bytes of it this request holds, returned in step 8
 }
 
 // predictWith runs the steps of docs/architecture.md's request path, one function each;
 // the first error ends the request and is answered by failPrediction.
 func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
-	p := prediction{ctx: ctx, req: req, start: time.Now()}
+	p := prediction{ctx: ctx, req: req, start: time.Now(), bytes: s.bytes}
 	p.tctx, p.span = s.startSpan(ctx)
 	defer p.span.End()
 	defer p.release()
@@ -98,10 +100,15 @@ func (s *Server) startSpan(ctx *fasthttp.RequestCtx) (context.Context, trace.Spa
 // decoding (resolve).
 func (s *Server) decode(p *prediction) error {
 	// The body is ours until the handler returns; the JSON decoder unescapes in place.
+	// fasthttp has read it whole (bounded by --max-body-bytes) before the handler runs:
+	// the byte budget counts it from here, with what decoding it may build.
 	body := p.ctx.Request.Body()
+	if err := p.take(int64(len(body))*(1+decodeReserve), "its body and decoding"); err != nil {
+		return err
+	}
 	peeked, _ := peekModel(body, p.proto)
 	var err error
-	if p.held, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
+	if p.slot, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
 		return err
 	}
 	dspan := s.tp.Decode(p.tctx)
@@ -112,7 +119,27 @@ func (s *Server) decode(p *prediction) error {
 		err = decodeJSON(p.req, body, lim)
 	}
 	tracing.EndWithError(dspan, err)
-	return err
+	if err != nil {
+		return err
+	}
+	// Settle the reservation on what decoding built: return what it did not use, or take
+	// what it used beyond it.
+	used := int64(len(body)) + p.req.decodedBytes()
+	if used < p.held {
+		p.bytes.release(p.held - used)
+		p.held = used
+		return nil
+	}
+	return p.take(used-p.held, "its decoded values")
+}
+
+// take adds n bytes of the byte budget to what p holds.
+func (p *prediction) take(n int64, what string) error {
+	if err := p.bytes.acquire(n, p.held, what); err != nil {
+		return err
+	}
+	p.held += n
+	return nil
 }
 
 // resolve is step 3: the version the request names, referenced until release, and its
@@ -129,12 +156,12 @@ func (s *Server) resolve(p *prediction) error {
 		p.span.SetAttributes(tracing.AttrModel.String(v.model), tracing.AttrModelVersion.String(v.version),
 			tracing.AttrRows.Int(p.req.numRows()))
 	}
-	if p.held == nil || p.held.Model() != v.model {
-		if p.held != nil {
-			p.held.Release()
-			p.held = nil
+	if p.slot == nil || p.slot.Model() != v.model {
+		if p.slot != nil {
+			p.slot.Release()
+			p.slot = nil
 		}
-		p.held, err = s.prod.admit(v, p.deadline)
+		p.slot, err = s.prod.admit(v, p.deadline)
 	}
 	return err
 }
@@ -143,6 +170,9 @@ func (s *Server) resolve(p *prediction) error {
 // request's features, then the float32 narrowing for a float32 model.
 func (s *Server) assemble(p *prediction) error {
 	v, req := p.v, p.req
+	if err := p.take(req.matrixBytes(v), "its matrix and scores"); err != nil {
+		return err
+	}
 	m64, err := req.matrix(v, s.cfg.MaxCells)
 	if err != nil {
 		return err
@@ -236,9 +266,10 @@ func (s *Server) afterResponse(p *prediction) {
 // release is step 8: the admission slot, then the version reference. predict returns
 // the request to its pool after it.
 func (p *prediction) release() {
-	if p.held != nil {
-		p.held.Release()
+	if p.slot != nil {
+		p.slot.Release()
 	}
+	p.bytes.release(p.held)
 	if p.v != nil {
 		p.v.release()
 	}

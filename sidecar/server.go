@@ -53,6 +53,12 @@ type Config struct {
 	// built for the model (8 bytes each, 12 for float32 models); default 64M
 	// (DefaultMaxCells: a 512 MiB float64 matrix). Over it: 413.
 	MaxCells int
+	// MaxInflightBytes bounds the bytes all predictions hold at once: bodies, what the
+	// decoders build from them and the matrices and scores of their models (budget.go).
+	// A request the budget cannot cover now gets 503 busy with Retry-After; one that needs
+	// more than all of it, 413. Default 256 MiB (DefaultMaxInflightBytes), with the default
+	// MaxBodyBytes room for one largest body and its decoding, in a 512 MiB container.
+	MaxInflightBytes int
 	// DefaultDeadline bounds a request without an X-Deadline-Ms header; default 1s;
 	// negative: no deadline.
 	DefaultDeadline time.Duration
@@ -137,6 +143,9 @@ func (c *Config) setDefaults() {
 	if c.MaxCells <= 0 {
 		c.MaxCells = DefaultMaxCells
 	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
+	}
 	if c.DefaultDeadline == 0 {
 		c.DefaultDeadline = DefaultDeadline
 	}
@@ -182,6 +191,7 @@ type Server struct {
 	met   *metrics
 	prod  *production
 	tp    *tracing.Provider
+	bytes *byteBudget
 	http  *fasthttp.Server
 	pprof fasthttp.RequestHandler
 
@@ -228,6 +238,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, met: met, prod: prod, tp: cfg.Tracer}
+	if s.bytes, err = newByteBudget(int64(cfg.MaxInflightBytes), s.Meter()); err != nil {
+		prod.close()
+		met.provider.Shutdown(context.Background())
+		return nil, err
+	}
 	if s.reg, err = newRegistry(fsys, desc, &cfg, met); err != nil {
 		prod.close()
 		met.provider.Shutdown(context.Background())
