@@ -79,16 +79,60 @@ func (b *byteBudget) release(n int64) {
 	}
 }
 
+// The sizes of the decoded elements.
+const (
+	featureBytes   = int64(unsafe.Sizeof(feature{}))
+	keyBytes       = int64(unsafe.Sizeof(key{}))
+	candidateBytes = int64(unsafe.Sizeof(candidate{}))
+)
+
 // decodedBytes is what r's decoded elements take: their lengths, not the capacities a
 // pooled request kept from earlier requests.
 func (r *request) decodedBytes() int64 {
-	const (
-		featureSize   = int64(unsafe.Sizeof(feature{}))
-		keySize       = int64(unsafe.Sizeof(key{}))
-		candidateSize = int64(unsafe.Sizeof(candidate{}))
-	)
-	return featureSize*int64(len(r.context)+len(r.feats)) + keySize*int64(len(r.ctxKeys)+len(r.candKeys)) +
-		candidateSize*int64(len(r.cands)) + 8*int64(len(r.rows))
+	return featureBytes*int64(len(r.context)+len(r.feats)) + keyBytes*int64(len(r.ctxKeys)+len(r.candKeys)) +
+		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows))
+}
+
+// reserveDecoded makes r hold its body plus decoded bytes of decoded elements in the
+// byte budget, taking what it lacks (presize.reserve). Without a budget (tests,
+// benchmarks) it takes nothing.
+func (r *request) reserveDecoded(decoded int64) error {
+	if r.budget == nil {
+		return nil
+	}
+	return r.take(int64(len(r.body))+decoded-r.held, "its decoded values")
+}
+
+// take adds n bytes of the byte budget to what r holds.
+func (r *request) take(n int64, what string) error {
+	if n <= 0 {
+		return nil
+	}
+	if err := r.budget.acquire(n, r.held, what); err != nil {
+		return err
+	}
+	r.held += n
+	return nil
+}
+
+// settle returns to the budget what r holds beyond its body and decoded elements, or
+// takes what they hold beyond it.
+func (r *request) settle() error {
+	used := int64(len(r.body)) + r.decodedBytes()
+	if used < r.held {
+		r.budget.release(r.held - used)
+		r.held = used
+		return nil
+	}
+	return r.take(used-r.held, "its decoded values")
+}
+
+// releaseBytes returns all r holds to the budget.
+func (r *request) releaseBytes() {
+	if r.budget != nil {
+		r.budget.release(r.held)
+	}
+	r.budget, r.held = nil, 0
 }
 
 // matrixBytes is what assembling and scoring r for v allocates: the float64 matrix

@@ -25,6 +25,17 @@ type decodeLimits struct {
 	// cells: the most decoded values, counting every named feature, context feature,
 	// entity key and dense value (Config.MaxCells).
 	cells int
+	// presizeAt: bodies of at least this many bytes are counted before they are decoded
+	// (presize.go); 0: presizeMin.
+	presizeAt int
+}
+
+// presizes tells whether a body of n bytes is counted before it is decoded.
+func (lim decodeLimits) presizes(n int) bool {
+	if lim.presizeAt == 0 {
+		return n >= presizeMin
+	}
+	return n >= lim.presizeAt
 }
 
 var errTooManyCells = errors.New("too many values")
@@ -434,6 +445,9 @@ func (s *jsonScanner) request(r *request) error {
 			}
 			return r.setOutput(o)
 		case "context":
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{context: m} }); err != nil {
+				return err
+			}
 			return s.object("context", func(name []byte) error {
 				if err := s.lim.cell(r); err != nil {
 					return err
@@ -443,9 +457,15 @@ func (s *jsonScanner) request(r *request) error {
 				return err
 			})
 		case "keys":
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{ctxKeys: m} }); err != nil {
+				return err
+			}
 			return s.keys(r, &r.ctxKeys, "keys")
 		case "candidates":
 			haveCands = true
+			if err := s.presize(r, func(m, f, k, _ int) presize { return presize{cands: m, feats: f, candKeys: k} }); err != nil {
+				return err
+			}
 			return s.array("candidates", func(i int) error {
 				if err := s.lim.row(len(r.cands)); err != nil {
 					return err
@@ -454,6 +474,9 @@ func (s *jsonScanner) request(r *request) error {
 			})
 		case "rows":
 			haveRows = true
+			if err := s.presize(r, func(m, _, _, v int) presize { return presize{nrows: m, rows: v} }); err != nil {
+				return err
+			}
 			return s.rows(r)
 		default:
 			return s.errf("unknown field %q (want model, version, context, keys, candidates, rows, output)", k)
@@ -464,6 +487,18 @@ func (s *jsonScanner) request(r *request) error {
 		return err
 	}
 	return r.finishDecode(haveCands, haveRows)
+}
+
+// presize counts the container at the next token (countJSON) in a body of at least
+// presizeMin bytes and reserves what counts says it holds.
+func (s *jsonScanner) presize(r *request, what func(members, feats, keys, values int) presize) error {
+	if !s.lim.presizes(len(s.b)) {
+		return nil
+	}
+	if c := s.peek(); c != '{' && c != '[' {
+		return nil // the decoder reports the type
+	}
+	return what(countJSON(s.b, s.i)).reserve(r, s.lim)
 }
 
 func (s *jsonScanner) keys(r *request, dst *[]key, what string) error {

@@ -21,6 +21,11 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
 	}
 	r.body = body
+	if lim.presizes(len(body)) {
+		if err := countProto(body).reserve(r, lim); err != nil {
+			return err
+		}
+	}
 	haveCands, haveRows := false, false
 	for len(body) > 0 {
 		num, typ, n := consumeTag(body)

@@ -41,14 +41,12 @@ type prediction struct {
 	raw      bool                // raw margins: the request's output, else the manifest's
 	out      []float64           // the scores, rows × width (step 5)
 	width    int
-	bytes    *byteBudget // the server's byte budget (budget.go)
-	held     int64       // bytes of it this request holds, returned in step 8
 }
 
 // predictWith runs the steps of docs/architecture.md's request path, one function each;
 // the first error ends the request and is answered by failPrediction.
 func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
-	p := prediction{ctx: ctx, req: req, start: time.Now(), bytes: s.bytes}
+	p := prediction{ctx: ctx, req: req, start: time.Now()}
 	p.tctx, p.span = s.startSpan(ctx)
 	defer p.span.End()
 	defer p.release()
@@ -103,7 +101,8 @@ func (s *Server) decode(p *prediction) error {
 	// fasthttp has read it whole (bounded by --max-body-bytes) before the handler runs:
 	// the byte budget counts it from here, with what decoding it may build.
 	body := p.ctx.Request.Body()
-	if err := p.take(int64(len(body))*(1+decodeReserve), "its body and decoding"); err != nil {
+	p.req.budget = s.bytes
+	if err := p.req.take(int64(len(body))*(1+decodeReserve), "its body and decoding"); err != nil {
 		return err
 	}
 	peeked, _ := peekModel(body, p.proto)
@@ -124,22 +123,7 @@ func (s *Server) decode(p *prediction) error {
 	}
 	// Settle the reservation on what decoding built: return what it did not use, or take
 	// what it used beyond it.
-	used := int64(len(body)) + p.req.decodedBytes()
-	if used < p.held {
-		p.bytes.release(p.held - used)
-		p.held = used
-		return nil
-	}
-	return p.take(used-p.held, "its decoded values")
-}
-
-// take adds n bytes of the byte budget to what p holds.
-func (p *prediction) take(n int64, what string) error {
-	if err := p.bytes.acquire(n, p.held, what); err != nil {
-		return err
-	}
-	p.held += n
-	return nil
+	return p.req.settle()
 }
 
 // resolve is step 3: the version the request names, referenced until release, and its
@@ -170,7 +154,7 @@ func (s *Server) resolve(p *prediction) error {
 // request's features, then the float32 narrowing for a float32 model.
 func (s *Server) assemble(p *prediction) error {
 	v, req := p.v, p.req
-	if err := p.take(req.matrixBytes(v), "its matrix and scores"); err != nil {
+	if err := req.take(req.matrixBytes(v), "its matrix and scores"); err != nil {
 		return err
 	}
 	m64, err := req.matrix(v, s.cfg.MaxCells)
@@ -269,7 +253,7 @@ func (p *prediction) release() {
 	if p.slot != nil {
 		p.slot.Release()
 	}
-	p.bytes.release(p.held)
+	p.req.releaseBytes()
 	if p.v != nil {
 		p.v.release()
 	}

@@ -62,12 +62,14 @@ func (r *request) spanOf(b []byte) span {
 func (r *request) id(i int) []byte { return r.bytes(r.cands[i].id) }
 
 // request is a decoded prediction request plus the buffers that score it. Byte slices
-// point into the HTTP request body (which the decoders may rewrite in place to unescape
+// and spans point into the HTTP request body (which the decoders may rewrite in place to unescape
 // JSON strings): a request is valid only while the handler runs. Requests are pooled
 // (getRequest/putRequest); reset keeps every buffer's capacity, so a warm server decodes
 // and scores without allocating per candidate.
 type request struct {
-	body           []byte // the body being decoded; spans are offsets into it
+	body           []byte      // the body being decoded; spans are offsets into it
+	budget         *byteBudget // the server's byte budget (nil: none), see budget.go
+	held           int64       // bytes of it this request holds, returned by releaseBytes
 	model, version []byte
 	output         outputMode
 
@@ -95,6 +97,7 @@ type request struct {
 
 func (r *request) reset() {
 	r.body, r.model, r.version = nil, nil, nil
+	r.budget, r.held = nil, 0 // returned by releaseBytes
 	r.output = outputDefault
 	r.context = r.context[:0]
 	r.ctxKeys = r.ctxKeys[:0]

@@ -50,8 +50,9 @@ type Config struct {
 	MaxCandidates int
 	// MaxCells limits the values of one request: the decoded feature values, context
 	// features, entity keys and dense values, and the rows × features of the matrix
-	// built for the model (8 bytes each, 12 for float32 models); default 64M
-	// (DefaultMaxCells: a 512 MiB float64 matrix). Over it: 413.
+	// built for the model (8 bytes each, 12 for float32 models); default 8,000,000
+	// (DefaultMaxCells: a 61 MiB float64 matrix, and at most 122 MiB of decoded values,
+	// 16 bytes each: less than twice the default MaxBodyBytes). Over it: 413.
 	MaxCells int
 	// MaxInflightBytes bounds the bytes all predictions hold at once: bodies, what the
 	// decoders build from them and the matrices and scores of their models (budget.go).
@@ -123,7 +124,7 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes    = 64 << 20
 	DefaultMaxCandidates   = 100_000
-	DefaultMaxCells        = 64 << 20
+	DefaultMaxCells        = 8_000_000
 	DefaultDeadline        = time.Second
 	DefaultBackgroundAfter = time.Millisecond
 	DefaultReloadDebounce  = 500 * time.Millisecond
