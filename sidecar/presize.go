@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"bytes"
 	"fmt"
 	"slices"
 
@@ -65,9 +66,15 @@ func countJSON(b []byte, i int) (members, feats, keys, values int) {
 	opened := 0 // the depth of a container that holds no element yet (0: none)
 	for ; i < len(b); i++ {
 		c := b[i]
-		switch c {
-		case ' ', '\t', '\n', '\r':
+		switch jsonClass[c] {
+		case jsonSpace:
 			continue
+		case jsonPlain:
+			if opened == 0 {
+				continue // inside a number or literal, or one that counts nothing
+			}
+		}
+		switch c {
 		case '}', ']':
 			depth--
 			opened = 0
@@ -89,13 +96,7 @@ func countJSON(b []byte, i int) (members, feats, keys, values int) {
 		}
 		switch c {
 		case '"':
-			j := i + 1
-			for j < len(b) && b[j] != '"' {
-				if b[j] == '\\' {
-					j++
-				}
-				j++
-			}
+			j := skipJSONString(b, i+1)
 			if depth == 2 {
 				switch string(b[i+1 : min(j, len(b))]) {
 				case "features":
@@ -129,6 +130,44 @@ func countJSON(b []byte, i int) (members, feats, keys, values int) {
 		}
 	}
 	return
+}
+
+// Byte classes for countJSON.
+const (
+	jsonPlain = iota // part of a number or a literal
+	jsonSpace
+	jsonStructural // " { } [ ] , :
+)
+
+var jsonClass = func() (t [256]uint8) {
+	for _, c := range " \t\n\r" {
+		t[c] = jsonSpace
+	}
+	for _, c := range `"{}[],:` {
+		t[c] = jsonStructural
+	}
+	return t
+}()
+
+// skipJSONString returns the offset of the quote that closes the string whose first
+// byte is b[i], or len(b).
+func skipJSONString(b []byte, i int) int {
+	for {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
+		}
+		j := i + q
+		// The quote is escaped when an odd number of backslashes precede it.
+		k := j
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (j-k)%2 == 0 {
+			return j
+		}
+		i = j + 1
+	}
 }
 
 // countProto counts what a protobuf PredictRequest body holds; it stops at the first

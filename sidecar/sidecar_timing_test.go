@@ -465,3 +465,42 @@ func BenchmarkEncode(b *testing.B) {
 
 // fjSpan is a span of b's length (decodeJSONFastjson).
 func fjSpan(b []byte) span { return span{n: uint32(len(b))} }
+
+// BenchmarkDecodeLarge decodes 2,000 candidates of 100 features (about 3.5 MB of JSON)
+// into a fresh request, as the first large request after start-up does: "counted" counts
+// the body first and allocates each slice once (presize.go), "grown" appends and lets
+// the slices grow. The ratio is the cost of counting; B/op shows what growth allocates.
+func BenchmarkDecodeLarge(b *testing.B) {
+	rows := benchRows(b, 2000)
+	names := make([]string, 100)
+	for i := range names {
+		names[i] = "f" + strconv.Itoa(i)
+	}
+	js := jsonRequest("reg", "", "", names, rows, false)
+	pb := mustMarshal(b, protoRequest("reg", "", names, rows, false))
+	for _, c := range []struct {
+		name      string
+		presizeAt int
+	}{{"counted", 0}, {"grown", math.MaxInt}} {
+		lim := codecLimits
+		lim.presizeAt = c.presizeAt
+		b.Run("json/"+c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(js)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decodeJSON(new(request), js, lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+		b.Run("proto/"+c.name, func(b *testing.B) {
+			b.SetBytes(int64(len(pb)))
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := decodeProto(new(request), pb, lim); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
