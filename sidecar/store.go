@@ -68,8 +68,8 @@ func (q *StoreQuery) Key(row int, name string) []byte {
 		c := r.cands[row]
 		ks := r.candKeys[c.k0:c.k1]
 		for i := len(ks) - 1; i >= 0; i-- {
-			if string(ks[i].name) == name {
-				return ks[i].value
+			if string(r.bytes(ks[i].name)) == name {
+				return r.bytes(ks[i].value)
 			}
 		}
 	}
@@ -93,8 +93,8 @@ func (r *request) contextKey(name string) []byte {
 	}
 	var v []byte
 	for i := len(r.ctxKeys) - 1; i >= 0; i-- {
-		if string(r.ctxKeys[i].name) == name {
-			v = r.ctxKeys[i].value
+		if string(r.bytes(r.ctxKeys[i].name)) == name {
+			v = r.bytes(r.ctxKeys[i].value)
 			break
 		}
 	}

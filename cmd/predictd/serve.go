@@ -45,6 +45,7 @@ type serveFlags struct {
 	unix            string
 	watch           bool
 	maxBodyBytes    int
+	maxInflight     int
 	maxCandidates   int
 	maxCells        int
 	defaultDeadline time.Duration
@@ -83,6 +84,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.unix, "unix", "", "also listen on a Unix socket at `PATH` (a stale socket file there is replaced)")
 	fs.BoolVar(&f.watch, "watch", true, "reload when files under --models change (POST /v1/admin/reload always works)")
 	fs.IntVar(&f.maxBodyBytes, "max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body in `bytes`; larger ones get 413")
+	fs.IntVar(&f.maxInflight, "max-inflight-bytes", sidecar.DefaultMaxInflightBytes, "`bytes` all predictions may hold at once (bodies, decoded values, matrices, scores); past it requests get 503 with Retry-After, one that needs more on its own 413")
 	fs.IntVar(&f.maxCandidates, "max-candidates", sidecar.DefaultMaxCandidates, "most candidates (rows) in one request; more get 413")
 	fs.IntVar(&f.maxCells, "max-cells", sidecar.DefaultMaxCells, "most values in one request: decoded features, context and keys, and rows × features of the model's matrix (8 bytes each); more get 413")
 	fs.DurationVar(&f.defaultDeadline, "default-deadline", sidecar.DefaultDeadline, "deadline of a request without an X-Deadline-Ms header; expired requests get 504; negative: none")
@@ -224,6 +226,7 @@ func runServe(args []string) int {
 		ShadowWorkers:         f.shadowWorkers,
 		PredictionLogDir:      f.predictionLogDir,
 	}
+	cfg.MaxInflightBytes = f.maxInflight
 	if f.backgroundAfter <= 0 {
 		cfg.BackgroundAfter = -1 // the flag's 0 is "off"; Config's 0 is the default
 	}
