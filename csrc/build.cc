@@ -249,7 +249,7 @@ void BuildGuide(Ensemble* e, FeatureBin* fb, const std::vector<double>& thr, boo
 
 // NodeLeft is the binned decision of internal node n for bin b, exactly as the walks take it.
 bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
-  if (n.right & kCatFlag) return (e.cat_pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
+  if (n.right & kCatFlag) return (e.cat_pool[e.cat_off[n.kk] + (b >> 5)] >> (b & 31u)) & 1u;
   return uint16_t(b + (n.feat >> 15)) <= n.kk;
 }
 
@@ -551,19 +551,24 @@ void Layout(Ensemble* e) {
           words[w - e->cat_start[cs]] = e->cat_bits[w];
         auto key = std::make_pair(f, words);
         auto found = pool_index.find(key);
-        uint32_t off;
+        uint32_t set;  // the set's number; cat_off[set] is its first word
         if (found != pool_index.end()) {
-          off = found->second;
+          set = found->second;
         } else {
-          off = uint32_t(e->cat_pool.size());
-          if (off + words.size() > kMaxCatPoolWords) {
+          set = uint32_t(e->cat_off.size());
+          if (set >= kMaxCatSets) {
+            e->slow_reason = "more than 65,536 distinct categorical sets";
+            return;
+          }
+          if (e->cat_pool.size() + words.size() > kMaxCatPoolWords) {
             e->slow_reason = "categorical sets exceed the fast path's pool";
             return;
           }
+          e->cat_off.push_back(uint32_t(e->cat_pool.size()));
           e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
-          pool_index.emplace(std::move(key), off);
+          pool_index.emplace(std::move(key), set);
         }
-        nd.kk = uint16_t(off);
+        nd.kk = uint16_t(set);
         nd.right = kCatFlag;
         e->has_cat = true;
       } else {

@@ -51,7 +51,7 @@ struct Node {
   uint16_t feat;   // bits 0-14: slot of the split feature in the binned row; bit 15: missing
                    // goes left (added to the bin, so the missing bin 0xFFFF wraps to 0)
   uint16_t kk;     // numerical: go left when uint16(bin + bit15) <= kk;
-                   // categorical: word offset of the node's set in cat_pool
+                   // categorical: the node's set number (its words start at cat_off[kk] in cat_pool)
   uint16_t left;   // tree-local node index
   uint16_t right;  // bits 0-14: tree-local node index; bit 15: categorical node
 };
@@ -61,8 +61,12 @@ constexpr uint16_t kCatFlag = 0x8000;
 constexpr int kMaxFastTreeNodes = 0x7FFF;
 constexpr int kMaxFastSlots = 0x7FFF;
 constexpr int kMaxFastThresholds = 0x7FF0;  // bins 0..2n must stay below kMissingBin
-constexpr int kMaxFastCategories = 0x7FF0;
-constexpr size_t kMaxCatPoolWords = 0x10000;
+// Categories 0..0xFFFE are bins of their own; bin ncat (at most 0xFFFF) is "anything else".
+constexpr int kMaxFastCategories = 0xFFFF;
+// Distinct categorical sets a model may have (a node names its set in 16 bits) and the
+// words of all of them together.
+constexpr size_t kMaxCatSets = 0x10000;
+constexpr size_t kMaxCatPoolWords = size_t(1) << 28;
 // Leaf tables above this size (before bins with equal leaf sets are merged) are not built.
 constexpr size_t kMaxLeafTableBytes = size_t(16) << 20;
 // Kernel flag of the internal API: walk the trees even where the model has leaf tables
@@ -199,7 +203,8 @@ struct Ensemble {
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
   std::vector<float> val32;
-  std::vector<uint32_t> cat_pool;
+  std::vector<uint32_t> cat_pool;  // categorical sets' bits over bins 0..ncat of their slot
+  std::vector<uint32_t> cat_off;   // per set number: its first word in cat_pool
   bool has_cat = false;
   int max_depth = 0;
 };
@@ -237,6 +242,10 @@ int pd_predict_kernel_f32_background(const pd_ensemble* e, int kernel, const flo
                                      size_t err_len);
 // Tests only: while paused, background workers start no new batch.
 void pd_background_pause(int paused);
+// Tests and benchmarks only: bit 0 sends models that take the refill walk (kernels.cc
+// WalkRefill) to the lock-step walks instead; bit 1 keeps finished vectors of the gather
+// walks stepping (3: the previous design). Process-wide; not thread-safe.
+void pd_walk_lockstep(int on);
 // Why the model is on the generic path only ("" when it is not); valid while e lives.
 const char* pd_ensemble_slow_reason(const pd_ensemble* e);
 }
