@@ -77,7 +77,6 @@ func shapesMeasure(b *testing.B, minCPU time.Duration, fn func(i int) error) tim
 	return best
 }
 
-
 func BenchmarkShapesBatch(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
