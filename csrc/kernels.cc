@@ -1112,7 +1112,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     for (size_t s = 0; s < S; s++) {
 #if PD_X86
       if constexpr (kISA == ISA::kAVX512 && !kXGB) {
-        if (BinSlotVectorizes(slots[s])) {
+        // Eight rows per vector: under eight rows the gathers cost more than they save.
+        if (nb >= 8 && BinSlotVectorizes(slots[s])) {
           BinSlotAVX512<T>(e, slots[s], blk, F, nb, bins + s * B);
           continue;
         }

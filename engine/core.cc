@@ -7,7 +7,7 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: 1f475e8120d2df9dc4cd47cb8cf710b3820b9806e0a8cc7b99ba1eb2f54f856e
+// csrc-sha256: 94e3da3cfc0182fe227617f5ac74bacd8dd068fe25d28a7665472cba6948a7b2
 #include "../csrc/api.cc"
 #include "../csrc/background.cc"
 #include "../csrc/build.cc"

@@ -55,15 +55,17 @@ func shapesThreadCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// shapesMeasure runs fn (one call scores n rows) until at least minCPU of thread CPU time
-// has passed, three times, and returns the lowest CPU time per call.
-func shapesMeasure(b *testing.B, minCPU time.Duration, fn func(i int) error) time.Duration {
+// shapesMeasure runs fn (one call scores a batch) in rounds of `round` calls until at least
+// minCPU of thread CPU time has passed, three times, and returns the lowest CPU time per
+// call. The clock is a system call (about a microsecond on a VM): short calls need long
+// rounds.
+func shapesMeasure(b *testing.B, minCPU time.Duration, round int, fn func(i int) error) time.Duration {
 	best := time.Duration(1 << 62)
 	for rep := 0; rep < 3; rep++ {
 		start := shapesThreadCPU()
 		calls := 0
 		for shapesThreadCPU()-start < minCPU {
-			for j := 0; j < 16; j++ {
+			for j := 0; j < round; j++ {
 				if err := fn(calls); err != nil {
 					b.Fatal(err)
 				}
@@ -106,7 +108,7 @@ func BenchmarkShapesBatch(b *testing.B) {
 			trav = sc.traversal()
 			out := make([]float64, batch)
 			minCPU := 60 * time.Millisecond
-			d := shapesMeasure(b, minCPU, func(i int) error {
+			d := shapesMeasure(b, minCPU, 1, func(i int) error {
 				lo := (i * 397) % (l.nrows - batch + 1)
 				return shapesPredict(sc, l, fx.xgb, lo, batch, out)
 			})
@@ -154,14 +156,14 @@ func BenchmarkShapesSmall(b *testing.B) {
 		var parts []string
 		for _, n := range batches {
 			out := make([]float64, n)
-			d := shapesMeasure(b, 100*time.Millisecond, func(i int) error {
+			d := shapesMeasure(b, 100*time.Millisecond, 256, func(i int) error {
 				lo := (i * 7) % (l.nrows - n + 1)
 				if fx.xgb {
 					return m.PredictF32(l.rows32[lo*nf:(lo+n)*nf], n, out, true)
 				}
 				return m.PredictF64(l.rows[lo*nf:(lo+n)*nf], n, out, true)
 			})
-			g := shapesMeasure(b, 100*time.Millisecond, func(i int) error {
+			g := shapesMeasure(b, 100*time.Millisecond, 16, func(i int) error {
 				lo := (i * 7) % (l.nrows - n + 1)
 				return shapesPredict(gen, l, fx.xgb, lo, n, out)
 			})
