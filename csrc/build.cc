@@ -6,7 +6,7 @@
 #include <cstdarg>
 #include <cstdio>
 #include <cstring>
-#include <map>
+#include <unordered_map>
 #include <string>
 #include <vector>
 
@@ -495,7 +495,17 @@ void Layout(Ensemble* e) {
   }
 
   // Nodes, pre-order (left child next), leaves looping to themselves.
-  std::map<std::pair<int, std::vector<uint32_t>>, uint32_t> pool_index;
+  // Distinct sets by (feature, words), hashed: a tree map's lookups (a cache miss per level,
+  // a compare of up to 2,048 words each) were 40% of the layout time of a model with 19,000
+  // categorical splits.
+  struct SetHash {
+    size_t operator()(const std::pair<int, std::vector<uint32_t>>& k) const {
+      uint64_t h = 1469598103934665603ull ^ uint64_t(uint32_t(k.first));
+      for (uint32_t w : k.second) h = (h ^ w) * 1099511628211ull;
+      return size_t(h ^ (h >> 29));
+    }
+  };
+  std::unordered_map<std::pair<int, std::vector<uint32_t>>, uint32_t, SetHash> pool_index;
   e->tree_off.assign(1, 0);
   e->tree_depth.clear();
   for (int64_t t = 0; t < T; t++) {

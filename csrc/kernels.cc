@@ -23,9 +23,12 @@
 //      - Pointer walks (everything else): every tree, all rows of the block in lock step;
 //        leaves loop to themselves, so rows that arrive early just stay, and a level where
 //        no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
-//        level. AVX2 / AVX-512: 8 / 16 rows per vector; nodes and bins gathered, or, for
-//        trees of at most 64 nodes over at most 8 features, a tree held in registers and
-//        looked up with permutes.
+//        level, or, on deep trees, the refill walk (16 rows in flight, each on its own
+//        path, a finished lane taking the block's next row). AVX2 / AVX-512: 8 / 16 rows
+//        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),
+//        or, for trees of at most 64 nodes over at most 8 features, a tree held in
+//        registers and looked up with permutes. Categorical nodes test bit `bin` of their
+//        set (cat_pool from cat_off[set number]).
 //   3. Sum leaves per row in tree order (float for XGBoost, double for LightGBM).
 // The scalar, AVX2 and AVX-512 kernels are compiled from this file with
 // __attribute__((target)); the CPU picks one at run time. No -march=native. Every kernel
@@ -233,9 +236,6 @@ constexpr size_t kMaxBlock = 128;        // rows walked in lock step
 // uint16 bins kept on the stack (64 KiB; cgo runs C on the thread's system stack). A block
 // holds kStackBins / used-features rows, at most kMaxBlock.
 constexpr size_t kStackBins = 32768;
-// Batches this small skip binning and walk the original values (binning every used feature
-// costs more than it saves for a row or two).
-constexpr size_t kMinFastRows = 1;
 constexpr size_t kStackAcc = 1024;       // accumulators kept on the stack
 
 // Pick returns the double or the float copy of a model array, matching the accumulator
@@ -1213,7 +1213,9 @@ PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows,
 template <class T>
 void Predict(const Ensemble& e, Kernel kf, const T* rows, size_t nrows, double* out) {
   const Kernel k = Kernel(int(kf) & ~kKernelWalkFlag);
-  if (!e.fast || k == Kernel::kGeneric || nrows < kMinFastRows) {
+  // Every batch size takes the fast path, one row too: binning a row costs less than the
+  // generic walk saves even on NYC_taxi's 100 small trees (docs/benchmarks.md).
+  if (!e.fast || k == Kernel::kGeneric) {
     PredictGeneric<T>(e, rows, nrows, out);
     return;
   }

@@ -94,6 +94,17 @@ func BenchmarkShapesBatch(b *testing.B) {
 			continue
 		}
 		T := float64(l.ens.NumTrees())
+		// Load: the core's validation and layout (newCScorer), thread CPU time, best of three.
+		load := time.Duration(1 << 62)
+		for i := 0; i < 3; i++ {
+			t0 := shapesThreadCPU()
+			sc, err := newCScorer(l.ens)
+			if err != nil {
+				b.Fatal(err)
+			}
+			load = min(load, shapesThreadCPU()-t0)
+			sc.close()
+		}
 		var generic float64
 		res := map[string]float64{}
 		var order []string
@@ -125,7 +136,8 @@ func BenchmarkShapesBatch(b *testing.B) {
 		for _, k := range order {
 			parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-34s ns/tree·row: %s", fx.name, trav, strings.Join(parts, ", ")))
+		lines = append(lines, fmt.Sprintf("%-16s %-12s load %.1f ms (%.0f ms per 1,000 trees); ns/tree·row: %s", fx.name, trav,
+			float64(load.Microseconds())/1000, float64(load.Microseconds())/T, strings.Join(parts, ", ")))
 	}
 	b.Logf("batch %d, one thread, CPU time, ns per tree·row (speed-up over the generic walk):\n%s", batch, strings.Join(lines, "\n"))
 }
