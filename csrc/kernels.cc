@@ -438,9 +438,9 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/,
 // its own path: a row that reaches its leaf adds the leaf's value and its lane takes the
 // next row of the block at the tree's root. Every row takes its own depth in steps (plus
 // one to see its leaf), where the lock-step walks take the deepest row's depth for all:
-// on deep, unbalanced trees (ranking models: mean leaf depth 9-35 under a maximum of
-// 25-95) that is two to four times fewer steps. The lanes' load chains are independent,
-// so the CPU overlaps them. Each row still adds its trees in tree order.
+// far fewer steps on deep, unbalanced trees (deep_unbalanced: leaves 35 deep on average,
+// trees 63). The lanes' load chains are independent, so the CPU overlaps them. Each row
+// still adds its trees in tree order. Scalar only: UseRefill says where.
 constexpr size_t kRefillRows = 16;
 
 // Tests and benchmarks only (pd_walk_lockstep): bit 0 sends every model that would take
