@@ -249,7 +249,7 @@ void BuildGuide(Ensemble* e, FeatureBin* fb, const std::vector<double>& thr, boo
 
 // NodeLeft is the binned decision of internal node n for bin b, exactly as the walks take it.
 bool NodeLeft(const Ensemble& e, const Node& n, uint32_t b) {
-  if (n.right & kCatFlag) return (e.cat_pool[e.cat_off[n.kk] + (b >> 5)] >> (b & 31u)) & 1u;
+  if (n.right & kCatFlag) return CatLeft(e.cat_pool.data(), e.cat_off[n.kk], b);
   return uint16_t(b + (n.feat >> 15)) <= n.kk;
 }
 
@@ -506,6 +506,7 @@ void Layout(Ensemble* e) {
     }
   };
   std::unordered_map<std::pair<int, std::vector<uint32_t>>, uint32_t, SetHash> pool_index;
+  std::vector<uint32_t> set_slot;  // per set number: its slot
   e->tree_off.assign(1, 0);
   e->tree_depth.clear();
   for (int64_t t = 0; t < T; t++) {
@@ -570,11 +571,9 @@ void Layout(Ensemble* e) {
             e->slow_reason = "more than 65,536 distinct categorical sets";
             return;
           }
-          if (e->cat_pool.size() + words.size() > kMaxCatPoolWords) {
-            e->slow_reason = "categorical sets exceed the fast path's pool";
-            return;
-          }
+          // Set-major while the nodes are laid out; made category-major below.
           e->cat_off.push_back(uint32_t(e->cat_pool.size()));
+          set_slot.push_back(uint32_t(slot_of[f]));
           e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
           pool_index.emplace(std::move(key), set);
         }
@@ -606,6 +605,36 @@ void Layout(Ensemble* e) {
     e->tree_off.push_back(uint32_t(e->nodes.size()));
     e->tree_depth.push_back(uint8_t(depth));
     e->max_depth = std::max(e->max_depth, depth);
+  }
+  // Categorical sets category-major (Ensemble::cat_pool): per slot, its sets numbered j in
+  // order, rows of 2^shift words (at least ceil(sets / 32)), one row per bin 0..ncat.
+  if (!e->cat_off.empty()) {
+    const size_t S = e->slots.size(), NS = e->cat_off.size();
+    std::vector<uint32_t> nsets(S, 0), shift(S, 0), base(S, 0), j_of(NS);
+    for (size_t k = 0; k < NS; k++) j_of[k] = nsets[set_slot[k]]++;
+    size_t total = 0;
+    for (size_t s = 0; s < S; s++) {
+      if (nsets[s] == 0) continue;
+      while ((size_t(32) << shift[s]) < nsets[s]) shift[s]++;
+      base[s] = uint32_t(total);
+      total += (size_t(e->slots[s].ncat) + 1) << shift[s];
+      if (total > kMaxCatPoolWords) {
+        e->slow_reason = "categorical sets exceed the fast path's pool";
+        return;
+      }
+    }
+    std::vector<uint32_t> mat(total, 0);
+    for (size_t k = 0; k < NS; k++) {
+      const uint32_t s = set_slot[k], j = j_of[k], nw = e->slots[s].ncat / 32 + 1;
+      const uint32_t col = base[s] + (j >> 5);
+      for (uint32_t w = 0; w < nw; w++)
+        for (uint32_t bits = e->cat_pool[e->cat_off[k] + w]; bits; bits &= bits - 1) {
+          const uint32_t c = w * 32 + uint32_t(__builtin_ctz(bits));
+          mat[col + (size_t(c) << shift[s])] |= 1u << (j & 31u);
+        }
+      e->cat_off[k] = col | (j & 31u) << 23 | shift[s] << 28;
+    }
+    e->cat_pool = std::move(mat);
   }
   e->info32.resize(e->nodes.size());
   e->kids32.resize(e->nodes.size());

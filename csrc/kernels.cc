@@ -27,8 +27,8 @@
 //        path, a finished lane taking the block's next row). AVX2 / AVX-512: 8 / 16 rows
 //        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),
 //        or, for trees of at most 64 nodes over at most 8 features, a tree held in
-//        registers and looked up with permutes. Categorical nodes test bit `bin` of their
-//        set (cat_pool from cat_off[set number]).
+//        registers and looked up with permutes. Categorical nodes read their set's bit in
+//        the row of the bin (category) of their feature's category-major matrix (CatLeft).
 //   3. Sum leaves per row in tree order (float for XGBoost, double for LightGBM).
 // The scalar, AVX2 and AVX-512 kernels are compiled from this file with
 // __attribute__((target)); the CPU picks one at run time. No -march=native. Every kernel
@@ -422,7 +422,7 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/,
         const Node n = nd[idx[r]];
         const uint32_t b = bins[(n.feat & 0x7FFFu) * B + r];
         bool left;
-        if (kCat && (n.right & kCatFlag)) left = (pool[cat_off[n.kk] + (b >> 5)] >> (b & 31u)) & 1u;
+        if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
         else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
         const uint32_t nxt = left ? n.left : (n.right & 0x7FFFu);
         moved |= nxt ^ idx[r];
@@ -484,7 +484,7 @@ PD_INLINE void WalkRefill(const Ensemble& e, const uint16_t* bins, size_t B, siz
         }
         const uint32_t b = bins[(n.feat & 0x7FFFu) * B + row[i]];
         bool left;
-        if (kCat && (n.right & kCatFlag)) left = (pool[cat_off[n.kk] + (b >> 5)] >> (b & 31u)) & 1u;
+        if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
         else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
         cur[i] = left ? n.left : (n.right & 0x7FFFu);
         i++;
@@ -492,6 +492,22 @@ PD_INLINE void WalkRefill(const Ensemble& e, const uint16_t* bins, size_t B, siz
     }
   }
 }
+
+#if PD_X86
+// CatLeft's word index and bit shift for a vector of cat_off entries and bins.
+PD_TARGET_AVX2 PD_INLINE __m256i CatIndexAVX2(__m256i off, __m256i b) {
+  return _mm256_add_epi32(_mm256_and_si256(off, _mm256_set1_epi32(0x7FFFFF)), _mm256_sllv_epi32(b, _mm256_srli_epi32(off, 28)));
+}
+PD_TARGET_AVX2 PD_INLINE __m256i CatBitAVX2(__m256i off) {
+  return _mm256_and_si256(_mm256_srli_epi32(off, 23), _mm256_set1_epi32(31));
+}
+PD_TARGET_AVX512 PD_INLINE __m512i CatIndexAVX512(__m512i off, __m512i b) {
+  return _mm512_add_epi32(_mm512_and_si512(off, _mm512_set1_epi32(0x7FFFFF)), _mm512_sllv_epi32(b, _mm512_srli_epi32(off, 28)));
+}
+PD_TARGET_AVX512 PD_INLINE __m512i CatBitAVX512(__m512i off) {
+  return _mm512_and_si512(_mm512_srli_epi32(off, 23), _mm512_set1_epi32(31));
+}
+#endif
 
 #if PD_X86
 // Up to this many used features, the vector walks keep each row's bins in registers.
@@ -579,9 +595,8 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
           const __m256i cat = _mm256_srai_epi32(kd, 31);  // all ones on categorical nodes
           if (!_mm256_testz_si256(cat, cat)) {
             const __m256i off = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), cat_off, kk, cat, 4);
-            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
-                                                          _mm256_add_epi32(off, _mm256_srli_epi32(b, 5)), cat, 4);
-            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool, CatIndexAVX2(off, b), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, CatBitAVX2(off)), one);
             const __m256i cat_right = _mm256_cmpeq_epi32(bit, _mm256_setzero_si256());
             right = _mm256_blendv_epi8(right, cat_right, cat);
           }
@@ -649,9 +664,8 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
           const __mmask16 cat = _mm512_movepi32_mask(p);
           if (cat) {
             const __m512i off = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, kk, cat_off, 4);
-            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
-                                                          _mm512_add_epi32(off, _mm512_srli_epi32(b, 5)), pool, 4);
-            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, CatIndexAVX512(off, b), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, CatBitAVX512(off));
             left = __mmask16((left & ~cat) | (_mm512_test_epi32_mask(bit, one) & cat));
           }
         }
@@ -720,9 +734,8 @@ PD_TARGET_AVX2 inline void WalkAVX2Small(const Ensemble& e, const uint16_t* bins
           const __m256i cat = _mm256_srai_epi32(p, 31);
           if (!_mm256_testz_si256(cat, cat)) {
             const __m256i off = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), cat_off, kk, cat, 4);
-            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
-                                                          _mm256_add_epi32(off, _mm256_srli_epi32(b, 5)), cat, 4);
-            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool, CatIndexAVX2(off, b), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, CatBitAVX2(off)), one);
             right = _mm256_blendv_epi8(right, _mm256_cmpeq_epi32(bit, _mm256_setzero_si256()), cat);
           }
         }
@@ -779,9 +792,8 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
           const __mmask16 cat = _mm512_movepi32_mask(kd);  // bit 31: categorical node
           if (cat) {
             const __m512i off = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, kk, cat_off, 4);
-            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
-                                                          _mm512_add_epi32(off, _mm512_srli_epi32(b, 5)), pool, 4);
-            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, CatIndexAVX512(off, b), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, CatBitAVX512(off));
             const __mmask16 cat_left = _mm512_test_epi32_mask(bit, one);
             left = __mmask16((left & ~cat) | (cat_left & cat));
           }

@@ -7,7 +7,7 @@
 // The go command's build cache hashes this file, not what it includes, so the stamp below
 // (sha256 of csrc/*.h csrc/*.cc) must change whenever csrc/ does: `scripts/ci/core.sh
 // stamp` rewrites it, and scripts/ci/core.sh fails when it is stale.
-// csrc-sha256: b6ea5e2be1bed95e95c7f3acaad446d8588e378f3ad8635af280f0522479b088
+// csrc-sha256: 15092add6a341da7d22fe455930a096702d2ac83445c9b63f567e4034926c04a
 #include "../csrc/api.cc"
 #include "../csrc/background.cc"
 #include "../csrc/build.cc"
