@@ -23,9 +23,12 @@
 //      - Pointer walks (everything else): every tree, all rows of the block in lock step;
 //        leaves loop to themselves, so rows that arrive early just stay, and a level where
 //        no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
-//        level. AVX2 / AVX-512: 8 / 16 rows per vector; nodes and bins gathered, or, for
-//        trees of at most 64 nodes over at most 8 features, a tree held in registers and
-//        looked up with permutes.
+//        level, or, on deep trees, the refill walk (16 rows in flight, each on its own
+//        path, a finished lane taking the block's next row). AVX2 / AVX-512: 8 / 16 rows
+//        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),
+//        or, for trees of at most 64 nodes over at most 8 features, a tree held in
+//        registers and looked up with permutes. Categorical nodes read their set's bit in
+//        the row of the bin (category) of their feature's category-major matrix (CatLeft).
 //   3. Sum leaves per row in tree order (float for XGBoost, double for LightGBM).
 // The scalar, AVX2 and AVX-512 kernels are compiled from this file with
 // __attribute__((target)); the CPU picks one at run time. No -march=native. Every kernel
@@ -236,9 +239,6 @@ constexpr size_t kMaxBlock = 128;        // rows walked in lock step
 // uint16 bins kept on the stack (64 KiB; cgo runs C on the thread's system stack). A block
 // holds kStackBins / used-features rows, at most kMaxBlock.
 constexpr size_t kStackBins = 32768;
-// Batches this small skip binning and walk the original values (binning every used feature
-// costs more than it saves for a row or two).
-constexpr size_t kMinFastRows = 4;
 constexpr size_t kStackAcc = 1024;       // accumulators kept on the stack
 
 // Pick returns the double or the float copy of a model array, matching the accumulator
@@ -410,6 +410,7 @@ template <class A, bool kCat>
 PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/, size_t B, size_t nb, A* acc, size_t K) {
   const Node* nodes = e.nodes.data();
   const uint32_t* pool = e.cat_pool.data();
+  const uint32_t* cat_off = e.cat_off.data();
   const A* vals = Pick<A>(e.val64, e.val32);
   uint32_t idx[kMaxBlock];
   for (int t = 0; t < e.num_trees; t++) {
@@ -424,7 +425,7 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/,
         const Node n = nd[idx[r]];
         const uint32_t b = bins[(n.feat & 0x7FFFu) * B + r];
         bool left;
-        if (kCat && (n.right & kCatFlag)) left = (pool[n.kk + (b >> 5)] >> (b & 31u)) & 1u;
+        if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
         else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
         const uint32_t nxt = left ? n.left : (n.right & 0x7FFFu);
         moved |= nxt ^ idx[r];
@@ -435,6 +436,81 @@ PD_INLINE void WalkScalar(const Ensemble& e, const uint16_t* bins, size_t /*S*/,
     for (size_t r = 0; r < nb; r++) a[r * K] += val[idx[r]];
   }
 }
+
+// WalkRefill: every tree over the block's nb rows, kRefillRows rows in flight, each on
+// its own path: a row that reaches its leaf adds the leaf's value and its lane takes the
+// next row of the block at the tree's root. Every row takes its own depth in steps (plus
+// one to see its leaf), where the lock-step walks take the deepest row's depth for all:
+// far fewer steps on deep, unbalanced trees (deep_unbalanced: leaves 35 deep on average,
+// trees 63). The lanes' load chains are independent, so the CPU overlaps them. Each row
+// still adds its trees in tree order. Scalar only: UseRefill says where.
+constexpr size_t kRefillRows = 16;
+
+// Tests and benchmarks only (pd_walk_lockstep): bit 0 sends every model that would take
+// the refill walk to the lock-step walks instead; bit 1 keeps every vector of the AVX2 and
+// AVX-512 gather walks stepping until the whole block is at its leaves. Both: the
+// previous design, as a baseline.
+static int g_walk_lockstep = 0;
+
+template <class A, bool kCat>
+PD_INLINE void WalkRefill(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
+  const Node* nodes = e.nodes.data();
+  const uint32_t* pool = e.cat_pool.data();
+  const uint32_t* cat_off = e.cat_off.data();
+  const A* vals = Pick<A>(e.val64, e.val32);
+  constexpr size_t R = kRefillRows;
+  for (int t = 0; t < e.num_trees; t++) {
+    const Node* nd = nodes + e.tree_off[t];
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    uint32_t cur[R], row[R];
+    size_t live = std::min(R, nb), next = live;
+    for (size_t i = 0; i < live; i++) {
+      cur[i] = 0;
+      row[i] = uint32_t(i);
+    }
+    while (live > 0) {
+      for (size_t i = 0; i < live;) {
+        const Node n = nd[cur[i]];
+        if (n.left == n.right) {  // a leaf
+          a[row[i] * K] += val[cur[i]];
+          if (next < nb) {
+            row[i] = uint32_t(next++);
+            cur[i] = 0;
+            i++;
+          } else {  // no rows left: the last lane moves here and is stepped next
+            live--;
+            cur[i] = cur[live];
+            row[i] = row[live];
+          }
+          continue;
+        }
+        const uint32_t b = bins[(n.feat & 0x7FFFu) * B + row[i]];
+        bool left;
+        if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
+        else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
+        cur[i] = left ? n.left : (n.right & 0x7FFFu);
+        i++;
+      }
+    }
+  }
+}
+
+#if PD_X86
+// CatLeft's word index and bit shift for a vector of cat_off entries and bins.
+PD_TARGET_AVX2 PD_INLINE __m256i CatIndexAVX2(__m256i off, __m256i b) {
+  return _mm256_add_epi32(_mm256_and_si256(off, _mm256_set1_epi32(0x7FFFFF)), _mm256_sllv_epi32(b, _mm256_srli_epi32(off, 28)));
+}
+PD_TARGET_AVX2 PD_INLINE __m256i CatBitAVX2(__m256i off) {
+  return _mm256_and_si256(_mm256_srli_epi32(off, 23), _mm256_set1_epi32(31));
+}
+PD_TARGET_AVX512 PD_INLINE __m512i CatIndexAVX512(__m512i off, __m512i b) {
+  return _mm512_add_epi32(_mm512_and_si512(off, _mm512_set1_epi32(0x7FFFFF)), _mm512_sllv_epi32(b, _mm512_srli_epi32(off, 28)));
+}
+PD_TARGET_AVX512 PD_INLINE __m512i CatBitAVX512(__m512i off) {
+  return _mm512_and_si512(_mm512_srli_epi32(off, 23), _mm512_set1_epi32(31));
+}
+#endif
 
 #if PD_X86
 // Up to this many used features, the vector walks keep each row's bins in registers.
@@ -482,18 +558,25 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
   if (few) BinsByLane<L>(binv, bins, S, B, nb);
   const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const int* cat_off = reinterpret_cast<const int*>(e.cat_off.data());
   const __m256i m15 = _mm256_set1_epi32(0x7FFF), m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
   alignas(32) uint32_t idxs[kMaxBlock];
   __m256i idx[kMaxBlock / L];
+  const bool keep_done = g_walk_lockstep & 2;  // tests and benchmarks: the previous design
   for (int t = 0; t < e.num_trees; t++) {
     const int* info = reinterpret_cast<const int*>(e.info32.data() + e.tree_off[t]);
     const int* kids = reinterpret_cast<const int*>(e.kids32.data() + e.tree_off[t]);
     const int depth = e.tree_depth[t];
     PrefetchTree(e, t + 1);
     for (size_t g = 0; g < ng; g++) idx[g] = _mm256_setzero_si256();
+    // Vectors whose lanes all sat still are at their leaves: skipped from then on; a level
+    // where no vector moved ends the tree.
+    uint32_t live = (uint32_t(1) << ng) - 1;
     for (int d = 0; d < depth; d++) {
-      int still = 0;
+      bool moved = false;
       for (size_t g = 0; g < ng; g++) {
+        if (!((live >> g) & 1u)) continue;
+        const uint32_t skip = keep_done ? ~0u : ~(uint32_t(1) << g);
         const __m256i inf = _mm256_i32gather_epi32(info, idx[g], 4);
         const __m256i kd = _mm256_i32gather_epi32(kids, idx[g], 4);
         const __m256i slot = _mm256_and_si256(inf, m15);
@@ -514,9 +597,9 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
         if (kCat) {
           const __m256i cat = _mm256_srai_epi32(kd, 31);  // all ones on categorical nodes
           if (!_mm256_testz_si256(cat, cat)) {
-            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
-                                                          _mm256_add_epi32(kk, _mm256_srli_epi32(b, 5)), cat, 4);
-            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            const __m256i off = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), cat_off, kk, cat, 4);
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool, CatIndexAVX2(off, b), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, CatBitAVX2(off)), one);
             const __m256i cat_right = _mm256_cmpeq_epi32(bit, _mm256_setzero_si256());
             right = _mm256_blendv_epi8(right, cat_right, cat);
           }
@@ -524,10 +607,11 @@ PD_TARGET_AVX2 inline void WalkAVX2(const Ensemble& e, const uint16_t* bins, siz
         const __m256i lo = _mm256_and_si256(kd, m16);
         const __m256i hi = _mm256_and_si256(_mm256_srli_epi32(kd, 16), m15);
         const __m256i nxt = _mm256_blendv_epi8(lo, hi, right);
-        still |= ~_mm256_movemask_epi8(_mm256_cmpeq_epi32(nxt, idx[g]));
+        if (_mm256_movemask_epi8(_mm256_cmpeq_epi32(nxt, idx[g])) == -1) live &= skip;  // every lane at its leaf
+        else moved = true;
         idx[g] = nxt;
       }
-      if (!still) break;
+      if (!moved) break;
     }
     const A* val = vals + e.tree_off[t];
     A* a = acc + e.tree_output[t];
@@ -554,6 +638,7 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
   BinsByLane<L>(binv, bins, S, B, nb);
   const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const int* cat_off = reinterpret_cast<const int*>(e.cat_off.data());
   const __m512i m6 = _mm512_set1_epi32(63), m3 = _mm512_set1_epi32(7), m15 = _mm512_set1_epi32(0x7FFF),
                 m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1), bit5 = _mm512_set1_epi32(32);
   alignas(64) uint32_t idxs[kMaxBlock];
@@ -581,9 +666,9 @@ PD_TARGET_AVX512 inline void WalkAVX512Small(const Ensemble& e, const uint16_t* 
         if (kCat) {
           const __mmask16 cat = _mm512_movepi32_mask(p);
           if (cat) {
-            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
-                                                          _mm512_add_epi32(kk, _mm512_srli_epi32(b, 5)), pool, 4);
-            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            const __m512i off = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, kk, cat_off, 4);
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, CatIndexAVX512(off, b), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, CatBitAVX512(off));
             left = __mmask16((left & ~cat) | (_mm512_test_epi32_mask(bit, one) & cat));
           }
         }
@@ -624,6 +709,7 @@ PD_TARGET_AVX2 inline void WalkAVX2Small(const Ensemble& e, const uint16_t* bins
   BinsByLane<L>(binv, bins, S, B, nb);
   const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const int* cat_off = reinterpret_cast<const int*>(e.cat_off.data());
   const __m256i m6 = _mm256_set1_epi32(63), m3 = _mm256_set1_epi32(7), m15 = _mm256_set1_epi32(0x7FFF),
                 m16 = _mm256_set1_epi32(0xFFFF), one = _mm256_set1_epi32(1);
   alignas(32) uint32_t idxs[kMaxBlock];
@@ -650,9 +736,9 @@ PD_TARGET_AVX2 inline void WalkAVX2Small(const Ensemble& e, const uint16_t* bins
         if (kCat) {
           const __m256i cat = _mm256_srai_epi32(p, 31);
           if (!_mm256_testz_si256(cat, cat)) {
-            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool,
-                                                          _mm256_add_epi32(kk, _mm256_srli_epi32(b, 5)), cat, 4);
-            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, _mm256_and_si256(b, _mm256_set1_epi32(31))), one);
+            const __m256i off = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), cat_off, kk, cat, 4);
+            const __m256i w = _mm256_mask_i32gather_epi32(_mm256_setzero_si256(), pool, CatIndexAVX2(off, b), cat, 4);
+            const __m256i bit = _mm256_and_si256(_mm256_srlv_epi32(w, CatBitAVX2(off)), one);
             right = _mm256_blendv_epi8(right, _mm256_cmpeq_epi32(bit, _mm256_setzero_si256()), cat);
           }
         }
@@ -679,18 +765,25 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
   const __m128i shB = _mm_cvtsi32_si128(__builtin_ctzll(B));  // bins[slot * B + row], B a power of two
   const A* vals = Pick<A>(e.val64, e.val32);
   const int* pool = reinterpret_cast<const int*>(e.cat_pool.data());
+  const int* cat_off = reinterpret_cast<const int*>(e.cat_off.data());
   const __m512i m15 = _mm512_set1_epi32(0x7FFF), m16 = _mm512_set1_epi32(0xFFFF), one = _mm512_set1_epi32(1);
   alignas(64) uint32_t idxs[kMaxBlock];
   __m512i idx[kMaxBlock / L];
+  const bool keep_done = g_walk_lockstep & 2;  // tests and benchmarks: the previous design
   for (int t = 0; t < e.num_trees; t++) {
     const int* info = reinterpret_cast<const int*>(e.info32.data() + e.tree_off[t]);
     const int* kids = reinterpret_cast<const int*>(e.kids32.data() + e.tree_off[t]);
     const int depth = e.tree_depth[t];
     PrefetchTree(e, t + 1);
     for (size_t g = 0; g < ng; g++) idx[g] = _mm512_setzero_si512();
+    // Vectors whose lanes all sat still are at their leaves: skipped from then on; a level
+    // where no vector moved ends the tree.
+    uint32_t live = (uint32_t(1) << ng) - 1;
     for (int d = 0; d < depth; d++) {
-      __mmask16 moved = 0;
+      bool moved = false;
       for (size_t g = 0; g < ng; g++) {
+        if (!((live >> g) & 1u)) continue;
+        const uint32_t skip = keep_done ? ~0u : ~(uint32_t(1) << g);
         const __m512i inf = _mm512_i32gather_epi32(idx[g], info, 4);
         const __m512i kd = _mm512_i32gather_epi32(idx[g], kids, 4);
         const __m512i slot = _mm512_and_si512(inf, m15);
@@ -701,9 +794,9 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
         if (kCat) {
           const __mmask16 cat = _mm512_movepi32_mask(kd);  // bit 31: categorical node
           if (cat) {
-            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat,
-                                                          _mm512_add_epi32(kk, _mm512_srli_epi32(b, 5)), pool, 4);
-            const __m512i bit = _mm512_srlv_epi32(w, _mm512_and_si512(b, _mm512_set1_epi32(31)));
+            const __m512i off = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, kk, cat_off, 4);
+            const __m512i w = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), cat, CatIndexAVX512(off, b), pool, 4);
+            const __m512i bit = _mm512_srlv_epi32(w, CatBitAVX512(off));
             const __mmask16 cat_left = _mm512_test_epi32_mask(bit, one);
             left = __mmask16((left & ~cat) | (cat_left & cat));
           }
@@ -711,7 +804,8 @@ PD_TARGET_AVX512 inline void WalkAVX512(const Ensemble& e, const uint16_t* bins,
         const __m512i lo = _mm512_and_si512(kd, m16);
         const __m512i hi = _mm512_and_si512(_mm512_srli_epi32(kd, 16), m15);
         const __m512i nxt = _mm512_mask_blend_epi32(left, hi, lo);
-        moved |= _mm512_cmpneq_epi32_mask(nxt, idx[g]);
+        if (!_mm512_cmpneq_epi32_mask(nxt, idx[g])) live &= skip;  // every lane at its leaf
+        else moved = true;
         idx[g] = nxt;
       }
       if (!moved) break;
@@ -986,6 +1080,18 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
   }
 }
 
+// UseRefill: whether the kernel walks with WalkRefill rather than the lock-step walks.
+// Measured on the production-shaped fixtures (docs/benchmarks.md): the scalar kernel gains
+// on deep trees (1.7x at mean depth 63, 2x on XGBoost depth-12 trees) but loses on shallower
+// trees with categorical splits (ranker_63, max depth 25); the AVX2 and AVX-512 lock-step
+// walks were as fast or faster than a refilling vector walk (compress and expand of rows
+// per lane) on every such model, so they keep lock step.
+template <ISA kISA>
+PD_INLINE bool UseRefill(const Ensemble& e) {
+  if (kISA != ISA::kScalar || e.small_trees || g_walk_lockstep) return false;
+  return !e.has_cat || e.max_depth > 32;
+}
+
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
 PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
   // The walk flag (tables false) also keeps the pointer walks where the model has a heap.
@@ -1021,7 +1127,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     for (size_t s = 0; s < S; s++) {
 #if PD_X86
       if constexpr (kISA == ISA::kAVX512 && !kXGB) {
-        if (BinSlotVectorizes(slots[s])) {
+        // Eight rows per vector: under eight rows the gathers cost more than they save.
+        if (nb >= 8 && BinSlotVectorizes(slots[s])) {
           BinSlotAVX512<T>(e, slots[s], blk, F, nb, bins + s * B);
           continue;
         }
@@ -1039,7 +1146,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     } else if (tables) {
 #if PD_X86
       if constexpr (kISA == ISA::kAVX512) {
-        if (K == 1) TableAVX512Any<A>(e, bins, S, B, nb, acc);
+        // Under 8 rows the 32-row passes mostly score copies of the last row.
+        if (K == 1 && nb >= 8) TableAVX512Any<A>(e, bins, S, B, nb, acc);
         else TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
       } else {
         TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
@@ -1047,6 +1155,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 #else
       TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
 #endif
+    } else if (UseRefill<kISA>(e)) {
+      WalkRefill<A, kCat>(e, bins, B, nb, acc, K);
     } else {
 #if PD_X86
     // A vector walk pays gather latency per level; it needs a few full vectors in flight.
@@ -1118,7 +1228,9 @@ PD_TARGET_AVX512 void FastAVX512(const Ensemble& e, const T* rows, size_t nrows,
 template <class T>
 void Predict(const Ensemble& e, Kernel kf, const T* rows, size_t nrows, double* out) {
   const Kernel k = Kernel(int(kf) & ~kKernelWalkFlag);
-  if (!e.fast || k == Kernel::kGeneric || nrows < kMinFastRows) {
+  // Every batch size takes the fast path, one row too: binning a row costs less than the
+  // generic walk saves even on NYC_taxi's 100 small trees (docs/benchmarks.md).
+  if (!e.fast || k == Kernel::kGeneric) {
     PredictGeneric<T>(e, rows, nrows, out);
     return;
   }
@@ -1136,3 +1248,5 @@ template void Predict<double>(const Ensemble&, Kernel, const double*, size_t, do
 template void Predict<float>(const Ensemble&, Kernel, const float*, size_t, double*);
 
 }  // namespace pd
+
+extern "C" void pd_walk_lockstep(int on) { pd::g_walk_lockstep = on; }

@@ -6,6 +6,8 @@
 //   * random ensembles and adversarial inputs (thresholds, ±1 ulp, NaN, ±inf, the zero
 //     range, negative categories) where every fast kernel the CPU has must agree
 //     bit-for-bit with the generic walk, on float64 and float32 rows
+//   * deep, unbalanced trees of up to 1,023 leaves and categorical features of up to
+//     65,535 categories: fast, and bit-identical at every batch size from one row
 //   * bad specs: each is rejected with a message naming the problem
 //   * concurrent predict calls on one handle
 //   * background scoring: the same results from the idle-priority pool, and withdrawal
@@ -437,6 +439,123 @@ static void TestRandomAgainstGeneric() {
               heap_models);
 }
 
+// Production-shaped models: deep, unbalanced trees of up to 1,023 leaves (ranking models
+// reach depth 95) and categorical features with up to 65,535 categories, whose distinct sets
+// together far exceed 65,536 words. Every one must take a fast traversal, and every kernel,
+// on the refill walks and on the lock-step walks (pd_walk_lockstep), at every batch size
+// from 1 row, must give the generic walk's bits.
+static void TestDeepAndWideCategorical() {
+  std::mt19937_64 rng(20261204);
+  for (int iter = 0; iter < 24; iter++) {
+    const int sem = iter % 4 == 3 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
+    const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 2 == 0;
+    const int nfeat = 10;
+    SpecBuilder b;
+    b.semantics = sem;
+    b.num_features = nfeat;
+    b.num_outputs = iter % 5 == 0 ? 2 : 1;
+    b.base.assign(b.num_outputs, 0.25);
+    // Categorical features 7, 8, 9: up to 40, 3,000 and 65,535 categories.
+    const uint32_t ncat[3] = {40, 3000, 65535};
+    const int ntrees = 2 + int(rng() % 12);
+    for (int t = 0; t < ntrees; t++) {
+      const int n = 1 + int(rng() % 1022);  // internal nodes: up to 1,023 leaves
+      std::vector<SpecBuilder::N> nodes(n);
+      for (auto& nd : nodes) nd.l = nd.r = 0;
+      // Grow mostly at the deepest free slot: long, unbalanced paths (depth up to ~200).
+      std::vector<std::pair<int, int>> free_slots;
+      std::vector<int> depth(n, 0);
+      free_slots.push_back({0, 0});
+      free_slots.push_back({0, 1});
+      for (int j = 1; j < n; j++) {
+        size_t pick = rng() % 4 == 0 ? rng() % free_slots.size() : free_slots.size() - 1 - rng() % 2;
+        auto [p, side] = free_slots[pick];
+        if (depth[p] >= 200) pick = 0, p = free_slots[0].first, side = free_slots[0].second;
+        free_slots.erase(free_slots.begin() + long(pick));
+        (side == 0 ? nodes[p].l : nodes[p].r) = j;
+        depth[j] = depth[p] + 1;
+        free_slots.push_back({j, 0});
+        free_slots.push_back({j, 1});
+      }
+      std::shuffle(free_slots.begin(), free_slots.end(), rng);
+      for (size_t i = 0; i < free_slots.size(); i++) {
+        auto [p, side] = free_slots[i];
+        (side == 0 ? nodes[p].l : nodes[p].r) = -int(i) - 1;
+      }
+      for (auto& nd : nodes) {
+        nd.f = int(rng() % nfeat);
+        const bool dl = rng() % 2;
+        if (cats && nd.f >= 7) {
+          // A set of up to 64 categories below the feature's cardinality.
+          const uint32_t top = 1 + uint32_t(rng() % ncat[nd.f - 7]);
+          std::vector<uint32_t> words((top + 31) / 32, 0);
+          const int k = 1 + int(rng() % 64);
+          for (int i = 0; i < k; i++) {
+            const uint32_t c = uint32_t(rng() % top);
+            words[c / 32] |= 1u << (c % 32);
+          }
+          nd.cs = b.AddCatSet(words);
+          nd.fl = Flags(true, dl, 0);
+          nd.t = 0;
+        } else {
+          nd.cs = -1;
+          nd.f = nd.f % 7;
+          nd.t = std::round(std::uniform_real_distribution<double>(-3, 12)(rng) * 8) / 8;
+          if (sem == PD_SEMANTICS_XGBOOST) nd.t = double(float(nd.t));
+          nd.fl = Flags(false, dl, sem == PD_SEMANTICS_XGBOOST ? PD_MISSING_NAN : unsigned(nd.f % 3));
+        }
+      }
+      std::vector<double> leaves(n + 1);
+      for (auto& v : leaves) v = std::uniform_real_distribution<double>(-1, 1)(rng);
+      b.AddTree(nodes, leaves, t % b.num_outputs);
+    }
+    pd_ensemble* e = b.New();
+    CHECK(e != nullptr, "deep model %d: rejected", iter);
+    if (e == nullptr) continue;
+    CHECK(pd_ensemble_is_fast(e) != 0, "deep model %d: generic only (%s)", iter, pd_ensemble_slow_reason(e));
+    const size_t nrows = 1 + rng() % 400;
+    std::vector<double> rows = RandomRows(rng, nrows, nfeat);
+    for (size_t r = 0; r < nrows; r++)
+      for (int f = 7; f < nfeat; f++) {
+        double& v = rows[r * nfeat + f];
+        switch (rng() % 5) {
+          case 0: break;  // RandomRows' specials: NaN, negative, fractions, infinities
+          case 1: v = double(ncat[f - 7] + rng() % 300); break;  // unseen, above the sets
+          default: v = double(rng() % ncat[f - 7]);
+        }
+      }
+    std::vector<float> rows32(rows.begin(), rows.end());
+    const size_t K = size_t(b.num_outputs);
+    std::vector<double> want(nrows * K), want32(nrows * K);
+    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
+    CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
+    for (int lock : {0, 1}) {
+      pd_walk_lockstep(lock);
+      for (int k : kKernels) {
+        if (k == 0 || !pd_kernel_supported(k)) continue;
+        std::vector<double> got(want.size()), got32(want.size());
+        CHECK(pd_predict_f64_kernel(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
+        CHECK(pd_predict_f32_kernel(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
+        // Batches of 1 to 5 rows: the same bits.
+        for (size_t r0 = 0, n = 1; r0 < nrows && r0 < 40; r0 += n, n = n % 5 + 1) {
+          const size_t m = std::min(n, nrows - r0);
+          CHECK(pd_predict_f64_kernel(e, k, rows.data() + r0 * nfeat, m, got.data() + r0 * K) == PD_OK, "f64 small");
+        }
+        for (size_t i = 0; i < want.size(); i++) {
+          CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0,
+                "deep model %d (sem %d cats %d lockstep %d) kernel %s f64 value %zu: got %.17g want %.17g", iter, sem,
+                cats, lock, KName(k).c_str(), i, got[i], want[i]);
+          CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0,
+                "deep model %d (lockstep %d) kernel %s f32 value %zu: got %.17g want %.17g", iter, lock,
+                KName(k).c_str(), i, got32[i], want32[i]);
+        }
+      }
+    }
+    pd_walk_lockstep(0);
+    pd_ensemble_free(e);
+  }
+}
+
 // Many thresholds on one feature: the binning guide (FeatureBin::guide_*) must bin every
 // value exactly as the binary search does, at and beside each threshold, for both
 // libraries' semantics, and a feature whose thresholds cluster too tightly for a guide
@@ -730,6 +849,7 @@ int main() {
   TestXGBoostRules();
   TestMulticlassWeightsLinear();
   TestRandomAgainstGeneric();
+  TestDeepAndWideCategorical();
   TestGuidedBinning();
   TestBadSpecs();
   TestPredictArgs();

@@ -1,0 +1,193 @@
+//go:build cgo && linux
+
+package engine
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// Benchmarks of the C++ core on production-shaped models (docs/benchmarks.md,
+// "Production-shaped models"). One thread; the thread's CPU time (getrusage
+// RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
+// "-prev" is the kernel with the walks of the previous design (setPreviousWalks):
+//
+//	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
+//
+// PREDICTD_SHAPES=ranker_63,NYC_taxi limits the run to the models named.
+// BenchmarkShapesBatch scores batches of 1,000 rows; BenchmarkShapesSmall scores batches
+// of 1, 2, 3, 4, 8 and 16 rows through Model.PredictF64 / PredictF32 (the cgo call
+// included) and reports ns per row. Models: the fixtures of shapes_test.go and the
+// lightgbm-oracle NYC_taxi, airline and mtpl2; a model absent from both testdata/ and the
+// shared fixture set is skipped with a note.
+
+var shapesBenchExtra = []shapesFixture{
+	{"NYC_taxi", FormatLightGBM, "lightgbm-oracle/NYC_taxi", "model.txt", "inputs.csv", "expected_raw.txt", true, false},
+	{"airline", FormatLightGBM, "lightgbm-oracle/airline", "model.txt", "inputs.csv", "expected_raw.txt", true, false},
+	{"mtpl2", FormatLightGBM, "lightgbm-oracle/mtpl2", "model.txt", "inputs.csv", "expected_raw.txt", true, false},
+}
+
+// shapesBenchWanted: PREDICTD_SHAPES (comma-separated model names) limits the models
+// benchmarked; unset, all of them.
+func shapesBenchWanted(name string) bool {
+	only := os.Getenv("PREDICTD_SHAPES")
+	if only == "" {
+		return true
+	}
+	for _, n := range strings.Split(only, ",") {
+		if n == name {
+			return true
+		}
+	}
+	return false
+}
+
+// shapesThreadCPU is the calling thread's CPU time.
+func shapesThreadCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// shapesMeasure runs fn (one call scores a batch) in rounds of `round` calls until at least
+// minCPU of thread CPU time has passed, three times, and returns the lowest CPU time per
+// call. The clock is a system call (about a microsecond on a VM): short calls need long
+// rounds.
+func shapesMeasure(b *testing.B, minCPU time.Duration, round int, fn func(i int) error) time.Duration {
+	best := time.Duration(1 << 62)
+	for rep := 0; rep < 3; rep++ {
+		start := shapesThreadCPU()
+		calls := 0
+		for shapesThreadCPU()-start < minCPU {
+			for j := 0; j < round; j++ {
+				if err := fn(calls); err != nil {
+					b.Fatal(err)
+				}
+				calls++
+			}
+		}
+		if d := (shapesThreadCPU() - start) / time.Duration(calls); d < best {
+			best = d
+		}
+	}
+	return best
+}
+
+func BenchmarkShapesBatch(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const batch = 1000
+	var lines []string
+	for _, fx := range append(append([]shapesFixture{}, shapesFixtures...), shapesBenchExtra...) {
+		if !shapesBenchWanted(fx.name) {
+			continue
+		}
+		l, ok := shapesLoad(b, fx)
+		if !ok {
+			lines = append(lines, fmt.Sprintf("%-16s absent (testdata/%s or PREDICTD_FIXTURES)", fx.name, fx.dir))
+			continue
+		}
+		T := float64(l.ens.NumTrees())
+		// Load: the core's validation and layout (newCScorer), thread CPU time, best of three.
+		load := time.Duration(1 << 62)
+		for i := 0; i < 3; i++ {
+			t0 := shapesThreadCPU()
+			sc, err := newCScorer(l.ens)
+			if err != nil {
+				b.Fatal(err)
+			}
+			load = min(load, shapesThreadCPU()-t0)
+			sc.close()
+		}
+		var generic float64
+		res := map[string]float64{}
+		var order []string
+		trav := ""
+		for _, k := range []string{"generic", "scalar-prev", "scalar", "avx2-prev", "avx2", "avx512-prev", "avx512"} {
+			prev := strings.HasSuffix(k, "-prev")
+			sc, err := newCScorerKernel(l.ens, strings.TrimSuffix(k, "-prev"))
+			if err != nil {
+				continue
+			}
+			setPreviousWalks(prev)
+			trav = sc.traversal()
+			out := make([]float64, batch)
+			minCPU := 60 * time.Millisecond
+			d := shapesMeasure(b, minCPU, 1, func(i int) error {
+				lo := (i * 397) % (l.nrows - batch + 1)
+				return shapesPredict(sc, l, fx.xgb, lo, batch, out)
+			})
+			setPreviousWalks(false)
+			sc.close()
+			ns := float64(d.Nanoseconds()) / (T * batch)
+			res[k] = ns
+			order = append(order, k)
+			if k == "generic" {
+				generic = ns
+			}
+		}
+		var parts []string
+		for _, k := range order {
+			parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
+		}
+		lines = append(lines, fmt.Sprintf("%-16s %-12s load %.1f ms (%.0f ms per 1,000 trees); ns/tree·row: %s", fx.name, trav,
+			float64(load.Microseconds())/1000, float64(load.Microseconds())/T, strings.Join(parts, ", ")))
+	}
+	b.Logf("batch %d, one thread, CPU time, ns per tree·row (speed-up over the generic walk):\n%s", batch, strings.Join(lines, "\n"))
+}
+
+func BenchmarkShapesSmall(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	batches := []int{1, 2, 3, 4, 8, 16}
+	var lines []string
+	for _, fx := range append(append([]shapesFixture{}, shapesBenchExtra...), shapesFixtures...) {
+		if !shapesBenchWanted(fx.name) {
+			continue
+		}
+		l, ok := shapesLoad(b, fx)
+		if !ok {
+			lines = append(lines, fmt.Sprintf("%-16s absent", fx.name))
+			continue
+		}
+		m, err := NewModel(l.ens, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		gen, err := newCScorerKernel(l.ens, "generic")
+		if err != nil {
+			b.Fatal(err)
+		}
+		nf := l.ens.NumFeatures
+		var parts []string
+		for _, n := range batches {
+			out := make([]float64, n)
+			d := shapesMeasure(b, 100*time.Millisecond, 256, func(i int) error {
+				lo := (i * 7) % (l.nrows - n + 1)
+				if fx.xgb {
+					return m.PredictF32(l.rows32[lo*nf:(lo+n)*nf], n, out, true)
+				}
+				return m.PredictF64(l.rows[lo*nf:(lo+n)*nf], n, out, true)
+			})
+			g := shapesMeasure(b, 100*time.Millisecond, 16, func(i int) error {
+				lo := (i * 7) % (l.nrows - n + 1)
+				return shapesPredict(gen, l, fx.xgb, lo, n, out)
+			})
+			parts = append(parts, fmt.Sprintf("%d: %.0f (generic %.0f)", n, float64(d.Nanoseconds())/float64(n), float64(g.Nanoseconds())/float64(n)))
+		}
+		gen.close()
+		m.Close()
+		lines = append(lines, fmt.Sprintf("%-16s %s", fx.name, strings.Join(parts, "  ")))
+	}
+	sort.Strings(lines)
+	if os.Getenv("PREDICTD_FIXTURES") == "" && shapesSharedDir() == "" {
+		lines = append(lines, "(shared fixtures absent: set PREDICTD_FIXTURES)")
+	}
+	b.Logf("Model.Predict*, one thread, CPU ns per row at batch n (the generic walk, direct):\n%s", strings.Join(lines, "\n"))
+}
