@@ -157,6 +157,11 @@ func (s *Server) assemble(p *prediction) error {
 		if err != nil {
 			return fmt.Errorf("%w: %w", errFeatureStore, err)
 		}
+		// The store keeps the deadline itself (degraded answers --features-reserve
+		// before it): the time it spent does not make the rest of the request a 504.
+		if grace := time.Now().Add(s.cfg.StoreGrace); !p.deadline.IsZero() && p.deadline.Before(grace) {
+			p.deadline = grace
+		}
 	}
 	if err := req.apply(v, m64, p.deadline); err != nil {
 		return err
