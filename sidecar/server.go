@@ -137,7 +137,7 @@ const (
 	DefaultMaxModelBytes   = 2 << 30
 	DefaultStoreGrace      = 50 * time.Millisecond
 	// MaxManifestBytes limits model.yaml (and other small declaration files).
-	MaxManifestBytes = 1 << 20
+	MaxManifestBytes       = 1 << 20
 	defaultReadTimeout     = 10 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
 	defaultIdleTimeout     = 60 * time.Second
@@ -200,11 +200,11 @@ var disabledTracer = func() *tracing.Provider {
 
 // Server is the prediction sidecar: a Registry and its HTTP API.
 type Server struct {
-	cfg   Config
-	reg   *Registry
-	met   *metrics
-	prod  *production
-	tp    *tracing.Provider
+	cfg  Config
+	reg  *Registry
+	met  *metrics
+	prod *production
+	tp   *tracing.Provider
 	// One fasthttp server per surface (routes.go): all routes, predict, admin.
 	http, httpPredict, httpAdmin *fasthttp.Server
 	pprof                        fasthttp.RequestHandler

@@ -400,7 +400,7 @@ func TestCheckSaysHowToPublish(t *testing.T) {
 		t.Fatalf("check: %v\n%s", err, out)
 	}
 	out, _ = exec.Command(bin, "serve", "--help").CombinedOutput()
-	for _, want := range []string{"--admin-listen", "PREDICTD_ADMIN_LISTEN", "--max-model-bytes", "PREDICTD_MAX_MODEL_BYTES", "PREDICTD_ADMIN_TOKEN", "rename"} {
+	for _, want := range []string{"--admin-listen", "PREDICTD_ADMIN_LISTEN", "--max-model-bytes", "PREDICTD_MAX_MODEL_BYTES", "PREDICTD_ADMIN_TOKEN", "renaming it into place"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help lacks %s", want)
 		}

@@ -24,7 +24,6 @@ regular files only (links to them are followed), at most --max-model-bytes.
 // publishNote is check's last line: how to put a checked version in front of a server.
 const publishNote = "publish: write a version as DIR/<name>/.tmp-<version>/ and rename it to DIR/<name>/<version>/; never rewrite a served model file in place"
 
-
 func runCheck(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage) }
