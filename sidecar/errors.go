@@ -151,3 +151,14 @@ func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 	s.writeErrorCode(ctx, status, code, msg)
 	ctx.SetConnectionClose()
 }
+
+// storeError is the request error for a FeatureBinding.Fill failure: the request's own
+// deadline having passed before the store was read is a 504 that says so (the store
+// itself answers degraded before the deadline, never this); anything else is the
+// store's, 503 feature_store_unavailable.
+func storeError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w before the feature store was read: %w (raise X-Deadline-Ms or --default-deadline)", errDeadline, err)
+	}
+	return fmt.Errorf("%w: %w", errFeatureStore, err)
+}

@@ -155,7 +155,7 @@ func (s *Server) assemble(p *prediction) error {
 		cancel()
 		tracing.EndWithError(fspan, err)
 		if err != nil {
-			return fmt.Errorf("%w: %w", errFeatureStore, err)
+			return storeError(err)
 		}
 		// The store keeps the deadline itself (degraded answers --features-reserve
 		// before it): the time it spent does not make the rest of the request a 504.

@@ -445,3 +445,51 @@ func TestAdminTokenNotLogged(t *testing.T) {
 		}
 	}
 }
+
+// slowStore spends the whole request deadline, as a store whose backend hangs would if
+// it did not keep the deadline itself: with "late", it returns after the deadline with
+// the context's error; with "degraded" it answers degraded after the deadline passed.
+type slowStore struct{}
+
+func (slowStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
+	return slowBinding{cols}, nil
+}
+
+type slowBinding struct{ cols []StoreColumn }
+
+func (slowBinding) Close() error   { return nil }
+func (slowBinding) Source() string { return "slow" }
+
+func (b slowBinding) Fill(ctx context.Context, q *StoreQuery) error {
+	<-ctx.Done()
+	if string(q.Key(0, "user_id")) == "late" {
+		return fmt.Errorf("group users: %w", ctx.Err())
+	}
+	for _, c := range b.cols {
+		q.F64[c.Column] = *c.Spec.Default
+		q.SetDegraded(c.Spec.Group)
+	}
+	return nil
+}
+
+// TestStoreTimeNotA504: a store that answers degraded only once the deadline has passed
+// still gets its answer scored (200, degraded): the time it spent is not held against
+// the request; a Fill that fails with the request's deadline is a 504 that says the
+// deadline passed, not a 503 blaming the store.
+func TestStoreTimeNotA504(t *testing.T) {
+	manifest := lgbManifest + `features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge,
+  {name: BonusMalus, group: users, key: user_id, default: 100}, Density]
+`
+	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: manifest})
+	ts := startServer(t, Config{ModelDir: root, FeatureStore: slowStore{}})
+	status, resp := ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"claims","keys":{"user_id":"u1"},"candidates":[{}]}`), "X-Deadline-Ms", "20")
+	if status != 200 || !strings.Contains(string(resp), `"degraded":true`) {
+		t.Errorf("degraded at the deadline: %d %s, want 200 degraded", status, resp)
+	}
+	status, resp = ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"claims","keys":{"user_id":"late"},"candidates":[{}]}`), "X-Deadline-Ms", "20")
+	if code, msg := apiError(t, resp); status != 504 || code != "deadline_exceeded" || !strings.Contains(msg, "before the feature store") {
+		t.Errorf("late store: %d %s", status, resp)
+	}
+}
