@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/predictd/predictd/sidecar/admission"
@@ -161,4 +162,17 @@ func storeError(err error) error {
 		return fmt.Errorf("%w before the feature store was read: %w (raise X-Deadline-Ms or --default-deadline)", errDeadline, err)
 	}
 	return fmt.Errorf("%w: %w", errFeatureStore, err)
+}
+
+// maxEchoedName bounds a client-sent name (model, version) quoted in an error: a name
+// that long is not one any repository holds, and the answer must not grow with it.
+const maxEchoedName = 128
+
+// quoteName quotes a client-sent name for an error message, shortened past
+// maxEchoedName bytes to its length.
+func quoteName[T string | []byte](name T) string {
+	if len(name) > maxEchoedName {
+		return fmt.Sprintf("(a name of %d bytes)", len(name))
+	}
+	return strconv.Quote(string(name))
 }

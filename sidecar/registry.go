@@ -177,9 +177,9 @@ func (r *Registry) acquire(model, ver []byte) (*version, error) {
 		if m == nil {
 			if !r.loaded.Load() {
 				// The model may be one the initial load has not reached yet.
-				return nil, fmt.Errorf("%w (model %q; GET /readyz says when it is)", errNotReady, model)
+				return nil, fmt.Errorf("%w (model %s; GET /readyz says when it is)", errNotReady, quoteName(model))
 			}
-			return nil, fmt.Errorf("%w %q (GET /v1/models lists the loaded ones)", ErrUnknownModel, model)
+			return nil, fmt.Errorf("%w %s (GET /v1/models lists the loaded ones)", ErrUnknownModel, quoteName(model))
 		}
 		var v *version
 		if len(ver) == 0 {
@@ -191,7 +191,7 @@ func (r *Registry) acquire(model, ver []byte) (*version, error) {
 			if len(ver) == 0 {
 				return nil, fmt.Errorf("%w: model %q has no loaded version (see GET /v1/models/%s)", ErrUnknownVersion, model, model)
 			}
-			return nil, fmt.Errorf("%w %q of model %q (GET /v1/models/%s lists the loaded ones)", ErrUnknownVersion, ver, model, model)
+			return nil, fmt.Errorf("%w %s of model %q (GET /v1/models/%s lists the loaded ones)", ErrUnknownVersion, quoteName(ver), model, model)
 		}
 		if v.acquire() {
 			return v, nil

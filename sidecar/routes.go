@@ -141,7 +141,7 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 				return
 			}
 			if !ok {
-				s.writeError(ctx, fmt.Errorf("%w %q (GET /v1/models lists the loaded ones)", ErrUnknownModel, name))
+				s.writeError(ctx, fmt.Errorf("%w %s (GET /v1/models lists the loaded ones)", ErrUnknownModel, quoteName(name)))
 				return
 			}
 			s.writeJSON(ctx, fasthttp.StatusOK, st)

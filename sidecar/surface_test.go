@@ -198,6 +198,24 @@ func TestErrorsEchoNoInput(t *testing.T) {
 		t.Errorf("/v1/models does not say why the linked file failed:\n%s", models)
 	}
 
+	// A client-sent name is quoted only while short: the answer does not grow with it.
+	long := strings.Repeat("N", 100_000)
+	for _, c := range []struct{ method, path, body string }{
+		{"POST", "/v1/predict", `{"model":"` + long + `","candidates":[{}]}`},
+		{"POST", "/v1/predict", `{"model":"claims","version":"` + long + `","candidates":[{}]}`},
+		{"GET", "/v1/models/" + long, ""},
+	} {
+		st, body := 0, []byte(nil)
+		if c.method == "POST" {
+			st, body = ts.post(t, "tcp", c.path, "application/json", []byte(c.body))
+		} else {
+			st, body = ts.get(t, c.path)
+		}
+		if len(body) > 1000 || st/100 != 4 {
+			t.Errorf("%s %.40s with a 100,000-byte name: %d, %d bytes of answer", c.method, c.path, st, len(body))
+		}
+	}
+
 	const marker = "MARKER<script>"
 	for _, raw := range []string{
 		"GET /v1/models " + marker + "\r\n\r\n",
