@@ -91,7 +91,7 @@ func port(t *testing.T, where, hostport string) int {
 	return p
 }
 
-// routes returns the paths the sidecar's router serves.
+// routes returns the paths the sidecar's router (sidecar/routes.go) serves.
 func routes(t *testing.T) map[string]bool {
 	r := map[string]bool{}
 	for _, m := range regexp.MustCompile(`case "(/[a-z0-9/]+)"`).FindAllStringSubmatch(read(t, "sidecar/routes.go"), -1) {

@@ -2,6 +2,8 @@ package features
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -14,7 +16,8 @@ type storeMetrics struct {
 	lookups, absent                          metric.Int64Counter
 	hits, misses, stale, defaulted, degraded metric.Int64Counter
 	backendErrors, decodeErrors              metric.Int64Counter
-	byGroup                                  map[string][]metric.AddOption
+	byGroup                                  atomic.Pointer[map[string][]metric.AddOption]
+	mu                                       sync.Mutex // addGroups
 	reg                                      metric.Registration
 }
 
@@ -22,12 +25,9 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 	if m == nil {
 		m = noop.NewMeterProvider().Meter("predictd/features")
 	}
-	sm := &storeMetrics{byGroup: make(map[string][]metric.AddOption, len(s.cfg.Groups))}
-	for name := range s.cfg.Groups {
-		// A prebuilt slice: passing one option variadically to an interface method would
-		// allocate the slice on every call.
-		sm.byGroup[name] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("group", name)))}
-	}
+	sm := &storeMetrics{}
+	sm.byGroup.Store(&map[string][]metric.AddOption{})
+	sm.addGroups(s.cfg.Groups)
 	var err error
 	counter := func(name, desc string) metric.Int64Counter {
 		if err != nil {
@@ -88,9 +88,28 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 	return sm, nil
 }
 
+// addGroups builds the attribute sets of groups not seen before (a prebuilt slice:
+// passing one option variadically to an interface method would allocate the slice on
+// every call). Sets of removed groups stay: a plan made before may still record.
+func (sm *storeMetrics) addGroups(groups map[string]*Group) {
+	sm.mu.Lock()
+	defer sm.mu.Unlock()
+	old := *sm.byGroup.Load()
+	next := make(map[string][]metric.AddOption, len(old)+len(groups))
+	for name, opt := range old {
+		next[name] = opt
+	}
+	for name := range groups {
+		if _, ok := next[name]; !ok {
+			next[name] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("group", name)))}
+		}
+	}
+	sm.byGroup.Store(&next)
+}
+
 // record adds the counts of one Fetch of n entities.
 func (sm *storeMetrics) record(ctx context.Context, group string, n int, r *Result, misses int) {
-	opt := sm.byGroup[group]
+	opt := (*sm.byGroup.Load())[group]
 	if len(opt) == 0 {
 		return
 	}

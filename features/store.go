@@ -61,6 +61,7 @@ type backend interface {
 // store. It is safe for concurrent use.
 type Store struct {
 	cfg     Config
+	groups  atomic.Pointer[map[string]*Group] // cfg.Groups, then what SetGroups set
 	be      backend
 	cache   *cache
 	breaker breaker
@@ -96,6 +97,8 @@ func Open(cfg Config) (*Store, error) {
 		cfg.BreakerCooldown = time.Second
 	}
 	s := &Store{cfg: cfg, cache: newCache(cfg.CacheBytes, cfg.CacheShards)}
+	groups := cfg.Groups
+	s.groups.Store(&groups)
 	s.breaker = breaker{failures: cfg.BreakerFailures, cooldown: cfg.BreakerCooldown}
 	switch {
 	case cfg.Redis != nil:
@@ -123,7 +126,7 @@ func (s *Store) Close() error {
 // Plan resolves a feature list of a group for Fetch. overrides replace declared defaults
 // (a model's `default:`). Call it once per model and group, not per request.
 func (s *Store) Plan(group string, names []string, overrides map[string]float64) (*Plan, error) {
-	g, ok := s.cfg.Groups[group]
+	g, ok := (*s.groups.Load())[group]
 	if !ok {
 		return nil, fmt.Errorf("%w %q", ErrUnknownGroup, group)
 	}
@@ -432,10 +435,26 @@ func (s *Store) decodeEntry(p *Plan, vals []string, ok []bool, keyLen int, now i
 	return e, buf
 }
 
+// Group returns the store's declaration of group name.
+func (s *Store) Group(name string) (*Group, bool) {
+	g, ok := (*s.groups.Load())[name]
+	return g, ok
+}
+
+// SetGroups replaces the store's group declarations (a reload of the *.group.yaml
+// files). Plans made before keep the declarations they were made with and keep working;
+// Plan, Group and Lookup use the new ones from now on. A changed group's new plans get
+// their own cache entries (entries are keyed by plan), so no value decoded under the old
+// declaration is read under the new one.
+func (s *Store) SetGroups(groups map[string]*Group) {
+	s.groups.Store(&groups)
+	s.m.addGroups(groups)
+}
+
 // Lookup reads every feature of one entity straight from the backend (no cache), decoded by
 // type; found is false when the store does not hold the entity. For tools and tests.
 func (s *Store) Lookup(ctx context.Context, group, entity string) (vals map[string]Value, updated time.Time, found bool, err error) {
-	g, ok := s.cfg.Groups[group]
+	g, ok := (*s.groups.Load())[group]
 	if !ok {
 		return nil, time.Time{}, false, fmt.Errorf("%w %q", ErrUnknownGroup, group)
 	}

@@ -126,7 +126,7 @@ func TestSmokeAgainstSidecar(t *testing.T) {
 	if err := WriteResult(udir, &usable); err != nil {
 		t.Fatal(err)
 	}
-	capOut, err := exec.Command(lt, "capacity", "--rate", "100000", "--p99", "1000", udir).CombinedOutput()
+	capOut, err := exec.Command(lt, "capacity", "--rps", "100", "--p99", "1s", udir).CombinedOutput()
 	if err != nil || !strings.Contains(string(capOut), "you need") {
 		t.Errorf("capacity: %v\n%s", err, capOut)
 	}

@@ -6,6 +6,7 @@ run it with /usr/bin/python3 if another python3 comes first on PATH.
 
     gen_onnx_models.py                  small models + inputs into engine/onnx/testdata/
     gen_onnx_models.py --big DIR        the ~7.3M-parameter benchmark MLP into DIR/mlp_7m.onnx
+    gen_onnx_models.py --dlrm DIR       the example DLRM-style ranker and its feature data into DIR
 
 Small models (checked in, with the inputs they are tested on):
   mlp.onnx  x float32 [N,8] -> Gemm 8x16 -> Relu -> Gemm 16x1 -> "logit" [N,1], Sigmoid -> "score" [N,1]
@@ -114,10 +115,65 @@ def small(outdir):
     write_inputs(os.path.join(outdir, "emb.inputs.json"), features, rows)
 
 
+DLRM_DENSE = ["list_price", "hour", "distance", "position"]
+DLRM_DIM = 16
+
+
+def dlrm(seed, dim=DLRM_DIM, hidden=32):
+    """A small DLRM-style ranker (Naumov et al. 2019): request features and a user and an
+    item embedding from the feature store; the dot product of the two embeddings (their
+    interaction) beside the raw inputs, then an MLP and a sigmoid.
+
+    dense float32 [N,4], user float32 [N,dim], item float32 [N,dim]
+      -> dot = ReduceSum(user*item, axis 1) [N,1]
+      -> Concat(dense, user, item, dot) [N, 4+2dim+1] -> Gemm -> Relu -> Gemm -> Sigmoid -> "score" [N,1]
+    """
+    rng = np.random.default_rng(seed)
+    nodes = [
+        helper.make_node("Mul", ["user", "item"], ["ui"]),
+        helper.make_node("ReduceSum", ["ui", "axes"], ["dot"], keepdims=1),
+        helper.make_node("Concat", ["dense", "user", "item", "dot"], ["x"], axis=1),
+    ]
+    inits = [numpy_helper.from_array(np.array([1], dtype=np.int64), "axes")]
+    n, i, out = gemm_layers(rng, [len(DLRM_DENSE) + 2 * dim + 1, hidden, 1], "x", "mlp_")
+    nodes += n + [helper.make_node("Sigmoid", [out], ["score"])]
+    inits += i
+    graph = helper.make_graph(
+        nodes, "dlrm",
+        [helper.make_tensor_value_info("dense", TensorProto.FLOAT, ["N", len(DLRM_DENSE)]),
+         helper.make_tensor_value_info("user", TensorProto.FLOAT, ["N", dim]),
+         helper.make_tensor_value_info("item", TensorProto.FLOAT, ["N", dim])],
+        [helper.make_tensor_value_info("score", TensorProto.FLOAT, ["N", 1])],
+        inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)])
+
+
+def dlrm_data(outdir, seed, users=200, items=1000, dim=DLRM_DIM):
+    """users.csv and items.csv for the example: embeddings like a trained model's (normal,
+    scale 0.3, rounded to 4 decimals so the files stay small) and an item's price."""
+    rng = np.random.default_rng(seed)
+    with open(os.path.join(outdir, "users.csv"), "w") as f:
+        f.write("user_id,user_emb\n")
+        for u in range(users):
+            f.write(f"u{u}," + " ".join(f"{x:.4f}" for x in rng.standard_normal(dim) * 0.3) + "\n")
+    with open(os.path.join(outdir, "items.csv"), "w") as f:
+        f.write("item_id,item_emb,list_price\n")
+        for i in range(items):
+            emb = " ".join(f"{x:.4f}" for x in rng.standard_normal(dim) * 0.3)
+            f.write(f"i{i},{emb},{rng.uniform(2, 40):.2f}\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--big", metavar="DIR", help="write the benchmark MLP DIR/mlp_7m.onnx instead")
+    ap.add_argument("--dlrm", metavar="DIR", help="write the example ranker DIR/models/ranker/1/model.onnx and DIR/{users,items}.csv instead")
     args = ap.parse_args()
+    if args.dlrm:
+        mdir = os.path.join(args.dlrm, "models", "ranker", "1")
+        os.makedirs(mdir, exist_ok=True)
+        save(dlrm(seed=11), os.path.join(mdir, "model.onnx"))
+        dlrm_data(args.dlrm, seed=12)
+        return
     if args.big:
         os.makedirs(args.big, exist_ok=True)
         path = os.path.join(args.big, "mlp_7m.onnx")

@@ -3,7 +3,8 @@
 # It installs what is missing (scripts/ci/deps.sh: g++, cmake, redis-server, npm, curl;
 # scripts/fetch-ort.sh: ONNX Runtime 1.29.0 into third_party/), then runs the C++ core's
 # ctest (normal and ASan+UBSan), go vet, every Go test (real redis-server processes, the
-# real ONNX Runtime on CPU, real HTTP), the CGO_ENABLED=0 build and every Fuzz* target.
+# real ONNX Runtime on CPU, real HTTP), again under the race detector, the CGO_ENABLED=0
+# build and every Fuzz* target.
 #   scripts/test.sh                   everything
 #   FUZZTIME=60s scripts/test.sh      longer fuzzing (default 10s per target)
 set -euo pipefail
@@ -27,6 +28,11 @@ go vet ./...
 
 step "go test"
 go test -count=1 -timeout 40m ./...
+
+step "go test -race"
+# Every package but loadtest, whose fidelity tests hold the generator to its offered rate
+# (1,000 requests/s within 1%), which the race detector's slowdown makes impossible.
+go test -race -count=1 -timeout 40m $(go list ./... | grep -v '/loadtest$')
 
 step "pure-Go build (CGO_ENABLED=0)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/predictd ./cmd/predictd-loadtest

@@ -49,15 +49,15 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 	nf, nrows := v.nfeat, r.numRows()
 	r.ctxCols = r.ctxCols[:0]
 	for _, f := range r.context {
-		col, ok := v.cols[string(f.name)]
+		col, ok := v.cols[string(r.bytes(f.name))]
 		if !ok {
-			return unknownFeature(v, f.name)
+			return unknownFeature(v, r.bytes(f.name))
 		}
 		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
 	}
 	for _, f := range r.feats {
-		if _, ok := v.cols[string(f.name)]; !ok {
-			return unknownFeature(v, f.name)
+		if _, ok := v.cols[string(r.bytes(f.name))]; !ok {
+			return unknownFeature(v, r.bytes(f.name))
 		}
 	}
 	// Fold to one value per column: a stable sort keeps request order within a column,
@@ -98,7 +98,7 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 		}
 		row := m64[i*nf : (i+1)*nf]
 		for _, f := range r.feats[c.f0:c.f1] {
-			row[v.cols[string(f.name)]] = f.value
+			row[v.cols[string(r.bytes(f.name))]] = f.value
 		}
 	}
 	return nil

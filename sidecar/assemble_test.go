@@ -109,6 +109,10 @@ func checkRows(t *testing.T, got [][]float64, want []float64) {
 // when a key is "down".
 type keyStore struct{}
 
+func (keyStore) ReloadGroups() (map[string]string, error) { return nil, nil }
+
+func (keyStore) Width(group, name string) (int, error) { return 1, nil }
+
 func (keyStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
 	return keyBinding{cols}, nil
 }

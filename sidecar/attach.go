@@ -364,7 +364,7 @@ func (p *production) after(v *version, x *Exchange) {
 	rec.SetPredictions(x.Scores, x.Width)
 	if !x.req.dense {
 		for i := range x.req.cands {
-			rec.AddIDBytes(x.req.cands[i].id)
+			rec.AddIDBytes(x.req.id(i))
 		}
 	}
 	a.logger.Log(rec)

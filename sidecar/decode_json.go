@@ -25,6 +25,17 @@ type decodeLimits struct {
 	// cells: the most decoded values, counting every named feature, context feature,
 	// entity key and dense value (Config.MaxCells).
 	cells int
+	// presizeAt: bodies of at least this many bytes are counted before they are decoded
+	// (presize.go); 0: presizeMin.
+	presizeAt int
+}
+
+// presizes tells whether a body of n bytes is counted before it is decoded.
+func (lim decodeLimits) presizes(n int) bool {
+	if lim.presizeAt == 0 {
+		return n >= presizeMin
+	}
+	return n >= lim.presizeAt
 }
 
 var errTooManyCells = errors.New("too many values")
@@ -55,6 +66,10 @@ func (lim decodeLimits) cell(r *request) error {
 // each value is appended (fastjson builds the whole body's value tree first), error
 // messages with the byte offset, and no copy of the body.
 func decodeJSON(r *request, body []byte, lim decodeLimits) error {
+	if len(body) > maxDecodeBody {
+		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
+	}
+	r.body = body
 	s := jsonScanner{b: body, lim: lim}
 	if err := s.request(r); err != nil {
 		return err
@@ -430,18 +445,27 @@ func (s *jsonScanner) request(r *request) error {
 			}
 			return r.setOutput(o)
 		case "context":
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{context: m} }); err != nil {
+				return err
+			}
 			return s.object("context", func(name []byte) error {
 				if err := s.lim.cell(r); err != nil {
 					return err
 				}
 				v, err := s.value("context feature", name)
-				r.context = append(r.context, feature{name: name, value: v})
+				r.context = append(r.context, feature{name: r.spanOf(name), value: v})
 				return err
 			})
 		case "keys":
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{ctxKeys: m} }); err != nil {
+				return err
+			}
 			return s.keys(r, &r.ctxKeys, "keys")
 		case "candidates":
 			haveCands = true
+			if err := s.presize(r, func(m, f, k, _ int) presize { return presize{cands: m, feats: f, candKeys: k} }); err != nil {
+				return err
+			}
 			return s.array("candidates", func(i int) error {
 				if err := s.lim.row(len(r.cands)); err != nil {
 					return err
@@ -450,6 +474,9 @@ func (s *jsonScanner) request(r *request) error {
 			})
 		case "rows":
 			haveRows = true
+			if err := s.presize(r, func(m, _, _, v int) presize { return presize{nrows: m, rows: v} }); err != nil {
+				return err
+			}
 			return s.rows(r)
 		default:
 			return s.errf("unknown field %q (want model, version, context, keys, candidates, rows, output)", k)
@@ -462,31 +489,44 @@ func (s *jsonScanner) request(r *request) error {
 	return r.finishDecode(haveCands, haveRows)
 }
 
+// presize counts the container at the next token (countJSON) in a body of at least
+// presizeMin bytes and reserves what counts says it holds.
+func (s *jsonScanner) presize(r *request, what func(members, feats, keys, values int) presize) error {
+	if !s.lim.presizes(len(s.b)) {
+		return nil
+	}
+	if c := s.peek(); c != '{' && c != '[' {
+		return nil // the decoder reports the type
+	}
+	return what(countJSON(s.b, s.i)).reserve(r, s.lim)
+}
+
 func (s *jsonScanner) keys(r *request, dst *[]key, what string) error {
 	return s.object(what, func(name []byte) error {
 		if err := s.lim.cell(r); err != nil {
 			return err
 		}
 		v, err := s.strOrNum(what)
-		*dst = append(*dst, key{name: name, value: v})
+		*dst = append(*dst, key{name: r.spanOf(name), value: r.spanOf(v)})
 		return err
 	})
 }
 
 func (s *jsonScanner) candidate(r *request) error {
-	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	err := s.object("candidate", func(k []byte) error {
-		var err error
 		switch string(k) {
 		case "id":
-			c.id, err = s.strOrNum("id")
+			id, err := s.strOrNum("id")
+			c.id = r.spanOf(id)
+			return err
 		case "features":
 			return s.object("features", func(name []byte) error {
 				if err := s.lim.cell(r); err != nil {
 					return err
 				}
 				v, err := s.value("feature", name)
-				r.feats = append(r.feats, feature{name: name, value: v})
+				r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 				return err
 			})
 		case "keys":
@@ -494,9 +534,8 @@ func (s *jsonScanner) candidate(r *request) error {
 		default:
 			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
 		}
-		return err
 	})
-	c.f1, c.k1 = len(r.feats), len(r.candKeys)
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
 	r.cands = append(r.cands, c)
 	return err
 }

@@ -17,6 +17,15 @@ import (
 // requires for forward compatibility; malformed wire data and wrong wire types are
 // errors. lim is checked before each element is appended.
 func decodeProto(r *request, body []byte, lim decodeLimits) error {
+	if len(body) > maxDecodeBody {
+		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
+	}
+	r.body = body
+	if lim.presizes(len(body)) {
+		if err := countProto(body).reserve(r, lim); err != nil {
+			return err
+		}
+	}
 	haveCands, haveRows := false, false
 	for len(body) > 0 {
 		num, typ, n := consumeTag(body)
@@ -46,7 +55,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(m)
+			f, err := decodeFeature(r, m)
 			if err != nil {
 				return err
 			}
@@ -87,7 +96,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.keys"); err != nil {
 				return err
 			}
-			k, err := decodeKey(m)
+			k, err := decodeKey(r, m)
 			if err != nil {
 				return err
 			}
@@ -105,7 +114,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 }
 
 func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
-	c := candidate{f0: len(r.feats), k0: len(r.candKeys)}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -118,14 +127,16 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 		)
 		switch num {
 		case wire.CandidateID:
-			if c.id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
+			var id []byte
+			if id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
 				return err
 			}
+			c.id = r.spanOf(id)
 		case wire.CandidateFeatures:
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(m)
+			f, err := decodeFeature(r, m)
 			if err != nil {
 				return err
 			}
@@ -137,7 +148,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
 				return err
 			}
-			k, err := decodeKey(m)
+			k, err := decodeKey(r, m)
 			if err != nil {
 				return err
 			}
@@ -151,13 +162,14 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			}
 		}
 	}
-	c.f1, c.k1 = len(r.feats), len(r.candKeys)
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
 	r.cands = append(r.cands, c)
 	return nil
 }
 
-// decodeFeature reads a Feature; an absent value is missing (NaN).
-func decodeFeature(b []byte) (feature, error) {
+// decodeFeature reads a Feature, b a subslice of r.body; an absent value is missing
+// (NaN).
+func decodeFeature(r *request, b []byte) (feature, error) {
 	f := feature{value: math.NaN()}
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -168,9 +180,11 @@ func decodeFeature(b []byte) (feature, error) {
 		var err error
 		switch num {
 		case wire.FeatureName:
-			if f.name, b, err = protoString(b, typ, "Feature.name"); err != nil {
+			var name []byte
+			if name, b, err = protoString(b, typ, "Feature.name"); err != nil {
 				return f, err
 			}
+			f.name = r.spanOf(name)
 		case wire.FeatureValue:
 			if typ != protowire.Fixed64Type {
 				return f, badRequest("protobuf Feature.value: wire type %d, want a double", typ)
@@ -189,7 +203,8 @@ func decodeFeature(b []byte) (feature, error) {
 	return f, nil
 }
 
-func decodeKey(b []byte) (key, error) {
+// decodeKey reads a Key, b a subslice of r.body.
+func decodeKey(r *request, b []byte) (key, error) {
 	var k key
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
@@ -197,12 +212,17 @@ func decodeKey(b []byte) (key, error) {
 			return k, protoErr("Key", n)
 		}
 		b = b[n:]
-		var err error
+		var (
+			s   []byte
+			err error
+		)
 		switch num {
 		case wire.KeyName:
-			k.name, b, err = protoString(b, typ, "Key.name")
+			s, b, err = protoString(b, typ, "Key.name")
+			k.name = r.spanOf(s)
 		case wire.KeyValue:
-			k.value, b, err = protoString(b, typ, "Key.value")
+			s, b, err = protoString(b, typ, "Key.value")
+			k.value = r.spanOf(s)
 		default:
 			b, err = protoSkip(b, num, typ, "Key")
 		}

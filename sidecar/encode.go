@@ -39,7 +39,7 @@ func appendJSONResponse(dst []byte, resp *response) []byte {
 		dst = append(dst, '{')
 		if !r.dense {
 			dst = append(dst, `"id":`...)
-			dst = wire.AppendJSONString(dst, r.cands[i].id)
+			dst = wire.AppendJSONString(dst, r.id(i))
 			dst = append(dst, ',')
 		}
 		row := resp.out[i*resp.width : (i+1)*resp.width]
@@ -88,8 +88,8 @@ func appendProtoResponse(dst []byte, resp *response) []byte {
 		row := resp.out[i*resp.width : (i+1)*resp.width]
 		var id []byte
 		size := protowire.SizeTag(wire.PredictionScore) + 8
-		if !r.dense && len(r.cands[i].id) > 0 {
-			id = r.cands[i].id
+		if !r.dense && r.cands[i].id.n > 0 {
+			id = r.id(i)
 			size += protowire.SizeTag(wire.PredictionID) + protowire.SizeBytes(len(id))
 		}
 		if resp.width > 1 {

@@ -35,7 +35,7 @@ func (e *Exchange) ID(i int) []byte {
 	if e.req.dense {
 		return nil
 	}
-	return e.req.cands[i].id
+	return e.req.id(i)
 }
 
 // Row copies row i of the scored matrix (the model's feature order) into dst[:0].

@@ -13,6 +13,10 @@ type LoadRequest struct {
 	Model, Version string
 	// Manifest is the version's validated model.yaml.
 	Manifest *Manifest
+	// Features names the model's input columns in order: the manifest's features with
+	// each store-backed vector expanded to NAME[0]..NAME[w-1]; nil when the manifest
+	// lists none (the model file names them).
+	Features []string
 	// File is the model file's path inside the model repository (for messages), and Data
 	// its contents; Data is only valid during the call.
 	File string

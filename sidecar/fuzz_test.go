@@ -12,7 +12,21 @@ import (
 
 // fuzzLimits are far above what a fuzz input can reach, so the limits never hide a
 // decoding difference.
-var fuzzLimits = decodeLimits{rows: 1 << 30, cells: 1 << 30}
+var fuzzLimits = decodeLimits{rows: 1 << 30, cells: 1 << 30, presizeAt: math.MaxInt}
+
+// presizeLimits are fuzzLimits with every body counted first (presize.go).
+var presizeLimits = decodeLimits{rows: 1 << 30, cells: 1 << 30, presizeAt: 1}
+
+// samePresized fails unless a and b decoded the same numbers of elements.
+func samePresized(t *testing.T, a, b *request) {
+	t.Helper()
+	if len(a.cands) != len(b.cands) || len(a.feats) != len(b.feats) || len(a.candKeys) != len(b.candKeys) ||
+		len(a.context) != len(b.context) || len(a.ctxKeys) != len(b.ctxKeys) || len(a.rows) != len(b.rows) || a.nrows != b.nrows {
+		t.Fatalf("counting first changed what was decoded: %d/%d/%d/%d/%d/%d/%d, without %d/%d/%d/%d/%d/%d/%d",
+			len(b.cands), len(b.feats), len(b.candKeys), len(b.context), len(b.ctxKeys), len(b.rows), b.nrows,
+			len(a.cands), len(a.feats), len(a.candKeys), len(a.context), len(a.ctxKeys), len(a.rows), a.nrows)
+	}
+}
 
 // FuzzDecodeJSON: the JSON decoder never panics, accepts only valid JSON, and what it
 // accepts agrees with encoding/json on the model name and the number of candidates and
@@ -25,6 +39,15 @@ func FuzzDecodeJSON(f *testing.F) {
 		`{"model": "m", "version": 3, "candidates": []}`,
 		`{"model":"\ud800"}`,
 		`{"model":"m","rows":[[1],[1,2]]}`,
+		// The shapes that hold the most per body byte (TestMemoryPerRequest).
+		`{"model":"m","keys":{"a":0,"a":"b","":0}}`,
+		`{"model":"m","context":{"a":0,"a":0},"candidates":[{},{},{"id":"features","features":{"a":0,"b":1},"keys":{"k":"v"}}]}`,
+		`{"model":"m","candidates":[{"keys":{"a":0,"a":0}},{"features":{"f\u0065":1}},{"f\u0065atures":{}}]}`,
+		`{"model":"m","rows":[[0,0,0],[0,0,0]]}`,
+		`{"model":"m","rows":[[],[]]}`,
+		"{\"model\":\"m\"   \n\t\r   ,  \"candidates\" : [ { \"features\" : { \"a\" : 0 } } ] }",
+		`{"model":"m","candidates":[{"id":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]}`,
+		`{"model":"m","candidates":[{"features":{"a":[1]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -35,9 +58,19 @@ func FuzzDecodeJSON(f *testing.F) {
 		body := append([]byte(nil), data...)
 		r := getRequest()
 		defer putRequest(r)
-		if err := decodeJSON(r, body, fuzzLimits); err != nil {
+		err := decodeJSON(r, body, fuzzLimits)
+		// Counting first (presize.go, for large bodies) changes nothing decoded, and
+		// no error.
+		pre := getRequest()
+		defer putRequest(pre)
+		perr := decodeJSON(pre, append([]byte(nil), data...), presizeLimits)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("error %v without counting first, %v with: %q", err, perr, orig)
+		}
+		if err != nil {
 			return
 		}
+		samePresized(t, r, pre)
 		if !json.Valid(orig) {
 			t.Fatalf("accepted invalid JSON %q", orig)
 		}
@@ -75,12 +108,24 @@ func FuzzDecodeProto(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("\x0a\x01m\x2a\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f")) // unpacked row value
+	// The shapes that hold the most per body byte (TestMemoryPerRequest): empty
+	// context features, keys and candidates, a candidate of empty features.
+	f.Add([]byte("\x0a\x01m\x1a\x00\x1a\x00\x2a\x00\x2a\x03\x0a\x01a\x22\x00\x22\x00"))
+	f.Add([]byte("\x0a\x01m\x22\x08\x12\x00\x12\x00\x1a\x00\x12\x00"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		r := getRequest()
 		defer putRequest(r)
-		if err := decodeProto(r, data, fuzzLimits); err != nil {
+		err := decodeProto(r, data, fuzzLimits)
+		pre := getRequest()
+		defer putRequest(pre)
+		perr := decodeProto(pre, data, presizeLimits)
+		if (err == nil) != (perr == nil) {
+			t.Fatalf("error %v without counting first, %v with: %q", err, perr, data)
+		}
+		if err != nil {
 			return
 		}
+		samePresized(t, r, pre)
 		var ref predictpb.PredictRequest
 		if err := proto.Unmarshal(data, &ref); err != nil {
 			t.Fatalf("accepted what the generated decoder rejects (%v): %q", err, data)
@@ -94,8 +139,8 @@ func FuzzDecodeProto(f *testing.F) {
 		nfeat := 0
 		for i, c := range ref.Candidates {
 			nfeat += len(c.Features)
-			if c.Id != string(r.cands[i].id) {
-				t.Fatalf("candidate %d id %q, generated %q", i, r.cands[i].id, c.Id)
+			if c.Id != string(r.id(i)) {
+				t.Fatalf("candidate %d id %q, generated %q", i, r.id(i), c.Id)
 			}
 		}
 		if nfeat != len(r.feats) {

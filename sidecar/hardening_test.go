@@ -156,11 +156,11 @@ func TestDecodeLimitsBeforeStoring(t *testing.T) {
 // huge is not returned to the pool, whatever its matrix buffers hold.
 func TestPooledSizeCountsEverySlice(t *testing.T) {
 	for name, r := range map[string]*request{
-		"cands":    {cands: make([]candidate, 0, maxPooledBytes/32)},
-		"feats":    {feats: make([]feature, 0, maxPooledBytes/16)},
-		"context":  {context: make([]feature, 0, maxPooledBytes/16)},
-		"ctxKeys":  {ctxKeys: make([]key, 0, maxPooledBytes/32)},
-		"candKeys": {candKeys: make([]key, 0, maxPooledBytes/32)},
+		"cands":    {cands: make([]candidate, 0, maxPooledBytes/candidateBytes+1)},
+		"feats":    {feats: make([]feature, 0, maxPooledBytes/featureBytes+1)},
+		"context":  {context: make([]feature, 0, maxPooledBytes/featureBytes+1)},
+		"ctxKeys":  {ctxKeys: make([]key, 0, maxPooledBytes/keyBytes+1)},
+		"candKeys": {candKeys: make([]key, 0, maxPooledBytes/keyBytes+1)},
 	} {
 		if r.pooledBytes() <= maxPooledBytes {
 			t.Errorf("%s: %d bytes counted, want over %d", name, r.pooledBytes(), maxPooledBytes)

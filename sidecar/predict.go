@@ -34,7 +34,7 @@ type prediction struct {
 	proto    bool      // protobuf, else JSON
 	tctx     context.Context
 	span     trace.Span
-	held     *admission.Bulkhead // the admission slot (nil: none held), released in step 8
+	slot     *admission.Bulkhead // the admission slot (nil: none held), released in step 8
 	v        *version            // the resolved version, referenced until step 8
 	m64      []float64           // the assembled matrix (step 4)
 	m32      []float32           // m64 narrowed for a float32 model, else nil
@@ -98,10 +98,16 @@ func (s *Server) startSpan(ctx *fasthttp.RequestCtx) (context.Context, trace.Spa
 // decoding (resolve).
 func (s *Server) decode(p *prediction) error {
 	// The body is ours until the handler returns; the JSON decoder unescapes in place.
+	// fasthttp has read it whole (bounded by --max-body-bytes) before the handler runs:
+	// the byte budget counts it from here, with what decoding it may build.
 	body := p.ctx.Request.Body()
+	p.req.budget = s.bytes
+	if err := p.req.take(int64(len(body))*(1+decodeReserve), "its body and decoding"); err != nil {
+		return err
+	}
 	peeked, _ := peekModel(body, p.proto)
 	var err error
-	if p.held, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
+	if p.slot, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
 		return err
 	}
 	dspan := s.tp.Decode(p.tctx)
@@ -112,7 +118,12 @@ func (s *Server) decode(p *prediction) error {
 		err = decodeJSON(p.req, body, lim)
 	}
 	tracing.EndWithError(dspan, err)
-	return err
+	if err != nil {
+		return err
+	}
+	// Settle the reservation on what decoding built: return what it did not use, or take
+	// what it used beyond it.
+	return p.req.settle()
 }
 
 // resolve is step 3: the version the request names, referenced until release, and its
@@ -129,12 +140,12 @@ func (s *Server) resolve(p *prediction) error {
 		p.span.SetAttributes(tracing.AttrModel.String(v.model), tracing.AttrModelVersion.String(v.version),
 			tracing.AttrRows.Int(p.req.numRows()))
 	}
-	if p.held == nil || p.held.Model() != v.model {
-		if p.held != nil {
-			p.held.Release()
-			p.held = nil
+	if p.slot == nil || p.slot.Model() != v.model {
+		if p.slot != nil {
+			p.slot.Release()
+			p.slot = nil
 		}
-		p.held, err = s.prod.admit(v, p.deadline)
+		p.slot, err = s.prod.admit(v, p.deadline)
 	}
 	return err
 }
@@ -143,6 +154,9 @@ func (s *Server) resolve(p *prediction) error {
 // request's features, then the float32 narrowing for a float32 model.
 func (s *Server) assemble(p *prediction) error {
 	v, req := p.v, p.req
+	if err := req.take(req.matrixBytes(v), "its matrix and scores"); err != nil {
+		return err
+	}
 	m64, err := req.matrix(v, s.cfg.MaxCells)
 	if err != nil {
 		return err
@@ -241,9 +255,10 @@ func (s *Server) afterResponse(p *prediction) {
 // release is step 8: the admission slot, then the version reference. predict returns
 // the request to its pool after it.
 func (p *prediction) release() {
-	if p.held != nil {
-		p.held.Release()
+	if p.slot != nil {
+		p.slot.Release()
 	}
+	p.req.releaseBytes()
 	if p.v != nil {
 		p.v.release()
 	}

@@ -131,15 +131,16 @@ type snapshot struct {
 // Registry loads the model repository and serves its versions to requests. Its methods
 // are safe for concurrent use; reloads are serialized.
 type Registry struct {
-	fsys    fs.FS
-	desc    string // the repository as shown in messages
-	threads int
-	formats map[string]FormatLoader // the built-in formats and Config.Formats
-	store   FeatureStore
-	maxFile int64 // Config.MaxModelBytes
-	log     *slog.Logger
-	met     *metrics
-	prod    *production // nil in Check: no shadows, logs or admission
+	fsys     fs.FS
+	desc     string // the repository as shown in messages
+	threads  int
+	formats  map[string]FormatLoader // the built-in formats and Config.Formats
+	store    FeatureStore
+	storeGen map[string]string // the store's group generations, read at the start of each Reload (under reloadMu)
+	maxFile  int64             // Config.MaxModelBytes
+	log      *slog.Logger
+	met      *metrics
+	prod     *production // nil in Check: no shadows, logs or admission
 
 	reloadMu sync.Mutex
 	snap     atomic.Pointer[snapshot]
@@ -236,6 +237,15 @@ func (r *Registry) Reload() ReloadResult {
 	old := r.snap.Load()
 	next := &snapshot{models: map[string]*modelSet{}, at: start}
 	var res ReloadResult
+	if r.store != nil {
+		gen, err := r.store.ReloadGroups()
+		if err != nil {
+			err = fmt.Errorf("feature groups (the previous ones stay): %w", err)
+			res.Failed = append(res.Failed, err.Error())
+			r.log.Error("reload", "err", err)
+		}
+		r.storeGen = gen
+	}
 
 	entries, err := fs.ReadDir(r.fsys, ".")
 	if err != nil {
@@ -433,6 +443,11 @@ func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 		return "", nil, fmt.Errorf("model file %s: %w", man.File, err)
 	}
 	fmt.Fprintf(h, "\x00%d\x00%d", fi.Size(), fi.ModTime().UnixNano())
+	for _, f := range man.Features {
+		if f.Stored() { // re-bound when a group it binds changes
+			fmt.Fprintf(h, "\x00group %s %s", f.Group, r.storeGen[f.Group])
+		}
+	}
 	return hex.EncodeToString(h.Sum(nil)), man, nil
 }
 
@@ -448,11 +463,16 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 	if err != nil {
 		return nil, err
 	}
-	pred, err := loader(LoadRequest{Model: model, Version: ver, Manifest: man, File: file, Data: data, Threads: r.threads})
+	cols, err := expandFeatures(man, r.store)
 	if err != nil {
 		return nil, err
 	}
-	v, err := r.bind(model, ver, dir, stamp, man, pred)
+	pred, err := loader(LoadRequest{Model: model, Version: ver, Manifest: man, Features: columnNames(cols), File: file,
+		Data: data, Threads: r.threads})
+	if err != nil {
+		return nil, err
+	}
+	v, err := r.bind(model, ver, dir, stamp, man, cols, pred)
 	if err != nil {
 		pred.Close()
 		return nil, err
@@ -471,18 +491,18 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 }
 
 // bind checks the manifest against the model and builds the name → column map.
-func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, pred engine.Predictor) (*version, error) {
+func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []column, pred engine.Predictor) (*version, error) {
 	nf, info := pred.NumFeatures(), pred.Info()
 	v := &version{model: model, version: ver, dir: dir, stamp: stamp, manifest: man, pred: pred, info: info,
 		f32: info.Float32Input, raw: man.Output == "raw", nfeat: nf}
-	if len(man.Features) > 0 {
-		if len(man.Features) != nf {
-			return nil, fmt.Errorf("features: model.yaml lists %d features but the model takes %d", len(man.Features), nf)
+	if len(cols) > 0 {
+		if len(cols) != nf {
+			return nil, fmt.Errorf("features: model.yaml lists %s but the model takes %d", describeColumns(man, cols), nf)
 		}
-		for i, f := range man.Features {
-			v.names = append(v.names, f.Name)
-			if f.Stored() {
-				v.stored = append(v.stored, StoreColumn{Column: i, Spec: f})
+		for i, c := range cols {
+			v.names = append(v.names, c.name)
+			if c.spec.Stored() && c.elem == 0 {
+				v.stored = append(v.stored, StoreColumn{Column: i, Width: c.width, Spec: c.spec})
 			}
 		}
 	} else {

@@ -182,6 +182,10 @@ func newTestRegistry(t *testing.T, fsys fs.FS, store FeatureStore) *Registry {
 // fakeStore is a FeatureStore that binds any group, for the load-time contract.
 type fakeStore struct{ bound []StoreColumn }
 
+func (s *fakeStore) ReloadGroups() (map[string]string, error) { return nil, nil }
+
+func (s *fakeStore) Width(group, name string) (int, error) { return 1, nil }
+
 func (s *fakeStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
 	for _, c := range cols {
 		if c.Spec.Group != "user_stats" {

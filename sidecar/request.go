@@ -14,30 +14,62 @@ const (
 	outputRaw
 )
 
-// feature is a named value; name points into the request body.
+// span is a byte range of the request body: 8 bytes where a []byte is 24, so a decoded
+// element costs at most about twice the bytes that encode it (docs/operations.md,
+// "Memory"). Bodies are limited to 4 GiB (maxDecodeBody) so that offsets fit a uint32.
+type span struct{ off, n uint32 }
+
+// feature is a named value; name is a span of the request body. 16 bytes.
 type feature struct {
-	name  []byte
+	name  span
 	value float64
 }
 
-// key is an entity key for feature-store lookups.
+// key is an entity key for feature-store lookups; both are spans of the body. 16 bytes.
 type key struct {
-	name, value []byte
+	name, value span
 }
 
 // candidate is one candidate; its features are feats[f0:f1] and keys candKeys[k0:k1].
+// 24 bytes.
 type candidate struct {
-	id     []byte
-	f0, f1 int
-	k0, k1 int
+	id     span
+	f0, f1 uint32
+	k0, k1 uint32
 }
 
+// maxDecodeBody is the largest body a decoder accepts: spans are uint32 offsets.
+const maxDecodeBody = 1<<32 - 1
+
+// bytes returns the body bytes of sp (nil when empty). They are valid while the
+// handler runs.
+func (r *request) bytes(sp span) []byte {
+	if sp.n == 0 {
+		return nil
+	}
+	return r.body[sp.off : sp.off+sp.n : sp.off+sp.n]
+}
+
+// spanOf returns the span of b, a subslice of r.body.
+func (r *request) spanOf(b []byte) span {
+	if len(b) == 0 {
+		return span{}
+	}
+	return span{off: uint32(cap(r.body) - cap(b)), n: uint32(len(b))}
+}
+
+// id returns candidate i's id (nil when absent or empty).
+func (r *request) id(i int) []byte { return r.bytes(r.cands[i].id) }
+
 // request is a decoded prediction request plus the buffers that score it. Byte slices
-// point into the HTTP request body (which the decoders may rewrite in place to unescape
+// and spans point into the HTTP request body (which the decoders may rewrite in place to unescape
 // JSON strings): a request is valid only while the handler runs. Requests are pooled
 // (getRequest/putRequest); reset keeps every buffer's capacity, so a warm server decodes
 // and scores without allocating per candidate.
 type request struct {
+	body           []byte      // the body being decoded; spans are offsets into it
+	budget         *byteBudget // the server's byte budget (nil: none), see budget.go
+	held           int64       // bytes of it this request holds, returned by releaseBytes
 	model, version []byte
 	output         outputMode
 
@@ -64,7 +96,8 @@ type request struct {
 }
 
 func (r *request) reset() {
-	r.model, r.version = nil, nil
+	r.body, r.model, r.version = nil, nil, nil
+	r.budget, r.held = nil, 0 // returned by releaseBytes
 	r.output = outputDefault
 	r.context = r.context[:0]
 	r.ctxKeys = r.ctxKeys[:0]

@@ -50,9 +50,16 @@ type Config struct {
 	MaxCandidates int
 	// MaxCells limits the values of one request: the decoded feature values, context
 	// features, entity keys and dense values, and the rows × features of the matrix
-	// built for the model (8 bytes each, 12 for float32 models); default 64M
-	// (DefaultMaxCells: a 512 MiB float64 matrix). Over it: 413.
+	// built for the model (8 bytes each, 12 for float32 models); default 8,000,000
+	// (DefaultMaxCells: a 61 MiB float64 matrix, and at most 122 MiB of decoded values,
+	// 16 bytes each: less than twice the default MaxBodyBytes). Over it: 413.
 	MaxCells int
+	// MaxInflightBytes bounds the bytes all predictions hold at once: bodies, what the
+	// decoders build from them and the matrices and scores of their models (budget.go).
+	// A request the budget cannot cover now gets 503 busy with Retry-After; one that needs
+	// more than all of it, 413. Default 256 MiB (DefaultMaxInflightBytes), with the default
+	// MaxBodyBytes room for one largest body and its decoding, in a 512 MiB container.
+	MaxInflightBytes int
 	// DefaultDeadline bounds a request without an X-Deadline-Ms header; default 1s;
 	// negative: no deadline.
 	DefaultDeadline time.Duration
@@ -130,7 +137,7 @@ type Config struct {
 const (
 	DefaultMaxBodyBytes    = 64 << 20
 	DefaultMaxCandidates   = 100_000
-	DefaultMaxCells        = 64 << 20
+	DefaultMaxCells        = 8_000_000
 	DefaultDeadline        = time.Second
 	DefaultBackgroundAfter = time.Millisecond
 	DefaultReloadDebounce  = 500 * time.Millisecond
@@ -153,6 +160,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxCells <= 0 {
 		c.MaxCells = DefaultMaxCells
+	}
+	if c.MaxInflightBytes <= 0 {
+		c.MaxInflightBytes = DefaultMaxInflightBytes
 	}
 	if c.DefaultDeadline == 0 {
 		c.DefaultDeadline = DefaultDeadline
@@ -200,11 +210,12 @@ var disabledTracer = func() *tracing.Provider {
 
 // Server is the prediction sidecar: a Registry and its HTTP API.
 type Server struct {
-	cfg  Config
-	reg  *Registry
-	met  *metrics
-	prod *production
-	tp   *tracing.Provider
+	cfg   Config
+	reg   *Registry
+	met   *metrics
+	prod  *production
+	tp    *tracing.Provider
+	bytes *byteBudget
 	// One fasthttp server per surface (routes.go): all routes, predict, admin.
 	http, httpPredict, httpAdmin *fasthttp.Server
 	pprof                        fasthttp.RequestHandler
@@ -254,6 +265,11 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{cfg: cfg, met: met, prod: prod, tp: cfg.Tracer}
+	if s.bytes, err = newByteBudget(int64(cfg.MaxInflightBytes), s.Meter()); err != nil {
+		prod.close()
+		met.provider.Shutdown(context.Background())
+		return nil, err
+	}
 	if s.reg, err = newRegistry(fsys, desc, &cfg, met); err != nil {
 		prod.close()
 		met.provider.Shutdown(context.Background())

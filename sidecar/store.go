@@ -16,11 +16,23 @@ type FeatureStore interface {
 	// that names an unknown group fails the load rather than a request. The binding is
 	// closed when the version retires.
 	Bind(model, version string, cols []StoreColumn) (FeatureBinding, error)
+	// Width is how many model columns the store feature fills: 1 for a scalar, the
+	// length of a list or embedding (whose values then fill consecutive columns named
+	// NAME[0], NAME[1], ...). An unknown group or feature is an error.
+	Width(group, name string) (int, error)
+	// ReloadGroups re-reads the store's group declarations at the start of every model
+	// reload. It returns each group's generation, which changes whenever its declaration
+	// did: a version is re-bound when a group it binds changed, so groups and the versions
+	// that bind them change together. On error the previous declarations stay (and their
+	// generations are returned); the error is reported with the reload's failures.
+	ReloadGroups() (generations map[string]string, err error)
 }
 
-// StoreColumn is a store-backed feature and the matrix column it fills.
+// StoreColumn is a store-backed feature and the matrix columns it fills: Width
+// consecutive columns from Column (1 for a scalar; a vector's length otherwise).
 type StoreColumn struct {
 	Column int
+	Width  int
 	Spec   FeatureSpec
 }
 
@@ -56,8 +68,8 @@ func (q *StoreQuery) Key(row int, name string) []byte {
 		c := r.cands[row]
 		ks := r.candKeys[c.k0:c.k1]
 		for i := len(ks) - 1; i >= 0; i-- {
-			if string(ks[i].name) == name {
-				return ks[i].value
+			if string(r.bytes(ks[i].name)) == name {
+				return r.bytes(ks[i].value)
 			}
 		}
 	}
@@ -81,8 +93,8 @@ func (r *request) contextKey(name string) []byte {
 	}
 	var v []byte
 	for i := len(r.ctxKeys) - 1; i >= 0; i-- {
-		if string(r.ctxKeys[i].name) == name {
-			v = r.ctxKeys[i].value
+		if string(r.bytes(r.ctxKeys[i].name)) == name {
+			v = r.bytes(r.ctxKeys[i].value)
 			break
 		}
 	}

@@ -467,7 +467,7 @@ func TestAdminTokenNotLogged(t *testing.T) {
 // slowStore spends the whole request deadline, as a store whose backend hangs would if
 // it did not keep the deadline itself: with "late", it returns after the deadline with
 // the context's error; with "degraded" it answers degraded after the deadline passed.
-type slowStore struct{}
+type slowStore struct{ keyStore }
 
 func (slowStore) Bind(model, version string, cols []StoreColumn) (FeatureBinding, error) {
 	return slowBinding{cols}, nil

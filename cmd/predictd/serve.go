@@ -57,6 +57,7 @@ type serveFlags struct {
 	maxModelBytes   int64
 	watch           bool
 	maxBodyBytes    int
+	maxInflight     int
 	maxCandidates   int
 	maxCells        int
 	defaultDeadline time.Duration
@@ -97,6 +98,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.StringVar(&f.unix, "unix", "", "also listen on a Unix socket at `PATH` (a stale socket file there is replaced)")
 	fs.BoolVar(&f.watch, "watch", true, "reload when files under --models change (POST /v1/admin/reload always works)")
 	fs.IntVar(&f.maxBodyBytes, "max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body in `bytes`; larger ones get 413")
+	fs.IntVar(&f.maxInflight, "max-inflight-bytes", sidecar.DefaultMaxInflightBytes, "`bytes` all predictions may hold at once (bodies, decoded values, matrices, scores); past it requests get 503 with Retry-After, one that needs more on its own 413")
 	fs.IntVar(&f.maxCandidates, "max-candidates", sidecar.DefaultMaxCandidates, "most candidates (rows) in one request; more get 413")
 	fs.IntVar(&f.maxCells, "max-cells", sidecar.DefaultMaxCells, "most values in one request: decoded features, context and keys, and rows × features of the model's matrix (8 bytes each); more get 413")
 	fs.DurationVar(&f.defaultDeadline, "default-deadline", sidecar.DefaultDeadline, "deadline of a request without an X-Deadline-Ms header; expired requests get 504; negative: none")
@@ -251,6 +253,7 @@ func runServe(args []string) int {
 		ShadowWorkers:         f.shadowWorkers,
 		PredictionLogDir:      f.predictionLogDir,
 	}
+	cfg.MaxInflightBytes = f.maxInflight
 	if f.backgroundAfter <= 0 {
 		cfg.BackgroundAfter = -1 // the flag's 0 is "off"; Config's 0 is the default
 	}
@@ -419,6 +422,15 @@ const unixSocketMode = 0o660
 // named, else over the embedded store (filled from --features-snapshot when given), so
 // that predictd serve runs alone. Without a groups directory (the bundled demo) there
 // is no store. The returned function closes the store and its Redis client.
+// redisLog routes go-redis' own messages (it writes one to stderr for every failed dial,
+// which a dead Redis turns into one per request) to the sidecar's log at debug level: the
+// store's breaker, metrics and degraded answers already say that Redis is down.
+type redisLog struct{ log *slog.Logger }
+
+func (l redisLog) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, "redis client: "+fmt.Sprintf(format, v...))
+}
+
 func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (sidecar.FeatureStore, func(), error) {
 	dir := f.features
 	if dir == "" {
@@ -454,10 +466,12 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 			}
 		}
 		features.FailFast(opts, f.featuresTimeout) // the store retries and breaks on its own
+		redis.SetLogger(redisLog{log})
 		client, source = redis.NewClient(opts), "redis"
 	case f.redisCluster != "":
 		opts := &redis.ClusterOptions{Addrs: strings.Split(f.redisCluster, ",")}
 		features.FailFastCluster(opts, f.featuresTimeout)
+		redis.SetLogger(redisLog{log})
 		client, source = redis.NewClusterClient(opts), "redis"
 	case f.featuresSnapshot != "":
 		emb, err := features.LoadSnapshot(f.featuresSnapshot)
@@ -481,7 +495,7 @@ func openFeatureStore(f *serveFlags, meter metric.Meter, log *slog.Logger) (side
 		names = append(names, n)
 	}
 	log.Info("feature store", "groups", names, "backend", source, "dir", dir)
-	return sidecarstore.New(st, source), func() {
+	return sidecarstore.NewReloading(st, source, dir), func() {
 		st.Close()
 		if client != nil {
 			client.Close()

@@ -265,6 +265,10 @@ func (b *batcher) run(batch []*request, rows int) {
 	// A request with a bad value fails alone; the others run. Its rows stay in the batch
 	// (zeroed) and their outputs are ignored.
 	err := m.run(a.ins, a.outs)
+	// Counted before any caller is answered, so a caller that reads BatchStats after its
+	// call returns sees its own run.
+	b.batches.Add(1)
+	b.rows.Add(uint64(rows))
 	for i, r := range batch {
 		switch {
 		case errs != nil && errs[i] != nil:
@@ -284,8 +288,6 @@ func (b *batcher) run(batch []*request, rows int) {
 			r.finish(nil)
 		}
 	}
-	b.batches.Add(1)
-	b.rows.Add(uint64(rows))
 }
 
 // fillAll copies every request into a; it returns nil when all succeeded, else one error

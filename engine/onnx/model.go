@@ -201,6 +201,41 @@ func newSession(data []byte, inputs []string, output string, cfg *Config, cuda b
 	return ort.NewDynamicAdvancedSessionWithONNXData(data, inputs, []string{output}, opts)
 }
 
+// expandVectors replaces each name that is not a feature but whose elements NAME[0],
+// NAME[1], ... are (a store-backed list or embedding, which the sidecar expands into
+// consecutive columns) by those elements, so onnx.inputs can name a vector as a whole.
+func expandVectors(names []string, featIdx map[string]int) []string {
+	var out []string
+	for i, f := range names {
+		if _, ok := featIdx[f]; ok {
+			if out != nil {
+				out = append(out, f)
+			}
+			continue
+		}
+		if _, ok := featIdx[f+"[0]"]; !ok {
+			if out != nil {
+				out = append(out, f) // unknown: reported by the caller
+			}
+			continue
+		}
+		if out == nil {
+			out = append(make([]string, 0, len(names)), names[:i]...)
+		}
+		for k := 0; ; k++ {
+			e := f + "[" + strconv.Itoa(k) + "]"
+			if _, ok := featIdx[e]; !ok {
+				break
+			}
+			out = append(out, e)
+		}
+	}
+	if out == nil {
+		return names
+	}
+	return out
+}
+
 func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 	byName := make(map[string]ort.InputOutputInfo, len(modelIn))
 	names := make([]string, len(modelIn))
@@ -223,6 +258,7 @@ func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 		inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
 	}
 	for _, ic := range inputs {
+		ic.Features = expandVectors(ic.Features, featIdx)
 		info, ok := byName[ic.Name]
 		if !ok {
 			return fmt.Errorf("onnx.inputs names %q, but the model's inputs are %s", ic.Name, strings.Join(names, ", "))

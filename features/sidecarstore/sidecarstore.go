@@ -5,13 +5,17 @@ package sidecarstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
+	"maps"
 	"math"
 	"sync"
 	"unsafe"
 
 	"github.com/predictd/predictd/features"
 	"github.com/predictd/predictd/sidecar"
+	"gopkg.in/yaml.v3"
 )
 
 // New adapts a features.Store to sidecar.FeatureStore: at
@@ -23,9 +27,60 @@ func New(st *features.Store, source string) sidecar.FeatureStore {
 	return &featureStore{st: st, source: source}
 }
 
+// NewReloading is New for a store whose groups were read from dir's *.group.yaml files:
+// every model reload reads them again, and a changed group set is swapped into the store
+// (features.Store.SetGroups) before the versions that bind a changed group are re-bound.
+// A file that does not parse keeps the previous groups, and the reload reports why.
+func NewReloading(st *features.Store, source, dir string) sidecar.FeatureStore {
+	fs := &featureStore{st: st, source: source, dir: dir}
+	if groups, err := features.LoadGroups(dir); err == nil {
+		fs.gens = generations(groups)
+	}
+	return fs
+}
+
 type featureStore struct {
 	st     *features.Store
 	source string
+	dir    string // where the groups are reread from; "" = never
+
+	mu   sync.Mutex
+	gens map[string]string // per group: digest of the declaration the store holds
+}
+
+// ReloadGroups rereads the group files and swaps them into the store when any changed.
+func (s *featureStore) ReloadGroups() (map[string]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dir == "" {
+		return s.gens, nil
+	}
+	groups, err := features.LoadGroups(s.dir)
+	if err != nil {
+		return s.gens, err
+	}
+	gens := generations(groups)
+	if maps.Equal(gens, s.gens) {
+		return s.gens, nil
+	}
+	s.st.SetGroups(groups)
+	s.gens = gens
+	return gens, nil
+}
+
+// generations digests each group's declaration (its YAML form: deterministic, and
+// blind to formatting and comments).
+func generations(groups map[string]*features.Group) map[string]string {
+	gens := make(map[string]string, len(groups))
+	for name, g := range groups {
+		data, err := yaml.Marshal(g)
+		if err != nil {
+			panic("BUG: a parsed group does not marshal: " + err.Error())
+		}
+		sum := sha256.Sum256(data)
+		gens[name] = hex.EncodeToString(sum[:8])
+	}
+	return gens
 }
 
 // groupBinding is one (group, entity key) of a model version: its plan and where each
@@ -34,9 +89,10 @@ type groupBinding struct {
 	plan     *features.Plan
 	group    string
 	key      string    // the request key holding the entity id
-	cols     []int     // model column of plan feature j
+	cols     []int     // first model column of plan feature j
+	widths   []int     // columns of plan feature j (1, or a vector's length)
 	planCol  []int     // first plan column of feature j
-	defaults []float64 // value for rows without an entity key
+	defaults []float64 // value for rows without an entity key (every column of feature j)
 }
 
 type storeBinding struct {
@@ -55,9 +111,23 @@ type fillBuf struct {
 	present []bool
 }
 
-// Bind resolves cols into one plan per (group, key). A feature must be a scalar of its
-// group (one model column); lists and embeddings fill several columns, which a
-// manifest entry cannot name.
+// Width is the number of model columns a feature of group fills: 1 for a scalar, the
+// length of a list or embedding. A string feature has width 0 (it is no model input).
+func (s *featureStore) Width(group, name string) (int, error) {
+	g, ok := s.st.Group(group)
+	if !ok {
+		return 0, fmt.Errorf("%w %q", features.ErrUnknownGroup, group)
+	}
+	f, err := g.Feature(name)
+	if err != nil {
+		return 0, err
+	}
+	return f.Width(), nil
+}
+
+// Bind resolves cols into one plan per (group, key). A scalar fills one model column, a
+// list or embedding c.Width consecutive columns (the values in order; a list shorter
+// than its declared length is padded with NaN, i.e. missing).
 func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (sidecar.FeatureBinding, error) {
 	b := &storeBinding{source: s.source, st: s.st}
 	b.pool.New = func() any { return new(fillBuf) }
@@ -76,6 +146,7 @@ func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (
 		}
 		names[i] = append(names[i], c.Spec.Name)
 		b.groups[i].cols = append(b.groups[i].cols, c.Column)
+		b.groups[i].widths = append(b.groups[i].widths, max(c.Width, 1))
 		if c.Spec.Default != nil {
 			overrides[i][c.Spec.Name] = *c.Spec.Default
 		}
@@ -93,9 +164,9 @@ func (s *featureStore) Bind(model, version string, cols []sidecar.StoreColumn) (
 			if err != nil {
 				return nil, err
 			}
-			if w := f.Width(); w != 1 {
-				return nil, fmt.Errorf("feature %q of group %q is a %s of %d values; model.yaml can bind scalar features only",
-					name, g.group, f.Type, w)
+			if w := f.Width(); w != g.widths[j] {
+				return nil, fmt.Errorf("feature %q of group %q fills %d columns, but the model binds %d (the group file changed?)",
+					name, g.group, w, g.widths[j])
 			}
 			g.planCol = append(g.planCol, p.Column(j))
 			def := math.NaN()
@@ -133,7 +204,10 @@ func (b *storeBinding) Fill(ctx context.Context, q *sidecar.StoreQuery) error {
 			k := q.Key(row, g.key)
 			if k == nil {
 				for j, col := range g.cols {
-					q.F64[row*q.NCols+col] = g.defaults[j]
+					dst := q.F64[row*q.NCols+col : row*q.NCols+col+g.widths[j]]
+					for k := range dst {
+						dst[k] = g.defaults[j]
+					}
 				}
 				continue
 			}
@@ -163,7 +237,11 @@ func (b *storeBinding) Fill(ctx context.Context, q *sidecar.StoreQuery) error {
 			src := buf.out[i*w : (i+1)*w]
 			dst := q.F64[row*q.NCols : (row+1)*q.NCols]
 			for j, col := range g.cols {
-				dst[col] = src[g.planCol[j]]
+				if w := g.widths[j]; w == 1 {
+					dst[col] = src[g.planCol[j]]
+				} else {
+					copy(dst[col:col+w], src[g.planCol[j]:g.planCol[j]+w])
+				}
 			}
 		}
 	}

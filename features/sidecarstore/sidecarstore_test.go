@@ -391,6 +391,20 @@ func (ts *testServer) post(t *testing.T, path, body string) (int, []byte) {
 	return resp.StatusCode, data
 }
 
+func (ts *testServer) get(t *testing.T, path string) []byte {
+	t.Helper()
+	resp, err := http.Get(ts.base + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
 type jsonResponse struct {
 	Predictions []struct {
 		Score *float64 `json:"score"`

@@ -36,12 +36,14 @@ func Load(req sidecar.LoadRequest) (engine.Predictor, error) {
 	if err != nil {
 		return nil, fmt.Errorf("model.yaml onnx: %w", err)
 	}
-	if len(req.Manifest.Features) == 0 {
-		return nil, errors.New("format onnx: list the model's input features under features: in model.yaml (an ONNX file does not name them)")
+	names := req.Features
+	if names == nil { // a caller that did not expand the manifest: its names as written
+		for _, f := range req.Manifest.Features {
+			names = append(names, f.Name)
+		}
 	}
-	names := make([]string, len(req.Manifest.Features))
-	for i, f := range req.Manifest.Features {
-		names[i] = f.Name
+	if len(names) == 0 {
+		return nil, errors.New("format onnx: list the model's input features under features: in model.yaml (an ONNX file does not name them)")
 	}
 	m, err := onnx.LoadData(req.File, req.Data, cfg, names)
 	if err != nil {
