@@ -138,8 +138,11 @@ func TestDockerfiles(t *testing.T) {
 							if !flags[f] {
 								t.Errorf("ENV %s: predictd serve has no --%s", k, f)
 							}
-							if f == "listen" {
-								listenPort = port(t, "PREDICTD_LISTEN", v)
+							if f == "listen" && !strings.HasPrefix(v, "127.0.0.1:") {
+								t.Errorf("PREDICTD_LISTEN %s: predictions must listen on loopback (or the socket)", v)
+							}
+							if f == "admin-listen" {
+								listenPort = port(t, "PREDICTD_ADMIN_LISTEN", v)
 							}
 						}
 					}
@@ -180,7 +183,7 @@ func TestDockerfiles(t *testing.T) {
 				t.Errorf("runs as %q, want a non-root user", user)
 			}
 			if listenPort == 0 || listenPort != exposed || listenPort != checked {
-				t.Errorf("ports disagree: PREDICTD_LISTEN %d, EXPOSE %d, HEALTHCHECK %d", listenPort, exposed, checked)
+				t.Errorf("ports disagree: PREDICTD_ADMIN_LISTEN %d, EXPOSE %d, HEALTHCHECK %d", listenPort, exposed, checked)
 			}
 		})
 	}
@@ -223,8 +226,12 @@ func TestCompose(t *testing.T) {
 		}
 	}
 	listen := port(t, "PREDICTD_LISTEN", p.Environment["PREDICTD_LISTEN"])
-	if len(p.Ports) != 1 || port(t, "ports", p.Ports[0]) != listen {
-		t.Errorf("ports %v do not publish the listen port %d", p.Ports, listen)
+	if !strings.HasPrefix(p.Environment["PREDICTD_LISTEN"], "127.0.0.1:") {
+		t.Errorf("PREDICTD_LISTEN %s: predictions must listen on loopback", p.Environment["PREDICTD_LISTEN"])
+	}
+	admin := port(t, "PREDICTD_ADMIN_LISTEN", p.Environment["PREDICTD_ADMIN_LISTEN"])
+	if len(p.Ports) != 1 || port(t, "ports", p.Ports[0]) != admin || !strings.HasPrefix(p.Ports[0], "127.0.0.1:") {
+		t.Errorf("ports %v: want the admin port %d published on the host's loopback only", p.Ports, admin)
 	}
 	sock := p.Environment["PREDICTD_UNIX"]
 	client := c.Services["client"]
@@ -306,9 +313,12 @@ func TestPod(t *testing.T) {
 			t.Errorf("volume %s is not an emptyDir", vol)
 		}
 	}
-	listen := port(t, "--listen", vals["listen"])
-	if len(p.Ports) != 1 || p.Ports[0].ContainerPort != listen {
-		t.Errorf("containerPort %v, --listen port %d", p.Ports, listen)
+	if !strings.HasPrefix(vals["listen"], "127.0.0.1:") {
+		t.Errorf("--listen %s: predictions must listen on loopback (or the socket)", vals["listen"])
+	}
+	admin := port(t, "--admin-listen", vals["admin-listen"])
+	if len(p.Ports) != 1 || p.Ports[0].ContainerPort != admin {
+		t.Errorf("containerPort %v, --admin-listen port %d", p.Ports, admin)
 	}
 	r := routes(t)
 	for name, pr := range map[string]*probe{"startup": p.StartupProbe, "readiness": p.ReadinessProbe, "liveness": p.LivenessProbe} {

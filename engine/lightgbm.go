@@ -97,7 +97,7 @@ func (p *lgbParser) section(what string, bareKeys bool) (map[string]lgbField, st
 		}
 		k, v, found := strings.Cut(l, "=")
 		if !found && !bareKeys {
-			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, Tree= or %q, got %q", p.line, what, lgbEndOfTrees, clip(l))
+			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, Tree= or %q, got %s", p.line, what, lgbEndOfTrees, describeLine(l))
 		}
 		fields[k] = lgbField{v, p.line}
 	}
@@ -117,7 +117,7 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 		}
 	}
 	if first != "tree" {
-		return nil, fmt.Errorf("lightgbm: line %d: want \"tree\" (the first line of a LightGBM text model), got %q", p.line, clip(first))
+		return nil, fmt.Errorf("lightgbm: line %d: want \"tree\" (the first line of a LightGBM text model), got a line of %d bytes (not shown): not a LightGBM text model", p.line, len(first))
 	}
 	header, treeLine, err := p.section("header", true)
 	if err != nil {
@@ -177,11 +177,11 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 	}
 	if e.Objective.Transform == TransformSoftmax || e.Objective.Transform == TransformSigmoidOVA {
 		if perIter != numClass {
-			return nil, fmt.Errorf("lightgbm: objective %q with num_class=%d but num_tree_per_iteration=%d", obj.value, numClass, perIter)
+			return nil, fmt.Errorf("lightgbm: objective %q with num_class=%d but num_tree_per_iteration=%d", clip(obj.value), numClass, perIter)
 		}
 	}
 	if e.Objective.Transform == TransformSoftmax && numClass < 2 {
-		return nil, fmt.Errorf("lightgbm: line %d: objective %q needs num_class >= 2, got %d", obj.line, obj.value, numClass)
+		return nil, fmt.Errorf("lightgbm: line %d: objective %q needs num_class >= 2, got %d", obj.line, clip(obj.value), numClass)
 	}
 	_, e.Objective.AverageOutput = header["average_output"]
 
@@ -408,11 +408,11 @@ func lgbObjective(line string) (Objective, error) {
 		case "sigmoid":
 			s, err := strconv.ParseFloat(v, 64)
 			if err != nil || math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
-				return o, fmt.Errorf("objective %q: sigmoid:%s: want a positive number", line, v)
+				return o, fmt.Errorf("objective %q: sigmoid:%s: want a positive number", clip(line), clip(v))
 			}
 			o.SigmoidK = s
 		case "sqrt":
-			return o, fmt.Errorf("objective %q: %w: regression with sqrt", line, ErrUnsupported)
+			return o, fmt.Errorf("objective %q: %w: regression with sqrt", clip(line), ErrUnsupported)
 		}
 	}
 	switch fields[0] {
@@ -431,7 +431,7 @@ func lgbObjective(line string) (Objective, error) {
 	case "poisson", "gamma", "tweedie":
 		o.Transform = TransformExp
 	case "cross_entropy_lambda", "xentlambda":
-		return o, fmt.Errorf("objective %q: %w: cross_entropy_lambda output transform", line, ErrUnsupported)
+		return o, fmt.Errorf("objective %q: %w: cross_entropy_lambda output transform", clip(line), ErrUnsupported)
 	default:
 		return o, fmt.Errorf("unknown objective %q", clip(line))
 	}
@@ -504,11 +504,35 @@ func parseInts(s string) ([]int64, error) {
 }
 
 // clip shortens s for an error message.
+// clip is how an error shows a value read from a model file: a short token of letters,
+// digits and ".+-_=:|<>" (no space, no slash) as is (a number, a name), anything else only by its length, so an
+// error (shown by GET /v1/models and in logs) never carries a file's contents: a model
+// path that is a link to another file must not publish that file's lines.
 func clip(s string) string {
-	if len(s) > 60 {
-		return s[:60] + "..."
+	if len(s) <= 32 {
+		safe := true
+		for i := 0; i < len(s); i++ {
+			c := s[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '+' || c == '-' || c == '_' || c == '=' || c == ':' || c == '|' || c == '<' || c == '>') {
+				safe = false
+				break
+			}
+		}
+		if safe {
+			return s
+		}
 	}
-	return s
+	return fmt.Sprintf("(%d bytes, not shown)", len(s))
+}
+
+// describeLine names a line that is not what the parser wanted: quoted when clip would
+// show it, else by its length only, so a file that is not a model at all (a link to
+// another file) does not have its lines quoted.
+func describeLine(s string) string {
+	if c := clip(s); c == s {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("a line of %d bytes (not shown)", len(s))
 }
 
 // maxCatWords bounds the categorical bitset words a LightGBM JSON dump may make us

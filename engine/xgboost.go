@@ -136,20 +136,20 @@ func (m *xgbModel) ensemble() (*Ensemble, error) {
 		obj == "reg:pseudohubererror" || obj == "reg:absoluteerror" || obj == "reg:quantileerror" ||
 		strings.HasPrefix(obj, "rank:"):
 	case obj == "binary:hinge" || strings.HasPrefix(obj, "survival:"):
-		return nil, fmt.Errorf("xgboost: learner.objective.name %q: %w: objective", obj, ErrUnsupported)
+		return nil, fmt.Errorf("xgboost: learner.objective.name %q: %w: objective", clip(obj), ErrUnsupported)
 	case obj == "":
 		return nil, errors.New("xgboost: learner.objective.name is missing")
 	default:
 		return nil, fmt.Errorf("xgboost: learner.objective.name: unknown objective %q", clip(obj))
 	}
 	if (e.Objective.Transform == TransformSoftmax || e.Objective.Transform == TransformArgmax) && numClass < 1 {
-		return nil, fmt.Errorf("xgboost: objective %q needs learner_model_param.num_class >= 1, got %d", obj, numClass)
+		return nil, fmt.Errorf("xgboost: objective %q needs learner_model_param.num_class >= 1, got %d", clip(obj), numClass)
 	}
 	e.BaseScore = make([]float64, nout)
 	for k := range e.BaseScore {
 		b := margin(base[k])
 		if math.IsNaN(float64(b)) || math.IsInf(float64(b), 0) {
-			return nil, fmt.Errorf("xgboost: learner_model_param.base_score=%q gives base margin %v for objective %s", p.BaseScore, b, obj)
+			return nil, fmt.Errorf("xgboost: learner_model_param.base_score=%q gives base margin %v for objective %s", clip(p.BaseScore), b, clip(obj))
 		}
 		e.BaseScore[k] = float64(b)
 	}

@@ -18,7 +18,13 @@ type CheckResult struct {
 // store-backed features then fail with ErrNoFeatureStore); formats adds formats to the
 // built-in ones, as Config.Formats does.
 func Check(fsys fs.FS, desc string, store FeatureStore, formats map[string]FormatLoader) []CheckResult {
-	r, err := newRegistry(fsys, desc, &Config{Threads: 1, FeatureStore: store, Formats: formats}, nil)
+	return CheckLimited(fsys, desc, store, formats, 0)
+}
+
+// CheckLimited is Check with the server's model-file limit (Config.MaxModelBytes; 0:
+// the default). Pass ModelDirFS(dir) as fsys to read files as the server does.
+func CheckLimited(fsys fs.FS, desc string, store FeatureStore, formats map[string]FormatLoader, maxModelBytes int64) []CheckResult {
+	r, err := newRegistry(fsys, desc, &Config{Threads: 1, FeatureStore: store, Formats: formats, MaxModelBytes: maxModelBytes}, nil)
 	if err != nil {
 		return []CheckResult{{Name: desc, Err: err}}
 	}

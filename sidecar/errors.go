@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 
 	"github.com/predictd/predictd/sidecar/admission"
@@ -21,6 +22,9 @@ var (
 	errTooManyCandidates = errors.New("too many candidates")
 	errDeadline          = errors.New("deadline exceeded")
 	errFeatureStore      = errors.New("feature store")
+	// errNotReady: the initial load has not finished, so a model may still appear;
+	// 503 with Retry-After, never 404.
+	errNotReady = errors.New("not ready: the initial model load is still running")
 )
 
 // Errors a Predictor may wrap (with %w) to choose the HTTP status of its failures.
@@ -40,6 +44,8 @@ func errorStatus(err error) (int, string) {
 		return fasthttp.StatusBadRequest, "bad_request"
 	case errors.Is(err, errMediaType):
 		return fasthttp.StatusUnsupportedMediaType, "unsupported_media_type"
+	case errors.Is(err, errNotReady):
+		return fasthttp.StatusServiceUnavailable, "not_ready"
 	case errors.Is(err, ErrUnknownModel):
 		return fasthttp.StatusNotFound, "unknown_model"
 	case errors.Is(err, ErrUnknownVersion):
@@ -78,7 +84,7 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
 	var oe *admission.OverloadedError
 	if errors.As(err, &oe) {
 		ctx.Response.Header.Set("Retry-After", oe.RetryAfterHeader())
-	} else if errors.Is(err, ErrBusy) {
+	} else if errors.Is(err, ErrBusy) || errors.Is(err, errNotReady) {
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
 	attrs := []attribute.KeyValue{attribute.String("code", code)}
@@ -121,16 +127,22 @@ func (s *Server) writeErrorCode(ctx *fasthttp.RequestCtx, status int, code, msg 
 // handleConnError answers errors fasthttp meets before the handler: an oversized body,
 // a client too slow to send its request, a malformed HTTP request.
 func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
+	// fasthttp's errors quote the bytes they could not parse: the message names the
+	// kind of failure only, never the request's bytes (nor fasthttp's internals).
 	var (
 		status = fasthttp.StatusBadRequest
 		code   = "bad_request"
-		msg    = "malformed HTTP request: " + err.Error()
+		msg    = "malformed HTTP request: the request line or headers could not be parsed (HTTP/1.1, RFC 9112)"
 	)
 	var netErr net.Error
+	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
 		status, code = fasthttp.StatusRequestEntityTooLarge, "body_too_large"
 		msg = fmt.Sprintf("request body over %d bytes (--max-body-bytes)", s.cfg.MaxBodyBytes)
+	case errors.As(err, &small):
+		status, code = fasthttp.StatusRequestHeaderFieldsTooLarge, "headers_too_large"
+		msg = "the request line and headers are over 4096 bytes"
 	case errors.As(err, &netErr) && netErr.Timeout():
 		status, code = fasthttp.StatusRequestTimeout, "request_timeout"
 		msg = fmt.Sprintf("the request was not received within %s (--read-timeout)", s.cfg.ReadTimeout)
@@ -139,4 +151,28 @@ func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 		attribute.String("model", ""), attribute.String("version", "")))
 	s.writeErrorCode(ctx, status, code, msg)
 	ctx.SetConnectionClose()
+}
+
+// storeError is the request error for a FeatureBinding.Fill failure: the request's own
+// deadline having passed before the store was read is a 504 that says so (the store
+// itself answers degraded before the deadline, never this); anything else is the
+// store's, 503 feature_store_unavailable.
+func storeError(err error) error {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return fmt.Errorf("%w before the feature store was read: %w (raise X-Deadline-Ms or --default-deadline)", errDeadline, err)
+	}
+	return fmt.Errorf("%w: %w", errFeatureStore, err)
+}
+
+// maxEchoedName bounds a client-sent name (model, version) quoted in an error: a name
+// that long is not one any repository holds, and the answer must not grow with it.
+const maxEchoedName = 128
+
+// quoteName quotes a client-sent name for an error message, shortened past
+// maxEchoedName bytes to its length.
+func quoteName[T string | []byte](name T) string {
+	if len(name) > maxEchoedName {
+		return fmt.Sprintf("(a name of %d bytes)", len(name))
+	}
+	return strconv.Quote(string(name))
 }

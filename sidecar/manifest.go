@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -119,6 +120,11 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 	return fmt.Errorf("line %d: feature entry: want a name or a {name, group, key, default} mapping", n.Line)
 }
 
+// yamlValueRE matches the values yaml.v3 quotes in its errors (`...`): they are the
+// file's contents, and error text (GET /v1/models, logs) must not carry them: a
+// model.yaml that is a link to another file must not publish its lines.
+var yamlValueRE = regexp.MustCompile("`[^`]*`")
+
 // Known formats. A format is only served when the server has a loader for it
 // (Config.Formats); cmd/predictd adds onnx in builds that include ONNX Runtime.
 var knownFormats = []string{"lightgbm", "xgboost", "onnx"}
@@ -136,7 +142,7 @@ func parseManifest(data []byte, formats map[string]FormatLoader) (*Manifest, err
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("model.yaml is empty (want at least format and file)")
 		}
-		return nil, fmt.Errorf("model.yaml: %w", err)
+		return nil, fmt.Errorf("model.yaml: %s", yamlValueRE.ReplaceAllString(err.Error(), "(a value, not shown)"))
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {

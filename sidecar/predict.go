@@ -169,7 +169,12 @@ func (s *Server) assemble(p *prediction) error {
 		cancel()
 		tracing.EndWithError(fspan, err)
 		if err != nil {
-			return fmt.Errorf("%w: %w", errFeatureStore, err)
+			return storeError(err)
+		}
+		// The store keeps the deadline itself (degraded answers --features-reserve
+		// before it): the time it spent does not make the rest of the request a 504.
+		if grace := time.Now().Add(s.cfg.StoreGrace); !p.deadline.IsZero() && p.deadline.Before(grace) {
+			p.deadline = grace
 		}
 	}
 	if err := req.apply(v, m64, p.deadline); err != nil {

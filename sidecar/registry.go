@@ -137,6 +137,7 @@ type Registry struct {
 	formats  map[string]FormatLoader // the built-in formats and Config.Formats
 	store    FeatureStore
 	storeGen map[string]string // the store's group generations, read at the start of each Reload (under reloadMu)
+	maxFile  int64             // Config.MaxModelBytes
 	log      *slog.Logger
 	met      *metrics
 	prod     *production // nil in Check: no shadows, logs or admission
@@ -158,8 +159,12 @@ func newRegistry(fsys fs.FS, desc string, cfg *Config, met *metrics) (*Registry,
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	maxFile := cfg.MaxModelBytes
+	if maxFile <= 0 {
+		maxFile = DefaultMaxModelBytes
+	}
 	r := &Registry{fsys: fsys, desc: desc, threads: max(cfg.Threads, 1), formats: formats, store: cfg.FeatureStore,
-		log: log, met: met}
+		maxFile: maxFile, log: log, met: met}
 	r.snap.Store(&snapshot{models: map[string]*modelSet{}})
 	return r, nil
 }
@@ -171,7 +176,11 @@ func (r *Registry) acquire(model, ver []byte) (*version, error) {
 		s := r.snap.Load()
 		m := s.models[string(model)]
 		if m == nil {
-			return nil, fmt.Errorf("%w %q (GET /v1/models lists the loaded ones)", ErrUnknownModel, model)
+			if !r.loaded.Load() {
+				// The model may be one the initial load has not reached yet.
+				return nil, fmt.Errorf("%w (model %s; GET /readyz says when it is)", errNotReady, quoteName(model))
+			}
+			return nil, fmt.Errorf("%w %s (GET /v1/models lists the loaded ones)", ErrUnknownModel, quoteName(model))
 		}
 		var v *version
 		if len(ver) == 0 {
@@ -183,7 +192,7 @@ func (r *Registry) acquire(model, ver []byte) (*version, error) {
 			if len(ver) == 0 {
 				return nil, fmt.Errorf("%w: model %q has no loaded version (see GET /v1/models/%s)", ErrUnknownVersion, model, model)
 			}
-			return nil, fmt.Errorf("%w %q of model %q (GET /v1/models/%s lists the loaded ones)", ErrUnknownVersion, ver, model, model)
+			return nil, fmt.Errorf("%w %s of model %q (GET /v1/models/%s lists the loaded ones)", ErrUnknownVersion, quoteName(ver), model, model)
 		}
 		if v.acquire() {
 			return v, nil
@@ -212,6 +221,9 @@ type ReloadResult struct {
 	Failed   []string // "model/version: error"
 	Serving  int      // versions serving after the reload
 	Duration time.Duration
+	// Retry: a file changed while it was read (ErrChanging); the watcher reloads again
+	// after its debounce.
+	Retry bool
 }
 
 // Reload rescans the repository: new or changed versions load and warm while the old
@@ -291,6 +303,12 @@ func (r *Registry) Reload() ReloadResult {
 				v, err = r.load(name, vname, dir, stamp, man)
 			}
 			if err != nil {
+				if errors.Is(err, ErrChanging) {
+					// Being rewritten: never "unchanged since it failed", so the next
+					// reload tries again.
+					stamp = fmt.Sprintf("changing: %d", time.Now().UnixNano())
+					res.Retry = true
+				}
 				m.failed[vname] = failure{stamp: stamp, err: err, at: time.Now()}
 				res.Failed = append(res.Failed, dir+": "+err.Error())
 				r.log.Error("model load failed", "model", name, "version", vname, "err", err,
@@ -407,7 +425,7 @@ func compareVersions(a, b string) int {
 // fingerprint reads a version's manifest and stamps it with the manifest bytes and the
 // model file's size and modification time, so a reload only reloads what changed.
 func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
-	data, err := fs.ReadFile(r.fsys, path.Join(dir, "model.yaml"))
+	data, err := readLimited(r.fsys, path.Join(dir, "model.yaml"), MaxManifestBytes, "model.yaml's limit; larger manifests are not supported")
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return "", nil, errors.New("model.yaml missing (want format, file, and optionally features and output)")
@@ -441,7 +459,7 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 		return nil, fmt.Errorf("format %q is not supported in this build of predictd", man.Format)
 	}
 	file := path.Join(dir, man.File)
-	data, err := fs.ReadFile(r.fsys, file)
+	data, err := readLimited(r.fsys, file, r.maxFile, "--max-model-bytes")
 	if err != nil {
 		return nil, err
 	}

@@ -78,8 +78,21 @@ type Config struct {
 	WriteTimeout time.Duration
 	// IdleTimeout closes idle keep-alive connections; default 60s.
 	IdleTimeout time.Duration
-	// Pprof serves /debug/pprof/.
+	// Pprof serves /debug/pprof/ (an admin route: ServeAdmin and Serve only).
 	Pprof bool
+	// AdminToken, when set, is required as "Authorization: Bearer <token>" on the admin
+	// routes (/v1/admin/*, /debug/pprof/), compared in constant time. cmd/predictd reads
+	// it from PREDICTD_ADMIN_TOKEN only (never a flag, never logged).
+	AdminToken string
+
+	// MaxModelBytes limits a model file; a larger one fails its load naming
+	// --max-model-bytes. Default 2 GiB (DefaultMaxModelBytes).
+	MaxModelBytes int64
+	// StoreGrace is the least time assembly and scoring still get after the feature
+	// store returns: the store already keeps its own deadline (it answers degraded, from
+	// cache or defaults, --features-reserve before the request's), so the time it spent
+	// must not turn into a 504. Default 50ms (DefaultStoreGrace).
+	StoreGrace time.Duration
 
 	// Formats adds model formats to the built-in lightgbm and xgboost: model.yaml's
 	// format name → the loader that builds its Predictor (cmd/predictd adds "onnx" from
@@ -128,6 +141,10 @@ const (
 	DefaultDeadline        = time.Second
 	DefaultBackgroundAfter = time.Millisecond
 	DefaultReloadDebounce  = 500 * time.Millisecond
+	DefaultMaxModelBytes   = 2 << 30
+	DefaultStoreGrace      = 50 * time.Millisecond
+	// MaxManifestBytes limits model.yaml (and other small declaration files).
+	MaxManifestBytes       = 1 << 20
 	defaultReadTimeout     = 10 * time.Second
 	defaultWriteTimeout    = 10 * time.Second
 	defaultIdleTimeout     = 60 * time.Second
@@ -155,6 +172,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.BackgroundAfter == 0 {
 		c.BackgroundAfter = DefaultBackgroundAfter
+	}
+	if c.MaxModelBytes <= 0 {
+		c.MaxModelBytes = DefaultMaxModelBytes
+	}
+	if c.StoreGrace <= 0 {
+		c.StoreGrace = DefaultStoreGrace
 	}
 	if c.ReloadDebounce <= 0 {
 		c.ReloadDebounce = DefaultReloadDebounce
@@ -193,8 +216,9 @@ type Server struct {
 	prod  *production
 	tp    *tracing.Provider
 	bytes *byteBudget
-	http  *fasthttp.Server
-	pprof fasthttp.RequestHandler
+	// One fasthttp server per surface (routes.go): all routes, predict, admin.
+	http, httpPredict, httpAdmin *fasthttp.Server
+	pprof                        fasthttp.RequestHandler
 
 	watchStop chan struct{}
 	watchDone chan struct{}
@@ -218,7 +242,9 @@ func New(cfg Config) (*Server, error) {
 		if !fi.IsDir() {
 			return nil, fmt.Errorf("model repository %s is not a directory", cfg.ModelDir)
 		}
-		fsys, desc = os.DirFS(cfg.ModelDir), cfg.ModelDir
+		// Never os.DirFS: a FIFO or a device in a model file's place would block or
+		// exhaust a reload (modelfs.go).
+		fsys, desc = ModelDirFS(cfg.ModelDir), cfg.ModelDir
 	}
 	if cfg.BackgroundAfter > 0 {
 		// One background thread per P: the bulkheads bound how many batches are scored at once.
@@ -250,18 +276,9 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s.reg.prod = prod
-	s.http = &fasthttp.Server{
-		Handler:            s.handle,
-		ErrorHandler:       s.handleConnError,
-		Name:               "predictd",
-		MaxRequestBodySize: cfg.MaxBodyBytes,
-		ReadTimeout:        cfg.ReadTimeout,
-		WriteTimeout:       cfg.WriteTimeout,
-		IdleTimeout:        cfg.IdleTimeout,
-		CloseOnShutdown:    true,
-		NoDefaultDate:      true,
-		Logger:             fasthttpLogger{cfg.Logger},
-	}
+	s.http = s.newHTTP(surfaceAll)
+	s.httpPredict = s.newHTTP(surfacePredict)
+	s.httpAdmin = s.newHTTP(surfaceAdmin)
 	if cfg.Pprof {
 		s.pprof = pprofhandler.PprofHandler
 	}
@@ -272,6 +289,23 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	return s, nil
+}
+
+// newHTTP is the fasthttp server of one surface.
+func (s *Server) newHTTP(sf surface) *fasthttp.Server {
+	cfg := s.cfg
+	return &fasthttp.Server{
+		Handler:            s.handlerFor(sf),
+		ErrorHandler:       s.handleConnError,
+		Name:               "predictd",
+		MaxRequestBodySize: cfg.MaxBodyBytes,
+		ReadTimeout:        cfg.ReadTimeout,
+		WriteTimeout:       cfg.WriteTimeout,
+		IdleTimeout:        cfg.IdleTimeout,
+		CloseOnShutdown:    true,
+		NoDefaultDate:      true,
+		Logger:             fasthttpLogger{cfg.Logger},
+	}
 }
 
 // Meter returns the meter whose instruments /metrics exports, for components built
@@ -295,15 +329,28 @@ func (s *Server) Registry() *Registry { return s.reg }
 // Reload rescans the repository now (see Registry.Reload).
 func (s *Server) Reload() ReloadResult { return s.reg.Reload() }
 
-// Serve answers connections from ln until Shutdown; call it once per listener (TCP and
-// a Unix socket may share one Server).
+// Serve answers connections from ln with every route (predict and admin) until
+// Shutdown: for a Unix socket, whose file permissions admit its clients. Call it once
+// per listener; listeners of every kind may share one Server.
 func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+
+// ServePredict answers connections from ln with the prediction routes only:
+// POST /v1/predict, GET /v1/models[/{name}], /healthz and /readyz (routes.go).
+func (s *Server) ServePredict(ln net.Listener) error { return s.httpPredict.Serve(ln) }
+
+// ServeAdmin answers connections from ln with the admin routes only: the probes,
+// /metrics, /debug/pprof/ (with Pprof), GET /v1/models[/{name}] and POST /v1/admin/*
+// (routes.go); never /v1/predict.
+func (s *Server) ServeAdmin(ln net.Listener) error { return s.httpAdmin.Serve(ln) }
 
 // Shutdown stops accepting connections, waits for in-flight requests to finish (or ctx
 // to expire), then closes as Close does: shadows finish their queued jobs, prediction
 // logs write out every accepted record, and every model retires.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.http.ShutdownWithContext(ctx)
+	var err error
+	for _, h := range []*fasthttp.Server{s.http, s.httpPredict, s.httpAdmin} {
+		err = errors.Join(err, h.ShutdownWithContext(ctx))
+	}
 	s.Close()
 	return err
 }

@@ -48,6 +48,10 @@ func (s *Server) startWatch() error {
 				s.cfg.Logger.Info("reload after file change", "loaded", len(res.Loaded),
 					"retired", len(res.Retired), "failed", len(res.Failed), "serving", res.Serving)
 				s.addWatches(w)
+				if res.Retry {
+					// A file was being written: try again once it has settled.
+					timer = time.After(s.cfg.ReloadDebounce)
+				}
 			}
 		}
 	}()

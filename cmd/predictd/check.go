@@ -17,13 +17,18 @@ way "predictd serve" would: parses each manifest (unknown keys are errors), load
 warms each model, and checks the features it lists. The feature group declarations
 (*.group.yaml in --features, default DIR) are validated, and each store-backed feature
 is resolved against them (name, numeric type, default). Prints one line per version and
-exits 1 if any failed, 2 on bad usage.
+exits 1 if any failed, 2 on bad usage. Model files are read as the server reads them:
+regular files only (links to them are followed), at most --max-model-bytes.
 `
+
+// publishNote is check's last line: how to put a checked version in front of a server.
+const publishNote = "publish: write a version as DIR/<name>/.tmp-<version>/ and rename it to DIR/<name>/<version>/; never rewrite a served model file in place"
 
 func runCheck(args []string) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), checkUsage) }
 	groupsDir := fs.String("features", "", "directory of *.group.yaml feature groups (default: DIR)")
+	maxModel := fs.Int64("max-model-bytes", sidecar.DefaultMaxModelBytes, "largest model file in bytes, as serve's flag")
 	if err := fs.Parse(args); err != nil {
 		if err == flag.ErrHelp {
 			return 0
@@ -48,7 +53,7 @@ func runCheck(args []string) int {
 		return 1
 	}
 	defer closeStore()
-	results := sidecar.Check(os.DirFS(dir), dir, store, formats())
+	results := sidecar.CheckLimited(sidecar.ModelDirFS(dir), dir, store, formats(), *maxModel)
 	failed := 0
 	for _, r := range results {
 		if r.Err != nil {
@@ -64,8 +69,10 @@ func runCheck(args []string) int {
 	}
 	if failed > 0 {
 		fmt.Printf("%d of %d failed\n", failed, len(results))
+		fmt.Println(publishNote)
 		return 1
 	}
+	fmt.Println(publishNote)
 	return 0
 }
 

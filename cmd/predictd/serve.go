@@ -26,10 +26,20 @@ import (
 
 const serveUsage = `Usage: predictd [serve] [flags]
 
-Serves the models in a model repository (DIR/<name>/<version>/model.yaml) over HTTP:
-POST /v1/predict, GET /v1/models, GET /v1/models/{name}, POST /v1/admin/reload,
-GET /healthz, GET /readyz, GET /metrics and, with --pprof, /debug/pprof/ (docs/api.md).
-Without --models it serves the bundled demo model "claims".
+Serves the models in a model repository (DIR/<name>/<version>/model.yaml) over HTTP
+(docs/api.md). Without --models it serves the bundled demo model "claims".
+
+Listeners (docs/api.md, "Listeners"):
+  --listen        POST /v1/predict, GET /v1/models[/{name}], /healthz, /readyz
+  --admin-listen  /healthz, /readyz, /metrics, GET /v1/models[/{name}],
+                  POST /v1/admin/reload and, with --pprof, /debug/pprof/
+  --unix          every route (the socket file's permissions admit its clients)
+Keep --listen on loopback unless the network in front of it is trusted. The
+environment variable PREDICTD_ADMIN_TOKEN (never a flag) makes /v1/admin/* and
+/debug/pprof/ require "Authorization: Bearer <token>" on every listener.
+
+Publish a model version by writing its directory under a hidden name (.tmp-3/) and
+renaming it into place (3/); never rewrite a served model file in place.
 
 Every flag can also be set by the environment variable named in brackets; a flag on the
 command line wins over the variable. SIGTERM or SIGINT stops accepting connections,
@@ -42,7 +52,9 @@ Flags:
 type serveFlags struct {
 	models          string
 	listen          string
+	adminListen     string
 	unix            string
+	maxModelBytes   int64
 	watch           bool
 	maxBodyBytes    int
 	maxInflight     int
@@ -81,6 +93,8 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	f := &serveFlags{}
 	fs.StringVar(&f.models, "models", "", "model repository `DIR` (DIR/<name>/<version>/model.yaml); empty serves the bundled demo model")
 	fs.StringVar(&f.listen, "listen", "127.0.0.1:8080", "TCP `address` to listen on; empty for none (with --unix)")
+	fs.StringVar(&f.adminListen, "admin-listen", "", "TCP `address` for the admin routes: probes, /metrics, /v1/models, POST /v1/admin/reload, /debug/pprof/; empty: none (they stay on --unix)")
+	fs.Int64Var(&f.maxModelBytes, "max-model-bytes", sidecar.DefaultMaxModelBytes, "largest model file in `bytes`; a larger one fails its load")
 	fs.StringVar(&f.unix, "unix", "", "also listen on a Unix socket at `PATH` (a stale socket file there is replaced)")
 	fs.BoolVar(&f.watch, "watch", true, "reload when files under --models change (POST /v1/admin/reload always works)")
 	fs.IntVar(&f.maxBodyBytes, "max-body-bytes", sidecar.DefaultMaxBodyBytes, "largest request body in `bytes`; larger ones get 413")
@@ -194,6 +208,17 @@ func runServe(args []string) int {
 		fmt.Fprintln(os.Stderr, "predictd serve: nothing to listen on: set --listen or --unix")
 		return 2
 	}
+	if f.maxModelBytes <= 0 {
+		fmt.Fprintln(os.Stderr, "predictd serve: --max-model-bytes must be positive")
+		return 2
+	}
+	// The admin token comes from the environment only, so that it shows in no process
+	// listing, and it is never logged.
+	adminToken := os.Getenv("PREDICTD_ADMIN_TOKEN")
+	if f.listen != "" && !loopbackOnly(f.listen) && adminToken == "" {
+		log.Warn("predict listens beyond loopback without authentication: anyone who reaches it can score; keep --listen on 127.0.0.1 or a Unix socket, or put it behind a trusted network",
+			"listen", f.listen)
+	}
 	if f.predictionLogDir != "" {
 		// A killed predecessor's ".part" files become whole files before any new log opens.
 		recovered, err := predlog.Recover(f.predictionLogDir)
@@ -217,6 +242,8 @@ func runServe(args []string) int {
 		WriteTimeout:    f.writeTimeout,
 		IdleTimeout:     f.idleTimeout,
 		Pprof:           f.pprof,
+		AdminToken:      adminToken,
+		MaxModelBytes:   f.maxModelBytes,
 		Logger:          log,
 		Formats:         formats(),
 
@@ -266,13 +293,22 @@ func runServe(args []string) int {
 			ln.Close()
 		}
 	}
-	if f.listen != "" {
-		ln, err := net.Listen("tcp", f.listen)
+	var serves []func(net.Listener) error
+	var roles []string
+	for _, l := range []struct {
+		addr, role string
+		serve      func(net.Listener) error
+	}{{f.listen, "predict", srv.ServePredict}, {f.adminListen, "admin", srv.ServeAdmin}} {
+		if l.addr == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", l.addr)
 		if err != nil {
-			log.Error("listen", "err", err)
+			closeAll()
+			log.Error("listen", "role", l.role, "err", err)
 			return 1
 		}
-		lns = append(lns, ln)
+		lns, serves, roles = append(lns, ln), append(serves, l.serve), append(roles, l.role)
 	}
 	if f.unix != "" {
 		ln, err := listenUnix(f.unix)
@@ -281,12 +317,16 @@ func runServe(args []string) int {
 			log.Error("listen", "err", err)
 			return 1
 		}
-		lns = append(lns, ln)
+		lns, serves, roles = append(lns, ln), append(serves, srv.Serve), append(roles, "all")
+	}
+	if f.adminListen == "" && f.unix == "" {
+		log.Info("no --admin-listen or --unix: /metrics and POST /v1/admin/reload are not served (the watcher still reloads)")
 	}
 	errc := make(chan error, len(lns))
-	for _, ln := range lns {
-		log.Info("listening", "addr", ln.Addr().String(), "network", ln.Addr().Network())
-		go func() { errc <- srv.Serve(ln) }()
+	for i, ln := range lns {
+		log.Info("listening", "addr", ln.Addr().String(), "network", ln.Addr().Network(), "routes", roles[i])
+		serve := serves[i]
+		go func() { errc <- serve(ln) }()
 	}
 	// Load in the background: /healthz answers at once, /readyz once models are warm.
 	go func() {
@@ -307,10 +347,23 @@ func runServe(args []string) int {
 	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
 	defer cancel()
 	// Shutdown drains the HTTP server, then finishes the shadows' queued jobs and writes
-	// out the prediction logs; the tracer flushes last, with every span ended.
-	if err := srv.Shutdown(ctx); err != nil {
-		log.Error("shutdown", "err", err)
-		code = 1
+	// out the prediction logs; the tracer flushes last, with every span ended. Whatever
+	// holds it (a model file that blocks a read), the process exits within
+	// --shutdown-timeout.
+	shut := make(chan error, 1)
+	go func() { shut <- srv.Shutdown(ctx) }()
+	select {
+	case err := <-shut:
+		if err != nil {
+			log.Error("shutdown", "err", err)
+			code = 1
+		}
+	case <-ctx.Done():
+		log.Error("shutdown did not finish within --shutdown-timeout; exiting", "timeout", f.shutdownTimeout)
+		if f.unix != "" {
+			os.Remove(f.unix)
+		}
+		return 1
 	}
 	if err := tp.Shutdown(ctx); err != nil {
 		log.Error("tracing shutdown", "err", err)
@@ -320,6 +373,19 @@ func runServe(args []string) int {
 	}
 	log.Info("stopped")
 	return code
+}
+
+// loopbackOnly reports whether a --listen address accepts loopback connections only.
+func loopbackOnly(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // listenUnix listens on a Unix socket, replacing a stale socket file (a previous run
