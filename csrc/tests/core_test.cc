@@ -512,7 +512,7 @@ static void TestDeepAndWideCategorical() {
     pd_ensemble* e = b.New();
     CHECK(e != nullptr, "deep model %d: rejected", iter);
     if (e == nullptr) continue;
-    CHECK(pd_ensemble_is_fast(e) != 0, "deep model %d: generic only (%s)", iter, pd_ensemble_slow_reason(e));
+    CHECK(Info(e).traversal != PD_TRAVERSAL_GENERIC, "deep model %d: generic only (%s)", iter, Info(e).fallback_reason);
     const size_t nrows = 1 + rng() % 400;
     std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     for (size_t r = 0; r < nrows; r++)
@@ -527,19 +527,19 @@ static void TestDeepAndWideCategorical() {
     std::vector<float> rows32(rows.begin(), rows.end());
     const size_t K = size_t(b.num_outputs);
     std::vector<double> want(nrows * K), want32(nrows * K);
-    CHECK(pd_predict_f64_kernel(e, 0, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
-    CHECK(pd_predict_f32_kernel(e, 0, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
     for (int lock : {0, 1}) {
       pd_walk_lockstep(lock);
       for (int k : kKernels) {
-        if (k == 0 || !pd_kernel_supported(k)) continue;
+        if (k == PD_KERNEL_GENERIC || !pd_kernel_supported(k)) continue;
         std::vector<double> got(want.size()), got32(want.size());
-        CHECK(pd_predict_f64_kernel(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
-        CHECK(pd_predict_f32_kernel(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
+        CHECK(PredictAll(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
+        CHECK(PredictAll(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
         // Batches of 1 to 5 rows: the same bits.
         for (size_t r0 = 0, n = 1; r0 < nrows && r0 < 40; r0 += n, n = n % 5 + 1) {
           const size_t m = std::min(n, nrows - r0);
-          CHECK(pd_predict_f64_kernel(e, k, rows.data() + r0 * nfeat, m, got.data() + r0 * K) == PD_OK, "f64 small");
+          CHECK(PredictAll(e, k, rows.data() + r0 * nfeat, m, got.data() + r0 * K) == PD_OK, "f64 small");
         }
         for (size_t i = 0; i < want.size(); i++) {
           CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0,
