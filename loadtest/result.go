@@ -12,8 +12,13 @@ import (
 	"time"
 )
 
-// ResultSchema is the version of result.json's layout.
-const ResultSchema = 1
+// ResultSchema is the version of result.json's layout. Version 2 added the per-window
+// histograms, errors, predictions and CPU that compare bootstraps over, and p95; readers
+// take versions 1 and 2 (a version 1 profile compares on its window means and rates only).
+const ResultSchema = 2
+
+// minResultSchema is the oldest layout ParseResult reads.
+const minResultSchema = 1
 
 // Result is result.json: everything one run measured.
 type Result struct {
@@ -76,6 +81,7 @@ type GeneratorInfo struct {
 type Latency struct {
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`
+	P95  float64 `json:"p95_ms,omitempty"` // schema 2
 	P99  float64 `json:"p99_ms"`
 	P999 float64 `json:"p999_ms"`
 	Max  float64 `json:"max_ms"`
@@ -108,6 +114,14 @@ type Stats struct {
 	WindowP99Ms    []float64 `json:"window_p99_ms,omitempty"`
 	WindowMeanMs   []float64 `json:"window_mean_ms,omitempty"`
 	WindowAchieved []float64 `json:"window_achieved_rps,omitempty"`
+	// WindowLatencyUs is each measured window's latency histogram (schema 2), sparse:
+	// pairs of bucket value in µs (the bucket's highest equivalent value) and count,
+	// values ascending. Windows are by intended send time, like the step's percentiles.
+	WindowLatencyUs [][]int64 `json:"window_latency_us,omitempty"`
+	// WindowErrors and WindowPredictions count failed requests (by intended time) and
+	// candidates in successful answers (by completion time) per window (schema 2).
+	WindowErrors      []int64 `json:"window_errors,omitempty"`
+	WindowPredictions []int64 `json:"window_predictions,omitempty"`
 }
 
 // StepResult is one step (or ramp window, or search trial).
@@ -125,11 +139,13 @@ type StepResult struct {
 	// step. capacity ignores such steps.
 	GeneratorLimited bool `json:"generator_limited,omitempty"`
 	// Sidecar figures over the measured part; zero when the sidecar pid is unknown.
-	SidecarCPUSeconds          float64         `json:"sidecar_cpu_seconds"`
-	SidecarCores               float64         `json:"sidecar_cores"` // CPU-seconds per second
-	CPUSecondsPer1kPredictions float64         `json:"cpu_seconds_per_1k_predictions"`
-	RSSBytes                   int64           `json:"rss_bytes"`           // peak sampled
-	Workloads                  []WorkloadStats `json:"workloads,omitempty"` // when more than one
+	SidecarCPUSeconds          float64 `json:"sidecar_cpu_seconds"`
+	SidecarCores               float64 `json:"sidecar_cores"` // CPU-seconds per second
+	CPUSecondsPer1kPredictions float64 `json:"cpu_seconds_per_1k_predictions"`
+	RSSBytes                   int64   `json:"rss_bytes"` // peak sampled
+	// WindowCPUSeconds is the sidecar's CPU time in each measured window (schema 2).
+	WindowCPUSeconds []float64       `json:"window_cpu_s,omitempty"`
+	Workloads        []WorkloadStats `json:"workloads,omitempty"` // when more than one
 }
 
 // WorkloadStats are one workload's figures within a step.
@@ -174,8 +190,8 @@ func ParseResult(data []byte) (*Result, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("result.json: %w", err)
 	}
-	if r.Schema != ResultSchema {
-		return nil, fmt.Errorf("result.json: schema %d, this tool reads %d", r.Schema, ResultSchema)
+	if r.Schema < minResultSchema || r.Schema > ResultSchema {
+		return nil, fmt.Errorf("result.json: schema %d, this tool reads %d to %d", r.Schema, minResultSchema, ResultSchema)
 	}
 	if r.Scenario == "" {
 		return nil, errors.New("result.json: no scenario")
