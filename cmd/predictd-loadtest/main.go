@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,9 +21,9 @@ import (
 const usage = `predictd-loadtest — open-loop load generator and capacity profiles for predictd
 
 Usage:
-  predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR]
+  predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR] [--repeat N]
   predictd-loadtest capacity --rps N [--candidates K] --p99 DUR [--headroom PCT] PROFILE...
-  predictd-loadtest compare [thresholds] A B
+  predictd-loadtest compare [thresholds] A B    (each side: a run, a --repeat directory, or RUN,RUN,...)
   predictd-loadtest help
 
 Run "predictd-loadtest COMMAND --help" for a command's flags.
@@ -77,8 +78,10 @@ Sends open-loop load (constant or Poisson arrivals; latency counted from each re
 intended send time) as the scenario describes, prints a live progress line, and writes
 OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
 index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
-Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run finished,
-1 on errors, 3 when any step missed the scenario's SLO (with --fail-on-slo).`)
+Ctrl-C stops cleanly and keeps the partial results. With --repeat N the scenario runs N
+times back to back into OUT/<scenario>/<run-id>/rep-1 ... rep-N, one side of compare.
+Exit status 0 when the run finished, 1 on errors, 3 when any step missed the scenario's
+SLO (with --fail-on-slo).`)
 	scenario := fs.String("scenario", "", "scenario YAML file (see loadtest/scenarios/)")
 	target := fs.String("target", "127.0.0.1:8080", "sidecar address: HOST:PORT or unix:PATH")
 	out := fs.String("out", "profiles", "profile root directory")
@@ -87,11 +90,12 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 	pid := fs.Int("sidecar-pid", 0, "sidecar pid for CPU and RSS (default: the process listening on --target)")
 	progress := fs.Bool("progress", true, "print a live progress line on stderr")
 	failSLO := fs.Bool("fail-on-slo", false, "exit 3 when a step missed the SLO")
+	repeat := fs.Int("repeat", 1, "run the scenario N times into RUN-ID/rep-1 ... rep-N (repeats for compare)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	if *scenario == "" || fs.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "predictd-loadtest run: need --scenario FILE and no other arguments")
+	if *scenario == "" || fs.NArg() != 0 || *repeat < 1 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest run: need --scenario FILE, --repeat ≥ 1 and no other arguments")
 		fs.Usage()
 		return 2
 	}
@@ -120,6 +124,26 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once
 	}()
+	if *repeat == 1 {
+		return runOnce(ctx, sc, cfg, *failSLO)
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = time.Now().UTC().Format("20060102T150405Z")
+	}
+	base, worst := cfg.RunID, 0
+	for k := 1; k <= *repeat && ctx.Err() == nil; k++ {
+		cfg.RunID = fmt.Sprintf("%s/rep-%d", base, k)
+		code := runOnce(ctx, sc, cfg, *failSLO)
+		if code == 1 {
+			return 1
+		}
+		worst = max(worst, code)
+	}
+	return worst
+}
+
+// runOnce runs the scenario once and prints its summary; it returns the exit status.
+func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, failSLO bool) int {
 	res, dir, err := loadtest.Run(ctx, sc, cfg)
 	if dir != "" {
 		fmt.Printf("profile: %s\n", dir)
@@ -149,7 +173,7 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 	if res.Interrupted {
 		fmt.Println("interrupted: partial results written")
 	}
-	if *failSLO && missed > 0 {
+	if failSLO && missed > 0 {
 		return 3
 	}
 	return 0
@@ -220,51 +244,96 @@ prediction. K defaults to the profile's own candidates per request.`)
 func compareCmd(args []string) int {
 	fs := newFlags("compare", `Usage: predictd-loadtest compare [flags] A B
 
-Compares profile B (after) with profile A (before), step by step matched by offered rate,
-and exits 1 when a figure regressed beyond its threshold (so it can gate CI), 0 otherwise,
-2 on usage errors.`)
+Compares B (after) with A (before), step by step matched by phase and offered rate. Each
+side is one or more runs of the scenario: a run directory or result.json, a directory
+searched for result.json (such as the RUN-ID directory of run --repeat), or a
+comma-separated list of those. Every figure gets a bootstrap confidence interval per side
+(resampling runs, then each run's measured windows); it is a regression only when its
+change passes the threshold below AND the intervals separate. Figures from too few
+samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows) are shown
+as not judged. Exits 1 on any regression (so it can gate CI), 0 otherwise, 2 on usage
+errors.`)
 	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
 	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
 	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
 	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
+	conf := fs.Float64("confidence", 95, "confidence of each side's interval, percent")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *conf <= 0 || *conf >= 100 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --confidence must lie between 0 and 100")
+		return 2
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: need two profiles, A (before) and B (after)")
 		fs.Usage()
 		return 2
 	}
-	a, err := loadtest.LoadResult(fs.Arg(0))
+	a, err := loadSide(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
-	b, err := loadtest.LoadResult(fs.Arg(1))
+	b, err := loadSide(fs.Arg(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
+	fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
 	findings, err := loadtest.Compare(a, b, loadtest.CompareThresholds{
 		Latency: *lat / 100, Throughput: *thr / 100, CPU: *cpu / 100, ErrorRate: *errs / 100,
+		Confidence: *conf / 100,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
 	fmt.Print(loadtest.FormatFindings(findings))
-	n := 0
+	n, noise, unjudged := 0, 0, 0
 	for _, f := range findings {
-		if f.Regression {
+		switch {
+		case f.Regression:
 			n++
+		case !f.Judged:
+			unjudged++
+		case f.Beyond:
+			noise++
 		}
 	}
+	tail := fmt.Sprintf("%d past the threshold within the noise, %d not judged", noise, unjudged)
 	if n > 0 {
-		fmt.Printf("%d regression(s)\n", n)
+		fmt.Printf("%d regression(s); %s\n", n, tail)
 		return 1
 	}
-	fmt.Println("no regressions")
+	fmt.Printf("no regressions; %s\n", tail)
 	return 0
+}
+
+// loadSide reads one side of compare: comma-separated paths, each a run directory, a
+// result.json, or a directory searched for result.json files.
+func loadSide(arg string) ([]*loadtest.Result, error) {
+	var out []*loadtest.Result
+	for _, root := range strings.Split(arg, ",") {
+		if root == "" {
+			continue
+		}
+		paths, err := loadtest.FindResults(root)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			r, err := loadtest.LoadResult(p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q: no profiles", arg)
+	}
+	return out, nil
 }
 
 // parseMs reads a latency bound: a Go duration ("20ms", "0.5s") or a bare number of
