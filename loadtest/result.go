@@ -134,10 +134,17 @@ type StepResult struct {
 	// the stability tolerance of their average (perf_analyzer's rule).
 	Stable bool `json:"stable"`
 	SLOMet bool `json:"slo_met"`
-	// GeneratorLimited: the scheduler waited for max_in_flight, or the p99 send lag
-	// exceeded LimitedLag (10ms): the generator, not the sidecar, may have shaped this
-	// step. capacity ignores such steps.
+	// GeneratorLimited: the generator, not the sidecar, shaped this step: the p99 send
+	// lag exceeded LimitedLag (10ms) without waits for max_in_flight (the generator's own
+	// CPU fell behind), or it waited for max_in_flight while that cap is below twice what
+	// a sidecar meeting the SLO would hold in flight (rate × SLO p99). Waits for a larger
+	// cap are the sidecar's backlog, not the generator's limit. capacity ignores such
+	// steps; search does not raise the rate past one.
 	GeneratorLimited bool `json:"generator_limited,omitempty"`
+	// Verdict of a search trial or confirm step: "pass", "fail" or "generator-limited".
+	Verdict string `json:"verdict,omitempty"`
+	// DrainS is how long the search waited for the target to drain before this step.
+	DrainS float64 `json:"drain_s,omitempty"`
 	// Sidecar figures over the measured part; zero when the sidecar pid is unknown.
 	SidecarCPUSeconds          float64 `json:"sidecar_cpu_seconds"`
 	SidecarCores               float64 `json:"sidecar_cores"` // CPU-seconds per second
@@ -157,10 +164,25 @@ type WorkloadStats struct {
 
 // SearchResult is the answer of a search run.
 type SearchResult struct {
-	MaxRate float64 `json:"max_rate"` // highest request rate that met the SLO and was stable; 0 if none
+	// MaxRate is the headline: the highest request rate whose confirm step passed (stable,
+	// SLO met, not generator-limited); 0 if none did.
+	MaxRate float64 `json:"max_rate"`
 	// MaxPredictionsPerSec is MaxRate times the mean candidates per request.
 	MaxPredictionsPerSec float64 `json:"max_predictions_per_sec"`
 	Trials               int     `json:"trials"`
+	// HighestTrialRate is the highest rate a search trial passed at; the confirm steps
+	// start there and step down to lower passing rates (at most three confirm steps).
+	HighestTrialRate float64 `json:"highest_trial_rate,omitempty"`
+	ConfirmAttempts  int     `json:"confirm_attempts,omitempty"`
+	// SidecarFailedRate is the lowest rate at which a trial or confirm step failed on
+	// the sidecar's account; 0 when none did (MaxRate is then a lower bound).
+	SidecarFailedRate float64 `json:"sidecar_failed_rate,omitempty"`
+	// GeneratorLimitRate is the lowest rate the generator could not drive; the search
+	// did not raise the rate past it. 0 when the generator kept up.
+	GeneratorLimitRate float64 `json:"generator_limit_rate,omitempty"`
+	// BaselineMs is the idle target's latency (median of 7 lone probes) that drained
+	// targets are held to before each trial.
+	BaselineMs float64 `json:"baseline_ms,omitempty"`
 }
 
 // HookEvent records one hook's execution.

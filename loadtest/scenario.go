@@ -80,12 +80,14 @@ type Ramp struct {
 }
 
 // Search finds the highest rate that holds the SLO: it multiplies the rate by Factor from
-// Start until a trial fails, then bisects Bisections times. A trial runs windows until the
-// last three are stable (mean latency and achieved rate within Stability of their
-// average, the rule of Triton's perf_analyzer, and not climbing window after window) or
-// MaxWindows pass (then it fails as unstable). A trial passes when it is stable and its
-// p99 and error rate meet the SLO; after a failed trial the search waits one request
-// timeout, so a backlog the overload left in the target drains before the next trial.
+// Start until a trial fails or the generator cannot drive the rate, then bisects
+// Bisections times. A trial runs windows until the last three are stable (mean latency
+// and achieved rate within Stability of their average, the rule of Triton's
+// perf_analyzer, and not climbing window after window) or MaxWindows pass (then it fails
+// as unstable). A trial passes when it is stable and its p99 and error rate meet the SLO.
+// Every trial starts after the target drained (nothing in flight, probes back at the
+// idle latency). Confirm steps then run from the highest passing rate down; the first
+// that passes is the answer.
 type Search struct {
 	Start      float64 `yaml:"start"`       // first rate tried; required
 	Max        float64 `yaml:"max"`         // highest rate tried; required

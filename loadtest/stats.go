@@ -139,6 +139,15 @@ func Stable(vals []float64, tol float64) bool {
 	return true
 }
 
+// generatorLimited says whether the generator, not the sidecar, shaped a step (see
+// StepResult.GeneratorLimited).
+func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
+	if s.InFlightWaits > 0 {
+		return float64(maxInFlight) < 2*s.OfferedRPS*sloP99.Seconds()
+	}
+	return s.SendLagP99Ms > ms(LimitedLag)
+}
+
 // stabilityTol is the tolerance of the stability rule outside search mode.
 func (r *runner) stabilityTol() float64 {
 	if r.sc.Search != nil {
@@ -158,7 +167,7 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	tol := r.stabilityTol()
 	st.Stable = Stable(st.WindowMeanMs, tol) && Stable(st.WindowAchieved, tol)
 	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && st.ErrorRate <= r.sc.SLO.MaxErrorRate
-	st.GeneratorLimited = st.InFlightWaits > 0 || st.SendLagP99Ms > ms(LimitedLag)
+	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	if r.pid != 0 && to > from {
 		cpu := ph.cpuAt[to] - ph.cpuAt[from]
 		if cpu >= 0 && ph.cpuAt[to] > 0 {

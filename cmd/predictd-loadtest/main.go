@@ -154,15 +154,25 @@ func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, fa
 	}
 	missed := 0
 	for _, st := range res.Steps {
-		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v\n",
+		verdict := ""
+		if st.Verdict != "" {
+			verdict = " " + st.Verdict
+			if st.DrainS > 0 {
+				verdict += fmt.Sprintf(" (drained %.1fs)", st.DrainS)
+			}
+		}
+		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v%s\n",
 			st.Index, st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Latency.Max,
-			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet)
-		if !st.SLOMet && st.Phase != "search" {
+			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet, verdict)
+		if !st.SLOMet && st.Phase != "search" && st.Phase != "confirm" {
 			missed++
 		}
 	}
 	if res.Search != nil {
-		fmt.Printf("search: highest rate holding the SLO: %.1f requests/s (%.0f predictions/s)\n", res.Search.MaxRate, res.Search.MaxPredictionsPerSec)
+		fmt.Println(searchSummary(res.Search))
+		if res.Search.MaxRate == 0 {
+			missed++
+		}
 	}
 	for _, n := range res.Notes {
 		fmt.Println("note:", n)
@@ -334,6 +344,33 @@ func loadSide(arg string) ([]*loadtest.Result, error) {
 		return nil, fmt.Errorf("%q: no profiles", arg)
 	}
 	return out, nil
+}
+
+// searchSummary is the search's headline and what bounds it.
+func searchSummary(s *loadtest.SearchResult) string {
+	if s.MaxRate == 0 {
+		line := fmt.Sprintf("search: no rate confirmed: %d confirm step(s) missed the SLO", s.ConfirmAttempts)
+		if s.HighestTrialRate == 0 {
+			line = "search: no trial held the SLO, not even the start rate"
+		}
+		if s.GeneratorLimitRate > 0 {
+			line += fmt.Sprintf("; the generator could not drive %.1f requests/s", s.GeneratorLimitRate)
+		}
+		return line
+	}
+	line := fmt.Sprintf("search: highest rate whose confirm step held the SLO: %.1f requests/s (%.0f predictions/s)", s.MaxRate, s.MaxPredictionsPerSec)
+	if s.HighestTrialRate > s.MaxRate {
+		line += fmt.Sprintf("; a trial passed at %.1f/s but its confirm step did not", s.HighestTrialRate)
+	}
+	switch {
+	case s.SidecarFailedRate > 0:
+		line += fmt.Sprintf("; the sidecar failed at %.1f/s", s.SidecarFailedRate)
+	case s.GeneratorLimitRate > 0:
+		line += fmt.Sprintf("; a lower bound: the generator could not drive %.1f/s before the sidecar failed", s.GeneratorLimitRate)
+	default:
+		line += "; a lower bound: no trial up to search.max failed"
+	}
+	return line
 }
 
 // parseMs reads a latency bound: a Go duration ("20ms", "0.5s") or a bare number of
