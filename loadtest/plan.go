@@ -48,6 +48,14 @@ type CapacityAnswer struct {
 	// machine's. Below saturation they say how far the profile fell short.
 	StepCores       float64
 	MachineCores    int
+	// Fit is the profile's CPU model, used when the query's request shape differs from
+	// the step's by more than 10%; nil otherwise, with FitNote saying why when the shapes
+	// differ.
+	Fit     *CPUFit
+	FitNote string
+	// ShapePerSidecar is, with Fit, the per-sidecar predictions/s at the query's shape:
+	// the step's busy cores ÷ fitted CPU per request × candidates.
+	ShapePerSidecar float64
 	Cores           int // total sidecar cores: predictions/s × CPU per prediction ÷ (1 − headroom), rounded up
 	Sidecars        int // predictions/s ÷ (per-sidecar capacity × (1 − headroom)), rounded up
 	CoresPerSidecar float64
@@ -78,9 +86,17 @@ func (a CapacityAnswer) String(q CapacityQuery) string {
 			"the busiest step used %.2f of %d cores. Profile up to the knee (mode: search) for a real answer",
 			num(a.PerSidecar), a.StepCores, a.MachineCores)
 	}
-	if a.Candidates > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates {
+	switch {
+	case a.Fit != nil:
+		fmt.Fprintf(&b, "\n  the profile's requests had %s candidates, not %s: cores and sidecars come from the CPU model: %s; "+
+			"one sidecar's %.2f busy cores serve %s predictions/s at %s candidates",
+			num(a.StepCandidates), num(a.Candidates), a.Fit, a.StepCores, num(a.ShapePerSidecar), num(a.Candidates))
+		if a.Candidates < a.Fit.MinCandidates/1.1 || a.Candidates > a.Fit.MaxCandidates*1.1 {
+			fmt.Fprintf(&b, "; %s candidates lies outside the profiled shapes: an extrapolation", num(a.Candidates))
+		}
+	case a.Candidates > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates:
 		fmt.Fprintf(&b, "\n  the profile's requests had %s candidates, not %s: cores and sidecars assume CPU per prediction stays the same; "+
-			"per-request costs make small requests dearer than this says", num(a.StepCandidates), num(a.Candidates))
+			"per-request costs make small requests dearer than this says (no CPU model: %s)", num(a.StepCandidates), num(a.Candidates), a.FitNote)
 	}
 	return b.String()
 }
@@ -161,6 +177,19 @@ func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
 	usable := 1 - q.Headroom
 	a.Cores = int(math.Ceil(a.PredictionsPerSec * a.CPUPerPrediction / usable))
 	a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.PerSidecar * usable)))
+	if q.RequestsPerSec > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates {
+		fit, err := FitCPU(r)
+		if err != nil {
+			a.FitNote = err.Error()
+		} else if per := fit.PerRequest(a.Candidates); per > 0 && st.SidecarCores > 0 {
+			a.Fit = fit
+			a.ShapePerSidecar = st.SidecarCores / per * a.Candidates
+			a.Cores = int(math.Ceil(q.RequestsPerSec * per / usable))
+			a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.ShapePerSidecar * usable)))
+		} else {
+			a.FitNote = "the step has no busy-core figure"
+		}
+	}
 	a.Cores = max(a.Cores, 1)
 	a.Sidecars = max(a.Sidecars, 1)
 	a.CoresPerSidecar = float64(a.Cores) / float64(a.Sidecars)

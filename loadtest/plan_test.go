@@ -134,6 +134,8 @@ func FuzzParseResult(f *testing.F) {
 		}
 		// Whatever parses can be planned from, compared and reported without a panic.
 		_, _ = Capacity(r, CapacityQuery{PredictionsPerSec: 1000, P99Ms: 10, Headroom: 0.3})
+		_, _ = Capacity(r, CapacityQuery{RequestsPerSec: 100, Candidates: 7, P99Ms: 10, Headroom: 0.3})
+		_, _ = FitCPU(r)
 		_, _ = Compare([]*Result{r}, []*Result{r}, CompareThresholds{})
 		_ = reportHTML(r)
 	})

@@ -199,7 +199,10 @@ them), and says what the answer rests on: the step with the most predictions/s t
 the p99 bound and the profile's error bound, its request shape, and whether that step was
 at saturation (a real capacity) or below it (then the per-sidecar rate is only a lower
 bound and the sidecar count an upper one). Cores come from the sidecar's measured CPU per
-prediction. K defaults to the profile's own candidates per request.`)
+prediction. K defaults to the profile's own candidates per request; for another K the
+answer uses the profile's CPU model (CPU per request = fixed + per-candidate cost, fitted
+to steps of at least two request shapes) and says how good the fit is, or, without one,
+holds CPU per prediction constant and says so.`)
 	rps := fs.Float64("rps", 0, "required requests per second")
 	cands := fs.Float64("candidates", 0, "candidates per request (default: the profile's)")
 	pps := fs.Float64("predictions-per-sec", 0, "required predictions (scored candidates) per second, instead of --rps")
