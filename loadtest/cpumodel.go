@@ -72,11 +72,15 @@ func fitCPU(ps []cpuPoint) (a, b float64, ok bool) {
 	return a, b, !math.IsNaN(a) && !math.IsNaN(b)
 }
 
-// FitCPU fits the CPU model to a profile. It needs at least three usable steps of at
-// least two request shapes (candidates per request differing by more than 10%), and a
-// fit with no negative cost; otherwise it says why not.
-func FitCPU(r *Result) (*CPUFit, error) {
-	ps := cpuPoints(r)
+// FitCPU fits the CPU model to the steps of one or more profiles (of one machine: the
+// caller's business). It needs at least three usable steps of at least two request
+// shapes (candidates per request differing by more than 10%), and a fit with no negative
+// cost; otherwise it says why not.
+func FitCPU(rs ...*Result) (*CPUFit, error) {
+	var ps []cpuPoint
+	for _, r := range rs {
+		ps = append(ps, cpuPoints(r)...)
+	}
 	if len(ps) < 3 {
 		return nil, fmt.Errorf("%d steps with CPU figures; the CPU model needs 3", len(ps))
 	}

@@ -80,6 +80,19 @@ func TestFitCPURefuses(t *testing.T) {
 	if s := a.String(q); a.Fit != nil || !strings.Contains(s, "assume CPU per prediction stays the same") || !strings.Contains(s, "no CPU model: every step had about 100") {
 		t.Errorf("one shape:\n%s", s)
 	}
+	// A second profile of another shape, from the same machine, gives the model its
+	// second shape; one from another machine does not.
+	big := planResult(cpuStep(50, 1000, 8, perReq, perCand, 1), cpuStep(100, 1000, 9, perReq, perCand, 1))
+	other := planResult(cpuStep(50, 1000, 8, perReq, perCand, 1), cpuStep(100, 1000, 9, perReq, perCand, 1))
+	other.Machine.Cores = 64
+	q.FitWith = []*Result{oneShape, other}
+	if a, _ = Capacity(oneShape, q); a.Fit != nil {
+		t.Errorf("fitted with another machine's profile: %+v", a.Fit)
+	}
+	q.FitWith = []*Result{oneShape, big}
+	if a, _ = Capacity(oneShape, q); a.Fit == nil || a.Fit.Steps != 5 || math.Abs(a.Fit.PerRequestS-perReq) > 0.01*perReq {
+		t.Errorf("two profiles of two shapes: %+v, %s", a.Fit, a.FitNote)
+	}
 	if _, err := FitCPU(planResult(cpuStep(100, 100, 5, perReq, perCand, 1))); err == nil {
 		t.Error("one step fitted")
 	}

@@ -18,6 +18,10 @@ type CapacityQuery struct {
 	PredictionsPerSec float64
 	P99Ms             float64
 	Headroom          float64
+	// FitWith are more profiles whose steps the CPU model is fitted to, besides the one
+	// answering: those of the same machine (CPU model, cores and label) count. Profiles of
+	// two request shapes give the model what one shape cannot.
+	FitWith []*Result
 }
 
 // CapacityAnswer is the plan derived from one profile.
@@ -178,7 +182,13 @@ func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
 	a.Cores = int(math.Ceil(a.PredictionsPerSec * a.CPUPerPrediction / usable))
 	a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.PerSidecar * usable)))
 	if q.RequestsPerSec > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates {
-		fit, err := FitCPU(r)
+		pool := []*Result{r}
+		for _, o := range q.FitWith {
+			if o != r && o.Machine.CPUModel == r.Machine.CPUModel && o.Machine.Cores == r.Machine.Cores && o.Machine.Label == r.Machine.Label {
+				pool = append(pool, o)
+			}
+		}
+		fit, err := FitCPU(pool...)
 		if err != nil {
 			a.FitNote = err.Error()
 		} else if per := fit.PerRequest(a.Candidates); per > 0 && st.SidecarCores > 0 {

@@ -200,9 +200,10 @@ the p99 bound and the profile's error bound, its request shape, and whether that
 at saturation (a real capacity) or below it (then the per-sidecar rate is only a lower
 bound and the sidecar count an upper one). Cores come from the sidecar's measured CPU per
 prediction. K defaults to the profile's own candidates per request; for another K the
-answer uses the profile's CPU model (CPU per request = fixed + per-candidate cost, fitted
-to steps of at least two request shapes) and says how good the fit is, or, without one,
-holds CPU per prediction constant and says so.`)
+answer uses a CPU model (CPU per request = fixed + per-candidate cost, fitted to the steps
+of the profiles given from the same machine, which must hold at least two request
+shapes) and says how good the fit is, or, without one, holds CPU per prediction constant
+and says so.`)
 	rps := fs.Float64("rps", 0, "required requests per second")
 	cands := fs.Float64("candidates", 0, "candidates per request (default: the profile's)")
 	pps := fs.Float64("predictions-per-sec", 0, "required predictions (scored candidates) per second, instead of --rps")
@@ -228,6 +229,7 @@ holds CPU per prediction constant and says so.`)
 	}
 	q := loadtest.CapacityQuery{RequestsPerSec: *rps, Candidates: *cands, PredictionsPerSec: *pps, P99Ms: p99, Headroom: *headroom / 100}
 	failed := 0
+	var results []*loadtest.Result
 	for _, root := range fs.Args() {
 		paths, err := loadtest.FindResults(root)
 		if err != nil {
@@ -237,16 +239,23 @@ holds CPU per prediction constant and says so.`)
 		}
 		for _, p := range paths {
 			r, err := loadtest.LoadResult(p)
-			if err == nil {
-				var a loadtest.CapacityAnswer
-				if a, err = loadtest.Capacity(r, q); err == nil {
-					fmt.Println(a.String(q))
-					continue
-				}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+				failed++
+				continue
 			}
+			results = append(results, r)
+		}
+	}
+	q.FitWith = results
+	for _, r := range results {
+		a, err := loadtest.Capacity(r, q)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 			failed++
+			continue
 		}
+		fmt.Println(a.String(q))
 	}
 	if failed > 0 {
 		return 1
