@@ -61,6 +61,10 @@ type workload struct {
 	bodies      []Body
 	contentType string
 	meanCands   float64
+	// gaps, for replay with recorded timing, are the recorded seconds after each body;
+	// gapRate is their mean rate (1 / mean gap).
+	gaps    []float64
+	gapRate float64
 }
 
 // runner holds one run's state.
@@ -157,6 +161,32 @@ func (r *runner) prepare() error {
 		w := &workload{spec: spec, model: spec.Model, contentType: contentTypeProtobuf}
 		if sc.Protocol == "json" {
 			w.contentType = contentTypeJSON
+		}
+		if spec.Replay != nil {
+			bodies, gaps, note, err := replayBodies(spec, sc.Protocol)
+			if err != nil {
+				return fmt.Errorf("workload %s: %w", spec.Name, err)
+			}
+			if w.model == "auto" {
+				w.model = "replayed"
+			}
+			w.bodies, w.gaps = bodies, gaps
+			if len(gaps) > 0 {
+				var sum float64
+				for _, g := range gaps {
+					sum += g
+				}
+				w.gapRate = float64(len(gaps)) / sum
+			}
+			var n int
+			for _, b := range bodies {
+				n += b.Candidates
+			}
+			w.meanCands = float64(n) / float64(len(bodies))
+			r.res.Notes = append(r.res.Notes, note)
+			r.wls = append(r.wls, w)
+			r.res.Sidecar.Models = appendUnique(r.res.Sidecar.Models, w.model)
+			continue
 		}
 		if w.model == "auto" {
 			if firstModel == "" {

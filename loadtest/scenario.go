@@ -127,6 +127,9 @@ type Workload struct {
 	// default 64. Generating ahead keeps the generator's CPU off the measured path.
 	Pool int   `yaml:"pool"`
 	Seed int64 `yaml:"seed"` // random seed; default 1
+	// Replay sends recorded requests (a bodies file or prediction logs) instead of
+	// generated ones; candidates, features, keys and pool then do not apply.
+	Replay *Replay `yaml:"replay"`
 }
 
 // Features says which features come in the request.
@@ -398,6 +401,11 @@ func (sc *Scenario) normalize() error {
 		w := &sc.Workloads[i]
 		if err := w.normalize(i); err != nil {
 			return fmt.Errorf("workloads[%d]: %w", i, err)
+		}
+		if w.Replay != nil {
+			if err := w.Replay.normalize(sc.Protocol); err != nil {
+				return fmt.Errorf("workloads[%d]: %w", i, err)
+			}
 		}
 		if names[w.Name] {
 			return fmt.Errorf("workloads[%d]: duplicate name %q", i, w.Name)

@@ -163,7 +163,8 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var el time.Duration
-	if poisson {
+	gaps := pw.w.gaps
+	if poisson && gaps == nil {
 		if rate := pw.rate(0); rate > 0 {
 			el = time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
 		}
@@ -217,7 +218,11 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 		r.inFlight.Add(1)
 		go ph.send(pw, intended, wi, body)
 		gap := 1 / rate
-		if poisson {
+		switch {
+		case gaps != nil:
+			// The recorded gap, scaled so the recorded mean rate becomes this rate.
+			gap = gaps[i%len(gaps)] * pw.w.gapRate / rate
+		case poisson:
 			gap = rng.ExpFloat64() / rate
 		}
 		el += time.Duration(gap * float64(time.Second))
