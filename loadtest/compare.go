@@ -231,8 +231,8 @@ func stepMetrics(th CompareThresholds) []cmpMetric {
 }
 
 // Compare compares runs bs (after) with runs as (before), each side one or more runs of
-// one scenario (repeats). Steps are matched by phase and offered rate (within 2%) to the
-// steps of bs[0]. Each figure gets, per side, a bootstrap interval from resampling runs
+// one scenario (repeats). Steps are matched by phase and offered rate (within 2%; by
+// level for concurrency steps) to the steps of bs[0]. Each figure gets, per side, a bootstrap interval from resampling runs
 // and then each run's measured windows (so both the noise between runs and within a run
 // widen it), and is a regression only when its point change passes the threshold and
 // the intervals separate. Figures with too few samples are reported, not judged.
@@ -290,7 +290,11 @@ func collectSteps(runs []*Result, used []map[int]bool, ref *StepResult) []*StepR
 			if used[ri][i] || s.Requests == 0 || s.Phase != ref.Phase {
 				continue
 			}
-			if math.Abs(s.OfferedRPS-ref.OfferedRPS) <= 0.02*math.Max(ref.OfferedRPS, 1) {
+			same := math.Abs(s.OfferedRPS-ref.OfferedRPS) <= 0.02*math.Max(ref.OfferedRPS, 1)
+			if ref.Phase == "concurrency" {
+				same = s.Concurrency == ref.Concurrency // a closed loop's rate is its result
+			}
+			if same {
 				used[ri][i] = true
 				out = append(out, s)
 				break

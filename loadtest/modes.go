@@ -6,6 +6,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -90,5 +91,53 @@ func (r *runner) runRamp(ctx context.Context) error {
 		r.res.Steps = append(r.res.Steps, st)
 	}
 	r.res.Sidecar.CPUProfileStep = peakStep
+	return nil
+}
+
+// runConcurrency runs the closed-loop sweep: each level is a step (phase "concurrency")
+// whose offered rate is what it sent. Workloads with a fixed_rate keep their open-loop
+// rate; the others get round(level × share) senders, at least one. The CPU profile is
+// taken at the highest level.
+func (r *runner) runConcurrency(ctx context.Context) error {
+	c := r.sc.Concurrency
+	peak := 0
+	for i, n := range c.Levels {
+		if n > c.Levels[peak] {
+			peak = i
+		}
+	}
+	for i, level := range c.Levels {
+		if ctx.Err() != nil {
+			break
+		}
+		warm := r.sc.Warmup.D()
+		measured := c.Duration.D() - warm
+		ph := r.newPhase(fmt.Sprintf("concurrency %d (%d/%d)", level, i+1, len(c.Levels)), warm, measured)
+		for _, pw := range ph.wls {
+			w := pw.w
+			if w.spec.FixedRate > 0 {
+				pw.rate = func(time.Duration) float64 { return w.spec.FixedRate }
+				continue
+			}
+			pw.workers = max(1, int(math.Round(float64(level)*w.spec.Share)))
+		}
+		if i == peak {
+			r.planProfile(ph, measured)
+		}
+		ph.run(ctx, nil)
+		n, m := ph.windowsUsed()
+		if n == 0 {
+			break
+		}
+		st := r.stepResult(ph, "concurrency", 0, n, m, func(pw *phaseWL) float64 { return pw.w.spec.FixedRate })
+		st.Concurrency = level
+		st.OfferedRPS = st.SentRPS
+		for k := range st.Workloads {
+			if st.Workloads[k].OfferedRPS == 0 {
+				st.Workloads[k].OfferedRPS = st.Workloads[k].SentRPS
+			}
+		}
+		r.res.Steps = append(r.res.Steps, st)
+	}
 	return nil
 }

@@ -80,7 +80,11 @@ func timelinePlots(r *Result) (latency, rate string) {
 		st := &r.Steps[i]
 		ws := windowSeconds(r, st)
 		if label {
-			opts.VLines = append(opts.VLines, Mark{t, fmt.Sprintf("#%d %s/s", st.Index, num(st.OfferedRPS))})
+			lbl := fmt.Sprintf("#%d %s/s", st.Index, num(st.OfferedRPS))
+			if st.Concurrency > 0 {
+				lbl = fmt.Sprintf("#%d c=%d", st.Index, st.Concurrency)
+			}
+			opts.VLines = append(opts.VLines, Mark{t, lbl})
 		}
 		for k := range st.WindowAchieved {
 			x := t + (float64(k)+0.5)*ws

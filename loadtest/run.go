@@ -135,6 +135,8 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 		runErr = r.runRamp(ctx)
 	case "search":
 		runErr = r.runSearch(ctx)
+	case "concurrency":
+		runErr = r.runConcurrency(ctx)
 	}
 	close(runDone)
 	r.res.Hooks = <-hooksDone

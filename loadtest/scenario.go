@@ -45,7 +45,7 @@ type Scenario struct {
 	Description string   `yaml:"description"` // free text for the report
 	Protocol    string   `yaml:"protocol"`    // "protobuf" (default) or "json"
 	Arrival     string   `yaml:"arrival"`     // "poisson" (default) or "constant"
-	Mode        string   `yaml:"mode"`        // "steps" (default), "ramp" or "search"
+	Mode        string   `yaml:"mode"`        // "steps" (default), "ramp", "search" or "concurrency"
 	Warmup      Duration `yaml:"warmup"`      // excluded from results at the start of each step; default 1s
 	Window      Duration `yaml:"window"`      // measurement window for stability and CPU sampling; default 1s
 	Timeout     Duration `yaml:"timeout"`     // per request; a request still unanswered counts as "timeout"; default 5s
@@ -59,6 +59,9 @@ type Scenario struct {
 	Steps  []Step  `yaml:"steps"`  // mode steps: run each rate in turn
 	Ramp   *Ramp   `yaml:"ramp"`   // mode ramp: a linear rate ramp; each window is reported as a step
 	Search *Search `yaml:"search"` // mode search: find the highest rate that holds the SLO
+	// Concurrency is mode concurrency: a closed-loop sweep over numbers of requests in
+	// flight, like perf_analyzer's concurrency mode.
+	Concurrency *ConcurrencySweep `yaml:"concurrency"`
 	SLO    SLO     `yaml:"slo"`
 
 	Workloads []Workload `yaml:"workloads"` // at least one
@@ -70,6 +73,15 @@ type Scenario struct {
 type Step struct {
 	Rate     float64  `yaml:"rate"`     // requests/s
 	Duration Duration `yaml:"duration"` // including warmup
+}
+
+// ConcurrencySweep runs each level in turn for Duration (including warm-up): level
+// workers per workload share, each sending its next request as soon as the last one
+// answered. A closed loop measures latency from the actual send and so has coordinated
+// omission by design: it answers "how fast at N in flight", not "how slow at rate R".
+type ConcurrencySweep struct {
+	Levels   []int    `yaml:"levels"`
+	Duration Duration `yaml:"duration"`
 }
 
 // Ramp raises the rate linearly from From to To over Duration (after Warmup at From).
@@ -389,8 +401,21 @@ func (sc *Scenario) normalize() error {
 		if !(s.Stability > 0 && s.Stability < 1) {
 			return fmt.Errorf("search.stability %v: want a fraction 0..1", s.Stability)
 		}
+	case "concurrency":
+		c := sc.Concurrency
+		if c == nil || len(c.Levels) == 0 {
+			return errors.New("concurrency: mode concurrency needs concurrency: {levels: [1, 2, 4], duration}")
+		}
+		for i, n := range c.Levels {
+			if n < 1 || n > sc.MaxInFlight {
+				return fmt.Errorf("concurrency.levels[%d] %d: want 1..max_in_flight (%d)", i, n, sc.MaxInFlight)
+			}
+		}
+		if c.Duration.D() <= sc.Warmup.D() {
+			return fmt.Errorf("concurrency.duration %v: must be longer than warmup %v", c.Duration.D(), sc.Warmup.D())
+		}
 	default:
-		return fmt.Errorf("mode %q: want steps, ramp or search", sc.Mode)
+		return fmt.Errorf("mode %q: want steps, ramp, search or concurrency", sc.Mode)
 	}
 	if len(sc.Workloads) == 0 {
 		return errors.New("workloads: need at least one workload")

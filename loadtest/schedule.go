@@ -44,6 +44,9 @@ type phase struct {
 type phaseWL struct {
 	w    *workload
 	rate func(el time.Duration) float64 // rate at elapsed time since phase start
+	// workers, if above zero, runs the workload closed-loop instead: that many senders,
+	// each sending its next request when the last one answered.
+	workers int
 
 	mu   sync.Mutex
 	win  []*winStats // by intended-time window
@@ -124,6 +127,10 @@ func (ph *phase) run(ctx context.Context, check func(complete int) bool) {
 		sched.Add(1)
 		go func() {
 			defer sched.Done()
+			if pw.workers > 0 {
+				ph.closedLoop(ctx, pw, dur)
+				return
+			}
 			ph.schedule(ctx, pw, dur)
 		}()
 	}
@@ -227,6 +234,53 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 		}
 		el += time.Duration(gap * float64(time.Second))
 	}
+}
+
+// closedLoop runs pw.workers senders until dur has passed: each takes the next body and
+// sends it as soon as its last request answered. The intended time is the send time.
+func (ph *phase) closedLoop(ctx context.Context, pw *phaseWL, dur time.Duration) {
+	r := ph.r
+	end := ph.start.Add(dur)
+	bodies := pw.w.bodies
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range pw.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if d := time.Until(ph.start); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ph.stop:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			for {
+				select {
+				case <-ph.stop:
+					return
+				case <-ctx.Done():
+					return
+				case r.sem <- struct{}{}:
+				}
+				now := time.Now()
+				if !now.Before(end) {
+					<-r.sem
+					return
+				}
+				wi := ph.idx(now)
+				if wi >= 0 && wi < ph.nWin {
+					pw.win[wi].scheduled.Add(1)
+				}
+				ph.wg.Add(1)
+				r.inFlight.Add(1)
+				ph.send(pw, now, wi, bodies[int(next.Add(1)-1)%len(bodies)])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (ph *phase) send(pw *phaseWL, intended time.Time, wi int, body Body) {

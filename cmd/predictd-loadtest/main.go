@@ -74,8 +74,9 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 func runCmd(args []string) int {
 	fs := newFlags("run", `Usage: predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [flags]
 
-Sends open-loop load (constant or Poisson arrivals; latency counted from each request's
-intended send time) as the scenario describes, prints a live progress line, and writes
+Sends open-loop load (constant, Poisson or replayed arrivals; latency counted from each
+request's intended send time), or with mode concurrency a closed-loop sweep, as the
+scenario describes, prints a live progress line, and writes
 OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
 index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
 Ctrl-C stops cleanly and keeps the partial results. With --repeat N the scenario runs N
