@@ -1,8 +1,11 @@
 package loadtest
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -43,7 +46,11 @@ workloads: [{model: m}]
 			<-done
 			got <- [2]int64{first, peak.Load()}
 		}()
-		res, _ := runTest(t, context.Background(), sc, ts.tcp)
+		var progress bytes.Buffer
+		res, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, OutDir: t.TempDir(), RunID: "test", Progress: &syncWriter{w: &progress}})
+		if err != nil {
+			t.Fatal(err)
+		}
 		close(done)
 		peaks := <-got
 		if len(res.Steps) != 2 {
@@ -64,6 +71,21 @@ workloads: [{model: m}]
 			}
 		}
 	})
+}
+
+// syncWriter serializes writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}
+
+func TestConcurrencyScenario(t *testing.T) {
 	if _, err := ParseScenario([]byte("name: x\nmode: concurrency\nconcurrency: {levels: [0], duration: 2s}\nworkloads: [{model: m}]")); err == nil ||
 		!strings.Contains(err.Error(), "levels[0]") {
 		t.Errorf("level 0: %v", err)

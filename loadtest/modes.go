@@ -120,6 +120,7 @@ func (r *runner) runConcurrency(ctx context.Context) error {
 				continue
 			}
 			pw.workers = max(1, int(math.Round(float64(level)*w.spec.Share)))
+			pw.rate = func(time.Duration) float64 { return 0 } // a closed loop has no schedule
 		}
 		if i == peak {
 			r.planProfile(ph, measured)

@@ -50,8 +50,8 @@ type CapacityAnswer struct {
 	Saturated bool
 	// StepCores is the sidecar's CPU use at the step (cores busy); MachineCores the
 	// machine's. Below saturation they say how far the profile fell short.
-	StepCores       float64
-	MachineCores    int
+	StepCores    float64
+	MachineCores int
 	// Fit is the profile's CPU model, used when the query's request shape differs from
 	// the step's by more than 10%; nil otherwise, with FitNote saying why when the shapes
 	// differ.

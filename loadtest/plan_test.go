@@ -26,8 +26,8 @@ func TestCapacity(t *testing.T) {
 	r := planResult(
 		step(10, 10_000, 5, 0.002, 0),
 		step(20, 20_000, 9, 0.002, 0),
-		step(40, 40_000, 30, 0.0025, 0), // best within 50ms
-		step(80, 60_000, 400, 0.003, 0), // missed the bound: step 2 is at saturation
+		step(40, 40_000, 30, 0.0025, 0),  // best within 50ms
+		step(80, 60_000, 400, 0.003, 0),  // missed the bound: step 2 is at saturation
 		step(30, 50_000, 20, 0.002, 0.5), // errors: excluded
 	)
 	q := CapacityQuery{PredictionsPerSec: 100_000, P99Ms: 50, Headroom: 0.3}

@@ -126,12 +126,12 @@ type Stats struct {
 
 // StepResult is one step (or ramp window, or search trial).
 type StepResult struct {
-	Index     int     `json:"index"`
-	Phase     string  `json:"phase"` // "step", "ramp", "search", "confirm" or "concurrency"
+	Index int    `json:"index"`
+	Phase string `json:"phase"` // "step", "ramp", "search", "confirm" or "concurrency"
 	// Concurrency is the closed-loop level of a concurrency step (requests kept in
 	// flight per workload share); its offered_rps is then what it sent.
-	Concurrency int `json:"concurrency,omitempty"`
-	MeasuredS float64 `json:"measured_s"`
+	Concurrency int     `json:"concurrency,omitempty"`
+	MeasuredS   float64 `json:"measured_s"`
 	Stats
 	// Stable: the last three windows' mean latency and achieved rate each lie within
 	// the stability tolerance of their average (perf_analyzer's rule).

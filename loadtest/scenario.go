@@ -62,7 +62,7 @@ type Scenario struct {
 	// Concurrency is mode concurrency: a closed-loop sweep over numbers of requests in
 	// flight, like perf_analyzer's concurrency mode.
 	Concurrency *ConcurrencySweep `yaml:"concurrency"`
-	SLO    SLO     `yaml:"slo"`
+	SLO         SLO               `yaml:"slo"`
 
 	Workloads []Workload `yaml:"workloads"` // at least one
 	Hooks     []Hook     `yaml:"hooks"`     // commands run at fixed offsets from the start
