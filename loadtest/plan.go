@@ -60,6 +60,9 @@ type CapacityAnswer struct {
 	// ShapePerSidecar is, with Fit, the per-sidecar predictions/s at the query's shape:
 	// the step's busy cores ÷ fitted CPU per request × candidates.
 	ShapePerSidecar float64
+	// StepMissRatio is the step's feature-store misses per prediction, which the CPU model
+	// assumes for the query's shape.
+	StepMissRatio float64
 	Cores           int // total sidecar cores: predictions/s × CPU per prediction ÷ (1 − headroom), rounded up
 	Sidecars        int // predictions/s ÷ (per-sidecar capacity × (1 − headroom)), rounded up
 	CoresPerSidecar float64
@@ -95,6 +98,9 @@ func (a CapacityAnswer) String(q CapacityQuery) string {
 		fmt.Fprintf(&b, "\n  the profile's requests had %s candidates, not %s: cores and sidecars come from the CPU model: %s; "+
 			"one sidecar's %.2f busy cores serve %s predictions/s at %s candidates",
 			num(a.StepCandidates), num(a.Candidates), a.Fit, a.StepCores, num(a.ShapePerSidecar), num(a.Candidates))
+		if a.Fit.PerMissS > 0 {
+			fmt.Fprintf(&b, " (store misses at the step's %.1f per 1,000 predictions)", 1000*a.StepMissRatio)
+		}
 		if a.Candidates < a.Fit.MinCandidates/1.1 || a.Candidates > a.Fit.MaxCandidates*1.1 {
 			fmt.Fprintf(&b, "; %s candidates lies outside the profiled shapes: an extrapolation", num(a.Candidates))
 		}
@@ -191,8 +197,9 @@ func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
 		fit, err := FitCPU(pool...)
 		if err != nil {
 			a.FitNote = err.Error()
-		} else if per := fit.PerRequest(a.Candidates); per > 0 && st.SidecarCores > 0 {
+		} else if per := fit.PerRequest(a.Candidates, missesPerRequest(&st, a.Candidates)); per > 0 && st.SidecarCores > 0 {
 			a.Fit = fit
+			a.StepMissRatio = missesPerRequest(&st, 1)
 			a.ShapePerSidecar = st.SidecarCores / per * a.Candidates
 			a.Cores = int(math.Ceil(q.RequestsPerSec * per / usable))
 			a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.ShapePerSidecar * usable)))
@@ -204,6 +211,15 @@ func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
 	a.Sidecars = max(a.Sidecars, 1)
 	a.CoresPerSidecar = float64(a.Cores) / float64(a.Sidecars)
 	return a, nil
+}
+
+// missesPerRequest is the store misses a request of k candidates makes at the step's
+// miss ratio per prediction.
+func missesPerRequest(st *StepResult, k float64) float64 {
+	if st.PredictionsPerSec <= 0 || st.StoreMissesPerSec <= 0 {
+		return 0
+	}
+	return k * st.StoreMissesPerSec / st.PredictionsPerSec
 }
 
 // meets says whether a step held the bound: p99 within p99Ms, errors within the

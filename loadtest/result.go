@@ -153,6 +153,9 @@ type StepResult struct {
 	SidecarCores               float64 `json:"sidecar_cores"` // CPU-seconds per second
 	CPUSecondsPer1kPredictions float64 `json:"cpu_seconds_per_1k_predictions"`
 	RSSBytes                   int64   `json:"rss_bytes"` // peak sampled
+	// StoreMissesPerSec is the sidecar's feature-store cache misses per second (its
+	// /metrics counter), for the CPU model; zero without a store or /metrics (schema 2).
+	StoreMissesPerSec float64 `json:"store_misses_per_sec,omitempty"`
 	// WindowCPUSeconds is the sidecar's CPU time in each measured window (schema 2).
 	WindowCPUSeconds []float64       `json:"window_cpu_s,omitempty"`
 	Workloads        []WorkloadStats `json:"workloads,omitempty"` // when more than one

@@ -79,6 +79,8 @@ type runner struct {
 	dir      string
 	start    time.Time
 	seq      atomic.Int64 // seeds schedulers
+	// metrics: the sidecar answers GET /metrics, so store misses are sampled.
+	metrics bool
 	inFlight atomic.Int64
 
 	progMu   sync.Mutex
@@ -235,6 +237,9 @@ func (r *runner) prepare() error {
 		}
 	}
 	r.res.Sidecar.PID = r.pid
+	if st, _, err := r.target.get("/metrics", 5*time.Second); err == nil && st == 200 {
+		r.metrics = true
+	}
 	if st, _, err := r.target.get("/debug/pprof/", 5*time.Second); err == nil && st == 200 {
 		r.res.Sidecar.PprofEnabled = true
 	} else {

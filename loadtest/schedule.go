@@ -28,6 +28,9 @@ type phase struct {
 	// Sidecar samples at window boundaries (index k is measureStart + k*window).
 	cpuAt []float64
 	rssAt []int64
+	// missAt is the sidecar's store-miss total at each boundary; missOK says it was read.
+	missAt []float64
+	missOK []bool
 	// profileAt, if non-zero, is when to start the CPU profile.
 	profileAt   time.Time
 	profileSecs int
@@ -79,6 +82,8 @@ func (r *runner) newPhase(name string, warmup, measured time.Duration) *phase {
 	ph.measureStart = ph.start.Add(warmup)
 	ph.cpuAt = make([]float64, n+1)
 	ph.rssAt = make([]int64, n+1)
+	ph.missAt = make([]float64, n+1)
+	ph.missOK = make([]bool, n+1)
 	for _, w := range r.wls {
 		pw := &phaseWL{w: w, win: make([]*winStats, n), lag: newHist(),
 			compl: make([]atomic.Int64, n), sent: make([]atomic.Int64, n), predOK: make([]atomic.Int64, n)}
@@ -334,12 +339,14 @@ func (ph *phase) send(pw *phaseWL, intended time.Time, wi int, body Body) {
 func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 	r := ph.r
 	sample := func(k int) {
-		if r.pid == 0 {
-			return
+		if r.pid != 0 {
+			if s, err := ReadProc(r.pid); err == nil {
+				ph.cpuAt[k] = s.CPUSeconds
+				ph.rssAt[k] = s.RSSBytes
+			}
 		}
-		if s, err := ReadProc(r.pid); err == nil {
-			ph.cpuAt[k] = s.CPUSeconds
-			ph.rssAt[k] = s.RSSBytes
+		if r.metrics {
+			ph.missAt[k], ph.missOK[k] = r.storeMisses()
 		}
 	}
 	next := 0 // next boundary to sample

@@ -195,6 +195,9 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 			st.WindowCPUSeconds = wcpu
 		}
 	}
+	if to > from && ph.missOK[from] && ph.missOK[to] && measured > 0 {
+		st.StoreMissesPerSec = max(ph.missAt[to]-ph.missAt[from], 0) / measured.Seconds()
+	}
 	if len(ph.wls) > 1 {
 		for _, pw := range ph.wls {
 			ws := WorkloadStats{
