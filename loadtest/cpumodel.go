@@ -19,7 +19,7 @@ type CPUFit struct {
 	// model (MissNote says why when the profile measured some).
 	PerMissS float64
 	MissNote string
-	Steps         int     // steps fitted
+	Steps    int // steps fitted
 	// MinCandidates and MaxCandidates bound the request shapes the fit saw; a query
 	// outside them is an extrapolation.
 	MinCandidates, MaxCandidates float64

@@ -62,7 +62,7 @@ type CapacityAnswer struct {
 	ShapePerSidecar float64
 	// StepMissRatio is the step's feature-store misses per prediction, which the CPU model
 	// assumes for the query's shape.
-	StepMissRatio float64
+	StepMissRatio   float64
 	Cores           int // total sidecar cores: predictions/s × CPU per prediction ÷ (1 − headroom), rounded up
 	Sidecars        int // predictions/s ÷ (per-sidecar capacity × (1 − headroom)), rounded up
 	CoresPerSidecar float64

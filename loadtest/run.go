@@ -69,18 +69,18 @@ type workload struct {
 
 // runner holds one run's state.
 type runner struct {
-	sc       *Scenario
-	cfg      Config
-	target   *Target
-	wls      []*workload
-	sem      chan struct{}
-	pid      int
-	res      *Result
-	dir      string
-	start    time.Time
-	seq      atomic.Int64 // seeds schedulers
+	sc     *Scenario
+	cfg    Config
+	target *Target
+	wls    []*workload
+	sem    chan struct{}
+	pid    int
+	res    *Result
+	dir    string
+	start  time.Time
+	seq    atomic.Int64 // seeds schedulers
 	// metrics: the sidecar answers GET /metrics, so store misses are sampled.
-	metrics bool
+	metrics  bool
 	inFlight atomic.Int64
 
 	progMu   sync.Mutex
