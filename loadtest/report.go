@@ -437,7 +437,7 @@ func reportHTML(r *Result) string {
 		}
 		p("</ul>\n")
 	}
-	p("<p>Raw data: <a href=\"result.json\">result.json</a>. Latency counts from each request's intended send time (open loop, no coordinated omission). A send lag in red marks a generator-limited step (p99 send lag over %g ms without waits for the in-flight cap, or a cap too small for the rate at the SLO): the generator, not the sidecar, shaped it. Per step, <code>csv</code> holds its windows and <code>hgrm</code> its percentile distribution in HdrHistogram's text form (ms).</p>\n</body></html>\n", ms(LimitedLag))
+	p("<p>Raw data: <a href=\"result.json\">result.json</a>. Latency counts from each request's intended send time (open loop, no coordinated omission). A send lag in red marks a generator-limited step (p90 send lag over %g ms without waits for the in-flight cap, or a cap too small for the rate at the SLO): the generator, not the sidecar, shaped it. Per step, <code>csv</code> holds its windows and <code>hgrm</code> its percentile distribution in HdrHistogram's text form (ms).</p>\n</body></html>\n", ms(LimitedLag))
 	return b.String()
 }
 

@@ -106,6 +106,7 @@ type Stats struct {
 	// LateSends counts requests sent more than LateThresholdMs after their intended time:
 	// the generator fell behind (scheduler, goroutines or the in-flight cap).
 	LateSends     int64   `json:"late_sends"`
+	SendLagP90Ms  float64 `json:"send_lag_p90_ms,omitempty"` // schema 2
 	SendLagP99Ms  float64 `json:"send_lag_p99_ms"`
 	SendLagMaxMs  float64 `json:"send_lag_max_ms"`
 	InFlightWaits int64   `json:"in_flight_waits"` // times the scheduler waited for max_in_flight
@@ -137,9 +138,10 @@ type StepResult struct {
 	// the stability tolerance of their average (perf_analyzer's rule).
 	Stable bool `json:"stable"`
 	SLOMet bool `json:"slo_met"`
-	// GeneratorLimited: the generator, not the sidecar, shaped this step: the p99 send
+	// GeneratorLimited: the generator, not the sidecar, shaped this step: the p90 send
 	// lag exceeded LimitedLag (10ms) without waits for max_in_flight (the generator's own
-	// CPU fell behind), or it waited for max_in_flight while that cap is below twice what
+	// CPU fell behind for a tenth of the requests or more, not one stall of a busy
+	// machine), or it waited for max_in_flight while that cap is below twice what
 	// a sidecar meeting the SLO would hold in flight (rate × SLO p99). Waits for a larger
 	// cap are the sidecar's backlog, not the generator's limit. capacity ignores such
 	// steps; search does not raise the rate past one.

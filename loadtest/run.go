@@ -27,7 +27,7 @@ const (
 	histSig   = 3
 )
 
-// LimitedLag is the p99 send lag beyond which a step is marked generator-limited: the
+// LimitedLag is the p90 send lag beyond which a step is marked generator-limited: the
 // scheduler was so far behind that the generator, not the sidecar, shaped the load. Sends
 // a little late (timer granularity is about 1ms when the process idles, more on a busy
 // machine) still measure correctly, because latency counts from the intended time.

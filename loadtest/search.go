@@ -131,6 +131,9 @@ func (r *runner) probe() (float64, bool) {
 	return ms(time.Since(start)), out.kind == ""
 }
 
+// confirmWindows is the fewest windows a confirm step measures (and profiles).
+const confirmWindows = 5
+
 // probeGap is the spacing of drain probes: 20 requests/s, light for any target.
 const probeGap = 50 * time.Millisecond
 
@@ -226,25 +229,26 @@ func (r *runner) runSearch(ctx context.Context) error {
 			w := pw.w
 			pw.rate = func(time.Duration) float64 { return w.rate(rate) }
 		}
-		var check func(int) bool
-		if early {
-			slo := ms(r.sc.SLO.P99.D())
-			check = func(complete int) bool {
-				if complete < 3 {
-					return false
-				}
-				st := ph.stats(ph.wls, 0, complete, time.Duration(complete)*ph.window, 0)
-				// Stop early once stable, or once the SLO is clearly broken (every window over).
-				if Stable(st.WindowMeanMs, s.Stability) && Stable(st.WindowAchieved, s.Stability) {
-					return true
-				}
-				last := st.WindowP99Ms[len(st.WindowP99Ms)-3:]
-				return last[0] > 2*slo && last[1] > 2*slo && last[2] > 2*slo
-			}
-		} else {
-			r.planProfile(ph, measured)
+		// Trials stop once stable (from 3 windows), confirm steps from 5 (the profiled
+		// part); both stop once the SLO is clearly broken, and fail when never stable.
+		minWin := 3
+		if !early {
+			minWin = confirmWindows
+			r.planProfile(ph, time.Duration(confirmWindows)*r.sc.Window.D())
 		}
-		ph.run(ctx, check)
+		slo := ms(r.sc.SLO.P99.D())
+		ph.run(ctx, func(complete int) bool {
+			if complete < minWin {
+				return false
+			}
+			st := ph.stats(ph.wls, 0, complete, time.Duration(complete)*ph.window, 0)
+			// Stop early once stable, or once the SLO is clearly broken (every window over).
+			if Stable(st.WindowMeanMs, s.Stability) && Stable(st.WindowAchieved, s.Stability) {
+				return true
+			}
+			last := st.WindowP99Ms[len(st.WindowP99Ms)-3:]
+			return last[0] > 2*slo && last[1] > 2*slo && last[2] > 2*slo
+		})
 		n, m := ph.windowsUsed()
 		if n == 0 {
 			return VerdictFail
@@ -255,9 +259,9 @@ func (r *runner) runSearch(ctx context.Context) error {
 		r.res.Steps = append(r.res.Steps, st)
 		if st.Verdict == VerdictGenerator && !warned {
 			warned = true
-			msg := fmt.Sprintf("the generator could not drive %.1f requests/s (p99 send lag %.1f ms, %d waits for max_in_flight %d): "+
+			msg := fmt.Sprintf("the generator could not drive %.1f requests/s (p90 send lag %.1f ms, %d waits for max_in_flight %d): "+
 				"the search stops raising the rate there; the sidecar was not judged at it. Run the generator on another machine or raise max_in_flight",
-				rate, st.SendLagP99Ms, st.InFlightWaits, r.sc.MaxInFlight)
+				rate, st.SendLagP90Ms, st.InFlightWaits, r.sc.MaxInFlight)
 			r.res.Notes = append(r.res.Notes, msg)
 			if r.cfg.Progress != nil {
 				r.clearProgress()
@@ -267,7 +271,7 @@ func (r *runner) runSearch(ctx context.Context) error {
 		return st.Verdict
 	}
 	trialLen := time.Duration(s.MaxWindows) * r.sc.Window.D()
-	confirmLen := 5 * r.sc.Window.D()
+	confirmLen := time.Duration(max(s.MaxWindows, confirmWindows)) * r.sc.Window.D()
 	o := searchProcedure(s,
 		func(rate float64) string { return step(rate, "search", trialLen, true) },
 		func(rate float64) string { return step(rate, "confirm", confirmLen, false) },

@@ -109,12 +109,13 @@ func TestGeneratorLimitedRule(t *testing.T) {
 		want    bool
 	}{
 		{100, 0, 1, 4096, false},
-		{100, 0, 50, 4096, true},   // the generator's own CPU fell behind
+		{100, 0, 50, 4096, true},   // the generator's own CPU fell behind (p90 lag)
 		{100, 10, 50, 4096, false}, // the sidecar's backlog filled the cap
 		{100, 10, 0, 8, true},      // 8 < 2 × 100/s × 0.1s
+		{100, 0, 8, 4096, false},   // p99 lag 16ms, p90 8ms: a stall, not a limit
 		{10, 10, 0, 8, false},
 	} {
-		s := Stats{OfferedRPS: c.offered, InFlightWaits: c.waits, SendLagP99Ms: c.lagMs}
+		s := Stats{OfferedRPS: c.offered, InFlightWaits: c.waits, SendLagP90Ms: c.lagMs, SendLagP99Ms: 2 * c.lagMs}
 		if got := generatorLimited(&s, c.cap, 100*time.Millisecond); got != c.want {
 			t.Errorf("%+v: got %v", c, got)
 		}

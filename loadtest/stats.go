@@ -92,6 +92,7 @@ func (ph *phase) stats(pws []*phaseWL, from, to int, measured time.Duration, off
 		}
 	}
 	if lag.TotalCount() > 0 {
+		s.SendLagP90Ms = us(lag.ValueAtQuantile(90))
 		s.SendLagP99Ms = us(lag.ValueAtQuantile(99))
 		s.SendLagMaxMs = us(lag.Max())
 	}
@@ -145,7 +146,7 @@ func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
 	if s.InFlightWaits > 0 {
 		return float64(maxInFlight) < 2*s.OfferedRPS*sloP99.Seconds()
 	}
-	return s.SendLagP99Ms > ms(LimitedLag)
+	return s.SendLagP90Ms > ms(LimitedLag)
 }
 
 // stabilityTol is the tolerance of the stability rule outside search mode.
