@@ -37,6 +37,11 @@ type CompareThresholds struct {
 	ErrorRate  float64 // absolute error-rate increase; default 0.005
 	// Confidence of each side's bootstrap interval; default 0.95.
 	Confidence float64
+	// MinRuns is the fewest runs per side a step's figures are judged from; default 2.
+	// One run's windows do not show the noise between runs (on a shared VM its p50
+	// moved 20–35% from run to run of one build), so single runs are reported only,
+	// unless MinRuns is 1.
+	MinRuns int
 }
 
 func (th *CompareThresholds) defaults() {
@@ -54,6 +59,9 @@ func (th *CompareThresholds) defaults() {
 	}
 	if th.Confidence == 0 {
 		th.Confidence = 0.95
+	}
+	if th.MinRuns == 0 {
+		th.MinRuns = 2
 	}
 }
 
@@ -268,7 +276,7 @@ func Compare(as, bs []*Result, th CompareThresholds) ([]Finding, error) {
 			continue
 		}
 		matched++
-		out = append(out, compareStep(ref.Index, ref.OfferedRPS, sa, sb, metrics, th.Confidence)...)
+		out = append(out, compareStep(ref.Index, ref.OfferedRPS, sa, sb, metrics, th.Confidence, th.MinRuns)...)
 	}
 	if f, ok := compareSearch(as, bs, th); ok {
 		matched++
@@ -447,7 +455,7 @@ func interval(xs []float64, conf float64) (lo, hi float64) {
 	return at(a), at(1 - a)
 }
 
-func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMetric, conf float64) []Finding {
+func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMetric, conf float64, minRuns int) []Finding {
 	grid, index := valueGrid(sa, sb)
 	A, B := buildSide(sa, index), buildSide(sb, index)
 	pa, xa := bootstrap(A, grid, metrics, 1)
@@ -473,6 +481,8 @@ func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMe
 			f.Change = relChange(f.A, f.B)
 		}
 		switch {
+		case len(A.runs) < minRuns || len(B.runs) < minRuns:
+			f.NotJudged = fmt.Sprintf("needs ≥ %d runs per side (run --repeat), has %d and %d", minRuns, len(A.runs), len(B.runs))
 		case A.windows < minWindows || B.windows < minWindows:
 			f.NotJudged = fmt.Sprintf("needs ≥ %d measured windows per side, has %d and %d", minWindows, A.windows, B.windows)
 		case m.enough(A) != "":

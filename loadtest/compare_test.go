@@ -80,6 +80,7 @@ func synthRun(rng *rand.Rand, n synthNoise) *Result {
 // and counts the comparisons that flagged any regression, and those where any figure
 // passed its threshold on point estimates alone (the rule without intervals).
 func simulateCompare(t *testing.T, seed int64, tries, runsPerSide int, a, b synthNoise) (flagged, naive int, example string) {
+	t.Helper()
 	rng := rand.New(rand.NewSource(seed))
 	for range tries {
 		var as, bs []*Result
@@ -89,7 +90,7 @@ func simulateCompare(t *testing.T, seed int64, tries, runsPerSide int, a, b synt
 		for range runsPerSide {
 			bs = append(bs, synthRun(rng, b))
 		}
-		fs, err := Compare(as, bs, CompareThresholds{})
+		fs, err := Compare(as, bs, CompareThresholds{MinRuns: 1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -148,6 +149,15 @@ func TestCompareMinSamples(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	for _, f := range fs {
+		if f.Judged || !strings.Contains(f.NotJudged, "needs ≥ 2 runs per side") {
+			t.Errorf("one run per side judged by default: %+v", f)
+		}
+	}
+	fs, err = Compare([]*Result{a}, []*Result{b}, CompareThresholds{MinRuns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
 	got := map[string]Finding{}
 	for _, f := range fs {
 		got[f.Metric] = f
@@ -173,7 +183,7 @@ func TestCompareSchema1(t *testing.T) {
 		r.Steps[0].WindowAchieved = []float64{ach, ach, ach * 1.01, ach * 0.99}
 		return r
 	}
-	fs, err := Compare([]*Result{mk(5, 10)}, []*Result{mk(8, 7)}, CompareThresholds{})
+	fs, err := Compare([]*Result{mk(5, 10)}, []*Result{mk(8, 7)}, CompareThresholds{MinRuns: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -191,7 +201,7 @@ func TestCompareSchema1(t *testing.T) {
 		t.Error("CPU shown without per-window CPU")
 	}
 	// Identical windows: nothing flagged.
-	fs, _ = Compare([]*Result{mk(5, 10)}, []*Result{mk(5, 10)}, CompareThresholds{})
+	fs, _ = Compare([]*Result{mk(5, 10)}, []*Result{mk(5, 10)}, CompareThresholds{MinRuns: 1})
 	for _, f := range fs {
 		if f.Regression || f.Beyond {
 			t.Errorf("identical flagged: %+v", f)

@@ -46,7 +46,10 @@ func TestCompareSides(t *testing.T) {
 	}
 	f(0, filepath.Join(root, "a"), filepath.Join(root, "same"))
 	f(1, filepath.Join(root, "a"), filepath.Join(root, "slow1")+","+filepath.Join(root, "slow2"))
-	f(0, "--latency", "60", filepath.Join(root, "a"), filepath.Join(root, "slow1"))
+	f(0, "--latency", "60", filepath.Join(root, "a"), filepath.Join(root, "slow1")+","+filepath.Join(root, "slow2"))
+	f(0, filepath.Join(root, "a", "rep-1"), filepath.Join(root, "slow1")) // one run per side: not judged
+	f(1, "--min-runs", "1", filepath.Join(root, "a", "rep-1"), filepath.Join(root, "slow1"))
+	f(2, "--min-runs", "0", filepath.Join(root, "a"), filepath.Join(root, "same"))
 	f(2, filepath.Join(root, "a"))
 	f(2, filepath.Join(root, "a"), filepath.Join(root, "missing"))
 	f(2, "--confidence", "100", filepath.Join(root, "a"), filepath.Join(root, "same"))

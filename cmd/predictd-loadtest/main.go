@@ -273,16 +273,21 @@ searched for result.json (such as the RUN-ID directory of run --repeat), or a
 comma-separated list of those. Every figure gets a bootstrap confidence interval per side
 (resampling runs, then each run's measured windows); it is a regression only when its
 change passes the threshold below AND the intervals separate. Figures from too few
-samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows) are shown
-as not judged. Exits 1 on any regression (so it can gate CI), 0 otherwise, 2 on usage
+samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows, fewer than
+--min-runs runs per side) are shown as not judged. Exits 1 on any regression (so it can gate CI), 0 otherwise, 2 on usage
 errors.`)
 	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
 	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
 	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
 	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
 	conf := fs.Float64("confidence", 95, "confidence of each side's interval, percent")
+	minRuns := fs.Int("min-runs", 2, "fewest runs per side a step is judged from (1 trusts one run's windows to show all the noise)")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *minRuns < 1 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --min-runs must be at least 1")
+		return 2
 	}
 	if *conf <= 0 || *conf >= 100 {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --confidence must lie between 0 and 100")
@@ -306,7 +311,7 @@ errors.`)
 	fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
 	findings, err := loadtest.Compare(a, b, loadtest.CompareThresholds{
 		Latency: *lat / 100, Throughput: *thr / 100, CPU: *cpu / 100, ErrorRate: *errs / 100,
-		Confidence: *conf / 100,
+		Confidence: *conf / 100, MinRuns: *minRuns,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
