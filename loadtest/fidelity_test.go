@@ -386,8 +386,63 @@ workloads: [{model: m}]
 		if got > capacity*1.05 || got < 0.4*capacity {
 			c.Errorf("search found %.1f/s for a server with capacity %.1f/s", got, capacity)
 		}
-		if last := res.Steps[len(res.Steps)-1]; last.Phase != "confirm" || last.OfferedRPS != got {
-			c.Errorf("last step %s at %.1f, want a confirm step at %.1f", last.Phase, last.OfferedRPS, got)
+		if last := res.Steps[len(res.Steps)-1]; last.Phase != "confirm" || last.OfferedRPS != got || last.Verdict != VerdictPass || !last.SLOMet {
+			c.Errorf("last step %s at %.1f (%s), want a passing confirm step at %.1f", last.Phase, last.OfferedRPS, last.Verdict, got)
+		}
+		// Every trial after an overloaded one started on a drained target: one well
+		// below capacity passes (a leaked backlog would fail it whatever its rate).
+		failed := false
+		for _, st := range res.Steps {
+			if st.Phase == "search" && failed && st.OfferedRPS <= 0.7*capacity && st.Verdict != VerdictPass {
+				c.Errorf("trial at %.1f/s (capacity %.1f/s) after a failed one: %s, drained %.2fs", st.OfferedRPS, capacity, st.Verdict, st.DrainS)
+			}
+			failed = failed || st.Verdict == VerdictFail
+		}
+		if res.Search.SidecarFailedRate == 0 || res.Search.GeneratorLimitRate != 0 || res.Search.BaselineMs <= 0 {
+			c.Errorf("search result %+v: want a sidecar failure, no generator limit, a baseline", res.Search)
+		}
+	})
+}
+
+// TestSearchGeneratorLimited: a server without a knee (every request 20ms, any number at
+// once) behind a generator allowed 2 requests in flight. Past 2 / 20ms = 100/s the
+// generator, not the server, is the limit: the search reports it apart, never as the
+// sidecar failing, and warns.
+func TestSearchGeneratorLimited(t *testing.T) {
+	eventually(t, func(c *checker) {
+		ts := startTestServer(t, fixedDelay(20*time.Millisecond))
+		sc := testScenario(t, `
+name: search-gen
+mode: search
+arrival: constant
+warmup: 200ms
+window: 500ms
+timeout: 2s
+max_in_flight: 2
+slo: {p99: 300ms}
+search: {start: 20, max: 1000, factor: 2, bisections: 1, max_windows: 6, stability: 0.3}
+workloads: [{model: m}]
+`)
+		res, _ := runTest(t, context.Background(), sc, ts.tcp)
+		for _, st := range res.Steps {
+			c.Logf("%s %.1f/s: %s waits %d lag p99 %.1fms p99 %.2fms", st.Phase, st.OfferedRPS, st.Verdict, st.InFlightWaits, st.SendLagP99Ms, st.Latency.P99)
+		}
+		s := res.Search
+		if s == nil {
+			t.Fatal("no search result")
+		}
+		if s.GeneratorLimitRate == 0 || s.GeneratorLimitRate > 200 || s.SidecarFailedRate != 0 {
+			c.Errorf("want a generator limit at ≤ 200/s and no sidecar failure: %+v", s)
+		}
+		if s.MaxRate == 0 || s.MaxRate >= s.GeneratorLimitRate {
+			c.Errorf("headline %.1f/s, generator limit %.1f/s", s.MaxRate, s.GeneratorLimitRate)
+		}
+		warned := false
+		for _, n := range res.Notes {
+			warned = warned || strings.Contains(n, "the generator could not drive")
+		}
+		if !warned {
+			c.Errorf("no warning in notes: %q", res.Notes)
 		}
 	})
 }

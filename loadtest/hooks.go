@@ -66,6 +66,8 @@ func (r *runner) plannedDuration() time.Duration {
 		return d
 	case "ramp":
 		return sc.Warmup.D() + sc.Ramp.Duration.D()
+	case "concurrency":
+		return time.Duration(len(sc.Concurrency.Levels)) * sc.Concurrency.Duration.D()
 	}
 	return 24 * time.Hour
 }

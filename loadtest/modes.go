@@ -6,6 +6,7 @@ package loadtest
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -93,93 +94,51 @@ func (r *runner) runRamp(ctx context.Context) error {
 	return nil
 }
 
-// runSearch finds the highest rate that holds the SLO, then confirms it with a profiled
-// step.
-func (r *runner) runSearch(ctx context.Context) error {
-	s := r.sc.Search
-	trial := func(rate float64) (StepResult, bool) {
-		warm := r.sc.Warmup.D()
-		measured := time.Duration(s.MaxWindows) * r.sc.Window.D()
-		ph := r.newPhase(fmt.Sprintf("search %.0f/s", rate), warm, measured)
-		for _, pw := range ph.wls {
-			w := pw.w
-			pw.rate = func(time.Duration) float64 { return w.rate(rate) }
-		}
-		slo := ms(r.sc.SLO.P99.D())
-		ph.run(ctx, func(complete int) bool {
-			if complete < 3 {
-				return false
-			}
-			st := ph.stats(ph.wls, 0, complete, time.Duration(complete)*ph.window, 0)
-			// Stop early once stable, or once the SLO is clearly broken (every window over).
-			if Stable(st.WindowMeanMs, s.Stability) && Stable(st.WindowAchieved, s.Stability) {
-				return true
-			}
-			last := st.WindowP99Ms[len(st.WindowP99Ms)-3:]
-			return last[0] > 2*slo && last[1] > 2*slo && last[2] > 2*slo
-		})
-		n, m := ph.windowsUsed()
-		st := r.stepResult(ph, "search", 0, n, m, func(pw *phaseWL) float64 { return pw.w.rate(rate) })
-		r.res.Steps = append(r.res.Steps, st)
-		return st, st.Stable && st.SLOMet
-	}
-	// settle follows a failed trial: an overloaded target may still hold a backlog of
-	// requests the generator gave up on, which would fail the next trial whatever its
-	// rate. One request timeout lets it drain (or time out) first.
-	settle := func() {
-		select {
-		case <-time.After(r.sc.Timeout.D()):
-		case <-ctx.Done():
+// runConcurrency runs the closed-loop sweep: each level is a step (phase "concurrency")
+// whose offered rate is what it sent. Workloads with a fixed_rate keep their open-loop
+// rate; the others get round(level × share) senders, at least one. The CPU profile is
+// taken at the highest level.
+func (r *runner) runConcurrency(ctx context.Context) error {
+	c := r.sc.Concurrency
+	peak := 0
+	for i, n := range c.Levels {
+		if n > c.Levels[peak] {
+			peak = i
 		}
 	}
-	var good, bad float64
-	trials := 0
-	for rate := s.Start; rate <= s.Max*(1+1e-9) && ctx.Err() == nil; rate *= s.Factor {
-		_, ok := trial(rate)
-		trials++
-		if !ok {
-			bad = rate
-			settle()
+	for i, level := range c.Levels {
+		if ctx.Err() != nil {
 			break
 		}
-		good = rate
-	}
-	if bad > 0 {
-		for i := 0; i < s.Bisections && ctx.Err() == nil; i++ {
-			mid := (good + bad) / 2
-			if bad-mid < 1 {
-				break
-			}
-			_, ok := trial(mid)
-			trials++
-			if ok {
-				good = mid
-			} else {
-				bad = mid
-				settle()
-			}
-		}
-	}
-	var cands float64
-	for _, w := range r.wls {
-		if w.spec.FixedRate == 0 {
-			cands += w.spec.Share * w.meanCands
-		}
-	}
-	r.res.Search = &SearchResult{MaxRate: good, MaxPredictionsPerSec: good * cands, Trials: trials}
-	if good > 0 && ctx.Err() == nil {
 		warm := r.sc.Warmup.D()
-		measured := 5 * r.sc.Window.D()
-		ph := r.newPhase(fmt.Sprintf("confirm %.0f/s", good), warm, measured)
+		measured := c.Duration.D() - warm
+		ph := r.newPhase(fmt.Sprintf("concurrency %d (%d/%d)", level, i+1, len(c.Levels)), warm, measured)
 		for _, pw := range ph.wls {
 			w := pw.w
-			pw.rate = func(time.Duration) float64 { return w.rate(good) }
+			if w.spec.FixedRate > 0 {
+				pw.rate = func(time.Duration) float64 { return w.spec.FixedRate }
+				continue
+			}
+			pw.workers = max(1, int(math.Round(float64(level)*w.spec.Share)))
+			pw.rate = func(time.Duration) float64 { return 0 } // a closed loop has no schedule
 		}
-		r.planProfile(ph, measured)
+		if i == peak {
+			r.planProfile(ph, measured)
+		}
 		ph.run(ctx, nil)
-		if n, m := ph.windowsUsed(); n > 0 {
-			r.res.Steps = append(r.res.Steps, r.stepResult(ph, "confirm", 0, n, m, func(pw *phaseWL) float64 { return pw.w.rate(good) }))
+		n, m := ph.windowsUsed()
+		if n == 0 {
+			break
 		}
+		st := r.stepResult(ph, "concurrency", 0, n, m, func(pw *phaseWL) float64 { return pw.w.spec.FixedRate })
+		st.Concurrency = level
+		st.OfferedRPS = st.SentRPS
+		for k := range st.Workloads {
+			if st.Workloads[k].OfferedRPS == 0 {
+				st.Workloads[k].OfferedRPS = st.Workloads[k].SentRPS
+			}
+		}
+		r.res.Steps = append(r.res.Steps, st)
 	}
 	return nil
 }

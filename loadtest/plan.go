@@ -18,6 +18,10 @@ type CapacityQuery struct {
 	PredictionsPerSec float64
 	P99Ms             float64
 	Headroom          float64
+	// FitWith are more profiles whose steps the CPU model is fitted to, besides the one
+	// answering: those of the same machine (CPU model, cores and label) count. Profiles of
+	// two request shapes give the model what one shape cannot.
+	FitWith []*Result
 }
 
 // CapacityAnswer is the plan derived from one profile.
@@ -46,8 +50,19 @@ type CapacityAnswer struct {
 	Saturated bool
 	// StepCores is the sidecar's CPU use at the step (cores busy); MachineCores the
 	// machine's. Below saturation they say how far the profile fell short.
-	StepCores       float64
-	MachineCores    int
+	StepCores    float64
+	MachineCores int
+	// Fit is the profile's CPU model, used when the query's request shape differs from
+	// the step's by more than 10%; nil otherwise, with FitNote saying why when the shapes
+	// differ.
+	Fit     *CPUFit
+	FitNote string
+	// ShapePerSidecar is, with Fit, the per-sidecar predictions/s at the query's shape:
+	// the step's busy cores ÷ fitted CPU per request × candidates.
+	ShapePerSidecar float64
+	// StepMissRatio is the step's feature-store misses per prediction, which the CPU model
+	// assumes for the query's shape.
+	StepMissRatio   float64
 	Cores           int // total sidecar cores: predictions/s × CPU per prediction ÷ (1 − headroom), rounded up
 	Sidecars        int // predictions/s ÷ (per-sidecar capacity × (1 − headroom)), rounded up
 	CoresPerSidecar float64
@@ -78,9 +93,20 @@ func (a CapacityAnswer) String(q CapacityQuery) string {
 			"the busiest step used %.2f of %d cores. Profile up to the knee (mode: search) for a real answer",
 			num(a.PerSidecar), a.StepCores, a.MachineCores)
 	}
-	if a.Candidates > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates {
+	switch {
+	case a.Fit != nil:
+		fmt.Fprintf(&b, "\n  the profile's requests had %s candidates, not %s: cores and sidecars come from the CPU model: %s; "+
+			"one sidecar's %.2f busy cores serve %s predictions/s at %s candidates",
+			num(a.StepCandidates), num(a.Candidates), a.Fit, a.StepCores, num(a.ShapePerSidecar), num(a.Candidates))
+		if a.Fit.PerMissS > 0 {
+			fmt.Fprintf(&b, " (store misses at the step's %.1f per 1,000 predictions)", 1000*a.StepMissRatio)
+		}
+		if a.Candidates < a.Fit.MinCandidates/1.1 || a.Candidates > a.Fit.MaxCandidates*1.1 {
+			fmt.Fprintf(&b, "; %s candidates lies outside the profiled shapes: an extrapolation", num(a.Candidates))
+		}
+	case a.Candidates > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates:
 		fmt.Fprintf(&b, "\n  the profile's requests had %s candidates, not %s: cores and sidecars assume CPU per prediction stays the same; "+
-			"per-request costs make small requests dearer than this says", num(a.StepCandidates), num(a.Candidates))
+			"per-request costs make small requests dearer than this says (no CPU model: %s)", num(a.StepCandidates), num(a.Candidates), a.FitNote)
 	}
 	return b.String()
 }
@@ -161,133 +187,45 @@ func Capacity(r *Result, q CapacityQuery) (CapacityAnswer, error) {
 	usable := 1 - q.Headroom
 	a.Cores = int(math.Ceil(a.PredictionsPerSec * a.CPUPerPrediction / usable))
 	a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.PerSidecar * usable)))
+	if q.RequestsPerSec > 0 && math.Abs(a.Candidates-a.StepCandidates) > 0.1*a.StepCandidates {
+		pool := []*Result{r}
+		for _, o := range q.FitWith {
+			if o != r && o.Machine.CPUModel == r.Machine.CPUModel && o.Machine.Cores == r.Machine.Cores && o.Machine.Label == r.Machine.Label {
+				pool = append(pool, o)
+			}
+		}
+		fit, err := FitCPU(pool...)
+		if err != nil {
+			a.FitNote = err.Error()
+		} else if per := fit.PerRequest(a.Candidates, missesPerRequest(&st, a.Candidates)); per > 0 && st.SidecarCores > 0 {
+			a.Fit = fit
+			a.StepMissRatio = missesPerRequest(&st, 1)
+			a.ShapePerSidecar = st.SidecarCores / per * a.Candidates
+			a.Cores = int(math.Ceil(q.RequestsPerSec * per / usable))
+			a.Sidecars = int(math.Ceil(a.PredictionsPerSec / (a.ShapePerSidecar * usable)))
+		} else {
+			a.FitNote = "the step has no busy-core figure"
+		}
+	}
 	a.Cores = max(a.Cores, 1)
 	a.Sidecars = max(a.Sidecars, 1)
 	a.CoresPerSidecar = float64(a.Cores) / float64(a.Sidecars)
 	return a, nil
 }
 
+// missesPerRequest is the store misses a request of k candidates makes at the step's
+// miss ratio per prediction.
+func missesPerRequest(st *StepResult, k float64) float64 {
+	if st.PredictionsPerSec <= 0 || st.StoreMissesPerSec <= 0 {
+		return 0
+	}
+	return k * st.StoreMissesPerSec / st.PredictionsPerSec
+}
+
 // meets says whether a step held the bound: p99 within p99Ms, errors within the
 // profile's bound, and not shaped by the generator.
 func meets(r *Result, st *StepResult, p99Ms float64) bool {
 	return st.Latency.P99 <= p99Ms && st.ErrorRate <= r.SLO.MaxErrorRate && !st.GeneratorLimited
-}
-
-// CompareThresholds are the relative changes that count as regressions.
-type CompareThresholds struct {
-	Latency    float64 // p50/p99 increase; default 0.10
-	Throughput float64 // achieved rate or search max rate decrease; default 0.05
-	CPU        float64 // CPU per prediction increase; default 0.10
-	ErrorRate  float64 // absolute error-rate increase; default 0.005
-}
-
-// Finding is one compared figure.
-type Finding struct {
-	Step       int // index in B; -1 for run-level figures
-	Offered    float64
-	Metric     string
-	A, B       float64
-	Change     float64 // relative (B-A)/A, or absolute for error rate
-	Regression bool
-}
-
-// Compare matches the steps of B to A's by offered rate (within 2%) and reports the
-// change of each figure; any Regression makes the comparison fail.
-func Compare(a, b *Result, th CompareThresholds) ([]Finding, error) {
-	if th.Latency == 0 {
-		th.Latency = 0.10
-	}
-	if th.Throughput == 0 {
-		th.Throughput = 0.05
-	}
-	if th.CPU == 0 {
-		th.CPU = 0.10
-	}
-	if th.ErrorRate == 0 {
-		th.ErrorRate = 0.005
-	}
-	if a.Scenario != b.Scenario {
-		return nil, fmt.Errorf("compare: different scenarios %q and %q", a.Scenario, b.Scenario)
-	}
-	var out []Finding
-	rel := func(x, y float64) float64 {
-		if x == 0 {
-			if y == 0 {
-				return 0
-			}
-			return math.Inf(1)
-		}
-		return (y - x) / x
-	}
-	add := func(step int, offered float64, metric string, x, y float64, higherWorse bool, tol float64) {
-		c := rel(x, y)
-		reg := c > tol
-		if !higherWorse {
-			reg = -c > tol
-		}
-		out = append(out, Finding{Step: step, Offered: offered, Metric: metric, A: x, B: y, Change: c, Regression: reg})
-	}
-	matched := 0
-	used := map[int]bool{}
-	for _, sb := range b.Steps {
-		if sb.Requests == 0 || sb.Phase == "search" {
-			continue
-		}
-		ia := -1
-		for i, sa := range a.Steps {
-			if used[i] || sa.Requests == 0 || sa.Phase != sb.Phase {
-				continue
-			}
-			if math.Abs(sa.OfferedRPS-sb.OfferedRPS) <= 0.02*math.Max(sa.OfferedRPS, 1) {
-				ia = i
-				break
-			}
-		}
-		if ia < 0 {
-			continue
-		}
-		used[ia] = true
-		matched++
-		sa := a.Steps[ia]
-		add(sb.Index, sb.OfferedRPS, "p50_ms", sa.Latency.P50, sb.Latency.P50, true, th.Latency)
-		add(sb.Index, sb.OfferedRPS, "p99_ms", sa.Latency.P99, sb.Latency.P99, true, th.Latency)
-		add(sb.Index, sb.OfferedRPS, "achieved_rps", sa.AchievedRPS, sb.AchievedRPS, false, th.Throughput)
-		if sa.CPUSecondsPer1kPredictions > 0 && sb.CPUSecondsPer1kPredictions > 0 {
-			add(sb.Index, sb.OfferedRPS, "cpu_ms_per_1k_predictions", sa.CPUSecondsPer1kPredictions*1000, sb.CPUSecondsPer1kPredictions*1000, true, th.CPU)
-		}
-		d := sb.ErrorRate - sa.ErrorRate
-		out = append(out, Finding{Step: sb.Index, Offered: sb.OfferedRPS, Metric: "error_rate", A: sa.ErrorRate, B: sb.ErrorRate, Change: d, Regression: d > th.ErrorRate})
-	}
-	if a.Search != nil && b.Search != nil {
-		matched++
-		add(-1, 0, "search_max_rate", a.Search.MaxRate, b.Search.MaxRate, false, th.Throughput)
-	}
-	if matched == 0 {
-		return nil, errors.New("compare: no step of B matches a step of A by phase and offered rate (within 2%)")
-	}
-	return out, nil
-}
-
-// FormatFindings renders findings as an aligned table.
-func FormatFindings(fs []Finding) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%-5s %-10s %-26s %12s %12s %9s  %s\n", "step", "offered/s", "metric", "A", "B", "change", "")
-	for _, f := range fs {
-		step := fmt.Sprint(f.Step)
-		if f.Step < 0 {
-			step = "-"
-		}
-		change := fmt.Sprintf("%+.1f%%", 100*f.Change)
-		if f.Metric == "error_rate" {
-			change = fmt.Sprintf("%+.2fpp", 100*f.Change)
-		}
-		flag := ""
-		if f.Regression {
-			flag = "REGRESSION"
-		}
-		fmt.Fprintf(&b, "%-5s %-10.1f %-26s %12.4g %12.4g %9s  %s\n", step, f.Offered, f.Metric, f.A, f.B, change, flag)
-	}
-	return b.String()
 }
 
 func plural(n int, word string) string {

@@ -38,8 +38,15 @@ func (r *runner) progress(ph *phase) {
 	for _, pw := range ph.wls {
 		offered += pw.rate(el)
 	}
-	line := fmt.Sprintf("%s %5.0fs | offered %.0f/s | sent %d ok %d err %d | in-flight %d | p99 %.2fms | late %d",
-		ph.name, time.Since(r.start).Seconds(), offered, sent, ok, errs, r.inFlight.Load(), p99, late)
+	rate := fmt.Sprintf("offered %.0f/s", offered)
+	for _, pw := range ph.wls {
+		if pw.workers > 0 {
+			rate = fmt.Sprintf("sent %.0f/s", float64(sent)/max(el.Seconds(), 1e-3))
+			break
+		}
+	}
+	line := fmt.Sprintf("%s %5.0fs | %s | sent %d ok %d err %d | in-flight %d | p99 %.2fms | late %d",
+		ph.name, time.Since(r.start).Seconds(), rate, sent, ok, errs, r.inFlight.Load(), p99, late)
 	r.progMu.Lock()
 	defer r.progMu.Unlock()
 	if r.cfg.ProgressTTY {

@@ -12,8 +12,13 @@ import (
 	"time"
 )
 
-// ResultSchema is the version of result.json's layout.
-const ResultSchema = 1
+// ResultSchema is the version of result.json's layout. Version 2 added the per-window
+// histograms, errors, predictions and CPU that compare bootstraps over, and p95; readers
+// take versions 1 and 2 (a version 1 profile compares on its window means and rates only).
+const ResultSchema = 2
+
+// minResultSchema is the oldest layout ParseResult reads.
+const minResultSchema = 1
 
 // Result is result.json: everything one run measured.
 type Result struct {
@@ -76,6 +81,7 @@ type GeneratorInfo struct {
 type Latency struct {
 	P50  float64 `json:"p50_ms"`
 	P90  float64 `json:"p90_ms"`
+	P95  float64 `json:"p95_ms,omitempty"` // schema 2
 	P99  float64 `json:"p99_ms"`
 	P999 float64 `json:"p999_ms"`
 	Max  float64 `json:"max_ms"`
@@ -100,6 +106,7 @@ type Stats struct {
 	// LateSends counts requests sent more than LateThresholdMs after their intended time:
 	// the generator fell behind (scheduler, goroutines or the in-flight cap).
 	LateSends     int64   `json:"late_sends"`
+	SendLagP90Ms  float64 `json:"send_lag_p90_ms,omitempty"` // schema 2
 	SendLagP99Ms  float64 `json:"send_lag_p99_ms"`
 	SendLagMaxMs  float64 `json:"send_lag_max_ms"`
 	InFlightWaits int64   `json:"in_flight_waits"` // times the scheduler waited for max_in_flight
@@ -108,28 +115,52 @@ type Stats struct {
 	WindowP99Ms    []float64 `json:"window_p99_ms,omitempty"`
 	WindowMeanMs   []float64 `json:"window_mean_ms,omitempty"`
 	WindowAchieved []float64 `json:"window_achieved_rps,omitempty"`
+	// WindowLatencyUs is each measured window's latency histogram (schema 2), sparse:
+	// pairs of bucket value in µs (the bucket's highest equivalent value) and count,
+	// values ascending. Windows are by intended send time, like the step's percentiles.
+	WindowLatencyUs [][]int64 `json:"window_latency_us,omitempty"`
+	// WindowErrors and WindowPredictions count failed requests (by intended time) and
+	// candidates in successful answers (by completion time) per window (schema 2).
+	WindowErrors      []int64 `json:"window_errors,omitempty"`
+	WindowPredictions []int64 `json:"window_predictions,omitempty"`
 }
 
 // StepResult is one step (or ramp window, or search trial).
 type StepResult struct {
-	Index     int     `json:"index"`
-	Phase     string  `json:"phase"` // "step", "ramp", "search" or "confirm"
-	MeasuredS float64 `json:"measured_s"`
+	Index int    `json:"index"`
+	Phase string `json:"phase"` // "step", "ramp", "search", "confirm" or "concurrency"
+	// Concurrency is the closed-loop level of a concurrency step (requests kept in
+	// flight per workload share); its offered_rps is then what it sent.
+	Concurrency int     `json:"concurrency,omitempty"`
+	MeasuredS   float64 `json:"measured_s"`
 	Stats
 	// Stable: the last three windows' mean latency and achieved rate each lie within
 	// the stability tolerance of their average (perf_analyzer's rule).
 	Stable bool `json:"stable"`
 	SLOMet bool `json:"slo_met"`
-	// GeneratorLimited: the scheduler waited for max_in_flight, or the p99 send lag
-	// exceeded LimitedLag (10ms): the generator, not the sidecar, may have shaped this
-	// step. capacity ignores such steps.
+	// GeneratorLimited: the generator, not the sidecar, shaped this step: the p90 send
+	// lag exceeded LimitedLag (10ms) without waits for max_in_flight (the generator's own
+	// CPU fell behind for a tenth of the requests or more, not one stall of a busy
+	// machine), or it waited for max_in_flight while that cap is below twice what
+	// a sidecar meeting the SLO would hold in flight (rate × SLO p99). Waits for a larger
+	// cap are the sidecar's backlog, not the generator's limit. capacity ignores such
+	// steps; search does not raise the rate past one.
 	GeneratorLimited bool `json:"generator_limited,omitempty"`
+	// Verdict of a search trial or confirm step: "pass", "fail" or "generator-limited".
+	Verdict string `json:"verdict,omitempty"`
+	// DrainS is how long the search waited for the target to drain before this step.
+	DrainS float64 `json:"drain_s,omitempty"`
 	// Sidecar figures over the measured part; zero when the sidecar pid is unknown.
-	SidecarCPUSeconds          float64         `json:"sidecar_cpu_seconds"`
-	SidecarCores               float64         `json:"sidecar_cores"` // CPU-seconds per second
-	CPUSecondsPer1kPredictions float64         `json:"cpu_seconds_per_1k_predictions"`
-	RSSBytes                   int64           `json:"rss_bytes"`           // peak sampled
-	Workloads                  []WorkloadStats `json:"workloads,omitempty"` // when more than one
+	SidecarCPUSeconds          float64 `json:"sidecar_cpu_seconds"`
+	SidecarCores               float64 `json:"sidecar_cores"` // CPU-seconds per second
+	CPUSecondsPer1kPredictions float64 `json:"cpu_seconds_per_1k_predictions"`
+	RSSBytes                   int64   `json:"rss_bytes"` // peak sampled
+	// StoreMissesPerSec is the sidecar's feature-store cache misses per second (its
+	// /metrics counter), for the CPU model; zero without a store or /metrics (schema 2).
+	StoreMissesPerSec float64 `json:"store_misses_per_sec,omitempty"`
+	// WindowCPUSeconds is the sidecar's CPU time in each measured window (schema 2).
+	WindowCPUSeconds []float64       `json:"window_cpu_s,omitempty"`
+	Workloads        []WorkloadStats `json:"workloads,omitempty"` // when more than one
 }
 
 // WorkloadStats are one workload's figures within a step.
@@ -141,10 +172,25 @@ type WorkloadStats struct {
 
 // SearchResult is the answer of a search run.
 type SearchResult struct {
-	MaxRate float64 `json:"max_rate"` // highest request rate that met the SLO and was stable; 0 if none
+	// MaxRate is the headline: the highest request rate whose confirm step passed (stable,
+	// SLO met, not generator-limited); 0 if none did.
+	MaxRate float64 `json:"max_rate"`
 	// MaxPredictionsPerSec is MaxRate times the mean candidates per request.
 	MaxPredictionsPerSec float64 `json:"max_predictions_per_sec"`
 	Trials               int     `json:"trials"`
+	// HighestTrialRate is the highest rate a search trial passed at; the confirm steps
+	// start there and step down to lower passing rates (at most three confirm steps).
+	HighestTrialRate float64 `json:"highest_trial_rate,omitempty"`
+	ConfirmAttempts  int     `json:"confirm_attempts,omitempty"`
+	// SidecarFailedRate is the lowest rate at which a trial or confirm step failed on
+	// the sidecar's account; 0 when none did (MaxRate is then a lower bound).
+	SidecarFailedRate float64 `json:"sidecar_failed_rate,omitempty"`
+	// GeneratorLimitRate is the lowest rate the generator could not drive; the search
+	// did not raise the rate past it. 0 when the generator kept up.
+	GeneratorLimitRate float64 `json:"generator_limit_rate,omitempty"`
+	// BaselineMs is the idle target's latency (median of 7 lone probes) that drained
+	// targets are held to before each trial.
+	BaselineMs float64 `json:"baseline_ms,omitempty"`
 }
 
 // HookEvent records one hook's execution.
@@ -174,8 +220,8 @@ func ParseResult(data []byte) (*Result, error) {
 	if err := dec.Decode(&r); err != nil {
 		return nil, fmt.Errorf("result.json: %w", err)
 	}
-	if r.Schema != ResultSchema {
-		return nil, fmt.Errorf("result.json: schema %d, this tool reads %d", r.Schema, ResultSchema)
+	if r.Schema < minResultSchema || r.Schema > ResultSchema {
+		return nil, fmt.Errorf("result.json: schema %d, this tool reads %d to %d", r.Schema, minResultSchema, ResultSchema)
 	}
 	if r.Scenario == "" {
 		return nil, errors.New("result.json: no scenario")

@@ -27,7 +27,7 @@ const (
 	histSig   = 3
 )
 
-// LimitedLag is the p99 send lag beyond which a step is marked generator-limited: the
+// LimitedLag is the p90 send lag beyond which a step is marked generator-limited: the
 // scheduler was so far behind that the generator, not the sidecar, shaped the load. Sends
 // a little late (timer granularity is about 1ms when the process idles, more on a busy
 // machine) still measure correctly, because latency counts from the intended time.
@@ -61,20 +61,26 @@ type workload struct {
 	bodies      []Body
 	contentType string
 	meanCands   float64
+	// gaps, for replay with recorded timing, are the recorded seconds after each body;
+	// gapRate is their mean rate (1 / mean gap).
+	gaps    []float64
+	gapRate float64
 }
 
 // runner holds one run's state.
 type runner struct {
-	sc       *Scenario
-	cfg      Config
-	target   *Target
-	wls      []*workload
-	sem      chan struct{}
-	pid      int
-	res      *Result
-	dir      string
-	start    time.Time
-	seq      atomic.Int64 // seeds schedulers
+	sc     *Scenario
+	cfg    Config
+	target *Target
+	wls    []*workload
+	sem    chan struct{}
+	pid    int
+	res    *Result
+	dir    string
+	start  time.Time
+	seq    atomic.Int64 // seeds schedulers
+	// metrics: the sidecar answers GET /metrics, so store misses are sampled.
+	metrics  bool
 	inFlight atomic.Int64
 
 	progMu   sync.Mutex
@@ -131,6 +137,8 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 		runErr = r.runRamp(ctx)
 	case "search":
 		runErr = r.runSearch(ctx)
+	case "concurrency":
+		runErr = r.runConcurrency(ctx)
 	}
 	close(runDone)
 	r.res.Hooks = <-hooksDone
@@ -157,6 +165,32 @@ func (r *runner) prepare() error {
 		w := &workload{spec: spec, model: spec.Model, contentType: contentTypeProtobuf}
 		if sc.Protocol == "json" {
 			w.contentType = contentTypeJSON
+		}
+		if spec.Replay != nil {
+			bodies, gaps, note, err := replayBodies(spec, sc.Protocol)
+			if err != nil {
+				return fmt.Errorf("workload %s: %w", spec.Name, err)
+			}
+			if w.model == "auto" {
+				w.model = "replayed"
+			}
+			w.bodies, w.gaps = bodies, gaps
+			if len(gaps) > 0 {
+				var sum float64
+				for _, g := range gaps {
+					sum += g
+				}
+				w.gapRate = float64(len(gaps)) / sum
+			}
+			var n int
+			for _, b := range bodies {
+				n += b.Candidates
+			}
+			w.meanCands = float64(n) / float64(len(bodies))
+			r.res.Notes = append(r.res.Notes, note)
+			r.wls = append(r.wls, w)
+			r.res.Sidecar.Models = appendUnique(r.res.Sidecar.Models, w.model)
+			continue
 		}
 		if w.model == "auto" {
 			if firstModel == "" {
@@ -203,6 +237,9 @@ func (r *runner) prepare() error {
 		}
 	}
 	r.res.Sidecar.PID = r.pid
+	if st, _, err := r.target.get("/metrics", 5*time.Second); err == nil && st == 200 {
+		r.metrics = true
+	}
 	if st, _, err := r.target.get("/debug/pprof/", 5*time.Second); err == nil && st == 200 {
 		r.res.Sidecar.PprofEnabled = true
 	} else {

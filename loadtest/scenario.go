@@ -45,7 +45,7 @@ type Scenario struct {
 	Description string   `yaml:"description"` // free text for the report
 	Protocol    string   `yaml:"protocol"`    // "protobuf" (default) or "json"
 	Arrival     string   `yaml:"arrival"`     // "poisson" (default) or "constant"
-	Mode        string   `yaml:"mode"`        // "steps" (default), "ramp" or "search"
+	Mode        string   `yaml:"mode"`        // "steps" (default), "ramp", "search" or "concurrency"
 	Warmup      Duration `yaml:"warmup"`      // excluded from results at the start of each step; default 1s
 	Window      Duration `yaml:"window"`      // measurement window for stability and CPU sampling; default 1s
 	Timeout     Duration `yaml:"timeout"`     // per request; a request still unanswered counts as "timeout"; default 5s
@@ -59,7 +59,10 @@ type Scenario struct {
 	Steps  []Step  `yaml:"steps"`  // mode steps: run each rate in turn
 	Ramp   *Ramp   `yaml:"ramp"`   // mode ramp: a linear rate ramp; each window is reported as a step
 	Search *Search `yaml:"search"` // mode search: find the highest rate that holds the SLO
-	SLO    SLO     `yaml:"slo"`
+	// Concurrency is mode concurrency: a closed-loop sweep over numbers of requests in
+	// flight, like perf_analyzer's concurrency mode.
+	Concurrency *ConcurrencySweep `yaml:"concurrency"`
+	SLO         SLO               `yaml:"slo"`
 
 	Workloads []Workload `yaml:"workloads"` // at least one
 	Hooks     []Hook     `yaml:"hooks"`     // commands run at fixed offsets from the start
@@ -72,6 +75,15 @@ type Step struct {
 	Duration Duration `yaml:"duration"` // including warmup
 }
 
+// ConcurrencySweep runs each level in turn for Duration (including warm-up): level
+// workers per workload share, each sending its next request as soon as the last one
+// answered. A closed loop measures latency from the actual send and so has coordinated
+// omission by design: it answers "how fast at N in flight", not "how slow at rate R".
+type ConcurrencySweep struct {
+	Levels   []int    `yaml:"levels"`
+	Duration Duration `yaml:"duration"`
+}
+
 // Ramp raises the rate linearly from From to To over Duration (after Warmup at From).
 type Ramp struct {
 	From     float64  `yaml:"from"`
@@ -80,12 +92,14 @@ type Ramp struct {
 }
 
 // Search finds the highest rate that holds the SLO: it multiplies the rate by Factor from
-// Start until a trial fails, then bisects Bisections times. A trial runs windows until the
-// last three are stable (mean latency and achieved rate within Stability of their
-// average, the rule of Triton's perf_analyzer, and not climbing window after window) or
-// MaxWindows pass (then it fails as unstable). A trial passes when it is stable and its
-// p99 and error rate meet the SLO; after a failed trial the search waits one request
-// timeout, so a backlog the overload left in the target drains before the next trial.
+// Start until a trial fails or the generator cannot drive the rate, then bisects
+// Bisections times. A trial runs windows until the last three are stable (mean latency
+// and achieved rate within Stability of their average, the rule of Triton's
+// perf_analyzer, and not climbing window after window) or MaxWindows pass (then it fails
+// as unstable). A trial passes when it is stable and its p99 and error rate meet the SLO.
+// Every trial starts after the target drained (nothing in flight, probes back at the
+// idle latency). Confirm steps then run from the highest passing rate down; the first
+// that passes is the answer.
 type Search struct {
 	Start      float64 `yaml:"start"`       // first rate tried; required
 	Max        float64 `yaml:"max"`         // highest rate tried; required
@@ -125,6 +139,9 @@ type Workload struct {
 	// default 64. Generating ahead keeps the generator's CPU off the measured path.
 	Pool int   `yaml:"pool"`
 	Seed int64 `yaml:"seed"` // random seed; default 1
+	// Replay sends recorded requests (a bodies file or prediction logs) instead of
+	// generated ones; candidates, features, keys and pool then do not apply.
+	Replay *Replay `yaml:"replay"`
 }
 
 // Features says which features come in the request.
@@ -384,8 +401,21 @@ func (sc *Scenario) normalize() error {
 		if !(s.Stability > 0 && s.Stability < 1) {
 			return fmt.Errorf("search.stability %v: want a fraction 0..1", s.Stability)
 		}
+	case "concurrency":
+		c := sc.Concurrency
+		if c == nil || len(c.Levels) == 0 {
+			return errors.New("concurrency: mode concurrency needs concurrency: {levels: [1, 2, 4], duration}")
+		}
+		for i, n := range c.Levels {
+			if n < 1 || n > sc.MaxInFlight {
+				return fmt.Errorf("concurrency.levels[%d] %d: want 1..max_in_flight (%d)", i, n, sc.MaxInFlight)
+			}
+		}
+		if c.Duration.D() <= sc.Warmup.D() {
+			return fmt.Errorf("concurrency.duration %v: must be longer than warmup %v", c.Duration.D(), sc.Warmup.D())
+		}
 	default:
-		return fmt.Errorf("mode %q: want steps, ramp or search", sc.Mode)
+		return fmt.Errorf("mode %q: want steps, ramp, search or concurrency", sc.Mode)
 	}
 	if len(sc.Workloads) == 0 {
 		return errors.New("workloads: need at least one workload")
@@ -396,6 +426,11 @@ func (sc *Scenario) normalize() error {
 		w := &sc.Workloads[i]
 		if err := w.normalize(i); err != nil {
 			return fmt.Errorf("workloads[%d]: %w", i, err)
+		}
+		if w.Replay != nil {
+			if err := w.Replay.normalize(sc.Protocol); err != nil {
+				return fmt.Errorf("workloads[%d]: %w", i, err)
+			}
 		}
 		if names[w.Name] {
 			return fmt.Errorf("workloads[%d]: duplicate name %q", i, w.Name)

@@ -82,7 +82,7 @@ func TestShippedScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := map[string]bool{"smoke": false, "ranking-1k": false, "homepage-recs": false, "noisy-neighbor": false, "redis-degraded": false}
+	want := map[string]bool{"smoke": false, "ranking-1k": false, "homepage-recs": false, "noisy-neighbor": false, "redis-degraded": false, "concurrency-sweep": false, "regression-gate": false}
 	for _, f := range files {
 		sc, err := LoadScenario(f)
 		if err != nil {

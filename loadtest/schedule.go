@@ -28,6 +28,9 @@ type phase struct {
 	// Sidecar samples at window boundaries (index k is measureStart + k*window).
 	cpuAt []float64
 	rssAt []int64
+	// missAt is the sidecar's store-miss total at each boundary; missOK says it was read.
+	missAt []float64
+	missOK []bool
 	// profileAt, if non-zero, is when to start the CPU profile.
 	profileAt   time.Time
 	profileSecs int
@@ -44,6 +47,9 @@ type phase struct {
 type phaseWL struct {
 	w    *workload
 	rate func(el time.Duration) float64 // rate at elapsed time since phase start
+	// workers, if above zero, runs the workload closed-loop instead: that many senders,
+	// each sending its next request when the last one answered.
+	workers int
 
 	mu   sync.Mutex
 	win  []*winStats // by intended-time window
@@ -76,6 +82,8 @@ func (r *runner) newPhase(name string, warmup, measured time.Duration) *phase {
 	ph.measureStart = ph.start.Add(warmup)
 	ph.cpuAt = make([]float64, n+1)
 	ph.rssAt = make([]int64, n+1)
+	ph.missAt = make([]float64, n+1)
+	ph.missOK = make([]bool, n+1)
 	for _, w := range r.wls {
 		pw := &phaseWL{w: w, win: make([]*winStats, n), lag: newHist(),
 			compl: make([]atomic.Int64, n), sent: make([]atomic.Int64, n), predOK: make([]atomic.Int64, n)}
@@ -124,6 +132,10 @@ func (ph *phase) run(ctx context.Context, check func(complete int) bool) {
 		sched.Add(1)
 		go func() {
 			defer sched.Done()
+			if pw.workers > 0 {
+				ph.closedLoop(ctx, pw, dur)
+				return
+			}
 			ph.schedule(ctx, pw, dur)
 		}()
 	}
@@ -163,7 +175,8 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	var el time.Duration
-	if poisson {
+	gaps := pw.w.gaps
+	if poisson && gaps == nil {
 		if rate := pw.rate(0); rate > 0 {
 			el = time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
 		}
@@ -217,11 +230,62 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 		r.inFlight.Add(1)
 		go ph.send(pw, intended, wi, body)
 		gap := 1 / rate
-		if poisson {
+		switch {
+		case gaps != nil:
+			// The recorded gap, scaled so the recorded mean rate becomes this rate.
+			gap = gaps[i%len(gaps)] * pw.w.gapRate / rate
+		case poisson:
 			gap = rng.ExpFloat64() / rate
 		}
 		el += time.Duration(gap * float64(time.Second))
 	}
+}
+
+// closedLoop runs pw.workers senders until dur has passed: each takes the next body and
+// sends it as soon as its last request answered. The intended time is the send time.
+func (ph *phase) closedLoop(ctx context.Context, pw *phaseWL, dur time.Duration) {
+	r := ph.r
+	end := ph.start.Add(dur)
+	bodies := pw.w.bodies
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range pw.workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if d := time.Until(ph.start); d > 0 {
+				select {
+				case <-time.After(d):
+				case <-ph.stop:
+					return
+				case <-ctx.Done():
+					return
+				}
+			}
+			for {
+				select {
+				case <-ph.stop:
+					return
+				case <-ctx.Done():
+					return
+				case r.sem <- struct{}{}:
+				}
+				now := time.Now()
+				if !now.Before(end) {
+					<-r.sem
+					return
+				}
+				wi := ph.idx(now)
+				if wi >= 0 && wi < ph.nWin {
+					pw.win[wi].scheduled.Add(1)
+				}
+				ph.wg.Add(1)
+				r.inFlight.Add(1)
+				ph.send(pw, now, wi, bodies[int(next.Add(1)-1)%len(bodies)])
+			}
+		}()
+	}
+	wg.Wait()
 }
 
 func (ph *phase) send(pw *phaseWL, intended time.Time, wi int, body Body) {
@@ -275,12 +339,14 @@ func (ph *phase) send(pw *phaseWL, intended time.Time, wi int, body Body) {
 func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 	r := ph.r
 	sample := func(k int) {
-		if r.pid == 0 {
-			return
+		if r.pid != 0 {
+			if s, err := ReadProc(r.pid); err == nil {
+				ph.cpuAt[k] = s.CPUSeconds
+				ph.rssAt[k] = s.RSSBytes
+			}
 		}
-		if s, err := ReadProc(r.pid); err == nil {
-			ph.cpuAt[k] = s.CPUSeconds
-			ph.rssAt[k] = s.RSSBytes
+		if r.metrics {
+			ph.missAt[k], ph.missOK[k] = r.storeMisses()
 		}
 	}
 	next := 0 // next boundary to sample

@@ -130,19 +130,30 @@ func TestSmokeAgainstSidecar(t *testing.T) {
 	if err != nil || !strings.Contains(string(capOut), "you need") {
 		t.Errorf("capacity: %v\n%s", err, capOut)
 	}
-	// compare of a profile with itself finds no regression (exit 0); a doctored copy with
-	// a doubled p99 exits 1.
+	// compare of a profile with itself finds no regression (exit 0); a doctored copy whose
+	// every request took twice as long exits 1.
 	if b, err := exec.Command(lt, "compare", dir, dir).CombinedOutput(); err != nil {
 		t.Errorf("compare A A: %v\n%s", err, b)
 	}
 	worse := *res
 	worse.Steps = append([]StepResult(nil), res.Steps...)
-	worse.Steps[1].Latency.P99 *= 2
+	for i := range worse.Steps {
+		st := &worse.Steps[i]
+		var wins [][]int64
+		for _, pairs := range st.WindowLatencyUs {
+			doubled := append([]int64(nil), pairs...)
+			for p := 0; p < len(doubled); p += 2 {
+				doubled[p] *= 2
+			}
+			wins = append(wins, doubled)
+		}
+		st.WindowLatencyUs = wins
+	}
 	wdir := t.TempDir()
 	if err := WriteResult(wdir, &worse); err != nil {
 		t.Fatal(err)
 	}
-	b, err = exec.Command(lt, "compare", dir, wdir).CombinedOutput()
+	b, err = exec.Command(lt, "compare", "--min-runs", "1", dir, wdir).CombinedOutput()
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(b), "REGRESSION") {
 		t.Errorf("compare A worse: %v\n%s", err, b)

@@ -6,7 +6,21 @@ package loadtest
 import (
 	"math"
 	"time"
+
+	"github.com/HdrHistogram/hdrhistogram-go"
 )
+
+// sparseHist lists h's non-empty buckets as pairs of value (µs, the bucket's highest
+// equivalent value, as ValueAtQuantile reports) and count, values ascending.
+func sparseHist(h *hdrhistogram.Histogram) []int64 {
+	out := []int64{}
+	for _, b := range h.Distribution() {
+		if b.Count > 0 {
+			out = append(out, b.To, b.Count)
+		}
+	}
+	return out
+}
 
 // windowsUsed is how many windows a finished phase reports: all of them, or those begun
 // before an early stop.
@@ -72,25 +86,33 @@ func (ph *phase) stats(pws []*phaseWL, from, to int, measured time.Duration, off
 	us := func(v int64) float64 { return float64(v) / 1000 }
 	if h.TotalCount() > 0 {
 		s.Latency = Latency{
-			P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)),
+			P50: us(h.ValueAtQuantile(50)), P90: us(h.ValueAtQuantile(90)), P95: us(h.ValueAtQuantile(95)),
 			P99: us(h.ValueAtQuantile(99)), P999: us(h.ValueAtQuantile(99.9)),
 			Max: us(h.Max()), Mean: h.Mean() / 1000,
 		}
 	}
 	if lag.TotalCount() > 0 {
+		s.SendLagP90Ms = us(lag.ValueAtQuantile(90))
 		s.SendLagP99Ms = us(lag.ValueAtQuantile(99))
 		s.SendLagMaxMs = us(lag.Max())
 	}
 	// Per-window p99 and achieved rate, for the stability rule.
 	for i := from; i < to; i++ {
 		wh := newHist()
-		var c int64
+		var c, nerr, pred int64
 		for _, pw := range pws {
 			pw.mu.Lock()
 			wh.Merge(pw.win[i].hist)
+			for _, n := range pw.win[i].errs {
+				nerr += n
+			}
 			pw.mu.Unlock()
 			c += pw.compl[i].Load()
+			pred += pw.predOK[i].Load()
 		}
+		s.WindowLatencyUs = append(s.WindowLatencyUs, sparseHist(wh))
+		s.WindowErrors = append(s.WindowErrors, nerr)
+		s.WindowPredictions = append(s.WindowPredictions, pred)
 		s.WindowP99Ms = append(s.WindowP99Ms, us(wh.ValueAtQuantile(99)))
 		s.WindowMeanMs = append(s.WindowMeanMs, wh.Mean()/1000)
 		s.WindowAchieved = append(s.WindowAchieved, float64(c)/ph.window.Seconds())
@@ -118,6 +140,15 @@ func Stable(vals []float64, tol float64) bool {
 	return true
 }
 
+// generatorLimited says whether the generator, not the sidecar, shaped a step (see
+// StepResult.GeneratorLimited).
+func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
+	if s.InFlightWaits > 0 {
+		return float64(maxInFlight) < 2*s.OfferedRPS*sloP99.Seconds()
+	}
+	return s.SendLagP90Ms > ms(LimitedLag)
+}
+
 // stabilityTol is the tolerance of the stability rule outside search mode.
 func (r *runner) stabilityTol() float64 {
 	if r.sc.Search != nil {
@@ -137,7 +168,7 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	tol := r.stabilityTol()
 	st.Stable = Stable(st.WindowMeanMs, tol) && Stable(st.WindowAchieved, tol)
 	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && st.ErrorRate <= r.sc.SLO.MaxErrorRate
-	st.GeneratorLimited = st.InFlightWaits > 0 || st.SendLagP99Ms > ms(LimitedLag)
+	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	if r.pid != 0 && to > from {
 		cpu := ph.cpuAt[to] - ph.cpuAt[from]
 		if cpu >= 0 && ph.cpuAt[to] > 0 {
@@ -152,13 +183,30 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 		for k := from; k <= to; k++ {
 			st.RSSBytes = max(st.RSSBytes, ph.rssAt[k])
 		}
+		// Per-window CPU only when every boundary was sampled.
+		wcpu, whole := make([]float64, 0, to-from), true
+		for k := from; k < to; k++ {
+			if ph.cpuAt[k] <= 0 || ph.cpuAt[k+1] <= 0 {
+				whole = false
+				break
+			}
+			wcpu = append(wcpu, max(ph.cpuAt[k+1]-ph.cpuAt[k], 0))
+		}
+		if whole {
+			st.WindowCPUSeconds = wcpu
+		}
+	}
+	if to > from && ph.missOK[from] && ph.missOK[to] && measured > 0 {
+		st.StoreMissesPerSec = max(ph.missAt[to]-ph.missAt[from], 0) / measured.Seconds()
 	}
 	if len(ph.wls) > 1 {
 		for _, pw := range ph.wls {
-			st.Workloads = append(st.Workloads, WorkloadStats{
+			ws := WorkloadStats{
 				Name: pw.w.spec.Name, Model: pw.w.model,
 				Stats: ph.stats([]*phaseWL{pw}, from, to, measured, offered(pw)),
-			})
+			}
+			ws.WindowLatencyUs = nil // the step's windows carry the histograms
+			st.Workloads = append(st.Workloads, ws)
 		}
 	}
 	return st

@@ -87,6 +87,14 @@ func (ts *testServer) handle(ctx *fasthttp.RequestCtx) {
 		}
 		ctx.SetContentType("application/json")
 		fmt.Fprintf(ctx, `{"model":"m","version":"1","predictions":[],"n":%d}`, n)
+	case path == "/metrics":
+		// Like the sidecar's feature-store miss counter: one miss per two candidates.
+		ctx.SetContentType("text/plain; version=0.0.4")
+		fmt.Fprintf(ctx, "# HELP predictd_features_cache_misses_total Entity lookups that went to the backend.\n"+
+			"# TYPE predictd_features_cache_misses_total counter\n"+
+			"predictd_features_cache_misses_total{group=\"a\",otel_scope_name=\"predictd\"} %d\n"+
+			"predictd_features_cache_misses_total{group=\"b\"} 0\n"+
+			"predictd_features_cache_misses_bytes 12345\n", ts.candidates.Load()/2)
 	case path == "/v1/models":
 		ctx.SetContentType("application/json")
 		ctx.SetBodyString(`{"models":[{"name":"demo","versions":[{"version":"1"}]}]}`)

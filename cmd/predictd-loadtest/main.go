@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -20,9 +21,9 @@ import (
 const usage = `predictd-loadtest — open-loop load generator and capacity profiles for predictd
 
 Usage:
-  predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR]
+  predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [--out DIR] [--repeat N]
   predictd-loadtest capacity --rps N [--candidates K] --p99 DUR [--headroom PCT] PROFILE...
-  predictd-loadtest compare [thresholds] A B
+  predictd-loadtest compare [thresholds] A B    (each side: a run, a --repeat directory, or RUN,RUN,...)
   predictd-loadtest help
 
 Run "predictd-loadtest COMMAND --help" for a command's flags.
@@ -73,12 +74,15 @@ func parse(fs *flag.FlagSet, args []string) (ok bool, code int) {
 func runCmd(args []string) int {
 	fs := newFlags("run", `Usage: predictd-loadtest run --scenario FILE --target ADDR|unix:PATH [flags]
 
-Sends open-loop load (constant or Poisson arrivals; latency counted from each request's
-intended send time) as the scenario describes, prints a live progress line, and writes
+Sends open-loop load (constant, Poisson or replayed arrivals; latency counted from each
+request's intended send time), or with mode concurrency a closed-loop sweep, as the
+scenario describes, prints a live progress line, and writes
 OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
 index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
-Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run finished,
-1 on errors, 3 when any step missed the scenario's SLO (with --fail-on-slo).`)
+Ctrl-C stops cleanly and keeps the partial results. With --repeat N the scenario runs N
+times back to back into OUT/<scenario>/<run-id>/rep-1 ... rep-N, one side of compare.
+Exit status 0 when the run finished, 1 on errors, 3 when any step missed the scenario's
+SLO (with --fail-on-slo).`)
 	scenario := fs.String("scenario", "", "scenario YAML file (see loadtest/scenarios/)")
 	target := fs.String("target", "127.0.0.1:8080", "sidecar address: HOST:PORT or unix:PATH")
 	out := fs.String("out", "profiles", "profile root directory")
@@ -87,11 +91,12 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 	pid := fs.Int("sidecar-pid", 0, "sidecar pid for CPU and RSS (default: the process listening on --target)")
 	progress := fs.Bool("progress", true, "print a live progress line on stderr")
 	failSLO := fs.Bool("fail-on-slo", false, "exit 3 when a step missed the SLO")
+	repeat := fs.Int("repeat", 1, "run the scenario N times into RUN-ID/rep-1 ... rep-N (repeats for compare)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
-	if *scenario == "" || fs.NArg() != 0 {
-		fmt.Fprintln(os.Stderr, "predictd-loadtest run: need --scenario FILE and no other arguments")
+	if *scenario == "" || fs.NArg() != 0 || *repeat < 1 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest run: need --scenario FILE, --repeat ≥ 1 and no other arguments")
 		fs.Usage()
 		return 2
 	}
@@ -120,6 +125,26 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 		<-ctx.Done()
 		stop() // a second Ctrl-C kills at once
 	}()
+	if *repeat == 1 {
+		return runOnce(ctx, sc, cfg, *failSLO)
+	}
+	if cfg.RunID == "" {
+		cfg.RunID = time.Now().UTC().Format("20060102T150405Z")
+	}
+	base, worst := cfg.RunID, 0
+	for k := 1; k <= *repeat && ctx.Err() == nil; k++ {
+		cfg.RunID = fmt.Sprintf("%s/rep-%d", base, k)
+		code := runOnce(ctx, sc, cfg, *failSLO)
+		if code == 1 {
+			return 1
+		}
+		worst = max(worst, code)
+	}
+	return worst
+}
+
+// runOnce runs the scenario once and prints its summary; it returns the exit status.
+func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, failSLO bool) int {
 	res, dir, err := loadtest.Run(ctx, sc, cfg)
 	if dir != "" {
 		fmt.Printf("profile: %s\n", dir)
@@ -130,15 +155,25 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 	}
 	missed := 0
 	for _, st := range res.Steps {
-		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v\n",
+		verdict := ""
+		if st.Verdict != "" {
+			verdict = " " + st.Verdict
+			if st.DrainS > 0 {
+				verdict += fmt.Sprintf(" (drained %.1fs)", st.DrainS)
+			}
+		}
+		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v%s\n",
 			st.Index, st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Latency.Max,
-			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet)
-		if !st.SLOMet && st.Phase != "search" {
+			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet, verdict)
+		if !st.SLOMet && st.Phase != "search" && st.Phase != "confirm" {
 			missed++
 		}
 	}
 	if res.Search != nil {
-		fmt.Printf("search: highest rate holding the SLO: %.1f requests/s (%.0f predictions/s)\n", res.Search.MaxRate, res.Search.MaxPredictionsPerSec)
+		fmt.Println(searchSummary(res.Search))
+		if res.Search.MaxRate == 0 {
+			missed++
+		}
 	}
 	for _, n := range res.Notes {
 		fmt.Println("note:", n)
@@ -149,7 +184,7 @@ Ctrl-C stops cleanly and keeps the partial results. Exit status 0 when the run f
 	if res.Interrupted {
 		fmt.Println("interrupted: partial results written")
 	}
-	if *failSLO && missed > 0 {
+	if failSLO && missed > 0 {
 		return 3
 	}
 	return 0
@@ -165,7 +200,11 @@ them), and says what the answer rests on: the step with the most predictions/s t
 the p99 bound and the profile's error bound, its request shape, and whether that step was
 at saturation (a real capacity) or below it (then the per-sidecar rate is only a lower
 bound and the sidecar count an upper one). Cores come from the sidecar's measured CPU per
-prediction. K defaults to the profile's own candidates per request.`)
+prediction. K defaults to the profile's own candidates per request; for another K the
+answer uses a CPU model (CPU per request = fixed + per-candidate cost, fitted to the steps
+of the profiles given from the same machine, which must hold at least two request
+shapes) and says how good the fit is, or, without one, holds CPU per prediction constant
+and says so.`)
 	rps := fs.Float64("rps", 0, "required requests per second")
 	cands := fs.Float64("candidates", 0, "candidates per request (default: the profile's)")
 	pps := fs.Float64("predictions-per-sec", 0, "required predictions (scored candidates) per second, instead of --rps")
@@ -191,6 +230,7 @@ prediction. K defaults to the profile's own candidates per request.`)
 	}
 	q := loadtest.CapacityQuery{RequestsPerSec: *rps, Candidates: *cands, PredictionsPerSec: *pps, P99Ms: p99, Headroom: *headroom / 100}
 	failed := 0
+	var results []*loadtest.Result
 	for _, root := range fs.Args() {
 		paths, err := loadtest.FindResults(root)
 		if err != nil {
@@ -200,16 +240,23 @@ prediction. K defaults to the profile's own candidates per request.`)
 		}
 		for _, p := range paths {
 			r, err := loadtest.LoadResult(p)
-			if err == nil {
-				var a loadtest.CapacityAnswer
-				if a, err = loadtest.Capacity(r, q); err == nil {
-					fmt.Println(a.String(q))
-					continue
-				}
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+				failed++
+				continue
 			}
+			results = append(results, r)
+		}
+	}
+	q.FitWith = results
+	for _, r := range results {
+		a, err := loadtest.Capacity(r, q)
+		if err != nil {
 			fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 			failed++
+			continue
 		}
+		fmt.Println(a.String(q))
 	}
 	if failed > 0 {
 		return 1
@@ -220,51 +267,128 @@ prediction. K defaults to the profile's own candidates per request.`)
 func compareCmd(args []string) int {
 	fs := newFlags("compare", `Usage: predictd-loadtest compare [flags] A B
 
-Compares profile B (after) with profile A (before), step by step matched by offered rate,
-and exits 1 when a figure regressed beyond its threshold (so it can gate CI), 0 otherwise,
-2 on usage errors.`)
+Compares B (after) with A (before), step by step matched by phase and offered rate. Each
+side is one or more runs of the scenario: a run directory or result.json, a directory
+searched for result.json (such as the RUN-ID directory of run --repeat), or a
+comma-separated list of those. Every figure gets a bootstrap confidence interval per side
+(resampling runs, then each run's measured windows); it is a regression only when its
+change passes the threshold below AND the intervals separate. Figures from too few
+samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows, fewer than
+--min-runs runs per side) are shown as not judged. Exits 1 on any regression (so it can gate CI), 0 otherwise, 2 on usage
+errors.`)
 	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
 	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
 	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
 	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
+	conf := fs.Float64("confidence", 95, "confidence of each side's interval, percent")
+	minRuns := fs.Int("min-runs", 2, "fewest runs per side a step is judged from (1 trusts one run's windows to show all the noise)")
 	if ok, code := parse(fs, args); !ok {
 		return code
+	}
+	if *minRuns < 1 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --min-runs must be at least 1")
+		return 2
+	}
+	if *conf <= 0 || *conf >= 100 {
+		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --confidence must lie between 0 and 100")
+		return 2
 	}
 	if fs.NArg() != 2 {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest compare: need two profiles, A (before) and B (after)")
 		fs.Usage()
 		return 2
 	}
-	a, err := loadtest.LoadResult(fs.Arg(0))
+	a, err := loadSide(fs.Arg(0))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
-	b, err := loadtest.LoadResult(fs.Arg(1))
+	b, err := loadSide(fs.Arg(1))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
+	fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
 	findings, err := loadtest.Compare(a, b, loadtest.CompareThresholds{
 		Latency: *lat / 100, Throughput: *thr / 100, CPU: *cpu / 100, ErrorRate: *errs / 100,
+		Confidence: *conf / 100, MinRuns: *minRuns,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
 	fmt.Print(loadtest.FormatFindings(findings))
-	n := 0
+	n, noise, unjudged := 0, 0, 0
 	for _, f := range findings {
-		if f.Regression {
+		switch {
+		case f.Regression:
 			n++
+		case !f.Judged:
+			unjudged++
+		case f.Beyond:
+			noise++
 		}
 	}
+	tail := fmt.Sprintf("%d past the threshold within the noise, %d not judged", noise, unjudged)
 	if n > 0 {
-		fmt.Printf("%d regression(s)\n", n)
+		fmt.Printf("%d regression(s); %s\n", n, tail)
 		return 1
 	}
-	fmt.Println("no regressions")
+	fmt.Printf("no regressions; %s\n", tail)
 	return 0
+}
+
+// loadSide reads one side of compare: comma-separated paths, each a run directory, a
+// result.json, or a directory searched for result.json files.
+func loadSide(arg string) ([]*loadtest.Result, error) {
+	var out []*loadtest.Result
+	for _, root := range strings.Split(arg, ",") {
+		if root == "" {
+			continue
+		}
+		paths, err := loadtest.FindResults(root)
+		if err != nil {
+			return nil, err
+		}
+		for _, p := range paths {
+			r, err := loadtest.LoadResult(p)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, r)
+		}
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("%q: no profiles", arg)
+	}
+	return out, nil
+}
+
+// searchSummary is the search's headline and what bounds it.
+func searchSummary(s *loadtest.SearchResult) string {
+	if s.MaxRate == 0 {
+		line := fmt.Sprintf("search: no rate confirmed: %d confirm step(s) missed the SLO", s.ConfirmAttempts)
+		if s.HighestTrialRate == 0 {
+			line = "search: no trial held the SLO, not even the start rate"
+		}
+		if s.GeneratorLimitRate > 0 {
+			line += fmt.Sprintf("; the generator could not drive %.1f requests/s", s.GeneratorLimitRate)
+		}
+		return line
+	}
+	line := fmt.Sprintf("search: highest rate whose confirm step held the SLO: %.1f requests/s (%.0f predictions/s)", s.MaxRate, s.MaxPredictionsPerSec)
+	if s.HighestTrialRate > s.MaxRate {
+		line += fmt.Sprintf("; a trial passed at %.1f/s but its confirm step did not", s.HighestTrialRate)
+	}
+	switch {
+	case s.SidecarFailedRate > 0:
+		line += fmt.Sprintf("; the sidecar failed at %.1f/s", s.SidecarFailedRate)
+	case s.GeneratorLimitRate > 0:
+		line += fmt.Sprintf("; a lower bound: the generator could not drive %.1f/s before the sidecar failed", s.GeneratorLimitRate)
+	default:
+		line += "; a lower bound: no trial up to search.max failed"
+	}
+	return line
 }
 
 // parseMs reads a latency bound: a Go duration ("20ms", "0.5s") or a bare number of

@@ -1,0 +1,265 @@
+package loadtest
+
+import (
+	"math"
+	"math/rand"
+	"strings"
+	"testing"
+)
+
+// synthNoise shapes synthetic profiles like runs on a shared, oversubscribed machine:
+// a factor per run and per window (machine load drifting), lognormal request latencies,
+// and rare stalls that put a heavy tail on p99.
+type synthNoise struct {
+	baseMs    float64 // median service time
+	slowdown  float64 // multiplies the service time (1: the same build)
+	runSigma  float64 // lognormal sigma of the per-run factor
+	winSigma  float64 // per-window factor
+	reqSigma  float64 // per-request spread
+	stallP    float64 // probability a request hits a stall
+	stallMs   float64 // mean stall (exponential)
+	windows   int
+	rates     []float64
+	cpuPer1kS float64 // sidecar CPU-seconds per 1k predictions
+	cands     int
+}
+
+func defaultNoise() synthNoise {
+	return synthNoise{baseMs: 2, slowdown: 1, runSigma: 0.03, winSigma: 0.08, reqSigma: 0.4,
+		stallP: 0.01, stallMs: 15, windows: 10, rates: []float64{100, 200, 400}, cpuPer1kS: 0.002, cands: 100}
+}
+
+// synthRun draws one run's result: per step, per window, real histograms recorded and
+// written as the runner writes them.
+func synthRun(rng *rand.Rand, n synthNoise) *Result {
+	runF := math.Exp(rng.NormFloat64() * n.runSigma)
+	var steps []StepResult
+	for i, rate := range n.rates {
+		st := StepResult{Index: i, Phase: "step", MeasuredS: float64(n.windows)}
+		st.OfferedRPS = rate
+		all := newHist()
+		for range n.windows {
+			winF := math.Exp(rng.NormFloat64() * n.winSigma)
+			h := newHist()
+			reqs := int(rate)
+			var errs int64
+			for range reqs {
+				ms := n.baseMs * n.slowdown * runF * winF * math.Exp(rng.NormFloat64()*n.reqSigma)
+				if rng.Float64() < n.stallP {
+					ms += rng.ExpFloat64() * n.stallMs
+				}
+				if rng.Float64() < 0.001 {
+					errs++
+				}
+				_ = h.RecordValue(int64(ms * 1000))
+			}
+			all.Merge(h)
+			ach := rate * (1 + 0.01*rng.NormFloat64())
+			preds := (int64(reqs) - errs) * int64(n.cands)
+			cpu := float64(preds) / 1000 * n.cpuPer1kS * n.slowdown * runF * math.Exp(rng.NormFloat64()*0.05)
+			st.WindowLatencyUs = append(st.WindowLatencyUs, sparseHist(h))
+			st.WindowMeanMs = append(st.WindowMeanMs, h.Mean()/1000)
+			st.WindowP99Ms = append(st.WindowP99Ms, float64(h.ValueAtQuantile(99))/1000)
+			st.WindowAchieved = append(st.WindowAchieved, ach)
+			st.WindowErrors = append(st.WindowErrors, errs)
+			st.WindowPredictions = append(st.WindowPredictions, preds)
+			st.WindowCPUSeconds = append(st.WindowCPUSeconds, cpu)
+			st.AchievedRPS += ach / float64(n.windows)
+			st.SidecarCPUSeconds += cpu
+			st.PredictionsPerSec += float64(preds) / float64(n.windows)
+		}
+		st.Requests = all.TotalCount()
+		st.Latency = Latency{P50: float64(all.ValueAtQuantile(50)) / 1000, P99: float64(all.ValueAtQuantile(99)) / 1000}
+		st.CPUSecondsPer1kPredictions = st.SidecarCPUSeconds / (st.PredictionsPerSec * float64(n.windows) / 1000)
+		steps = append(steps, st)
+	}
+	return &Result{Schema: ResultSchema, Scenario: "synth", RunID: "r", Steps: steps}
+}
+
+// simulateCompare runs tries comparisons of runsPerSide draws of a against as many of b
+// and counts the comparisons that flagged any regression, and those where any figure
+// passed its threshold on point estimates alone (the rule without intervals).
+func simulateCompare(t *testing.T, seed int64, tries, runsPerSide int, a, b synthNoise) (flagged, naive int, example string) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(seed))
+	for range tries {
+		var as, bs []*Result
+		for range runsPerSide {
+			as = append(as, synthRun(rng, a))
+		}
+		for range runsPerSide {
+			bs = append(bs, synthRun(rng, b))
+		}
+		fs, err := Compare(as, bs, CompareThresholds{MinRuns: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		reg, beyond := false, false
+		for _, f := range fs {
+			reg = reg || f.Regression
+			beyond = beyond || f.Beyond
+		}
+		if reg {
+			flagged++
+		}
+		if beyond {
+			naive++
+		}
+		example = FormatFindings(fs)
+	}
+	return flagged, naive, example
+}
+
+// TestCompareNoiseSimulation is the acceptance rule of compare, on synthetic profiles:
+// two draws of the same build compare clean in 10 of 10 tries, and a 20% slower build is
+// flagged in 10 of 10, with one run per side and with three. The same draws judged on
+// point estimates alone (the threshold without intervals) flag the identical builds,
+// which shows the simulated noise is enough to matter.
+func TestCompareNoiseSimulation(t *testing.T) {
+	same := defaultNoise()
+	slow := defaultNoise()
+	slow.slowdown = 1.2
+	for _, runs := range []int{1, 3} {
+		fp, naiveFP, ex := simulateCompare(t, 11, 10, runs, same, same)
+		t.Logf("%d run(s) per side, same build: %d/10 flagged (point estimates alone: %d/10)", runs, fp, naiveFP)
+		if fp != 0 {
+			t.Errorf("%d run(s) per side: identical builds flagged in %d of 10 tries; last:\n%s", runs, fp, ex)
+		}
+		if runs == 1 && naiveFP == 0 {
+			t.Errorf("the simulation is too quiet: point estimates alone never passed a threshold")
+		}
+		det, _, ex := simulateCompare(t, 12, 10, runs, same, slow)
+		t.Logf("%d run(s) per side, 20%% slower: %d/10 flagged", runs, det)
+		if det != 10 {
+			t.Errorf("%d run(s) per side: a 20%% slowdown flagged in only %d of 10 tries; last:\n%s", runs, det, ex)
+		}
+	}
+}
+
+// TestCompareMinSamples: a p99 from 200 requests is reported but not judged, however far
+// it moved; the mean of the same windows is.
+func TestCompareMinSamples(t *testing.T) {
+	n := defaultNoise()
+	n.rates = []float64{20}
+	rng := rand.New(rand.NewSource(3))
+	a := synthRun(rng, n)
+	n.slowdown, n.stallMs = 2, 200
+	b := synthRun(rng, n)
+	fs, err := Compare([]*Result{a}, []*Result{b}, CompareThresholds{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range fs {
+		if f.Judged || !strings.Contains(f.NotJudged, "needs ≥ 2 runs per side") {
+			t.Errorf("one run per side judged by default: %+v", f)
+		}
+	}
+	fs, err = Compare([]*Result{a}, []*Result{b}, CompareThresholds{MinRuns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Finding{}
+	for _, f := range fs {
+		got[f.Metric] = f
+	}
+	if f := got["p99_ms"]; f.Judged || f.Regression || !strings.Contains(f.NotJudged, "1000 requests") || f.NA != 200 {
+		t.Errorf("p99 from 200 requests: %+v", f)
+	}
+	if f := got["mean_ms"]; !f.Regression {
+		t.Errorf("a doubled mean not flagged: %+v\n%s", f, FormatFindings(fs))
+	}
+	if !strings.Contains(FormatFindings(fs), "not judged: A: p99 needs ≥ 1000 requests per side, a side has 200") {
+		t.Errorf("table:\n%s", FormatFindings(fs))
+	}
+}
+
+// TestCompareSchema1: profiles without per-window histograms compare on their window
+// means and rates; percentiles are reported as not judged.
+func TestCompareSchema1(t *testing.T) {
+	mk := func(mean, ach float64) *Result {
+		r := planResult(step(10, 1000, 5, 0.002, 0))
+		r.Schema = 1
+		r.Steps[0].WindowMeanMs = []float64{mean, mean * 1.01, mean * 0.99, mean}
+		r.Steps[0].WindowAchieved = []float64{ach, ach, ach * 1.01, ach * 0.99}
+		return r
+	}
+	fs, err := Compare([]*Result{mk(5, 10)}, []*Result{mk(8, 7)}, CompareThresholds{MinRuns: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]Finding{}
+	for _, f := range fs {
+		got[f.Metric] = f
+	}
+	if !got["mean_ms"].Regression || !got["achieved_rps"].Regression {
+		t.Errorf("schema 1 mean and rate regressions not flagged:\n%s", FormatFindings(fs))
+	}
+	if got["p99_ms"].Judged || !strings.Contains(got["p99_ms"].NotJudged, "schema 1") {
+		t.Errorf("schema 1 p99 judged: %+v", got["p99_ms"])
+	}
+	if _, ok := got["cpu_ms_per_1k_predictions"]; ok {
+		t.Error("CPU shown without per-window CPU")
+	}
+	// Identical windows: nothing flagged.
+	fs, _ = Compare([]*Result{mk(5, 10)}, []*Result{mk(5, 10)}, CompareThresholds{MinRuns: 1})
+	for _, f := range fs {
+		if f.Regression || f.Beyond {
+			t.Errorf("identical flagged: %+v", f)
+		}
+	}
+}
+
+// TestCompareSearchRepeats: search max rates are judged with two runs per side or more,
+// on the ranges of the rates.
+func TestCompareSearchRepeats(t *testing.T) {
+	mk := func(rate float64) *Result {
+		r := planResult(step(10, 1000, 5, 0.002, 0))
+		r.Search = &SearchResult{MaxRate: rate}
+		return r
+	}
+	find := func(as, bs []*Result) Finding {
+		fs, err := Compare(as, bs, CompareThresholds{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			if f.Metric == "search_max_rate" {
+				return f
+			}
+		}
+		t.Fatal("no search finding")
+		return Finding{}
+	}
+	if f := find([]*Result{mk(200)}, []*Result{mk(100)}); f.Judged || f.Regression {
+		t.Errorf("one run per side judged: %+v", f)
+	}
+	if f := find([]*Result{mk(200), mk(210)}, []*Result{mk(150), mk(160)}); !f.Regression {
+		t.Errorf("separated ranges not flagged: %+v", f)
+	}
+	if f := find([]*Result{mk(200), mk(150)}, []*Result{mk(160), mk(140)}); f.Regression || !f.Beyond {
+		t.Errorf("overlapping ranges flagged: %+v", f)
+	}
+	other := planResult(step(10, 1, 1, 0, 0))
+	other.Scenario = "t"
+	if _, err := Compare([]*Result{mk(1)}, []*Result{other}, CompareThresholds{}); err == nil {
+		t.Error("different scenarios accepted")
+	}
+	if _, err := Compare([]*Result{planResult(step(500, 1, 1, 0, 0))}, []*Result{planResult(step(10, 1, 1, 0, 0))}, CompareThresholds{}); err == nil {
+		t.Error("no matching step accepted")
+	}
+}
+
+// BenchmarkCompare shows the bootstrap's cost for three runs per side of three steps.
+func BenchmarkCompare(b *testing.B) {
+	rng := rand.New(rand.NewSource(1))
+	var as, bs []*Result
+	for range 3 {
+		as = append(as, synthRun(rng, defaultNoise()))
+		bs = append(bs, synthRun(rng, defaultNoise()))
+	}
+	for b.Loop() {
+		if _, err := Compare(as, bs, CompareThresholds{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
