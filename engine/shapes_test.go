@@ -23,8 +23,8 @@ import (
 // bit for bit as it scores them inside a large batch.
 //
 // Inputs: testdata/lightgbm-oracle/<name>/ (model.txt.zst, inputs.csv.zst,
-// expected_raw.txt) when present, else the shared fixture set (PREDICTD_FIXTURES, default
-// ../../shared/fixtures relative to this package); a model found in neither is skipped.
+// expected_raw.txt), else the full fixture set named by PREDICTD_FIXTURES; a model found in
+// neither fails the test.
 
 // shapesFixture is one production-shaped model and its reference.
 type shapesFixture struct {
@@ -46,11 +46,11 @@ var shapesFixtures = []shapesFixture{
 	{"gen_categorical", FormatXGBoost, "xgboost/gen_categorical", "model.json", "input.csv", "expected_raw.csv", false, true},
 }
 
-// shapesSharedDir is the shared fixture set, or "" when it is absent.
+// shapesSharedDir is the full fixture set named by PREDICTD_FIXTURES, or "".
 func shapesSharedDir() string {
 	dir := os.Getenv("PREDICTD_FIXTURES")
 	if dir == "" {
-		dir = filepath.Join("..", "..", "shared", "fixtures")
+		return ""
 	}
 	if _, err := os.Stat(filepath.Join(dir, "README.md")); err != nil {
 		return ""

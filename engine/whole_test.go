@@ -160,7 +160,7 @@ func TestLightGBMWholeFixtures(t *testing.T) {
 
 // sharedFixturesDir returns the shared fixture set's directory, or "".
 func sharedFixturesDir() string {
-	for _, d := range []string{os.Getenv("PREDICTD_FIXTURES"), filepath.Join("..", "..", "shared", "fixtures")} {
+	for _, d := range []string{os.Getenv("PREDICTD_FIXTURES")} {
 		if d == "" {
 			continue
 		}

@@ -9,8 +9,8 @@ import (
 
 // Benchmarks of the XGBoost model readers on the largest XGBoost fixture
 // (xgboost/gen_bench_rank_pairwise/model.json, 21 MB, 1000 trees), which is not copied into
-// testdata: it is read from $PREDICTD_FIXTURES, or from ../../shared/fixtures next to the
-// repository, and the benchmarks skip when neither holds it.
+// testdata: it is read from the full fixture set named by $PREDICTD_FIXTURES, and the
+// benchmarks say so and skip when the variable is unset.
 //
 // BenchmarkXGBoostDecode compares the hand-written JSON reader the parser uses
 // (decodeXGBModel) with encoding/json decoding the same fields into the same structs: the
@@ -21,17 +21,12 @@ import (
 func bigXGBoostFixture(b *testing.B) []byte {
 	b.Helper()
 	const rel = "xgboost/gen_bench_rank_pairwise/model.json"
-	var dirs []string
 	if d := os.Getenv("PREDICTD_FIXTURES"); d != "" {
-		dirs = append(dirs, d)
-	}
-	dirs = append(dirs, filepath.Join("..", "..", "shared", "fixtures"), filepath.Join("..", "shared", "fixtures"))
-	for _, d := range dirs {
 		if data, err := os.ReadFile(filepath.Join(d, filepath.FromSlash(rel))); err == nil {
 			return data
 		}
 	}
-	b.Skipf("%s not found under $PREDICTD_FIXTURES or ../shared/fixtures", rel)
+	b.Skipf("%s is not in testdata: set PREDICTD_FIXTURES to a fixture set that holds it", rel)
 	return nil
 }
 
