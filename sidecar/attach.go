@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/predictd/predictd/engine"
@@ -55,6 +56,7 @@ type attachments struct {
 	errs    []string          // shadows that could not be attached
 	logger  *predlog.Logger
 	logErr  string
+	retired atomic.Bool
 }
 
 // shadowBackgroundWait bounds how long a shadow's batch waits for a lowest-priority thread:
@@ -283,14 +285,18 @@ func resolveShadow(next *snapshot, sp ShadowSpec) (*version, error) {
 	return t, nil
 }
 
-// retire stops a's shadows and releases their versions. Shadow.Retire waits for the
-// shadow's queued jobs, so it runs after the snapshot that replaced a is published.
+// retire stops a's shadows and releases their versions, once. Shadow.Retire waits for
+// the shadow's queued jobs, so it runs after the snapshot that replaced a is published.
+// a's slices stay as they are: a request still holding the replaced version reads them
+// (production.after), and a retired shadow drops what it is sent.
 func (a *attachments) retire() {
+	if !a.retired.CompareAndSwap(false, true) {
+		return
+	}
 	for i, s := range a.shadows {
 		s.Retire()
 		a.targets[i].release()
 	}
-	a.shadows, a.targets = nil, nil
 }
 
 // closeLogs closes loggers that were replaced, after the reload that replaced them.
