@@ -280,17 +280,25 @@ func (r *ubjReader) object(field func(key string)) {
 	if r.err != nil {
 		return
 	}
-	for n := 0; r.err == nil; n++ {
-		if count >= 0 {
-			if n == count {
-				return
-			}
-		} else if r.i < len(r.b) && r.b[r.i] == '}' {
-			r.i++
-			return
-		}
+	for n := 0; r.more(count, n, '}'); n++ {
 		field(r.key())
 	}
+}
+
+// more says whether a container holds an element after its first n: by its count when
+// it has one, else until its closing byte, which it consumes.
+func (r *ubjReader) more(count, n int, end byte) bool {
+	if r.err != nil {
+		return false
+	}
+	if count >= 0 {
+		return n < count
+	}
+	if r.i < len(r.b) && r.b[r.i] == end {
+		r.i++
+		return false
+	}
+	return true
 }
 
 func (r *ubjReader) array(elem func()) {
@@ -298,15 +306,7 @@ func (r *ubjReader) array(elem func()) {
 	if r.err != nil {
 		return
 	}
-	for n := 0; r.err == nil; n++ {
-		if count >= 0 {
-			if n == count {
-				return
-			}
-		} else if r.i < len(r.b) && r.b[r.i] == ']' {
-			r.i++
-			return
-		}
+	for n := 0; r.more(count, n, ']'); n++ {
 		r.implied = typ
 		start := r.i
 		elem()
