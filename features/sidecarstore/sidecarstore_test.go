@@ -427,15 +427,7 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 // and fetching.
 func TestFillStopsAtDeadline(t *testing.T) {
 	root := storeRepo(t)
-	groups, err := features.LoadGroups(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := emptyStore(t, root)
 	b, err := New(st, "snapshot").Bind("claims", "1", []sidecar.StoreColumn{
 		{Column: 7, Spec: sidecar.FeatureSpec{Name: "BonusMalus", Group: "users", Key: "user_id"}},
 		{Column: 8, Spec: sidecar.FeatureSpec{Name: "Density", Group: "users", Key: "user_id"}},
@@ -456,15 +448,7 @@ func TestFillStopsAtDeadline(t *testing.T) {
 // version's load), not a request.
 func TestBindRejects(t *testing.T) {
 	root := storeRepo(t)
-	groups, err := features.LoadGroups(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := emptyStore(t, root)
 	fs := New(st, "snapshot")
 	f := func(spec sidecar.FeatureSpec, want string) {
 		t.Helper()
@@ -475,4 +459,20 @@ func TestBindRejects(t *testing.T) {
 	}
 	f(sidecar.FeatureSpec{Name: "BonusMalus", Group: "nope", Key: "user_id"}, "nope")
 	f(sidecar.FeatureSpec{Name: "Nope", Group: "users", Key: "user_id"}, "Nope")
+}
+
+// emptyStore opens an embedded store (every entity absent) over root's groups, closed
+// when the test ends.
+func emptyStore(t *testing.T, root string) *features.Store {
+	t.Helper()
+	groups, err := features.LoadGroups(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := features.Open(features.Config{Groups: groups})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	return st
 }

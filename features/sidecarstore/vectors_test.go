@@ -186,15 +186,7 @@ func TestBindStringFeatureRefused(t *testing.T) {
 	os.WriteFile(filepath.Join(root, "claims/1/model.yaml"), []byte("format: lightgbm\nfile: model.txt\n"+
 		"features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge, BonusMalus, {name: title, group: items, key: item_id}]\n"), 0o644)
 	os.RemoveAll(filepath.Join(root, "mlp"))
-	groups, err := features.LoadGroups(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := emptyStore(t, root)
 	s, err := sidecar.New(sidecar.Config{ModelDir: root, FeatureStore: New(st, "snapshot")})
 	if err != nil {
 		t.Fatal(err)
@@ -212,15 +204,7 @@ func TestBindStringFeatureRefused(t *testing.T) {
 func TestGroupsReloadWithModels(t *testing.T) {
 	root := vectorRepo(t)
 	os.RemoveAll(filepath.Join(root, "mlp"))
-	groups, err := features.LoadGroups(root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := features.Open(features.Config{Groups: groups})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
+	st := emptyStore(t, root)
 	ts := startServer(t, sidecar.Config{ModelDir: root, FeatureStore: NewReloading(st, "snapshot", root)})
 	claims := claimsEngine(t, root)
 	row := randomRows(claims, 1, 5)
