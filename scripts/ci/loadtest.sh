@@ -22,6 +22,16 @@
 #                                             DIR/features.snap (predictd serve
 #                                             --features-snapshot). STORES (default 1000000)
 #                                             and USERS (100000) set how many entities exist
+#   scripts/ci/loadtest.sh compare-trials N DIR
+#                                             how often compare is right on this machine:
+#                                             N trials, each three sides of three runs of
+#                                             regression-gate (model A, model B, model A
+#                                             again; their runs alternate) where
+#                                             A is the demo model's trees HEAVY times
+#                                             (default 40) and B the same 20% heavier;
+#                                             prints each trial's verdicts for A vs A
+#                                             (should be clean) and A vs B, A' vs B
+#                                             (should be flagged), and the tallies
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -154,6 +164,59 @@ YAML
   fi
   echo "$dir: models homepage and stores; serve with predictd serve --models $dir and" \
     "${backend:+${dest[*]/--snapshot/--features-snapshot}}"
+  ;;
+compare-trials)
+  n=${1:?usage: loadtest.sh compare-trials N DIR}
+  dir=${2:?usage: loadtest.sh compare-trials N DIR}
+  heavy=${HEAVY:-40}
+  mkdir -p bin "$dir"
+  go build -o bin/predictd ./cmd/predictd
+  go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
+  # Two repositories of one model "ranker": A = the demo trees heavy times, B = 1.2x that.
+  for side in A B; do
+    k=$heavy
+    if [ "$side" = B ]; then k=$((heavy * 6 / 5)); fi
+    HEAVY=$k "$0" noisy-models "$dir/models-$side" >/dev/null
+    rm -rf "${dir:?}/models-$side/quiet"
+    mv "$dir/models-$side/flooded" "$dir/models-$side/ranker"
+  done
+  # one run of regression-gate against a fresh sidecar serving repository $1, into run $2
+  runside() {
+    sock=$(mktemp -u /tmp/predictd-trials.XXXXXX.sock)
+    bin/predictd serve --listen "" --unix "$sock" --pprof --watch=false --models "$dir/models-$1" \
+      >"$dir/sidecar.log" 2>&1 &
+    pid=$!
+    for _ in $(seq 100); do
+      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+      sleep 0.1
+    done
+    bin/predictd-loadtest run --scenario loadtest/scenarios/regression-gate.yaml --target "unix:$sock" \
+      --sidecar-pid "$pid" --out "$dir/profiles" --run-id "$2" >"$dir/loadtest.log" 2>&1
+    kill -INT "$pid"
+    wait "$pid" 2>/dev/null || true
+  }
+  verdict() {
+    if bin/predictd-loadtest compare "$dir/profiles/regression-gate/$1" "$dir/profiles/regression-gate/$2" \
+      >"$dir/compare-$1-$2.txt" 2>&1; then echo clean; else echo "flagged(rc=$?)"; fi
+  }
+  clean=0 caught1=0 caught2=0
+  for i in $(seq "$n"); do
+    # The runs of the three sides alternate, so a slow minute on the machine falls on all
+    # of them rather than on one side's three runs.
+    for r in 1 2 3; do
+      runside A "a$i/rep-$r"
+      runside B "b$i/rep-$r"
+      runside A "c$i/rep-$r"
+    done
+    same=$(verdict "a$i" "c$i")
+    slow1=$(verdict "a$i" "b$i")
+    slow2=$(verdict "c$i" "b$i")
+    [ "$same" = clean ] && clean=$((clean + 1))
+    [ "$slow1" != clean ] && caught1=$((caught1 + 1))
+    [ "$slow2" != clean ] && caught2=$((caught2 + 1))
+    echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): A vs A' $same; A vs B $slow1; A' vs B $slow2"
+  done
+  echo "identical builds clean: $clean/$n; 20% heavier flagged: $caught1/$n (A vs B), $caught2/$n (A' vs B)"
   ;;
 profile)
   scenario=${1:?usage: loadtest.sh profile SCENARIO [predictd serve args...]}
