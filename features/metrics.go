@@ -16,9 +16,37 @@ type storeMetrics struct {
 	lookups, absent                          metric.Int64Counter
 	hits, misses, stale, defaulted, degraded metric.Int64Counter
 	backendErrors, decodeErrors              metric.Int64Counter
-	byGroup                                  atomic.Pointer[map[string][]metric.AddOption]
+	cacheLookups                             metric.Int64Counter
+	byGroup                                  atomic.Pointer[map[string]*groupOpts]
 	mu                                       sync.Mutex // addGroups
 	reg                                      metric.Registration
+}
+
+// Results of predictd.features.cache.lookups: every entity a Fetch looks up counts once,
+// under one of them, so hit ratio = (hit + revalidate) / all.
+const (
+	lookupHit        = "hit"        // a fresh entry: the entity's values, or its cached absence
+	lookupRevalidate = "revalidate" // past its TTL within --features-stale-while-revalidate: answered, refreshed in the background
+	lookupMiss       = "miss"       // no usable entry: read from the backend (or answered stale/defaulted when it fails)
+)
+
+// groupOpts are one group's prebuilt attribute options.
+type groupOpts struct {
+	group                 []metric.AddOption // group
+	hit, revalidate, miss []metric.AddOption // group, result
+}
+
+func newGroupOpts(name string) *groupOpts {
+	g := attribute.String("group", name)
+	opt := func(kv ...attribute.KeyValue) []metric.AddOption {
+		return []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(kv...))}
+	}
+	return &groupOpts{
+		group:      opt(g),
+		hit:        opt(g, attribute.String("result", lookupHit)),
+		revalidate: opt(g, attribute.String("result", lookupRevalidate)),
+		miss:       opt(g, attribute.String("result", lookupMiss)),
+	}
 }
 
 func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
@@ -26,7 +54,7 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 		m = noop.NewMeterProvider().Meter("predictd/features")
 	}
 	sm := &storeMetrics{}
-	sm.byGroup.Store(&map[string][]metric.AddOption{})
+	sm.byGroup.Store(&map[string]*groupOpts{})
 	sm.addGroups(s.cfg.Groups)
 	var err error
 	counter := func(name, desc string) metric.Int64Counter {
@@ -39,8 +67,9 @@ func newStoreMetrics(m metric.Meter, s *Store) (*storeMetrics, error) {
 	}
 	sm.lookups = counter("predictd.features.lookups", "Entity lookups (one per entity id of a Fetch).")
 	sm.absent = counter("predictd.features.absent", "Entity lookups the store answered as absent: it holds no such entity (defaults, not degraded). A jump in absent/lookups means the data is gone (FLUSHALL, eviction, a failed load).")
-	sm.hits = counter("predictd.features.cache.hits", "Entity lookups answered from a fresh cache entry.")
-	sm.misses = counter("predictd.features.cache.misses", "Entity lookups that went to the backend.")
+	sm.cacheLookups = counter("predictd.features.cache.lookups", "Entity lookups by cache result: hit (a fresh entry), revalidate (served past its TTL while a background read refreshes it) or miss (went to the backend). Hit ratio = (hit + revalidate) / all.")
+	sm.hits = counter("predictd.features.cache.hits", "Entity lookups answered from a cache entry holding the entity's values (fresh or revalidate; a cached absence counts under absent).")
+	sm.misses = counter("predictd.features.cache.misses", "Entity lookups that went to the backend (cache.lookups with result miss).")
 	sm.stale = counter("predictd.features.stale", "Entities answered from stale cache because the backend could not answer.")
 	sm.defaulted = counter("predictd.features.defaulted", "Entities answered with defaults because the backend could not answer.")
 	sm.degraded = counter("predictd.features.degraded", "Fetches with a degraded result.")
@@ -95,26 +124,37 @@ func (sm *storeMetrics) addGroups(groups map[string]*Group) {
 	sm.mu.Lock()
 	defer sm.mu.Unlock()
 	old := *sm.byGroup.Load()
-	next := make(map[string][]metric.AddOption, len(old)+len(groups))
+	next := make(map[string]*groupOpts, len(old)+len(groups))
 	for name, opt := range old {
 		next[name] = opt
 	}
 	for name := range groups {
 		if _, ok := next[name]; !ok {
-			next[name] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("group", name)))}
+			next[name] = newGroupOpts(name)
 		}
 	}
 	sm.byGroup.Store(&next)
 }
 
-// record adds the counts of one Fetch of n entities.
-func (sm *storeMetrics) record(ctx context.Context, group string, n int, r *Result, misses int) {
-	opt := (*sm.byGroup.Load())[group]
-	if len(opt) == 0 {
+// record adds the counts of one Fetch of n entities, of which misses were not answered
+// from the cache and revalidate were answered from entries past their TTL.
+func (sm *storeMetrics) record(ctx context.Context, group string, n int, r *Result, misses, revalidate int) {
+	g := (*sm.byGroup.Load())[group]
+	if g == nil {
 		return
 	}
+	opt := g.group
 	if n > 0 {
 		sm.lookups.Add(ctx, int64(n), opt...)
+	}
+	if hit := n - misses - revalidate; hit > 0 {
+		sm.cacheLookups.Add(ctx, int64(hit), g.hit...)
+	}
+	if revalidate > 0 {
+		sm.cacheLookups.Add(ctx, int64(revalidate), g.revalidate...)
+	}
+	if misses > 0 {
+		sm.cacheLookups.Add(ctx, int64(misses), g.miss...)
 	}
 	if r.Absent > 0 {
 		sm.absent.Add(ctx, int64(r.Absent), opt...)
