@@ -215,7 +215,7 @@ func sidecarMetrics(t *testing.T) map[string]bool {
 		}
 	}
 	for range 3 {
-		predict("u1", 200)    // a miss, then hits
+		predict("u1", 200)     // a miss, then hits
 		predict("nobody", 200) // absent
 	}
 	predict("u1\x00", 400) // a bad request: an error series
