@@ -433,6 +433,14 @@ func TestDashboardAndAlertsMatchMetrics(t *testing.T) {
 			check(rulesPath+" "+rule.Record+rule.Alert, rule.Expr)
 		}
 	}
+	// docs/operations.md documents every predictd family served.
+	ops := read(t, "docs/operations.md")
+	for n := range served {
+		family := strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, "_bucket"), "_sum"), "_count")
+		if strings.HasPrefix(family, "predictd_") && !strings.Contains(ops, "`"+family+"`") {
+			t.Errorf("docs/operations.md does not document %s", family)
+		}
+	}
 	// The dashboard shows each area: requests, latency, feature cache, shadows, logs, the
 	// process.
 	for _, n := range []string{"predictd_requests_total", "predictd_request_duration_seconds_bucket",
