@@ -255,7 +255,7 @@ func (s *Store) fetch(ctx context.Context, p *Plan, entities []string, d dest) (
 	if len(fs.miss) > 0 {
 		s.fetchMisses(ctx, p, entities, d, fs, &res, now)
 	}
-	s.m.record(ctx, p.g.Name, n, &res, len(fs.miss), revalidating)
+	s.m.record(p.g.Name, n, &res, len(fs.miss), revalidating)
 	return res, nil
 }
 
