@@ -2,6 +2,7 @@ package tracing
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
@@ -70,21 +71,31 @@ func TestReadEnv(t *testing.T) {
 	bad(map[string]string{"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_RESOURCE_ATTRIBUTES": "team=ranking,region"}, "OTEL_RESOURCE_ATTRIBUTES")
 }
 
-// TestExportFromEnvironment sets only the OTEL_* variables and checks that spans and
+// TestExportFromEnvironment sets only the OTEL_* variables (or the endpoint in Config,
+// as --otlp-endpoint does, and the protocol in the environment) and checks that spans and
 // metrics reach a real collector over each protocol, named by OTEL_SERVICE_NAME.
 func TestExportFromEnvironment(t *testing.T) {
-	for _, protocol := range []string{ProtocolHTTP, ProtocolGRPC} {
-		t.Run(protocol, func(t *testing.T) {
+	for _, tc := range []struct {
+		protocol string
+		inConfig bool
+	}{{ProtocolHTTP, false}, {ProtocolGRPC, false}, {ProtocolHTTP, true}, {ProtocolGRPC, true}} {
+		protocol := tc.protocol
+		t.Run(fmt.Sprintf("%s/config=%v", protocol, tc.inConfig), func(t *testing.T) {
 			col := otlptest.Start(t)
 			clearOTEL(t)
 			endpoint := col.HTTPEndpoint
 			if protocol == ProtocolGRPC {
 				endpoint = col.GRPCEndpoint
 			}
-			t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+			var cfg Config
+			if tc.inConfig {
+				cfg.Endpoint = endpoint
+			} else {
+				t.Setenv("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+			}
 			t.Setenv("OTEL_EXPORTER_OTLP_PROTOCOL", protocol)
 			t.Setenv("OTEL_SERVICE_NAME", "ranker-sidecar")
-			p, err := Setup(Config{})
+			p, err := Setup(cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -107,7 +118,7 @@ func TestExportFromEnvironment(t *testing.T) {
 			}
 			var spans []string
 			for _, s := range col.Spans() {
-				if s.Service != "ranker-sidecar" || s.Protocol != protocol {
+				if s.Service != "ranker-sidecar" || s.Protocol != protocol || protocol == ProtocolHTTP && s.Path != "/v1/traces" {
 					t.Fatalf("span %+v", s)
 				}
 				spans = append(spans, s.Name)
@@ -118,7 +129,8 @@ func TestExportFromEnvironment(t *testing.T) {
 			}
 			ms := col.Metrics()
 			if !slices.ContainsFunc(ms, func(m otlptest.Item) bool {
-				return m.Name == "predictd.requests" && m.Service == "ranker-sidecar" && m.Protocol == protocol
+				return m.Name == "predictd.requests" && m.Service == "ranker-sidecar" && m.Protocol == protocol &&
+					(protocol == ProtocolGRPC || m.Path == "/v1/metrics")
 			}) {
 				t.Fatalf("collector got metrics %+v, want predictd.requests of ranker-sidecar", ms)
 			}
