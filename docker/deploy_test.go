@@ -321,6 +321,12 @@ func TestPod(t *testing.T) {
 		t.Errorf("containerPort %v, --admin-listen port %d", p.Ports, admin)
 	}
 	r := routes(t)
+	// Prometheus scrapes /metrics where it is served: the admin listener.
+	ann, _ := pod.Metadata["annotations"].(map[string]any)
+	if ann["prometheus.io/scrape"] != "true" || ann["prometheus.io/port"] != strconv.Itoa(admin) ||
+		ann["prometheus.io/path"] != "/metrics" || !r["/metrics"] {
+		t.Errorf("scrape annotations %v: want prometheus.io/scrape \"true\", port \"%d\" (--admin-listen), path /metrics", ann, admin)
+	}
 	for name, pr := range map[string]*probe{"startup": p.StartupProbe, "readiness": p.ReadinessProbe, "liveness": p.LivenessProbe} {
 		if pr == nil || pr.HTTPGet == nil {
 			t.Errorf("%s probe missing", name)

@@ -5,15 +5,28 @@ package features
 import (
 	"context"
 	"testing"
+
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
-// TestFetchHitAllocs checks that a Fetch answered from the cache allocates nothing.
+// TestFetchHitAllocs checks that a Fetch answered from the cache allocates nothing, with
+// no metrics and with the OpenTelemetry SDK counting every lookup.
 func TestFetchHitAllocs(t *testing.T) {
+	t.Run("no metrics", func(t *testing.T) { fetchHitAllocs(t, nil) })
+	t.Run("metrics", func(t *testing.T) {
+		mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+		defer mp.Shutdown(context.Background())
+		fetchHitAllocs(t, mp.Meter("test"))
+	})
+}
+
+func fetchHitAllocs(t *testing.T, meter metric.Meter) {
 	g := shopGroup(t)
 	e := NewEmbedded()
 	rows := genShopRows(64, 10)
 	loadShop(t, g, e, rows)
-	s, err := Open(Config{Groups: map[string]*Group{"shop": g}, Embedded: e})
+	s, err := Open(Config{Groups: map[string]*Group{"shop": g}, Embedded: e, Meter: meter})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,8 @@ import (
 	"github.com/klauspost/compress/s2"
 	"github.com/maypok86/otter/v2"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/metric"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
 // The benchmark entity: 50 features — 40 floats, 5 ints, 3 lists of 20 and 2
@@ -569,4 +571,46 @@ func BenchmarkFetchHit(b *testing.B) {
 
 func uint32FromKey(k string) uint32 {
 	return uint32(k[0]) | uint32(k[1])<<8 | uint32(k[2])<<16 | uint32(k[3])<<24
+}
+
+// BenchmarkFetchHitMetrics is a small cache-hit Fetch without metrics and with the
+// OpenTelemetry SDK counting (lookups, cache lookups by result, hits): what the counters
+// add per Fetch.
+func BenchmarkFetchHitMetrics(b *testing.B) {
+	g := shopGroup(b)
+	e := NewEmbedded()
+	rows := genShopRows(16, 10)
+	loadShop(b, g, e, rows)
+	for _, withSDK := range []bool{false, true} {
+		var meter metric.Meter
+		name := "noop"
+		if withSDK {
+			mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+			defer mp.Shutdown(context.Background())
+			meter, name = mp.Meter("bench"), "sdk"
+		}
+		s, err := Open(Config{Groups: map[string]*Group{"shop": g}, Embedded: e, Meter: meter})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		p, _ := s.Plan("shop", []string{"rating", "orders"}, nil)
+		for _, batch := range []int{1, 16} {
+			ids := make([]string, batch)
+			for i := range ids {
+				ids[i] = rows[i].id
+			}
+			out, present := make([]float64, batch*p.Width()), make([]bool, batch*p.NumFeatures())
+			ctx := context.Background()
+			s.FetchRows(ctx, p, ids, out, present)
+			b.Run(fmt.Sprintf("%s/batch=%d", name, batch), func(b *testing.B) {
+				b.ReportAllocs()
+				for i := 0; i < b.N; i++ {
+					if res, err := s.FetchRows(ctx, p, ids, out, present); err != nil || res.Hits != batch {
+						b.Fatal(res, err)
+					}
+				}
+			})
+		}
+	}
 }

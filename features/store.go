@@ -222,6 +222,7 @@ func (s *Store) fetch(ctx context.Context, p *Plan, entities []string, d dest) (
 	}
 	defer func() { fs.reset(); s.pool.Put(fs) }()
 
+	revalidating := 0 // entities answered past their TTL (metrics)
 	for i, ent := range entities {
 		k := cacheKey{p.id, ent}
 		h := keyHash(k)
@@ -229,8 +230,11 @@ func (s *Store) fetch(ctx context.Context, p *Plan, entities []string, d dest) (
 		if e != nil {
 			age := now - e.fetched
 			if age < ttl || (swr > 0 && age < ttl+swr) {
-				if age >= ttl && e.refresh.CompareAndSwap(false, true) {
-					fs.swr = append(fs.swr, ent)
+				if age >= ttl {
+					revalidating++
+					if e.refresh.CompareAndSwap(false, true) {
+						fs.swr = append(fs.swr, ent)
+					}
 				}
 				e.used.Store(now)
 				p.copyOut(e, i, d)
@@ -251,7 +255,7 @@ func (s *Store) fetch(ctx context.Context, p *Plan, entities []string, d dest) (
 	if len(fs.miss) > 0 {
 		s.fetchMisses(ctx, p, entities, d, fs, &res, now)
 	}
-	s.m.record(ctx, p.g.Name, n, &res, len(fs.miss))
+	s.m.record(p.g.Name, n, &res, len(fs.miss), revalidating)
 	return res, nil
 }
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite: the README's test command, and what CI runs (.ci/run).
-# It installs what is missing (scripts/ci/deps.sh: g++, cmake, redis-server, npm, curl;
+# It installs what is missing (scripts/ci/deps.sh: g++, cmake, redis-server, npm, curl, promtool;
 # scripts/fetch-ort.sh: ONNX Runtime 1.29.0 into third_party/), then runs the C++ core's
 # ctest (normal and ASan+UBSan), go vet, every Go test (real redis-server processes, the
 # real ONNX Runtime on CPU, real HTTP), again under the race detector, the CGO_ENABLED=0

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/predictd/predictd/sidecar/tracing"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/valyala/fasthttp"
 	"github.com/valyala/fasthttp/fasthttpadaptor"
@@ -17,7 +19,9 @@ import (
 var bg = context.Background()
 
 // metrics are the sidecar's OpenTelemetry instruments, exported in Prometheus text at
-// /metrics. Each server has its own provider and registry, so tests can run several.
+// /metrics beside the process_* and go_* collectors, and over OTLP when the tracing
+// Provider holds a metric reader. Each server has its own provider and registry, so tests
+// can run several.
 type metrics struct {
 	provider *sdkmetric.MeterProvider
 	handler  fasthttp.RequestHandler
@@ -41,13 +45,27 @@ var latencyBuckets = []float64{
 	0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 }
 
-func newMetrics() (*metrics, error) {
+// newMetrics builds the instruments on a meter provider that describes the process as
+// tp.Resource says and exports through tp.MetricReader too, when tp has one.
+func newMetrics(tp *tracing.Provider) (*metrics, error) {
 	reg := prometheus.NewRegistry()
+	// The standard process_* (CPU, resident memory, open files) and go_* (goroutines, GC
+	// pauses, heap) series every Prometheus dashboard expects of a Go process.
+	if err := reg.Register(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return nil, fmt.Errorf("process collector: %w", err)
+	}
+	if err := reg.Register(collectors.NewGoCollector()); err != nil {
+		return nil, fmt.Errorf("go collector: %w", err)
+	}
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo())
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)
 	}
-	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(exp))
+	opts := []sdkmetric.Option{sdkmetric.WithReader(exp), sdkmetric.WithResource(tp.Resource())}
+	if r := tp.MetricReader(); r != nil {
+		opts = append(opts, sdkmetric.WithReader(r))
+	}
+	mp := sdkmetric.NewMeterProvider(opts...)
 	meter := mp.Meter("github.com/predictd/predictd/sidecar")
 	m := &metrics{provider: mp}
 	m.handler = fasthttpadaptor.NewFastHTTPHandler(promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))

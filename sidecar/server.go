@@ -128,8 +128,9 @@ type Config struct {
 	// PredictionLogDir is where models with a log section in model.yaml write their
 	// prediction logs; empty: such models log nothing (the error shows in /v1/models).
 	PredictionLogDir string
-	// Tracer records a span tree per request (sidecar/tracing); nil: no tracing. The
-	// caller shuts it down after Shutdown.
+	// Tracer records a span tree per request (sidecar/tracing); nil: no tracing. Its
+	// MetricReader, when it has one, also exports the metrics of /metrics over OTLP, and
+	// its Resource describes the process on them. The caller shuts it down after Shutdown.
 	Tracer *tracing.Provider
 }
 
@@ -200,13 +201,7 @@ func (c *Config) setDefaults() {
 }
 
 // disabledTracer is the Provider of a server without tracing: every helper is a no-op.
-var disabledTracer = func() *tracing.Provider {
-	tp, err := tracing.Setup(tracing.Config{})
-	if err != nil {
-		panic("BUG: a disabled tracer: " + err.Error())
-	}
-	return tp
-}()
+var disabledTracer = tracing.Disabled()
 
 // Server is the prediction sidecar: a Registry and its HTTP API.
 type Server struct {
@@ -255,7 +250,7 @@ func New(cfg Config) (*Server, error) {
 			cfg.BackgroundAfter = -1 // no C++ core: every request on its own thread
 		}
 	}
-	met, err := newMetrics()
+	met, err := newMetrics(cfg.Tracer)
 	if err != nil {
 		return nil, err
 	}

@@ -42,7 +42,10 @@ Publish a model version by writing its directory under a hidden name (.tmp-3/) a
 renaming it into place (3/); never rewrite a served model file in place.
 
 Every flag can also be set by the environment variable named in brackets; a flag on the
-command line wins over the variable. SIGTERM or SIGINT stops accepting connections,
+command line wins over the variable. OpenTelemetry export also follows the standard
+OTEL_* variables: OTEL_EXPORTER_OTLP_ENDPOINT alone turns on traces and metrics,
+OTEL_EXPORTER_OTLP_PROTOCOL picks http/protobuf (default) or grpc, OTEL_SERVICE_NAME
+names the service, OTEL_SDK_DISABLED=true turns it off (docs/operations.md). SIGTERM or SIGINT stops accepting connections,
 finishes in-flight requests and exits 0.
 
 Flags:
@@ -116,7 +119,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.IntVar(&f.admissionMaxPending, "admission-max-pending", 0, "admitted plus waiting requests, all models; past it requests get 503 at once; 0: 5×--admission-capacity (every model's slots and queue)")
 	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once (the shadow budget; mirrored requests beyond it are dropped and counted)")
 	fs.StringVar(&f.predictionLogDir, "prediction-log-dir", "", "`DIR` for the prediction logs of models with a log section in model.yaml")
-	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces over OTLP/HTTP to this `URL` (e.g. http://otel-collector:4318); empty: no tracing")
+	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces and metrics over OTLP to this `URL` (e.g. http://otel-collector:4318), over OTEL_EXPORTER_OTLP_ENDPOINT; empty: the OTEL_* variables decide, and with none set nothing is exported")
 	fs.Float64Var(&f.traceSampleRatio, "trace-sample-ratio", 1, "fraction of new traces recorded (requests with a sampled traceparent are always traced)")
 	fs.StringVar(&f.redis, "redis", "", "feature store: Redis `address` host:port (or a redis:// URL); empty: the embedded store")
 	fs.StringVar(&f.redisCluster, "redis-cluster", "", "feature store: comma-separated Redis Cluster node `addresses`")
@@ -267,6 +270,9 @@ func runServe(args []string) int {
 		return 2
 	}
 	cfg.Tracer = tp
+	if tp.Enabled() || tp.MetricReader() != nil {
+		log.Info("OpenTelemetry export", "traces", tp.Enabled(), "metrics", tp.MetricReader() != nil)
+	}
 	if f.models == "" {
 		cfg.ModelFS = examples.Models()
 		log.Info("no --models: serving the bundled demo model", "model", "claims")

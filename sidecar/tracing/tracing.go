@@ -1,10 +1,12 @@
-// Package tracing sets up OpenTelemetry tracing for predictd and names the spans of a
-// prediction request.
+// Package tracing sets up predictd's OpenTelemetry export, traces and metrics, and names
+// the spans of a prediction request.
 //
-// With no endpoint configured, Setup returns a disabled Provider: the span helpers then
-// return a no-op span without touching the context, so tracing costs a branch. With an
-// endpoint, spans are batched and exported over OTLP/HTTP (protobuf), the protocol every
-// OpenTelemetry collector accepts on port 4318.
+// Setup reads the standard OTEL_* environment variables (otlp.go): an OTLP endpoint alone
+// (OTEL_EXPORTER_OTLP_ENDPOINT, or the _TRACES_ / _METRICS_ one) turns export on, over
+// OTLP/HTTP (protobuf, the spec's default) or OTLP/gRPC as OTEL_EXPORTER_OTLP_PROTOCOL
+// says; OTEL_SERVICE_NAME names the service on both signals; OTEL_SDK_DISABLED=true turns
+// everything off. Without an endpoint, Setup returns a disabled Provider: the span helpers
+// then return a no-op span without touching the context, so tracing costs a branch.
 //
 // A request's span tree:
 //
@@ -17,14 +19,14 @@ package tracing
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"net/url"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
+	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -60,85 +62,116 @@ const (
 	SourceSnapshot = "snapshot"
 )
 
-// Config configures tracing. Field comments give the defaults.
+// Config configures export. Field comments give the defaults; the OTEL_* variables
+// fill what a field leaves unset (otlp.go).
 type Config struct {
-	// Endpoint is the OTLP/HTTP endpoint, e.g. "http://otel-collector:4318" (spans go to
-	// its /v1/traces) or a full URL ending in a path. Empty disables tracing.
+	// Endpoint is the OTLP endpoint of both signals, e.g. "http://otel-collector:4318"
+	// (spans then go to its /v1/traces, metrics to /v1/metrics) or, with the grpc
+	// protocol, "http://otel-collector:4317". It wins over OTEL_EXPORTER_OTLP_ENDPOINT
+	// and the signal-specific variables. Empty: those variables decide; none set, no
+	// export.
 	Endpoint string
-	// Headers are sent with every export (e.g. an API key).
+	// Headers are sent with every export (e.g. an API key), besides
+	// OTEL_EXPORTER_OTLP_HEADERS.
 	Headers map[string]string
-	// ServiceName is the service.name resource attribute; default "predictd".
+	// ServiceName is the service.name resource attribute unless OTEL_SERVICE_NAME (or
+	// service.name in OTEL_RESOURCE_ATTRIBUTES) sets one; default "predictd".
 	ServiceName string
 	// SampleRatio is the fraction of new traces recorded, in [0, 1]; default 1. A request
 	// that arrives with a sampled parent (traceparent header) follows its parent.
 	SampleRatio *float64
-	// ExportTimeout bounds one export; default 10s.
+	// ExportTimeout bounds one export; default OTEL_EXPORTER_OTLP_TIMEOUT, else 10s.
 	ExportTimeout time.Duration
 }
 
-// Provider is predictd's tracer provider.
+// Provider is predictd's tracer provider, and holds the OTLP metric reader that the
+// sidecar's meter provider exports through.
 type Provider struct {
 	tp      trace.TracerProvider
 	sdk     *sdktrace.TracerProvider // nil when disabled
 	tracer  trace.Tracer
 	enabled bool
 	prop    propagation.TextMapPropagator
+	res     *sdkresource.Resource
+	reader  sdkmetric.Reader // nil: no OTLP metric export
 }
 
-// Setup builds the Provider that cfg describes: disabled without an endpoint, else an
-// OTLP/HTTP exporter behind a batch span processor.
+// Disabled returns a Provider that records and exports nothing, whatever the environment
+// says.
+func Disabled() *Provider {
+	tp := noop.NewTracerProvider()
+	return &Provider{tp: tp, tracer: tp.Tracer("predictd"), prop: propagation.TraceContext{}, res: defaultResource}
+}
+
+// defaultResource describes a process without OTEL_* variables: service.name predictd.
+var defaultResource = sdkresource.NewSchemaless(semconv.ServiceName("predictd"))
+
+// Setup builds the Provider that cfg and the OTEL_* variables describe: spans through a
+// batch span processor to an OTLP exporter when traces are enabled, and a periodic OTLP
+// metric reader (MetricReader) when metrics are. Either, both or neither may be on.
 func Setup(cfg Config) (*Provider, error) {
-	if cfg.Endpoint == "" {
-		tp := noop.NewTracerProvider()
-		return &Provider{tp: tp, tracer: tp.Tracer("predictd"), prop: propagation.TraceContext{}}, nil
-	}
-	u, err := url.Parse(cfg.Endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("tracing: endpoint %q must be an http:// or https:// URL, like http://otel-collector:4318", cfg.Endpoint)
-	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(endpointURL(u))}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-	}
-	if cfg.ExportTimeout > 0 {
-		opts = append(opts, otlptracehttp.WithTimeout(cfg.ExportTimeout))
-	}
-	// New does not connect; the first export does.
-	exp, err := otlptracehttp.New(context.Background(), opts...)
+	env, err := readEnv(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
-	return NewProvider(cfg, sdktrace.NewBatchSpanProcessor(exp))
-}
-
-// endpointURL adds the OTLP traces path to an endpoint given without one.
-func endpointURL(u *url.URL) string {
-	if u.Path == "" || u.Path == "/" {
-		v := *u
-		v.Path = "/v1/traces"
-		return v.String()
+	if env.disabled {
+		return Disabled(), nil
 	}
-	return u.String()
+	res, err := newResource(cfg.ServiceName)
+	if err != nil {
+		return nil, fmt.Errorf("tracing: %w", err)
+	}
+	var reader sdkmetric.Reader
+	if env.metrics {
+		// New does not connect; the first export does.
+		exp, err := newMetricExporter(cfg, env.metricsProtocol)
+		if err != nil {
+			return nil, fmt.Errorf("tracing: OTLP metrics: %w", err)
+		}
+		// The interval and timeout come from OTEL_METRIC_EXPORT_INTERVAL (default 60s)
+		// and OTEL_METRIC_EXPORT_TIMEOUT (30s).
+		reader = sdkmetric.NewPeriodicReader(exp)
+	}
+	if !env.traces {
+		p := Disabled()
+		p.res, p.reader = res, reader
+		return p, nil
+	}
+	exp, err := newSpanExporter(cfg, env.tracesProtocol)
+	if err != nil {
+		if reader != nil {
+			reader.Shutdown(context.Background())
+		}
+		return nil, fmt.Errorf("tracing: OTLP traces: %w", err)
+	}
+	p, err := newProvider(cfg, sdktrace.NewBatchSpanProcessor(exp), res)
+	if err != nil {
+		if reader != nil {
+			reader.Shutdown(context.Background())
+		}
+		return nil, err
+	}
+	p.reader = reader
+	return p, nil
 }
 
 // NewProvider builds an enabled Provider that hands spans to sp; Setup uses it with the
-// OTLP exporter, tests with an in-memory one.
+// OTLP exporter, tests with an in-memory one. It reads no environment variable.
 func NewProvider(cfg Config, sp sdktrace.SpanProcessor) (*Provider, error) {
+	name := cfg.ServiceName
+	if name == "" {
+		name = "predictd"
+	}
+	return newProvider(cfg, sp, sdkresource.NewSchemaless(semconv.ServiceName(name)))
+}
+
+func newProvider(cfg Config, sp sdktrace.SpanProcessor, res *sdkresource.Resource) (*Provider, error) {
 	ratio := 1.0
 	if cfg.SampleRatio != nil {
 		ratio = *cfg.SampleRatio
 	}
 	if !(ratio >= 0 && ratio <= 1) {
 		return nil, fmt.Errorf("tracing: sample ratio %v is outside [0, 1]", ratio)
-	}
-	name := cfg.ServiceName
-	if name == "" {
-		name = "predictd"
-	}
-	res, err := sdkresource.Merge(sdkresource.Default(),
-		sdkresource.NewWithAttributes(semconv.SchemaURL, semconv.ServiceName(name)))
-	if err != nil {
-		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	tp := sdktrace.NewTracerProvider(
 		sdktrace.WithSpanProcessor(sp),
@@ -151,8 +184,18 @@ func NewProvider(cfg Config, sp sdktrace.SpanProcessor) (*Provider, error) {
 		tracer:  tp.Tracer("github.com/predictd/predictd/sidecar"),
 		enabled: true,
 		prop:    propagation.TraceContext{},
+		res:     res,
 	}, nil
 }
+
+// Resource describes the process on exported spans and metrics: service.name and the
+// other attributes of OTEL_RESOURCE_ATTRIBUTES, the SDK, the host.
+func (p *Provider) Resource() *sdkresource.Resource { return p.res }
+
+// MetricReader returns the periodic reader that exports metrics over OTLP, or nil when
+// metric export is off. Register it with one meter provider (the sidecar's), which then
+// shuts it down; Shutdown also stops it if none did.
+func (p *Provider) MetricReader() sdkmetric.Reader { return p.reader }
 
 // TracerProvider returns the OpenTelemetry provider, for libraries that take one
 // (e.g. the Redis client's instrumentation).
@@ -161,13 +204,20 @@ func (p *Provider) TracerProvider() trace.TracerProvider { return p.tp }
 // Enabled tells whether spans are recorded and exported.
 func (p *Provider) Enabled() bool { return p.enabled }
 
-// Shutdown flushes queued spans and stops the exporter; call it during graceful
-// shutdown, after the server stopped taking requests.
+// Shutdown flushes queued spans and stops the exporters; call it during graceful
+// shutdown, after the server stopped taking requests (the server's own shutdown already
+// exported the last metrics).
 func (p *Provider) Shutdown(ctx context.Context) error {
-	if p.sdk == nil {
-		return nil
+	var err error
+	if p.reader != nil {
+		if e := p.reader.Shutdown(ctx); e != nil && !errors.Is(e, sdkmetric.ErrReaderShutdown) {
+			err = e
+		}
 	}
-	return p.sdk.Shutdown(ctx)
+	if p.sdk != nil {
+		err = errors.Join(err, p.sdk.Shutdown(ctx))
+	}
+	return err
 }
 
 // ForceFlush exports every finished span now.

@@ -217,7 +217,7 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got := endpointURL(u); got != want {
+		if got := withPath(u.String(), "/v1/traces"); got != want {
 			t.Fatalf("endpoint %q → %q, want %q", in, got, want)
 		}
 	}
