@@ -28,6 +28,8 @@ func (m *Mirror) adaptLoop() {
 // budget are scaled by the same factor. A shadow whose cost is not yet known counts as
 // free until its first job is scored.
 func (m *Mirror) adapt(now time.Time) {
+	m.adaptMu.Lock()
+	defer m.adaptMu.Unlock()
 	m.mu.Lock()
 	shadows := make([]*Shadow, 0, len(m.shadows))
 	for s := range m.shadows {

@@ -102,6 +102,8 @@ type Mirror struct {
 	bucket time.Duration
 	stop   chan struct{}
 	now    func() time.Time
+	// adaptMu serializes adapt, the only user of the Shadows' adaptation state.
+	adaptMu sync.Mutex
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -196,7 +198,7 @@ type Shadow struct {
 	effRate                                       atomic.Uint64 // float64 bits: the rate sampled at
 	cov                                           coverage
 
-	// The rate adaptation's state, touched only by Mirror.adapt.
+	// The rate adaptation's state, touched only by Mirror.adapt (under adaptMu).
 	lastPrim uint64
 	lastTick time.Time
 	lambda   float64 // moving average of the primary request rate, per second
