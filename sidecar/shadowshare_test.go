@@ -191,7 +191,7 @@ const shadowedManifest = lgbManifest + "shadows: [{model: heavy}]\n"
 // second alike; the status reports even, sufficient coverage.
 func TestShadowShareUnderBusyNeighbours(t *testing.T) {
 	st, sent := runShadowLoad(t, shadowedManifest+"shadow: {cpu_share: 0.2}\n", Config{},
-		[]shadowRun{{rate: 20, dur: 5 * time.Second}, {rate: 100, dur: 6 * time.Second, neighbours: true}})
+		[]shadowRun{{rate: 5, dur: 6 * time.Second}, {rate: 100, dur: 6 * time.Second, neighbours: true}})
 	t.Logf("sent %d: mirrored %d, dropped %d (queue %d, no CPU %d), sampled out %d, errors %d; normal %d idle %d; effective rate %.3f, cost %.3f ms; budget %+v",
 		sent, st.Requests, st.Dropped, st.DroppedQueue, st.DroppedCPU, st.SampledOut, st.Errors, st.NormalPriority, st.IdlePriority,
 		st.EffectiveRate, st.CostSeconds*1e3, st.Budget)
@@ -222,7 +222,7 @@ func TestShadowShareUnderBusyNeighbours(t *testing.T) {
 // quietest, and the warnings name both.
 func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	st, sent := runShadowLoad(t, shadowedManifest, Config{},
-		[]shadowRun{{rate: 20, dur: 5 * time.Second}, {rate: 100, dur: 6 * time.Second, neighbours: true}})
+		[]shadowRun{{rate: 5, dur: 6 * time.Second}, {rate: 200, dur: 8 * time.Second, neighbours: true}})
 	t.Logf("sent %d: mirrored %d, dropped %d (queue %d, no CPU %d), errors %d; idle %d, normal %d; coverage %+v",
 		sent, st.Requests, st.Dropped, st.DroppedQueue, st.DroppedCPU, st.Errors, st.IdlePriority, st.NormalPriority, st.Coverage.LastHour)
 	checkBuckets(t, st, 10)

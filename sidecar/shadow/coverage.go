@@ -23,6 +23,10 @@ const (
 	unevenZ = 3
 	// unevenMinBuckets: deciles need at least this many buckets with traffic.
 	unevenMinBuckets = 10
+	// decileMinRequests: a decile takes further buckets (towards the middle) until it
+	// holds this many requests, so that a nearly empty bucket (the first or last of a
+	// burst of traffic) cannot stand for a load level alone.
+	decileMinRequests = 30
 	// lowRatio: coverage is low when the hour's mirrored fraction is below this share of
 	// the configured rate, over at least lowMinExpected expected mirrors.
 	lowRatio       = 0.9
@@ -125,7 +129,8 @@ type Coverage struct {
 	LastHour   Window `json:"last_hour"`
 	// BusiestDecile and QuietestDecile are the mirrored fractions over the tenth of the
 	// hour's buckets with the most and the fewest primary requests (among buckets with
-	// any; absent below 10 such buckets).
+	// any; each extended towards the middle to at least 30 requests, never past half the
+	// buckets; absent below 10 buckets with requests).
 	BusiestDecile  *float64 `json:"busiest_decile,omitempty"`
 	QuietestDecile *float64 `json:"quietest_decile,omitempty"`
 	// Uneven: the busiest decile's fraction is below 0.8× the quietest's, beyond
@@ -164,11 +169,11 @@ func (c *coverage) snapshot(now time.Time, rate float64) Coverage {
 		slices.SortStableFunc(busy, func(a, b bucket) int { return cmp.Compare(b.primary, a.primary) })
 		n := len(busy) / 10
 		var hi, lo Window
-		for _, b := range busy[:n] {
-			hi.add(b)
+		for i := 0; i < len(busy)/2 && (i < n || hi.Primary < decileMinRequests); i++ {
+			hi.add(busy[i])
 		}
-		for _, b := range busy[len(busy)-n:] {
-			lo.add(b)
+		for i := len(busy) - 1; i >= len(busy)/2 && (i >= len(busy)-n || lo.Primary < decileMinRequests); i-- {
+			lo.add(busy[i])
 		}
 		hi.finish()
 		lo.finish()
