@@ -99,7 +99,7 @@ func (c *coverage) peakRate(now time.Time) float64 {
 
 // Window is what became of the primary requests of one time window.
 type Window struct {
-	Start      *time.Time `json:"start,omitempty"` // a bucket's start; absent on sums
+	Start      *time.Time `json:"start,omitempty"` // a bucket's start; absent on the hour's sum
 	Primary    uint64     `json:"primary"`         // primary requests
 	Mirrored   uint64     `json:"mirrored"`        // scored by the shadow
 	SampledOut uint64     `json:"sampled_out"`     // not sampled (rate, lowered by the CPU budget)
@@ -151,6 +151,8 @@ func (c *coverage) snapshot(now time.Time, rate float64) Coverage {
 	var busy []bucket
 	for i, b := range bs {
 		if i == len(bs)-1 {
+			start := time.Unix(0, b.idx*int64(c.width)).UTC()
+			out.LastMinute.Start = &start
 			out.LastMinute.add(b)
 		}
 		out.LastHour.add(b)

@@ -13,7 +13,7 @@ func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	m := newMirror(t, Config{Queue: 10, Meter: mp.Meter("shadow")})
+	m := testMirror(t, Config{Queue: 10, Meter: mp.Meter("shadow")})
 	primary := linear([]string{"a"})
 	off := &funcModel{names: []string{"a"}, outputs: 1, score: func(row, out []float64) error { out[0] = row[0] + 0.5; return nil }}
 	s := addShadow(t, m, ShadowConfig{Name: "next", Version: "2", Primary: "ctr", PrimaryPredictor: primary, Predictor: off})

@@ -114,7 +114,10 @@ type Mirror struct {
 }
 
 // New starts a Mirror's workers.
-func New(cfg Config) (*Mirror, error) {
+func New(cfg Config) (*Mirror, error) { return newMirror(cfg, time.Now) }
+
+// newMirror is New with a clock for the coverage buckets and the rate adaptation.
+func newMirror(cfg Config, now func() time.Time) (*Mirror, error) {
 	if cfg.Workers < 0 || cfg.Queue < 0 {
 		return nil, errors.New("shadow: Workers and Queue must not be negative")
 	}
@@ -131,7 +134,7 @@ func New(cfg Config) (*Mirror, error) {
 		cfg.CoverageBucket = time.Minute
 	}
 	m := &Mirror{jobs: make(chan *job, cfg.Queue), shadows: make(map[*Shadow]struct{}),
-		bucket: cfg.CoverageBucket, stop: make(chan struct{}), now: time.Now}
+		bucket: cfg.CoverageBucket, stop: make(chan struct{}), now: now}
 	m.pool.New = func() any { return new(job) }
 	if err := m.registerMetrics(cfg.Meter); err != nil {
 		return nil, err
