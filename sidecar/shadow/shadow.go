@@ -102,6 +102,8 @@ type Mirror struct {
 	bucket time.Duration
 	stop   chan struct{}
 	now    func() time.Time
+	// shortSlices counts the workers whose thread got the short time slice (shortSlice).
+	shortSlices atomic.Int32
 	// adaptMu serializes adapt, the only user of the Shadows' adaptation state.
 	adaptMu sync.Mutex
 
@@ -308,7 +310,8 @@ type Request struct {
 
 type job struct {
 	req     Request
-	bucket  int64 // coverage bucket of the request
+	bucket  int64     // coverage bucket of the request
+	at      time.Time // when it was submitted
 	reqID   []byte
 	rows    []float64
 	scores  []float64
@@ -354,6 +357,7 @@ func (m *Mirror) Submit(shadows []*Shadow, req Request) int {
 		return 0
 	}
 	j.bucket = now.UnixNano() / int64(m.bucket)
+	j.at = now
 	j.reqID = append(j.reqID[:0], req.RequestID...)
 	j.rows = append(j.rows[:0], req.Rows...)
 	for _, v := range req.RowsF32 {
@@ -431,6 +435,9 @@ func (m *Mirror) work() {
 	// Locked for the thread CPU clock, which must read the thread that scored; the thread
 	// ends with the goroutine (at Close).
 	runtime.LockOSThread()
+	if shortSlice() {
+		m.shortSlices.Add(1)
+	}
 	var w worker
 	for j := range m.jobs {
 		for _, s := range j.shadows {
@@ -472,7 +479,7 @@ func (w *worker) run(s *Shadow, j *job) {
 	// narrows them, so size the buffer for the wider of the two.
 	width := max(s.cfg.Predictor.NumOutputs(true), outputs)
 	w.out = slices.Grow(w.out[:0], nrows*width)[:nrows*width]
-	if err := s.score(rows, nrows, w.out, j.req.Raw); err != nil {
+	if err := s.score(rows, nrows, w.out, j.req.Raw, j.at); err != nil {
 		if errors.Is(err, engine.ErrBackgroundTimeout) || errors.Is(err, errOverBudget) {
 			s.drop(j.bucket, &s.droppedCPU)
 			return
@@ -500,7 +507,7 @@ var errOverBudget = errors.New("over the CPU budget, no idle-priority path")
 
 // score scores one job: at normal priority within the budget (or always, without budget
 // and idle path), else at idle priority; it records the CPU time on the path taken.
-func (s *Shadow) score(rows []float64, nrows int, out []float64, raw bool) error {
+func (s *Shadow) score(rows []float64, nrows int, out []float64, raw bool, submitted time.Time) error {
 	b := s.cfg.Budget
 	if s.cfg.Background != nil && (b == nil || !b.take()) {
 		cpu, err := s.cfg.Background(rows, nrows, out, raw)
@@ -515,6 +522,13 @@ func (s *Shadow) score(rows []float64, nrows int, out []float64, raw bool) error
 	score := s.cfg.Predictor.PredictF64
 	if s.cfg.Score != nil {
 		score = s.cfg.Score
+	}
+	if b != nil {
+		// Submit runs before the primary's response is written: a normal-priority batch
+		// started at once competes with that write for the core.
+		if d := headStart - time.Since(submitted); d > 0 {
+			time.Sleep(d)
+		}
 	}
 	t0, ok := threadCPU()
 	w0 := time.Now()
@@ -532,6 +546,10 @@ func (s *Shadow) score(rows []float64, nrows int, out []float64, raw bool) error
 	}
 	return err
 }
+
+// headStart is how long after its request was submitted a job may start at normal
+// priority: the primary's response, written after Submit returns, goes first.
+const headStart = 200 * time.Microsecond
 
 // costAlpha is the weight of the newest job in the moving average of the cost per job.
 const costAlpha = 0.2
