@@ -283,6 +283,11 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 			}
 		}
 	}
+	for name := range p.budgets {
+		if _, ok := next.models[name]; !ok {
+			delete(p.budgets, name) // a model gone from the repository
+		}
+	}
 	return retire, stale
 }
 

@@ -202,7 +202,7 @@ func (m *Manifest) validate(formats map[string]FormatLoader) error {
 		}
 	}
 	if sh := m.Shadow; sh != nil && !(sh.CPUShare >= 0 && sh.CPUShare <= maxCPUShare) {
-		return fmt.Errorf("shadow: cpu_share %v: want a number of cores in (0, %d]", sh.CPUShare, maxCPUShare)
+		return fmt.Errorf("shadow: cpu_share %v: want a number of cores in (0, %d] (0 or none: --shadow-cpu-share)", sh.CPUShare, maxCPUShare)
 	}
 	if l := m.Log; l != nil {
 		if !(l.Rate >= 0 && l.Rate <= 1) {

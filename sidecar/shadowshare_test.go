@@ -244,3 +244,24 @@ func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 		t.Errorf("deciles %v %v", cov.BusiestDecile, cov.QuietestDecile)
 	}
 }
+
+func TestShadowCPUShareManifest(t *testing.T) {
+	const base = "format: xgboost\nfile: m.json\nshadows: [{model: next}]\n"
+	m, err := ParseManifest([]byte(base + "shadow: {cpu_share: 0.25}\n"))
+	if err != nil || m.Shadow == nil || m.Shadow.CPUShare != 0.25 {
+		t.Fatalf("%+v %v", m, err)
+	}
+	bad := func(in, want string) {
+		t.Helper()
+		if _, err := ParseManifest([]byte(base + in)); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%q: %v, want an error naming %q", in, err, want)
+		}
+	}
+	bad("shadow: {cpu_share: -0.1}\n", "cpu_share -0.1")
+	bad("shadow: {cpu_share: 5000}\n", "cpu_share 5000")
+	bad("shadow: {cpu_share: .nan}\n", "cpu_share NaN")
+	bad("shadow: {cpu_shares: 1}\n", "cpu_shares")
+	if _, err := New(Config{ModelDir: t.TempDir(), ShadowCPUShare: -1}); err == nil || !strings.Contains(err.Error(), "cpu share") {
+		t.Errorf("ShadowCPUShare -1: %v", err)
+	}
+}

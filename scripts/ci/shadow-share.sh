@@ -5,7 +5,8 @@
 # primary's p50/p99 and what the shadow mirrored.
 #
 #   scripts/ci/shadow-share.sh [SHARE]      (default 0.2; RATE, DURATION, CANDIDATES,
-#                                            NEIGHBOURS, REPEAT override the load)
+#                                            NEIGHBOURS, REPEAT override the load;
+#                                            SKIP_IDLE=1 leaves out configuration b)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 share=${1:-0.2}
@@ -66,7 +67,7 @@ run() { # NAME MODELS [serve args...]
   models_json=$(curl -sf --unix-socket "$sock" http://sidecar/v1/models/quiet)
   kill -INT "$pid"
   wait "$pid" || true
-  python3 - "$work/profiles/shadow-share/$name/result.json" "$name" "$models_json" <<'PY'
+  python3 - "$work/profiles/shadow-share/$name/result.json" "$name" "$models_json" "$work/summary" <<'PY'
 import json, sys
 res = json.load(open(sys.argv[1]))
 lat = res["steps"][0]["latency"]
@@ -77,6 +78,8 @@ for v in json.loads(sys.argv[3])["versions"]:
                  f" sampled out {s['sampled_out']}, normal {s['normal_priority']} idle {s['idle_priority']},"
                  f" cpu {s['cpu_seconds_normal'] + s['cpu_seconds_idle']:.2f} s")
 print(line)
+with open(sys.argv[4], "a") as f:
+    f.write(f"{sys.argv[2].rsplit('-', 1)[0]} {lat['p50_ms']} {lat['p99_ms']}\n")
 PY
 }
 
@@ -85,3 +88,14 @@ for r in $(seq "$repeat"); do
   [ -n "${SKIP_IDLE:-}" ] || run "idle-$r" "$work/shadowed"
   run "share-$r" "$work/shadowed" --shadow-cpu-share "$share"
 done
+# Medians over the repeats: the runs of the three configurations are interleaved, so a
+# burst of other load on the host touches all of them alike.
+python3 - "$work/summary" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, p50, p99 = line.split()
+    rows.setdefault(name, []).append((float(p50), float(p99)))
+for name, v in rows.items():
+    print(f"median of {len(v)}: {name:<6} p50 {statistics.median(x for x, _ in v):6.2f} ms  p99 {statistics.median(y for _, y in v):6.2f} ms")
+PY

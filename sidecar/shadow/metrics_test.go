@@ -52,6 +52,12 @@ func TestMetrics(t *testing.T) {
 		"predictd.shadow.errors":        0,
 		"predictd.shadow.mean_abs_diff": 0.5,
 		"predictd.shadow.rank_corr":     1,
+
+		"predictd.shadow.primary_requests": 3,
+		"predictd.shadow.sampled_out":      0,
+		"predictd.shadow.dropped_no_cpu":   0,
+		"predictd.shadow.effective_rate":   1,
+		"predictd.shadow.coverage":         0, // no minute has ended yet
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {
