@@ -6,7 +6,8 @@
 #
 #   scripts/ci/shadow-share.sh [SHARE]      (default 0.2; RATE, DURATION, CANDIDATES,
 #                                            NEIGHBOURS, REPEAT override the load;
-#                                            SKIP_IDLE=1 leaves out configuration b)
+#                                            SKIP_IDLE=1 leaves out configuration b,
+#                                            SHADOW_WORKERS sets --shadow-workers)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 share=${1:-0.2}
@@ -55,7 +56,8 @@ run() { # NAME MODELS [serve args...]
   local name=$1 models=$2
   shift 2
   local sock="$work/$name.sock"
-  bin/predictd serve --listen "" --unix "$sock" --watch=false --models "$models" "$@" 2>"$work/$name.log" &
+  bin/predictd serve --listen "" --unix "$sock" --watch=false --models "$models" \
+    --shadow-workers "${SHADOW_WORKERS:-1}" "$@" 2>"$work/$name.log" &
   local pid=$!
   for _ in $(seq 200); do
     curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1 && break
