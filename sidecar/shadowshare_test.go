@@ -245,6 +245,34 @@ func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	}
 }
 
+// TestShadowShareBoundsAndThins: a share far below what the shadow needs (0.02 core
+// against ~0.1) bounds the normal-priority CPU time to the share (plus the one-second
+// burst and one job's overdraw) and lowers the sampling rate instead of letting requests
+// queue and drop.
+func TestShadowShareBoundsAndThins(t *testing.T) {
+	start := time.Now()
+	st, sent := runShadowLoad(t, shadowedManifest+"shadow: {cpu_share: 0.02}\n", Config{},
+		[]shadowRun{{rate: 100, dur: 8 * time.Second, neighbours: true}})
+	elapsed := time.Since(start)
+	t.Logf("sent %d in %v: mirrored %d (normal %d, idle %d), sampled out %d, dropped %d (queue %d, no CPU %d); effective rate %.3f, cost %.3f ms; budget %+v",
+		sent, elapsed.Round(time.Millisecond), st.Requests, st.NormalPriority, st.IdlePriority, st.SampledOut, st.Dropped, st.DroppedQueue, st.DroppedCPU,
+		st.EffectiveRate, st.CostSeconds*1e3, st.Budget)
+	checkBuckets(t, st, 10)
+	if st.Budget == nil {
+		t.Fatal("no budget")
+	}
+	// The bucket starts full (one second of the share) and one job may overdraw it.
+	if bound := 0.02*elapsed.Seconds() + 0.02 + 10*st.CostSeconds; st.Budget.CPUSeconds > bound || st.CPUSecondsNormal > bound {
+		t.Errorf("normal-priority CPU %.3f s (shadow %.3f s) over the share's bound %.3f s", st.Budget.CPUSeconds, st.CPUSecondsNormal, bound)
+	}
+	if st.SampledOut == 0 || !(st.EffectiveRate < 0.6) {
+		t.Errorf("the share cannot cover rate 1, yet effective rate %v with %d sampled out", st.EffectiveRate, st.SampledOut)
+	}
+	if st.Requests+st.Dropped+st.SampledOut+st.Errors != sent {
+		t.Errorf("%d mirrored + %d dropped + %d sampled out + %d errors != %d sent", st.Requests, st.Dropped, st.SampledOut, st.Errors, sent)
+	}
+}
+
 func TestShadowCPUShareManifest(t *testing.T) {
 	const base = "format: xgboost\nfile: m.json\nshadows: [{model: next}]\n"
 	m, err := ParseManifest([]byte(base + "shadow: {cpu_share: 0.25}\n"))

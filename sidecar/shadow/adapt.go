@@ -43,6 +43,9 @@ func (m *Mirror) adapt(now time.Time) {
 			if dt := now.Sub(s.lastTick); dt > 0 {
 				inst := float64(prim-s.lastPrim) / dt.Seconds()
 				a := 1 - math.Exp(-float64(dt)/float64(rateTau))
+				if s.lambda == 0 {
+					a = 1 // the first traffic: start from it, not from nothing
+				}
 				s.lambda += a * (inst - s.lambda)
 			}
 		}
