@@ -26,8 +26,14 @@ type production struct {
 	mirror    *shadow.Mirror
 	logDir    string // "": prediction logs off
 	bgShadows bool   // score shadows on the C++ core's lowest-priority threads (Config.BackgroundAfter > 0)
-	meter     metric.Meter
-	log       *slog.Logger
+	// share is the CPU budget of the shadows of models without their own
+	// (Config.ShadowCPUShare); nil: none.
+	share *shadow.Budget
+	// budgets are the models' own CPU budgets (model.yaml shadow.cpu_share), kept across
+	// reloads so that a reload neither refills nor empties them. Touched only by attach.
+	budgets map[string]*shadow.Budget
+	meter   metric.Meter
+	log     *slog.Logger
 
 	mu   sync.Mutex // guards logs, gens and closed
 	logs map[string]*modelLog
@@ -56,8 +62,13 @@ type attachments struct {
 	errs    []string          // shadows that could not be attached
 	logger  *predlog.Logger
 	logErr  string
+	budget  *shadow.Budget // the shadows' CPU budget; nil: none
 	retired atomic.Bool
 }
+
+// shadowCoverageBucket is the width of the shadows' coverage buckets; 0: shadow's default
+// (one minute). Tests shorten it.
+var shadowCoverageBucket time.Duration
 
 // shadowBackgroundWait bounds how long a shadow's batch waits for a lowest-priority thread:
 // past it the batch counts as a shadow error ("did not start in time"), so a CPU kept busy
@@ -90,7 +101,18 @@ func newProduction(cfg *Config, meter metric.Meter) (*production, error) {
 			p.queueWait = 100 * time.Millisecond // admission.Config's default
 		}
 	}
-	m, err := shadow.New(shadow.Config{Workers: cfg.ShadowWorkers, Meter: meter})
+	p.budgets = map[string]*shadow.Budget{}
+	if cfg.ShadowCPUShare != 0 {
+		b, err := shadow.NewBudget(cfg.ShadowCPUShare)
+		if err != nil {
+			if p.lim != nil {
+				p.lim.Close()
+			}
+			return nil, fmt.Errorf("shadows: %w", err)
+		}
+		p.share = b
+	}
+	m, err := shadow.New(shadow.Config{Workers: cfg.ShadowWorkers, Meter: meter, CoverageBucket: shadowCoverageBucket})
 	if err != nil {
 		if p.lim != nil {
 			p.lim.Close()
@@ -200,9 +222,10 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 	}
 	p.mu.Unlock()
 	for _, name := range next.names {
+		budget := p.budget(name, next.models[name].latest())
 		for _, v := range next.models[name].versions {
 			old := v.attach.Load()
-			a := &attachments{logger: logs[name].lg, logErr: logs[name].err}
+			a := &attachments{logger: logs[name].lg, logErr: logs[name].err, budget: budget}
 			if a.logErr != "" && (old == nil || old.logErr != a.logErr) {
 				r.log.Error("prediction log", "model", v.model, "version", v.version, "err", a.logErr)
 			}
@@ -220,7 +243,7 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 				targets, specs = append(targets, t), append(specs, sp)
 				tlogs = append(tlogs, logs[t.model].lg)
 			}
-			if old != nil && old.logger == a.logger && old.logErr == a.logErr && slices.Equal(old.errs, a.errs) &&
+			if old != nil && old.logger == a.logger && old.logErr == a.logErr && old.budget == a.budget && slices.Equal(old.errs, a.errs) &&
 				slices.Equal(old.targets, targets) && slices.Equal(old.tlogs, tlogs) {
 				continue // unchanged
 			}
@@ -228,14 +251,13 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 				sc := shadow.ShadowConfig{Name: t.model, Version: t.version,
 					Primary: v.model, PrimaryVersion: v.version,
 					PrimaryPredictor: named{v.pred, v.names}, Predictor: named{t.pred, t.names},
-					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i]}
+					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i], Budget: budget}
 				if p.bgShadows && t.bg != nil {
-					// Shadows are off the latency path by definition: at the lowest priority they
-					// take only the CPU the primaries leave.
+					// Shadows are off the latency path by definition: beyond their CPU budget (or
+					// without one) they take, at the lowest priority, only the CPU the primaries leave.
 					bp := t.bg
-					sc.Score = func(rows []float64, nrows int, out []float64, raw bool) error {
-						_, err := bp.PredictF64Background(rows, nrows, out, raw, shadowBackgroundWait)
-						return err
+					sc.Background = func(rows []float64, nrows int, out []float64, raw bool) (time.Duration, error) {
+						return bp.PredictF64Background(rows, nrows, out, raw, shadowBackgroundWait)
 					}
 				}
 				s, err := p.mirror.Add(sc)
@@ -261,7 +283,37 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 			}
 		}
 	}
+	for name := range p.budgets {
+		if _, ok := next.models[name]; !ok {
+			delete(p.budgets, name) // a model gone from the repository
+		}
+	}
 	return retire, stale
+}
+
+// budget returns the CPU budget of model's shadows: its own when its serving version
+// sets shadow.cpu_share (created, or its share updated), else the process-wide one.
+func (p *production) budget(model string, serving *version) *shadow.Budget {
+	var share float64
+	if serving != nil && serving.manifest.Shadow != nil {
+		share = serving.manifest.Shadow.CPUShare
+	}
+	if share == 0 {
+		delete(p.budgets, model)
+		return p.share
+	}
+	if b := p.budgets[model]; b != nil {
+		if err := b.SetShare(share); err != nil {
+			panic("BUG: shadow.cpu_share was validated with the manifest: " + err.Error())
+		}
+		return b
+	}
+	b, err := shadow.NewBudget(share)
+	if err != nil {
+		panic("BUG: shadow.cpu_share was validated with the manifest: " + err.Error())
+	}
+	p.budgets[model] = b
+	return b
 }
 
 // resolveShadow finds a shadow's version in the snapshot being published.

@@ -194,6 +194,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("format: lightgbm\nfile: m.txt\nweight: 3\nshadows: [{model: next, version: \"2\", rate: 0.5, top_k: 5}]\nlog: {rate: 0.1, max_file_age: 1h}\n"))
 	f.Add([]byte("format: onnx\nfile: m.onnx\nfeatures: [a]\nonnx: {device: cuda, batching: {max_batch: 8}}\n"))
 	f.Add([]byte("format: xgboost\nfile: m.json\nweight: -1\nshadows: [{rate: 2}]\n"))
+	f.Add([]byte("format: xgboost\nfile: m.json\nshadows: [{model: next}]\nshadow: {cpu_share: 0.2}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseManifest(data)
 		if err != nil {
@@ -206,6 +207,9 @@ func FuzzParseManifest(f *testing.F) {
 			if s.Model == "" || !(s.Rate >= 0 && s.Rate <= 1) || s.TopK < 0 {
 				t.Fatalf("accepted an invalid shadow: %+v", s)
 			}
+		}
+		if m.Shadow != nil && !(m.Shadow.CPUShare >= 0 && m.Shadow.CPUShare <= maxCPUShare) {
+			t.Fatalf("accepted an invalid cpu_share: %+v", m.Shadow)
 		}
 		if m.Log != nil && !(m.Log.Rate >= 0 && m.Log.Rate <= 1) {
 			t.Fatalf("accepted an invalid log rate: %+v", m.Log)

@@ -23,6 +23,7 @@ import (
 //	weight: 3                # share of --admission-capacity; default 1
 //	shadows:                 # models mirrored with this one's requests (docs/production.md)
 //	  - {model: ctr-next, version: "4", rate: 0.5, top_k: 10}
+//	shadow: {cpu_share: 0.2} # CPU cores for this model's shadows at normal priority
 //	log: {rate: 0.01}        # sampled prediction log, with --prediction-log-dir
 //	onnx: {...}              # format onnx only: the ONNX session settings (docs/onnx.md)
 //
@@ -37,7 +38,9 @@ type Manifest struct {
 	// 0 means 1. The serving version's weight applies to the model.
 	Weight  float64      `yaml:"weight"`
 	Shadows []ShadowSpec `yaml:"shadows"`
-	Log     *LogSpec     `yaml:"log"`
+	// Shadow holds settings for all of Shadows; the serving version's apply to the model.
+	Shadow *ShadowSettings `yaml:"shadow"`
+	Log    *LogSpec        `yaml:"log"`
 	// ONNX holds the "onnx:" section unparsed; the onnx format's loader decodes it (with
 	// unknown keys as errors). Other formats reject it.
 	ONNX yaml.Node `yaml:"onnx"`
@@ -55,6 +58,14 @@ type ShadowSpec struct {
 	Rate float64 `yaml:"rate"`
 	// TopK is k for the rank statistics; 0 means 10.
 	TopK int `yaml:"top_k"`
+}
+
+// ShadowSettings are the settings shared by a model's shadows.
+type ShadowSettings struct {
+	// CPUShare is the CPU time, in cores, within which the model's shadows are scored at
+	// normal priority (a budget of their own, in place of --shadow-cpu-share's shared
+	// one); beyond it they score at idle priority. 0: the process-wide share.
+	CPUShare float64 `yaml:"cpu_share"`
 }
 
 // LogSpec turns on the model's prediction log (sidecar/predlog). Zero fields take
@@ -119,6 +130,9 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 	}
 	return fmt.Errorf("line %d: feature entry: want a name or a {name, group, key, default} mapping", n.Line)
 }
+
+// maxCPUShare bounds a CPU share: more cores than any host has is a typo.
+const maxCPUShare = 1024
 
 // yamlValueRE matches the values yaml.v3 quotes in its errors (`...`): they are the
 // file's contents, and error text (GET /v1/models, logs) must not carry them: a
@@ -186,6 +200,9 @@ func (m *Manifest) validate(formats map[string]FormatLoader) error {
 		if sh.TopK < 0 {
 			return fmt.Errorf("shadows[%d] (%s): top_k %d: want a positive number", i, sh.Model, sh.TopK)
 		}
+	}
+	if sh := m.Shadow; sh != nil && !(sh.CPUShare >= 0 && sh.CPUShare <= maxCPUShare) {
+		return fmt.Errorf("shadow: cpu_share %v: want a number of cores in (0, %d] (0 or none: --shadow-cpu-share)", sh.CPUShare, maxCPUShare)
 	}
 	if l := m.Log; l != nil {
 		if !(l.Rate >= 0 && l.Rate <= 1) {

@@ -125,6 +125,10 @@ type Config struct {
 	// ShadowWorkers is how many shadow scoring jobs run at once (the shadow budget);
 	// default 1.
 	ShadowWorkers int
+	// ShadowCPUShare is the CPU time, in cores, within which the shadows of models without
+	// their own model.yaml shadow.cpu_share are scored at normal priority, all of them
+	// together (sidecar/shadow.Budget); 0: none, shadows score at idle priority only.
+	ShadowCPUShare float64
 	// PredictionLogDir is where models with a log section in model.yaml write their
 	// prediction logs; empty: such models log nothing (the error shows in /v1/models).
 	PredictionLogDir string

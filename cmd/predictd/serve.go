@@ -78,6 +78,7 @@ type serveFlags struct {
 	admissionMaxQueueWait time.Duration
 	admissionMaxPending   int
 	shadowWorkers         int
+	shadowCPUShare        float64
 	predictionLogDir      string
 	otlpEndpoint          string
 	traceSampleRatio      float64
@@ -118,6 +119,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.admissionMaxQueueWait, "admission-max-queue-wait", 100*time.Millisecond, "longest wait for a model's admission slot before 429")
 	fs.IntVar(&f.admissionMaxPending, "admission-max-pending", 0, "admitted plus waiting requests, all models; past it requests get 503 at once; 0: 5×--admission-capacity (every model's slots and queue)")
 	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once (the shadow budget; mirrored requests beyond it are dropped and counted)")
+	fs.Float64Var(&f.shadowCPUShare, "shadow-cpu-share", 0, "CPU `cores` within which shadows are scored at normal priority, shared by the models without their own model.yaml shadow.cpu_share; beyond it they take only idle CPU, and sampling rates are lowered evenly to fit it; 0: idle CPU only")
 	fs.StringVar(&f.predictionLogDir, "prediction-log-dir", "", "`DIR` for the prediction logs of models with a log section in model.yaml")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces and metrics over OTLP to this `URL` (e.g. http://otel-collector:4318), over OTEL_EXPORTER_OTLP_ENDPOINT; empty: the OTEL_* variables decide, and with none set nothing is exported")
 	fs.Float64Var(&f.traceSampleRatio, "trace-sample-ratio", 1, "fraction of new traces recorded (requests with a sampled traceparent are always traced)")
@@ -254,14 +256,15 @@ func runServe(args []string) int {
 		AdmissionMaxQueueWait: f.admissionMaxQueueWait,
 		AdmissionMaxPending:   f.admissionMaxPending,
 		ShadowWorkers:         f.shadowWorkers,
+		ShadowCPUShare:        f.shadowCPUShare,
 		PredictionLogDir:      f.predictionLogDir,
 	}
 	cfg.MaxInflightBytes = f.maxInflight
 	if f.backgroundAfter <= 0 {
 		cfg.BackgroundAfter = -1 // the flag's 0 is "off"; Config's 0 is the default
 	}
-	if f.admissionCapacity < 0 || f.admissionMaxPending < 0 || f.shadowWorkers < 1 {
-		fmt.Fprintln(os.Stderr, "predictd serve: --admission-capacity and --admission-max-pending must be >= 0, --shadow-workers >= 1")
+	if f.admissionCapacity < 0 || f.admissionMaxPending < 0 || f.shadowWorkers < 1 || !(f.shadowCPUShare >= 0 && f.shadowCPUShare <= 1024) {
+		fmt.Fprintln(os.Stderr, "predictd serve: --admission-capacity and --admission-max-pending must be >= 0, --shadow-workers >= 1, --shadow-cpu-share in [0, 1024]")
 		return 2
 	}
 	tp, err := tracing.Setup(tracing.Config{Endpoint: f.otlpEndpoint, SampleRatio: &f.traceSampleRatio})

@@ -58,7 +58,7 @@ func TestRealModel(t *testing.T) {
 		return out
 	}
 	want := answer(nil, nil)
-	m := newMirror(t, Config{Workers: 2, Queue: len(requests)})
+	m := testMirror(t, Config{Workers: 2, Queue: len(requests)})
 	s := addShadow(t, m, ShadowConfig{Name: "claims-go", PrimaryPredictor: primary, Predictor: goModel})
 	got := answer(m, []*Shadow{s})
 	m.Close()

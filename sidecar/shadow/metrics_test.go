@@ -13,7 +13,7 @@ func TestMetrics(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	defer mp.Shutdown(context.Background())
-	m := newMirror(t, Config{Queue: 10, Meter: mp.Meter("shadow")})
+	m := testMirror(t, Config{Queue: 10, Meter: mp.Meter("shadow")})
 	primary := linear([]string{"a"})
 	off := &funcModel{names: []string{"a"}, outputs: 1, score: func(row, out []float64) error { out[0] = row[0] + 0.5; return nil }}
 	s := addShadow(t, m, ShadowConfig{Name: "next", Version: "2", Primary: "ctr", PrimaryPredictor: primary, Predictor: off})
@@ -52,6 +52,12 @@ func TestMetrics(t *testing.T) {
 		"predictd.shadow.errors":        0,
 		"predictd.shadow.mean_abs_diff": 0.5,
 		"predictd.shadow.rank_corr":     1,
+
+		"predictd.shadow.primary_requests": 3,
+		"predictd.shadow.sampled_out":      0,
+		"predictd.shadow.dropped_no_cpu":   0,
+		"predictd.shadow.effective_rate":   1,
+		"predictd.shadow.coverage":         0, // no minute has ended yet
 	}
 	for k, v := range want {
 		if g, ok := got[k]; !ok || g != v {

@@ -26,6 +26,24 @@
 //   - TopKOverlap: the mean over requests of |primary's top k ∩ shadow's top k| / k,
 //     where the shadow's top k is taken over all rows of the request. It shows whether
 //     the shadow would have shown the same items, which ρ (over the primary's k) cannot.
+//
+// # CPU share and coverage
+//
+// A shadow may have a Budget: a CPU-time share (in cores) within which its jobs are
+// scored at normal priority on the worker's own thread, whose CPU time is measured and
+// charged. Jobs beyond it go to the idle-priority path (ShadowConfig.Background) as
+// shadows without a budget always do. The sampling rate is lowered, evenly, when the
+// budget cannot cover the configured rate: every adaptEvery the Mirror estimates each
+// budget's demand (rate × the busiest request rate of the last hour, or the current one
+// if higher, × the measured CPU cost per mirrored request) and scales the rates of its
+// shadows so that the demand fits 90% of the share. The decision is the same random
+// sampling decision, made before scoring, so which requests are mirrored does not depend
+// on how busy the host is at that moment. Requests sampled but not scored (queue full, no
+// idle CPU within the wait) are counted as dropped, apart from those sampled out.
+//
+// Coverage counts, per one-minute bucket over the last hour, the primary requests each
+// shadow saw, mirrored, sampled out and dropped, and warns when the busiest minutes were
+// covered markedly less than the quietest (see Coverage).
 package shadow
 
 import (
@@ -34,9 +52,11 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
@@ -56,14 +76,36 @@ type Config struct {
 	Queue int
 	// Meter records metrics for every shadow of the Mirror; nil means no metrics.
 	Meter metric.Meter
+	// CoverageBucket is the width of a coverage bucket; default one minute. The ring
+	// keeps 60 complete buckets.
+	CoverageBucket time.Duration
 }
+
+// adaptEvery is how often the sampling rates of shadows with a budget are recomputed.
+const adaptEvery = 500 * time.Millisecond
+
+// rateTau is the time constant of the current request rate's moving average: long
+// enough to ignore a burst of a few requests, short enough to follow a rising load
+// within seconds (the hour's per-bucket peak carries the rate after that).
+const rateTau = 10 * time.Second
+
+// budgetHeadroom is the fraction of a budget the rate adaptation plans to use: the rest
+// absorbs the error of the estimates, so few jobs find the bucket empty.
+const budgetHeadroom = 0.9
 
 // Mirror runs shadow models on a bounded worker pool. Its methods are safe for
 // concurrent use.
 type Mirror struct {
-	jobs chan *job
-	wg   sync.WaitGroup
-	pool sync.Pool
+	jobs   chan *job
+	wg     sync.WaitGroup
+	pool   sync.Pool
+	bucket time.Duration
+	stop   chan struct{}
+	now    func() time.Time
+	// shortSlices counts the workers whose thread got the short time slice (shortSlice).
+	shortSlices atomic.Int32
+	// adaptMu serializes adapt, the only user of the Shadows' adaptation state.
+	adaptMu sync.Mutex
 
 	closeMu sync.RWMutex
 	closed  bool
@@ -74,7 +116,10 @@ type Mirror struct {
 }
 
 // New starts a Mirror's workers.
-func New(cfg Config) (*Mirror, error) {
+func New(cfg Config) (*Mirror, error) { return newMirror(cfg, time.Now) }
+
+// newMirror is New with a clock for the coverage buckets and the rate adaptation.
+func newMirror(cfg Config, now func() time.Time) (*Mirror, error) {
 	if cfg.Workers < 0 || cfg.Queue < 0 {
 		return nil, errors.New("shadow: Workers and Queue must not be negative")
 	}
@@ -84,7 +129,14 @@ func New(cfg Config) (*Mirror, error) {
 	if cfg.Queue == 0 {
 		cfg.Queue = 4 * cfg.Workers
 	}
-	m := &Mirror{jobs: make(chan *job, cfg.Queue), shadows: make(map[*Shadow]struct{})}
+	if cfg.CoverageBucket < 0 {
+		return nil, errors.New("shadow: CoverageBucket must not be negative")
+	}
+	if cfg.CoverageBucket == 0 {
+		cfg.CoverageBucket = time.Minute
+	}
+	m := &Mirror{jobs: make(chan *job, cfg.Queue), shadows: make(map[*Shadow]struct{}),
+		bucket: cfg.CoverageBucket, stop: make(chan struct{}), now: now}
 	m.pool.New = func() any { return new(job) }
 	if err := m.registerMetrics(cfg.Meter); err != nil {
 		return nil, err
@@ -93,6 +145,8 @@ func New(cfg Config) (*Mirror, error) {
 		m.wg.Add(1)
 		go m.work()
 	}
+	m.wg.Add(1)
+	go m.adaptLoop()
 	return m, nil
 }
 
@@ -117,9 +171,19 @@ type ShadowConfig struct {
 	// Log, if not nil, receives the shadow's scores (sampled by the Logger's own rate).
 	Log *predlog.Logger
 	// Score, if not nil, scores the shadow's rows in place of Predictor.PredictF64 (same
-	// contract); the sidecar passes the C++ core's lowest-priority background threads, so
-	// shadow scoring takes only CPU time the primaries leave.
+	// contract) on the worker's own thread, at normal priority.
 	Score func(rows []float64, nrows int, out []float64, raw bool) error
+	// Background, if not nil, scores the rows at idle priority and returns the CPU time
+	// it took; the sidecar passes the C++ core's lowest-priority background threads, so
+	// shadow scoring takes only CPU time the primaries leave. An error wrapping
+	// engine.ErrBackgroundTimeout (no thread started the batch in time) counts as a
+	// drop, not a shadow error. Without a Budget every job is scored here.
+	Background func(rows []float64, nrows int, out []float64, raw bool) (time.Duration, error)
+	// Budget, if not nil, is the CPU share within which jobs are scored at normal
+	// priority (Score) before falling back to Background; the shadow's sampling rate is
+	// lowered when the budget cannot cover Rate. Without Background, a job beyond the
+	// budget is dropped. Shadows may share a Budget.
+	Budget *Budget
 }
 
 // Shadow is one shadow model attached to a Mirror.
@@ -134,7 +198,15 @@ type Shadow struct {
 	retired  bool
 	inflight sync.WaitGroup
 
-	dropped atomic.Uint64
+	dropped, droppedQueue, droppedCPU, sampledOut atomic.Uint64
+	primaries                                     atomic.Uint64 // primary requests seen
+	effRate                                       atomic.Uint64 // float64 bits: the rate sampled at
+	cov                                           coverage
+
+	// The rate adaptation's state, touched only by Mirror.adapt (under adaptMu).
+	lastPrim uint64
+	lastTick time.Time
+	lambda   float64 // moving average of the primary request rate, per second
 
 	mu sync.Mutex // guards the statistics below
 	st stats
@@ -151,6 +223,10 @@ type stats struct {
 	overlapSum             float64
 	overlapN               uint64
 	nonfinite              uint64 // compared values skipped: a NaN or infinite score or difference
+	normal, idle           uint64 // jobs scored at normal and at idle priority
+	cpuNormal, cpuIdle     time.Duration
+	cost                   float64 // moving average of the CPU ns per job
+	costN                  uint64
 }
 
 // Add attaches a shadow to the Mirror.
@@ -176,7 +252,8 @@ func (m *Mirror) Add(cfg ShadowConfig) (*Shadow, error) {
 				cfg.Name, got, raw, cfg.Primary, want)
 		}
 	}
-	s := &Shadow{cfg: cfg, m: m, shadowOf: cfg.Primary + "@" + cfg.PrimaryVersion}
+	s := &Shadow{cfg: cfg, m: m, shadowOf: cfg.Primary + "@" + cfg.PrimaryVersion, cov: coverage{width: m.bucket}}
+	s.effRate.Store(math.Float64bits(cfg.Rate))
 	names := cfg.Predictor.FeatureNames()
 	if len(names) != cfg.Predictor.NumFeatures() {
 		return nil, fmt.Errorf("shadow %s: %d feature names for %d features", cfg.Name, len(names), cfg.Predictor.NumFeatures())
@@ -233,6 +310,8 @@ type Request struct {
 
 type job struct {
 	req     Request
+	bucket  int64     // coverage bucket of the request
+	at      time.Time // when it was submitted
 	reqID   []byte
 	rows    []float64
 	scores  []float64
@@ -251,15 +330,22 @@ func (m *Mirror) Submit(shadows []*Shadow, req Request) int {
 			nvals, req.NumRows, req.NumFeatures, len(req.Scores), req.NumRows, req.Outputs))
 	}
 	var j *job
+	now := m.now()
 	for _, s := range shadows {
-		if s.cfg.Rate < 1 && rand.Float64() >= s.cfg.Rate {
-			continue
-		}
 		s.retireMu.RLock()
 		if s.retired {
 			s.retireMu.RUnlock()
 			continue
 		}
+		idx := s.cov.index(now)
+		s.primaries.Add(1)
+		if r := s.rate(); r < 1 && rand.Float64() >= r {
+			s.retireMu.RUnlock()
+			s.sampledOut.Add(1)
+			s.cov.add(idx, 1, 0, 1, 0)
+			continue
+		}
+		s.cov.add(idx, 1, 0, 0, 0)
 		s.inflight.Add(1)
 		s.retireMu.RUnlock()
 		if j == nil {
@@ -270,6 +356,8 @@ func (m *Mirror) Submit(shadows []*Shadow, req Request) int {
 	if j == nil {
 		return 0
 	}
+	j.bucket = now.UnixNano() / int64(m.bucket)
+	j.at = now
 	j.reqID = append(j.reqID[:0], req.RequestID...)
 	j.rows = append(j.rows[:0], req.Rows...)
 	for _, v := range req.RowsF32 {
@@ -291,11 +379,22 @@ func (m *Mirror) Submit(shadows []*Shadow, req Request) int {
 	}
 	m.closeMu.RUnlock()
 	for _, s := range j.shadows {
-		s.dropped.Add(1)
+		s.drop(j.bucket, &s.droppedQueue)
 		s.inflight.Done()
 	}
 	m.put(j)
 	return 0
+}
+
+// rate returns the fraction of requests the shadow samples now: its configured rate,
+// lowered when its budget cannot cover it.
+func (s *Shadow) rate() float64 { return math.Float64frombits(s.effRate.Load()) }
+
+// drop counts a sampled request that was not scored, under its reason.
+func (s *Shadow) drop(bucket int64, reason *atomic.Uint64) {
+	s.dropped.Add(1)
+	reason.Add(1)
+	s.cov.add(bucket, 0, 0, 0, 1)
 }
 
 func (m *Mirror) put(j *job) {
@@ -313,6 +412,7 @@ func (m *Mirror) Close() {
 	if !m.closed {
 		m.closed = true
 		close(m.jobs)
+		close(m.stop)
 	}
 	m.closeMu.Unlock()
 	m.wg.Wait()
@@ -332,6 +432,12 @@ type worker struct {
 
 func (m *Mirror) work() {
 	defer m.wg.Done()
+	// Locked for the thread CPU clock, which must read the thread that scored; the thread
+	// ends with the goroutine (at Close).
+	runtime.LockOSThread()
+	if shortSlice() {
+		m.shortSlices.Add(1)
+	}
 	var w worker
 	for j := range m.jobs {
 		for _, s := range j.shadows {
@@ -373,16 +479,17 @@ func (w *worker) run(s *Shadow, j *job) {
 	// narrows them, so size the buffer for the wider of the two.
 	width := max(s.cfg.Predictor.NumOutputs(true), outputs)
 	w.out = slices.Grow(w.out[:0], nrows*width)[:nrows*width]
-	score := s.cfg.Predictor.PredictF64
-	if s.cfg.Score != nil {
-		score = s.cfg.Score
-	}
-	if err := score(rows, nrows, w.out, j.req.Raw); err != nil {
+	if err := s.score(rows, nrows, w.out, j.req.Raw, j.at); err != nil {
+		if errors.Is(err, engine.ErrBackgroundTimeout) || errors.Is(err, errOverBudget) {
+			s.drop(j.bucket, &s.droppedCPU)
+			return
+		}
 		s.recordError(err)
 		return
 	}
 	out := w.out[:nrows*outputs]
 	s.record(w, j.scores, out, nrows, outputs)
+	s.cov.add(j.bucket, 0, 1, 0, 0)
 	if s.cfg.Log != nil {
 		if rec := s.cfg.Log.Sample(); rec != nil {
 			rec.Model, rec.Version, rec.ShadowOf = s.cfg.Name, s.cfg.Version, s.shadowOf
@@ -393,6 +500,76 @@ func (w *worker) run(s *Shadow, j *job) {
 			s.cfg.Log.Log(rec)
 		}
 	}
+}
+
+// errOverBudget: the budget was empty and the shadow has no idle-priority path.
+var errOverBudget = errors.New("over the CPU budget, no idle-priority path")
+
+// score scores one job: at normal priority within the budget (or always, without budget
+// and idle path), else at idle priority; it records the CPU time on the path taken.
+func (s *Shadow) score(rows []float64, nrows int, out []float64, raw bool, submitted time.Time) error {
+	b := s.cfg.Budget
+	if s.cfg.Background != nil && (b == nil || !b.take()) {
+		cpu, err := s.cfg.Background(rows, nrows, out, raw)
+		if err == nil {
+			s.recordCPU(cpu, false)
+		}
+		return err
+	}
+	if b != nil && s.cfg.Background == nil && !b.take() {
+		return errOverBudget
+	}
+	score := s.cfg.Predictor.PredictF64
+	if s.cfg.Score != nil {
+		score = s.cfg.Score
+	}
+	if b != nil {
+		// Submit runs before the primary's response is written: a normal-priority batch
+		// started at once competes with that write for the core.
+		if d := headStart - time.Since(submitted); d > 0 {
+			time.Sleep(d)
+		}
+	}
+	t0, ok := threadCPU()
+	w0 := time.Now()
+	err := score(rows, nrows, out, raw)
+	t1, ok1 := threadCPU()
+	cpu := t1 - t0
+	if !ok || !ok1 {
+		cpu = time.Since(w0) // no thread clock: wall time, an upper bound
+	}
+	if b != nil {
+		b.charge(cpu)
+	}
+	if err == nil {
+		s.recordCPU(cpu, true)
+	}
+	return err
+}
+
+// headStart is how long after its request was submitted a job may start at normal
+// priority: the primary's response, written after Submit returns, goes first.
+const headStart = 200 * time.Microsecond
+
+// costAlpha is the weight of the newest job in the moving average of the cost per job.
+const costAlpha = 0.2
+
+func (s *Shadow) recordCPU(cpu time.Duration, normal bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if normal {
+		s.st.normal++
+		s.st.cpuNormal += cpu
+	} else {
+		s.st.idle++
+		s.st.cpuIdle += cpu
+	}
+	if s.st.costN == 0 {
+		s.st.cost = float64(cpu)
+	} else {
+		s.st.cost += costAlpha * (float64(cpu) - s.st.cost)
+	}
+	s.st.costN++
 }
 
 func (s *Shadow) recordError(err error) {
@@ -546,10 +723,14 @@ type Stats struct {
 	Name            string  `json:"name"`
 	Version         string  `json:"version"`
 	Rate            float64 `json:"rate"`
-	Requests        uint64  `json:"requests"` // mirrored requests scored
-	Rows            uint64  `json:"rows"`     // rows scored
-	Dropped         uint64  `json:"dropped"`  // requests not mirrored: shadow budget full
-	Errors          uint64  `json:"errors"`   // requests the shadow failed to score
+	Requests        uint64  `json:"requests"`           // mirrored requests scored
+	Rows            uint64  `json:"rows"`               // rows scored
+	Dropped         uint64  `json:"dropped"`            // sampled requests not scored: DroppedQueue + DroppedCPU
+	DroppedQueue    uint64  `json:"dropped_queue_full"` // the job queue was full
+	DroppedCPU      uint64  `json:"dropped_no_cpu"`     // no idle CPU within the wait, or over the budget without an idle path
+	SampledOut      uint64  `json:"sampled_out"`        // primary requests not sampled (rate, lowered by the budget)
+	Primaries       uint64  `json:"primary_requests"`   // primary requests the shadow saw
+	Errors          uint64  `json:"errors"`             // requests the shadow failed to score
 	LastError       string  `json:"last_error,omitempty"`
 	MeanAbsDiff     float64 `json:"mean_abs_diff"` // over every compared value; 0 before the first request
 	MaxAbsDiff      float64 `json:"max_abs_diff"`
@@ -559,6 +740,21 @@ type Stats struct {
 	TopKOverlap     float64 `json:"top_k_overlap"`      // mean |top k ∩ top k| / k
 	MissingFeatures int     `json:"missing_features"`   // shadow features the primary's rows lack
 	NonFinite       uint64  `json:"nonfinite"`          // compared values left out of the differences: NaN or infinite
+
+	// EffectiveRate is the rate requests are sampled at now: Rate, lowered when the
+	// CPU budget cannot cover it.
+	EffectiveRate float64 `json:"effective_rate"`
+	// Budget is the shadow's CPU budget (shared with the other shadows on it); absent
+	// without one.
+	Budget *BudgetStats `json:"budget,omitempty"`
+	// NormalPriority and IdlePriority count the jobs scored on each path, CPUSeconds*
+	// their thread CPU time; CostSeconds is the moving average of the CPU time per job.
+	NormalPriority   uint64   `json:"normal_priority"`
+	IdlePriority     uint64   `json:"idle_priority"`
+	CPUSecondsNormal float64  `json:"cpu_seconds_normal"`
+	CPUSecondsIdle   float64  `json:"cpu_seconds_idle"`
+	CostSeconds      float64  `json:"cost_seconds"`
+	Coverage         Coverage `json:"coverage"`
 }
 
 // Stats returns a snapshot of the shadow's statistics.
@@ -569,8 +765,18 @@ func (s *Shadow) Stats() Stats {
 	out := Stats{
 		Name: s.cfg.Name, Version: s.cfg.Version, Rate: s.cfg.Rate, TopK: s.cfg.TopK,
 		Requests: st.requests, Rows: st.rows, Dropped: s.dropped.Load(), Errors: st.errors,
+		DroppedQueue: s.droppedQueue.Load(), DroppedCPU: s.droppedCPU.Load(), SampledOut: s.sampledOut.Load(),
+		Primaries: s.primaries.Load(),
 		LastError: st.lastErr, MaxAbsDiff: st.absMax, RankCorrCount: st.rhoN,
 		MissingFeatures: s.missing, NonFinite: st.nonfinite,
+		EffectiveRate: finiteOr0(s.rate()), NormalPriority: st.normal, IdlePriority: st.idle,
+		CPUSecondsNormal: st.cpuNormal.Seconds(), CPUSecondsIdle: st.cpuIdle.Seconds(),
+		CostSeconds: finiteOr0(st.cost / 1e9),
+		Coverage:    s.cov.snapshot(s.m.now(), s.cfg.Rate),
+	}
+	if s.cfg.Budget != nil {
+		bs := s.cfg.Budget.Stats()
+		out.Budget = &bs
 	}
 	if st.absN > 0 {
 		out.MeanAbsDiff = st.absSum / float64(st.absN)
@@ -604,9 +810,26 @@ func (m *Mirror) registerMetrics(meter metric.Meter) error {
 		metric.WithDescription("Mean absolute difference between shadow and primary scores."))
 	rho, err5 := meter.Float64ObservableGauge("predictd.shadow.rank_corr",
 		metric.WithDescription("Mean Spearman rank correlation over the primary's top k."))
-	if err := errors.Join(err1, err2, err3, err4, err5); err != nil {
+	primaries, err6 := meter.Int64ObservableCounter("predictd.shadow.primary_requests", metric.WithUnit("{request}"),
+		metric.WithDescription("Primary requests a shadow model saw (mirrored, sampled out or dropped)."))
+	sampledOut, err7 := meter.Int64ObservableCounter("predictd.shadow.sampled_out", metric.WithUnit("{request}"),
+		metric.WithDescription("Primary requests not sampled for a shadow (its rate, lowered when its CPU budget cannot cover it)."))
+	noCPU, err8 := meter.Int64ObservableCounter("predictd.shadow.dropped_no_cpu", metric.WithUnit("{request}"),
+		metric.WithDescription("Sampled requests a shadow dropped for want of CPU: no idle-priority thread in time, or over its budget without one."))
+	cpu, err9 := meter.Float64ObservableCounter("predictd.shadow.cpu", metric.WithUnit("s"),
+		metric.WithDescription("Thread CPU time of shadow scoring, by priority (normal: within the CPU budget; idle)."))
+	effRate, err10 := meter.Float64ObservableGauge("predictd.shadow.effective_rate",
+		metric.WithDescription("Fraction of primary requests a shadow samples now: its rate, lowered when its CPU budget cannot cover it."))
+	covHour, err11 := meter.Float64ObservableGauge("predictd.shadow.coverage",
+		metric.WithDescription("Fraction of the last hour's primary requests a shadow scored."))
+	covMinute, err12 := meter.Float64ObservableGauge("predictd.shadow.coverage_last_minute",
+		metric.WithDescription("Fraction of the last complete minute's primary requests a shadow scored."))
+	uneven, err13 := meter.Int64ObservableGauge("predictd.shadow.coverage_uneven",
+		metric.WithDescription("1 when a shadow covered the busiest tenth of the last hour's minutes markedly less than the quietest."))
+	if err := errors.Join(err1, err2, err3, err4, err5, err6, err7, err8, err9, err10, err11, err12, err13); err != nil {
 		return fmt.Errorf("shadow: metrics: %w", err)
 	}
+	normalAttr, idleAttr := attribute.String("priority", "normal"), attribute.String("priority", "idle")
 	reg, err := meter.RegisterCallback(func(_ context.Context, o metric.Observer) error {
 		m.mu.Lock()
 		defer m.mu.Unlock()
@@ -619,9 +842,24 @@ func (m *Mirror) registerMetrics(meter metric.Meter) error {
 			o.ObserveInt64(failed, int64(st.Errors), attrs)
 			o.ObserveFloat64(mad, st.MeanAbsDiff, attrs)
 			o.ObserveFloat64(rho, st.RankCorr, attrs)
+			o.ObserveInt64(primaries, int64(st.Primaries), attrs)
+			o.ObserveInt64(sampledOut, int64(st.SampledOut), attrs)
+			o.ObserveInt64(noCPU, int64(st.DroppedCPU), attrs)
+			base := []attribute.KeyValue{attribute.String("model", s.cfg.Primary),
+				attribute.String("shadow", st.Name), attribute.String("shadow_version", st.Version)}
+			o.ObserveFloat64(cpu, st.CPUSecondsNormal, metric.WithAttributes(append(base, normalAttr)...))
+			o.ObserveFloat64(cpu, st.CPUSecondsIdle, metric.WithAttributes(append(base, idleAttr)...))
+			o.ObserveFloat64(effRate, st.EffectiveRate, attrs)
+			o.ObserveFloat64(covHour, st.Coverage.LastHour.Fraction, attrs)
+			o.ObserveFloat64(covMinute, st.Coverage.LastMinute.Fraction, attrs)
+			var u int64
+			if st.Coverage.Uneven {
+				u = 1
+			}
+			o.ObserveInt64(uneven, u, attrs)
 		}
 		return nil
-	}, scored, dropped, failed, mad, rho)
+	}, scored, dropped, failed, mad, rho, primaries, sampledOut, noCPU, cpu, effRate, covHour, covMinute, uneven)
 	if err != nil {
 		return fmt.Errorf("shadow: metrics: %w", err)
 	}

@@ -59,7 +59,7 @@ func linear(names []string) *funcModel {
 	}}
 }
 
-func newMirror(t testing.TB, cfg Config) *Mirror {
+func testMirror(t testing.TB, cfg Config) *Mirror {
 	t.Helper()
 	m, err := New(cfg)
 	if err != nil {
@@ -113,7 +113,7 @@ func TestPrimaryUnchangedByShadows(t *testing.T) {
 	primary := linear(names)
 	want := serve(t, nil, primary, nil, 300, nil)
 
-	m := newMirror(t, Config{Workers: 2})
+	m := testMirror(t, Config{Workers: 2})
 	// A shadow that scribbles over the rows it is given: the caller's must not change.
 	vandal := &funcModel{names: names, outputs: 1, score: func(row, out []float64) error {
 		out[0] = row[0]
@@ -164,7 +164,7 @@ func TestSlowShadowDoesNotDelayPrimary(t *testing.T) {
 	want := serve(t, nil, primary, nil, 1000, nil)
 
 	const queue = 2
-	m := newMirror(t, Config{Workers: 1, Queue: queue})
+	m := testMirror(t, Config{Workers: 1, Queue: queue})
 	entered, gate := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
 	s := addShadow(t, m, ShadowConfig{Name: "slow", PrimaryPredictor: primary, Predictor: gated(names, entered, gate, &calls)})
@@ -194,7 +194,7 @@ func TestFailingShadow(t *testing.T) {
 	names := []string{"a", "b"}
 	primary := linear(names)
 	want := serve(t, nil, primary, nil, 200, nil)
-	m := newMirror(t, Config{Workers: 1, Queue: 1000})
+	m := testMirror(t, Config{Workers: 1, Queue: 1000})
 	failing := &funcModel{names: names, outputs: 1, score: func(row, out []float64) error {
 		return errors.New("shadow broke")
 	}}
@@ -233,7 +233,7 @@ func TestFailingShadow(t *testing.T) {
 func TestAgreementStats(t *testing.T) {
 	primary := &funcModel{names: []string{"p", "s"}, outputs: 1, score: func(row, out []float64) error { out[0] = row[0]; return nil }}
 	shadowModel := &funcModel{names: []string{"s"}, outputs: 1, score: func(row, out []float64) error { out[0] = row[0]; return nil }}
-	m := newMirror(t, Config{Workers: 1, Queue: 10})
+	m := testMirror(t, Config{Workers: 1, Queue: 10})
 	s := addShadow(t, m, ShadowConfig{Name: "next", PrimaryPredictor: primary, Predictor: shadowModel, TopK: 3})
 	submit := func(pairs ...float64) {
 		n := len(pairs) / 2
@@ -282,7 +282,7 @@ func TestColumnMapping(t *testing.T) {
 		out[0] = 0
 		return nil
 	}}
-	m := newMirror(t, Config{})
+	m := testMirror(t, Config{})
 	s := addShadow(t, m, ShadowConfig{Name: "remapped", PrimaryPredictor: primary, Predictor: shadowModel})
 	m.Submit([]*Shadow{s}, Request{Rows: []float64{1, 2, 3}, NumRows: 1, NumFeatures: 3, Scores: []float64{14}, Outputs: 1})
 	m.Close()
@@ -298,7 +298,7 @@ func TestColumnMapping(t *testing.T) {
 func TestRetireWaitsForRunningWork(t *testing.T) {
 	names := []string{"a"}
 	primary := linear(names)
-	m := newMirror(t, Config{Workers: 1})
+	m := testMirror(t, Config{Workers: 1})
 	defer m.Close()
 	entered, gate := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
@@ -327,7 +327,7 @@ func TestShadowLogsScores(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := newMirror(t, Config{Queue: 100})
+	m := testMirror(t, Config{Queue: 100})
 	s := addShadow(t, m, ShadowConfig{Name: "next", Version: "2", Primary: "ctr", PrimaryVersion: "1",
 		PrimaryPredictor: primary, Predictor: linear(names), Log: lg})
 	serve(t, m, primary, []*Shadow{s}, 50, nil)
@@ -341,7 +341,7 @@ func TestShadowLogsScores(t *testing.T) {
 }
 
 func TestAddErrors(t *testing.T) {
-	m := newMirror(t, Config{})
+	m := testMirror(t, Config{})
 	defer m.Close()
 	primary := linear([]string{"a"})
 	f := func(cfg ShadowConfig, want string) {
@@ -380,7 +380,7 @@ func TestNonFiniteScores(t *testing.T) {
 	id := func(row, out []float64) error { out[0] = row[0]; return nil }
 	primary := &funcModel{names: []string{"p", "s"}, outputs: 1, score: id}
 	shadowModel := &funcModel{names: []string{"s"}, outputs: 1, score: id}
-	m := newMirror(t, Config{Workers: 1, Queue: 10})
+	m := testMirror(t, Config{Workers: 1, Queue: 10})
 	s := addShadow(t, m, ShadowConfig{Name: "next", PrimaryPredictor: primary, Predictor: shadowModel, TopK: 3})
 	inf, nan := math.Inf(1), math.NaN()
 	// Rows (primary, shadow): Inf−Inf, NaN vs 1, 1 vs 3, -Inf vs 0, and two that

@@ -27,7 +27,7 @@ func benchNames() []string {
 // queued for a shadow (the copy and the hand-off). Compare with BenchmarkCopyBaseline.
 func BenchmarkSubmitQueued(b *testing.B) {
 	primary := linear(benchNames())
-	m := newMirror(b, Config{Workers: 1, Queue: 1 << 16})
+	m := testMirror(b, Config{Workers: 1, Queue: 1 << 16})
 	s := addShadow(b, m, ShadowConfig{Name: "s", PrimaryPredictor: primary, Predictor: primary})
 	req, shadows := benchRequest(), []*Shadow{s}
 	b.SetBytes(int64(8 * (len(req.Rows) + len(req.Scores))))
@@ -47,7 +47,7 @@ func BenchmarkSubmitBudgetFull(b *testing.B) {
 	names := benchNames()
 	entered, gate := make(chan struct{}), make(chan struct{})
 	var calls atomic.Int64
-	m := newMirror(b, Config{Workers: 1, Queue: 1})
+	m := testMirror(b, Config{Workers: 1, Queue: 1})
 	s := addShadow(b, m, ShadowConfig{Name: "stuck", PrimaryPredictor: linear(names), Predictor: gated(names, entered, gate, &calls)})
 	req, shadows := benchRequest(), []*Shadow{s}
 	m.Submit(shadows, req)
