@@ -36,9 +36,11 @@ func (s *Server) SetUI(h fasthttp.RequestHandler, onAdmin bool) {
 	s.ui.Store(&uiRoute{h: h, sf: sf})
 }
 
-// isUIPath reports whether path is the portal's.
+// isUIPath reports whether path is the portal's: /ui/..., and /favicon.ico, which a
+// browser asks every origin for (pages not drawn by the portal, such as a load-test
+// report, name no icon).
 func isUIPath(path string) bool {
-	return path == "/ui" || strings.HasPrefix(path, UIPrefix)
+	return path == "/ui" || strings.HasPrefix(path, UIPrefix) || path == "/favicon.ico"
 }
 
 // uiSurface is the surface of the portal's paths: everything (so that the ordinary 404

@@ -103,12 +103,16 @@ func securityHeaders(ctx *fasthttp.RequestCtx) {
 	h := &ctx.Response.Header
 	h.Set("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 	h.Set("X-Content-Type-Options", "nosniff")
-	h.Set("Referrer-Policy", "no-referrer")
+	h.Set("Referrer-Policy", "same-origin") // "no-referrer" makes a browser send Origin: null on the form post
 	h.Set("Cache-Control", "no-store")
 }
 
 func (p *Portal) serve(ctx *fasthttp.RequestCtx) {
 	securityHeaders(ctx)
+	if string(ctx.Path()) == "/favicon.ico" {
+		p.static(ctx, "favicon.svg")
+		return
+	}
 	rest := strings.TrimPrefix(string(ctx.Path()), sidecar.UIPrefix)
 	if strings.HasPrefix(rest, "static/") {
 		p.static(ctx, strings.TrimPrefix(rest, "static/"))

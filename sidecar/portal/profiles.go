@@ -201,7 +201,7 @@ func (p *Portal) reportFile(ctx *fasthttp.RequestCtx, rest string) {
 		p.fail(ctx, fasthttp.StatusNotFound, "no such file in the report")
 		return
 	}
-	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; sandbox")
+	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'")
 	ct := mime.TypeByExtension(path.Ext(name))
 	switch path.Ext(name) {
 	case ".hgrm", ".csv":
@@ -314,7 +314,7 @@ func (p *Portal) compareSVG(ctx *fasthttp.RequestCtx) {
 		series = append(series, p50, p99)
 	}
 	svg := loadtest.PlotSVG("A: "+a.ID+"  B: "+b.ID, "offered rate (requests/s)", "latency (ms, log scale)", series, true)
-	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; sandbox")
+	ctx.Response.Header.Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'")
 	ctx.SetContentType("image/svg+xml")
 	ctx.SetBodyString(svg)
 }
