@@ -188,6 +188,7 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	for range 10 {
 		postJSON(t, e.base, body)
+		time.Sleep(200 * time.Millisecond) // over a few seconds, for the charts
 	}
 	postJSON(t, e.base, `{"model":"claims","candidates":[{"id":"x","features":{"nope":1}}]}`) // an unknown_feature error
 

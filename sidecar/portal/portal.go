@@ -255,7 +255,7 @@ func fmtNum(x float64) string {
 func fmtSince(d time.Duration) string {
 	switch {
 	case d < time.Second:
-		return d.Round(time.Millisecond).String()
+		return d.Round(time.Microsecond).String()
 	case d < time.Minute:
 		return d.Round(100 * time.Millisecond).String()
 	}

@@ -28,7 +28,7 @@
       var yv = maxY * t / 2, y = h - bottom - (h - bottom - top) * t / 2;
       g.fillText(yv >= 100 ? yv.toFixed(0) : yv.toPrecision(2), 2, y + 3);
     }
-    g.fillText("-" + n + "s", left, h - 4); g.fillText("now", w - 22, h - 4);
+    g.fillText("-" + n + " s", left, h - 4); g.fillText("now", w - 22, h - 4);
     series.forEach(function (s, k) {
       g.strokeStyle = colors[k % colors.length]; g.beginPath();
       var pen = false;
@@ -37,6 +37,11 @@
         if (v < 0) { pen = false; return; }
         var y = h - bottom - (h - bottom - top) * v / maxY;
         if (pen) { g.lineTo(x, y); } else { g.moveTo(x, y); pen = true; }
+        var next = s.values[i + 1];
+        if ((i === 0 || s.values[i - 1] < 0) && (next === undefined || next < 0)) {
+          g.fillStyle = colors[k % colors.length];
+          g.fillRect(x - 1.5, y - 1.5, 3, 3); // a lone second: a dot, as no line reaches it
+        }
       });
       g.stroke();
       g.fillStyle = colors[k % colors.length];
@@ -44,7 +49,22 @@
     });
   }
 
-  function update(v) {
+  // recent drops the leading seconds without requests, keeping at least the last 60,
+  // so a model that just started taking traffic fills the charts.
+  function recent(v) {
+    var n = v.requests.length, first = n;
+    for (var i = 0; i < n; i++) {
+      if (v.requests[i] > 0) { first = i; break; }
+    }
+    var from = Math.max(0, Math.min(first, n - 60));
+    var out = {end: v.end, errors: {}};
+    ["requests", "p50_ms", "p99_ms", "candidates", "degraded"].forEach(function (k) { out[k] = v[k].slice(from); });
+    Object.keys(v.errors).forEach(function (k) { out.errors[k] = v.errors[k].slice(from); });
+    return out;
+  }
+
+  function update(all) {
+    var v = recent(all);
     var errs = [], total = 0;
     Object.keys(v.errors).sort().forEach(function (code) {
       errs.push({name: code, values: v.errors[code]});
@@ -52,7 +72,7 @@
     var errSum = v.requests.map(function (_, i) {
       var s = 0; errs.forEach(function (e) { s += e.values[i]; }); return s;
     });
-    v.requests.forEach(function (r) { total += r; });
+    all.requests.forEach(function (r) { total += r; });
     draw("chart-rps", [{name: "requests", values: v.requests}, {name: "errors", values: errSum}, {name: "degraded", values: v.degraded}]);
     draw("chart-latency", [{name: "p50", values: v.p50_ms}, {name: "p99", values: v.p99_ms}]);
     draw("chart-candidates", [{name: "candidates", values: v.candidates}]);
@@ -67,7 +87,7 @@
     });
     var last = v.requests[v.requests.length - 1];
     document.getElementById("live-status").textContent =
-      total + " requests in the last " + v.requests.length + " s; " + last + " in the last second (updated " +
+      total + " requests in the last " + all.requests.length + " s; " + last + " in the last second (updated " +
       new Date(v.end * 1000).toLocaleTimeString() + ").";
   }
 
