@@ -28,10 +28,13 @@ type env struct {
 	srv     *sidecar.Server
 	portal  *portal.Portal
 	store   *features.Store
-	base    string // http://127.0.0.1:port: the predict listener
-	admin   string // the admin listener, which serves the portal
-	profile string
+	base     string // http://127.0.0.1:port: the predict listener
+	admin    string // the admin listener
+	repo     string // the model repository
+	profiles string // the profiles directory
 }
+
+var discard = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 const (
 	claimsYAML = "format: lightgbm\nfile: model.txt\nweight: 2\n" +
@@ -90,7 +93,7 @@ func newEnv(t testing.TB, onAdmin bool) *env {
 
 	logs := t.TempDir()
 	srv, err := sidecar.New(sidecar.Config{ModelDir: repo, AdmissionCapacity: 8, PredictionLogDir: logs,
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+		Logger: discard})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -102,12 +105,13 @@ func newEnv(t testing.TB, onAdmin bool) *env {
 	if res := srv.Reload(); len(res.Failed) > 0 {
 		t.Fatalf("reload: %v", res.Failed)
 	}
-	p, err := portal.New(portal.Config{Server: srv, Store: st, Profiles: writeProfiles(t)})
+	profiles := writeProfiles(t)
+	p, err := portal.New(portal.Config{Server: srv, Store: st, Profiles: profiles})
 	if err != nil {
 		t.Fatal(err)
 	}
 	srv.SetUI(p.Handler(), onAdmin)
-	e := &env{srv: srv, portal: p, store: st}
+	e := &env{srv: srv, portal: p, store: st, repo: repo, profiles: profiles}
 	listen := func(serve func(net.Listener) error) string {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {

@@ -216,9 +216,16 @@ func (p *Portal) writeJSON(ctx *fasthttp.RequestCtx, v any) {
 	ctx.SetBody(b)
 }
 
-// liveJSON serves one model's ring for the live charts.
+// liveJSON serves one loaded model's ring for the live charts ("" for the requests that
+// named no loaded model).
 func (p *Portal) liveJSON(ctx *fasthttp.RequestCtx) {
-	p.writeJSON(ctx, p.cfg.Server.Live(string(ctx.QueryArgs().Peek("model"))))
+	name := string(ctx.QueryArgs().Peek("model"))
+	if _, ok := p.cfg.Server.Registry().Model(name); !ok && name != "" {
+		ctx.SetStatusCode(fasthttp.StatusNotFound)
+		p.writeJSON(ctx, map[string]string{"error": "no such model is loaded"})
+		return
+	}
+	p.writeJSON(ctx, p.cfg.Server.Live(name))
 }
 
 var funcs = template.FuncMap{
