@@ -61,8 +61,8 @@ type liveModel struct {
 // records (rare), so the request path reads it with one atomic load and no lock.
 type liveStats struct {
 	models atomic.Pointer[map[string]*liveModel]
-	mu     sync.Mutex // adding a model
-	now    func() time.Time
+	mu     sync.Mutex       // adding a model
+	now    func() time.Time // which second a prediction counts in (tests set it)
 }
 
 func newLiveStats() *liveStats {
@@ -141,7 +141,7 @@ func (l *liveStats) record(p *prediction, err error) {
 	if len(p.req.degraded) > 0 {
 		b.degraded.Add(1)
 	}
-	b.lat[liveLatIndex(now.Sub(p.start))].Add(1)
+	b.lat[liveLatIndex(time.Since(p.start))].Add(1)
 }
 
 func liveCodeIndex(code string) int {
