@@ -9,9 +9,10 @@ import (
 )
 
 // servePortal puts the portal at /ui/: on the admin listener when there is one, else on
-// the predict listener (the Unix socket serves it either way).
-func servePortal(srv *sidecar.Server, store sidecar.FeatureStore, f *serveFlags, log *slog.Logger) (func(), error) {
-	cfg := portal.Config{Server: srv, Profiles: f.profiles, Logger: log}
+// the predict listener (the Unix socket serves it either way). With an admin token its
+// prediction and entity forms ask for it.
+func servePortal(srv *sidecar.Server, store sidecar.FeatureStore, f *serveFlags, token string, log *slog.Logger) (func(), error) {
+	cfg := portal.Config{Server: srv, Profiles: f.profiles, Logger: log, Token: token}
 	if store != nil {
 		cfg.Store, _ = sidecarstore.Unwrap(store)
 	}

@@ -294,7 +294,7 @@ func runServe(args []string) int {
 	defer closeStore()
 	srv.SetFeatureStore(store)
 	if !f.noUI {
-		closeUI, err := servePortal(srv, store, f, log)
+		closeUI, err := servePortal(srv, store, f, adminToken, log)
 		if err != nil {
 			srv.Close()
 			tp.Shutdown(context.Background())

@@ -25,9 +25,9 @@ import (
 // BonusMalus and Density from the users group of an embedded store holding
 // examples/feature-store/users.csv), admission control on, and two load-test profiles.
 type env struct {
-	srv     *sidecar.Server
-	portal  *portal.Portal
-	store   *features.Store
+	srv      *sidecar.Server
+	portal   *portal.Portal
+	store    *features.Store
 	base     string // http://127.0.0.1:port: the predict listener
 	admin    string // the admin listener
 	repo     string // the model repository

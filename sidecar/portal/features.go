@@ -20,8 +20,10 @@ type featuresPage struct {
 	Groups   []groupRow
 	Group    string // the lookup form's values
 	Key      string
-	Entity   *entityView
-	Error    string
+	// NeedToken: the lookup form asks for the admin token (Config.Token).
+	NeedToken bool
+	Entity    *entityView
+	Error     string
 }
 
 type groupRow struct {
@@ -59,8 +61,11 @@ const (
 )
 
 func (p *Portal) features(ctx *fasthttp.RequestCtx) {
-	d := featuresPage{Nav: "features", HasStore: p.cfg.Store != nil,
-		Group: string(ctx.QueryArgs().Peek("group")), Key: string(ctx.QueryArgs().Peek("key"))}
+	d := featuresPage{Nav: "features", HasStore: p.cfg.Store != nil, NeedToken: p.cfg.Token != "",
+		Group: string(ctx.QueryArgs().Peek("group"))}
+	if ctx.IsPost() { // an entity lookup (serve has checked the origin and the token)
+		d.Group, d.Key = string(ctx.PostArgs().Peek("group")), string(ctx.PostArgs().Peek("key"))
+	}
 	if p.cfg.Store == nil {
 		p.render(ctx, fasthttp.StatusOK, "features", d)
 		return

@@ -13,6 +13,7 @@ package portal
 
 import (
 	"bytes"
+	"crypto/subtle"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -47,6 +48,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; default time.Now (tests fix it).
 	Now func() time.Time
+	// Token, when set (the sidecar's admin token, PREDICTD_ADMIN_TOKEN), is asked for by
+	// the two forms that reach beyond what GET /v1/models shows: a prediction and an
+	// entity's stored values. A browser cannot send a bearer header from a form, so the
+	// forms carry it as a field (posted, never in a URL).
+	Token string
 }
 
 // Portal serves the UI. It is safe for concurrent use.
@@ -122,17 +128,25 @@ func (p *Portal) serve(ctx *fasthttp.RequestCtx) {
 		p.reportFile(ctx, strings.TrimPrefix(rest, "profiles/r/"))
 		return
 	}
-	if rest == "try" && ctx.IsPost() {
+	if (rest == "try" || rest == "features") && ctx.IsPost() {
 		if !sameOrigin(ctx) {
-			p.fail(ctx, fasthttp.StatusForbidden, "a prediction may only be posted from the portal's own pages (the Origin header names another site)")
+			p.fail(ctx, fasthttp.StatusForbidden, "this form may only be posted from the portal's own pages (the Origin header names another site)")
 			return
 		}
-		p.tryPost(ctx)
+		if !p.tokenOK(ctx) {
+			p.fail(ctx, fasthttp.StatusUnauthorized, "this sidecar has an admin token (PREDICTD_ADMIN_TOKEN): enter it in the form's token field")
+			return
+		}
+		if rest == "try" {
+			p.tryPost(ctx)
+		} else {
+			p.features(ctx)
+		}
 		return
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
 		ctx.Response.Header.Set("Allow", "GET")
-		p.fail(ctx, fasthttp.StatusMethodNotAllowed, "the portal is read-only: use GET (only /ui/try takes a POST)")
+		p.fail(ctx, fasthttp.StatusMethodNotAllowed, "the portal is read-only: use GET (only the prediction and entity forms post, to /ui/try and /ui/features)")
 		return
 	}
 	switch rest {
@@ -157,6 +171,15 @@ func (p *Portal) serve(ctx *fasthttp.RequestCtx) {
 	default:
 		p.fail(ctx, fasthttp.StatusNotFound, "no such page")
 	}
+}
+
+// tokenOK reports whether the posted form carries Config.Token (compared in constant
+// time); true when no token is set.
+func (p *Portal) tokenOK(ctx *fasthttp.RequestCtx) bool {
+	if p.cfg.Token == "" {
+		return true
+	}
+	return subtle.ConstantTimeCompare(ctx.PostArgs().Peek("token"), []byte(p.cfg.Token)) == 1
 }
 
 // sameOrigin refuses a cross-site form post: a browser names the posting page's origin,

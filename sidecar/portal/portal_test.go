@@ -92,6 +92,10 @@ func TestEscapesUserInput(t *testing.T) {
 			st, body := get(t, ui+path)
 			check("GET /ui/"+path, st, body)
 		}
+		for _, g := range []string{h, "users"} {
+			st, body := post(t, ui+"features", url.Values{"group": {g}, "key": {h}}, "")
+			check("an entity lookup of group "+g, st, body)
+		}
 		form := url.Values{"model": {"claims-store"}, "id": {h}, "k.user_id": {h}, "f.VehBrand": {h}, "f.VehPower": {"3"}}
 		st, body := post(t, ui+"try", form, "")
 		check("the form with a hostile feature value", st, body)
@@ -167,7 +171,7 @@ func TestPortalSurfaces(t *testing.T) {
 func TestPortalReadOnly(t *testing.T) {
 	e := newEnv(t, false)
 	ui := e.base + "/ui/"
-	for _, path := range []string{"", "model?name=claims", "features", "profiles", "api/live?model=claims"} {
+	for _, path := range []string{"", "model?name=claims", "profiles", "profiles/run?id=ranking-1k%2Fexample", "api/live?model=claims"} {
 		st, _ := post(t, ui+path, url.Values{"model": {"claims"}}, "")
 		if st != http.StatusMethodNotAllowed {
 			t.Errorf("POST /ui/%s: %d, want 405", path, st)
@@ -192,6 +196,43 @@ func TestPortalReadOnly(t *testing.T) {
 	_, metrics := get(t, e.admin+"/metrics")
 	if !regexp.MustCompile(`predictd_requests_total\{[^}]*model="claims"[^}]*\} 2`).MatchString(metrics) {
 		t.Errorf("the form's two requests (transformed and raw) are not in predictd_requests_total")
+	}
+}
+
+// TestPortalToken: with an admin token, the prediction and entity forms need it; the
+// read-only pages do not.
+func TestPortalToken(t *testing.T) {
+	e := newEnv(t, false)
+	p, err := portal.New(portal.Config{Server: e.srv, Store: e.store, Token: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetUI(p.Handler(), false)
+	ui := e.base + "/ui/"
+	if st, body := get(t, ui+"try?model=claims"); st != 200 || !strings.Contains(body, `name="token"`) {
+		t.Errorf("the form does not ask for the token: %d", st)
+	}
+	for _, tc := range []struct {
+		path string
+		form url.Values
+		want string
+	}{
+		{"try", url.Values{"model": {"claims"}, "f.VehBrand": {"6"}}, `id="score-0"`},
+		{"features", url.Values{"group": {"users"}, "key": {"u1"}}, `id="entity"`},
+	} {
+		for _, tok := range []string{"", "wrong", "s3cret"} {
+			f := url.Values{"token": {tok}}
+			for k, v := range tc.form {
+				f[k] = v
+			}
+			st, body := post(t, ui+tc.path, f, "")
+			if ok := tok == "s3cret"; ok != (st == 200 && strings.Contains(body, tc.want)) || !ok && st != http.StatusUnauthorized {
+				t.Errorf("POST /ui/%s with token %q: %d", tc.path, tok, st)
+			}
+		}
+	}
+	if st, _ := get(t, ui); st != 200 {
+		t.Errorf("the models page needs no token: %d", st)
 	}
 }
 

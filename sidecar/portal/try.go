@@ -27,7 +27,9 @@ type tryPage struct {
 	Stored  []featureRow
 	ID      string
 	Body    string // the pasted JSON body, as sent
-	Result  *tryResult
+	// NeedToken: the form asks for the admin token (Config.Token).
+	NeedToken bool
+	Result    *tryResult
 }
 
 // field is one form input and its submitted value.
@@ -70,7 +72,7 @@ func (p *Portal) tryModel(ctx *fasthttp.RequestCtx, name string) (*tryPage, bool
 		p.fail(ctx, fasthttp.StatusNotFound, fmt.Sprintf("no model %q is loaded (the models page lists them)", name))
 		return nil, false
 	}
-	d := &tryPage{Nav: "models", Model: m}
+	d := &tryPage{Nav: "models", Model: m, NeedToken: p.cfg.Token != ""}
 	for i := range m.Versions {
 		if m.Versions[i].State == "serving" {
 			d.Serving = &m.Versions[i]
