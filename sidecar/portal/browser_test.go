@@ -1,8 +1,13 @@
 package portal_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	"image/color/palette"
+	"image/draw"
+	"image/png"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -101,12 +106,23 @@ func (b *browser) shot(t *testing.T, name string) {
 	if os.Getenv(screenshotsEnv) == "" {
 		return
 	}
-	png := step(t, b, "screenshot "+name, chromedp.CaptureScreenshot())
+	shot := step(t, b, "screenshot "+name, chromedp.CaptureScreenshot())
+	img, err := png.Decode(bytes.NewReader(shot))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 256 colours are plenty for flat pages and a third of the bytes in the repository.
+	pal := image.NewPaletted(img.Bounds(), palette.Plan9)
+	draw.Draw(pal, pal.Rect, img, img.Bounds().Min, draw.Src)
+	var buf bytes.Buffer
+	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, pal); err != nil {
+		t.Fatal(err)
+	}
 	dst := filepath.Join("..", "..", "docs", "img", "portal-"+name+".png")
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		t.Fatal(err)
 	}
-	if err := os.WriteFile(dst, png, 0o644); err != nil {
+	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }
