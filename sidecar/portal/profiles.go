@@ -91,13 +91,12 @@ func (p *Portal) findRun(id string) (*run, error) {
 
 type profilesPage struct {
 	Nav   string
-	Dir   string
 	Runs  []run
 	Error string
 }
 
 func (p *Portal) profiles(ctx *fasthttp.RequestCtx) {
-	d := profilesPage{Nav: "profiles", Dir: p.cfg.Profiles}
+	d := profilesPage{Nav: "profiles"}
 	runs, err := p.runs()
 	if err != nil {
 		d.Error = err.Error()
