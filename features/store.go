@@ -8,6 +8,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"weak"
 
 	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/metric"
@@ -67,6 +68,7 @@ type Store struct {
 	breaker breaker
 	m       *storeMetrics
 	nplans  atomic.Uint32
+	plans   sync.Map  // plan id → weak.Pointer[Plan]: the plans whose cache entries Inspect reads
 	pool    sync.Pool // *fetchScratch
 	closed  atomic.Bool
 	wg      sync.WaitGroup // background reads
@@ -136,6 +138,7 @@ func (s *Store) Plan(group string, names []string, overrides map[string]float64)
 	}
 	p.store = s
 	p.id = s.nplans.Add(1)
+	s.plans.Store(p.id, weak.Make(p))
 	return p, nil
 }
 

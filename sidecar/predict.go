@@ -50,9 +50,11 @@ func (s *Server) predictWith(ctx *fasthttp.RequestCtx, req *request) {
 	p.tctx, p.span = s.startSpan(ctx)
 	defer p.span.End()
 	defer p.release()
-	if err := s.runSteps(&p); err != nil {
+	err := s.runSteps(&p)
+	if err != nil {
 		s.failPrediction(&p, err)
 	}
+	s.live.record(&p, err) // the portal's live view (live.go)
 }
 
 // runSteps runs steps 1 to 7 of the request path; step 8 is p.release.

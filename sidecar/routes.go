@@ -48,6 +48,9 @@ func routeSurface(path string) (surface, bool) {
 func (s *Server) handlerFor(sf surface) fasthttp.RequestHandler {
 	return func(ctx *fasthttp.RequestCtx) {
 		need, guarded := routeSurface(string(ctx.Path()))
+		if isUIPath(string(ctx.Path())) {
+			need = s.uiSurface() // the portal: admin listener when there is one (SetUI)
+		}
 		if need&sf == 0 {
 			where := "the predict listener (--listen) and the Unix socket (--unix)"
 			if need == surfaceAdmin {
@@ -147,6 +150,9 @@ func (s *Server) handle(ctx *fasthttp.RequestCtx) {
 			s.writeJSON(ctx, fasthttp.StatusOK, st)
 			return
 		}
+		if s.serveUI(ctx) {
+			return
+		}
 		if s.pprof != nil && strings.HasPrefix(string(path), "/debug/pprof/") {
 			s.pprof(ctx)
 			return
@@ -167,6 +173,8 @@ func routeName(path string) string {
 		return "/v1/models/{name}"
 	case strings.HasPrefix(path, "/debug/pprof/"):
 		return "/debug/pprof/"
+	case isUIPath(path):
+		return "/ui/"
 	}
 	return "other"
 }

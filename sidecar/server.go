@@ -22,6 +22,7 @@ import (
 	"os"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/predictd/predictd/engine"
@@ -215,6 +216,8 @@ type Server struct {
 	prod  *production
 	tp    *tracing.Provider
 	bytes *byteBudget
+	live  *liveStats              // the portal's live view (live.go)
+	ui    atomic.Pointer[uiRoute] // the portal at /ui/ (SetUI, portal_data.go)
 	// One fasthttp server per surface (routes.go): all routes, predict, admin.
 	http, httpPredict, httpAdmin *fasthttp.Server
 	pprof                        fasthttp.RequestHandler
@@ -263,7 +266,7 @@ func New(cfg Config) (*Server, error) {
 		met.provider.Shutdown(context.Background())
 		return nil, err
 	}
-	s := &Server{cfg: cfg, met: met, prod: prod, tp: cfg.Tracer}
+	s := &Server{cfg: cfg, met: met, prod: prod, tp: cfg.Tracer, live: newLiveStats()}
 	if s.bytes, err = newByteBudget(int64(cfg.MaxInflightBytes), s.Meter()); err != nil {
 		prod.close()
 		met.provider.Shutdown(context.Background())

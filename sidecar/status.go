@@ -58,6 +58,22 @@ type VersionStatus struct {
 	Shadows []shadow.Stats `json:"shadows,omitempty"`
 	// ShadowErrors are shadows named in model.yaml that could not be attached.
 	ShadowErrors []string `json:"shadow_errors,omitempty"`
+	// StoreFeatures are the features the feature store fills (the others come with the
+	// request), with the columns they fill.
+	StoreFeatures []StoreFeatureStatus `json:"store_features,omitempty"`
+}
+
+// StoreFeatureStatus is one store-backed feature of a version (model.yaml's {name,
+// group, key, default}).
+type StoreFeatureStatus struct {
+	Name    string   `json:"name"`
+	Group   string   `json:"group"`
+	Key     string   `json:"key"`
+	Default *float64 `json:"default,omitempty"`
+	// Column is the first model column it fills, Width how many (a list's or an
+	// embedding's length; 1 for a scalar).
+	Column int `json:"column"`
+	Width  int `json:"width"`
 }
 
 // ModelsStatus is GET /v1/models.
@@ -119,6 +135,10 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 			Format: v.manifest.Format, Output: output, NumFeatures: v.nfeat,
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
 			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight}
+		for _, c := range v.stored {
+			vs.StoreFeatures = append(vs.StoreFeatures, StoreFeatureStatus{Name: c.Spec.Name, Group: c.Spec.Group,
+				Key: c.Spec.Key, Default: c.Spec.Default, Column: c.Column, Width: max(c.Width, 1)})
+		}
 		if a := v.attach.Load(); a != nil {
 			for _, sh := range a.shadows {
 				vs.Shadows = append(vs.Shadows, sh.Stats())

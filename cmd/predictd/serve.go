@@ -34,6 +34,8 @@ Listeners (docs/api.md, "Listeners"):
   --admin-listen  /healthz, /readyz, /metrics, GET /v1/models[/{name}],
                   POST /v1/admin/reload and, with --pprof, /debug/pprof/
   --unix          every route (the socket file's permissions admit its clients)
+The portal, a read-only web UI (docs/portal.md), is at /ui/ on --admin-listen when
+it is set, else on --listen (and always on --unix); --no-ui turns it off.
 Keep --listen on loopback unless the network in front of it is trusted. The
 environment variable PREDICTD_ADMIN_TOKEN (never a flag) makes /v1/admin/* and
 /debug/pprof/ require "Authorization: Bearer <token>" on every listener.
@@ -80,6 +82,8 @@ type serveFlags struct {
 	shadowWorkers         int
 	shadowCPUShare        float64
 	predictionLogDir      string
+	profiles              string
+	noUI                  bool
 	otlpEndpoint          string
 	traceSampleRatio      float64
 
@@ -120,6 +124,8 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.IntVar(&f.admissionMaxPending, "admission-max-pending", 0, "admitted plus waiting requests, all models; past it requests get 503 at once; 0: 5×--admission-capacity (every model's slots and queue)")
 	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once (the shadow budget; mirrored requests beyond it are dropped and counted)")
 	fs.Float64Var(&f.shadowCPUShare, "shadow-cpu-share", 0, "CPU `cores` within which shadows are scored at normal priority, shared by the models without their own model.yaml shadow.cpu_share; beyond it they take only idle CPU, and sampling rates are lowered evenly to fit it; 0: idle CPU only")
+	fs.StringVar(&f.profiles, "profiles", "", "`DIR` of load-test profiles (predictd-loadtest run's output) the portal at /ui/ lists, opens and compares; empty: none")
+	fs.BoolVar(&f.noUI, "no-ui", false, "do not serve the portal at /ui/ (docs/portal.md)")
 	fs.StringVar(&f.predictionLogDir, "prediction-log-dir", "", "`DIR` for the prediction logs of models with a log section in model.yaml")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces and metrics over OTLP to this `URL` (e.g. http://otel-collector:4318), over OTEL_EXPORTER_OTLP_ENDPOINT; empty: the OTEL_* variables decide, and with none set nothing is exported")
 	fs.Float64Var(&f.traceSampleRatio, "trace-sample-ratio", 1, "fraction of new traces recorded (requests with a sampled traceparent are always traced)")
@@ -296,6 +302,16 @@ func runServe(args []string) int {
 	}
 	defer closeStore()
 	srv.SetFeatureStore(store)
+	if !f.noUI {
+		closeUI, err := servePortal(srv, store, f, adminToken, log)
+		if err != nil {
+			srv.Close()
+			tp.Shutdown(context.Background())
+			fmt.Fprintln(os.Stderr, "predictd serve:", err)
+			return 2
+		}
+		defer closeUI()
+	}
 	var lns []net.Listener
 	closeAll := func() {
 		for _, ln := range lns {

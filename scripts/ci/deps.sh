@@ -2,11 +2,12 @@
 # Installs the system packages the test suite needs on Debian/Ubuntu, when missing:
 # g++ and cmake (C++ core, ctest, sanitizers), redis-server (feature-store tests start their
 # own servers from it), npm (fetches ONNX Runtime), curl, promtool (from prometheus: checks
-# the alert rules in docker/). Does nothing when all are present.
+# the alert rules in docker/), chromium (the portal's browser tests, sidecar/portal, drive it
+# headless). Does nothing when all are present.
 set -euo pipefail
 need=()
 # command:package; a command already on PATH (e.g. npm from NodeSource) is left alone.
-for pair in g++:g++ cmake:cmake redis-server:redis-server redis-cli:redis-tools npm:npm curl:curl promtool:prometheus; do
+for pair in g++:g++ cmake:cmake redis-server:redis-server redis-cli:redis-tools npm:npm curl:curl promtool:prometheus chromium:chromium; do
   command -v "${pair%%:*}" >/dev/null 2>&1 || need+=("${pair#*:}")
 done
 ((${#need[@]})) || exit 0
