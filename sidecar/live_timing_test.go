@@ -24,7 +24,7 @@ func BenchmarkLiveRecord(b *testing.B) {
 }
 
 func BenchmarkLiveRecordBaseline(b *testing.B) {
-	met, err := newMetrics(nil)
+	met, err := newMetrics(disabledTracer)
 	if err != nil {
 		b.Fatal(err)
 	}
