@@ -1,3 +1,5 @@
+//go:build linux
+
 package sidecar
 
 import (
@@ -6,8 +8,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -126,65 +130,143 @@ type handlerCall struct {
 	req fasthttp.Request
 }
 
-func (h *handlerCall) do(b *testing.B, s *Server, ct string, body []byte) {
+// prepare sets up the request; serve runs the handler on it.
+func (h *handlerCall) prepare(ct string, body []byte) {
 	h.ctx.Init(&h.req, nil, nil)
 	h.ctx.Request.Header.SetMethod("POST")
 	h.ctx.Request.SetRequestURI("/v1/predict")
 	h.ctx.Request.Header.SetContentType(ct)
-	h.ctx.Request.SetBody(body)
+	h.ctx.Request.SetBody(body) // a copy: the JSON decoder may unescape in place
 	h.ctx.Response.Reset()
+}
+
+func (h *handlerCall) serve(b *testing.B, s *Server) {
 	s.handle(&h.ctx)
 	if sc := h.ctx.Response.StatusCode(); sc != 200 {
 		b.Fatalf("status %d: %.300s", sc, h.ctx.Response.Body())
 	}
 }
 
+// threadCPU is the calling thread's CPU time (getrusage RUSAGE_THREAD, user + system):
+// on a shared machine the CPU a request costs, not how long it waited for one.
+func threadCPU() time.Duration {
+	var ru syscall.Rusage
+	const rusageThread = 1 // RUSAGE_THREAD (Linux)
+	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
+		panic("BUG: getrusage(RUSAGE_THREAD): " + err.Error())
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkNamedCandidates: a request of 1,000 candidates through the handler in
 // process (decode, resolve, assemble, score, encode; no network), as dense protobuf rows
-// and as candidates naming every feature, in protobuf and JSON, on the demo model and on
-// a 100-feature XGBoost model.
+// and as candidates naming every feature in protobuf and in JSON, on the demo model and
+// on a 100-feature XGBoost model.
 //
-// Each named iteration also serves the dense request (timed apart, the same machine
-// state): x-dense is the named form's total time over the dense form's, ns/cand the
-// named form's time per candidate, and ns/feat-extra what a named feature costs beyond
-// its value in a dense row ((named − dense) / (candidates × features)).
+// Every iteration serves the three forms one after the other on one locked thread and
+// charges each the thread's CPU time it took, so load on the machine hits the three
+// alike. Reported per form: ns/cand (CPU per candidate), x-dense (its CPU over the
+// dense rows' CPU) and ns/feat-extra (what a named feature costs beyond its value in a
+// dense row: (named − dense) / (candidates × features)); ns/op is the wall time of all
+// three.
 //
-//	go test ./sidecar -run '^$' -bench NamedCandidates -benchtime 200x -count 3
+//	go test ./sidecar -run '^$' -bench NamedCandidates -benchtime 100x -count 3
 func BenchmarkNamedCandidates(b *testing.B) {
 	const n = 1000
 	for _, m := range namedModels(b, n) {
 		dp, np, nj := namedBodies(b, m.name, m.names, m.rows)
-		var dense handlerCall
-		b.Run(m.name+"/proto-rows", func(b *testing.B) {
-			b.ReportAllocs()
-			for b.Loop() {
-				dense.do(b, m.s, "application/x-protobuf", dp)
-			}
-			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*n), "ns/cand")
-		})
-		for _, form := range []struct {
+		forms := []struct {
 			name, ct string
 			body     []byte
-		}{{"proto-named", "application/x-protobuf", np}, {"json-named", "application/json", nj}} {
-			var named handlerCall
-			b.Run(m.name+"/"+form.name, func(b *testing.B) {
-				b.ReportAllocs()
-				b.SetBytes(int64(len(form.body)))
-				var base time.Duration
-				for b.Loop() {
-					b.StopTimer()
-					t0 := time.Now()
-					dense.do(b, m.s, "application/x-protobuf", dp)
-					base += time.Since(t0)
-					b.StartTimer()
-					named.do(b, m.s, form.ct, form.body)
+		}{{"proto-rows", "application/x-protobuf", dp}, {"proto-named", "application/x-protobuf", np},
+			{"json-named", "application/json", nj}}
+		b.Run(m.name, func(b *testing.B) {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var h handlerCall
+			cpu := make([]time.Duration, len(forms))
+			for b.Loop() {
+				for i, f := range forms {
+					h.prepare(f.ct, f.body)
+					t0 := threadCPU()
+					h.serve(b, m.s)
+					cpu[i] += threadCPU() - t0
 				}
-				el := b.Elapsed()
-				b.ReportMetric(float64(el)/float64(base), "x-dense")
-				b.ReportMetric(float64(el.Nanoseconds())/float64(b.N*n), "ns/cand")
-				b.ReportMetric(float64((el - base).Nanoseconds())/float64(b.N*n*len(m.names)), "ns/feat-extra")
-			})
-		}
+			}
+			perCand := func(i int) float64 { return float64(cpu[i].Nanoseconds()) / float64(b.N*n) }
+			for i, f := range forms {
+				b.ReportMetric(perCand(i), f.name+"-ns/cand")
+				if i > 0 {
+					b.ReportMetric(perCand(i)/perCand(0), f.name+"-x-dense")
+					b.ReportMetric((perCand(i)-perCand(0))/float64(len(m.names)), f.name+"-ns/feat-extra")
+				}
+			}
+		})
 	}
 }
 
+// BenchmarkNamedStages: the named request's steps alone on the 100-feature model (1,000
+// candidates, every feature named), per feature: decoding (protobuf and JSON), name
+// resolution (the learned layout and, as the reference, a map lookup per name) and the
+// writes into the matrix.
+//
+//	go test ./sidecar -run '^$' -bench NamedStages -count 3
+func BenchmarkNamedStages(b *testing.B) {
+	const n = 1000
+	m := namedModels(b, n)[1]
+	_, np, nj := namedBodies(b, m.name, m.names, m.rows)
+	v, err := m.s.reg.acquire([]byte(m.name), nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer v.release()
+	// perFeat reports the thread's CPU time per feature since t0 (the thread locked).
+	perFeat := func(b *testing.B, t0 time.Duration) {
+		b.ReportMetric(float64((threadCPU()-t0).Nanoseconds())/float64(b.N*n*len(m.names)), "cpu-ns/feat")
+	}
+	for _, f := range []struct {
+		name   string
+		body   []byte
+		decode func(*request, []byte, decodeLimits) error
+	}{{"decode-proto", np, decodeProto}, {"decode-json", nj, decodeJSON}} {
+		b.Run(f.name, func(b *testing.B) {
+			r := getRequest()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			t0 := threadCPU()
+			for b.Loop() {
+				r.reset()
+				if err := f.decode(r, f.body, codecLimits); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perFeat(b, t0)
+		})
+	}
+	r := getRequest()
+	if err := decodeProto(r, np, codecLimits); err != nil {
+		b.Fatal(err)
+	}
+	for _, plain := range []bool{false, true} {
+		name := "assemble-layout"
+		if plain {
+			name = "assemble-map"
+		}
+		b.Run(name, func(b *testing.B) {
+			none := func(int) error { return nil }
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			t0 := threadCPU()
+			for b.Loop() {
+				m64, err := r.matrix(v, 1<<30)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if err := r.writeFeatures(v, m64, plain, none); err != nil {
+					b.Fatal(err)
+				}
+			}
+			perFeat(b, t0)
+		})
+	}
+}
