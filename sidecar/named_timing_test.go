@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -269,4 +271,63 @@ func BenchmarkNamedStages(b *testing.B) {
 			perFeat(b, t0)
 		})
 	}
+}
+
+// BenchmarkOneCandidate: the fixed cost of a request. A protobuf request for one named
+// candidate of the demo model over the Unix socket (HTTP, routing, decoding, resolve,
+// scoring, encoding, metrics), against a bare fasthttp handler on another Unix socket
+// of the same process that echoes the body back; the two alternate, so load on the
+// machine hits both alike. Reports the p50 and p99 of each and p50-x-echo, the
+// sidecar's p50 over the echo's.
+//
+//	go test ./sidecar -run '^$' -bench OneCandidate -benchtime 20000x -count 3
+func BenchmarkOneCandidate(b *testing.B) {
+	ts := startServer(b, Config{ModelFS: examples.Models(), Logger: slog.New(slog.DiscardHandler)})
+	dir, err := os.MkdirTemp("", "pdecho")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		b.Fatal(err)
+	}
+	echo := &fasthttp.Server{Handler: func(ctx *fasthttp.RequestCtx) {
+		ctx.SetContentType("application/x-protobuf")
+		ctx.SetBody(ctx.Request.Body())
+	}}
+	go echo.Serve(ln)
+	defer echo.Shutdown()
+	cm := claimsEngine(b)
+	_, body, _ := namedBodies(b, "claims", cm.FeatureNames(), randomRows(cm, 1, 3))
+	clients := []*fasthttp.HostClient{rawClient(ts, "unix"),
+		{Addr: "echo", Dial: func(string) (net.Conn, error) { return net.Dial("unix", sock) }}}
+	lat := [2][]time.Duration{}
+	req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()
+	defer fasthttp.ReleaseRequest(req)
+	defer fasthttp.ReleaseResponse(resp)
+	b.ReportAllocs()
+	for b.Loop() {
+		for i, hc := range clients {
+			req.Header.SetMethod("POST")
+			req.SetRequestURI("http://predictd/v1/predict")
+			req.Header.SetContentType("application/x-protobuf")
+			req.SetBodyRaw(body)
+			t0 := time.Now()
+			if err := hc.DoTimeout(req, resp, time.Minute); err != nil || resp.StatusCode() != 200 {
+				b.Fatalf("%v %d %.200s", err, resp.StatusCode(), resp.Body())
+			}
+			lat[i] = append(lat[i], time.Since(t0))
+		}
+	}
+	q := func(d []time.Duration, p float64) float64 {
+		slices.Sort(d)
+		return float64(d[int(p*float64(len(d)-1))].Nanoseconds()) / 1e3
+	}
+	b.ReportMetric(q(lat[0], 0.5), "sidecar-p50-µs")
+	b.ReportMetric(q(lat[0], 0.99), "sidecar-p99-µs")
+	b.ReportMetric(q(lat[1], 0.5), "echo-p50-µs")
+	b.ReportMetric(q(lat[1], 0.99), "echo-p99-µs")
+	b.ReportMetric(q(lat[0], 0.5)/q(lat[1], 0.5), "p50-x-echo")
 }

@@ -12,6 +12,7 @@
 package jsonnum
 
 import (
+	"encoding/binary"
 	"math"
 	"math/bits"
 	"strconv"
@@ -66,6 +67,21 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 		i++
 		f := i
 		for ; i < len(b) && b[i]-'0' < 10; i++ {
+			// Eight digits at once once the leading zeros are behind (fast_float's
+			// loop): most feature values carry 15–17 digits.
+			for w != 0 && nd <= 19-8 && i+8 <= len(b) {
+				c := binary.LittleEndian.Uint64(b[i:])
+				if !eightDigits(c) {
+					break
+				}
+				w = w*100000000 + eightDigitsValue(c)
+				nd += 8
+				exp10 -= 8
+				i += 8
+			}
+			if i >= len(b) || b[i]-'0' >= 10 {
+				break
+			}
 			switch d := uint64(b[i] - '0'); {
 			case w == 0 && d == 0:
 				exp10-- // a leading zero: not significant
@@ -110,6 +126,24 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 		v = -v
 	}
 	return v, i, ok
+}
+
+// eightDigits tells whether the 8 bytes of c (little-endian) are all ASCII digits.
+func eightDigits(c uint64) bool {
+	return ((c+0x4646464646464646)|(c-0x3030303030303030))&0x8080808080808080 == 0
+}
+
+// eightDigitsValue is the value of the 8 ASCII digits in c, the first in the low byte
+// (fast_float's parse_eight_digits_unrolled).
+func eightDigitsValue(c uint64) uint64 {
+	const (
+		mask = 0x000000FF000000FF
+		mul1 = 0x000F424000000064 // 100 + (1000000 << 32)
+		mul2 = 0x0000271000000001 // 1 + (10000 << 32)
+	)
+	c -= 0x3030303030303030
+	c = c*10 + c>>8
+	return uint64(uint32((c&mask*mul1 + (c>>16)&mask*mul2) >> 32))
 }
 
 // slow parses tok, a valid JSON number of more than 19 significant digits, with

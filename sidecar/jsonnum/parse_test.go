@@ -62,9 +62,12 @@ func TestParse(t *testing.T) {
 	}
 }
 
+var suffixes = []string{",", "]", "}", " ", "\n", ",\"a\":1", ".5", "e5", "-", "/", ":", "\x00", "\xff"}
+
 // TestParseRandom: shortest round-trip forms of random float64 bits (the form encoders
 // write), 17-digit forms, and random digit strings with random exponents, all
-// subnormal and boundary ranges included.
+// subnormal and boundary ranges included; and plain forms followed by what a body has
+// after a number.
 func TestParseRandom(t *testing.T) {
 	n := 300_000
 	if testing.Short() {
@@ -77,6 +80,8 @@ func TestParseRandom(t *testing.T) {
 			continue
 		}
 		check(t, strconv.FormatFloat(f, 'g', -1, 64))
+		// What follows a number in a body: the 8-digit steps must stop at it.
+		check(t, strconv.FormatFloat(f, 'f', -1, 64)+suffixes[rng.IntN(len(suffixes))])
 		check(t, strconv.FormatFloat(f, 'e', 16, 64))
 		check(t, strconv.FormatFloat(f, 'e', rng.IntN(20), 64))
 		var b strings.Builder
