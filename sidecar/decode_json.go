@@ -30,9 +30,9 @@ type decodeLimits struct {
 	// presizeAt: bodies of at least this many bytes are counted before they are decoded
 	// (presize.go); 0: presizeMin.
 	presizeAt int
-	// plain: decode and resolve names with the generic paths only (strconv for numbers,
-	// no inlined loops, map lookups for names): the reference the fuzz targets compare
-	// the fast paths with. Never set in serving.
+	// plain: decode with the generic paths only (strconv for numbers, the object
+	// callback for features, protowire for every protobuf field): the reference the
+	// fuzz targets compare the fast paths with. Never set in serving.
 	plain bool
 }
 
