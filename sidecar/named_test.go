@@ -69,6 +69,19 @@ func sameDecoded(t *testing.T, a, b *request) {
 // or the same error. It returns the fast one (nil after an error).
 func decodeBoth(t *testing.T, data []byte, decode func(*request, []byte, decodeLimits) error) *request {
 	t.Helper()
+	// Tight limits: the fast paths count cells their own way, and must fail where the
+	// generic paths fail, with the same error.
+	for _, lim := range []decodeLimits{{rows: 3, cells: 7, presizeAt: math.MaxInt}, {rows: 2, cells: 4, presizeAt: 1}} {
+		f, p := getRequest(), getRequest()
+		ferr := decode(f, append([]byte(nil), data...), lim)
+		lim.plain = true
+		perr := decode(p, append([]byte(nil), data...), lim)
+		if fmt.Sprint(ferr) != fmt.Sprint(perr) {
+			t.Fatalf("limits %+v: fast paths: %v; generic paths: %v; body %q", lim, ferr, perr, data)
+		}
+		putRequest(f)
+		putRequest(p)
+	}
 	fast, plain := getRequest(), getRequest()
 	t.Cleanup(func() { putRequest(plain) })
 	ferr := decode(fast, append([]byte(nil), data...), fuzzLimits)
