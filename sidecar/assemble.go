@@ -41,7 +41,8 @@ func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
 const applyCheckRows = 4096
 
 // apply writes the context features into every row, then each candidate's features
-// into its row. Every name is checked before anything is written. A context name sent
+// into its row (writeFeatures). A name the model lacks fails the request; rows written
+// before it are never scored. A context name sent
 // more than once counts once, the last value winning (docs/api.md), so context costs
 // one write per distinct column per row however many entries the request repeats. The
 // deadline is checked every applyCheckRows rows.
@@ -54,11 +55,6 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 			return unknownFeature(v, r.bytes(f.name))
 		}
 		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
-	}
-	for _, f := range r.feats {
-		if _, ok := v.cols[string(r.bytes(f.name))]; !ok {
-			return unknownFeature(v, r.bytes(f.name))
-		}
 	}
 	// Fold to one value per column: a stable sort keeps request order within a column,
 	// then each run keeps its last entry.
@@ -90,18 +86,7 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 			}
 		}
 	}
-	for i, c := range r.cands {
-		if i%applyCheckRows == 0 {
-			if err := expired(i); err != nil {
-				return err
-			}
-		}
-		row := m64[i*nf : (i+1)*nf]
-		for _, f := range r.feats[c.f0:c.f1] {
-			row[v.cols[string(r.bytes(f.name))]] = f.value
-		}
-	}
-	return nil
+	return r.writeFeatures(v, m64, false, expired)
 }
 
 // colValue is a context feature resolved to its matrix column.

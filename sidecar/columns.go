@@ -61,3 +61,76 @@ func describeColumns(man *Manifest, cols []column) string {
 	}
 	return fmt.Sprintf("%d features (%d columns with the store's vectors expanded)", len(man.Features), len(cols))
 }
+
+// writeFeatures writes each candidate's features into its row of m64 (nf columns per
+// row), each name resolved to its column, or returns the unknown-feature error for the
+// first name the model lacks. expired is called every applyCheckRows rows.
+//
+// Rankers list the features of every candidate of a request in the same order, so the
+// first candidate's names are learned as a layout and each next candidate's names are
+// compared with it byte for byte: equal names take the layout's column at the cost of
+// a memory compare, where the map would hash the name first. A name that differs (a
+// feature left out, another order) is looked up in v.cols, and the comparison carries
+// on from that name's place in the layout, so one omission costs one lookup. plain
+// looks every name up (the reference the tests compare with).
+func (r *request) writeFeatures(v *version, m64 []float64, plain bool, expired func(done int) error) error {
+	if len(r.cands) == 0 {
+		return nil
+	}
+	nf := v.nfeat
+	// The layout: the first candidate's features, their columns in lcols, and per
+	// column 1 + its place in the layout in layoutAt (0: not in it).
+	first := r.cands[0]
+	learned := r.feats[first.f0:first.f1]
+	r.lcols = growI32(r.lcols[:0], len(learned))
+	r.layoutAt = growI32(r.layoutAt[:0], nf)
+	clear(r.layoutAt)
+	for k, f := range learned {
+		col, ok := v.cols[string(r.bytes(f.name))]
+		if !ok {
+			return unknownFeature(v, r.bytes(f.name))
+		}
+		r.lcols[k] = int32(col)
+		if r.layoutAt[col] == 0 {
+			r.layoutAt[col] = int32(k + 1)
+		}
+	}
+	lcols, layoutAt := r.lcols, r.layoutAt
+	for i, c := range r.cands {
+		if i%applyCheckRows == 0 {
+			if err := expired(i); err != nil {
+				return err
+			}
+		}
+		row := m64[i*nf : (i+1)*nf : (i+1)*nf]
+		p := 0 // the layout place the next name is expected at
+		for _, f := range r.feats[c.f0:c.f1] {
+			if p < len(learned) && f.name.n == learned[p].name.n && !plain &&
+				string(r.body[f.name.off:f.name.off+f.name.n]) == string(r.body[learned[p].name.off:learned[p].name.off+f.name.n]) {
+				row[lcols[p]] = f.value
+				p++
+				continue
+			}
+			name := r.bytes(f.name)
+			col, ok := v.cols[string(name)]
+			if !ok {
+				return unknownFeature(v, name)
+			}
+			row[col] = f.value
+			if at := layoutAt[col]; at > 0 {
+				p = int(at)
+			}
+		}
+	}
+	return nil
+}
+
+// growI32 extends s by n elements, reusing capacity.
+func growI32(s []int32, n int) []int32 {
+	if len(s)+n > cap(s) {
+		t := make([]int32, len(s), max(2*cap(s), len(s)+n))
+		copy(t, s)
+		s = t
+	}
+	return s[:len(s)+n]
+}

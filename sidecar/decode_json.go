@@ -8,6 +8,8 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 	"unsafe"
+
+	"github.com/predictd/predictd/sidecar/jsonnum"
 )
 
 // errBadRequest is wrapped by every decoding error.
@@ -28,6 +30,10 @@ type decodeLimits struct {
 	// presizeAt: bodies of at least this many bytes are counted before they are decoded
 	// (presize.go); 0: presizeMin.
 	presizeAt int
+	// plain: decode with the generic paths only (strconv for numbers, the object
+	// callback for features, protowire for every protobuf field): the reference the
+	// fuzz targets compare the fast paths with. Never set in serving.
+	plain bool
 }
 
 // presizes tells whether a body of n bytes is counted before it is decoded.
@@ -196,25 +202,32 @@ func (s *jsonScanner) array(what string, elem func(i int) error) error {
 	}
 }
 
-// str reads a string, unescaping it in place: the result aliases s.b.
+// str reads a string, unescaping it in place: the result aliases s.b. UTF-8 is
+// validated only for a string with a byte above 0x7F (names and ids are ASCII).
 func (s *jsonScanner) str() ([]byte, error) {
 	if s.peek() != '"' {
 		return nil, s.errf("want a string, found %s", s.found())
 	}
 	s.i++
 	start := s.i
+	var high byte
 	for i := start; i < len(s.b); i++ {
-		switch c := s.b[i]; {
+		c := s.b[i]
+		high |= c
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		switch {
 		case c == '"':
 			s.i = i + 1
-			if !utf8.Valid(s.b[start:i]) {
+			if high >= 0x80 && !utf8.Valid(s.b[start:i]) {
 				return nil, s.errf("string is not valid UTF-8")
 			}
 			return s.b[start:i], nil
 		case c == '\\':
 			s.i = i
 			return s.unescape(start, i)
-		case c < 0x20:
+		default:
 			s.i = i
 			return nil, s.errf("control character in a string")
 		}
@@ -355,7 +368,9 @@ func (s *jsonScanner) numToken() ([]byte, bool) {
 	return b[start:i], true
 }
 
-// value reads a feature value: a number, or null for missing (NaN).
+// value reads a feature value: a number, or null for missing (NaN). Numbers are
+// parsed by jsonnum, in the same pass that finds their end; lim.plain parses them with
+// strconv.ParseFloat instead, the reference the fuzz targets compare with.
 func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 	c := s.peek()
 	if c == 'n' {
@@ -367,6 +382,22 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 	if c != '-' && (c < '0' || c > '9') {
 		return 0, s.errf("%s: want a number or null, found %s", valueName(what, name), s.found())
 	}
+	if s.lim.plain {
+		return s.valuePlain(what, name)
+	}
+	v, n, ok := jsonnum.Parse(s.b[s.i:])
+	if n == 0 {
+		return 0, s.errf("%s: malformed number", valueName(what, name))
+	}
+	s.i += n
+	if !ok {
+		return 0, s.errf("%s: number %s is out of the float64 range", valueName(what, name), s.b[s.i-n:s.i])
+	}
+	return v, nil
+}
+
+// valuePlain is value's number with numToken and strconv.ParseFloat.
+func (s *jsonScanner) valuePlain(what string, name []byte) (float64, error) {
 	tok, ok := s.numToken()
 	if !ok {
 		return 0, s.errf("%s: malformed number", valueName(what, name))
@@ -521,14 +552,7 @@ func (s *jsonScanner) candidate(r *request) error {
 			c.id = r.spanOf(id)
 			return err
 		case "features":
-			return s.object("features", func(name []byte) error {
-				if err := s.lim.cell(r); err != nil {
-					return err
-				}
-				v, err := s.value("feature", name)
-				r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
-				return err
-			})
+			return s.features(r)
 		case "keys":
 			return s.keys(r, &r.candKeys, "candidate keys")
 		default:
@@ -538,6 +562,60 @@ func (s *jsonScanner) candidate(r *request) error {
 	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
 	r.cands = append(r.cands, c)
 	return err
+}
+
+// features reads a candidate's features: object and its member callback written out
+// as one loop, since on a named request this loop is most of the decoding. lim.plain
+// takes the generic object path, which the fuzz targets compare with.
+func (s *jsonScanner) features(r *request) error {
+	member := func(name []byte) error {
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
+		v, err := s.value("feature", name)
+		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
+		return err
+	}
+	if s.lim.plain {
+		return s.object("features", member)
+	}
+	if s.peek() != '{' {
+		return s.errf("features: want an object, found %s", s.found())
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	for {
+		if s.peek() != '"' {
+			return s.errf("features: want a member name, found %s", s.found())
+		}
+		name, err := s.str()
+		if err != nil {
+			return err
+		}
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
+		v, err := s.value("feature", name)
+		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
+		if err != nil {
+			return err
+		}
+		switch s.peek() {
+		case ',':
+			s.i++
+		case '}':
+			s.i++
+			return nil
+		default:
+			return s.errf("features: want ',' or '}', found %s", s.found())
+		}
+	}
 }
 
 func (s *jsonScanner) rows(r *request) error {

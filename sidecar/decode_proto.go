@@ -55,7 +55,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(r, m)
+			f, err := decodeFeature(r, m, lim.plain)
 			if err != nil {
 				return err
 			}
@@ -113,9 +113,31 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 	return r.finishDecode(haveCands, haveRows)
 }
 
+// Tag bytes of the fields the named fast paths read (field number << 3 | wire type).
+const (
+	tagCandidateFeature = byte(wire.CandidateFeatures)<<3 | byte(protowire.BytesType)
+	tagFeatureName      = byte(wire.FeatureName)<<3 | byte(protowire.BytesType)
+	tagFeatureValue     = byte(wire.FeatureValue)<<3 | byte(protowire.Fixed64Type)
+)
+
 func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	for len(b) > 0 {
+		// A feature of less than 128 bytes, as every encoder writes it: its tag and
+		// one-byte length read here rather than through protowire.
+		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 && !lim.plain {
+			m := b[2 : 2+int(b[1])]
+			b = b[2+int(b[1]):]
+			f, err := decodeFeature(r, m, false)
+			if err != nil {
+				return err
+			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
+			r.feats = append(r.feats, f)
+			continue
+		}
 		num, typ, n := consumeTag(b)
 		if n < 0 {
 			return protoErr("Candidate", n)
@@ -136,7 +158,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(r, m)
+			f, err := decodeFeature(r, m, lim.plain)
 			if err != nil {
 				return err
 			}
@@ -168,9 +190,24 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 }
 
 // decodeFeature reads a Feature, b a subslice of r.body; an absent value is missing
-// (NaN).
-func decodeFeature(r *request, b []byte) (feature, error) {
+// (NaN). Unless plain, the form every encoder writes (a name under 128 bytes, then the
+// value or none) is read in place; anything else takes the field loop.
+func decodeFeature(r *request, b []byte, plain bool) (feature, error) {
 	f := feature{value: math.NaN()}
+	if len(b) >= 2 && b[0] == tagFeatureName && b[1] < 0x80 && !plain {
+		n := 2 + int(b[1])
+		switch {
+		case len(b) == n+9 && b[n] == tagFeatureValue:
+			f.value = math.Float64frombits(binary.LittleEndian.Uint64(b[n+1:]))
+		case len(b) != n:
+			n = 0 // not the usual form
+		}
+		if n > 0 && validUTF8(b[2:n]) {
+			f.name = r.spanOf(b[2:n])
+			return f, nil
+		}
+		f.value = math.NaN()
+	}
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -293,6 +330,27 @@ func growF64(s []float64, n int) []float64 {
 		s = t
 	}
 	return s[:len(s)+n]
+}
+
+// validUTF8 is utf8.Valid with the ASCII names of features tested 8 bytes at a time
+// in line: a call to utf8.Valid costs more than the test on a 10–20 byte name.
+func validUTF8(b []byte) bool {
+	const high = 0x8080808080808080
+	var acc uint64
+	i := 0
+	for ; i+8 <= len(b); i += 8 {
+		acc |= binary.LittleEndian.Uint64(b[i:])
+	}
+	if i < len(b) {
+		if len(b) >= 8 {
+			acc |= binary.LittleEndian.Uint64(b[len(b)-8:]) // the tail, overlapping
+		} else {
+			for _, c := range b[i:] {
+				acc |= uint64(c)
+			}
+		}
+	}
+	return acc&high == 0 || utf8.Valid(b)
 }
 
 func protoString(b []byte, typ protowire.Type, what string) ([]byte, []byte, error) {

@@ -197,14 +197,7 @@ func countProto(b []byte) presize {
 			n.ctxKeys++
 		case wire.RequestCandidates:
 			n.cands++
-			walkProto(m, func(num protowire.Number, _ protowire.Type, _ []byte) {
-				switch num {
-				case wire.CandidateFeatures:
-					n.feats++
-				case wire.CandidateKeys:
-					n.candKeys++
-				}
-			})
+			countCandidate(m, &n)
 		case wire.RequestRows:
 			n.nrows++
 			walkProto(m, func(num protowire.Number, typ protowire.Type, v []byte) {
@@ -221,6 +214,33 @@ func countProto(b []byte) presize {
 		}
 	}
 	return n
+}
+
+// countCandidate counts a Candidate's features and keys into n. A feature of less than
+// 128 bytes, as every encoder writes it, is stepped over by its one-byte length.
+func countCandidate(b []byte, n *presize) {
+	for len(b) > 0 {
+		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			n.feats++
+			b = b[2+int(b[1]):]
+			continue
+		}
+		num, typ, k := protowire.ConsumeTag(b)
+		if k < 0 {
+			return
+		}
+		b = b[k:]
+		if k = protowire.ConsumeFieldValue(num, typ, b); k < 0 {
+			return
+		}
+		b = b[k:]
+		switch num {
+		case wire.CandidateFeatures:
+			n.feats++
+		case wire.CandidateKeys:
+			n.candKeys++
+		}
+	}
 }
 
 // walkProto calls f with each field of message b, stopping at the first malformed one.

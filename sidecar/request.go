@@ -87,6 +87,8 @@ type request struct {
 
 	// Scoring buffers.
 	ctxCols  []colValue    // context resolved to columns, one per column (apply)
+	lcols    []int32       // the learned layout's columns (writeFeatures)
+	layoutAt []int32       // per column, 1 + its place in the learned layout (writeFeatures)
 	ctxKeyOf []resolvedKey // request-level keys the feature store asked for (StoreQuery.Key)
 	m64      []float64
 	m32      []float32
@@ -109,6 +111,7 @@ func (r *request) reset() {
 	r.nrows, r.width = 0, 0
 	r.degraded = r.degraded[:0]
 	r.ctxCols = r.ctxCols[:0]
+	r.lcols, r.layoutAt = r.lcols[:0], r.layoutAt[:0]
 	clear(r.ctxKeyOf) // drop the views of the old body
 	r.ctxKeyOf = r.ctxKeyOf[:0]
 	r.resp = r.resp[:0]
@@ -138,7 +141,7 @@ func (r *request) pooledBytes() int {
 	return featureSize*(cap(r.context)+cap(r.feats)) + keySize*(cap(r.ctxKeys)+cap(r.candKeys)) +
 		candidateSize*cap(r.cands) + 8*(cap(r.rows)+cap(r.m64)+cap(r.out)) + 4*cap(r.m32) +
 		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) +
-		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf)
+		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf) + 4*(cap(r.lcols)+cap(r.layoutAt))
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}

@@ -1,0 +1,305 @@
+package sidecar
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"math"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/predictd/predictd/api/predictpb"
+	"github.com/predictd/predictd/examples"
+	"google.golang.org/protobuf/proto"
+)
+
+// plainLimits are fuzzLimits on the generic paths only (decodeLimits.plain).
+var plainLimits = func() decodeLimits { l := fuzzLimits; l.plain = true; return l }()
+
+// sameDecoded fails unless a and b hold the same request: every element, name bytes and
+// value bits alike.
+func sameDecoded(t *testing.T, a, b *request) {
+	t.Helper()
+	feats := func(r *request, fs []feature) string {
+		var s strings.Builder
+		for _, f := range fs {
+			fmt.Fprintf(&s, "%q=%#x ", r.bytes(f.name), math.Float64bits(f.value))
+		}
+		return s.String()
+	}
+	keys := func(r *request, ks []key) string {
+		var s strings.Builder
+		for _, k := range ks {
+			fmt.Fprintf(&s, "%q=%q ", r.bytes(k.name), r.bytes(k.value))
+		}
+		return s.String()
+	}
+	rows := func(r *request) string {
+		var s strings.Builder
+		for _, v := range r.rows {
+			fmt.Fprintf(&s, "%#x ", math.Float64bits(v))
+		}
+		return fmt.Sprintf("%d×%d %s", r.nrows, r.width, s.String())
+	}
+	cands := func(r *request) string {
+		var s strings.Builder
+		for i, c := range r.cands {
+			fmt.Fprintf(&s, "%q[%s|%s] ", r.id(i), feats(r, r.feats[c.f0:c.f1]), keys(r, r.candKeys[c.k0:c.k1]))
+		}
+		return s.String()
+	}
+	for _, c := range []struct{ what, a, b string }{
+		{"model", string(a.model), string(b.model)},
+		{"version", string(a.version), string(b.version)},
+		{"output", fmt.Sprint(a.output), fmt.Sprint(b.output)},
+		{"context", feats(a, a.context), feats(b, b.context)},
+		{"keys", keys(a, a.ctxKeys), keys(b, b.ctxKeys)},
+		{"candidates", cands(a), cands(b)},
+		{"rows", rows(a), rows(b)},
+	} {
+		if c.a != c.b {
+			t.Fatalf("%s: fast paths %s, generic paths %s", c.what, c.a, c.b)
+		}
+	}
+}
+
+// decodeBoth decodes data with the fast and the generic paths (each on its own copy,
+// as the JSON decoder unescapes in place) and fails unless both give the same request
+// or the same error. It returns the fast one (nil after an error).
+func decodeBoth(t *testing.T, data []byte, decode func(*request, []byte, decodeLimits) error) *request {
+	t.Helper()
+	// Tight limits: the fast paths count cells their own way, and must fail where the
+	// generic paths fail, with the same error.
+	for _, lim := range []decodeLimits{{rows: 3, cells: 7, presizeAt: math.MaxInt}, {rows: 2, cells: 4, presizeAt: 1}} {
+		f, p := getRequest(), getRequest()
+		ferr := decode(f, append([]byte(nil), data...), lim)
+		lim.plain = true
+		perr := decode(p, append([]byte(nil), data...), lim)
+		if fmt.Sprint(ferr) != fmt.Sprint(perr) {
+			t.Fatalf("limits %+v: fast paths: %v; generic paths: %v; body %q", lim, ferr, perr, data)
+		}
+		putRequest(f)
+		putRequest(p)
+	}
+	fast, plain := getRequest(), getRequest()
+	t.Cleanup(func() { putRequest(plain) })
+	ferr := decode(fast, append([]byte(nil), data...), fuzzLimits)
+	perr := decode(plain, append([]byte(nil), data...), plainLimits)
+	if fmt.Sprint(ferr) != fmt.Sprint(perr) {
+		t.Fatalf("fast paths: %v; generic paths: %v; body %q", ferr, perr, data)
+	}
+	if ferr != nil {
+		putRequest(fast)
+		return nil
+	}
+	sameDecoded(t, fast, plain)
+	t.Cleanup(func() { putRequest(fast) })
+	return fast
+}
+
+// claimsVersion loads the demo model in a registry and returns its version.
+func claimsVersion(t testing.TB) *version {
+	t.Helper()
+	s, err := New(Config{ModelFS: examples.Models(), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	s.Reload()
+	v, err := s.reg.acquire([]byte("claims"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(v.release)
+	return v
+}
+
+// sameAssembled writes r's features for v through the learned layout and through a
+// map lookup per name, and fails unless both give the same matrix (bit for bit) or the
+// same error.
+func sameAssembled(t *testing.T, r *request, v *version) {
+	t.Helper()
+	if r.dense || len(r.cands)*v.nfeat > 1<<20 {
+		return
+	}
+	none := func(int) error { return nil }
+	var ms [2][]float64
+	var errs [2]error
+	for i, plain := range []bool{false, true} {
+		m64, err := r.matrix(v, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs[i] = r.writeFeatures(v, m64, plain, none)
+		ms[i] = slices.Clone(m64)
+	}
+	if fmt.Sprint(errs[0]) != fmt.Sprint(errs[1]) {
+		t.Fatalf("learned layout: %v; map: %v", errs[0], errs[1])
+	}
+	if errs[0] != nil {
+		return
+	}
+	for i := range ms[0] {
+		if math.Float64bits(ms[0][i]) != math.Float64bits(ms[1][i]) {
+			t.Fatalf("row %d column %d: learned layout %v, map %v", i/v.nfeat, i%v.nfeat, ms[0][i], ms[1][i])
+		}
+	}
+}
+
+// namedSeeds are candidates in the shapes the learned layout meets: one order for all,
+// features left out, other orders, repeated names, unknown names late, escaped names.
+var namedSeeds = []string{
+	`{"model":"claims","candidates":[{"id":"a","features":{"VehBrand":6,"VehPower":3.5,"Area":null}},{"features":{"VehBrand":1,"VehPower":2e-3,"Area":4}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehPower":3,"Area":1}},{"features":{"VehBrand":1,"Area":4}},{"features":{"Area":4,"VehBrand":2,"VehPower":7}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehBrand":3}},{"features":{"VehBrand":1,"VehBrand":5e-324,"Density":1.7976931348623157e308}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":6}},{"features":{"VehBrand":1,"Nope":2}}]}`,
+	`{"model":"claims","candidates":[{"features":{"Veh\u0042rand":6,"Region":0.1}},{"features":{"VehBrand":1,"Region":123456789012345678901234}}]}`,
+	`{"model":"claims","context":{"Area":2},"candidates":[{},{"features":{"Area":1}},{"features":{"DrivAge":-0,"Area":1e400}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":1.}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":-}}]}`,
+	`{"model":"claims","rows":[[1,2.5,-3e-7,null]]}`,
+}
+
+// FuzzNamedFastPathsJSON: the JSON decoder's fast paths (jsonnum numbers, the
+// inlined features loop, ASCII strings) decode any body to exactly what the generic
+// paths (strconv, the object callback) decode, or fail with the same error; and the
+// learned layout assembles the same matrix as a map lookup per name, or fails the same.
+func FuzzNamedFastPathsJSON(f *testing.F) {
+	for _, s := range namedSeeds {
+		f.Add([]byte(s))
+	}
+	v := claimsVersion(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r := decodeBoth(t, data, decodeJSON); r != nil {
+			sameAssembled(t, r, v)
+		}
+	})
+}
+
+// FuzzNamedFastPathsProto: the same for the protobuf decoder's fast paths (features
+// read in place, their names checked 8 bytes at a time).
+func FuzzNamedFastPathsProto(f *testing.F) {
+	for _, s := range namedSeeds {
+		var req predictpb.PredictRequest
+		if err := jsonToProto([]byte(s), &req); err == nil {
+			f.Add(mustMarshal(f, &req))
+		}
+	}
+	v := claimsVersion(f)
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if r := decodeBoth(t, data, decodeProto); r != nil {
+			sameAssembled(t, r, v)
+		}
+	})
+}
+
+// jsonToProto converts a request decoded from JSON to its protobuf form, for seeds.
+func jsonToProto(js []byte, out *predictpb.PredictRequest) error {
+	r := getRequest()
+	defer putRequest(r)
+	if err := decodeJSON(r, append([]byte(nil), js...), fuzzLimits); err != nil {
+		return err
+	}
+	feat := func(f feature) *predictpb.Feature {
+		p := &predictpb.Feature{Name: string(r.bytes(f.name))}
+		if !math.IsNaN(f.value) {
+			p.Value = proto.Float64(f.value)
+		}
+		return p
+	}
+	out.Model = string(r.model)
+	for _, f := range r.context {
+		out.Context = append(out.Context, feat(f))
+	}
+	for i, c := range r.cands {
+		pc := &predictpb.Candidate{Id: string(r.id(i))}
+		for _, f := range r.feats[c.f0:c.f1] {
+			pc.Features = append(pc.Features, feat(f))
+		}
+		out.Candidates = append(out.Candidates, pc)
+	}
+	if r.dense {
+		for i := range r.nrows {
+			out.Rows = append(out.Rows, &predictpb.Row{Values: r.rows[i*r.width : (i+1)*r.width]})
+		}
+	}
+	return nil
+}
+
+// TestNamedFastPaths runs the fuzz seeds, and bodies in every shape the learned layout
+// handles, through both paths.
+func TestNamedFastPaths(t *testing.T) {
+	v := claimsVersion(t)
+	names := slices.Clone(v.names)
+	var bodies []string
+	bodies = append(bodies, namedSeeds...)
+	// Candidates that each send a rotated, then reversed, then thinned order of the names.
+	for shape := range 4 {
+		var b strings.Builder
+		b.WriteString(`{"model":"claims","candidates":[`)
+		for i := range 6 {
+			ns := slices.Clone(names)
+			switch shape {
+			case 1:
+				ns = append(ns[i%len(ns):], ns[:i%len(ns)]...)
+			case 2:
+				if i%2 == 1 {
+					slices.Reverse(ns)
+				}
+			case 3:
+				ns = slices.DeleteFunc(ns, func(n string) bool { return (len(n)+i)%3 == 0 })
+			}
+			if i > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"features":{`)
+			for j, n := range ns {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, "%q:%d.%d", n, i, j)
+			}
+			b.WriteString(`}}`)
+		}
+		b.WriteString(`]}`)
+		bodies = append(bodies, b.String())
+	}
+	for _, s := range bodies {
+		if r := decodeBoth(t, []byte(s), decodeJSON); r != nil {
+			sameAssembled(t, r, v)
+		}
+		var req predictpb.PredictRequest
+		if err := jsonToProto([]byte(s), &req); err == nil {
+			if r := decodeBoth(t, mustMarshal(t, &req), decodeProto); r != nil {
+				sameAssembled(t, r, v)
+			}
+		}
+	}
+}
+
+// TestNamedUnknownFeature: a name the model lacks is the unknown_feature error naming
+// it, whether it comes first, in a later candidate that follows the learned layout, or
+// in place of a learned name.
+func TestNamedUnknownFeature(t *testing.T) {
+	v := claimsVersion(t)
+	f := func(body, want string) {
+		t.Helper()
+		r := getRequest()
+		defer putRequest(r)
+		if err := decodeJSON(r, []byte(body), fuzzLimits); err != nil {
+			t.Fatal(err)
+		}
+		m64, err := r.matrix(v, 1<<30)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = r.writeFeatures(v, m64, false, func(int) error { return nil })
+		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, errUnknownFeature) {
+			t.Fatalf("%s: error %v, want unknown feature %s", body, err, want)
+		}
+	}
+	f(`{"model":"claims","candidates":[{"features":{"Nope":1}}]}`, `"Nope"`)
+	f(`{"model":"claims","candidates":[{"features":{"Area":1}},{"features":{"Area":1,"Late":2}}]}`, `"Late"`)
+	f(`{"model":"claims","candidates":[{"features":{"Area":1,"Region":2}},{"features":{"Area":1,"Regio":2}}]}`, `"Regio"`)
+}
