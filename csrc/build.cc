@@ -491,17 +491,26 @@ bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
 
 // BinThresholds gives each numerical slot its thresholds, sorted and deduplicated in the
 // library's precision (a value's bin is its place among them), and its guide.
-bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of) {
+bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of, std::vector<uint32_t>* thr_index) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
-  std::vector<std::vector<double>> thr(e->slots.size());
+  // Per slot, (threshold, node) sorted by threshold: the distinct thresholds and each
+  // node's place among them in one pass (a binary search per node while laying out the
+  // trees was a fifth of a 255-leaf ranker's layout).
+  std::vector<std::vector<std::pair<double, uint32_t>>> thr(e->slots.size());
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (e->flags[i] & PD_FLAG_CATEGORICAL) continue;
-    thr[slot_of[e->feature[i]]].push_back(xgb ? double(e->threshold32[i]) : e->threshold[i]);
+    thr[slot_of[e->feature[i]]].push_back({xgb ? double(e->threshold32[i]) : e->threshold[i], uint32_t(i)});
   }
+  thr_index->assign(e->feature.size(), 0);
+  std::vector<double> v;
   for (size_t s = 0; s < thr.size(); s++) {
-    auto& v = thr[s];
-    std::sort(v.begin(), v.end());
-    v.erase(std::unique(v.begin(), v.end()), v.end());  // also merges -0.0 and 0.0
+    auto& p = thr[s];
+    std::sort(p.begin(), p.end());
+    v.clear();
+    for (const auto& [t, node] : p) {
+      if (v.empty() || !(v.back() == t)) v.push_back(t);  // == also merges -0.0 and 0.0
+      (*thr_index)[node] = uint32_t(v.size() - 1);
+    }
     if (int(v.size()) > kMaxFastThresholds)
       return Fallback(e, "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds");
     e->slots[s].thr_off = uint32_t(e->thr64.size());
@@ -576,7 +585,8 @@ struct CatSets {
 
 // LayOutTree appends tree t's binned nodes in pre-order (left child next), leaves looping
 // to themselves, with their leaf values, and the tree's extent and depth.
-bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets* sets) {
+bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, const std::vector<uint32_t>& thr_index,
+                CatSets* sets) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
   const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
   if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) return Fallback(e, "tree " + std::to_string(t) + " has too many nodes");
@@ -639,9 +649,7 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets
       nd.right = kCatFlag;
       e->has_cat = true;
     } else {
-      const double tv = xgb ? double(e->threshold32[i]) : e->threshold[i];
-      const double* tb = e->thr64.data() + fb.thr_off;
-      const uint32_t ti = uint32_t(std::lower_bound(tb, tb + fb.thr_n, tv) - tb);
+      const uint32_t ti = thr_index[i];  // the threshold's place among the slot's (BinThresholds)
       // Bins (BinNumeric in kernels.cc): 2i = strictly between thresholds i-1 and i,
       // 2i+1 = equal to threshold i. LightGBM x <= t_i  <=>  bin <= 2i+1;
       // XGBoost x < t_i  <=>  bin <= 2i.
@@ -774,7 +782,8 @@ void PackSmallTrees(Ensemble* e) {
 void Layout(Ensemble* e) {
   e->fast = false;
   std::vector<int> slot_of;
-  if (!ChooseSlots(e, &slot_of) || !BinThresholds(e, slot_of) || !CountCategories(e, slot_of)) return;
+  std::vector<uint32_t> thr_index;
+  if (!ChooseSlots(e, &slot_of) || !BinThresholds(e, slot_of, &thr_index) || !CountCategories(e, slot_of)) return;
   CatSets sets;
   e->tree_off.assign(1, 0);
   e->tree_depth.clear();
@@ -783,7 +792,7 @@ void Layout(Ensemble* e) {
   e->val64.reserve(nn);
   e->val32.reserve(nn);
   for (int64_t t = 0; t < e->num_trees; t++)
-    if (!LayOutTree(e, t, slot_of, &sets)) return;
+    if (!LayOutTree(e, t, slot_of, thr_index, &sets)) return;
   if (!CategoryMajor(e, sets)) return;
   SplitNodes(e);
   PackSmallTrees(e);
