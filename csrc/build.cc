@@ -711,6 +711,7 @@ bool CategoryMajor(Ensemble* e, const CatSets& sets) {
   // (set by set, every bit was a cache miss on a matrix of megabytes).
   std::vector<std::vector<uint32_t>> of_slot(S);
   for (size_t k = 0; k < NS; k++) of_slot[set_slot[k]].push_back(uint32_t(k));
+  std::vector<uint32_t> grp;
   for (size_t s = 0; s < S; s++) {
     const std::vector<uint32_t>& ks = of_slot[s];
     for (size_t g = 0; g < ks.size(); g += 32) {
@@ -718,15 +719,18 @@ bool CategoryMajor(Ensemble* e, const CatSets& sets) {
       const uint32_t col = base[s] + uint32_t(g >> 5);
       uint32_t most = 0;
       for (size_t i = 0; i < ng; i++) most = std::max(most, sets.key[ks[g + i]].n);
+      // The group's sets copied word-major first, each read in order (reading word w of 32
+      // sets scattered over cat_bits, w by w, missed the cache on most loads).
+      grp.assign(size_t(most) * 32, 0);
+      for (size_t i = 0; i < ng; i++) {
+        const CatSets::Key& key = sets.key[ks[g + i]];
+        for (uint32_t w = 0; w < key.n; w++) grp[size_t(w) * 32 + 31 - i] = key.words[w];
+      }
       for (uint32_t w = 0; w < most; w++) {
         // The group's word w of each set, transposed: row 32w+b's column word is bit b of
         // every set (a dense set of thousands of categories made a bit-by-bit loop the
         // largest part of the layout).
-        uint32_t a[32] = {};
-        for (size_t i = 0; i < ng; i++) {
-          const CatSets::Key& key = sets.key[ks[g + i]];
-          if (w < key.n) a[31 - i] = key.words[w];
-        }
+        uint32_t* a = grp.data() + size_t(w) * 32;
         Transpose32(a);
         for (uint32_t b = 0; b < 32; b++)
           if (a[31 - b]) mat[col + (size_t(w * 32 + b) << shift[s])] = a[31 - b];
