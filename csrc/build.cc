@@ -491,17 +491,26 @@ bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
 
 // BinThresholds gives each numerical slot its thresholds, sorted and deduplicated in the
 // library's precision (a value's bin is its place among them), and its guide.
-bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of) {
+bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of, std::vector<uint32_t>* thr_index) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
-  std::vector<std::vector<double>> thr(e->slots.size());
+  // Per slot, (threshold, node) sorted by threshold: the distinct thresholds and each
+  // node's place among them in one pass (a binary search per node while laying out the
+  // trees was a fifth of a 255-leaf ranker's layout).
+  std::vector<std::vector<std::pair<double, uint32_t>>> thr(e->slots.size());
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (e->flags[i] & PD_FLAG_CATEGORICAL) continue;
-    thr[slot_of[e->feature[i]]].push_back(xgb ? double(e->threshold32[i]) : e->threshold[i]);
+    thr[slot_of[e->feature[i]]].push_back({xgb ? double(e->threshold32[i]) : e->threshold[i], uint32_t(i)});
   }
+  thr_index->assign(e->feature.size(), 0);
+  std::vector<double> v;
   for (size_t s = 0; s < thr.size(); s++) {
-    auto& v = thr[s];
-    std::sort(v.begin(), v.end());
-    v.erase(std::unique(v.begin(), v.end()), v.end());  // also merges -0.0 and 0.0
+    auto& p = thr[s];
+    std::sort(p.begin(), p.end());
+    v.clear();
+    for (const auto& [t, node] : p) {
+      if (v.empty() || !(v.back() == t)) v.push_back(t);  // == also merges -0.0 and 0.0
+      (*thr_index)[node] = uint32_t(v.size() - 1);
+    }
     if (int(v.size()) > kMaxFastThresholds)
       return Fallback(e, "feature " + std::to_string(e->slots[s].feature) + " has too many distinct thresholds");
     e->slots[s].thr_off = uint32_t(e->thr64.size());
@@ -525,9 +534,12 @@ bool CountCategories(Ensemble* e, const std::vector<int>& slot_of) {
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (!(e->flags[i] & PD_FLAG_CATEGORICAL)) continue;
     const int cs = e->cat_set[i];
-    uint32_t top = 0;
-    for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1]; w++)
-      if (e->cat_bits[w]) top = uint32_t(w - e->cat_start[cs]) * 32 + 32 - __builtin_clz(e->cat_bits[w]);
+    uint32_t top = 0;  // one past the highest category in the set (its last non-zero word)
+    for (int32_t w = e->cat_start[cs + 1] - 1; w >= e->cat_start[cs]; w--)
+      if (e->cat_bits[w]) {
+        top = uint32_t(w - e->cat_start[cs]) * 32 + 32 - __builtin_clz(e->cat_bits[w]);
+        break;
+      }
     auto& b = e->slots[slot_of[e->feature[i]]];
     b.ncat = std::max(b.ncat, top);
     if (b.ncat > uint32_t(kMaxFastCategories))
@@ -538,22 +550,43 @@ bool CountCategories(Ensemble* e, const std::vector<int>& slot_of) {
 
 // CatSets numbers the distinct categorical sets by (feature, words) while the trees are laid
 // out. Hashed: a tree map's lookups (a cache miss per level, a compare of up to 2,048 words
-// each) were 40% of the layout time of a model with 19,000 categorical splits.
+// each) were 40% of the layout time of a model with 19,000 categorical splits. A key is a
+// spec set read in place from Ensemble::cat_bits (words past the feature's categories, and
+// trailing zero words, ignored): copying each node's words into a key and the set into a
+// set-major pool was a third of that layout's time (allocations, copies, page faults).
 struct CatSets {
+  struct Key {
+    int feature;
+    const uint32_t* words;  // into Ensemble::cat_bits
+    uint32_t n;             // trailing zero words trimmed
+  };
   struct Hash {
-    size_t operator()(const std::pair<int, std::vector<uint32_t>>& k) const {
-      uint64_t h = 1469598103934665603ull ^ uint64_t(uint32_t(k.first));
-      for (uint32_t w : k.second) h = (h ^ w) * 1099511628211ull;
-      return size_t(h ^ (h >> 29));
+    size_t operator()(const Key& k) const {
+      // FNV-1a in four interleaved chains (one chain's multiplies were serial).
+      constexpr uint64_t kP = 1099511628211ull;
+      uint64_t h[4] = {1469598103934665603ull ^ uint64_t(uint32_t(k.feature)), 1, 2, 3};
+      uint32_t i = 0;
+      for (; i + 4 <= k.n; i += 4)
+        for (int l = 0; l < 4; l++) h[l] = (h[l] ^ k.words[i + l]) * kP;
+      for (; i < k.n; i++) h[0] = (h[0] ^ k.words[i]) * kP;
+      const uint64_t x = ((h[0] * kP ^ h[1]) * kP ^ h[2]) * kP ^ h[3];
+      return size_t(x ^ (x >> 29));
     }
   };
-  std::unordered_map<std::pair<int, std::vector<uint32_t>>, uint32_t, Hash> index;
+  struct Eq {
+    bool operator()(const Key& a, const Key& b) const {
+      return a.feature == b.feature && a.n == b.n && std::equal(a.words, a.words + a.n, b.words);
+    }
+  };
+  std::unordered_map<Key, uint32_t, Hash, Eq> index;
   std::vector<uint32_t> slot;  // per set number: its slot
+  std::vector<Key> key;        // per set number: its words
 };
 
 // LayOutTree appends tree t's binned nodes in pre-order (left child next), leaves looping
 // to themselves, with their leaf values, and the tree's extent and depth.
-bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets* sets) {
+bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, const std::vector<uint32_t>& thr_index,
+                CatSets* sets) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
   const int32_t n0 = e->node_start[t], n = e->node_start[t + 1] - n0, l0 = e->leaf_start[t];
   if (2 * int64_t(n) + 1 > kMaxFastTreeNodes) return Fallback(e, "tree " + std::to_string(t) + " has too many nodes");
@@ -596,10 +629,10 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets
     if (e->flags[i] & PD_FLAG_CATEGORICAL) {
       // The node's set over bins 0..ncat (bin ncat, "other", is never in it).
       const int cs = e->cat_set[i];
-      std::vector<uint32_t> words(fb.ncat / 32 + 1, 0);
-      for (int32_t w = e->cat_start[cs]; w < e->cat_start[cs + 1] && size_t(w - e->cat_start[cs]) < words.size(); w++)
-        words[w - e->cat_start[cs]] = e->cat_bits[w];
-      auto key = std::make_pair(f, words);
+      const uint32_t* w0 = e->cat_bits.data() + e->cat_start[cs];
+      uint32_t nw = std::min<uint32_t>(uint32_t(e->cat_start[cs + 1] - e->cat_start[cs]), fb.ncat / 32 + 1);
+      while (nw > 0 && w0[nw - 1] == 0) nw--;
+      const CatSets::Key key{f, w0, nw};
       auto found = sets->index.find(key);
       uint32_t set;  // the set's number; cat_off[set] locates it (CategoryMajor)
       if (found != sets->index.end()) {
@@ -607,19 +640,16 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets
       } else {
         set = uint32_t(e->cat_off.size());
         if (set >= kMaxCatSets) return Fallback(e, "more than 65,536 distinct categorical sets");
-        // Set-major while the nodes are laid out; made category-major by CategoryMajor.
-        e->cat_off.push_back(uint32_t(e->cat_pool.size()));
+        e->cat_off.push_back(0);  // set by CategoryMajor
         sets->slot.push_back(uint32_t(slot_of[f]));
-        e->cat_pool.insert(e->cat_pool.end(), words.begin(), words.end());
-        sets->index.emplace(std::move(key), set);
+        sets->key.push_back(key);
+        sets->index.emplace(key, set);
       }
       nd.kk = uint16_t(set);
       nd.right = kCatFlag;
       e->has_cat = true;
     } else {
-      const double tv = xgb ? double(e->threshold32[i]) : e->threshold[i];
-      const double* tb = e->thr64.data() + fb.thr_off;
-      const uint32_t ti = uint32_t(std::lower_bound(tb, tb + fb.thr_n, tv) - tb);
+      const uint32_t ti = thr_index[i];  // the threshold's place among the slot's (BinThresholds)
       // Bins (BinNumeric in kernels.cc): 2i = strictly between thresholds i-1 and i,
       // 2i+1 = equal to threshold i. LightGBM x <= t_i  <=>  bin <= 2i+1;
       // XGBoost x < t_i  <=>  bin <= 2i.
@@ -644,16 +674,29 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, CatSets
   return true;
 }
 
+// Transpose32 transposes a 32x32 bit matrix in place, row i = a[i], column j = bit 31-j
+// (Hacker's Delight, 2nd ed., section 7-3).
+void Transpose32(uint32_t* a) {
+  uint32_t m = 0x0000FFFFu;
+  for (uint32_t j = 16; j != 0; j >>= 1, m ^= m << j)
+    for (uint32_t k = 0; k < 32; k = (k + j + 1) & ~j) {
+      const uint32_t t = (a[k] ^ (a[k + j] >> j)) & m;
+      a[k] ^= t;
+      a[k + j] ^= t << j;
+    }
+}
+
 // CategoryMajor turns the categorical sets category-major (Ensemble::cat_pool): per slot,
 // its sets numbered j in order, rows of 2^shift words (at least ceil(sets / 32)), one row
 // per bin 0..ncat, so a node's test reads the row of the row's category, which the other
 // nodes of the same feature share (cache misses on set-major sets were 45% of a
 // 255-leaf ranker's time).
-bool CategoryMajor(Ensemble* e, const std::vector<uint32_t>& set_slot) {
+bool CategoryMajor(Ensemble* e, const CatSets& sets) {
+  const std::vector<uint32_t>& set_slot = sets.slot;
   if (e->cat_off.empty()) return true;
   const size_t S = e->slots.size(), NS = e->cat_off.size();
-  std::vector<uint32_t> nsets(S, 0), shift(S, 0), base(S, 0), j_of(NS);
-  for (size_t k = 0; k < NS; k++) j_of[k] = nsets[set_slot[k]]++;
+  std::vector<uint32_t> nsets(S, 0), shift(S, 0), base(S, 0);
+  for (size_t k = 0; k < NS; k++) nsets[set_slot[k]]++;
   size_t total = 0;
   for (size_t s = 0; s < S; s++) {
     if (nsets[s] == 0) continue;
@@ -663,15 +706,37 @@ bool CategoryMajor(Ensemble* e, const std::vector<uint32_t>& set_slot) {
     if (total > kMaxCatPoolWords) return Fallback(e, "categorical sets exceed the fast path's pool");
   }
   std::vector<uint32_t> mat(total, 0);
-  for (size_t k = 0; k < NS; k++) {
-    const uint32_t s = set_slot[k], j = j_of[k], nw = e->slots[s].ncat / 32 + 1;
-    const uint32_t col = base[s] + (j >> 5);
-    for (uint32_t w = 0; w < nw; w++)
-      for (uint32_t bits = e->cat_pool[e->cat_off[k] + w]; bits; bits &= bits - 1) {
-        const uint32_t c = w * 32 + uint32_t(__builtin_ctz(bits));
-        mat[col + (size_t(c) << shift[s])] |= 1u << (j & 31u);
+  // Sets in groups of 32 of a slot (one column word), word by word: the group's bits of
+  // categories 32w..32w+31 land in 32 rows that stay in L1 while the 32 sets are read
+  // (set by set, every bit was a cache miss on a matrix of megabytes).
+  std::vector<std::vector<uint32_t>> of_slot(S);
+  for (size_t k = 0; k < NS; k++) of_slot[set_slot[k]].push_back(uint32_t(k));
+  std::vector<uint32_t> grp;
+  for (size_t s = 0; s < S; s++) {
+    const std::vector<uint32_t>& ks = of_slot[s];
+    for (size_t g = 0; g < ks.size(); g += 32) {
+      const size_t ng = std::min<size_t>(32, ks.size() - g);
+      const uint32_t col = base[s] + uint32_t(g >> 5);
+      uint32_t most = 0;
+      for (size_t i = 0; i < ng; i++) most = std::max(most, sets.key[ks[g + i]].n);
+      // The group's sets copied word-major first, each read in order (reading word w of 32
+      // sets scattered over cat_bits, w by w, missed the cache on most loads).
+      grp.assign(size_t(most) * 32, 0);
+      for (size_t i = 0; i < ng; i++) {
+        const CatSets::Key& key = sets.key[ks[g + i]];
+        for (uint32_t w = 0; w < key.n; w++) grp[size_t(w) * 32 + 31 - i] = key.words[w];
       }
-    e->cat_off[k] = col | (j & 31u) << 23 | shift[s] << 28;
+      for (uint32_t w = 0; w < most; w++) {
+        // The group's word w of each set, transposed: row 32w+b's column word is bit b of
+        // every set (a dense set of thousands of categories made a bit-by-bit loop the
+        // largest part of the layout).
+        uint32_t* a = grp.data() + size_t(w) * 32;
+        Transpose32(a);
+        for (uint32_t b = 0; b < 32; b++)
+          if (a[31 - b]) mat[col + (size_t(w * 32 + b) << shift[s])] = a[31 - b];
+      }
+      for (size_t i = 0; i < ng; i++) e->cat_off[ks[g + i]] = col | uint32_t(i) << 23 | shift[s] << 28;
+    }
   }
   e->cat_pool = std::move(mat);
   return true;
@@ -721,13 +786,18 @@ void PackSmallTrees(Ensemble* e) {
 void Layout(Ensemble* e) {
   e->fast = false;
   std::vector<int> slot_of;
-  if (!ChooseSlots(e, &slot_of) || !BinThresholds(e, slot_of) || !CountCategories(e, slot_of)) return;
+  std::vector<uint32_t> thr_index;
+  if (!ChooseSlots(e, &slot_of) || !BinThresholds(e, slot_of, &thr_index) || !CountCategories(e, slot_of)) return;
   CatSets sets;
   e->tree_off.assign(1, 0);
   e->tree_depth.clear();
+  const size_t nn = size_t(e->node_start[e->num_trees]) + size_t(e->leaf_start[e->num_trees]);
+  e->nodes.reserve(nn);
+  e->val64.reserve(nn);
+  e->val32.reserve(nn);
   for (int64_t t = 0; t < e->num_trees; t++)
-    if (!LayOutTree(e, t, slot_of, &sets)) return;
-  if (!CategoryMajor(e, sets.slot)) return;
+    if (!LayOutTree(e, t, slot_of, thr_index, &sets)) return;
+  if (!CategoryMajor(e, sets)) return;
   SplitNodes(e);
   PackSmallTrees(e);
   BuildLeafTables(e);

@@ -79,6 +79,23 @@ func shapesMeasure(b *testing.B, minCPU time.Duration, round int, fn func(i int)
 	return best
 }
 
+// shapesAtLeast repeats a fixture's rows until it has at least n (the reduced copies in
+// testdata/ have a few hundred rows; the batch benchmark scores 1,000).
+func shapesAtLeast(l *shapesLoaded, n int) *shapesLoaded {
+	if l.nrows >= n {
+		return l
+	}
+	c := *l
+	nf := l.ens.NumFeatures
+	for c.nrows < n {
+		c.rows = append(c.rows, l.rows[:l.nrows*nf]...)
+		c.rows32 = append(c.rows32, l.rows32[:l.nrows*nf]...)
+		c.want = append(c.want, l.want...)
+		c.nrows += l.nrows
+	}
+	return &c
+}
+
 func BenchmarkShapesBatch(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -93,6 +110,7 @@ func BenchmarkShapesBatch(b *testing.B) {
 			lines = append(lines, fmt.Sprintf("%-16s absent (testdata/%s or PREDICTD_FIXTURES)", fx.name, fx.dir))
 			continue
 		}
+		l = shapesAtLeast(l, batch)
 		T := float64(l.ens.NumTrees())
 		// Load: the core's validation and layout (newCScorer), thread CPU time, best of three.
 		load := time.Duration(1 << 62)
@@ -190,4 +208,32 @@ func BenchmarkShapesSmall(b *testing.B) {
 		lines = append(lines, "(shared fixtures absent: set PREDICTD_FIXTURES)")
 	}
 	b.Logf("Model.Predict*, one thread, CPU ns per row at batch n (the generic walk, direct):\n%s", strings.Join(lines, "\n"))
+}
+
+// BenchmarkShapesLoad: the core's load (newCScorer: the spec copied into C, validated and
+// laid out) per model, thread CPU time per 1,000 trees, best of three rounds.
+func BenchmarkShapesLoad(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	var lines []string
+	for _, fx := range append(append([]shapesFixture{}, shapesFixtures...), shapesBenchExtra...) {
+		if !shapesBenchWanted(fx.name) {
+			continue
+		}
+		l, ok := shapesLoad(b, fx)
+		if !ok {
+			continue
+		}
+		T := float64(l.ens.NumTrees())
+		d := shapesMeasure(b, 300*time.Millisecond, 1, func(int) error {
+			sc, err := newCScorer(l.ens)
+			if err != nil {
+				return err
+			}
+			sc.close()
+			return nil
+		})
+		lines = append(lines, fmt.Sprintf("%-16s %.1f ms (%.0f ms per 1,000 trees)", fx.name, float64(d.Microseconds())/1000, float64(d.Microseconds())/T))
+	}
+	b.Logf("load, one thread, CPU time:\n%s", strings.Join(lines, "\n"))
 }
