@@ -329,6 +329,8 @@ func reportHTML(r *Result) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s %s</title>\n", esc(r.Scenario), esc(r.RunID))
 	p("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
+	// No icon: otherwise a browser asks the server for /favicon.ico and logs its 404.
+	p("<link rel=\"icon\" href=\"data:,\">\n")
 	p("<style>body{font-family:sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;font-size:14px}" +
 		".plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:8px}.plots img{width:100%%;height:auto;border:1px solid #eee}" +
 		".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap}" +
