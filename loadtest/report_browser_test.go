@@ -188,6 +188,7 @@ type svgShape struct {
 	Points    int
 	Notes     int
 	Outside   []string
+	Overlaps  []string // notes drawn over each other
 	VLines    []svgMark
 	HLines    []svgMark
 	XTicks    []svgMark
@@ -196,6 +197,7 @@ type svgShape struct {
 	FrameTop  float64
 	FrameW    float64
 	FrameH    float64
+	spanY     float64 // how high the lines reach together, from their lowest point
 }
 
 // svgMark is a reference line or a tick: where it is drawn and its label.
@@ -210,7 +212,7 @@ const shapeJS = `(() => {
 	const label = e => e.nextElementSibling ? e.nextElementSibling.textContent : "";
 	const out = {W: vb.width, H: vb.height, NoData: Array.from(svg.querySelectorAll("text")).some(e => e.textContent === "no data"),
 		Lines: [], Points: svg.querySelectorAll("circle.pt").length, Notes: svg.querySelectorAll("text.note").length,
-		Outside: [], VLines: [], HLines: [], XTicks: [], YTicks: []};
+		Outside: [], Overlaps: [], VLines: [], HLines: [], XTicks: [], YTicks: []};
 	for (const p of svg.querySelectorAll("polyline")) {
 		const r = p.getBoundingClientRect();
 		out.Lines.push({N: p.points.numberOfItems, Left: r.left, Right: r.right, Top: r.top, Bottom: r.bottom});
@@ -220,6 +222,12 @@ const shapeJS = `(() => {
 		if (r.left < -0.5 || r.top < -0.5 || r.right > vb.width + 0.5 || r.bottom > vb.height + 0.5)
 			out.Outside.push(e.outerHTML.slice(0, 160));
 	}
+	const notes = Array.from(svg.querySelectorAll("text.note")).map(e => [e.textContent, e.getBoundingClientRect()]);
+	for (let i = 0; i < notes.length; i++)
+		for (let j = 0; j < i; j++) {
+			const [a, ra] = notes[i], [c, rc] = notes[j];
+			if (ra.left < rc.right && rc.left < ra.right && ra.top < rc.bottom && rc.top < ra.bottom) out.Overlaps.push(a + " / " + c);
+		}
 	for (const l of svg.querySelectorAll("line")) {
 		const x1 = num(l, "x1"), y1 = num(l, "y1"), x2 = num(l, "x2"), y2 = num(l, "y2");
 		if (l.classList.contains("vline")) out.VLines.push({At: x1, Label: label(l)});
@@ -265,15 +273,15 @@ func (a axis) at(v float64) float64 {
 	return a.a + a.b*v
 }
 
-// openPlot opens a plot on its own and checks it is drawn: no "no data", a line of at
-// least minPoints points with a width, the lines together with a height, points inside
-// the frame, and nothing drawn outside the picture.
+// openPlot opens a plot on its own and checks it is drawn: no "no data", points, a
+// line of at least minPoints points with a width (none needed for one point), lines inside the frame, notes apart, and nothing
+// drawn outside the picture. A flat line is data (CPU figures come in clock ticks).
 func openPlot(t *testing.T, b *browser, base, name string, minPoints int) svgShape {
 	t.Helper()
 	b.do(t, "open "+name, chromedp.Navigate(base+"/"+name), chromedp.WaitReady(chromedp.CSS("svg")))
 	s := act(t, b, "shape of "+name, chromedp.Evaluate[svgShape](shapeJS))
 	b.check(t, name)
-	if s.NoData || len(s.Lines) == 0 || s.Points == 0 {
+	if s.NoData || s.Points == 0 || (minPoints > 1 && len(s.Lines) == 0) {
 		t.Errorf("%s: empty plot (no data %v, %d lines, %d points)", name, s.NoData, len(s.Lines), s.Points)
 		return s
 	}
@@ -283,19 +291,19 @@ func openPlot(t *testing.T, b *browser, base, name string, minPoints int) svgSha
 		top, bottom = math.Min(top, l.Top), math.Max(bottom, l.Bottom)
 		if l.Right-l.Left < 1 {
 			t.Errorf("%s: line %d has no width (%+v)", name, i, l)
-		}
-		if l.Left < s.FrameLeft-1 || l.Right > s.FrameLeft+s.FrameW+1 || l.Top < s.FrameTop-1 || l.Bottom > s.FrameTop+s.FrameH+1 {
+		} else if l.Left < s.FrameLeft-1 || l.Right > s.FrameLeft+s.FrameW+1 || l.Top < s.FrameTop-1 || l.Bottom > s.FrameTop+s.FrameH+1 {
 			t.Errorf("%s: line %d leaves the frame (%+v; frame %v,%v %vx%v)", name, i, l, s.FrameLeft, s.FrameTop, s.FrameW, s.FrameH)
 		}
 	}
 	if int(longest) < minPoints {
 		t.Errorf("%s: the longest line has %v points, want >= %d", name, longest, minPoints)
 	}
-	if bottom-top < 1 {
-		t.Errorf("%s: the lines are flat together (%v..%v)", name, top, bottom)
-	}
+	s.spanY = bottom - top
 	if s.W > screenW {
 		t.Errorf("%s: %v wide, wider than a %d-pixel screen", name, s.W, screenW)
+	}
+	for _, o := range s.Overlaps {
+		t.Errorf("%s: notes drawn over each other: %s", name, o)
 	}
 	for _, o := range s.Outside {
 		t.Errorf("%s: drawn outside its %vx%v picture: %s", name, s.W, s.H, o)
@@ -344,8 +352,12 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) (
 	var srcs []string
 	for _, p := range page.Plots {
 		srcs = append(srcs, p.Src)
-		if !p.Loaded || p.Width < 100 || p.Height < 50 || p.Left < 0 || p.Right > page.InnerW {
+		if !p.Loaded || p.Height < 50 || p.Left < 0 || p.Right > page.InnerW {
 			t.Errorf("plot %s: loaded %v, at %v..%v of %v, %vx%v", p.Src, p.Loaded, p.Left, p.Right, page.InnerW, p.Width, p.Height)
+		}
+		// At three quarters of its size a plot's 12-unit text is 9 pixels high: legible.
+		if p.Width < 0.75*plotW {
+			t.Errorf("plot %s: %v pixels wide for a %d-unit plot: its text is too small to read", p.Src, p.Width, plotW)
 		}
 	}
 	if strings.Join(srcs, " ") != strings.Join(wantPlots, " ") {
@@ -364,6 +376,9 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) (
 	tl := openPlot(t, b, files, ReportTimelineLatency, windows)
 	checkSLO(t, ReportTimelineLatency, tl, r)
 	tr := openPlot(t, b, files, ReportTimelineRate, windows)
+	if tr.spanY < 1 { // the steps offer different rates
+		t.Errorf("%s: the lines are flat", ReportTimelineRate)
+	}
 	if tr.Points != 3*windows {
 		t.Errorf("%s: %d points, want offered, achieved and errors for %d windows", ReportTimelineRate, tr.Points, windows)
 	}
@@ -416,13 +431,16 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) (
 	checkSLO(t, ReportSpectrum, sp, r)
 
 	if r.Search != nil {
-		var trials int
+		var trials, searched int
 		for _, st := range r.Steps {
 			if st.Requests > 0 && (st.Phase == "search" || st.Phase == "confirm") {
 				trials++
+				if st.Phase == "search" {
+					searched++
+				}
 			}
 		}
-		s := openPlot(t, b, files, ReportSearch, 2)
+		s := openPlot(t, b, files, ReportSearch, searched) // a line through the trials
 		if s.Points != trials || s.Notes != trials {
 			t.Errorf("%s: %d points and %d notes for %d trials and confirm steps", ReportSearch, s.Points, s.Notes, trials)
 		}
