@@ -327,7 +327,7 @@ func checkSLO(t *testing.T, name string, s svgShape, r *Result) {
 
 // checkReportPage opens a profile's index.html and each of its plots and checks them
 // against the steps the page lists and the profile they were drawn from.
-func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) (*Result, *pageLayout) {
+func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) {
 	t.Helper()
 	r, err := LoadResult(dir)
 	if err != nil {
@@ -461,7 +461,6 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) (
 	act(t, b, "plots loaded again", chromedp.Poll[bool](`Array.from(document.querySelectorAll(".plots img")).every(i => i.complete)`,
 		chromedp.WithPollingTimeout(10*time.Second)))
 	b.check(t, "index.html")
-	return r, page
 }
 
 // TestReportInBrowser renders the report of two real runs against the in-package
