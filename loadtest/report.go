@@ -28,6 +28,10 @@ const (
 	padLeft, padRight, padTop, padBottom = 70, 170, 40, 55
 )
 
+// A note's 10-unit text takes 12 units of height from 9 above its baseline (a
+// sans-serif face's ascent and descent) and at most about 6 units a character.
+const noteH, noteAscent, noteCharW = 12, 9, 6
+
 // PlotOpts are a plot's extras: reference lines, labels on points, a logarithmic x axis.
 type PlotOpts struct {
 	// VLines are vertical lines (step boundaries) at X, labelled at the top.
@@ -160,9 +164,25 @@ func PlotSVGWith(title, xLabel, yLabel string, series []Series, logY bool, o Plo
 				x0, sy(m.V), x0+w, sy(m.V), x0+4, sy(m.V)-4, esc(m.Label))
 		}
 	}
+	// A note that would cover one drawn before moves down a line: a search's trial and
+	// its confirm step often sit at the same rate and latency.
+	var placed [][4]float64
 	for _, nt := range o.Notes {
 		if inX(nt.X) && inY(nt.Y) {
-			fmt.Fprintf(&b, `<text class="note" x="%.1f" y="%.1f" font-size="10">%s</text>`+"\n", sx(nt.X)+5, sy(nt.Y)-5, esc(nt.Text))
+			x, y := sx(nt.X)+5, sy(nt.Y)-5
+			w := noteCharW * float64(len([]rune(nt.Text)))
+			for range len(placed) {
+				hit := false
+				for _, r := range placed {
+					hit = hit || (x < r[2] && r[0] < x+w && y-noteAscent < r[3] && r[1] < y-noteAscent+noteH)
+				}
+				if !hit {
+					break
+				}
+				y += noteH
+			}
+			placed = append(placed, [4]float64{x, y - noteAscent, x + w, y - noteAscent + noteH})
+			fmt.Fprintf(&b, `<text class="note" x="%.1f" y="%.1f" font-size="10">%s</text>`+"\n", x, y, esc(nt.Text))
 		}
 	}
 	for i, s := range series {
@@ -329,8 +349,10 @@ func reportHTML(r *Result) string {
 	p := func(format string, a ...any) { fmt.Fprintf(&b, format, a...) }
 	p("<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>%s %s</title>\n", esc(r.Scenario), esc(r.RunID))
 	p("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
+	// No icon: otherwise a browser asks the server for /favicon.ico and logs its 404.
+	p("<link rel=\"icon\" href=\"data:,\">\n")
 	p("<style>body{font-family:sans-serif;margin:1em auto;max-width:1400px;padding:0 1em;font-size:14px}" +
-		".plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(440px,1fr));gap:8px}.plots img{width:100%%;height:auto;border:1px solid #eee}" +
+		".plots{display:grid;grid-template-columns:repeat(auto-fit,minmax(min(560px,100%%),1fr));gap:8px}.plots img{width:100%%;height:auto;border:1px solid #eee}" +
 		".scroll{overflow-x:auto}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:2px 5px;text-align:right;white-space:nowrap}" +
 		"th{background:#f4f4f4;position:sticky;top:0}.bad{color:#c00}.kv th{text-align:left}.kv td{text-align:left;white-space:normal}</style></head><body>\n")
 	p("<h1>%s — run %s</h1>\n", esc(r.Scenario), esc(r.RunID))

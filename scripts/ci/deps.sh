@@ -2,8 +2,8 @@
 # Installs the system packages the test suite needs on Debian/Ubuntu, when missing:
 # g++ and cmake (C++ core, ctest, sanitizers), redis-server (feature-store tests start their
 # own servers from it), npm (fetches ONNX Runtime), curl, promtool (from prometheus: checks
-# the alert rules in docker/), chromium (the portal's browser tests, sidecar/portal, drive it
-# headless). Does nothing when all are present.
+# the alert rules in docker/), chromium (the browser tests of the portal, sidecar/portal, and of
+# the load-test report, loadtest, drive it headless). Does nothing when all are present.
 set -euo pipefail
 need=()
 # command:package; a command already on PATH (e.g. npm from NodeSource) is left alone.
