@@ -56,7 +56,7 @@ func (lim decodeLimits) row(n int) error {
 
 // cell fails when r already holds lim.cells values, before one more is appended.
 func (lim decodeLimits) cell(r *request) error {
-	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows); n >= lim.cells {
+	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals); n >= lim.cells {
 		return fmt.Errorf("%w: more than %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 	}
 	return nil
@@ -480,6 +480,9 @@ func (s *jsonScanner) request(r *request) error {
 				return err
 			}
 			return s.object("context", func(name []byte) error {
+				if s.peek() == '[' {
+					return s.vector(r, "context feature", name, -1)
+				}
 				if err := s.lim.cell(r); err != nil {
 					return err
 				}
@@ -569,6 +572,9 @@ func (s *jsonScanner) candidate(r *request) error {
 // takes the generic object path, which the fuzz targets compare with.
 func (s *jsonScanner) features(r *request) error {
 	member := func(name []byte) error {
+		if s.peek() == '[' {
+			return s.vector(r, "feature", name, int32(len(r.cands)))
+		}
 		if err := s.lim.cell(r); err != nil {
 			return err
 		}
@@ -598,13 +604,19 @@ func (s *jsonScanner) features(r *request) error {
 		if err := s.expect(':'); err != nil {
 			return err
 		}
-		if err := s.lim.cell(r); err != nil {
-			return err
-		}
-		v, err := s.value("feature", name)
-		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
-		if err != nil {
-			return err
+		if s.peek() == '[' {
+			if err := s.vector(r, "feature", name, int32(len(r.cands))); err != nil {
+				return err
+			}
+		} else {
+			if err := s.lim.cell(r); err != nil {
+				return err
+			}
+			v, err := s.value("feature", name)
+			r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
+			if err != nil {
+				return err
+			}
 		}
 		switch s.peek() {
 		case ',':
@@ -616,6 +628,22 @@ func (s *jsonScanner) features(r *request) error {
 			return s.errf("features: want ',' or '}', found %s", s.found())
 		}
 	}
+}
+
+// vector reads a vector feature sent whole, an array of numbers or nulls, for candidate
+// row (-1: the context). Its length is checked against the model in apply.
+func (s *jsonScanner) vector(r *request, what string, name []byte, row int32) error {
+	v0 := len(r.vecVals)
+	err := s.array(valueName(what, name), func(int) error {
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
+		x, err := s.value(what, name)
+		r.vecVals = append(r.vecVals, x)
+		return err
+	})
+	r.vecs = append(r.vecs, vector{name: r.spanOf(name), row: row, v0: uint32(v0), v1: uint32(len(r.vecVals))})
+	return err
 }
 
 func (s *jsonScanner) rows(r *request) error {
