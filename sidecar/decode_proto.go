@@ -56,8 +56,11 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 				return err
 			}
 			f, vec, err := decodeFeature(r, m, lim, -1)
-			if err != nil || vec {
+			if err != nil {
 				return err
+			}
+			if vec {
+				continue
 			}
 			if err := lim.cell(r); err != nil {
 				return err

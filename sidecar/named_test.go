@@ -49,6 +49,17 @@ func sameDecoded(t *testing.T, a, b *request) {
 		}
 		return s.String()
 	}
+	vecs := func(r *request) string {
+		var s strings.Builder
+		for _, v := range r.vecs {
+			fmt.Fprintf(&s, "%d:%q=[", v.row, r.bytes(v.name))
+			for _, x := range r.vecVals[v.v0:v.v1] {
+				fmt.Fprintf(&s, "%#x ", math.Float64bits(x))
+			}
+			s.WriteString("] ")
+		}
+		return s.String()
+	}
 	for _, c := range []struct{ what, a, b string }{
 		{"model", string(a.model), string(b.model)},
 		{"version", string(a.version), string(b.version)},
@@ -57,6 +68,7 @@ func sameDecoded(t *testing.T, a, b *request) {
 		{"keys", keys(a, a.ctxKeys), keys(b, b.ctxKeys)},
 		{"candidates", cands(a), cands(b)},
 		{"rows", rows(a), rows(b)},
+		{"vectors", vecs(a), vecs(b)},
 	} {
 		if c.a != c.b {
 			t.Fatalf("%s: fast paths %s, generic paths %s", c.what, c.a, c.b)
@@ -159,6 +171,13 @@ var namedSeeds = []string{
 	`{"model":"claims","candidates":[{"features":{"VehBrand":1.}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":-}}]}`,
 	`{"model":"claims","rows":[[1,2.5,-3e-7,null]]}`,
+	// Vectors sent whole, among scalars, in the context and in candidates.
+	`{"model":"claims","context":{"Area":[1,2],"Region":3},"candidates":[{"features":{"VehBrand":6,"emb":[1,null,-2.5e3],"Area":1}},{"features":{"VehBrand":1,"emb":[0,0,0]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[ 1 , 2 ]}},{"features":{"VehBrand":[],"Area":4}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[[1]]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":["a"]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[1,]}}]}`,
+	`{"model":"claims","context":{"emb":[1e400]}}`,
 }
 
 // FuzzNamedFastPathsJSON: the JSON decoder's fast paths (jsonnum numbers, the
@@ -209,14 +228,24 @@ func jsonToProto(js []byte, out *predictpb.PredictRequest) error {
 		return p
 	}
 	out.Model = string(r.model)
+	vec := func(row int32) (fs []*predictpb.Feature) {
+		for _, v := range r.vecs {
+			if v.row == row {
+				fs = append(fs, &predictpb.Feature{Name: string(r.bytes(v.name)), Values: r.vecVals[v.v0:v.v1]})
+			}
+		}
+		return fs
+	}
 	for _, f := range r.context {
 		out.Context = append(out.Context, feat(f))
 	}
+	out.Context = append(out.Context, vec(-1)...)
 	for i, c := range r.cands {
 		pc := &predictpb.Candidate{Id: string(r.id(i))}
 		for _, f := range r.feats[c.f0:c.f1] {
 			pc.Features = append(pc.Features, feat(f))
 		}
+		pc.Features = append(pc.Features, vec(int32(i))...)
 		out.Candidates = append(out.Candidates, pc)
 	}
 	if r.dense {
