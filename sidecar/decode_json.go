@@ -88,9 +88,10 @@ func decodeJSON(r *request, body []byte, lim decodeLimits) error {
 }
 
 type jsonScanner struct {
-	b   []byte
-	i   int
-	lim decodeLimits
+	b        []byte
+	i        int
+	lim      decodeLimits
+	inVector bool // reading a vector's elements: an array there is an error
 }
 
 func (s *jsonScanner) errf(format string, args ...any) error {
@@ -380,6 +381,9 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 		}
 	}
 	if c != '-' && (c < '0' || c > '9') {
+		if c == '[' && name != nil && !s.inVector {
+			return 0, errArrayValue
+		}
 		return 0, s.errf("%s: want a number or null, found %s", valueName(what, name), s.found())
 	}
 	if s.lim.plain {
@@ -395,6 +399,11 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 	}
 	return v, nil
 }
+
+// errArrayValue is value's answer for an array where a named feature's number goes: a
+// vector sent whole, which the caller reads with vector. It allocates nothing, so the
+// scalar path keeps no extra test.
+var errArrayValue = errors.New("an array value")
 
 // valuePlain is value's number with numToken and strconv.ParseFloat.
 func (s *jsonScanner) valuePlain(what string, name []byte) (float64, error) {
@@ -480,13 +489,13 @@ func (s *jsonScanner) request(r *request) error {
 				return err
 			}
 			return s.object("context", func(name []byte) error {
-				if s.peek() == '[' {
-					return s.vector(r, "context feature", name, -1)
-				}
 				if err := s.lim.cell(r); err != nil {
 					return err
 				}
 				v, err := s.value("context feature", name)
+				if err == errArrayValue {
+					return s.vector(r, "context feature", name, -1)
+				}
 				r.context = append(r.context, feature{name: r.spanOf(name), value: v})
 				return err
 			})
@@ -572,13 +581,13 @@ func (s *jsonScanner) candidate(r *request) error {
 // takes the generic object path, which the fuzz targets compare with.
 func (s *jsonScanner) features(r *request) error {
 	member := func(name []byte) error {
-		if s.peek() == '[' {
-			return s.vector(r, "feature", name, int32(len(r.cands)))
-		}
 		if err := s.lim.cell(r); err != nil {
 			return err
 		}
 		v, err := s.value("feature", name)
+		if err == errArrayValue {
+			return s.vector(r, "feature", name, int32(len(r.cands)))
+		}
 		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 		return err
 	}
@@ -604,19 +613,20 @@ func (s *jsonScanner) features(r *request) error {
 		if err := s.expect(':'); err != nil {
 			return err
 		}
-		if s.peek() == '[' {
-			if err := s.vector(r, "feature", name, int32(len(r.cands))); err != nil {
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
+		v, err := s.value("feature", name)
+		if err != nil {
+			if err != errArrayValue {
 				return err
 			}
-		} else {
-			if err := s.lim.cell(r); err != nil {
-				return err
-			}
-			v, err := s.value("feature", name)
-			r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
+			err = s.vector(r, "feature", name, int32(len(r.cands)))
 			if err != nil {
 				return err
 			}
+		} else {
+			r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 		}
 		switch s.peek() {
 		case ',':
@@ -634,6 +644,8 @@ func (s *jsonScanner) features(r *request) error {
 // row (-1: the context). Its length is checked against the model in apply.
 func (s *jsonScanner) vector(r *request, what string, name []byte, row int32) error {
 	v0 := len(r.vecVals)
+	s.inVector = true
+	defer func() { s.inVector = false }()
 	err := s.array(valueName(what, name), func(int) error {
 		if err := s.lim.cell(r); err != nil {
 			return err

@@ -55,7 +55,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
 			}
-			f, vec, err := decodeFeature(r, m, lim, -1)
+			f, vec, err := decodeFeature(r, m, &lim, -1)
 			if err != nil {
 				return err
 			}
@@ -131,7 +131,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 && !lim.plain {
 			m := b[2 : 2+int(b[1])]
 			b = b[2+int(b[1]):]
-			f, vec, err := decodeFeature(r, m, lim, int32(len(r.cands)))
+			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
 			if err != nil {
 				return err
 			}
@@ -164,7 +164,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
-			f, vec, err := decodeFeature(r, m, lim, int32(len(r.cands)))
+			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
 			if err != nil {
 				return err
 			}
@@ -203,7 +203,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 // the value or none) is read in place; anything else takes the field loop. A Feature
 // with values is a vector: it is appended to r.vecs for candidate row (-1: the
 // context) and vec is true.
-func decodeFeature(r *request, b []byte, lim decodeLimits, row int32) (f feature, vec bool, err error) {
+func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f feature, vec bool, err error) {
 	f = feature{value: math.NaN()}
 	if len(b) >= 2 && b[0] == tagFeatureName && b[1] < 0x80 && !lim.plain {
 		n := 2 + int(b[1])
@@ -244,7 +244,7 @@ func decodeFeature(r *request, b []byte, lim decodeLimits, row int32) (f feature
 			f.value, b, hasValue = math.Float64frombits(v), b[n:], true
 		case wire.FeatureValues:
 			vec = true
-			if b, err = decodeDoubles(r, b, typ, lim, "Feature.values"); err != nil {
+			if b, err = decodeDoubles(r, b, typ, *lim, "Feature.values"); err != nil {
 				return f, false, err
 			}
 		default:
