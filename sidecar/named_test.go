@@ -332,3 +332,43 @@ func TestNamedUnknownFeature(t *testing.T) {
 	f(`{"model":"claims","candidates":[{"features":{"Area":1}},{"features":{"Area":1,"Late":2}}]}`, `"Late"`)
 	f(`{"model":"claims","candidates":[{"features":{"Area":1,"Region":2}},{"features":{"Area":1,"Regio":2}}]}`, `"Regio"`)
 }
+
+// TestVectorCells: every value of a vector sent whole counts against --max-cells, in
+// JSON and in protobuf, packed or not.
+func TestVectorCells(t *testing.T) {
+	lim := decodeLimits{rows: 10, cells: 4, presizeAt: math.MaxInt}
+	bodies := map[string]func(*request, []byte, decodeLimits) error{
+		`{"model":"m","candidates":[{"features":{"a":1,"v":[1,2,3,4]}}]}`: decodeJSON,
+		`{"model":"m","context":{"v":[1,2,3,4,5]}}`:                       decodeJSON,
+	}
+	for _, vals := range [][]float64{{1, 2, 3, 4, 5}} {
+		req := &predictpb.PredictRequest{Model: "m", Candidates: []*predictpb.Candidate{{
+			Features: []*predictpb.Feature{{Name: "v", Values: vals}}}}}
+		bodies[string(mustMarshal(t, req))] = decodeProto
+	}
+	// Unpacked: five fixed64 values 1.0 of field 3 in one Feature "v".
+	unpacked := []byte("\x0a\x01m\x22\x32\x12\x30\x0a\x01v")
+	for range 5 {
+		unpacked = append(unpacked, "\x19\x00\x00\x00\x00\x00\x00\xf0\x3f"...)
+	}
+	bodies[string(unpacked)] = decodeProto
+	for body, decode := range bodies {
+		for _, plain := range []bool{false, true} {
+			r := getRequest()
+			lim.plain = plain
+			err := decode(r, []byte(body), lim)
+			if !errors.Is(err, errTooManyCells) {
+				t.Errorf("%q (plain %v): %v, want too many cells", body, plain, err)
+			}
+			putRequest(r)
+		}
+	}
+	r := getRequest()
+	defer putRequest(r)
+	if err := decodeJSON(r, []byte(`{"model":"m","candidates":[{"features":{"v":[1,null,3]}}]}`), lim); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.vecs) != 1 || len(r.vecVals) != 3 || !math.IsNaN(r.vecVals[1]) || r.vecVals[2] != 3 || string(r.bytes(r.vecs[0].name)) != "v" {
+		t.Errorf("decoded %+v %v", r.vecs, r.vecVals)
+	}
+}
