@@ -41,7 +41,9 @@ func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
 const applyCheckRows = 4096
 
 // apply writes the context features into every row, then each candidate's features
-// into its row (writeFeatures). A name the model lacks fails the request; rows written
+// into its row (writeFeatures), then the vectors sent whole (r.vecs): a context vector
+// counts as its elements sent after the context's scalars, a candidate's vector is
+// written after the candidate's scalars, so it wins over NAME[k] sent beside it. A name the model lacks fails the request; rows written
 // before it are never scored. A context name sent
 // more than once counts once, the last value winning (docs/api.md), so context costs
 // one write per distinct column per row however many entries the request repeats. The
@@ -55,6 +57,18 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 			return unknownFeature(v, r.bytes(f.name))
 		}
 		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
+	}
+	for _, vec := range r.vecs {
+		if vec.row >= 0 {
+			continue
+		}
+		col, err := r.vectorColumn(v, vec)
+		if err != nil {
+			return err
+		}
+		for k, x := range r.vecVals[vec.v0:vec.v1] {
+			r.ctxCols = append(r.ctxCols, colValue{col: col + k, value: x})
+		}
 	}
 	// Fold to one value per column: a stable sort keeps request order within a column,
 	// then each run keeps its last entry.
@@ -86,7 +100,41 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 			}
 		}
 	}
-	return r.writeFeatures(v, m64, false, expired)
+	if err := r.writeFeatures(v, m64, false, expired); err != nil {
+		return err
+	}
+	for _, vec := range r.vecs {
+		if vec.row < 0 {
+			continue
+		}
+		col, err := r.vectorColumn(v, vec)
+		if err != nil {
+			return err
+		}
+		i := int(vec.row)
+		copy(m64[i*nf+col:(i+1)*nf], r.vecVals[vec.v0:vec.v1])
+	}
+	return nil
+}
+
+// vectorColumn returns the first column of the store-backed vector an inline vector
+// names, or a clear error: an unknown name, a scalar feature, or the wrong length.
+func (r *request) vectorColumn(v *version, vec vector) (int, error) {
+	name := r.bytes(vec.name)
+	n := int(vec.v1 - vec.v0)
+	for _, s := range v.stored {
+		if s.Width > 1 && s.Spec.Name == string(name) {
+			if n != s.Width {
+				return 0, badRequest("feature %q: model %s version %s takes a vector of %d values, the request sent %d",
+					name, v.model, v.version, s.Width, n)
+			}
+			return s.Column, nil
+		}
+	}
+	if _, ok := v.cols[string(name)]; ok {
+		return 0, badRequest("feature %q of model %s version %s is a scalar: send a number, not an array", name, v.model, v.version)
+	}
+	return 0, unknownFeature(v, name)
 }
 
 // colValue is a context feature resolved to its matrix column.

@@ -90,7 +90,7 @@ const (
 // pooled request kept from earlier requests.
 func (r *request) decodedBytes() int64 {
 	return featureBytes*int64(len(r.context)+len(r.feats)) + keyBytes*int64(len(r.ctxKeys)+len(r.candKeys)) +
-		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows))
+		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows)+len(r.vecVals)) + int64(unsafe.Sizeof(vector{}))*int64(len(r.vecs))
 }
 
 // reserveDecoded makes r hold its body plus decoded bytes of decoded elements in the

@@ -56,7 +56,7 @@ func (lim decodeLimits) row(n int) error {
 
 // cell fails when r already holds lim.cells values, before one more is appended.
 func (lim decodeLimits) cell(r *request) error {
-	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows); n >= lim.cells {
+	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals); n >= lim.cells {
 		return fmt.Errorf("%w: more than %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 	}
 	return nil
@@ -88,9 +88,10 @@ func decodeJSON(r *request, body []byte, lim decodeLimits) error {
 }
 
 type jsonScanner struct {
-	b   []byte
-	i   int
-	lim decodeLimits
+	b        []byte
+	i        int
+	lim      decodeLimits
+	inVector bool // reading a vector's elements: an array there is an error
 }
 
 func (s *jsonScanner) errf(format string, args ...any) error {
@@ -380,6 +381,9 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 		}
 	}
 	if c != '-' && (c < '0' || c > '9') {
+		if c == '[' && name != nil && !s.inVector {
+			return 0, errArrayValue
+		}
 		return 0, s.errf("%s: want a number or null, found %s", valueName(what, name), s.found())
 	}
 	if s.lim.plain {
@@ -395,6 +399,11 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 	}
 	return v, nil
 }
+
+// errArrayValue is value's answer for an array where a named feature's number goes: a
+// vector sent whole, which the caller reads with vector. It allocates nothing, so the
+// scalar path keeps no extra test.
+var errArrayValue = errors.New("an array value")
 
 // valuePlain is value's number with numToken and strconv.ParseFloat.
 func (s *jsonScanner) valuePlain(what string, name []byte) (float64, error) {
@@ -484,6 +493,9 @@ func (s *jsonScanner) request(r *request) error {
 					return err
 				}
 				v, err := s.value("context feature", name)
+				if err == errArrayValue {
+					return s.vector(r, "context feature", name, -1)
+				}
 				r.context = append(r.context, feature{name: r.spanOf(name), value: v})
 				return err
 			})
@@ -573,6 +585,9 @@ func (s *jsonScanner) features(r *request) error {
 			return err
 		}
 		v, err := s.value("feature", name)
+		if err == errArrayValue {
+			return s.vector(r, "feature", name, int32(len(r.cands)))
+		}
 		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 		return err
 	}
@@ -602,9 +617,16 @@ func (s *jsonScanner) features(r *request) error {
 			return err
 		}
 		v, err := s.value("feature", name)
-		r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 		if err != nil {
-			return err
+			if err != errArrayValue {
+				return err
+			}
+			err = s.vector(r, "feature", name, int32(len(r.cands)))
+			if err != nil {
+				return err
+			}
+		} else {
+			r.feats = append(r.feats, feature{name: r.spanOf(name), value: v})
 		}
 		switch s.peek() {
 		case ',':
@@ -616,6 +638,24 @@ func (s *jsonScanner) features(r *request) error {
 			return s.errf("features: want ',' or '}', found %s", s.found())
 		}
 	}
+}
+
+// vector reads a vector feature sent whole, an array of numbers or nulls, for candidate
+// row (-1: the context). Its length is checked against the model in apply.
+func (s *jsonScanner) vector(r *request, what string, name []byte, row int32) error {
+	v0 := len(r.vecVals)
+	s.inVector = true
+	defer func() { s.inVector = false }()
+	err := s.array(valueName(what, name), func(int) error {
+		if err := s.lim.cell(r); err != nil {
+			return err
+		}
+		x, err := s.value(what, name)
+		r.vecVals = append(r.vecVals, x)
+		return err
+	})
+	r.vecs = append(r.vecs, vector{name: r.spanOf(name), row: row, v0: uint32(v0), v1: uint32(len(r.vecVals))})
+	return err
 }
 
 func (s *jsonScanner) rows(r *request) error {

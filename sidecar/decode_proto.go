@@ -55,9 +55,12 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(r, m, lim.plain)
+			f, vec, err := decodeFeature(r, m, &lim, -1)
 			if err != nil {
 				return err
+			}
+			if vec {
+				continue
 			}
 			if err := lim.cell(r); err != nil {
 				return err
@@ -128,9 +131,12 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 && !lim.plain {
 			m := b[2 : 2+int(b[1])]
 			b = b[2+int(b[1]):]
-			f, err := decodeFeature(r, m, false)
+			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
 			if err != nil {
 				return err
+			}
+			if vec {
+				continue
 			}
 			if err := lim.cell(r); err != nil {
 				return err
@@ -158,9 +164,12 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
-			f, err := decodeFeature(r, m, lim.plain)
+			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
 			if err != nil {
 				return err
+			}
+			if vec {
+				continue
 			}
 			if err := lim.cell(r); err != nil {
 				return err
@@ -190,11 +199,13 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 }
 
 // decodeFeature reads a Feature, b a subslice of r.body; an absent value is missing
-// (NaN). Unless plain, the form every encoder writes (a name under 128 bytes, then the
-// value or none) is read in place; anything else takes the field loop.
-func decodeFeature(r *request, b []byte, plain bool) (feature, error) {
-	f := feature{value: math.NaN()}
-	if len(b) >= 2 && b[0] == tagFeatureName && b[1] < 0x80 && !plain {
+// (NaN). Unless lim.plain, the form every encoder writes (a name under 128 bytes, then
+// the value or none) is read in place; anything else takes the field loop. A Feature
+// with values is a vector: it is appended to r.vecs for candidate row (-1: the
+// context) and vec is true.
+func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f feature, vec bool, err error) {
+	f = feature{value: math.NaN()}
+	if len(b) >= 2 && b[0] == tagFeatureName && b[1] < 0x80 && !lim.plain {
 		n := 2 + int(b[1])
 		switch {
 		case len(b) == n+9 && b[n] == tagFeatureValue:
@@ -204,40 +215,90 @@ func decodeFeature(r *request, b []byte, plain bool) (feature, error) {
 		}
 		if n > 0 && validUTF8(b[2:n]) {
 			f.name = r.spanOf(b[2:n])
-			return f, nil
+			return f, false, nil
 		}
 		f.value = math.NaN()
 	}
+	v0, hasValue := len(r.vecVals), false
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
-			return f, protoErr("Feature", n)
+			return f, false, protoErr("Feature", n)
 		}
 		b = b[n:]
-		var err error
 		switch num {
 		case wire.FeatureName:
 			var name []byte
 			if name, b, err = protoString(b, typ, "Feature.name"); err != nil {
-				return f, err
+				return f, false, err
 			}
 			f.name = r.spanOf(name)
 		case wire.FeatureValue:
 			if typ != protowire.Fixed64Type {
-				return f, badRequest("protobuf Feature.value: wire type %d, want a double", typ)
+				return f, false, badRequest("protobuf Feature.value: wire type %d, want a double", typ)
 			}
 			v, n := protowire.ConsumeFixed64(b)
 			if n < 0 {
-				return f, protoErr("Feature.value", n)
+				return f, false, protoErr("Feature.value", n)
 			}
-			f.value, b = math.Float64frombits(v), b[n:]
+			f.value, b, hasValue = math.Float64frombits(v), b[n:], true
+		case wire.FeatureValues:
+			vec = true
+			if b, err = decodeDoubles(r, b, typ, *lim, "Feature.values"); err != nil {
+				return f, false, err
+			}
 		default:
 			if b, err = protoSkip(b, num, typ, "Feature"); err != nil {
-				return f, err
+				return f, false, err
 			}
 		}
 	}
-	return f, nil
+	if !vec {
+		return f, false, nil
+	}
+	if hasValue {
+		return f, false, badRequest("protobuf Feature %q: both value and values (send a number or a vector, not both)", r.bytes(f.name))
+	}
+	r.vecs = append(r.vecs, vector{name: f.name, row: row, v0: uint32(v0), v1: uint32(len(r.vecVals))})
+	return f, true, nil
+}
+
+// decodeDoubles appends one field of a repeated double (packed, or a single fixed64)
+// to r.vecVals, within lim.cells, and returns the rest of b.
+func decodeDoubles(r *request, b []byte, typ protowire.Type, lim decodeLimits, what string) ([]byte, error) {
+	switch typ {
+	case protowire.BytesType:
+		p, n := protowire.ConsumeBytes(b)
+		if n < 0 {
+			return b, protoErr(what, n)
+		}
+		if len(p)%8 != 0 {
+			return b, badRequest("protobuf %s: packed length %d is not a multiple of 8", what, len(p))
+		}
+		if len(p) > 0 {
+			if c := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; c > lim.cells {
+				return b, fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, c, lim.cells)
+			}
+		}
+		r.vecVals = growF64(r.vecVals, len(p)/8)
+		dst := r.vecVals[len(r.vecVals)-len(p)/8:]
+		for i := range dst {
+			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(p[8*i:]))
+		}
+		return b[n:], nil
+	case protowire.Fixed64Type:
+		v, n := protowire.ConsumeFixed64(b)
+		if n < 0 {
+			return b, protoErr(what, n)
+		}
+		if err := lim.cell(r); err != nil {
+			return b, err
+		}
+		r.vecVals = append(r.vecVals, math.Float64frombits(v))
+		return b[n:], nil
+	default:
+		return b, badRequest("protobuf %s: wire type %d, want packed doubles", what, typ)
+	}
 }
 
 // decodeKey reads a Key, b a subslice of r.body.
@@ -296,7 +357,7 @@ func decodeRow(r *request, b []byte, lim decodeLimits) error {
 				return badRequest("protobuf Row.values: packed length %d is not a multiple of 8", len(p))
 			}
 			if len(p) > 0 {
-				if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(p)/8; n > lim.cells {
+				if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; n > lim.cells {
 					return fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 				}
 			}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"math"
+	"slices"
 	"testing"
 
 	"github.com/predictd/predictd/api/predictpb"
@@ -48,6 +49,8 @@ func FuzzDecodeJSON(f *testing.F) {
 		"{\"model\":\"m\"   \n\t\r   ,  \"candidates\" : [ { \"features\" : { \"a\" : 0 } } ] }",
 		`{"model":"m","candidates":[{"id":"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"}]}`,
 		`{"model":"m","candidates":[{"features":{"a":[1]}}]}`,
+		`{"model":"m","context":{"v":[1,null,2.5]},"candidates":[{"features":{"a":1,"v":[-0,3e2]}},{"features":{"v":[]}}]}`,
+		`{"model":"m","candidates":[{"features":{"v":[[1],2]}}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -100,6 +103,9 @@ func FuzzDecodeProto(f *testing.F) {
 			Candidates: []*predictpb.Candidate{{Id: "s1", Features: []*predictpb.Feature{{Name: "f0", Value: &v}, {Name: "f1"}}}}},
 		{Model: "m", Rows: []*predictpb.Row{{Values: []float64{1, 2, math.NaN()}}, {Values: []float64{4, 5, 6}}}},
 		{Model: "m", Keys: []*predictpb.Key{{Name: "user", Value: "u1"}}, Candidates: []*predictpb.Candidate{{Keys: []*predictpb.Key{{Name: "k", Value: "7"}}}}},
+		{Model: "m", Context: []*predictpb.Feature{{Name: "v", Values: []float64{1, math.NaN()}}},
+			Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "f0", Value: &v}, {Name: "v", Values: []float64{2, 3}}}}}},
+		{Model: "m", Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "v", Value: &v, Values: []float64{2}}}}}},
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -108,6 +114,8 @@ func FuzzDecodeProto(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("\x0a\x01m\x2a\x09\x09\x00\x00\x00\x00\x00\x00\xf0\x3f")) // unpacked row value
+	// A candidate feature "v" with unpacked values, then an empty packed one.
+	f.Add([]byte("\x0a\x01m\x22\x11\x12\x0f\x0a\x01v\x19\x00\x00\x00\x00\x00\x00\xf0\x3f\x1a\x00"))
 	// The shapes that hold the most per body byte (TestMemoryPerRequest): empty
 	// context features, keys and candidates, a candidate of empty features.
 	f.Add([]byte("\x0a\x01m\x1a\x00\x1a\x00\x2a\x00\x2a\x03\x0a\x01a\x22\x00\x22\x00"))
@@ -133,18 +141,40 @@ func FuzzDecodeProto(f *testing.F) {
 		if ref.Model != string(r.model) || ref.Version != string(r.version) {
 			t.Fatalf("model %q/%q, generated %q/%q", r.model, r.version, ref.Model, ref.Version)
 		}
-		if len(ref.Candidates) != len(r.cands) || len(ref.Context) != len(r.context) {
-			t.Fatalf("%d candidates %d context, generated %d and %d", len(r.cands), len(r.context), len(ref.Candidates), len(ref.Context))
+		// A Feature with values is a vector (r.vecs), whose values are r.vecVals in order.
+		ctxVecs, vals := 0, []float64(nil)
+		for _, v := range r.vecs {
+			if v.row < 0 {
+				ctxVecs++
+			}
+		}
+		for _, f := range ref.Context {
+			vals = append(vals, f.Values...)
+		}
+		if len(ref.Candidates) != len(r.cands) || len(ref.Context) != len(r.context)+ctxVecs {
+			t.Fatalf("%d candidates %d+%d context, generated %d and %d", len(r.cands), len(r.context), ctxVecs, len(ref.Candidates), len(ref.Context))
 		}
 		nfeat := 0
 		for i, c := range ref.Candidates {
 			nfeat += len(c.Features)
+			for _, f := range c.Features {
+				vals = append(vals, f.Values...)
+			}
 			if c.Id != string(r.id(i)) {
 				t.Fatalf("candidate %d id %q, generated %q", i, r.id(i), c.Id)
 			}
 		}
-		if nfeat != len(r.feats) {
-			t.Fatalf("%d features, generated %d", len(r.feats), nfeat)
+		if nfeat != len(r.feats)+len(r.vecs)-ctxVecs {
+			t.Fatalf("%d features and %d vectors, generated %d", len(r.feats), len(r.vecs)-ctxVecs, nfeat)
+		}
+		if len(vals) != len(r.vecVals) {
+			t.Fatalf("%d vector values, generated %d", len(r.vecVals), len(vals))
+		}
+		// Context vectors come first in the generated order only when the context
+		// precedes the candidates; compare the multiset of bits.
+		got, want := bitsSorted(r.vecVals), bitsSorted(vals)
+		if !slices.Equal(got, want) {
+			t.Fatalf("vector values %v, generated %v", r.vecVals, vals)
 		}
 		nvals := 0
 		for _, row := range ref.Rows {
@@ -164,6 +194,15 @@ func FuzzDecodeProto(f *testing.F) {
 		}
 		encodeAny(r)
 	})
+}
+
+func bitsSorted(xs []float64) []uint64 {
+	b := make([]uint64, len(xs))
+	for i, x := range xs {
+		b[i] = math.Float64bits(x)
+	}
+	slices.Sort(b)
+	return b
 }
 
 // encodeAny encodes a response for every row of r, both forms.

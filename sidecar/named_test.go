@@ -49,6 +49,17 @@ func sameDecoded(t *testing.T, a, b *request) {
 		}
 		return s.String()
 	}
+	vecs := func(r *request) string {
+		var s strings.Builder
+		for _, v := range r.vecs {
+			fmt.Fprintf(&s, "%d:%q=[", v.row, r.bytes(v.name))
+			for _, x := range r.vecVals[v.v0:v.v1] {
+				fmt.Fprintf(&s, "%#x ", math.Float64bits(x))
+			}
+			s.WriteString("] ")
+		}
+		return s.String()
+	}
 	for _, c := range []struct{ what, a, b string }{
 		{"model", string(a.model), string(b.model)},
 		{"version", string(a.version), string(b.version)},
@@ -57,6 +68,7 @@ func sameDecoded(t *testing.T, a, b *request) {
 		{"keys", keys(a, a.ctxKeys), keys(b, b.ctxKeys)},
 		{"candidates", cands(a), cands(b)},
 		{"rows", rows(a), rows(b)},
+		{"vectors", vecs(a), vecs(b)},
 	} {
 		if c.a != c.b {
 			t.Fatalf("%s: fast paths %s, generic paths %s", c.what, c.a, c.b)
@@ -159,6 +171,13 @@ var namedSeeds = []string{
 	`{"model":"claims","candidates":[{"features":{"VehBrand":1.}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":-}}]}`,
 	`{"model":"claims","rows":[[1,2.5,-3e-7,null]]}`,
+	// Vectors sent whole, among scalars, in the context and in candidates.
+	`{"model":"claims","context":{"Area":[1,2],"Region":3},"candidates":[{"features":{"VehBrand":6,"emb":[1,null,-2.5e3],"Area":1}},{"features":{"VehBrand":1,"emb":[0,0,0]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[ 1 , 2 ]}},{"features":{"VehBrand":[],"Area":4}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[[1]]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":["a"]}}]}`,
+	`{"model":"claims","candidates":[{"features":{"emb":[1,]}}]}`,
+	`{"model":"claims","context":{"emb":[1e400]}}`,
 }
 
 // FuzzNamedFastPathsJSON: the JSON decoder's fast paths (jsonnum numbers, the
@@ -209,14 +228,24 @@ func jsonToProto(js []byte, out *predictpb.PredictRequest) error {
 		return p
 	}
 	out.Model = string(r.model)
+	vec := func(row int32) (fs []*predictpb.Feature) {
+		for _, v := range r.vecs {
+			if v.row == row {
+				fs = append(fs, &predictpb.Feature{Name: string(r.bytes(v.name)), Values: r.vecVals[v.v0:v.v1]})
+			}
+		}
+		return fs
+	}
 	for _, f := range r.context {
 		out.Context = append(out.Context, feat(f))
 	}
+	out.Context = append(out.Context, vec(-1)...)
 	for i, c := range r.cands {
 		pc := &predictpb.Candidate{Id: string(r.id(i))}
 		for _, f := range r.feats[c.f0:c.f1] {
 			pc.Features = append(pc.Features, feat(f))
 		}
+		pc.Features = append(pc.Features, vec(int32(i))...)
 		out.Candidates = append(out.Candidates, pc)
 	}
 	if r.dense {
@@ -302,4 +331,44 @@ func TestNamedUnknownFeature(t *testing.T) {
 	f(`{"model":"claims","candidates":[{"features":{"Nope":1}}]}`, `"Nope"`)
 	f(`{"model":"claims","candidates":[{"features":{"Area":1}},{"features":{"Area":1,"Late":2}}]}`, `"Late"`)
 	f(`{"model":"claims","candidates":[{"features":{"Area":1,"Region":2}},{"features":{"Area":1,"Regio":2}}]}`, `"Regio"`)
+}
+
+// TestVectorCells: every value of a vector sent whole counts against --max-cells, in
+// JSON and in protobuf, packed or not.
+func TestVectorCells(t *testing.T) {
+	lim := decodeLimits{rows: 10, cells: 4, presizeAt: math.MaxInt}
+	bodies := map[string]func(*request, []byte, decodeLimits) error{
+		`{"model":"m","candidates":[{"features":{"a":1,"v":[1,2,3,4]}}]}`: decodeJSON,
+		`{"model":"m","context":{"v":[1,2,3,4,5]}}`:                       decodeJSON,
+	}
+	for _, vals := range [][]float64{{1, 2, 3, 4, 5}} {
+		req := &predictpb.PredictRequest{Model: "m", Candidates: []*predictpb.Candidate{{
+			Features: []*predictpb.Feature{{Name: "v", Values: vals}}}}}
+		bodies[string(mustMarshal(t, req))] = decodeProto
+	}
+	// Unpacked: five fixed64 values 1.0 of field 3 in one Feature "v".
+	unpacked := []byte("\x0a\x01m\x22\x32\x12\x30\x0a\x01v")
+	for range 5 {
+		unpacked = append(unpacked, "\x19\x00\x00\x00\x00\x00\x00\xf0\x3f"...)
+	}
+	bodies[string(unpacked)] = decodeProto
+	for body, decode := range bodies {
+		for _, plain := range []bool{false, true} {
+			r := getRequest()
+			lim.plain = plain
+			err := decode(r, []byte(body), lim)
+			if !errors.Is(err, errTooManyCells) {
+				t.Errorf("%q (plain %v): %v, want too many cells", body, plain, err)
+			}
+			putRequest(r)
+		}
+	}
+	r := getRequest()
+	defer putRequest(r)
+	if err := decodeJSON(r, []byte(`{"model":"m","candidates":[{"features":{"v":[1,null,3]}}]}`), lim); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.vecs) != 1 || len(r.vecVals) != 3 || !math.IsNaN(r.vecVals[1]) || r.vecVals[2] != 3 || string(r.bytes(r.vecs[0].name)) != "v" {
+		t.Errorf("decoded %+v %v", r.vecs, r.vecVals)
+	}
 }

@@ -38,6 +38,16 @@ type candidate struct {
 	k0, k1 uint32
 }
 
+// vector is a vector feature sent whole (a JSON array, protobuf Feature.values): its
+// values are vals[v0:v1] of the request, row its candidate or -1 for the context. apply
+// writes it over the store's vector, after the scalars of the same candidate or context.
+// 20 bytes.
+type vector struct {
+	name   span
+	row    int32
+	v0, v1 uint32
+}
+
 // maxDecodeBody is the largest body a decoder accepts: spans are uint32 offsets.
 const maxDecodeBody = 1<<32 - 1
 
@@ -78,6 +88,8 @@ type request struct {
 	cands    []candidate
 	feats    []feature // all candidates' features, in order
 	candKeys []key
+	vecs     []vector  // inline vectors, candidates' and context's, in order
+	vecVals  []float64 // their values
 
 	// Dense form: nrows rows of width values each, row-major.
 	dense bool
@@ -106,6 +118,7 @@ func (r *request) reset() {
 	r.cands = r.cands[:0]
 	r.feats = r.feats[:0]
 	r.candKeys = r.candKeys[:0]
+	r.vecs, r.vecVals = r.vecs[:0], r.vecVals[:0]
 	r.dense = false
 	r.rows = r.rows[:0]
 	r.nrows, r.width = 0, 0
@@ -136,10 +149,11 @@ func (r *request) pooledBytes() int {
 		featureSize   = int(unsafe.Sizeof(feature{}))
 		keySize       = int(unsafe.Sizeof(key{}))
 		candidateSize = int(unsafe.Sizeof(candidate{}))
+		vectorSize    = int(unsafe.Sizeof(vector{}))
 		stringSize    = int(unsafe.Sizeof(""))
 	)
 	return featureSize*(cap(r.context)+cap(r.feats)) + keySize*(cap(r.ctxKeys)+cap(r.candKeys)) +
-		candidateSize*cap(r.cands) + 8*(cap(r.rows)+cap(r.m64)+cap(r.out)) + 4*cap(r.m32) +
+		candidateSize*cap(r.cands) + 8*(cap(r.rows)+cap(r.vecVals)+cap(r.m64)+cap(r.out)) + vectorSize*cap(r.vecs) + 4*cap(r.m32) +
 		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) +
 		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf) + 4*(cap(r.lcols)+cap(r.layoutAt))
 }

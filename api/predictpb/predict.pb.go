@@ -31,7 +31,10 @@ type Feature struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// Unset (no field present) means missing, like JSON null.
-	Value         *float64 `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	Value *float64 `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
+	// A whole vector feature (a store-backed list or embedding of width w) sent inline:
+	// exactly w values, overriding the store's vector. Not with value.
+	Values        []float64 `protobuf:"fixed64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +81,13 @@ func (x *Feature) GetValue() float64 {
 		return *x.Value
 	}
 	return 0
+}
+
+func (x *Feature) GetValues() []float64 {
+	if x != nil {
+		return x.Values
+	}
+	return nil
 }
 
 // An entity key for feature-store lookups, e.g. {name: "store_id", value: "42"}.
@@ -568,10 +578,11 @@ var File_predict_proto protoreflect.FileDescriptor
 
 const file_predict_proto_rawDesc = "" +
 	"\n" +
-	"\rpredict.proto\x12\vpredictd.v1\"B\n" +
+	"\rpredict.proto\x12\vpredictd.v1\"^\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
-	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01B\b\n" +
+	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x1a\n" +
+	"\x06values\x18\x03 \x03(\x01B\x02\x10\x01R\x06valuesB\b\n" +
 	"\x06_value\"/\n" +
 	"\x03Key\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +

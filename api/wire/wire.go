@@ -9,8 +9,9 @@ import "google.golang.org/protobuf/encoding/protowire"
 
 // Field numbers of api/predict.proto, named message then field.
 const (
-	FeatureName  protowire.Number = 1
-	FeatureValue protowire.Number = 2 // optional double: absent is missing
+	FeatureName   protowire.Number = 1
+	FeatureValue  protowire.Number = 2 // optional double: absent is missing
+	FeatureValues protowire.Number = 3 // packed doubles: a whole vector feature
 
 	KeyName  protowire.Number = 1
 	KeyValue protowire.Number = 2

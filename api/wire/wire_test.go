@@ -15,6 +15,7 @@ func TestFieldNumbers(t *testing.T) {
 	want := map[string]protowire.Number{
 		"Feature.name":                    wire.FeatureName,
 		"Feature.value":                   wire.FeatureValue,
+		"Feature.values":                  wire.FeatureValues,
 		"Key.name":                        wire.KeyName,
 		"Key.value":                       wire.KeyValue,
 		"Candidate.id":                    wire.CandidateID,
