@@ -44,7 +44,7 @@ type metrics struct {
 	reloads    metric.Int64Counter // predictd_reloads_total{result}
 	panics     metric.Int64Counter // predictd_panics_total{path}
 
-	// mu guards series; errs holds *atomic.Int64 by errKey.
+	// mu guards series; errs holds *errCount by errKey.
 	mu     sync.Mutex
 	series map[seriesKey]*seriesCounts
 	errs   sync.Map
@@ -60,6 +60,11 @@ type seriesKey struct{ model, version string }
 
 // errKey is one series of predictd_request_errors_total.
 type errKey struct{ model, version, code string }
+
+type errCount struct {
+	n     atomic.Int64
+	start time.Time
+}
 
 // seriesCounts are one (model, version)'s per-request counts since it first loaded. A
 // reload of the same version shares them, so its counters never go back. Safe for
@@ -131,11 +136,11 @@ func (m *metrics) releaseSeries(c *seriesCounts) {
 // the request named none that loaded.
 func (m *metrics) countError(model, version, code string) {
 	k := errKey{model, version, code}
-	n, ok := m.errs.Load(k)
+	c, ok := m.errs.Load(k)
 	if !ok {
-		n, _ = m.errs.LoadOrStore(k, new(atomic.Int64))
+		c, _ = m.errs.LoadOrStore(k, &errCount{start: time.Now()})
 	}
-	n.(*atomic.Int64).Add(1)
+	c.(*errCount).n.Add(1)
 }
 
 // Produce implements sdkmetric.Producer: the per-request families as cumulative data,
@@ -183,18 +188,19 @@ func (m *metrics) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
 			gone[k] = true
 		}
 	}
-	m.mu.Unlock()
+	// Still under mu, so no version of a gone series loads again meanwhile.
 	var errs []metricdata.DataPoint[int64]
-	m.errs.Range(func(key, n any) bool {
-		k := key.(errKey)
-		errs = append(errs, metricdata.DataPoint[int64]{Time: now, Value: n.(*atomic.Int64).Load(),
+	m.errs.Range(func(key, val any) bool {
+		k, c := key.(errKey), val.(*errCount)
+		errs = append(errs, metricdata.DataPoint[int64]{StartTime: c.start, Time: now, Value: c.n.Load(),
 			Attributes: attribute.NewSet(attribute.String("code", k.code), attribute.String("model", k.model),
 				attribute.String("version", k.version))})
 		if gone[seriesKey{k.model, k.version}] {
-			m.errs.Delete(k) // no request holds the version: nothing adds to n any more
+			m.errs.Delete(k) // no request holds the version: nothing adds to c any more
 		}
 		return true
 	})
+	m.mu.Unlock()
 	counter := func(name, desc string, pts []metricdata.DataPoint[int64]) metricdata.Metrics {
 		return metricdata.Metrics{Name: name, Description: desc, Data: metricdata.Sum[int64]{
 			DataPoints: pts, Temporality: metricdata.CumulativeTemporality, IsMonotonic: true}}
