@@ -98,17 +98,23 @@ func checkHistogram(t *testing.T, mf map[string]*dto.MetricFamily, n uint64, max
 }
 
 // TestRequestMetricsExact: after known requests to two versions, /metrics counts each
-// exactly (requests, candidates, the duration histogram, errors by code), and a retired
+// exactly (requests, candidates, the duration histogram, degraded, errors by code), and a retired
 // version's series are reported once more, then gone.
 func TestRequestMetricsExact(t *testing.T) {
+	// BonusMalus from keyStore (assemble_test.go): degraded when the request has no key,
+	// 503 feature_store_unavailable for the key "down".
+	manifest := lgbManifest + `features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge,
+  {name: BonusMalus, group: users, key: user_id, default: 100}, Density]
+`
 	root := newRepo(t,
-		repoVersion{model: "claims", version: "1", src: "demo", manifest: lgbManifest},
-		repoVersion{model: "claims", version: "2", src: "demo", manifest: lgbManifest})
-	ts := startServer(t, Config{ModelDir: root})
+		repoVersion{model: "claims", version: "1", src: "demo", manifest: manifest},
+		repoVersion{model: "claims", version: "2", src: "demo", manifest: manifest})
+	ts := startServer(t, Config{ModelDir: root, FeatureStore: keyStore{}})
 	ts.met.retain = 0
+	key := "abc"
 	body := func(ver string, rows int, feature string) []byte {
 		var b strings.Builder
-		fmt.Fprintf(&b, `{"model":"claims","version":%q,"candidates":[`, ver)
+		fmt.Fprintf(&b, `{"model":"claims","version":%q,"keys":{"user_id":%q},"candidates":[`, ver, key)
 		for i := range rows {
 			if i > 0 {
 				b.WriteByte(',')
@@ -152,6 +158,17 @@ func TestRequestMetricsExact(t *testing.T) {
 	if st, _ := ts.post(t, "unix", "/v1/predict", "application/json", []byte(`{"model":"nope","candidates":[{"id":"a"}]}`)); st != 404 {
 		t.Fatalf("unknown model: %d", st)
 	}
+	key = "down"
+	if st, out := ts.post(t, "unix", "/v1/predict", "application/json", body("1", 1, "DrivAge")); st != 503 {
+		t.Fatalf("store down: %d %s", st, out)
+	}
+	key = "" // an empty key is absent: BonusMalus defaulted, the answer degraded
+	for range 2 {
+		if st, out := ts.post(t, "unix", "/v1/predict", "application/json", body("1", 2, "DrivAge")); st != 200 || !strings.Contains(string(out), `"degraded":true`) {
+			t.Fatalf("no key: %d %s", st, out)
+		}
+	}
+	want["1"] = [2]int{want["1"][0] + 2, want["1"][1] + 4}
 
 	_, text := ts.get(t, "/metrics")
 	mf := families(t, text)
@@ -171,8 +188,14 @@ func TestRequestMetricsExact(t *testing.T) {
 	if got := value(mf, "predictd_request_errors_total", "code", "unknown_model", "model", "", "version", ""); got != 1 {
 		t.Errorf("unknown_model errors: %v, want 1", got)
 	}
-	if mf["predictd_degraded_responses_total"] != nil || mf["predictd_background_scorings_total"] != nil {
-		t.Errorf("families without a count appear: %v %v", mf["predictd_degraded_responses_total"], mf["predictd_background_scorings_total"])
+	if got := value(mf, "predictd_request_errors_total", "code", "feature_store_unavailable", "model", "claims", "version", "1"); got != 1 {
+		t.Errorf("feature_store_unavailable errors of version 1: %v, want 1", got)
+	}
+	if got := value(mf, "predictd_degraded_responses_total", "model", "claims", "version", "1"); got != 2 {
+		t.Errorf("degraded responses of version 1: %v, want 2", got)
+	}
+	if series(mf, "predictd_degraded_responses_total", "model", "claims", "version", "2") != nil || mf["predictd_background_scorings_total"] != nil {
+		t.Errorf("series without a count appear: %v %v", mf["predictd_degraded_responses_total"], mf["predictd_background_scorings_total"])
 	}
 
 	// Retire version 2: reported once more (retain is 0 here), then forgotten.
