@@ -10,8 +10,6 @@ import (
 
 	"github.com/predictd/predictd/sidecar/admission"
 	"github.com/valyala/fasthttp"
-	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/metric"
 )
 
 // Request-path errors beyond decoding; errorStatus maps them to HTTP codes.
@@ -87,17 +85,15 @@ func (s *Server) fail(ctx *fasthttp.RequestCtx, v *version, err error) {
 	} else if errors.Is(err, ErrBusy) || errors.Is(err, errNotReady) {
 		ctx.Response.Header.Set("Retry-After", "1")
 	}
-	attrs := []attribute.KeyValue{attribute.String("code", code)}
 	switch {
 	case v != nil:
-		attrs = append(attrs, attribute.String("model", v.model), attribute.String("version", v.version))
+		s.met.countError(v.model, v.version, code)
 	case oe != nil:
 		// Rejected before decoding (admitEarly): the model is known, its version not yet.
-		attrs = append(attrs, attribute.String("model", oe.Model), attribute.String("version", ""))
+		s.met.countError(oe.Model, "", code)
 	default:
-		attrs = append(attrs, attribute.String("model", ""), attribute.String("version", ""))
+		s.met.countError("", "", code)
 	}
-	s.met.errors.Add(bg, 1, metric.WithAttributes(attrs...))
 	// Backpressure (admission rejections, a busy model) is expected under load and
 	// counted; logging each one would flood the log exactly when it matters.
 	if status >= 500 && code != "overloaded" && code != "busy" {
@@ -147,8 +143,7 @@ func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 		status, code = fasthttp.StatusRequestTimeout, "request_timeout"
 		msg = fmt.Sprintf("the request was not received within %s (--read-timeout)", s.cfg.ReadTimeout)
 	}
-	s.met.errors.Add(bg, 1, metric.WithAttributes(attribute.String("code", code),
-		attribute.String("model", ""), attribute.String("version", "")))
+	s.met.countError("", "", code)
 	s.writeErrorCode(ctx, status, code, msg)
 	ctx.SetConnectionClose()
 }

@@ -200,8 +200,7 @@ func (s *Server) score(p *prediction) error {
 	sspan := s.tp.Score(p.tctx, v.info.Backend, req.numRows())
 	out, width, cpu, err := req.score(v, p.m64, p.m32, p.raw, p.deadline, s.cfg.BackgroundAfter)
 	if cpu >= 0 {
-		s.met.background.Add(bg, 1, v.addOpts...)
-		s.met.backgroundCPU.Add(bg, cpu.Seconds(), v.addOpts...)
+		v.counts.recordBackground(cpu)
 		if s.tp.Enabled() {
 			sspan.SetAttributes(tracing.AttrScoreBackground.Bool(true))
 		}
@@ -231,13 +230,7 @@ func (s *Server) encode(p *prediction) {
 
 // count is the first half of step 7: the request's metrics.
 func (s *Server) count(p *prediction) {
-	v := p.v
-	s.met.requests.Add(bg, 1, v.addOpts...)
-	s.met.candidates.Add(bg, int64(p.req.numRows()), v.addOpts...)
-	s.met.latency.Record(bg, time.Since(p.start).Seconds(), v.recOpts...)
-	if len(p.req.degraded) > 0 {
-		s.met.degraded.Add(bg, 1, v.addOpts...)
-	}
+	p.v.counts.recordRequest(p.req.numRows(), time.Since(p.start), len(p.req.degraded) > 0)
 }
 
 // afterResponse is the second half of step 7: the version's shadows and prediction log

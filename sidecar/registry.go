@@ -55,9 +55,10 @@ type version struct {
 	// attach holds the shadows and prediction log (attach.go); replaced by reloads.
 	attach atomic.Pointer[attachments]
 
-	addOpts []metric.AddOption    // model and version attributes, built once
-	recOpts []metric.RecordOption // same, for the latency histogram
-	attrs   attribute.Set
+	// counts are the version's per-request metrics (metrics.go), shared with other
+	// loads of the same model and version; nil for a registry without metrics.
+	counts *seriesCounts
+	met    *metrics
 
 	refs atomic.Int64
 	// psPerRow estimates the scoring time of one row in picoseconds (predict.go, observe).
@@ -85,6 +86,9 @@ func (v *version) release() {
 			v.binding.Close()
 		}
 		v.pred.Close()
+		if v.met != nil {
+			v.met.releaseSeries(v.counts)
+		}
 	case n < 0:
 		panic("BUG: version released more often than acquired")
 	}
@@ -486,6 +490,11 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 	}
 	v.loadedAt = time.Now()
 	v.loadTime = v.loadedAt.Sub(start)
+	if r.met != nil {
+		v.met, v.counts = r.met, r.met.acquire(model, ver)
+	} else {
+		v.counts = new(seriesCounts) // counted, never exported
+	}
 	v.refs.Store(1) // the registry's reference
 	return v, nil
 }
@@ -542,9 +551,6 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []col
 	// wrapper's own PredictF32/PredictF64 are then bypassed the same way, so a wrapper
 	// that embeds such a predictor must define the Context methods too (onnxformat.Model).
 	v.ctxPred, _ = pred.(ContextPredictor)
-	v.attrs = attribute.NewSet(attribute.String("model", model), attribute.String("version", ver))
-	v.addOpts = []metric.AddOption{metric.WithAttributeSet(v.attrs)}
-	v.recOpts = []metric.RecordOption{metric.WithAttributeSet(v.attrs)}
 	return v, nil
 }
 

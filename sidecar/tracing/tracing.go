@@ -21,12 +21,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/propagation"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
+	"go.opentelemetry.io/otel/sdk/metric/metricdata"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	semconv "go.opentelemetry.io/otel/semconv/v1.43.0"
@@ -94,6 +96,40 @@ type Provider struct {
 	prop    propagation.TextMapPropagator
 	res     *sdkresource.Resource
 	reader  sdkmetric.Reader // nil: no OTLP metric export
+	prods   *producers       // the reader's, added by AddMetricProducer
+}
+
+// producers are the metric Producers the OTLP reader exports beside the SDK's
+// instruments; they may be added after the reader is built.
+type producers struct {
+	mu   sync.Mutex
+	list []sdkmetric.Producer
+}
+
+func (ps *producers) Produce(ctx context.Context) ([]metricdata.ScopeMetrics, error) {
+	ps.mu.Lock()
+	list := ps.list
+	ps.mu.Unlock()
+	var out []metricdata.ScopeMetrics
+	var errs []error
+	for _, p := range list {
+		sm, err := p.Produce(ctx)
+		out = append(out, sm...)
+		errs = append(errs, err)
+	}
+	return out, errors.Join(errs...)
+}
+
+// AddMetricProducer makes the OTLP metric reader export p's metrics too: counts the
+// process aggregates itself rather than through SDK instruments. A no-op without a
+// metric reader.
+func (p *Provider) AddMetricProducer(pr sdkmetric.Producer) {
+	if p.prods == nil {
+		return
+	}
+	p.prods.mu.Lock()
+	p.prods.list = append(p.prods.list, pr)
+	p.prods.mu.Unlock()
 }
 
 // Disabled returns a Provider that records and exports nothing, whatever the environment
@@ -122,6 +158,7 @@ func Setup(cfg Config) (*Provider, error) {
 		return nil, fmt.Errorf("tracing: %w", err)
 	}
 	var reader sdkmetric.Reader
+	prods := &producers{}
 	if env.metrics {
 		// New does not connect; the first export does.
 		exp, err := newMetricExporter(cfg, env.metricsProtocol)
@@ -130,11 +167,14 @@ func Setup(cfg Config) (*Provider, error) {
 		}
 		// The interval and timeout come from OTEL_METRIC_EXPORT_INTERVAL (default 60s)
 		// and OTEL_METRIC_EXPORT_TIMEOUT (30s).
-		reader = sdkmetric.NewPeriodicReader(exp)
+		reader = sdkmetric.NewPeriodicReader(exp, sdkmetric.WithProducer(prods))
 	}
 	if !env.traces {
 		p := Disabled()
 		p.res, p.reader = res, reader
+		if reader != nil {
+			p.prods = prods
+		}
 		return p, nil
 	}
 	exp, err := newSpanExporter(cfg, env.tracesProtocol)
@@ -152,6 +192,9 @@ func Setup(cfg Config) (*Provider, error) {
 		return nil, err
 	}
 	p.reader = reader
+	if reader != nil {
+		p.prods = prods
+	}
 	return p, nil
 }
 
