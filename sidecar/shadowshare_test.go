@@ -216,10 +216,13 @@ func TestShadowShareUnderBusyNeighbours(t *testing.T) {
 	}
 }
 
-// TestShadowWithoutShareReportsCoverage: without a share (idle-priority scoring only), the
-// busy neighbours starve the shadow; the status says so: the hour's fraction equals the
-// mirrored requests over the sent ones, the busiest seconds are covered less than the
-// quietest, and the warnings name both.
+// TestShadowWithoutShareReportsCoverage: without a share (idle-priority scoring only), busy
+// neighbours starve the shadow, by as much as the scheduler decides (28–77% mirrored on a
+// 2-vCPU VM). Whatever it mirrored, the status tells it as it was: the hour's fraction is
+// the mirrored requests over the sent ones, low is set exactly when that fraction is under
+// 0.9 × the rate, uneven only when the busiest tenth of seconds was covered under 0.8× the
+// quietest, and set when the shadow lost over 40% of the requests (the quiet seconds before
+// the neighbours start are mirrored whole), with one warning per flag.
 func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	st, sent := runShadowLoad(t, shadowedManifest, Config{},
 		[]shadowRun{{rate: 5, dur: 6 * time.Second}, {rate: 200, dur: 8 * time.Second, neighbours: true}})
@@ -233,15 +236,34 @@ func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	if cov.LastHour.Primary != sent || cov.LastHour.Mirrored != st.Requests || cov.LastHour.Dropped != st.Dropped {
 		t.Errorf("coverage over the hour %+v; sent %d, mirrored %d, dropped %d", cov.LastHour, sent, st.Requests, st.Dropped)
 	}
-	if want := float64(st.Requests) / float64(sent); math.Abs(cov.LastHour.Fraction-want) > 1e-12 {
-		t.Errorf("fraction %v, want %v", cov.LastHour.Fraction, want)
+	frac := float64(st.Requests) / float64(sent)
+	if math.Abs(cov.LastHour.Fraction-frac) > 1e-12 {
+		t.Errorf("fraction %v, want %v", cov.LastHour.Fraction, frac)
 	}
-	if !cov.Low || !cov.Uneven || len(cov.Warnings) != 2 {
-		t.Errorf("busy neighbours starved the shadow (mirrored %d of %d), but the status has low=%v uneven=%v warnings %q",
-			st.Requests, sent, cov.Low, cov.Uneven, cov.Warnings)
+	if cov.Low != (frac < 0.9) {
+		t.Errorf("mirrored %d of %d (%.2f) at rate 1, but low=%v", st.Requests, sent, frac, cov.Low)
 	}
-	if cov.BusiestDecile == nil || cov.QuietestDecile == nil || !(*cov.BusiestDecile < *cov.QuietestDecile) {
-		t.Errorf("deciles %v %v", cov.BusiestDecile, cov.QuietestDecile)
+	if cov.BusiestDecile == nil || cov.QuietestDecile == nil {
+		t.Fatalf("deciles %v %v", cov.BusiestDecile, cov.QuietestDecile)
+	}
+	busy, quiet := *cov.BusiestDecile, *cov.QuietestDecile
+	if cov.Uneven && !(busy < 0.8*quiet) {
+		t.Errorf("uneven with the busiest tenth at %.2f and the quietest at %.2f", busy, quiet)
+	}
+	if frac < 0.6 && !cov.Uneven {
+		t.Errorf("the neighbours starved the shadow (mirrored %.2f; busiest tenth %.2f, quietest %.2f), but uneven is not set", frac, busy, quiet)
+	}
+	flags := 0
+	for _, f := range []bool{cov.Low, cov.Uneven} {
+		if f {
+			flags++
+		}
+	}
+	if len(cov.Warnings) != flags {
+		t.Errorf("low=%v uneven=%v but warnings %q", cov.Low, cov.Uneven, cov.Warnings)
+	}
+	if frac >= 0.9 {
+		t.Logf("the neighbours left the idle-priority shadow %.0f%% of the requests: nothing to warn of this run", 100*frac)
 	}
 }
 
