@@ -71,8 +71,9 @@ type attachments struct {
 var shadowCoverageBucket time.Duration
 
 // shadowBackgroundWait bounds how long a shadow's batch waits for a lowest-priority thread:
-// past it the batch counts as a shadow error ("did not start in time"), so a CPU kept busy
-// by the primaries starves shadows visibly and a shutdown never waits on one for long.
+// past it the batch is dropped and counted as dropped for want of CPU (dropped_no_cpu), so a
+// CPU kept busy by the primaries starves shadows visibly and a shutdown never waits on one
+// for long.
 const shadowBackgroundWait = 5 * time.Second
 
 func newProduction(cfg *Config, meter metric.Meter) (*production, error) {

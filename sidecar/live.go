@@ -33,7 +33,7 @@ var liveCodes = [...]string{
 // to 2^(liveMinOctave+liveOctaves) ns (17 s), the first and last also holding what lies
 // beyond. A bucket spans at most 50% of its lower bound, so a percentile read from it is
 // within ±25% at the bucket's midpoint: coarse, but enough to draw a trend, and 4 bytes
-// per bucket keeps five minutes of a model at 60 KiB.
+// per bucket keeps five minutes of a model at 75 KiB (300 one-second buckets of 256 bytes).
 const (
 	liveMinOctave = 13
 	liveOctaves   = 21

@@ -2,6 +2,7 @@ package main
 
 import (
 	"log/slog"
+	"strings"
 
 	"github.com/predictd/predictd/features/sidecarstore"
 	"github.com/predictd/predictd/sidecar"
@@ -13,6 +14,11 @@ import (
 // prediction and entity forms ask for it.
 func servePortal(srv *sidecar.Server, store sidecar.FeatureStore, f *serveFlags, token string, log *slog.Logger) (func(), error) {
 	cfg := portal.Config{Server: srv, Profiles: f.profiles, Logger: log, Token: token}
+	for _, h := range strings.Split(f.uiHosts, ",") {
+		if h = strings.TrimSpace(h); h != "" {
+			cfg.Hosts = append(cfg.Hosts, h)
+		}
+	}
 	if store != nil {
 		cfg.Store, _ = sidecarstore.Unwrap(store)
 	}

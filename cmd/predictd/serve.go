@@ -84,6 +84,7 @@ type serveFlags struct {
 	predictionLogDir      string
 	profiles              string
 	noUI                  bool
+	uiHosts               string
 	otlpEndpoint          string
 	traceSampleRatio      float64
 
@@ -126,6 +127,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.Float64Var(&f.shadowCPUShare, "shadow-cpu-share", 0, "CPU `cores` within which shadows are scored at normal priority, shared by the models without their own model.yaml shadow.cpu_share; beyond it they take only idle CPU, and sampling rates are lowered evenly to fit it; 0: idle CPU only")
 	fs.StringVar(&f.profiles, "profiles", "", "`DIR` of load-test profiles (predictd-loadtest run's output) the portal at /ui/ lists, opens and compares; empty: none")
 	fs.BoolVar(&f.noUI, "no-ui", false, "do not serve the portal at /ui/ (docs/portal.md)")
+	fs.StringVar(&f.uiHosts, "ui-hosts", "", "comma-separated host `names` the portal answers for besides IP addresses and localhost (e.g. a Service's DNS name); other Host headers get 421, against DNS rebinding")
 	fs.StringVar(&f.predictionLogDir, "prediction-log-dir", "", "`DIR` for the prediction logs of models with a log section in model.yaml")
 	fs.StringVar(&f.otlpEndpoint, "otlp-endpoint", "", "export traces and metrics over OTLP to this `URL` (e.g. http://otel-collector:4318), over OTEL_EXPORTER_OTLP_ENDPOINT; empty: the OTEL_* variables decide, and with none set nothing is exported")
 	fs.Float64Var(&f.traceSampleRatio, "trace-sample-ratio", 1, "fraction of new traces recorded (requests with a sampled traceparent are always traced)")

@@ -53,10 +53,10 @@ type entityRow struct {
 }
 
 // Metric families the hit rate is read from (features/metrics.go's instruments as
-// /metrics names them).
+// /metrics names them). The hit rate is docs/operations.md's: entity lookups answered
+// from the cache (result hit or revalidate) over all entity lookups.
 const (
-	metricLookups = "predictd_features_lookups_total"
-	metricHits    = "predictd_features_cache_hits_total"
+	metricLookups = "predictd_features_cache_lookups_total"
 	metricAbsent  = "predictd_features_absent_total"
 )
 
@@ -77,8 +77,9 @@ func (p *Portal) features(ctx *fasthttp.RequestCtx) {
 		d.Error = "cannot read /metrics: " + err.Error()
 	}
 	for _, g := range st.Groups() {
-		r := groupRow{G: g, Lookups: byGroup(fams[metricLookups], g.Name), Hits: byGroup(fams[metricHits], g.Name),
-			Absent: byGroup(fams[metricAbsent], g.Name), HitRate: -1}
+		r := groupRow{G: g, Lookups: byGroup(fams[metricLookups], g.Name, ""),
+			Hits:   byGroup(fams[metricLookups], g.Name, "hit") + byGroup(fams[metricLookups], g.Name, "revalidate"),
+			Absent: byGroup(fams[metricAbsent], g.Name, ""), HitRate: -1}
 		if r.Lookups > 0 {
 			r.HitRate = r.Hits / r.Lookups
 		}
@@ -136,17 +137,25 @@ func (p *Portal) entity(in *features.Inspection) *entityView {
 	return e
 }
 
-// byGroup sums a counter family's series whose group label is g.
-func byGroup(f *dto.MetricFamily, g string) float64 {
+// byGroup sums a counter family's series whose group label is g and, unless result is
+// empty, whose result label is result.
+func byGroup(f *dto.MetricFamily, g, result string) float64 {
 	if f == nil {
 		return 0
 	}
 	var sum float64
 	for _, m := range f.GetMetric() {
+		group, res := false, result == ""
 		for _, l := range m.GetLabel() {
-			if l.GetName() == "group" && l.GetValue() == g {
-				sum += m.GetCounter().GetValue()
+			switch l.GetName() {
+			case "group":
+				group = l.GetValue() == g
+			case "result":
+				res = res || l.GetValue() == result
 			}
+		}
+		if group && res {
+			sum += m.GetCounter().GetValue()
 		}
 	}
 	return sum

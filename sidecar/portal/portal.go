@@ -6,8 +6,8 @@
 //
 // Pages are rendered on the server with html/template (every value escaped); a little
 // plain JavaScript (assets/static/portal.js) draws the live charts. Everything is
-// embedded: no CDN, no build step. The portal changes nothing: its only POST runs a
-// prediction, and it reloads nothing (POST /v1/admin/reload, behind the admin token,
+// embedded: no CDN, no build step. The portal changes nothing: its only POSTs run a
+// prediction (/ui/try) and look up an entity (/ui/features), and it reloads nothing (POST /v1/admin/reload, behind the admin token,
 // does that).
 package portal
 
@@ -22,6 +22,8 @@ import (
 	"log/slog"
 	"math"
 	"mime"
+	"net"
+	"net/netip"
 	"path"
 	"strconv"
 	"strings"
@@ -53,6 +55,11 @@ type Config struct {
 	// entity's stored values. A browser cannot send a bearer header from a form, so the
 	// forms carry it as a field (posted, never in a URL).
 	Token string
+	// Hosts are the host names (without port) besides IP literals and localhost that a
+	// request's Host header may name (--ui-hosts). Checking Host defeats DNS rebinding: a
+	// page on another site whose name is made to resolve to this address would otherwise
+	// read the portal as if it were its own origin.
+	Hosts []string
 }
 
 // Portal serves the UI. It is safe for concurrent use.
@@ -115,6 +122,11 @@ func securityHeaders(ctx *fasthttp.RequestCtx) {
 
 func (p *Portal) serve(ctx *fasthttp.RequestCtx) {
 	securityHeaders(ctx)
+	if !p.hostAllowed(string(ctx.Host())) {
+		// The name is not echoed: error text carries no raw input.
+		p.fail(ctx, fasthttp.StatusMisdirectedRequest, "the portal answers requests for an IP address, localhost or a name listed with --ui-hosts; the Host header named another")
+		return
+	}
 	if string(ctx.Path()) == "/favicon.ico" {
 		p.static(ctx, "favicon.svg")
 		return
@@ -145,7 +157,7 @@ func (p *Portal) serve(ctx *fasthttp.RequestCtx) {
 		return
 	}
 	if !ctx.IsGet() && !ctx.IsHead() {
-		ctx.Response.Header.Set("Allow", "GET")
+		ctx.Response.Header.Set("Allow", "GET, HEAD")
 		p.fail(ctx, fasthttp.StatusMethodNotAllowed, "the portal is read-only: use GET (only the prediction and entity forms post, to /ui/try and /ui/features)")
 		return
 	}
@@ -185,6 +197,32 @@ func (p *Portal) tokenOK(ctx *fasthttp.RequestCtx) bool {
 // sameOrigin refuses a cross-site form post: a browser names the posting page's origin,
 // which must be this host. A request without Origin (curl, an old browser) is allowed:
 // it is what POST /v1/predict accepts anyway.
+// hostAllowed reports whether a request's Host header (host[:port]) names an IP literal,
+// localhost or one of Config.Hosts. An empty Host (HTTP/1.0) is allowed: a browser always
+// sends one.
+func (p *Portal) hostAllowed(host string) bool {
+	if host == "" {
+		return true
+	}
+	name := host
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		name = h
+	}
+	name = strings.TrimSuffix(strings.Trim(name, "[]"), ".")
+	if _, err := netip.ParseAddr(name); err == nil {
+		return true
+	}
+	if strings.EqualFold(name, "localhost") {
+		return true
+	}
+	for _, h := range p.cfg.Hosts {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
 func sameOrigin(ctx *fasthttp.RequestCtx) bool {
 	o := string(ctx.Request.Header.Peek("Origin"))
 	if o == "" {

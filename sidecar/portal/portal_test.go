@@ -313,3 +313,45 @@ func TestModelsPage200Versions(t *testing.T) {
 		t.Errorf("the failed version ranker-00@11 and its error are not shown")
 	}
 }
+
+// TestPortalHost: a Host header naming another site's DNS name (DNS rebinding) gets 421
+// and no page; IP literals, localhost and the names given in Config.Hosts are served.
+func TestPortalHost(t *testing.T) {
+	e := newEnv(t, false)
+	p, err := portal.New(portal.Config{Server: e.srv, Store: e.store, Hosts: []string{"predictd-admin.ns.svc"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.srv.SetUI(p.Handler(), false)
+	_, port, _ := strings.Cut(strings.TrimPrefix(e.base, "http://"), ":")
+	for host, want := range map[string]int{
+		"":                                   http.StatusOK, // the listener's own address
+		"localhost:" + port:                  http.StatusOK,
+		"LOCALHOST":                          http.StatusOK,
+		"[::1]:" + port:                      http.StatusOK,
+		"predictd-admin.ns.svc:" + port:      http.StatusOK,
+		"rebind.attacker.example:" + port:    http.StatusMisdirectedRequest,
+		"attacker.example":                   http.StatusMisdirectedRequest,
+		"127.0.0.1.attacker.example:" + port: http.StatusMisdirectedRequest,
+	} {
+		req, err := http.NewRequest(http.MethodGet, e.base+"/ui/features", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, want)
+		}
+		if want != http.StatusOK && (strings.Contains(string(body), "attacker") || strings.Contains(string(body), "<table")) {
+			t.Errorf("Host %q: the refusal echoes the name or shows a page:\n%s", host, body)
+		}
+	}
+}
