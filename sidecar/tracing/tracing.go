@@ -184,8 +184,10 @@ func Setup(cfg Config) (*Provider, error) {
 		}
 		return nil, fmt.Errorf("tracing: OTLP traces: %w", err)
 	}
-	p, err := newProvider(cfg, sdktrace.NewBatchSpanProcessor(exp), res)
+	bsp := sdktrace.NewBatchSpanProcessor(exp)
+	p, err := newProvider(cfg, bsp, res)
 	if err != nil {
+		bsp.Shutdown(context.Background()) // its goroutine, and the exporter's connections
 		if reader != nil {
 			reader.Shutdown(context.Background())
 		}
