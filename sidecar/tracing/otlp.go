@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetricgrpc"
 	"go.opentelemetry.io/otel/exporters/otlp/otlpmetric/otlpmetrichttp"
@@ -121,58 +122,39 @@ func withPath(endpoint, path string) string {
 	return v.String()
 }
 
+// exporterOptions are one OTLP exporter's options from cfg; the four exporters (traces and
+// metrics, gRPC and HTTP) each have their own option type, built by the three functions.
+func exporterOptions[O any](cfg Config, endpoint string, withEndpoint func(string) O,
+	withHeaders func(map[string]string) O, withTimeout func(time.Duration) O) []O {
+	var opts []O
+	if cfg.Endpoint != "" {
+		opts = append(opts, withEndpoint(endpoint))
+	}
+	if len(cfg.Headers) > 0 {
+		opts = append(opts, withHeaders(cfg.Headers))
+	}
+	if cfg.ExportTimeout > 0 {
+		opts = append(opts, withTimeout(cfg.ExportTimeout))
+	}
+	return opts
+}
+
 func newSpanExporter(cfg Config, protocol string) (sdktrace.SpanExporter, error) {
 	ctx := context.Background()
 	if protocol == ProtocolGRPC {
-		var opts []otlptracegrpc.Option
-		if cfg.Endpoint != "" {
-			opts = append(opts, otlptracegrpc.WithEndpointURL(cfg.Endpoint))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlptracegrpc.WithHeaders(cfg.Headers))
-		}
-		if cfg.ExportTimeout > 0 {
-			opts = append(opts, otlptracegrpc.WithTimeout(cfg.ExportTimeout))
-		}
-		return otlptracegrpc.New(ctx, opts...)
+		return otlptracegrpc.New(ctx, exporterOptions(cfg, cfg.Endpoint,
+			otlptracegrpc.WithEndpointURL, otlptracegrpc.WithHeaders, otlptracegrpc.WithTimeout)...)
 	}
-	var opts []otlptracehttp.Option
-	if cfg.Endpoint != "" {
-		opts = append(opts, otlptracehttp.WithEndpointURL(withPath(cfg.Endpoint, "/v1/traces")))
-	}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlptracehttp.WithHeaders(cfg.Headers))
-	}
-	if cfg.ExportTimeout > 0 {
-		opts = append(opts, otlptracehttp.WithTimeout(cfg.ExportTimeout))
-	}
-	return otlptracehttp.New(ctx, opts...)
+	return otlptracehttp.New(ctx, exporterOptions(cfg, withPath(cfg.Endpoint, "/v1/traces"),
+		otlptracehttp.WithEndpointURL, otlptracehttp.WithHeaders, otlptracehttp.WithTimeout)...)
 }
 
 func newMetricExporter(cfg Config, protocol string) (sdkmetric.Exporter, error) {
 	ctx := context.Background()
 	if protocol == ProtocolGRPC {
-		var opts []otlpmetricgrpc.Option
-		if cfg.Endpoint != "" {
-			opts = append(opts, otlpmetricgrpc.WithEndpointURL(cfg.Endpoint))
-		}
-		if len(cfg.Headers) > 0 {
-			opts = append(opts, otlpmetricgrpc.WithHeaders(cfg.Headers))
-		}
-		if cfg.ExportTimeout > 0 {
-			opts = append(opts, otlpmetricgrpc.WithTimeout(cfg.ExportTimeout))
-		}
-		return otlpmetricgrpc.New(ctx, opts...)
+		return otlpmetricgrpc.New(ctx, exporterOptions(cfg, cfg.Endpoint,
+			otlpmetricgrpc.WithEndpointURL, otlpmetricgrpc.WithHeaders, otlpmetricgrpc.WithTimeout)...)
 	}
-	var opts []otlpmetrichttp.Option
-	if cfg.Endpoint != "" {
-		opts = append(opts, otlpmetrichttp.WithEndpointURL(withPath(cfg.Endpoint, "/v1/metrics")))
-	}
-	if len(cfg.Headers) > 0 {
-		opts = append(opts, otlpmetrichttp.WithHeaders(cfg.Headers))
-	}
-	if cfg.ExportTimeout > 0 {
-		opts = append(opts, otlpmetrichttp.WithTimeout(cfg.ExportTimeout))
-	}
-	return otlpmetrichttp.New(ctx, opts...)
+	return otlpmetrichttp.New(ctx, exporterOptions(cfg, withPath(cfg.Endpoint, "/v1/metrics"),
+		otlpmetrichttp.WithEndpointURL, otlpmetrichttp.WithHeaders, otlpmetrichttp.WithTimeout)...)
 }
