@@ -123,6 +123,21 @@ const (
 	tagFeatureValue     = byte(wire.FeatureValue)<<3 | byte(protowire.Fixed64Type)
 )
 
+// addCandidateFeature decodes one Feature message m of the candidate being decoded (the
+// next in r.cands): a vector goes to r's vectors (decodeFeature), a scalar counts as a cell
+// and joins r.feats.
+func addCandidateFeature(r *request, m []byte, lim *decodeLimits) error {
+	f, vec, err := decodeFeature(r, m, lim, int32(len(r.cands)))
+	if err != nil || vec {
+		return err
+	}
+	if err := lim.cell(r); err != nil {
+		return err
+	}
+	r.feats = append(r.feats, f)
+	return nil
+}
+
 func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	for len(b) > 0 {
@@ -131,17 +146,9 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 && !lim.plain {
 			m := b[2 : 2+int(b[1])]
 			b = b[2+int(b[1]):]
-			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
-			if err != nil {
+			if err := addCandidateFeature(r, m, &lim); err != nil {
 				return err
 			}
-			if vec {
-				continue
-			}
-			if err := lim.cell(r); err != nil {
-				return err
-			}
-			r.feats = append(r.feats, f)
 			continue
 		}
 		num, typ, n := consumeTag(b)
@@ -164,17 +171,9 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
 			}
-			f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
-			if err != nil {
+			if err := addCandidateFeature(r, m, &lim); err != nil {
 				return err
 			}
-			if vec {
-				continue
-			}
-			if err := lim.cell(r); err != nil {
-				return err
-			}
-			r.feats = append(r.feats, f)
 		case wire.CandidateKeys:
 			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
 				return err
