@@ -1,18 +1,11 @@
 package loadtest
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/color/palette"
-	"image/draw"
-	"image/png"
 	"math"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -21,129 +14,35 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
+	"github.com/predictd/predictd/internal/browsertest"
+
 	"github.com/chromedp/chromedp"
 )
 
-// PREDICTD_UI_SCREENSHOTS=1 makes TestReportInBrowser save the reports it renders as
-// docs/img/loadtest-report.png and docs/img/loadtest-search.png (shown in docs/loadtest.md).
-const screenshotsEnv = "PREDICTD_UI_SCREENSHOTS"
+// PREDICTD_UI_SCREENSHOTS=1 (browsertest.ScreenshotsEnv) makes TestReportInBrowser save
+// the reports it renders as docs/img/loadtest-report.png and docs/img/loadtest-search.png
+// (shown in docs/loadtest.md).
 
 // A laptop screen: the report must fit its width without scrolling sideways.
 const screenW, screenH = 1366, 768
 
-// chromium finds Debian's chromium (or another Chrome) on PATH. Its absence fails the
-// test: CI installs it (scripts/ci/deps.sh), and a browser test that skips proves nothing.
-func chromium(t *testing.T) string {
+// browser is the report test's headless Chromium: the screen's size, and every failed or
+// non-2xx load counted as a problem besides console errors and exceptions.
+type browser struct{ *browsertest.Browser }
+
+func newBrowser(t *testing.T) browser {
+	return browser{browsertest.New(t, browsertest.Options{Width: screenW, Height: screenH, Viewport: true, FailedLoads: true})}
+}
+
+func act[T any](t *testing.T, b browser, what string, a chromedp.Action[T]) T {
 	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no chromium on PATH: install Debian's chromium (apt-get install chromium; scripts/ci/deps.sh does it for CI) to run the report's browser test")
-	return ""
+	return browsertest.Run(t, b.Browser, what, a)
 }
 
-// browser is a headless Chromium tab that records every console error, JavaScript
-// exception, browser-log error and failed or non-2xx load.
-type browser struct {
-	ctx      context.Context
-	mu       sync.Mutex
-	problems []string
-}
-
-func newBrowser(t *testing.T) *browser {
+// shot saves the viewport as docs/img/loadtest-NAME.png when screenshots are asked for.
+func (b browser) shot(t *testing.T, name string) {
 	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox, chromedp.WindowSize(screenW, screenH))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	b := &browser{ctx: ctx}
-	messages := chromedp.Console(ctx) // starts the browser, subscribed from here on
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() || m.Type == "assert" {
-				b.problem(fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
-			}
-		}
-	}()
-	if err := chromedp.Listen(ctx, func(ev any) {
-		switch e := ev.(type) {
-		case *network.EventResponseReceived:
-			if e.Response != nil && e.Response.Status >= 400 {
-				b.problem(fmt.Sprintf("%s answered %d", e.Response.URL, e.Response.Status))
-			}
-		case *network.EventLoadingFailed:
-			b.problem(fmt.Sprintf("a %s failed to load: %s", e.Type, e.ErrorText))
-		}
-	}); err != nil {
-		t.Fatal(err)
-	}
-	b.do(t, "viewport", chromedp.EmulateViewport(screenW, screenH))
-	return b
-}
-
-func (b *browser) problem(p string) {
-	b.mu.Lock()
-	b.problems = append(b.problems, p)
-	b.mu.Unlock()
-}
-
-// act bounds one action, never the browser's own context (which would stop it).
-func act[T any](t *testing.T, b *browser, what string, a chromedp.Action[T]) T {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	return v
-}
-
-func (b *browser) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	act(t, b, what, chromedp.Steps(steps...))
-}
-
-// check fails the test on any problem recorded so far, naming the page.
-func (b *browser) check(t *testing.T, page string) {
-	t.Helper()
-	time.Sleep(100 * time.Millisecond) // let late events arrive
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, p := range b.problems {
-		t.Errorf("%s: %s", page, p)
-	}
-	b.problems = nil
-}
-
-// shot saves the viewport as docs/img/loadtest-NAME.png when screenshots are asked for,
-// in 256 colours: plenty for flat plots and a third of the bytes in the repository.
-func (b *browser) shot(t *testing.T, name string) {
-	t.Helper()
-	if os.Getenv(screenshotsEnv) == "" {
-		return
-	}
-	shot := act(t, b, "screenshot "+name, chromedp.CaptureScreenshot())
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	pal := image.NewPaletted(img.Bounds(), palette.Plan9)
-	draw.Draw(pal, pal.Rect, img, img.Bounds().Min, draw.Src)
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, pal); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join("..", "docs", "img", "loadtest-"+name+".png"), buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.Shot(t, filepath.Join("..", "docs", "img", "loadtest-"+name+".png"))
 }
 
 // reportRow is a step as the index page's Steps table shows it.
@@ -276,11 +175,11 @@ func (a axis) at(v float64) float64 {
 // openPlot opens a plot on its own and checks it is drawn: no "no data", points, a
 // line of at least minPoints points with a width (none needed for one point), lines inside the frame, notes apart, and nothing
 // drawn outside the picture. A flat line is data (CPU figures come in clock ticks).
-func openPlot(t *testing.T, b *browser, base, name string, minPoints int) svgShape {
+func openPlot(t *testing.T, b browser, base, name string, minPoints int) svgShape {
 	t.Helper()
-	b.do(t, "open "+name, chromedp.Navigate(base+"/"+name), chromedp.WaitReady(chromedp.CSS("svg")))
+	b.Do(t, "open "+name, chromedp.Navigate(base+"/"+name), chromedp.WaitReady(chromedp.CSS("svg")))
 	s := act(t, b, "shape of "+name, chromedp.Evaluate[svgShape](shapeJS))
-	b.check(t, name)
+	b.Check(t, name)
 	if s.NoData || s.Points == 0 || (minPoints > 1 && len(s.Lines) == 0) {
 		t.Errorf("%s: empty plot (no data %v, %d lines, %d points)", name, s.NoData, len(s.Lines), s.Points)
 		return s
@@ -327,7 +226,7 @@ func checkSLO(t *testing.T, name string, s svgShape, r *Result) {
 
 // checkReportPage opens a profile's index.html and each of its plots and checks them
 // against the steps the page lists and the profile they were drawn from.
-func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) {
+func checkReportPage(t *testing.T, b browser, dir string, wantPlots []string) {
 	t.Helper()
 	r, err := LoadResult(dir)
 	if err != nil {
@@ -341,11 +240,11 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) {
 	}
 	files := "file://" + filepath.ToSlash(abs)
 
-	b.do(t, "report", chromedp.Navigate(srv.URL+"/"+ReportIndex), chromedp.WaitVisible(chromedp.CSS("h1")))
+	b.Do(t, "report", chromedp.Navigate(srv.URL+"/"+ReportIndex), chromedp.WaitVisible(chromedp.CSS("h1")))
 	act(t, b, "plots loaded", chromedp.Poll[bool](`Array.from(document.querySelectorAll(".plots img")).every(i => i.complete)`,
 		chromedp.WithPollingTimeout(10*time.Second)))
 	page := act(t, b, "layout", chromedp.Evaluate[*pageLayout](layoutJS))
-	b.check(t, "index.html")
+	b.Check(t, "index.html")
 	if page.ScrollW > page.InnerW {
 		t.Errorf("the page is %v pixels wide on a %v-pixel screen: it scrolls sideways", page.ScrollW, page.InnerW)
 	}
@@ -457,10 +356,10 @@ func checkReportPage(t *testing.T, b *browser, dir string, wantPlots []string) {
 	}
 
 	// Back to the page, for a screenshot.
-	b.do(t, "report again", chromedp.Navigate(srv.URL+"/"+ReportIndex), chromedp.WaitVisible(chromedp.CSS("h1")))
+	b.Do(t, "report again", chromedp.Navigate(srv.URL+"/"+ReportIndex), chromedp.WaitVisible(chromedp.CSS("h1")))
 	act(t, b, "plots loaded again", chromedp.Poll[bool](`Array.from(document.querySelectorAll(".plots img")).every(i => i.complete)`,
 		chromedp.WithPollingTimeout(10*time.Second)))
-	b.check(t, "index.html")
+	b.Check(t, "index.html")
 }
 
 // TestReportInBrowser renders the report of two real runs against the in-package

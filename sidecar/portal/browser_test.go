@@ -1,135 +1,45 @@
 package portal_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"image"
-	"image/color/palette"
-	"image/draw"
-	"image/png"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/predictd/predictd/internal/browsertest"
 
 	"github.com/chromedp/chromedp"
 )
 
-// PREDICTD_UI_SCREENSHOTS=1 makes TestPortalInBrowser save a screenshot of each page in
-// docs/img/ (the ones docs/portal.md shows).
-const screenshotsEnv = "PREDICTD_UI_SCREENSHOTS"
+// PREDICTD_UI_SCREENSHOTS=1 (browsertest.ScreenshotsEnv) makes TestPortalInBrowser save a
+// screenshot of each page in docs/img/ (the ones docs/portal.md shows).
 
-// chromium finds Debian's chromium (or another Chrome) on PATH. Its absence fails the
-// test: CI installs it (scripts/ci/deps.sh), and a browser test that skips proves nothing.
-func chromium(t *testing.T) string {
-	t.Helper()
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome", "headless_shell"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	t.Fatal("no chromium on PATH: install Debian's chromium (apt-get install chromium; scripts/ci/deps.sh does it for CI) to run the portal's browser tests")
-	return ""
-}
-
-// browser is a headless Chromium tab that records every console error, JavaScript
-// exception and browser-log error (a failed load, a script or style the page's policy
-// blocked).
-type browser struct {
-	ctx      context.Context
-	mu       sync.Mutex
-	problems []string
-}
+// browser is the portal test's headless Chromium; console errors and exceptions are
+// problems.
+type browser struct{ *browsertest.Browser }
 
 func newBrowser(t *testing.T) *browser {
-	t.Helper()
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(chromium(t)),
-		chromedp.NoSandbox, chromedp.WindowSize(1200, 820))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	ctx, cancelCtx := chromedp.NewContext(actx)
-	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
-	b := &browser{ctx: ctx}
-	messages := chromedp.Console(ctx) // starts the browser, subscribed from here on
-	go func() {
-		for m, err := range messages {
-			if err != nil {
-				return
-			}
-			if m.Type == chromedp.ConsoleError || m.IsException() || m.Type == "assert" {
-				b.mu.Lock()
-				b.problems = append(b.problems, fmt.Sprintf("%s (%s:%d)", m, m.URL, m.Line))
-				b.mu.Unlock()
-			}
-		}
-	}()
-	return b
+	return &browser{browsertest.New(t, browsertest.Options{Width: 1200, Height: 820})}
 }
 
-// step bounds one action, never the browser's own context (which would stop it).
 func step[T any](t *testing.T, b *browser, what string, a chromedp.Action[T]) T {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(b.ctx, 30*time.Second)
-	defer cancel()
-	v, err := chromedp.Run(ctx, a)
-	if err != nil {
-		t.Fatalf("%s: %v", what, err)
-	}
-	return v
-}
-
-func (b *browser) do(t *testing.T, what string, steps ...chromedp.Action[chromedp.Void]) {
-	t.Helper()
-	step(t, b, what, chromedp.Steps(steps...))
-}
-
-// check fails the test on any problem recorded so far, naming the page.
-func (b *browser) check(t *testing.T, page string) {
-	t.Helper()
-	time.Sleep(100 * time.Millisecond) // let late console events arrive
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	for _, p := range b.problems {
-		t.Errorf("%s: %s", page, p)
-	}
-	b.problems = nil
+	return browsertest.Run(t, b.Browser, what, a)
 }
 
 // shot saves the page as docs/img/portal-NAME.png when screenshots are asked for.
 func (b *browser) shot(t *testing.T, name string) {
 	t.Helper()
-	if os.Getenv(screenshotsEnv) == "" {
-		return
-	}
-	shot := step(t, b, "screenshot "+name, chromedp.CaptureScreenshot())
-	img, err := png.Decode(bytes.NewReader(shot))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// 256 colours are plenty for flat pages and a third of the bytes in the repository.
-	pal := image.NewPaletted(img.Bounds(), palette.Plan9)
-	draw.Draw(pal, pal.Rect, img, img.Bounds().Min, draw.Src)
-	var buf bytes.Buffer
-	if err := (&png.Encoder{CompressionLevel: png.BestCompression}).Encode(&buf, pal); err != nil {
-		t.Fatal(err)
-	}
-	dst := filepath.Join("..", "..", "docs", "img", "portal-"+name+".png")
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(dst, buf.Bytes(), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	b.Shot(t, filepath.Join("..", "..", "docs", "img", "portal-"+name+".png"))
 }
 
 func (b *browser) text(t *testing.T, sel string) string {
 	t.Helper()
-	b.do(t, "wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
+	b.Do(t, "wait for "+sel, chromedp.WaitVisible(chromedp.CSS(sel)))
 	return step(t, b, "text of "+sel, chromedp.Text(chromedp.CSS(sel)))
 }
 
@@ -139,7 +49,7 @@ func (b *browser) await(t *testing.T, expr string) string {
 	t.Helper()
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ctx, cancel := context.WithTimeout(b.ctx, 2*time.Second)
+		ctx, cancel := context.WithTimeout(b.Ctx, 2*time.Second)
 		v, err := chromedp.Run(ctx, chromedp.Evaluate[string](expr))
 		cancel()
 		if err == nil && v != "" {
@@ -166,19 +76,19 @@ var claimsFeatures = map[string]string{"VehBrand": "6", "VehPower": "3", "VehGas
 // keys, submits it and returns the score the page shows.
 func (b *browser) fillAndPredict(t *testing.T, base, model string, feats map[string]string, keys map[string]string) string {
 	t.Helper()
-	b.do(t, "try page", chromedp.Navigate(base+"/ui/try?model="+model), chromedp.WaitVisible(chromedp.CSS("#try-form")))
+	b.Do(t, "try page", chromedp.Navigate(base+"/ui/try?model="+model), chromedp.WaitVisible(chromedp.CSS("#try-form")))
 	ids := step(t, b, "form inputs", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#try-form input[id^=f-]")).map(i => i.id)`))
 	for _, id := range ids {
 		v, ok := feats[strings.TrimPrefix(id, "f-")]
 		if !ok {
 			t.Fatalf("%s: the form asks for %s, which the test does not know", model, id)
 		}
-		b.do(t, "fill "+id, chromedp.SetValue(chromedp.CSS("#"+id), v))
+		b.Do(t, "fill "+id, chromedp.SetValue(chromedp.CSS("#"+id), v))
 	}
 	for k, v := range keys {
-		b.do(t, "fill key "+k, chromedp.SetValue(chromedp.CSS("#k-"+k), v))
+		b.Do(t, "fill key "+k, chromedp.SetValue(chromedp.CSS("#k-"+k), v))
 	}
-	b.do(t, "submit", chromedp.Click(chromedp.CSS("#submit")))
+	b.Do(t, "submit", chromedp.Click(chromedp.CSS("#submit")))
 	got := b.await(t, `(() => { const s = document.querySelector("#score-0"); if (s) return "score:" + s.textContent; const e = document.querySelector("#try-error, #error"); return e ? "error:" + e.textContent : ""; })()`)
 	score, ok := strings.CutPrefix(got, "score:")
 	if !ok {
@@ -209,7 +119,7 @@ func TestPortalInBrowser(t *testing.T) {
 	postJSON(t, e.base, `{"model":"claims","candidates":[{"id":"x","features":{"nope":1}}]}`) // an unknown_feature error
 
 	// Models.
-	b.do(t, "models page", chromedp.Navigate(ui+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#models")))
+	b.Do(t, "models page", chromedp.Navigate(ui+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#models")))
 	models := b.text(t, "#models")
 	for _, want := range []string{"claims", "claims-next", "claims-store", "serving", "lightgbm"} {
 		if !strings.Contains(models, want) {
@@ -217,10 +127,10 @@ func TestPortalInBrowser(t *testing.T) {
 		}
 	}
 	b.shot(t, "models")
-	b.check(t, "models page")
+	b.Check(t, "models page")
 
 	// One model: live charts fed by the ring, the shadow's agreement.
-	b.do(t, "model page", chromedp.Navigate(ui+"/ui/model?name=claims"), chromedp.WaitVisible(chromedp.CSS("#live")))
+	b.Do(t, "model page", chromedp.Navigate(ui+"/ui/model?name=claims"), chromedp.WaitVisible(chromedp.CSS("#live")))
 	status := step(t, b, "live status", chromedp.Poll[string](`(() => { const s = document.getElementById("live-status").textContent; return s.startsWith("41 requests in the last") ? s : false; })()`,
 		chromedp.WithPollingTimeout(10*time.Second)))
 	if m := regexp.MustCompile(`^(\d+) requests`).FindStringSubmatch(status); m == nil || m[1] != "41" {
@@ -241,7 +151,7 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("features table: %s", f)
 	}
 	b.shot(t, "model")
-	b.check(t, "model page")
+	b.Check(t, "model page")
 
 	// Try: the demo model, then the store-backed one; each score must be the API's.
 	got := b.fillAndPredict(t, ui, "claims", claimsFeatures, nil)
@@ -249,7 +159,7 @@ func TestPortalInBrowser(t *testing.T) {
 	if g, err := strconv.ParseFloat(got, 64); err != nil || g != want {
 		t.Errorf("claims: the form shows %q, /v1/predict answers %v", got, want)
 	}
-	b.check(t, "try claims")
+	b.Check(t, "try claims")
 	got = b.fillAndPredict(t, ui, "claims-store", claimsFeatures, map[string]string{"user_id": "u1"})
 	want = apiScore(t, e.base, `{"model":"claims-store","keys":{"user_id":"u1"},"candidates":[{"id":"candidate-1","features":{"VehBrand":6,"VehPower":3,"VehGas":0,"Region":4,"Area":0,"VehAge":18,"DrivAge":55}}]}`)
 	if g, err := strconv.ParseFloat(got, 64); err != nil || g != want {
@@ -266,10 +176,10 @@ func TestPortalInBrowser(t *testing.T) {
 	}
 	step(t, b, "scroll to the answer", chromedp.Evaluate[bool](`(document.querySelector("h2").scrollIntoView(), true)`))
 	b.shot(t, "try")
-	b.check(t, "try claims-store")
+	b.Check(t, "try claims-store")
 
 	// Features: u1 was just read by a prediction, so the cache holds it; u2 was not.
-	b.do(t, "features page", chromedp.Navigate(ui+"/ui/features"), chromedp.WaitVisible(chromedp.CSS("#lookup-form")),
+	b.Do(t, "features page", chromedp.Navigate(ui+"/ui/features"), chromedp.WaitVisible(chromedp.CSS("#lookup-form")),
 		chromedp.SetValue(chromedp.CSS("#in-key"), "u1"), chromedp.Click(chromedp.CSS("#lookup")))
 	b.await(t, entityShown("u1"))
 	if ent := b.text(t, "#entity"); !strings.Contains(ent, "cache") || !strings.Contains(ent, "50") {
@@ -279,27 +189,27 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("u1 was loaded 90s ago; the page says %q", st)
 	}
 	b.shot(t, "features")
-	b.do(t, "lookup u2", chromedp.SetValue(chromedp.CSS("#in-key"), "u2"), chromedp.Click(chromedp.CSS("#lookup")))
+	b.Do(t, "lookup u2", chromedp.SetValue(chromedp.CSS("#in-key"), "u2"), chromedp.Click(chromedp.CSS("#lookup")))
 	b.await(t, entityShown("u2"))
 	if ent := b.text(t, "#entity"); !strings.Contains(ent, "2100") || !strings.Contains(ent, "embedded") {
 		t.Errorf("u2 should come from the embedded store:\n%s", ent)
 	}
-	b.check(t, "features page")
+	b.Check(t, "features page")
 
 	// Profiles: the list, one opened, two compared.
-	b.do(t, "profiles page", chromedp.Navigate(ui+"/ui/profiles"), chromedp.WaitVisible(chromedp.CSS("#runs")))
+	b.Do(t, "profiles page", chromedp.Navigate(ui+"/ui/profiles"), chromedp.WaitVisible(chromedp.CSS("#runs")))
 	if runs := b.text(t, "#runs"); !strings.Contains(runs, "ranking-1k/example") || !strings.Contains(runs, "ranking-1k/slower") {
 		t.Errorf("profiles: %s", runs)
 	}
 	b.shot(t, "profiles")
-	b.do(t, "open a profile", chromedp.Click(chromedp.CSS(`#runs a[href^="/ui/profiles/run"]`)))
+	b.Do(t, "open a profile", chromedp.Click(chromedp.CSS(`#runs a[href^="/ui/profiles/run"]`)))
 	b.await(t, `document.querySelector("#steps") ? "ok" : ""`)
 	if !b.imageLoaded(t, `img[src$="latency.svg"]`) {
 		t.Error("the profile's latency plot did not load")
 	}
 	b.shot(t, "profile")
-	b.check(t, "profile page")
-	b.do(t, "compare", chromedp.Navigate(ui+"/ui/profiles"), chromedp.WaitVisible(chromedp.CSS("#compare-form")),
+	b.Check(t, "profile page")
+	b.Do(t, "compare", chromedp.Navigate(ui+"/ui/profiles"), chromedp.WaitVisible(chromedp.CSS("#compare-form")),
 		chromedp.Click(chromedp.CSS("#compare")))
 	b.await(t, `document.querySelector("#compare-steps") ? "ok" : ""`)
 	if !b.imageLoaded(t, "#compare-plot") {
@@ -309,16 +219,16 @@ func TestPortalInBrowser(t *testing.T) {
 		t.Errorf("findings: %s", f)
 	}
 	b.shot(t, "compare")
-	b.check(t, "compare page")
+	b.Check(t, "compare page")
 
 	// The generator's own report, rendered from result.json.
-	b.do(t, "full report", chromedp.Navigate(ui+"/ui/profiles/r/ranking-1k/example/index.html"),
+	b.Do(t, "full report", chromedp.Navigate(ui+"/ui/profiles/r/ranking-1k/example/index.html"),
 		chromedp.WaitVisible(chromedp.CSS("h1")))
 	title := step(t, b, "report title", chromedp.Title())
 	if !strings.Contains(title, "ranking-1k") {
 		t.Errorf("report title %q", title)
 	}
-	b.check(t, "full report")
+	b.Check(t, "full report")
 }
 
 // entityShown is an expression true once the features page shows entity key.
