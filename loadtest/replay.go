@@ -78,40 +78,55 @@ func (rp *Replay) normalize(protocol string) error {
 // form. Blank lines are skipped; at most limit bodies are read. Each body's candidates
 // (or rows) are counted for predictions/s.
 func ReadBodies(r io.Reader, limit int) ([]Body, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxReplayLine)
 	var out []Body
-	line := 0
-	for sc.Scan() && len(out) < limit {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
+	err := eachLine(r, func() bool { return len(out) < limit }, func(line int, b []byte) error {
 		var req struct {
 			Model      string            `json:"model"`
 			Candidates []json.RawMessage `json:"candidates"`
 			Rows       []json.RawMessage `json:"rows"`
 		}
 		if err := json.Unmarshal(b, &req); err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
+			return fmt.Errorf("line %d: %v", line, err)
 		}
 		if req.Model == "" {
-			return nil, fmt.Errorf("line %d: no model", line)
+			return fmt.Errorf("line %d: no model", line)
 		}
 		n := len(req.Candidates) + len(req.Rows)
 		if n == 0 {
-			return nil, fmt.Errorf("line %d: no candidates or rows", line)
+			return fmt.Errorf("line %d: no candidates or rows", line)
 		}
 		out = append(out, Body{Data: append([]byte(nil), b...), Candidates: n})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %v", line+1, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if len(out) == 0 {
 		return nil, errors.New("no request bodies")
 	}
 	return out, nil
+}
+
+// eachLine calls fn with each non-blank line of r (trimmed; valid until fn returns) and its
+// number, while more() holds; an error from fn or from reading ends it.
+func eachLine(r io.Reader, more func() bool, fn func(line int, b []byte) error) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), maxReplayLine)
+	line := 0
+	for more() && sc.Scan() {
+		line++
+		b := bytes.TrimSpace(sc.Bytes())
+		if len(b) == 0 {
+			continue
+		}
+		if err := fn(line, b); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return fmt.Errorf("line %d: %v", line+1, err)
+	}
+	return nil
 }
 
 // LoggedRequest is one request rebuilt from a prediction log.
@@ -128,17 +143,9 @@ type LoggedRequest struct {
 // model's features, records hold rows. Records of shadow models (shadow_of) are skipped:
 // they are a copy of a request already logged. At most limit requests are read.
 func ReadPredLog(r io.Reader, limit int) ([]LoggedRequest, error) {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), maxReplayLine)
 	var out []LoggedRequest
 	var features []string
-	line := 0
-	for sc.Scan() && len(out) < limit {
-		line++
-		b := bytes.TrimSpace(sc.Bytes())
-		if len(b) == 0 {
-			continue
-		}
+	err := eachLine(r, func() bool { return len(out) < limit }, func(line int, b []byte) error {
 		var rec struct {
 			Header *struct {
 				Model    string   `json:"model"`
@@ -153,43 +160,44 @@ func ReadPredLog(r io.Reader, limit int) ([]LoggedRequest, error) {
 			ShadowOf string              `json:"shadow_of"`
 		}
 		if err := json.Unmarshal(b, &rec); err != nil {
-			return nil, fmt.Errorf("line %d: %v", line, err)
+			return fmt.Errorf("line %d: %v", line, err)
 		}
 		if rec.Header != nil {
 			features = rec.Header.Features
-			continue
+			return nil
 		}
 		if rec.ShadowOf != "" {
-			continue
+			return nil
 		}
 		if features == nil {
-			return nil, fmt.Errorf("line %d: a record before any header", line)
+			return fmt.Errorf("line %d: a record before any header", line)
 		}
 		if rec.Model == "" || len(rec.Features) == 0 {
-			return nil, fmt.Errorf("line %d: a record without model or rows", line)
+			return fmt.Errorf("line %d: a record without model or rows", line)
 		}
 		if len(rec.IDs) != 0 && len(rec.IDs) != len(rec.Features) {
-			return nil, fmt.Errorf("line %d: %d ids for %d rows", line, len(rec.IDs), len(rec.Features))
+			return fmt.Errorf("line %d: %d ids for %d rows", line, len(rec.IDs), len(rec.Features))
 		}
 		lr := LoggedRequest{At: rec.TS, Model: rec.Model, Version: rec.Version, Features: features, IDs: rec.IDs}
 		for i, row := range rec.Features {
 			if len(row) != len(features) {
-				return nil, fmt.Errorf("line %d: row %d has %d values for %d features", line, i, len(row), len(features))
+				return fmt.Errorf("line %d: row %d has %d values for %d features", line, i, len(row), len(features))
 			}
 			vals := make([]float64, len(row))
 			for j, raw := range row {
 				v, err := logValue(raw)
 				if err != nil {
-					return nil, fmt.Errorf("line %d: row %d, feature %s: %v", line, i, features[j], err)
+					return fmt.Errorf("line %d: row %d, feature %s: %v", line, i, features[j], err)
 				}
 				vals[j] = v
 			}
 			lr.Rows = append(lr.Rows, vals)
 		}
 		out = append(out, lr)
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("line %d: %v", line+1, err)
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return out, nil
 }
