@@ -271,6 +271,16 @@ func decodeScores(b []byte, dst []float64) ([]float64, error) {
 				for i := 0; i < len(vs); i += 8 {
 					dst = append(dst, math.Float64frombits(binary.LittleEndian.Uint64(vs[i:])))
 				}
+			case num == wire.PredictionScores && typ == protowire.Fixed64Type:
+				// A repeated double may also come unpacked, one fixed64 per value;
+				// every protobuf parser accepts both encodings.
+				v, n := protowire.ConsumeFixed64(p)
+				if n < 0 {
+					return bad()
+				}
+				p = p[n:]
+				multi = true
+				dst = append(dst, math.Float64frombits(v))
 			default:
 				if n = protowire.ConsumeFieldValue(num, typ, p); n < 0 {
 					return bad()

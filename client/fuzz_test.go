@@ -5,6 +5,8 @@ import (
 	"testing"
 
 	"github.com/predictd/predictd/api/predictpb"
+	"github.com/predictd/predictd/api/wire"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -23,6 +25,15 @@ func FuzzDecodeScores(f *testing.F) {
 		f.Add(b)
 	}
 	f.Add([]byte("\x1a\x03\x1a\x01\x00")) // packed scores of 1 byte
+	// Scores written unpacked, one fixed64 each: a valid encoding of a repeated double.
+	for _, vs := range [][]float64{{0.25}, {0.25, -3}} {
+		var pred []byte
+		for _, v := range vs {
+			pred = protowire.AppendTag(pred, wire.PredictionScores, protowire.Fixed64Type)
+			pred = protowire.AppendFixed64(pred, math.Float64bits(v))
+		}
+		f.Add(protowire.AppendBytes(protowire.AppendTag(nil, wire.ResponsePredictions, protowire.BytesType), pred))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		got, err := decodeScores(data, nil)
 		var ref predictpb.PredictResponse
