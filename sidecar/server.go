@@ -123,8 +123,8 @@ type Config struct {
 	// AdmissionQueuePerSlot bounds each model's queue at this many waiters per slot;
 	// default 4.
 	AdmissionQueuePerSlot int
-	// ShadowWorkers is how many shadow scoring jobs run at once (the shadow budget);
-	// default 1.
+	// ShadowWorkers is how many shadow scoring jobs run at once; default 1. The CPU they
+	// may use is ShadowCPUShare.
 	ShadowWorkers int
 	// ShadowCPUShare is the CPU time, in cores, within which the shadows of models without
 	// their own model.yaml shadow.cpu_share are scored at normal priority, all of them

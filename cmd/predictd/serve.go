@@ -123,7 +123,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.IntVar(&f.admissionCapacity, "admission-capacity", 0, "predictions scored at once, shared by the models by their model.yaml weight; a model past its share queues, then gets 429 with Retry-After; 0: no admission control (2×cores is a good start)")
 	fs.DurationVar(&f.admissionMaxQueueWait, "admission-max-queue-wait", 100*time.Millisecond, "longest wait for a model's admission slot before 429")
 	fs.IntVar(&f.admissionMaxPending, "admission-max-pending", 0, "admitted plus waiting requests, all models; past it requests get 503 at once; 0: 5×--admission-capacity (every model's slots and queue)")
-	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once (the shadow budget; mirrored requests beyond it are dropped and counted)")
+	fs.IntVar(&f.shadowWorkers, "shadow-workers", 1, "shadow-model scoring jobs run at once, with a queue of 4 per job (mirrored requests beyond it are dropped and counted); the CPU they may use is --shadow-cpu-share")
 	fs.Float64Var(&f.shadowCPUShare, "shadow-cpu-share", 0, "CPU `cores` within which shadows are scored at normal priority, shared by the models without their own model.yaml shadow.cpu_share; beyond it they take only idle CPU, and sampling rates are lowered evenly to fit it; 0: idle CPU only")
 	fs.StringVar(&f.profiles, "profiles", "", "`DIR` of load-test profiles (predictd-loadtest run's output) the portal at /ui/ lists, opens and compares; empty: none")
 	fs.BoolVar(&f.noUI, "no-ui", false, "do not serve the portal at /ui/ (docs/portal.md)")

@@ -68,8 +68,8 @@ import (
 
 // Config configures a Mirror. Field comments give the defaults.
 type Config struct {
-	// Workers is the most shadow scoring jobs that run at once: the shadow budget;
-	// default 1. Keep it below the cores left over by primaries.
+	// Workers is the most shadow scoring jobs that run at once; default 1. Keep it
+	// below the cores left over by primaries.
 	Workers int
 	// Queue is how many jobs may wait for a worker; default 4×Workers. A job that does
 	// not fit is dropped and counted.
