@@ -71,6 +71,10 @@ type Portal struct {
 	reportsMu sync.Mutex
 	reports   map[string]*report // rendered profile reports, by run id
 	tmp       string             // where they are rendered; "" until the first
+
+	runsMu   sync.Mutex
+	runsList []run     // the last profiles listing (read-only once stored)
+	runsAt   time.Time // when it was taken
 }
 
 // New builds a Portal; Handler serves it.

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/predictd/predictd/loadtest"
 	"github.com/predictd/predictd/sidecar"
@@ -353,5 +354,51 @@ func TestPortalHost(t *testing.T) {
 		if want != http.StatusOK && (strings.Contains(string(body), "attacker") || strings.Contains(string(body), "<table")) {
 			t.Errorf("Host %q: the refusal echoes the name or shows a page:\n%s", host, body)
 		}
+	}
+}
+
+// TestProfilesListingReused: the profiles listing is kept for a moment (a report page's
+// many file requests share one) and then taken again: a run written meanwhile shows, and
+// a run whose result.json changed is redrawn from the new one.
+func TestProfilesListingReused(t *testing.T) {
+	src := filepath.Join("..", "..", "profiles", "ranking-1k", "example", "result.json")
+	dir := t.TempDir()
+	copyFile(t, src, filepath.Join(dir, "a", "result.json"))
+	now := time.Unix(1_800_000_000, 0)
+	p, err := portal.New(portal.Config{Server: manyVersions(t), Profiles: dir, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	h := p.Handler()
+	status := func(path string) (int, string) {
+		ctx := servePage(h, path)
+		return ctx.Response.StatusCode(), string(ctx.Response.Body())
+	}
+	if st, body := status("/ui/profiles/r/a/index.html"); st != 200 {
+		t.Fatalf("run a: %d %s", st, body)
+	}
+	copyFile(t, src, filepath.Join(dir, "b", "result.json"))
+	if st, _ := status("/ui/profiles/r/b/index.html"); st != 404 {
+		t.Errorf("run b within the reuse window: %d, want 404 (the kept listing)", st)
+	}
+	r, err := loadtest.LoadResult(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.Scenario = "renamed-scenario"
+	if err := loadtest.WriteResult(filepath.Join(dir, "a"), r); err != nil {
+		t.Fatal(err)
+	}
+	later := time.Now().Add(time.Minute) // a modification time unlike the copy's
+	if err := os.Chtimes(filepath.Join(dir, "a", "result.json"), later, later); err != nil {
+		t.Fatal(err)
+	}
+	now = now.Add(time.Minute)
+	if st, body := status("/ui/profiles/r/b/index.html"); st != 200 {
+		t.Errorf("run b after the reuse window: %d %s", st, body)
+	}
+	if st, body := status("/ui/profiles/r/a/index.html"); st != 200 || !strings.Contains(body, "renamed-scenario") {
+		t.Errorf("run a after its result.json changed: %d, scenario shown: %v", st, strings.Contains(body, "renamed-scenario"))
 	}
 }

@@ -29,6 +29,9 @@ type run struct {
 	// Peak is the highest achieved rate of a step; P99 the p99 of that step.
 	Peak, P99 float64
 	Steps     int
+	// Mod is result.json's modification time when Result was read: a report rendered
+	// from another Result is redrawn.
+	Mod time.Time
 }
 
 // report is a run's rendered report directory.
@@ -37,11 +40,34 @@ type report struct {
 	mtime time.Time
 }
 
-// runs lists the profiles, sorted by id.
+// runsTTL is how long a profiles listing is reused. A report page makes a request for
+// each of its files (plots, CSV, histograms), and each must name a listed run; without
+// the reuse, every one of them walked the profiles directory and parsed every
+// result.json again. A run written meanwhile shows within runsTTL.
+const runsTTL = 2 * time.Second
+
+// runs lists the profiles, sorted by id: the listing of the last runsTTL, or a new one.
+// The slice is shared; callers only read it.
 func (p *Portal) runs() ([]run, error) {
 	if p.cfg.Profiles == "" {
 		return nil, errors.New("no profiles directory: start predictd with --profiles DIR")
 	}
+	p.runsMu.Lock()
+	defer p.runsMu.Unlock()
+	now := p.cfg.Now()
+	if p.runsList != nil && now.Sub(p.runsAt) >= 0 && now.Sub(p.runsAt) < runsTTL {
+		return p.runsList, nil
+	}
+	out, err := p.listRuns()
+	if err != nil {
+		return nil, err
+	}
+	p.runsList, p.runsAt = out, now
+	return out, nil
+}
+
+// listRuns walks the profiles directory and reads every result.json.
+func (p *Portal) listRuns() ([]run, error) {
 	files, err := loadtest.FindResults(p.cfg.Profiles)
 	if err != nil {
 		return nil, err
@@ -54,6 +80,9 @@ func (p *Portal) runs() ([]run, error) {
 			continue
 		}
 		r := run{ID: filepath.ToSlash(rel), Dir: dir}
+		if fi, err := os.Stat(f); err == nil {
+			r.Mod = fi.ModTime()
+		}
 		res, err := loadtest.LoadResult(f)
 		if err != nil {
 			r.Err = err.Error()
@@ -67,6 +96,9 @@ func (p *Portal) runs() ([]run, error) {
 			}
 		}
 		out = append(out, r)
+	}
+	if out == nil {
+		out = []run{}
 	}
 	return out, nil
 }
@@ -126,13 +158,10 @@ func (p *Portal) profile(ctx *fasthttp.RequestCtx) {
 // rendered returns the directory holding r's report, rendering it when result.json is
 // newer than the last rendering.
 func (p *Portal) rendered(r *run) (string, error) {
-	fi, err := os.Stat(filepath.Join(r.Dir, "result.json"))
-	if err != nil {
-		return "", err
-	}
+	var err error
 	p.reportsMu.Lock()
 	defer p.reportsMu.Unlock()
-	if rep, ok := p.reports[r.ID]; ok && rep.mtime.Equal(fi.ModTime()) {
+	if rep, ok := p.reports[r.ID]; ok && rep.mtime.Equal(r.Mod) {
 		return rep.dir, nil
 	}
 	if p.tmp == "" {
@@ -151,7 +180,7 @@ func (p *Portal) rendered(r *run) (string, error) {
 	if old, ok := p.reports[r.ID]; ok {
 		os.RemoveAll(old.dir)
 	}
-	p.reports[r.ID] = &report{dir: dir, mtime: fi.ModTime()}
+	p.reports[r.ID] = &report{dir: dir, mtime: r.Mod}
 	return dir, nil
 }
 
