@@ -359,7 +359,8 @@ func decodeError(status int, body []byte) error {
 // comes first: the sidecar reads a body's leading model name to admit or reject it
 // before decoding the rest (docs/production.md). Names keep the message's order; a
 // repeated name is written again, and the sidecar takes the last, as it does for
-// protobuf. An unset feature value and a NaN row value are null (missing); ±Inf, which
+// protobuf. A feature's values (a vector sent whole) are an array. An unset feature
+// value and a NaN row or vector value are null (missing); ±Inf, which
 // JSON cannot carry, is an error.
 func requestJSON(dst []byte, in *predictpb.PredictRequest) ([]byte, error) {
 	b := append(dst, `{"model":`...)
@@ -434,6 +435,24 @@ func appendJSONFeatures(b []byte, fs []*predictpb.Feature) ([]byte, error) {
 		}
 		b = wire.AppendJSONString(b, f.GetName())
 		b = append(b, ':')
+		if vs := f.GetValues(); len(vs) > 0 {
+			// A vector feature sent whole: an array, NaN as null.
+			if f.Value != nil {
+				return b, fmt.Errorf("feature %q has both value and values (send a number or a vector, not both)", f.GetName())
+			}
+			b = append(b, '[')
+			for j, v := range vs {
+				if j > 0 {
+					b = append(b, ',')
+				}
+				if math.IsInf(v, 0) {
+					return b, fmt.Errorf("feature %q[%d] is %v, which JSON cannot carry", f.GetName(), j, v)
+				}
+				b = wire.AppendJSONFloat(b, v)
+			}
+			b = append(b, ']')
+			continue
+		}
 		v := math.NaN() // unset: null
 		if f.Value != nil {
 			v = f.GetValue()

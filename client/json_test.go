@@ -70,3 +70,29 @@ func TestRequestJSONValues(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestJSONVectors: a feature's values (a vector sent whole) are a JSON array with
+// NaN as null; a feature with both a value and values, or an infinite element, is an
+// error.
+func TestRequestJSONVectors(t *testing.T) {
+	nan, one := math.NaN(), 1.0
+	in := &predictpb.PredictRequest{
+		Model:      "m",
+		Context:    []*predictpb.Feature{{Name: "u", Values: []float64{0.5, nan}}},
+		Candidates: []*predictpb.Candidate{{Id: "a", Features: []*predictpb.Feature{{Name: "emb", Values: []float64{-1, 2e-9, 3}}, {Name: "x", Value: &one}}}},
+	}
+	body, err := requestJSON(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"model":"m","context":{"u":[0.5,null]},"candidates":[{"id":"a","features":{"emb":[-1,2e-09,3],"x":1}}]}`
+	if string(body) != want {
+		t.Fatalf("got  %s\nwant %s", body, want)
+	}
+	for _, f := range []*predictpb.Feature{{Name: "e", Value: &one, Values: []float64{1}}, {Name: "e", Values: []float64{1, math.Inf(1)}}} {
+		in := &predictpb.PredictRequest{Model: "m", Context: []*predictpb.Feature{f}}
+		if _, err := requestJSON(nil, in); err == nil || !strings.Contains(err.Error(), `"e"`) {
+			t.Errorf("%v: got %v, want an error naming the feature", f, err)
+		}
+	}
+}

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/predictd/predictd/api/predictpb"
+	"github.com/predictd/predictd/client"
 	"github.com/predictd/predictd/engine/onnx"
 	"github.com/predictd/predictd/features"
 	"github.com/predictd/predictd/sidecar"
@@ -170,6 +171,24 @@ func TestInlineVectors(t *testing.T) {
 		pb = append(pb, math.Float64bits(p.Score))
 	}
 	sameBits(t, "protobuf Feature.values against JSON", pb, inline)
+
+	// The Go client sends the same request's vectors in either form.
+	for _, asJSON := range []bool{false, true} {
+		c, err := client.New(ts.base, client.Options{JSON: asJSON})
+		if err != nil {
+			t.Fatal(err)
+		}
+		cr, err := c.Predict(context.Background(), req)
+		c.Close()
+		if err != nil {
+			t.Fatalf("client (JSON %v): %v", asJSON, err)
+		}
+		var cb []uint64
+		for _, p := range cr.Predictions {
+			cb = append(cb, math.Float64bits(p.Score))
+		}
+		sameBits(t, fmt.Sprintf("the Go client's vectors (JSON %v) against JSON", asJSON), cb, inline)
+	}
 
 	// The ONNX model whose whole input tensor is the embedding: an unknown item with
 	// the embedding sent inline scores as item i3 from the store, and as ONNX Runtime.
