@@ -56,6 +56,8 @@ type requestParts struct {
 	ids                    []string
 	featNames              []string
 	vals                   [][]float64 // per candidate, NaN is missing
+	vecs                   []VectorSpec
+	vecVals                [][][]float64 // per candidate and vector, NaN is missing
 	keys                   [][][2]string
 	dense                  bool
 }
@@ -87,7 +89,8 @@ func BuildBodies(w *Workload, featNames []string, protocol string) []Body {
 		if w.Candidates.Dist == "uniform" {
 			n = w.Candidates.Min + r.Intn(w.Candidates.Max-w.Candidates.Min+1)
 		}
-		p = requestParts{model: w.Model, version: w.Version, output: w.Output, dense: w.Dense, featNames: featNames}
+		p = requestParts{model: w.Model, version: w.Version, output: w.Output, dense: w.Dense, featNames: featNames,
+			vecs: w.Features.Vectors}
 		for _, name := range w.Features.Context {
 			p.contextNames = append(p.contextNames, name)
 			p.contextVals = append(p.contextVals, value())
@@ -105,6 +108,16 @@ func BuildBodies(w *Workload, featNames []string, protocol string) []Body {
 				row[j] = value()
 			}
 			p.vals[c] = row
+			if len(p.vecs) > 0 {
+				vs := make([][]float64, len(p.vecs))
+				for k, spec := range p.vecs {
+					vs[k] = make([]float64, spec.Dim)
+					for j := range vs[k] {
+						vs[k][j] = value()
+					}
+				}
+				p.vecVals = append(p.vecVals, vs)
+			}
 			for _, d := range keyDrawers {
 				p.keys[c] = append(p.keys[c], [2]string{d.spec.Name, d.value(r)})
 			}
@@ -126,6 +139,19 @@ func appendProtoFeature(dst []byte, name string, v float64) []byte {
 	m = protowire.AppendString(m, name)
 	if !math.IsNaN(v) { // an absent value is missing
 		m = protowire.AppendTag(m, wire.FeatureValue, protowire.Fixed64Type)
+		m = protowire.AppendFixed64(m, math.Float64bits(v))
+	}
+	return protowire.AppendBytes(dst, m)
+}
+
+// appendProtoVector appends a Feature with packed values (NaN is missing).
+func appendProtoVector(dst []byte, name string, vs []float64) []byte {
+	var m []byte
+	m = protowire.AppendTag(m, wire.FeatureName, protowire.BytesType)
+	m = protowire.AppendString(m, name)
+	m = protowire.AppendTag(m, wire.FeatureValues, protowire.BytesType)
+	m = protowire.AppendVarint(m, uint64(8*len(vs)))
+	for _, v := range vs {
 		m = protowire.AppendFixed64(m, math.Float64bits(v))
 	}
 	return protowire.AppendBytes(dst, m)
@@ -174,6 +200,10 @@ func appendProtoRequest(dst []byte, p *requestParts) []byte {
 			for j, name := range p.featNames {
 				cand = protowire.AppendTag(cand, wire.CandidateFeatures, protowire.BytesType)
 				cand = appendProtoFeature(cand, name, p.vals[c][j])
+			}
+			for k, spec := range p.vecs {
+				cand = protowire.AppendTag(cand, wire.CandidateFeatures, protowire.BytesType)
+				cand = appendProtoVector(cand, spec.Name, p.vecVals[c][k])
 			}
 			for _, kv := range p.keys[c] {
 				cand = protowire.AppendTag(cand, wire.CandidateKeys, protowire.BytesType)
@@ -247,7 +277,7 @@ func appendJSONRequest(dst []byte, p *requestParts) []byte {
 			}
 			dst = append(dst, `{"id":`...)
 			dst = wire.AppendJSONString(dst, id)
-			if len(p.featNames) > 0 {
+			if len(p.featNames) > 0 || len(p.vecs) > 0 {
 				dst = append(dst, `,"features":{`...)
 				for j, name := range p.featNames {
 					if j > 0 {
@@ -256,6 +286,20 @@ func appendJSONRequest(dst []byte, p *requestParts) []byte {
 					dst = wire.AppendJSONString(dst, name)
 					dst = append(dst, ':')
 					dst = wire.AppendJSONFloat(dst, p.vals[c][j])
+				}
+				for k, spec := range p.vecs {
+					if k > 0 || len(p.featNames) > 0 {
+						dst = append(dst, ',')
+					}
+					dst = wire.AppendJSONString(dst, spec.Name)
+					dst = append(dst, ":["...)
+					for j, v := range p.vecVals[c][k] {
+						if j > 0 {
+							dst = append(dst, ',')
+						}
+						dst = wire.AppendJSONFloat(dst, v)
+					}
+					dst = append(dst, ']')
 				}
 				dst = append(dst, '}')
 			}

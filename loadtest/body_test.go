@@ -50,7 +50,17 @@ func protoToAPI(m protoreflect.Message) map[string]any {
 			f := l.Get(i).Message()
 			name := f.Get(f.Descriptor().Fields().ByName("name")).String()
 			vf := f.Descriptor().Fields().ByName("value")
-			if f.Has(vf) {
+			if vl := f.Get(f.Descriptor().Fields().ByName("values")).List(); vl.Len() > 0 {
+				var vec []any
+				for j := 0; j < vl.Len(); j++ {
+					if v := vl.Get(j).Float(); math.IsNaN(v) {
+						vec = append(vec, nil)
+					} else {
+						vec = append(vec, v)
+					}
+				}
+				out[name] = vec
+			} else if f.Has(vf) {
 				out[name] = f.Get(vf).Float()
 			} else {
 				out[name] = nil
@@ -164,6 +174,48 @@ workloads:
     keys: [{name: store_id, cardinality: 100, dist: zipf, prefix: s}]
     context_keys: [{name: user_id, cardinality: 10}]
 `)
+	f(`
+name: v
+steps: [{rate: 1, duration: 2s}]
+workloads:
+  - model: ranker
+    pool: 4
+    candidates: 3
+    features: {names: [a], missing: 0.2, vectors: [{name: emb, dim: 4}, {name: "p\"air", dim: 2}]}
+`)
+	f(`
+name: vo
+steps: [{rate: 1, duration: 2s}]
+workloads: [{model: m, pool: 2, candidates: 2, features: {vectors: [{name: emb, dim: 3}]}}]
+`)
+	// The vectors are there, whole, in both forms (the comparison above would pass
+	// if both left them out).
+	sc := testScenario(t, `
+name: vv
+steps: [{rate: 1, duration: 2s}]
+workloads: [{model: m, pool: 2, candidates: 2, features: {vectors: [{name: emb, dim: 3}]}}]
+`)
+	for _, b := range BuildBodies(&sc.Workloads[0], nil, "json") {
+		var req struct {
+			Candidates []struct {
+				Features map[string][]float64 `json:"features"`
+			} `json:"candidates"`
+		}
+		if err := json.Unmarshal(b.Data, &req); err != nil || len(req.Candidates) != 2 || len(req.Candidates[1].Features["emb"]) != 3 {
+			t.Fatalf("want 2 candidates with a 3-vector emb: %v %s", err, b.Data)
+		}
+	}
+	for _, b := range BuildBodies(&sc.Workloads[0], nil, "protobuf") {
+		msg := dynamicpb.NewMessage(md)
+		if err := proto.Unmarshal(b.Data, msg); err != nil {
+			t.Fatal(err)
+		}
+		c := msg.Get(md.Fields().ByName("candidates")).List().Get(1).Message()
+		f := c.Get(c.Descriptor().Fields().ByName("features")).List().Get(0).Message()
+		if n := f.Get(f.Descriptor().Fields().ByName("values")).List().Len(); n != 3 {
+			t.Fatalf("protobuf: emb has %d values, want 3", n)
+		}
+	}
 	f(`
 name: d
 steps: [{rate: 1, duration: 2s}]

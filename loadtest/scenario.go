@@ -154,6 +154,15 @@ type Features struct {
 	FromModel bool     `yaml:"from_model"`
 	Context   []string `yaml:"context"` // request-level features, same value for every candidate
 	Missing   float64  `yaml:"missing"` // fraction of values sent as missing (null)
+	// Vectors are per-candidate vector features sent whole (a JSON array, protobuf
+	// Feature.values), beside the named scalars.
+	Vectors []VectorSpec `yaml:"vectors"`
+}
+
+// VectorSpec is a vector feature sent whole: Dim values per candidate.
+type VectorSpec struct {
+	Name string `yaml:"name"`
+	Dim  int    `yaml:"dim"`
 }
 
 // KeySpec draws entity keys: Name is the key name ("store_id"), values are
@@ -515,6 +524,19 @@ func (w *Workload) normalize(i int) error {
 	if !(f.Missing >= 0 && f.Missing <= 1) {
 		return fmt.Errorf("features.missing %v: want a fraction 0..1", f.Missing)
 	}
+	vecValues := 0
+	for j, v := range f.Vectors {
+		if v.Name == "" || v.Dim < 1 || v.Dim > maxFeatures {
+			return fmt.Errorf("features.vectors[%d]: want a name and 1 <= dim <= %d", j, maxFeatures)
+		}
+		vecValues += v.Dim
+	}
+	if vecValues > maxFeatures {
+		return fmt.Errorf("features.vectors: at most %d values in all", maxFeatures)
+	}
+	if w.Dense && len(f.Vectors) > 0 {
+		return errors.New("dense rows carry no vectors; drop features.vectors or dense")
+	}
 	if w.Dense && len(w.Keys) > 0 {
 		return errors.New("dense rows carry no per-candidate keys; drop keys or dense")
 	}
@@ -541,7 +563,7 @@ func (w *Workload) normalize(i int) error {
 	if c.Dist == "uniform" {
 		maxC = c.Max
 	}
-	if v := float64(w.Pool) * float64(maxC) * float64(max(1, f.Count, len(f.Names))); v > maxPoolValues {
+	if v := float64(w.Pool) * float64(maxC) * float64(max(1, f.Count, len(f.Names))+vecValues); v > maxPoolValues {
 		return fmt.Errorf("pool × candidates × features = %.3g values to pregenerate, more than %g; lower pool", v, float64(maxPoolValues))
 	}
 	return nil
