@@ -430,10 +430,10 @@ func compareVersions(a, b string) int {
 // model file's size and modification time, so a reload only reloads what changed.
 func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 	data, err := readLimited(r.fsys, path.Join(dir, "model.yaml"), MaxManifestBytes, "model.yaml's limit; larger manifests are not supported")
+	if errors.Is(err, fs.ErrNotExist) {
+		data, err = inferManifest(r.fsys, dir)
+	}
 	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return "", nil, errors.New("model.yaml missing (want format, file, and optionally features and output)")
-		}
 		return "", nil, err
 	}
 	h := sha256.New()
@@ -453,6 +453,39 @@ func (r *Registry) fingerprint(dir string) (string, *Manifest, error) {
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil)), man, nil
+}
+
+// inferredFormats maps a model file's extension to its format, for versions without a
+// model.yaml. ONNX is not among them: its manifest must name the features.
+var inferredFormats = map[string]string{".txt": "lightgbm", ".json": "xgboost", ".ubj": "xgboost"}
+
+// inferManifest stands in for a missing model.yaml when the version directory holds
+// exactly one model file whose format its extension names (model.txt: LightGBM;
+// model.json, model.ubj: XGBoost): the manifest "format: F, file: NAME", with the
+// features and output the model file gives. Anything else is the missing-manifest error,
+// listing what was found.
+func inferManifest(fsys fs.FS, dir string) ([]byte, error) {
+	const missing = "model.yaml missing (want format, file, and optionally features and output)"
+	entries, err := fs.ReadDir(fsys, dir)
+	if err != nil {
+		return nil, errors.New(missing)
+	}
+	var found []string
+	format := ""
+	for _, e := range entries {
+		f, ok := inferredFormats[strings.ToLower(path.Ext(e.Name()))]
+		if !ok || skipName(e.Name()) || e.IsDir() {
+			continue
+		}
+		found, format = append(found, strconv.Quote(e.Name())), f
+	}
+	switch len(found) {
+	case 0:
+		return nil, errors.New(missing + "; no model file (.txt: LightGBM, .json or .ubj: XGBoost) to infer it from")
+	case 1:
+		return fmt.Appendf(nil, "format: %s\nfile: %s\n", format, found[0]), nil
+	}
+	return nil, fmt.Errorf("%s; %d files could be the model (%s): write one that names it", missing, len(found), strings.Join(found, ", "))
 }
 
 // load builds and warms one version.

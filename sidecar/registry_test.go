@@ -104,7 +104,10 @@ func TestRegistryLoad(t *testing.T) {
 		"dup/1/model.yaml":       xgbManifest + features127,
 		"dup/1/model.json":       agaricus,
 		"nofile/1/model.yaml":    xgbManifest,
-		"nomanifest/1/model.txt": "",
+		"nomanifest/1/README":    "",
+		"inferred/1/model.json":  agaricus, // no model.yaml: format and file inferred
+		"ambiguous/1/a.json":     agaricus,
+		"ambiguous/1/b.ubj":      "",
 		"empty/README":           "",
 		"garbage/1/model.yaml":   xgbManifest,
 		"garbage/1/model.json":   `{"learner":`,
@@ -114,7 +117,7 @@ func TestRegistryLoad(t *testing.T) {
 		t.Fatal("ready before the first load")
 	}
 	res := reg.Reload()
-	if !reg.Ready() || res.Serving != 3 {
+	if !reg.Ready() || res.Serving != 4 {
 		t.Fatalf("serving %d: %+v", res.Serving, res)
 	}
 	// Numeric versions order numerically and before names: 10 serves.
@@ -149,7 +152,13 @@ func TestRegistryLoad(t *testing.T) {
 	failed("count", "lists 2 features but the model takes 127")
 	failed("dup", `"x" appears twice`)
 	failed("nofile", "model.json")
-	failed("nomanifest", "model.yaml missing")
+	failed("nomanifest", "model.yaml missing (want format, file, and optionally features and output); no model file")
+	failed("ambiguous", `2 files could be the model ("a.json", "b.ubj")`)
+	if v, err := reg.acquire([]byte("inferred"), nil); err != nil {
+		t.Errorf("a version with only model.json: %v", err)
+	} else {
+		v.release()
+	}
 	failed("empty", "no version directories")
 	failed("garbage", "model.json")
 	if _, err := reg.acquire([]byte("onnx"), nil); !errors.Is(err, ErrUnknownVersion) {

@@ -12,9 +12,10 @@ import (
 
 const checkUsage = `Usage: predictd check [--features GROUPS_DIR] DIR
 
-Loads every version in the model repository DIR (DIR/<name>/<version>/model.yaml) the
-way "predictd serve" would: parses each manifest (unknown keys are errors), loads and
-warms each model, and checks the features it lists. The feature group declarations
+Loads every version in the model repository DIR (DIR/<name>/<version>/model.yaml, or
+a version's lone .txt, .json or .ubj model file) the way "predictd serve" would: parses
+each manifest (unknown keys are errors), loads and warms each model, and checks the
+features it lists. The feature group declarations
 (*.group.yaml in --features, default DIR) are validated, and each store-backed feature
 is resolved against them (name, numeric type, default). Prints one line per version and
 exits 1 if any failed, 2 on bad usage. Model files are read as the server reads them:
