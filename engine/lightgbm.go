@@ -452,7 +452,7 @@ func lgbObjective(line string) (Objective, error) {
 	case "poisson", "gamma", "tweedie":
 		o.Transform = TransformExp
 	default:
-		return o, fmt.Errorf("objective %q: %w: objective predictd does not know", clip(line), ErrUnsupported)
+		return o, fmt.Errorf("objective %q: %w: objective predictd does not know", clip(fields[0]), ErrUnsupported)
 	}
 	return o, nil
 }
