@@ -69,6 +69,7 @@ func FuzzParseXGBoostJSON(f *testing.F) {
 		"zoo/survival_aft/model.json",
 		"zoo/binary_hinge/model.json",
 		"zoo/random_forest/model.json",
+		"zoo/formats/v17_binary/model.bin", // refused: the binary format
 	} {
 		f.Add(readFixture(f, p))
 	}

@@ -44,6 +44,10 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 	if IsUBJSON(data) {
 		return ParseXGBoostUBJSON(data)
 	}
+	if IsXGBoostBinary(data) {
+		return nil, fmt.Errorf("xgboost: %w: XGBoost's binary model format (save_model to a name not ending in .json or .ubj); "+
+			"load it in XGBoost and save it as model.json or model.ubj", ErrUnsupported)
+	}
 	m, err := decodeXGBModel(&jsonReader{b: data})
 	if err != nil {
 		return nil, fmt.Errorf("xgboost: %w", err)
@@ -56,6 +60,13 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 		return nil, errors.New("xgboost: no \"learner\" object: not an XGBoost JSON model")
 	}
 	return m.ensemble()
+}
+
+// IsXGBoostBinary reports whether data starts like XGBoost's own binary model format
+// ("binf", or "bs64" for its base64 form), which XGBoost 1.x-3.x writes for any file name
+// but *.json and *.ubj.
+func IsXGBoostBinary(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("binf")) || bytes.HasPrefix(data, []byte("bs64"))
 }
 
 // ParseXGBoostUBJSON parses an XGBoost model saved as UBJSON (Universal Binary JSON,

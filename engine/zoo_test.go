@@ -115,9 +115,14 @@ func TestXGBoostZooFormats(t *testing.T) {
 		"v31_base_score_per_target": "",
 		"v20_vector_leaf":           "tree_param.size_leaf_vector=3: unsupported model feature: vector-leaf trees",
 		"v32_expectile":             `learner.objective.name "reg:expectileerror": unsupported model feature`,
+		"v17_binary":                "unsupported model feature: XGBoost's binary model format",
 	} {
 		t.Run(name, func(t *testing.T) {
-			checkZooModel(t, filepath.Join("testdata", "zoo", "formats", name), "model.json", refused)
+			file := "model.json"
+			if name == "v17_binary" {
+				file = "model.bin"
+			}
+			checkZooModel(t, filepath.Join("testdata", "zoo", "formats", name), file, refused)
 		})
 	}
 }

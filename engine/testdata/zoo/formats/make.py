@@ -92,6 +92,11 @@ def v32_expectile(m):
     m['learner']['objective'] = {'name': 'reg:expectileerror', 'expectile_loss_param': {'expectile_alpha': '[5E-1]'}}
 
 
+# XGBoost 1.7.4's binary format (what save_model writes for a name not ending in .json
+# or .ubj): refused with a message saying so.
+os.makedirs(os.path.join(HERE, 'v17_binary'), exist_ok=True)
+xgb.Booster(model_file=os.path.join(ZOO, 'reg_squarederror', 'model.json')).save_model(
+    os.path.join(HERE, 'v17_binary', 'model.bin'))
 edit('v31_base_score_list', 'binary_logistic_base03', v31_scalar_list)
 edit('v31_base_score_per_class', 'multi_softprob', v31_per_class, copy_expected=False)
 with_margins('v31_base_score_per_class', 'multi_softprob', [float(v) for v in PER_CLASS])
