@@ -113,6 +113,7 @@ func TestXGBoostZooFormats(t *testing.T) {
 		"v31_base_score_list":       "",
 		"v31_base_score_per_class":  "",
 		"v31_base_score_per_target": "",
+		"v20_quantile":              "",
 		"v20_vector_leaf":           "tree_param.size_leaf_vector=3: unsupported model feature: vector-leaf trees",
 		"v32_expectile":             `learner.objective.name "reg:expectileerror": unsupported model feature`,
 		"v17_binary":                "unsupported model feature: XGBoost's binary model format",

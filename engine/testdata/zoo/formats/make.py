@@ -86,6 +86,13 @@ def v20_vector_leaf(m):
         t['tree_param']['size_leaf_vector'] = lmp(m)['num_target']
 
 
+def v20_quantile(m):
+    # reg:quantileerror (2.0) with three quantiles: a tree per quantile, the identity
+    # transform and base margin, so the outputs are those of the squared-error model.
+    m['version'] = [2, 0, 0]
+    m['learner']['objective'] = {'name': 'reg:quantileerror', 'quantile_loss_param': {'quantile_alpha': '[0.1,0.5,0.9]'}}
+
+
 def v32_expectile(m):
     # reg:expectileerror (3.2): a transform and base margin predictd does not implement.
     m['version'] = [3, 2, 0]
@@ -102,5 +109,6 @@ edit('v31_base_score_per_class', 'multi_softprob', v31_per_class, copy_expected=
 with_margins('v31_base_score_per_class', 'multi_softprob', [float(v) for v in PER_CLASS])
 edit('v31_base_score_per_target', 'multi_target', v31_per_target, copy_expected=False)
 with_margins('v31_base_score_per_target', 'multi_target', [float(v) for v in PER_TARGET])
+edit('v20_quantile', 'multi_target', v20_quantile)
 edit('v20_vector_leaf', 'multi_target', v20_vector_leaf, copy_expected=False)
 edit('v32_expectile', 'reg_squarederror', v32_expectile, copy_expected=False)
