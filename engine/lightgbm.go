@@ -264,7 +264,7 @@ func (e *Ensemble) addLGBTree(id, line int, f map[string]lgbField) error {
 		return fmt.Sprintf("lightgbm: line %d: tree %d", line, id)
 	}
 	if lin, ok := f["is_linear"]; ok && strings.TrimSpace(lin.value) != "0" {
-		return fmt.Errorf("%s: is_linear=%s: %w: linear trees", where("is_linear"), clip(lin.value), ErrUnsupported)
+		return fmt.Errorf("%s: is_linear=%s: %w: linear trees (a model trained with linear_tree=true)", where("is_linear"), clip(lin.value), ErrUnsupported)
 	}
 	nl, ok := f["num_leaves"]
 	if !ok {
