@@ -1,10 +1,12 @@
 package engine
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -74,6 +76,27 @@ func checkZooModel(t *testing.T, dir, file, refused string) {
 		}
 		if m.Semantics() != SemanticsXGBoost {
 			t.Fatalf("%s loaded with %s semantics", path, m.Semantics())
+		}
+		// The names the model was trained with (params.json's DMatrix feature_names),
+		// else XGBoost's f0, f1, ...
+		var params struct {
+			DMatrix struct {
+				FeatureNames []string `json:"feature_names"`
+			} `json:"dmatrix"`
+		}
+		if data, err := os.ReadFile(filepath.Join(dir, "params.json")); err == nil {
+			if err := json.Unmarshal(data, &params); err != nil {
+				t.Fatal(err)
+			}
+		}
+		wantNames := params.DMatrix.FeatureNames
+		if wantNames == nil {
+			for i := 0; i < m.NumFeatures(); i++ {
+				wantNames = append(wantNames, fmt.Sprintf("f%d", i))
+			}
+		}
+		if !slices.Equal(m.FeatureNames(), wantNames) {
+			t.Errorf("feature names %q, want %q", m.FeatureNames(), wantNames)
 		}
 		table := parseTable(t, readFixture(t, rel+"input.csv"), false)
 		nrows := len(table)
