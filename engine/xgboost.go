@@ -140,8 +140,9 @@ func (m *xgbModel) ensemble() (*Ensemble, error) {
 		e.Objective.Transform = TransformSigmoid
 		margin = xgbLogit
 	case obj == "binary:logitraw":
-		// LogisticRaw::ProbToMargin is the identity (XGBoost 1.x to 3.x): base_score is
-		// the base margin itself, not a probability.
+		// LogisticRaw::ProbToMargin is the identity since XGBoost 1.3.1: base_score is the
+		// base margin itself, not a probability. 1.0-1.3.0 applied the logit; current
+		// releases score the models those wrote as here.
 	case obj == "binary:hinge":
 		e.Objective.Transform = TransformHinge
 	case obj == "multi:softprob":
