@@ -154,6 +154,9 @@ const (
 	TransformSigmoidOVA                      // LightGBM multiclassova: sigmoid per output
 	TransformExp                             // poisson, gamma, tweedie
 	TransformArgmax                          // XGBoost multi:softmax: index of the largest margin
+	TransformHinge                           // XGBoost binary:hinge: 1 if the margin is > 0, else 0
+	TransformSignSquare                      // LightGBM reg_sqrt ("regression sqrt"): sign(x)·x²
+	TransformSoftplus                        // LightGBM cross_entropy_lambda: log(1+exp(x))
 )
 
 // Objective names the training objective and how raw margins become predictions.

@@ -30,6 +30,11 @@ func FuzzParseLightGBM(f *testing.F) {
 	} {
 		f.Add(readFixture(f, p))
 	}
+	// Objective lines with options and transforms of their own.
+	for _, o := range []string{"regression sqrt", "cross_entropy_lambda", "binary sigmoid:2.5", "huber sqrt"} {
+		f.Add([]byte(objLGB(o, 1)))
+	}
+	f.Add([]byte(objLGB("multiclassova num_class:2 sigmoid:1.5", 2)))
 	// Models that are not whole (each must be refused): cut at a tree boundary, cut
 	// mid-tree, "end of trees" missing, tree_sizes disagreeing.
 	tree1 := strings.Index(tinyLGB, "Tree=1\n")
@@ -57,6 +62,14 @@ func FuzzParseXGBoostJSON(f *testing.F) {
 		"xgboost/leaves_agaricus/model.json",
 		"xgboost/leaves_gblinear_agaricus/model.json",
 		"xgboost/leaves_dermatology/model.json",
+		// The zoo: per-class and per-target base_score lists (3.1+), exp and hinge
+		// objectives, random forest, a multi-target model.
+		"zoo/formats/v31_base_score_per_class/model.json",
+		"zoo/formats/v31_base_score_per_target/model.json",
+		"zoo/survival_aft/model.json",
+		"zoo/binary_hinge/model.json",
+		"zoo/random_forest/model.json",
+		"zoo/formats/v17_binary/model.bin", // refused: the binary format
 	} {
 		f.Add(readFixture(f, p))
 	}
@@ -85,6 +98,10 @@ func FuzzUBJSON(f *testing.F) {
 	}
 	for _, c := range xgbTruncations(f) {
 		f.Add(jsonToUBJSON(f, []byte(c.src)))
+	}
+	// XGBoost's own UBJSON files from the zoo: a multi-target model, dart, gblinear.
+	for _, p := range []string{"multi_target", "dart_binary", "gblinear_softprob"} {
+		f.Add(readFixture(f, "zoo/"+p+"/model.ubj"))
 	}
 	// The head of XGBoost's own file: its header and first trees, cut short.
 	f.Add(readFixture(f, "xgboost/gen_categorical/model.ubj")[:8192])

@@ -21,9 +21,10 @@ const (
 //
 // Supported: numerical splits with decision_type bits (default direction, missing type),
 // categorical splits (cat_boundaries / cat_threshold bitsets), multiclass models (tree i
-// adds to output i % num_tree_per_iteration), average_output (random forest) and the
-// objectives whose output transform is identity, sigmoid, softmax, per-class sigmoid or
-// exp. Linear trees and cross_entropy_lambda are reported as ErrUnsupported.
+// adds to output i % num_tree_per_iteration), average_output (random forest) and
+// every objective LightGBM ships, each with its ConvertOutput (see lgbObjective). Linear
+// trees (is_linear=1) and an objective LightGBM does not define are reported as
+// ErrUnsupported.
 //
 // A model loads only when it is whole: the trees must be numbered Tree=0, Tree=1, ... in
 // order and end with the "end of trees" line, and when the header has tree_sizes (one
@@ -263,7 +264,7 @@ func (e *Ensemble) addLGBTree(id, line int, f map[string]lgbField) error {
 		return fmt.Sprintf("lightgbm: line %d: tree %d", line, id)
 	}
 	if lin, ok := f["is_linear"]; ok && strings.TrimSpace(lin.value) != "0" {
-		return fmt.Errorf("%s: is_linear=%s: %w: linear trees", where("is_linear"), clip(lin.value), ErrUnsupported)
+		return fmt.Errorf("%s: is_linear=%s: %w: linear trees (a model trained with linear_tree=true)", where("is_linear"), clip(lin.value), ErrUnsupported)
 	}
 	nl, ok := f["num_leaves"]
 	if !ok {
@@ -394,7 +395,19 @@ func (e *Ensemble) addLGBTree(id, line int, f map[string]lgbField) error {
 	return nil
 }
 
-// lgbObjective maps a LightGBM objective line ("binary sigmoid:1") to its transform.
+// lgbObjective maps a LightGBM objective line ("binary sigmoid:1", "regression sqrt") to
+// the transform of that objective's ConvertOutput, as LightGBM's predictor rebuilds the
+// objective from this line (ObjectiveFunction::CreateObjectiveFunction):
+//
+//   - regression, regression_l1, quantile, fair, mape: identity, or sign(x)·x² when the
+//     line has "sqrt" (reg_sqrt; RegressionL2loss and the losses derived from it);
+//   - huber: identity (its constructor turns sqrt off);
+//   - poisson, gamma, tweedie: exp (sqrt ignored);
+//   - binary: 1/(1+exp(-sigmoid·x)); multiclassova: the same per class; multiclass:
+//     softmax; cross_entropy (xentropy): 1/(1+exp(-x)); cross_entropy_lambda
+//     (xentlambda): log(1+exp(x));
+//   - lambdarank, rank_xendcg, custom/none/null/na, and no objective line at all (a custom
+//     objective): identity.
 func lgbObjective(line string) (Objective, error) {
 	o := Objective{Name: line, Transform: TransformIdentity, SigmoidK: 1}
 	fields := strings.Fields(line)
@@ -402,6 +415,7 @@ func lgbObjective(line string) (Objective, error) {
 		// No objective line: a model trained with a custom objective; raw output.
 		return o, nil
 	}
+	sqrt := false
 	for _, p := range fields[1:] {
 		k, v, _ := strings.Cut(p, ":")
 		switch k {
@@ -412,28 +426,33 @@ func lgbObjective(line string) (Objective, error) {
 			}
 			o.SigmoidK = s
 		case "sqrt":
-			return o, fmt.Errorf("objective %q: %w: regression with sqrt", clip(line), ErrUnsupported)
+			sqrt = true
 		}
 	}
 	switch fields[0] {
 	case "regression", "regression_l2", "l2", "mean_squared_error", "mse", "l2_root", "root_mean_squared_error", "rmse",
 		"regression_l1", "l1", "mean_absolute_error", "mae",
-		"huber", "fair", "quantile", "mape", "mean_absolute_percentage_error",
-		"lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart", "custom", "none":
+		"fair", "quantile", "mape", "mean_absolute_percentage_error":
+		if sqrt {
+			o.Transform = TransformSignSquare
+		}
+	case "huber",
+		"lambdarank", "rank_xendcg", "xendcg", "xe_ndcg", "xe_ndcg_mart", "xendcg_mart",
+		"custom", "none", "null", "na":
 	case "binary":
 		o.Transform = TransformSigmoid
 	case "cross_entropy", "xentropy":
 		o.Transform, o.SigmoidK = TransformSigmoid, 1
+	case "cross_entropy_lambda", "xentlambda":
+		o.Transform = TransformSoftplus
 	case "multiclass", "softmax":
 		o.Transform = TransformSoftmax
 	case "multiclassova", "multiclass_ova", "ova", "ovr":
 		o.Transform = TransformSigmoidOVA
 	case "poisson", "gamma", "tweedie":
 		o.Transform = TransformExp
-	case "cross_entropy_lambda", "xentlambda":
-		return o, fmt.Errorf("objective %q: %w: cross_entropy_lambda output transform", clip(line), ErrUnsupported)
 	default:
-		return o, fmt.Errorf("unknown objective %q", clip(line))
+		return o, fmt.Errorf("objective %q: %w: objective predictd does not know", clip(fields[0]), ErrUnsupported)
 	}
 	return o, nil
 }

@@ -98,7 +98,7 @@ type Model struct {
 }
 
 // LoadFile reads and parses a model file. An empty format is inferred from the file
-// (".json" → XGBoost, otherwise LightGBM text).
+// (DetectFormat).
 func LoadFile(path string, format Format, opts Options) (*Model, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
@@ -114,9 +114,11 @@ func LoadFile(path string, format Format, opts Options) (*Model, error) {
 	return NewModel(ens, opts)
 }
 
-// DetectFormat guesses a model file's format from its name and first bytes.
+// DetectFormat guesses a model file's format from its name and first bytes: ".json", a
+// leading '{' (JSON or UBJSON) or XGBoost's binary header is XGBoost (whose parser names
+// the binary format as unsupported), anything else LightGBM text.
 func DetectFormat(path string, data []byte) Format {
-	if strings.EqualFold(filepath.Ext(path), ".json") {
+	if strings.EqualFold(filepath.Ext(path), ".json") || IsXGBoostBinary(data) {
 		return FormatXGBoost
 	}
 	for _, c := range data {

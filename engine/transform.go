@@ -7,9 +7,9 @@ import "math"
 // (out[:nrows]). With AverageOutput (LightGBM random forest) each margin is first divided
 // by NumIterations; the raw margins the caller asked for stay plain sums.
 //
-// LightGBM models are transformed in float64 as LightGBM does; XGBoost models in float32
-// with XGBoost's formulas (expf, its clamped sigmoid, its softmax with a double sum), so
-// probabilities match XGBoost's own rounding.
+// LightGBM models are transformed in float64 as LightGBM's ConvertOutput does; XGBoost
+// models in float32 with XGBoost's PredTransform formulas (expf, its clamped sigmoid, its
+// softmax with a double sum), so predictions match each library's own rounding.
 func (e *Ensemble) transform(out []float64, nrows int) {
 	k := e.NumOutputs
 	out = out[:nrows*k]
@@ -20,8 +20,7 @@ func (e *Ensemble) transform(out []float64, nrows int) {
 			out[i] /= n
 		}
 	}
-	if e.Semantics == SemanticsXGBoost {
-		transformXGB(o.Transform, out, nrows, k)
+	if e.Semantics == SemanticsXGBoost && transformXGB(o.Transform, out, nrows, k) {
 		return
 	}
 	switch o.Transform {
@@ -40,6 +39,38 @@ func (e *Ensemble) transform(out []float64, nrows int) {
 		}
 	case TransformArgmax:
 		argmax(out, nrows, k)
+	case TransformHinge:
+		hinge(out)
+	case TransformSignSquare:
+		// RegressionL2loss::ConvertOutput with sqrt: Common::Sign(x) * x * x, an int
+		// sign times x, times x, in double (0 for 0, NaN for NaN).
+		for i, x := range out {
+			var sign float64
+			if x > 0 {
+				sign = 1
+			} else if x < 0 {
+				sign = -1
+			}
+			out[i] = sign * x * x
+		}
+	case TransformSoftplus:
+		// CrossEntropyLambda::ConvertOutput: std::log(1.0f + std::exp(x)) in double (not
+		// log1p: the rounding of 1+exp(x) is LightGBM's).
+		for i, x := range out {
+			out[i] = math.Log(1 + math.Exp(x))
+		}
+	}
+}
+
+// hinge is XGBoost's binary:hinge PredTransform: 1 when the margin is above 0, else 0
+// (NaN included).
+func hinge(out []float64) {
+	for i, x := range out {
+		if x > 0 {
+			out[i] = 1
+		} else {
+			out[i] = 0
+		}
 	}
 }
 
@@ -59,8 +90,11 @@ func softmax64(v []float64) {
 	}
 }
 
-func transformXGB(kind TransformKind, out []float64, nrows, k int) {
+// transformXGB applies XGBoost's float32 transforms; false for a kind XGBoost does not
+// define, which transform then applies in float64.
+func transformXGB(kind TransformKind, out []float64, nrows, k int) bool {
 	switch kind {
+	case TransformIdentity:
 	case TransformSigmoid, TransformSigmoidOVA:
 		for i, x := range out {
 			out[i] = float64(sigmoid32(float32(x)))
@@ -75,7 +109,12 @@ func transformXGB(kind TransformKind, out []float64, nrows, k int) {
 		}
 	case TransformArgmax:
 		argmax(out, nrows, k)
+	case TransformHinge:
+		hinge(out)
+	default:
+		return false
 	}
+	return true
 }
 
 // expf is C's expf: the float64 exponential rounded to float32.

@@ -40,6 +40,10 @@ func TestTransform(t *testing.T) {
 	f("xgb exp", ens(SemanticsXGBoost, 1, TransformExp), []float64{1}, 1, []float64{float64(float32(math.E))}, 0)
 	f("xgb softmax", ens(SemanticsXGBoost, 3, TransformSoftmax), []float64{1, 2, 3}, 1,
 		[]float64{math.Exp(1) / s, math.Exp(2) / s, math.Exp(3) / s}, 1e-7)
+	f("lgb sign square", ens(SemanticsLightGBM, 1, TransformSignSquare), []float64{-1.5, 0, 2, math.Inf(-1)}, 4, []float64{-2.25, 0, 4, math.Inf(-1)}, 0)
+	f("lgb softplus", ens(SemanticsLightGBM, 1, TransformSoftplus), []float64{0, -800, 2}, 3, []float64{math.Ln2, 0, math.Log(1 + math.Exp(2))}, 0)
+	// binary:hinge: 1 above 0; 0 at 0, below it and for NaN.
+	f("xgb hinge", ens(SemanticsXGBoost, 1, TransformHinge), []float64{0.1, 0, -3, math.NaN(), 1e-30}, 5, []float64{1, 0, 0, 0, 1}, 0)
 	// argmax compacts to one value per row; ties go to the first.
 	f("argmax", ens(SemanticsXGBoost, 3, TransformArgmax), []float64{1, 5, 2, 7, 7, 0, -1, -2, -0.5}, 3, []float64{1, 0, 2}, 0)
 	f("lgb argmax", ens(SemanticsLightGBM, 2, TransformArgmax), []float64{1, 5, 9, 2}, 2, []float64{1, 0}, 0)

@@ -267,7 +267,7 @@ func (e *Ensemble) validateLinear() error {
 func (e *Ensemble) validateObjective() error {
 	o := &e.Objective
 	switch o.Transform {
-	case TransformIdentity, TransformExp, TransformArgmax:
+	case TransformIdentity, TransformExp, TransformArgmax, TransformHinge, TransformSignSquare, TransformSoftplus:
 	case TransformSigmoid, TransformSigmoidOVA:
 		if !finite(o.SigmoidK) || o.SigmoidK == 0 {
 			return fmt.Errorf("invalid model: objective %q: sigmoid slope %v", o.Name, o.SigmoidK)

@@ -17,9 +17,11 @@ import (
 //
 // Supported boosters: gbtree, dart (weight_drop becomes TreeWeight) and gblinear.
 // Objectives: reg:squarederror, reg:linear, reg:squaredlogerror, reg:pseudohubererror,
-// reg:absoluteerror, reg:quantileerror, rank:* (identity); binary:logistic, reg:logistic
-// (sigmoid); binary:logitraw (identity with a logit base margin); multi:softprob
-// (softmax); multi:softmax (argmax); count:poisson, reg:gamma, reg:tweedie (exp).
+// reg:absoluteerror, reg:quantileerror, binary:logitraw, rank:pairwise, rank:ndcg,
+// rank:map (identity); binary:logistic, reg:logistic (sigmoid); binary:hinge (1 when the
+// margin is > 0, else 0); multi:softprob (softmax); multi:softmax (argmax);
+// count:poisson, reg:gamma, reg:tweedie, survival:cox, survival:aft (exp). Any other
+// objective is ErrUnsupported.
 // Categorical splits (split_type 1, partition and one-hot alike) keep XGBoost's rule: a
 // category in the node's set goes to the right child; any other value (a category not in
 // the set, a negative value, one at or beyond 2^24) goes to the left child; NaN follows
@@ -34,11 +36,17 @@ import (
 // A LightGBM dump_model() JSON document (no "learner", a top-level "tree_info") is
 // handed to the LightGBM JSON parser, since both are .json files.
 //
-// The base margin follows XGBoost's ProbToMargin in float32: logit(base_score) for the
-// logistic objectives, log(base_score) for poisson/gamma/tweedie, base_score otherwise.
+// The base margin follows XGBoost's ProbToMargin in float32: logit(base_score) for
+// binary:logistic and reg:logistic, log(base_score) for the exp objectives, base_score
+// otherwise (binary:logitraw included). base_score is one value ("5E-1", 1.x-3.0) or
+// one per output ("[5E-1]", "[a,b,c]", 3.1+), in the objective's output space.
 func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 	if IsUBJSON(data) {
 		return ParseXGBoostUBJSON(data)
+	}
+	if IsXGBoostBinary(data) {
+		return nil, fmt.Errorf("xgboost: %w: XGBoost's binary model format (save_model to a name not ending in .json or .ubj); "+
+			"load it in XGBoost and save it as model.json or model.ubj", ErrUnsupported)
 	}
 	m, err := decodeXGBModel(&jsonReader{b: data})
 	if err != nil {
@@ -52,6 +60,13 @@ func ParseXGBoostJSON(data []byte) (*Ensemble, error) {
 		return nil, errors.New("xgboost: no \"learner\" object: not an XGBoost JSON model")
 	}
 	return m.ensemble()
+}
+
+// IsXGBoostBinary reports whether data starts like XGBoost's own binary model format
+// ("binf", or "bs64" for its base64 form), which XGBoost 1.x-3.x writes for any file name
+// but *.json and *.ubj.
+func IsXGBoostBinary(data []byte) bool {
+	return bytes.HasPrefix(data, []byte("binf")) || bytes.HasPrefix(data, []byte("bs64"))
 }
 
 // ParseXGBoostUBJSON parses an XGBoost model saved as UBJSON (Universal Binary JSON,
@@ -119,28 +134,34 @@ func (m *xgbModel) ensemble() (*Ensemble, error) {
 	obj := l.Objective.Name
 	e.Objective = Objective{Name: obj, Transform: TransformIdentity, SigmoidK: 1}
 	margin := func(b float32) float32 { return b }
+	logMargin := func(b float32) float32 { return float32(math.Log(float64(b))) }
 	switch {
 	case obj == "binary:logistic" || obj == "reg:logistic":
 		e.Objective.Transform = TransformSigmoid
 		margin = xgbLogit
 	case obj == "binary:logitraw":
-		margin = xgbLogit
+		// LogisticRaw::ProbToMargin is the identity since XGBoost 1.3.1: base_score is the
+		// base margin itself, not a probability. 1.0-1.3.0 applied the logit; current
+		// releases score the models those wrote as here.
+	case obj == "binary:hinge":
+		e.Objective.Transform = TransformHinge
 	case obj == "multi:softprob":
 		e.Objective.Transform = TransformSoftmax
 	case obj == "multi:softmax":
 		e.Objective.Transform = TransformArgmax
-	case obj == "count:poisson" || obj == "reg:gamma" || obj == "reg:tweedie":
+	case obj == "count:poisson" || obj == "reg:gamma" || obj == "reg:tweedie" ||
+		obj == "survival:cox" || obj == "survival:aft":
 		e.Objective.Transform = TransformExp
-		margin = func(b float32) float32 { return float32(math.Log(float64(b))) }
+		margin = logMargin
 	case obj == "reg:squarederror" || obj == "reg:linear" || obj == "reg:squaredlogerror" ||
 		obj == "reg:pseudohubererror" || obj == "reg:absoluteerror" || obj == "reg:quantileerror" ||
-		strings.HasPrefix(obj, "rank:"):
-	case obj == "binary:hinge" || strings.HasPrefix(obj, "survival:"):
-		return nil, fmt.Errorf("xgboost: learner.objective.name %q: %w: objective", clip(obj), ErrUnsupported)
+		obj == "rank:pairwise" || obj == "rank:ndcg" || obj == "rank:map":
 	case obj == "":
 		return nil, errors.New("xgboost: learner.objective.name is missing")
 	default:
-		return nil, fmt.Errorf("xgboost: learner.objective.name: unknown objective %q", clip(obj))
+		// reg:expectileerror (XGBoost 3.2) and anything newer: their output transform and
+		// base margin are not the ones above, and a guess would mis-score silently.
+		return nil, fmt.Errorf("xgboost: learner.objective.name %q: %w: objective predictd does not know (it scores %s)", clip(obj), ErrUnsupported, xgbObjectiveList)
 	}
 	if (e.Objective.Transform == TransformSoftmax || e.Objective.Transform == TransformArgmax) && numClass < 1 {
 		return nil, fmt.Errorf("xgboost: objective %q needs learner_model_param.num_class >= 1, got %d", clip(obj), numClass)
@@ -182,6 +203,11 @@ func (m *xgbModel) ensemble() (*Ensemble, error) {
 	e.Objective.NumIterations = max(1, e.NumTrees()/nout)
 	return e, nil
 }
+
+// xgbObjectiveList names the objectives ParseXGBoostJSON scores, for its error message.
+const xgbObjectiveList = "reg:squarederror, reg:squaredlogerror, reg:logistic, reg:pseudohubererror, reg:absoluteerror, " +
+	"reg:quantileerror, reg:gamma, reg:tweedie, count:poisson, binary:logistic, binary:logitraw, binary:hinge, " +
+	"multi:softmax, multi:softprob, rank:pairwise, rank:ndcg, rank:map, survival:cox, survival:aft"
 
 // xgbLogit is XGBoost's ProbToMargin for the logistic objectives, in float32:
 // -log(1/p - 1).

@@ -43,8 +43,8 @@ func TestParseXGBoostBadInput(t *testing.T) {
 	f("zero num_feature", `"num_class":"0","num_feature":"127"`, `"num_class":"0","num_feature":"0"`, "num_feature=0")
 	f("bad num_feature", `"num_class":"0","num_feature":"127"`, `"num_class":"0","num_feature":"lots"`, `num_feature="lots": want an integer`)
 	f("huge num_class", `"num_class":"0"`, `"num_class":"100000000"`, "num_class=100000000")
-	f("unknown objective", `"name":"binary:logistic"`, `"name":"binary:astrology"`, `unknown objective "binary:astrology"`)
-	f("hinge", `"name":"binary:logistic"`, `"name":"binary:hinge"`, "unsupported model feature")
+	f("unknown objective", `"name":"binary:logistic"`, `"name":"binary:astrology"`, `learner.objective.name "binary:astrology": unsupported model feature: objective predictd does not know`)
+	f("expectile", `"name":"binary:logistic"`, `"name":"reg:expectileerror"`, `"reg:expectileerror": unsupported model feature`)
 	f("bad base_score", `"base_score":"5E-1"`, `"base_score":"half"`, `base_score "half": not a number`)
 	f("base_score 0 for logistic", `"base_score":"5E-1"`, `"base_score":"0"`, "gives base margin")
 	f("unknown booster", `"name":"gbtree"`, `"name":"gbforest"`, `gradient_booster.name "gbforest"`)
@@ -206,7 +206,12 @@ func TestParseXGBoostObjectives(t *testing.T) {
 	}{
 		{"binary:logistic", TransformSigmoid, 0},
 		{"reg:logistic", TransformSigmoid, 0},
-		{"binary:logitraw", TransformIdentity, 0},
+		{"binary:logitraw", TransformIdentity, 0.5}, // its ProbToMargin is the identity
+		{"binary:hinge", TransformHinge, 0.5},
+		{"rank:map", TransformIdentity, 0.5},
+		{"reg:quantileerror", TransformIdentity, 0.5},
+		{"survival:cox", TransformExp, float64(float32(math.Log(0.5)))},
+		{"survival:aft", TransformExp, float64(float32(math.Log(0.5)))},
 		{"reg:squarederror", TransformIdentity, 0.5},
 		{"reg:linear", TransformIdentity, 0.5},
 		{"rank:pairwise", TransformIdentity, 0.5},

@@ -36,8 +36,9 @@ Input formats (detected from the first line):
 
 Flags:
   --model PATH      model file (required)
-  --format F        lightgbm or xgboost; default: from the file (.json or a leading
-                    '{' is XGBoost JSON, anything else LightGBM text)
+  --format F        lightgbm or xgboost; default: from the file (.json, a leading
+                    '{' (JSON or UBJSON) or XGBoost's binary header is XGBoost,
+                    anything else LightGBM text)
   --input FILE      rows to score; "-" reads stdin (required)
   --raw             write raw margins instead of transformed predictions
   --threads N       goroutines that split the batch (default 1)
