@@ -353,7 +353,7 @@ void BuildLeafTables(Ensemble* e) {
   size_t total = 0;
   for (size_t s = 0; s < S; s++) {
     const FeatureBin& fb = e->slots[s];
-    nbins[s] = fb.categorical ? fb.ncat + 1 : 2 * fb.thr_n + 2;
+    nbins[s] = fb.categorical ? CatBins(fb) : 2 * fb.thr_n + 2;
     total += size_t(nbins[s]) * stride * sizeof(uint32_t);
   }
   total += T * 32 * (sizeof(double) + sizeof(float));  // leaf values by leaf number
@@ -448,8 +448,8 @@ bool Fallback(Ensemble* e, std::string why) {
 }
 
 // ChooseSlots gives every feature the trees use a slot of the binned row (a FeatureBin:
-// numerical with its missing type, or categorical) and sets (*slot_of)[f] to it, -1 for
-// unused features.
+// numerical with its missing type, or categorical, XGBoost's with a NaN bin) and sets
+// (*slot_of)[f] to it, -1 for unused features.
 bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
   const bool xgb = e->semantics == PD_SEMANTICS_XGBOOST;
   // Per feature: how its nodes use it.
@@ -459,7 +459,6 @@ bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
   for (size_t i = 0; i < e->feature.size(); i++) {
     const int f = e->feature[i];
     const bool cat = e->flags[i] & PD_FLAG_CATEGORICAL;
-    if (cat && xgb) return Fallback(e, "XGBoost categorical splits");
     const uint8_t u = cat ? kCat : kNumeric;
     if (use[f] != kUnused && use[f] != u)
       return Fallback(e, "feature " + std::to_string(f) + " has both numerical and categorical splits");
@@ -468,6 +467,8 @@ bool ChooseSlots(Ensemble* e, std::vector<int>* slot_of) {
       const int m = xgb ? int(PD_MISSING_NAN) : int((e->flags[i] >> 2) & 3u);
       if (miss[f] >= 0 && miss[f] != m) return Fallback(e, "feature " + std::to_string(f) + " mixes missing types");
       miss[f] = m;
+    } else if (xgb) {
+      miss[f] = PD_MISSING_NAN;  // XGBoost sends NaN the node's default way: a bin of its own
     }
   }
   slot_of->assign(e->num_features, -1);
@@ -529,7 +530,7 @@ bool BinThresholds(Ensemble* e, const std::vector<int>& slot_of, std::vector<uin
 }
 
 // CountCategories sizes each categorical slot: bins 0..ncat-1 are categories, ncat is
-// "anything else".
+// "anything else", and on XGBoost slots ncat+1 is NaN (CatBins), all within 16 bits.
 bool CountCategories(Ensemble* e, const std::vector<int>& slot_of) {
   for (size_t i = 0; i < e->feature.size(); i++) {
     if (!(e->flags[i] & PD_FLAG_CATEGORICAL)) continue;
@@ -542,13 +543,14 @@ bool CountCategories(Ensemble* e, const std::vector<int>& slot_of) {
       }
     auto& b = e->slots[slot_of[e->feature[i]]];
     b.ncat = std::max(b.ncat, top);
-    if (b.ncat > uint32_t(kMaxFastCategories))
+    if (b.ncat > uint32_t(kMaxFastCategories) - (b.missing == PD_MISSING_NAN ? 1 : 0))
       return Fallback(e, "categorical feature " + std::to_string(b.feature) + " has too many categories");
   }
   return true;
 }
 
-// CatSets numbers the distinct categorical sets by (feature, words) while the trees are laid
+// CatSets numbers the distinct categorical sets by (feature, words, NaN direction: XGBoost
+// nodes with the same set may send NaN different ways) while the trees are laid
 // out. Hashed: a tree map's lookups (a cache miss per level, a compare of up to 2,048 words
 // each) were 40% of the layout time of a model with 19,000 categorical splits. A key is a
 // spec set read in place from Ensemble::cat_bits (words past the feature's categories, and
@@ -559,12 +561,13 @@ struct CatSets {
     int feature;
     const uint32_t* words;  // into Ensemble::cat_bits
     uint32_t n;             // trailing zero words trimmed
+    bool nan_left;          // XGBoost: the node sends NaN left (LightGBM: false)
   };
   struct Hash {
     size_t operator()(const Key& k) const {
       // FNV-1a in four interleaved chains (one chain's multiplies were serial).
       constexpr uint64_t kP = 1099511628211ull;
-      uint64_t h[4] = {1469598103934665603ull ^ uint64_t(uint32_t(k.feature)), 1, 2, 3};
+      uint64_t h[4] = {1469598103934665603ull ^ uint64_t(uint32_t(k.feature)), 1, 2, 3 + uint64_t(k.nan_left)};
       uint32_t i = 0;
       for (; i + 4 <= k.n; i += 4)
         for (int l = 0; l < 4; l++) h[l] = (h[l] ^ k.words[i + l]) * kP;
@@ -575,7 +578,7 @@ struct CatSets {
   };
   struct Eq {
     bool operator()(const Key& a, const Key& b) const {
-      return a.feature == b.feature && a.n == b.n && std::equal(a.words, a.words + a.n, b.words);
+      return a.feature == b.feature && a.n == b.n && a.nan_left == b.nan_left && std::equal(a.words, a.words + a.n, b.words);
     }
   };
   std::unordered_map<Key, uint32_t, Hash, Eq> index;
@@ -627,12 +630,14 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, const s
     const FeatureBin& fb = e->slots[slot_of[f]];
     nd.feat = uint16_t(slot_of[f]);
     if (e->flags[i] & PD_FLAG_CATEGORICAL) {
-      // The node's set over bins 0..ncat (bin ncat, "other", is never in it).
+      // The node's set over bins 0..ncat (bin ncat, "other", is never in it), and on
+      // XGBoost slots whether NaN (bin ncat+1) goes left.
       const int cs = e->cat_set[i];
       const uint32_t* w0 = e->cat_bits.data() + e->cat_start[cs];
       uint32_t nw = std::min<uint32_t>(uint32_t(e->cat_start[cs + 1] - e->cat_start[cs]), fb.ncat / 32 + 1);
       while (nw > 0 && w0[nw - 1] == 0) nw--;
-      const CatSets::Key key{f, w0, nw};
+      const bool nan_left = fb.missing == PD_MISSING_NAN && (e->flags[i] & PD_FLAG_DEFAULT_LEFT);
+      const CatSets::Key key{f, w0, nw, nan_left};
       auto found = sets->index.find(key);
       uint32_t set;  // the set's number; cat_off[set] locates it (CategoryMajor)
       if (found != sets->index.end()) {
@@ -688,7 +693,8 @@ void Transpose32(uint32_t* a) {
 
 // CategoryMajor turns the categorical sets category-major (Ensemble::cat_pool): per slot,
 // its sets numbered j in order, rows of 2^shift words (at least ceil(sets / 32)), one row
-// per bin 0..ncat, so a node's test reads the row of the row's category, which the other
+// per bin (CatBins: categories, "anything else", XGBoost's NaN), so a node's test reads
+// the row of the row's category, which the other
 // nodes of the same feature share (cache misses on set-major sets were 45% of a
 // 255-leaf ranker's time).
 bool CategoryMajor(Ensemble* e, const CatSets& sets) {
@@ -702,7 +708,7 @@ bool CategoryMajor(Ensemble* e, const CatSets& sets) {
     if (nsets[s] == 0) continue;
     while ((size_t(32) << shift[s]) < nsets[s]) shift[s]++;
     base[s] = uint32_t(total);
-    total += (size_t(e->slots[s].ncat) + 1) << shift[s];
+    total += size_t(CatBins(e->slots[s])) << shift[s];
     if (total > kMaxCatPoolWords) return Fallback(e, "categorical sets exceed the fast path's pool");
   }
   std::vector<uint32_t> mat(total, 0);
@@ -735,6 +741,10 @@ bool CategoryMajor(Ensemble* e, const CatSets& sets) {
         for (uint32_t b = 0; b < 32; b++)
           if (a[31 - b]) mat[col + (size_t(w * 32 + b) << shift[s])] = a[31 - b];
       }
+      // XGBoost's NaN row: bit i when set i's nodes send NaN left.
+      const uint32_t nan_row = e->slots[s].ncat + 1;
+      for (size_t i = 0; i < ng; i++)
+        if (sets.key[ks[g + i]].nan_left) mat[col + (size_t(nan_row) << shift[s])] |= 1u << i;
       for (size_t i = 0; i < ng; i++) e->cat_off[ks[g + i]] = col | uint32_t(i) << 23 | shift[s] << 28;
     }
   }

@@ -61,7 +61,8 @@ constexpr uint16_t kCatFlag = 0x8000;
 constexpr int kMaxFastTreeNodes = 0x7FFF;
 constexpr int kMaxFastSlots = 0x7FFF;
 constexpr int kMaxFastThresholds = 0x7FF0;  // bins 0..2n must stay below kMissingBin
-// Categories 0..0xFFFE are bins of their own; bin ncat (at most 0xFFFF) is "anything else".
+// Categories 0..0xFFFE are bins of their own; bin ncat (at most 0xFFFF) is "anything else",
+// and on an XGBoost slot bin ncat+1 (so ncat is at most 0xFFFE there) is NaN (CatBins).
 constexpr int kMaxFastCategories = 0xFFFF;
 // Distinct categorical sets a model may have (a node names its set in 16 bits) and the
 // words of their category-major matrices together (Ensemble::cat_pool).
@@ -79,7 +80,10 @@ constexpr size_t kMaxTableSlots = 64;
 struct FeatureBin {
   int32_t feature;      // column in the input row
   uint8_t categorical;  // 1: bin = category (0..ncat-1) or ncat for anything else
-  uint8_t missing;      // numerical, LightGBM: PD_MISSING_*; XGBoost: PD_MISSING_NAN
+  uint8_t missing;      // numerical, LightGBM: PD_MISSING_*; XGBoost: PD_MISSING_NAN.
+                        // Categorical: PD_MISSING_NONE (LightGBM: NaN is "anything else")
+                        // or PD_MISSING_NAN (XGBoost: NaN is bin ncat+1, which each node
+                        // sends its own default way)
   uint32_t thr_off;     // thresholds [thr_off, thr_off+thr_n) in thr64 / thr32, ascending,
                         // then kGuideProbes NaNs (they compare false both ways)
   uint32_t thr_n;
@@ -137,6 +141,10 @@ inline uint32_t GuideBucket(const FeatureBin& fb, V x) {
   return d >= last ? last : uint32_t(d);
 }
 
+// CatBins is the number of bins of a categorical slot: its categories, "anything else",
+// and on XGBoost slots NaN (FeatureBin::missing).
+inline uint32_t CatBins(const FeatureBin& fb) { return fb.ncat + 1 + (fb.missing == PD_MISSING_NAN ? 1 : 0); }
+
 // CatLeft is a categorical node's binned decision: whether bin b is in the node's set
 // (cat_off entry c, Ensemble::cat_pool).
 inline bool CatLeft(const uint32_t* pool, uint32_t c, uint32_t b) {
@@ -190,7 +198,8 @@ struct Ensemble {
   uint32_t lt_stride = 0;  // words per class row: num_trees rounded up to 16
   std::vector<uint32_t, AlignedAlloc<uint32_t>> lt_mask;
   // Per slot s: lt_map[lt_map_off[s] + min(bin, lt_map_n[s] - 1)] is the word offset in
-  // lt_mask of the bin's class row (numerical: bins 0..2n and missing; categorical 0..ncat).
+  // lt_mask of the bin's class row (numerical: bins 0..2n and missing; categorical: its
+  // CatBins bins).
   std::vector<uint32_t> lt_map, lt_map_off, lt_map_n;
   std::vector<double> lt_val64;  // num_trees * 32: leaf values by leaf number
   std::vector<float> lt_val32;
@@ -209,8 +218,10 @@ struct Ensemble {
   std::vector<uint8_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
   std::vector<float> val32;
-  // Categorical sets, category-major: per categorical slot a matrix of ncat+1 rows (bins)
-  // of 2^shift words, bit j of row c set when the slot's set j holds category c, so a
+  // Categorical sets, category-major: per categorical slot a matrix of CatBins rows (bins)
+  // of 2^shift words, bit j of row c set when the slot's set j holds category c (row
+  // ncat, "anything else", is empty; XGBoost's NaN row ncat+1 has bit j set when set j's
+  // nodes send NaN left: sets are told apart by that direction too), so a
   // row's lookups on one feature read one row of words whatever the set (a set-major pool
   // cost ranker_255 45% of its walk time in cache misses). cat_off[set number] =
   // word offset of the set's column in row 0 (bits 0-22) | j & 31 (bits 23-27) |

@@ -28,7 +28,8 @@
 //        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),
 //        or, for trees of at most 64 nodes over at most 8 features, a tree held in
 //        registers and looked up with permutes. Categorical nodes read their set's bit in
-//        the row of the bin (category) of their feature's category-major matrix (CatLeft).
+//        the row of the bin (category) of their feature's category-major matrix (CatLeft);
+//        XGBoost's NaN has a row of its own there, holding each set's default direction.
 //   3. Sum leaves per row in tree order (float for XGBoost, double for LightGBM).
 // The scalar, AVX2 and AVX-512 kernels are compiled from this file with
 // __attribute__((target)); the CPU picks one at run time. No -march=native. Every kernel
@@ -300,7 +301,15 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
   if (fb.feature < 0) return 0;
   const T raw = row[fb.feature];
   if (fb.categorical) {
-    const double v = double(kXGB ? float(raw) : raw);
+    if (kXGB) {
+      // PredictGeneric's XGBoost rule: NaN takes the node's default direction (the NaN bin,
+      // CatBins); any negative value, -0.5 too, is no category; -0.0 is category 0.
+      const float v = float(raw);
+      if (std::isnan(v)) return uint16_t(fb.ncat + 1);
+      if (!(v >= 0.0f) || !(v < float(fb.ncat))) return uint16_t(fb.ncat);  // negative, unseen
+      return uint16_t(int32_t(v));
+    }
+    const double v = double(raw);
     if (!(v > -1.0) || !(v < double(fb.ncat))) return uint16_t(fb.ncat);  // NaN, negative, unseen
     return uint16_t(int32_t(v));
   }
@@ -1199,7 +1208,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 template <ISA kISA, class T>
 PD_INLINE void FastDispatch(const Ensemble& e, const T* rows, size_t nrows, double* out, bool tables) {
   if (e.semantics == PD_SEMANTICS_XGBOOST) {
-    FastBody<kISA, T, float, true, false>(e, rows, nrows, out, tables);  // Layout keeps XGBoost categoricals off the fast path
+    if (e.has_cat) FastBody<kISA, T, float, true, true>(e, rows, nrows, out, tables);
+    else FastBody<kISA, T, float, true, false>(e, rows, nrows, out, tables);
   } else if (e.has_cat) {
     FastBody<kISA, T, double, false, true>(e, rows, nrows, out, tables);
   } else {

@@ -334,9 +334,7 @@ func fixtureCases() []fixtureCase {
 			raw: x("leaves_dermatology", "expected_raw.txt"), rawTol: xgbMargin,
 			trans: x("leaves_dermatology", "expected_class.txt"), trTol: tolerance{}},
 	)
-	// gen_categorical is not here: the parser rejects XGBoost categorical splits
-	// (testdata/README.md).
-	for _, d := range []string{"gen_binary_logistic", "gen_regression_nan", "gen_multiclass_softprob", "gen_bench_rank_pairwise", "gen_deep_d12"} {
+	for _, d := range []string{"gen_binary_logistic", "gen_regression_nan", "gen_multiclass_softprob", "gen_bench_rank_pairwise", "gen_deep_d12", "gen_categorical"} {
 		tr := xgbProb
 		if d == "gen_regression_nan" || d == "gen_bench_rank_pairwise" {
 			tr = xgbMargin // identity transform: the files are identical

@@ -448,15 +448,16 @@ static void TestDeepAndWideCategorical() {
   std::mt19937_64 rng(20261204);
   for (int iter = 0; iter < 24; iter++) {
     const int sem = iter % 4 == 3 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
-    const bool cats = sem == PD_SEMANTICS_LIGHTGBM && iter % 2 == 0;
+    const bool cats = iter % 2 == 0 || iter % 8 == 3;  // XGBoost's too (TestXGBoostCategorical)
     const int nfeat = 10;
     SpecBuilder b;
     b.semantics = sem;
     b.num_features = nfeat;
     b.num_outputs = iter % 5 == 0 ? 2 : 1;
     b.base.assign(b.num_outputs, 0.25);
-    // Categorical features 7, 8, 9: up to 40, 3,000 and 65,535 categories.
-    const uint32_t ncat[3] = {40, 3000, 65535};
+    // Categorical features 7, 8, 9: up to 40, 3,000 and 65,535 categories (XGBoost: 65,534,
+    // the most whose NaN bin still fits 16 bits).
+    const uint32_t ncat[3] = {40, 3000, sem == PD_SEMANTICS_XGBOOST ? 65534u : 65535u};
     const int ntrees = 2 + int(rng() % 12);
     for (int t = 0; t < ntrees; t++) {
       const int n = 1 + int(rng() % 1022);  // internal nodes: up to 1,023 leaves
@@ -554,6 +555,117 @@ static void TestDeepAndWideCategorical() {
     pd_walk_lockstep(0);
     pd_ensemble_free(e);
   }
+}
+
+// XGBoost's native categorical splits on the fast path: NaN takes each node's default
+// direction (a NaN bin whose row of the category-major matrix holds every set's direction),
+// any negative value and any value at or past the categories goes the "not in the set" way,
+// -0.0 is category 0 and fractions truncate. Hand-computed answers for one split, two
+// splits on the same set that send NaN different ways (told apart when sets are shared),
+// then random models against the generic walk on every kernel.
+static void TestXGBoostCategorical() {
+  // Children as the engine's parser lays them out: the set goes "left" (leaf 20).
+  for (bool dl : {false, true}) {
+    SpecBuilder b;
+    b.semantics = PD_SEMANTICS_XGBOOST;
+    b.num_features = 2;
+    b.base = {0.0};
+    const int cs = b.AddCatSet({(1u << 0) | (1u << 3), (1u << 1) | (1u << 8)});  // {0, 3, 33, 40}
+    b.AddTree({{0, 0.0, Flags(true, dl, PD_MISSING_NAN), cs, -1, -2}}, {20.0, 10.0});
+    pd_ensemble* e = b.New();
+    CHECK(Info(e).traversal != PD_TRAVERSAL_GENERIC, "xgboost categorical stump: generic (%s)", Info(e).fallback_reason);
+    const double I = 20, O = 10;
+    std::vector<double> xs = {0, -0.0, 3, 3.9, 33, 40, 1, 2.9, 4, 39, 41, 63, 64, 1e6, -0.5, -1e-30, -1, -3, -40,
+                              16777216.0, 16777219.0, 1e30, kInf, -kInf, kNaN};
+    std::vector<double> want = {I, I, I, I, I, I, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, O, dl ? I : O};
+    std::vector<double> rows;
+    for (double x : xs) rows.insert(rows.end(), {x, 0.0});
+    Expect(e, rows, 2, want, dl ? "xgboost categorical, NaN left" : "xgboost categorical, NaN right");
+    // 40 rows: the vector walks' full vectors too.
+    std::vector<double> rows40, want40;
+    for (int r = 0; r < 40; r++) {
+      rows40.insert(rows40.end(), {xs[r % xs.size()], 0.0});
+      want40.push_back(want[r % xs.size()]);
+    }
+    Expect(e, rows40, 2, want40, "xgboost categorical, 40 rows");
+    pd_ensemble_free(e);
+  }
+  {
+    // The same set twice, NaN left in the first tree and right in the second.
+    SpecBuilder b;
+    b.semantics = PD_SEMANTICS_XGBOOST;
+    b.base = {0.0};
+    const int c1 = b.AddCatSet({1u << 3});
+    const int c2 = b.AddCatSet({1u << 3});
+    b.AddTree({{0, 0.0, Flags(true, true, PD_MISSING_NAN), c1, -1, -2}}, {1.0, 2.0});
+    b.AddTree({{0, 0.0, Flags(true, false, PD_MISSING_NAN), c2, -1, -2}}, {4.0, 8.0});
+    pd_ensemble* e = b.New();
+    CHECK(Info(e).traversal != PD_TRAVERSAL_GENERIC, "xgboost shared set: generic (%s)", Info(e).fallback_reason);
+    Expect(e, {kNaN, 3, 1, -1}, 1, {9, 5, 10, 10}, "xgboost categorical, one set, two NaN directions");
+    pd_ensemble_free(e);
+  }
+  {
+    // 65,535 categories (0..65,534) leave no bin for NaN: the generic walk, saying why.
+    SpecBuilder b;
+    b.semantics = PD_SEMANTICS_XGBOOST;
+    std::vector<uint32_t> words(2048, 0);
+    words[2047] = 1u << 30;  // category 65,534
+    const int cs = b.AddCatSet(words);
+    b.AddTree({{0, 0.0, Flags(true, true, PD_MISSING_NAN), cs, -1, -2}}, {1.0, 2.0});
+    pd_ensemble* e = b.New();
+    CHECK(Info(e).traversal == PD_TRAVERSAL_GENERIC && std::strstr(Info(e).fallback_reason, "too many categories"),
+          "xgboost 65,535 categories: traversal %d (%s)", Info(e).traversal, Info(e).fallback_reason);
+    Expect(e, {65534, 65533, kNaN, 70000}, 1, {1, 2, 1, 2}, "xgboost 65,535 categories");
+    pd_ensemble_free(e);
+  }
+  // Random models with categorical features 4 and 5 (sets over up to 96 categories), small
+  // and big trees, against the generic walk on every kernel.
+  std::mt19937_64 rng(20261205);
+  int fast = 0, tables = 0, walks = 0;
+  for (int iter = 0; iter < 120; iter++) {
+    const bool big = iter % 3 == 1;
+    const int splits = !big ? 24 : iter % 2 == 1 ? 40 : 120;
+    const int nfeat = iter % 3 == 0 ? 6 : 12;
+    const int nout = iter % 4 == 0 ? 3 : 1;
+    SpecBuilder b = RandomModel(rng, PD_SEMANTICS_XGBOOST, true, false, 1 + int(rng() % 40), nout, splits, nfeat);
+    for (size_t i = 0; i < b.flags.size(); i++)
+      if (b.flags[i] & PD_FLAG_CATEGORICAL) b.flags[i] |= uint8_t(PD_MISSING_NAN << 2);  // as the parser sets them
+    pd_ensemble* e = b.New();
+    if (e == nullptr) continue;
+    const int traversal = Info(e).traversal;
+    CHECK(traversal != PD_TRAVERSAL_GENERIC, "xgboost categorical model %d: generic (%s)", iter, Info(e).fallback_reason);
+    fast += traversal != PD_TRAVERSAL_GENERIC;
+    tables += traversal == PD_TRAVERSAL_LEAF_TABLES;
+    walks += traversal == PD_TRAVERSAL_WALK;
+    const size_t nrows = 1 + rng() % 300;
+    std::vector<double> rows = RandomRows(rng, nrows, nfeat);
+    for (size_t r = 0; r < nrows; r++)  // more NaN on the categorical features
+      for (int f = 4; f < 6; f++)
+        if (rng() % 8 == 0) rows[r * nfeat + f] = kNaN;
+    std::vector<float> rows32(rows.begin(), rows.end());
+    std::vector<double> want(nrows * nout), want32(nrows * nout);
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
+    CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
+    for (size_t i = 0; i < want.size(); i++) CHECK(want[i] == want32[i], "xgboost f32 vs f64 value %zu", i);
+    for (int k : kKernels) {
+      if (k == PD_KERNEL_GENERIC || !pd_kernel_supported(k)) continue;
+      std::vector<double> got(want.size()), got32(want.size());
+      CHECK(PredictAll(e, k, rows.data(), nrows, got.data()) == PD_OK, "f64");
+      CHECK(PredictAll(e, k, rows32.data(), nrows, got32.data()) == PD_OK, "f32");
+      for (size_t i = 0; i < want.size(); i++) {
+        CHECK(std::memcmp(&got[i], &want[i], sizeof(double)) == 0,
+              "xgboost categorical model %d (traversal %d) kernel %s f64 value %zu: got %.17g want %.17g", iter,
+              traversal, KName(k).c_str(), i, got[i], want[i]);
+        CHECK(std::memcmp(&got32[i], &want32[i], sizeof(double)) == 0,
+              "xgboost categorical model %d kernel %s f32 value %zu: got %.17g want %.17g", iter, KName(k).c_str(), i,
+              got32[i], want32[i]);
+      }
+    }
+    pd_ensemble_free(e);
+  }
+  CHECK(tables > 20 && walks > 20, "xgboost categorical models: %d fast, %d with leaf tables, %d walks", fast, tables,
+        walks);
+  std::printf("xgboost categorical models: %d fast, %d with leaf tables, %d walks\n", fast, tables, walks);
 }
 
 // Many thresholds on one feature: the binning guide (FeatureBin::guide_*) must bin every
@@ -850,6 +962,7 @@ int main() {
   TestMulticlassWeightsLinear();
   TestRandomAgainstGeneric();
   TestDeepAndWideCategorical();
+  TestXGBoostCategorical();
   TestGuidedBinning();
   TestBadSpecs();
   TestPredictArgs();

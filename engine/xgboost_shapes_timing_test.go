@@ -1,0 +1,156 @@
+//go:build cgo && linux && xgboost
+
+package engine
+
+import (
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// BenchmarkXGBoostShapes: the core against XGBoost's own C predictor (Debian
+// libxgboost-dev 1.7.4, XGBoosterPredictFromDense with nthread=1: cgo_xgboost.go) on the
+// production-shaped XGBoost models, gen_deep_d12 (depth-12 trees) and gen_categorical
+// (native categorical splits), batches of 1,000 float32 rows, one thread, the thread's
+// CPU time per tree·row (docs/benchmarks.md, "Production-shaped models"):
+//
+//	PREDICTD_FIXTURES=/path/to/fixtures go test -tags xgboost -run '^$' -bench XGBoostShapes -benchtime 1x ./engine
+//
+// Before timing, the core's default kernel must give the generic walk's outputs bit for
+// bit, and XGBoost's margins must equal the core's exactly (both are float32) and the
+// fixture's expected margins. XGBoost reads the model's model.ubj (the core its
+// model.json: the same trees, TestXGBoostUBJSONMatchesJSON). XGBoost scores the same 1,000 rows every call (it reads
+// them from C memory); the core scores them too. The process's CPU time is measured
+// beside the thread's, so a predictor that used other threads would show (it is logged).
+// PREDICTD_SHAPES limits the models as for BenchmarkShapesBatch. Needs libxgboost-dev
+// (not in CI: benchmarks do not run there).
+func BenchmarkXGBoostShapes(b *testing.B) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	const batch = 1000
+	var lines []string
+	for _, fx := range shapesFixtures {
+		if !fx.xgb || !shapesBenchWanted(fx.name) {
+			continue
+		}
+		l, ok := shapesLoad(b, fx)
+		if !ok {
+			lines = append(lines, fmt.Sprintf("%-16s absent (testdata/%s or PREDICTD_FIXTURES)", fx.name, fx.dir))
+			continue
+		}
+		l = shapesAtLeast(l, batch)
+		nf, T := l.ens.NumFeatures, float64(l.ens.NumTrees())
+		rows32 := l.rows32[:batch*nf]
+
+		// XGBoost loads a model from a file: the decompressed copy of model.ubj (testdata/
+		// keeps it whole; its model.json lacks the training statistics XGBoost requires).
+		mdata, ok := shapesRead(b, fx.dir, "model.ubj")
+		if !ok {
+			b.Fatalf("%s: no model.ubj for XGBoost", fx.name)
+		}
+		path := filepath.Join(b.TempDir(), "model.ubj")
+		if err := os.WriteFile(path, mdata, 0o600); err != nil {
+			b.Fatal(err)
+		}
+		xp, err := newXGBPeer(path, 1, rows32, nf)
+		if err != nil {
+			b.Fatalf("%s: XGBoost: %v", fx.name, err)
+		}
+		def, err := newCScorer(l.ens)
+		if err != nil {
+			b.Fatal(err)
+		}
+		cdef := def.(*cScorer)
+		gen, err := newCScorerKernel(l.ens, "generic")
+		if err != nil {
+			b.Fatal(err)
+		}
+
+		type backend struct {
+			name  string
+			score func(out []float64) error
+		}
+		backends := []backend{
+			{"core/" + strings.TrimPrefix(cdef.name(), "c/"), func(out []float64) error { return cdef.predictF32(rows32, batch, out) }},
+			{"core/generic", func(out []float64) error { return gen.predictF32(rows32, batch, out) }},
+			{"xgboost", func(out []float64) error { return xp.predict(batch, out) }},
+		}
+		outs := make([][]float64, len(backends))
+		for i, be := range backends {
+			outs[i] = make([]float64, batch)
+			if err := be.score(outs[i]); err != nil {
+				b.Fatalf("%s %s: %v", fx.name, be.name, err)
+			}
+		}
+		if i := shapesFirstDiff(outs[0], outs[1]); i >= 0 {
+			b.Fatalf("%s: %s row %d = %.17g, generic %.17g", fx.name, backends[0].name, i, outs[0][i], outs[1][i])
+		}
+		for r := 0; r < batch; r++ {
+			if float32(outs[2][r]) != float32(outs[0][r]) || !shapesClose(outs[0][r], l.want[r], true) {
+				b.Fatalf("%s row %d: xgboost %.9g, core %.9g, expected %.9g", fx.name, r, outs[2][r], outs[0][r], l.want[r])
+			}
+		}
+
+		tr := cdef.traversal()
+		var parts []string
+		var nsDef, nsGen, nsXGB float64
+		out := make([]float64, batch)
+		for _, be := range backends {
+			thread, proc := xgbShapesMeasure(b, 100*time.Millisecond, func() error { return be.score(out) })
+			ns := float64(thread.Nanoseconds()) / (T * batch)
+			switch be.name {
+			case "core/generic":
+				nsGen = ns
+			case "xgboost":
+				nsXGB = ns
+			default:
+				nsDef = ns
+			}
+			parts = append(parts, fmt.Sprintf("%s %.2f", be.name, ns))
+			if float64(proc) > 1.5*float64(thread) {
+				b.Logf("%s %s: process CPU %v against the thread's %v: other threads worked too", fx.name, be.name, proc, thread)
+			}
+		}
+		lines = append(lines, fmt.Sprintf("%-16s %-6s ns/tree·row: %s; XGBoost / core: %.1fx (default kernel), %.2fx (generic walk)",
+			fx.name, tr, strings.Join(parts, ", "), nsXGB/nsDef, nsXGB/nsGen))
+		def.close()
+		gen.close()
+		xp.close()
+	}
+	b.Logf("batch %d, one thread, CPU time, outputs equal; ns per tree·row:\n%s", batch, strings.Join(lines, "\n"))
+}
+
+// xgbShapesMeasure calls fn until at least minCPU of thread CPU time has passed, three
+// times, and returns the lowest thread CPU time per call and the process CPU time per
+// call of that round.
+func xgbShapesMeasure(b *testing.B, minCPU time.Duration, fn func() error) (thread, proc time.Duration) {
+	thread = time.Duration(math.MaxInt64)
+	for rep := 0; rep < 3; rep++ {
+		t0, p0 := shapesThreadCPU(), xgbShapesProcessCPU()
+		calls := 0
+		for shapesThreadCPU()-t0 < minCPU {
+			if err := fn(); err != nil {
+				b.Fatal(err)
+			}
+			calls++
+		}
+		t, p := (shapesThreadCPU()-t0)/time.Duration(calls), (xgbShapesProcessCPU()-p0)/time.Duration(calls)
+		if t < thread {
+			thread, proc = t, p
+		}
+	}
+	return thread, proc
+}
+
+// xgbShapesProcessCPU is the process's CPU time (every thread, user + system).
+func xgbShapesProcessCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
