@@ -264,7 +264,7 @@ func (b *batcher) run(batch []*request, rows int) {
 	errs := b.fillAll(a, batch, rows)
 	// A request with a bad value fails alone; the others run. Its rows stay in the batch
 	// (zeroed) and their outputs are ignored.
-	err := m.run(a.ins, a.outs)
+	err := m.run(a, rows)
 	// Counted before any caller is answered, so a caller that reads BatchStats after its
 	// call returns sees its own run.
 	b.batches.Add(1)
@@ -351,14 +351,7 @@ func (b *batcher) fillOne(a *arena, r *request) error {
 // leaves valid ids (0) in the batch.
 func zeroRows(a *arena, off, n int) {
 	for i := range a.in {
-		in := &a.in[i]
-		k := in.width
-		switch in.kind {
-		case kindF32:
-			clear(in.f32(off + n)[off*k:])
-		case kindI64:
-			clear(in.i64(off + n)[off*k:])
-		}
+		a.in[i].zero(off, n)
 	}
 }
 

@@ -41,9 +41,11 @@ type Config struct {
 type InputConfig struct {
 	// Name is the input tensor's name in the ONNX graph.
 	Name string `yaml:"name"`
-	// DType is float32 or int64; default: the model's type for this input. An int64 input
-	// (embedding ids for a Gather) takes its values from the same float feature matrix,
-	// cast to int64; a value that is not an integer is an error.
+	// DType is float32, float64, float16, int64, int32 or bool; default: the model's type
+	// for this input (set, it must agree). Every input takes its values from the same
+	// feature rows: floats are rounded to the input's precision; an int64 or int32 input
+	// (embedding ids for a Gather, categorical codes) takes integers, a bool input 0 or 1;
+	// any other value is an ErrInvalidInput.
 	DType string `yaml:"dtype"`
 	// Features names the columns in order; each must be one of the model's features.
 	Features []string `yaml:"features"`
@@ -54,7 +56,9 @@ type OutputConfig struct {
 	// Name is the output tensor; default: the model's only output.
 	Name string `yaml:"name"`
 	// Index picks one column of an [N, K] output (e.g. 1 for the positive class of a
-	// softmax); default: all K columns, so NumOutputs is K.
+	// softmax); default: all K columns, so NumOutputs is K. For a ZipMap output
+	// (skl2onnx's seq(map(class, probability))) it is the class's position among the
+	// sorted class labels, and required.
 	Index *int `yaml:"index"`
 }
 
@@ -129,9 +133,9 @@ func (c *Config) Validate() error {
 		}
 		seen[in.Name] = true
 		switch in.DType {
-		case "", dtypeFloat32, dtypeInt64:
+		case "", dtypeFloat32, dtypeFloat64, dtypeFloat16, dtypeInt64, dtypeInt32, dtypeBool:
 		default:
-			return fmt.Errorf("onnx config: input %q: dtype %q (want float32 or int64)", in.Name, in.DType)
+			return fmt.Errorf("onnx config: input %q: dtype %q (want float32, float64, float16, int64, int32 or bool)", in.Name, in.DType)
 		}
 		if len(in.Features) == 0 {
 			return fmt.Errorf("onnx config: input %q: features is empty", in.Name)
@@ -173,7 +177,11 @@ func (c *Config) Validate() error {
 
 const (
 	dtypeFloat32 = "float32"
+	dtypeFloat64 = "float64"
+	dtypeFloat16 = "float16"
 	dtypeInt64   = "int64"
+	dtypeInt32   = "int32"
+	dtypeBool    = "bool"
 )
 
 // parseDevice splits "cpu", "cuda" or "cuda:N" into (cuda, device id).

@@ -49,7 +49,7 @@ batching: {max_batch: 8192, max_queue_delay_us: 500, queue_size: 64}
 	bad("batching: {max_batch: 10, delay: 5}", "field delay not found")
 	bad("inputs: [{features: [a]}]", "name is empty")
 	bad("inputs: [{name: x, features: [a]}, {name: x, features: [b]}]", `"x" is listed twice`)
-	bad("inputs: [{name: x, dtype: float64, features: [a]}]", "want float32 or int64")
+	bad("inputs: [{name: x, dtype: float8, features: [a]}]", "want float32, float64, float16, int64, int32 or bool")
 	bad("inputs: [{name: x}]", "features is empty")
 	bad("inputs: [{name: x, features: [a, '']}]", "features[1] is empty")
 	bad("output: {index: -1}", "negative")
