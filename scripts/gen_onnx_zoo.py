@@ -128,13 +128,13 @@ LIN_COEF = np.array([[0.3, -0.2, 0.1], [-0.5, 0.4, 0.2], [0.1, 0.1, -0.6]], np.f
 LIN_ICPT = np.array([0.1, -0.2, 0.05], np.float32)
 
 
-def linear_classifier(post, zipmap=False, string_labels=False):
+def linear_classifier(post, zipmap=False, string_labels=False, prob_shape=("N", 3)):
     """skl2onnx LogisticRegression: LinearClassifier (ai.onnx.ml 1) -> label [N] and
     probabilities float [N,3]; with zipmap the probabilities become seq(map(int64, float))."""
     attrs = dict(coefficients=LIN_COEF.ravel().tolist(), intercepts=LIN_ICPT.tolist(),
                  multi_class=0 if post == "SOFTMAX" else 1, post_transform=post)
     if string_labels:
-        attrs["classlabels_strings"] = ["a", "b", "c"]
+        attrs["classlabels_strings"] = ["b", "a", "c"]
         label = vi("label", TensorProto.STRING, ["N"])
     else:
         attrs["classlabels_ints"] = [0, 1, 2]
@@ -143,24 +143,52 @@ def linear_classifier(post, zipmap=False, string_labels=False):
                               domain=ML, **attrs)]
     outs = [label]
     if zipmap:
-        nodes.append(helper.make_node("ZipMap", ["probs"], ["output_probability"], domain=ML, classlabels_int64s=[0, 1, 2]))
+        labels = dict(classlabels_strings=["b", "a", "c"]) if string_labels else dict(classlabels_int64s=[0, 1, 2])
+        nodes.append(helper.make_node("ZipMap", ["probs"], ["output_probability"], domain=ML, **labels))
         mt = onnx.TypeProto()  # seq(map(int64, float)); onnx 1.12's helper has no make_map_type_proto
-        mt.map_type.key_type = TensorProto.INT64
+        mt.map_type.key_type = TensorProto.STRING if string_labels else TensorProto.INT64
         mt.map_type.value_type.tensor_type.elem_type = TensorProto.FLOAT
         outs.append(helper.make_value_info("output_probability", helper.make_sequence_type_proto(mt)))
     else:
-        outs.append(vi("probabilities", TensorProto.FLOAT, ["N", 3]))
+        outs.append(vi("probabilities", TensorProto.FLOAT, list(prob_shape)))
     m = model(nodes, "linear_classifier", [vi("x", TensorProto.FLOAT, ["N", 3])], outs, opset=13, ml=1, ir=7)
 
     def expect(x):
         z = col(x, "f0", "f1", "f2").astype(np.float32) @ LIN_COEF.T + LIN_ICPT
         p = softmax(z) if post == "SOFTMAX" else sigmoid(z) if post == "LOGISTIC" else z
         out = {"label": np.argmax(p, axis=1).astype(np.float64)}
-        out["output_probability" if zipmap else "probabilities"] = p.ravel()
+        if zipmap:
+            # A map iterates its keys sorted (ONNX Runtime's std::map): the string labels
+            # b, a, c come out as a, b, c.
+            order = np.argsort(["b", "a", "c"]) if string_labels else np.arange(3)
+            out["output_probability"] = p[:, order].ravel()
+        else:
+            out["probabilities"] = p.ravel()
         if string_labels:
             del out["label"]
         return out
     return m, expect
+
+
+def if_width():
+    """tf2onnx-style control flow whose branches differ in width: If(true) gives the
+    softmax probabilities [N,3], the else branch [N,6], so ONNX Runtime knows only [N, ?]
+    before a run."""
+    m, expect = linear_classifier("SOFTMAX")
+    clf = m.graph.node[0]
+    then_g = helper.make_graph([helper.make_node("Identity", ["probabilities"], ["p_then"])], "then", [],
+                               [vi("p_then", TensorProto.FLOAT, ["N", 3])])
+    else_g = helper.make_graph([helper.make_node("Concat", ["probabilities", "probabilities"], ["p_else"], axis=1)],
+                               "else", [], [vi("p_else", TensorProto.FLOAT, ["N", 6])])
+    # The condition depends on the data (sum of squares >= 0, true for finite inputs), so
+    # no constant folding picks a branch before the run.
+    nodes = [clf, helper.make_node("ReduceSumSquare", ["x"], ["ss"], keepdims=0),
+             helper.make_node("GreaterOrEqual", ["ss", "zero"], ["cond"]),
+             helper.make_node("If", ["cond"], ["scores"], then_branch=then_g, else_branch=else_g)]
+    m2 = model(nodes, "if_width", [vi("x", TensorProto.FLOAT, ["N", 3])],
+               [vi("scores", TensorProto.FLOAT, ["N", "W"])],
+               [numpy_helper.from_array(np.array(0, np.float32), "zero")], opset=13, ml=1, ir=7)
+    return m2, lambda x: {"scores": expect(x)["probabilities"]}
 
 
 def linear_regressor():
@@ -308,6 +336,11 @@ def main():
         "linear_clf_none": linear_classifier("NONE"),
         "zipmap": linear_classifier("SOFTMAX", zipmap=True),
         "string_label": linear_classifier("SOFTMAX", string_labels=True),
+        # ZipMap over string class labels: map(string, float), keys in the order ORT sorts them.
+        "zipmap_str": linear_classifier("SOFTMAX", zipmap=True, string_labels=True),
+        # A width declared open ([N, K]; ONNX Runtime infers 3), and one no inference can fix.
+        "open_width": linear_classifier("SOFTMAX", prob_shape=("N", "K")),
+        "if_width": if_width(),
         "linear_reg": linear_regressor(),
         "tree_reg": tree_regressor(ml=3),
         "tree_reg_ml1": tree_regressor(ml=1),

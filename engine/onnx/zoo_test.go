@@ -53,9 +53,11 @@ type zooCase struct {
 	name    string // subtest name
 	model   string
 	cfg     Config
-	wantErr string  // substring of Load's error; empty: the model must score
-	tol     float64 // relative tolerance against numpy; default 1e-5
-	f64Only bool    // the model must ask for float64 rows (InputFloat32 false)
+	wantErr string // substring of Load's error; empty: the model must load
+	// predictErr: the model loads, and Predict fails with this (a check that needs a run).
+	predictErr string
+	tol        float64 // relative tolerance against numpy; default 1e-5
+	f64Only    bool    // the model must ask for float64 rows (InputFloat32 false)
 }
 
 func zooCases() []zooCase {
@@ -102,6 +104,19 @@ func zooCases() []zooCase {
 		{name: "zipmap/no-index", model: "zipmap", cfg: Config{Inputs: in1("x", xyz...), Output: out("output_probability")},
 			wantErr: "zipmap=False"},
 		{name: "zipmap/label", model: "zipmap", cfg: Config{Inputs: in1("x", xyz...), Output: out("label")}},
+		// ZipMap over string labels: the position among the sorted labels (a, b, c).
+		{name: "zipmap_str/p0", model: "zipmap_str", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("output_probability", 0)}},
+		{name: "zipmap_str/p2", model: "zipmap_str", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("output_probability", 2)}},
+		{name: "zipmap/index-past-classes", model: "zipmap", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("output_probability", 3)},
+			predictErr: "onnx.output.index 3, but the map of row 0 has 3 classes"},
+		// A width declared open that ONNX Runtime's shape inference fixes: served whole.
+		{name: "open_width/all", model: "open_width", cfg: Config{Inputs: in1("x", xyz...), Output: out("probabilities")}},
+		// A width nothing fixes before the run: one column by index, checked at run time.
+		{name: "if_width/p1", model: "if_width", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("scores", 1)}},
+		{name: "if_width/all", model: "if_width", cfg: Config{Inputs: in1("x", xyz...)},
+			wantErr: "its values per row are not fixed in the graph; set onnx.output.index"},
+		{name: "if_width/index-past-width", model: "if_width", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("scores", 5)},
+			predictErr: "onnx.output.index 5, but the output has 3 values per row"},
 		// String labels: refused with the numeric outputs named; the probabilities serve.
 		{name: "string_label/label", model: "string_label", cfg: Config{Inputs: in1("x", xyz...), Output: out("label")},
 			wantErr: `output "label" holds strings; pick a numeric output: probabilities`},
@@ -173,6 +188,16 @@ func TestZoo(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer m.Close()
+			if m.InputFloat32() == c.f64Only {
+				t.Fatalf("InputFloat32 = %v, want %v", m.InputFloat32(), !c.f64Only)
+			}
+			if c.predictErr != "" {
+				err := m.PredictF64(rows, nrows, make([]float64, nrows*m.NumOutputs(false)), false)
+				if err == nil || !strings.Contains(err.Error(), c.predictErr) {
+					t.Fatalf("Predict error %v; want one containing %q", err, c.predictErr)
+				}
+				return
+			}
 			want := c.want(t, z)
 			tol := c.tol
 			if tol == 0 || testDevice != "" && testDevice != "cpu" {
@@ -181,9 +206,6 @@ func TestZoo(t *testing.T) {
 			w := len(want) / nrows
 			if m.NumOutputs(false) != w {
 				t.Fatalf("NumOutputs = %d, want %d", m.NumOutputs(false), w)
-			}
-			if m.InputFloat32() == c.f64Only {
-				t.Fatalf("InputFloat32 = %v, want %v", m.InputFloat32(), !c.f64Only)
 			}
 			out := make([]float64, len(want))
 			if err := m.PredictF64(rows, nrows, out, false); err != nil {
