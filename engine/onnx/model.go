@@ -165,11 +165,19 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 	}
 	m.arenas.newFn = m.newArena
 	if b := cfg.Batching; b != nil {
+		bc := *b
 		if m.batchDim != 0 {
-			m.sess.Destroy()
-			return nil, fmt.Errorf("onnx: %s: batching needs a dynamic batch dimension, but the inputs have a fixed batch size of %d; re-export the model with a dynamic first axis or remove onnx.batching", modelPath, m.batchDim)
+			// A fixed batch size B: merged runs fill (and pad) one batch of B rows.
+			if bc.MaxBatch == 0 {
+				bc.MaxBatch = int(m.batchDim)
+			}
+			if int64(bc.MaxBatch) > m.batchDim {
+				m.sess.Destroy()
+				return nil, fmt.Errorf("onnx: %s: batching.max_batch %d, but the model has a fixed batch size of %d; set max_batch to at most %d (or leave it out), or re-export the model with a dynamic first axis",
+					modelPath, bc.MaxBatch, m.batchDim, m.batchDim)
+			}
 		}
-		m.batch = newBatcher(m, *b)
+		m.batch = newBatcher(m, bc)
 	}
 	return m, nil
 }

@@ -67,8 +67,10 @@ func zooCases() []zooCase {
 		// Fixed batch sizes (torch.onnx.export without dynamic_axes): run in chunks.
 		{name: "batch1", model: "batch1", cfg: Config{Inputs: in1("x", xyz...)}},
 		{name: "batch16", model: "batch16", cfg: Config{Inputs: in1("x", xyz...)}},
-		{name: "batch16/batching", model: "batch16", cfg: Config{Inputs: in1("x", xyz...), Batching: &BatchingConfig{}},
-			wantErr: "fixed batch size of 16"},
+		{name: "batch16/batching-too-big", model: "batch16", cfg: Config{Inputs: in1("x", xyz...), Batching: &BatchingConfig{MaxBatch: 32}},
+			wantErr: "batching.max_batch 32, but the model has a fixed batch size of 16; set max_batch to at most 16"},
+		{name: "batch16/batching", model: "batch16", cfg: Config{Inputs: in1("x", xyz...), Batching: &BatchingConfig{}}},
+		{name: "batch1/batching", model: "batch1", cfg: Config{Inputs: in1("x", xyz...), Batching: &BatchingConfig{}}},
 		// Opsets and IR versions: opset 13 / IR 7, opset 17 (the newest onnx 1.12 writes) / IR 8.
 		{name: "opset13", model: "opset13", cfg: Config{Inputs: in1("x", xyz...)}},
 		{name: "out_rank1", model: "out_rank1", cfg: Config{Inputs: in1("x", xyz...)}},
@@ -277,6 +279,58 @@ func TestZooBadValues(t *testing.T) {
 			}
 			if err := m.PredictF64(rows[:3*f], 3, out, false); err != nil {
 				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// TestZooBatching: with dynamic batching, concurrent calls on models with typed inputs, a
+// ZipMap output and an output read after the run get their own rows' scores.
+func TestZooBatching(t *testing.T) {
+	z, rows := loadZoo(t)
+	nrows, f := len(z.Rows), len(z.Features)
+	byName := map[string]zooCase{}
+	for _, c := range zooCases() {
+		byName[c.name] = c
+	}
+	for _, name := range []string{"batch16/batching", "zipmap/p2", "zipmap_str/p0", "if_width/p1", "per_feature/by-name", "float16", "bool", "tree_multi"} {
+		c := byName[name]
+		t.Run(name, func(t *testing.T) {
+			cfg := c.cfg
+			cfg.Device = testDevice
+			cfg.Batching = &BatchingConfig{MaxBatch: 8, MaxQueueDelayUs: 200} // below batch16's fixed 16
+			m, err := Load(zooPath(c.model), cfg, z.Features)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			want := c.want(t, z)
+			w := len(want) / nrows
+			errs := make(chan error, nrows)
+			for lo := 0; lo < nrows; lo += 3 {
+				n := min(3, nrows-lo)
+				go func() {
+					got := make([]float64, n*w)
+					if err := m.PredictF64(rows[lo*f:(lo+n)*f], n, got, false); err != nil {
+						errs <- err
+						return
+					}
+					for i := range got {
+						if d := math.Abs(got[i] - want[lo*w+i]); !(d <= tolerance()*math.Max(1, math.Abs(want[lo*w+i]))) {
+							errs <- fmt.Errorf("rows %d+%d value %d = %v, want %v", lo, n, i, got[i], want[lo*w+i])
+							return
+						}
+					}
+					errs <- nil
+				}()
+			}
+			for lo := 0; lo < nrows; lo += 3 {
+				if err := <-errs; err != nil {
+					t.Fatal(err)
+				}
+			}
+			if st := m.BatchStats(); st.Requests == 0 {
+				t.Fatalf("no call went through the batcher: %+v", st)
 			}
 		})
 	}
