@@ -73,6 +73,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("device: cuda:3\nbatching: {max_batch: 64, max_queue_delay_us: 100, queue_size: 8}\n"))
 	f.Add([]byte("graph_optimization: basic\nintra_op_threads: 2\n"))
 	f.Add([]byte("inputs: [{name: x, features: [a, a, b]}]\n"))
+	f.Add([]byte("inputs: [{name: f0, dtype: float64, features: [f0]}, {name: h, dtype: float16, features: [b]}, {name: c, dtype: int32, features: [c]}, {name: flag, dtype: bool, features: [d]}]\n"))
+	f.Add([]byte("output: {name: output_probability, index: 2}\nbatching: {max_batch: 16}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data)
 		if err != nil {
