@@ -15,8 +15,9 @@ import (
 // one float32 input that takes every feature in order and one output.
 type Config struct {
 	// Inputs maps the model's named input tensors to features. Every input of the model
-	// must be listed. Default (empty): the model has exactly one input, which takes all
-	// features in the sidecar's order.
+	// must be listed. Default (empty): inputs of one value per row ([N] or [N, 1]) that
+	// are all named like features take each its feature; else the model must have
+	// exactly one input, which takes all features in the sidecar's order.
 	Inputs []InputConfig `yaml:"inputs"`
 	// Output selects the score. Default: the model's only output.
 	Output OutputConfig `yaml:"output"`
@@ -37,7 +38,8 @@ type Config struct {
 }
 
 // InputConfig maps one input tensor of the model to features. The tensor is dense
-// [N, len(Features)]: row r, column c holds feature Features[c] of row r.
+// [N, len(Features)] (or [N] for one feature): row r, column c holds feature Features[c]
+// of row r.
 type InputConfig struct {
 	// Name is the input tensor's name in the ONNX graph.
 	Name string `yaml:"name"`

@@ -3,8 +3,9 @@
 // interface as the tree models.
 //
 // The sidecar gives a Model rows of features in its own order; Config maps them to the
-// model's named input tensors (dense float32 [N, F] and int64 id tensors [N, K] for
-// embedding lookups) and picks the output that is the score. Input and output tensors
+// model's named input tensors ([N, F] or [N] of float32, float64, float16, int64 or int32
+// ids, bool) and picks the output that is the score (a numeric tensor, or one class of a
+// ZipMap). Models exported with a fixed batch size run in chunks of it. Input and output tensors
 // live in C memory owned by the Model (pooled per concurrent call), so ONNX Runtime never
 // keeps a pointer into Go memory after a call. With Config.Batching, concurrent Predict
 // calls are merged into one run (dynamic batching).
@@ -318,14 +319,14 @@ func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 			byFeature = byFeature && isFeature && oneValuePerRow(in)
 		}
 		switch {
-		case len(modelIn) == 1:
-			inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
 		case byFeature:
 			// One input per column named after it (skl2onnx with one input per feature,
 			// hummingbird): each takes its feature.
 			for _, in := range modelIn {
 				inputs = append(inputs, InputConfig{Name: in.Name, Features: []string{in.Name}})
 			}
+		case len(modelIn) == 1:
+			inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
 		default:
 			return fmt.Errorf("the model has %d inputs (%s); map each in onnx.inputs (inputs of one value per row named like features are mapped by name)",
 				len(modelIn), describeAll(modelIn))
