@@ -87,6 +87,18 @@ def typed_input(elem, np_in, feats, squeeze_out):
     return m, lambda x: {"y": (np_in(col(x, *feats)).astype(np.float32) @ w).ravel()}
 
 
+def float16_rank3_out():
+    """A half-precision model's output with a trailing axis: x float [N,3] -> MatMul 3x2 ->
+    Cast float16 -> Reshape -> y float16 [N,2,1] (two values per row)."""
+    w = np.array([[0.5, -1.0], [0.25, 2.0], [-0.75, 0.125]], np.float32)
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+             helper.make_node("Cast", ["xw"], ["xh"], to=TensorProto.FLOAT16),
+             helper.make_node("Reshape", ["xh", "shape"], ["y"])]
+    m = model(nodes, "float16_out", [vi("x", TensorProto.FLOAT, ["N", 3])], [vi("y", TensorProto.FLOAT16, ["N", 2, 1])],
+              [numpy_helper.from_array(w, "w"), numpy_helper.from_array(np.array([-1, 2, 1], np.int64), "shape")])
+    return m, lambda x: {"y": (col(x, "f0", "f1", "f2").astype(np.float32) @ w).astype(np.float16).astype(np.float64).ravel()}
+
+
 def double_model():
     """skl2onnx with DoubleTensorType: x double [N,3] -> MatMul + Add (double) -> y double [N,1]."""
     w = np.array([[0.1], [0.2], [-0.3]], np.float64)
@@ -326,6 +338,7 @@ def main():
         "opset13": linear("N", opset=13, ir=7),
         "out_rank1": linear("N", squeeze=True),
         "double": double_model(),
+        "float16_out": float16_rank3_out(),
         "float16": typed_input(TensorProto.FLOAT16, f16, ["f0", "f1", "f2"], squeeze_out=True),
         "int32": typed_input(TensorProto.INT32, lambda v: v.astype(np.int32), ["i0", "i1"], squeeze_out=False),
         "int64": typed_input(TensorProto.INT64, lambda v: v.astype(np.int64), ["i0", "i1"], squeeze_out=True),

@@ -80,6 +80,9 @@ func zooCases() []zooCase {
 		{name: "double/wrong-dtype", model: "double", cfg: Config{Inputs: []InputConfig{{Name: "x", DType: "float32", Features: xyz}}},
 			wantErr: `onnx.inputs "x" has dtype float32, but the model's input is float64`},
 		{name: "float16", model: "float16", cfg: Config{Inputs: in1("x", xyz...)}},
+		// A float16 output [N,2,1]: both values per row, or one.
+		{name: "float16_out/all", model: "float16_out", cfg: Config{Inputs: in1("x", xyz...)}},
+		{name: "float16_out/1", model: "float16_out", cfg: Config{Inputs: in1("x", xyz...), Output: outIdx("y", 1)}},
 		{name: "int32", model: "int32", cfg: Config{Inputs: in1("x", "i0", "i1")}, f64Only: true},
 		{name: "int64", model: "int64", cfg: Config{Inputs: in1("x", "i0", "i1")}, f64Only: true},
 		{name: "bool", model: "bool", cfg: Config{Inputs: in1("x", "b0", "b1")}},
