@@ -52,16 +52,6 @@ var kinds = map[ort.TensorElementDataType]struct {
 	ort.TensorElementDataTypeBool:    {kindBool, dtypeBool},
 }
 
-// kindName is the dtype name of k (as onnx.inputs spells it).
-func kindName(k elemKind) string {
-	for _, v := range kinds {
-		if v.kind == k {
-			return v.name
-		}
-	}
-	return "unknown"
-}
-
 // cbuf is a tensor buffer in C memory (malloc), so ONNX Runtime never holds a pointer into
 // Go memory, and the tensor over it for the last row count used. It grows, never shrinks,
 // and is freed by release. A cbuf is used by one call at a time.
