@@ -135,7 +135,7 @@ func zooCases() []zooCase {
 		// Broken files.
 		{name: "truncated", model: "truncated", cfg: Config{Inputs: in1("x", xyz...)}, wantErr: "is not a loadable ONNX model"},
 		{name: "external_data", model: "external_data", cfg: Config{Inputs: in1("x", xyz...)},
-			wantErr: "keeps tensors in external data files"},
+			wantErr: `keeps tensor "w" in an external data file ("weights.bin"), which predictd does not read`},
 	}
 }
 
