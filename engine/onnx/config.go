@@ -43,8 +43,9 @@ type Config struct {
 type InputConfig struct {
 	// Name is the input tensor's name in the ONNX graph.
 	Name string `yaml:"name"`
-	// DType is float32, float64, float16, int64, int32 or bool; default: the model's type
-	// for this input (set, it must agree). Every input takes its values from the same
+	// DType is float32, float64, float16, int64, int32 or bool (ONNX's names float,
+	// double and half are accepted too); default: the model's type for this input (set,
+	// it must agree). Every input takes its values from the same
 	// feature rows: floats are rounded to the input's precision; an int64 or int32 input
 	// (embedding ids for a Gather, categorical codes) takes integers, a bool input 0 or 1;
 	// any other value is an ErrInvalidInput.
@@ -134,7 +135,7 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("onnx config: input %q is listed twice", in.Name)
 		}
 		seen[in.Name] = true
-		switch in.DType {
+		switch canonicalDType(in.DType) {
 		case "", dtypeFloat32, dtypeFloat64, dtypeFloat16, dtypeInt64, dtypeInt32, dtypeBool:
 		default:
 			return fmt.Errorf("onnx config: input %q: dtype %q (want float32, float64, float16, int64, int32 or bool)", in.Name, in.DType)
@@ -185,6 +186,20 @@ const (
 	dtypeInt32   = "int32"
 	dtypeBool    = "bool"
 )
+
+// canonicalDType maps ONNX's own names of element types (float, double, float16's
+// "half" in numpy) to the dtype names used here; other names are returned as they are.
+func canonicalDType(s string) string {
+	switch s {
+	case "float":
+		return dtypeFloat32
+	case "double":
+		return dtypeFloat64
+	case "half":
+		return dtypeFloat16
+	}
+	return s
+}
 
 // parseDevice splits "cpu", "cuda" or "cuda:N" into (cuda, device id).
 func parseDevice(s string) (cuda bool, id int, err error) {

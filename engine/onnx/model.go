@@ -351,7 +351,7 @@ func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 			return fmt.Errorf("input %q has element type %s; supported input types: float32, float64, float16, int64, int32, bool", ic.Name, elemName(info.DataType))
 		}
 		in.kind = k.kind
-		if ic.DType != "" && ic.DType != k.name {
+		if ic.DType != "" && canonicalDType(ic.DType) != k.name {
 			return fmt.Errorf("onnx.inputs %q has dtype %s, but the model's input is %s", ic.Name, ic.DType, k.name)
 		}
 		dims := info.Dimensions

@@ -77,6 +77,7 @@ func zooCases() []zooCase {
 		// Input element types.
 		{name: "double", model: "double", cfg: Config{Inputs: in1("x", xyz...)}, tol: 1e-12, f64Only: true},
 		{name: "double/dtype", model: "double", cfg: Config{Inputs: []InputConfig{{Name: "x", DType: "float64", Features: xyz}}}, tol: 1e-12, f64Only: true},
+		{name: "double/onnx-name", model: "double", cfg: Config{Inputs: []InputConfig{{Name: "x", DType: "double", Features: xyz}}}, tol: 1e-12, f64Only: true},
 		{name: "double/wrong-dtype", model: "double", cfg: Config{Inputs: []InputConfig{{Name: "x", DType: "float32", Features: xyz}}},
 			wantErr: `onnx.inputs "x" has dtype float32, but the model's input is float64`},
 		{name: "float16", model: "float16", cfg: Config{Inputs: in1("x", xyz...)}},
