@@ -157,7 +157,7 @@ def linear_classifier(post, zipmap=False, string_labels=False, prob_shape=("N", 
     if zipmap:
         labels = dict(classlabels_strings=["b", "a", "c"]) if string_labels else dict(classlabels_int64s=[0, 1, 2])
         nodes.append(helper.make_node("ZipMap", ["probs"], ["output_probability"], domain=ML, **labels))
-        mt = onnx.TypeProto()  # seq(map(int64, float)); onnx 1.12's helper has no make_map_type_proto
+        mt = onnx.TypeProto()  # seq(map(key, float)); onnx 1.12's onnx.helper has no make_map_type_proto
         mt.map_type.key_type = TensorProto.STRING if string_labels else TensorProto.INT64
         mt.map_type.value_type.tensor_type.elem_type = TensorProto.FLOAT
         outs.append(helper.make_value_info("output_probability", helper.make_sequence_type_proto(mt)))
