@@ -2,6 +2,7 @@ package onnx
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -277,7 +278,7 @@ func TestZooBadValues(t *testing.T) {
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), "row 2") ||
+			if !errors.Is(err, ErrInvalidInput) || !strings.Contains(err.Error(), c.msg) || !strings.Contains(err.Error(), "row 2") ||
 				!strings.Contains(err.Error(), fmt.Sprintf("%q", c.feature)) {
 				t.Fatalf("error %v; want ErrInvalidInput for row 2, feature %q: %s", err, c.feature, c.msg)
 			}
