@@ -10,6 +10,7 @@ import (
 	"sync"
 	"unsafe"
 
+	"github.com/x448/float16"
 	ort "github.com/yalue/onnxruntime_go"
 )
 
@@ -20,13 +21,35 @@ const (
 	kindF32 elemKind = iota
 	kindF64
 	kindI64
+	kindI32
+	kindF16 // IEEE half precision, stored as its bits (uint16)
+	kindBool
 )
 
 func (k elemKind) size() int {
-	if k == kindF32 {
-		return 4
+	switch k {
+	case kindF64, kindI64:
+		return 8
+	case kindF16:
+		return 2
+	case kindBool:
+		return 1
 	}
-	return 8
+	return 4
+}
+
+// kinds maps ONNX element types to the buffer kinds predictd feeds and reads, with the
+// dtype names of onnx.inputs.
+var kinds = map[ort.TensorElementDataType]struct {
+	kind elemKind
+	name string
+}{
+	ort.TensorElementDataTypeFloat:   {kindF32, dtypeFloat32},
+	ort.TensorElementDataTypeDouble:  {kindF64, dtypeFloat64},
+	ort.TensorElementDataTypeFloat16: {kindF16, dtypeFloat16},
+	ort.TensorElementDataTypeInt64:   {kindI64, dtypeInt64},
+	ort.TensorElementDataTypeInt32:   {kindI32, dtypeInt32},
+	ort.TensorElementDataTypeBool:    {kindBool, dtypeBool},
 }
 
 // cbuf is a tensor buffer in C memory (malloc), so ONNX Runtime never holds a pointer into
@@ -72,6 +95,12 @@ func (b *cbuf) prepare(n int) error {
 		b.t, err = ort.NewTensor(shape, unsafe.Slice((*float64)(b.p), elems))
 	case kindI64:
 		b.t, err = ort.NewTensor(shape, unsafe.Slice((*int64)(b.p), elems))
+	case kindI32:
+		b.t, err = ort.NewTensor(shape, unsafe.Slice((*int32)(b.p), elems))
+	case kindBool:
+		b.t, err = ort.NewTensor(shape, unsafe.Slice((*bool)(b.p), elems))
+	case kindF16:
+		b.t, err = ort.NewCustomDataTensor(shape, unsafe.Slice((*byte)(b.p), elems*2), ort.TensorElementDataTypeFloat16)
 	}
 	if err != nil {
 		b.t = nil
@@ -86,6 +115,36 @@ func (b *cbuf) prepare(n int) error {
 func (b *cbuf) f32(n int) []float32 { return unsafe.Slice((*float32)(b.p), n*b.width) }
 func (b *cbuf) f64(n int) []float64 { return unsafe.Slice((*float64)(b.p), n*b.width) }
 func (b *cbuf) i64(n int) []int64   { return unsafe.Slice((*int64)(b.p), n*b.width) }
+func (b *cbuf) i32(n int) []int32   { return unsafe.Slice((*int32)(b.p), n*b.width) }
+func (b *cbuf) u16(n int) []uint16  { return unsafe.Slice((*uint16)(b.p), n*b.width) }
+func (b *cbuf) bools(n int) []bool  { return unsafe.Slice((*bool)(b.p), n*b.width) }
+
+// at returns element i of the first n rows as a float64 (bool: 0 or 1).
+func (b *cbuf) at(n, i int) float64 {
+	switch b.kind {
+	case kindF32:
+		return float64(b.f32(n)[i])
+	case kindF64:
+		return b.f64(n)[i]
+	case kindI64:
+		return float64(b.i64(n)[i])
+	case kindI32:
+		return float64(b.i32(n)[i])
+	case kindF16:
+		return float64(float16.Frombits(b.u16(n)[i]).Float32())
+	case kindBool:
+		if b.bools(n)[i] {
+			return 1
+		}
+	}
+	return 0
+}
+
+// zero clears rows [off, off+n) (all-zero bytes: 0, 0.0, false).
+func (b *cbuf) zero(off, n int) {
+	sz := b.width * b.kind.size()
+	clear(unsafe.Slice((*byte)(b.p), (off+n)*sz)[off*sz:])
+}
 
 func (b *cbuf) dropTensor() {
 	if b.t != nil {
@@ -106,6 +165,10 @@ type arena struct {
 	out  cbuf
 	ins  []ort.Value // Run's argument slices, kept to avoid allocating them per call
 	outs []ort.Value
+	// dyn holds the scores of the last run (row-major, NumOutputs per row) when the
+	// output's size is not known before the run (a ZipMap sequence, a tensor whose width
+	// the graph leaves open): ONNX Runtime allocates that output and run copies it here.
+	dyn []float64
 }
 
 // prepare readies every input and the output for n rows and fills ins/outs.
@@ -115,6 +178,10 @@ func (a *arena) prepare(n int) error {
 			return err
 		}
 		a.ins[i] = a.in[i].t
+	}
+	if a.out.width == 0 { // dynamic output: ONNX Runtime allocates it per run
+		a.outs[0] = nil
+		return nil
 	}
 	if err := a.out.prepare(n); err != nil {
 		return err

@@ -250,7 +250,11 @@ func (b *batcher) run(batch []*request, rows int) {
 	}
 	a := m.arenas.get()
 	defer m.arenas.put(a)
-	if err := a.prepare(rows); err != nil {
+	runRows := rows
+	if m.batchDim > 0 {
+		runRows = int(m.batchDim) // rows <= max_batch <= the fixed size; the rest is padding
+	}
+	if err := a.prepare(runRows); err != nil {
 		for _, r := range batch {
 			r.finish(err)
 		}
@@ -262,9 +266,12 @@ func (b *batcher) run(batch []*request, rows int) {
 		off += r.nrows
 	}
 	errs := b.fillAll(a, batch, rows)
+	if runRows > rows {
+		zeroRows(a, rows, runRows-rows)
+	}
 	// A request with a bad value fails alone; the others run. Its rows stay in the batch
 	// (zeroed) and their outputs are ignored.
-	err := m.run(a.ins, a.outs)
+	err := m.run(a, runRows)
 	// Counted before any caller is answered, so a caller that reads BatchStats after its
 	// call returns sees its own run.
 	b.batches.Add(1)
@@ -351,14 +358,7 @@ func (b *batcher) fillOne(a *arena, r *request) error {
 // leaves valid ids (0) in the batch.
 func zeroRows(a *arena, off, n int) {
 	for i := range a.in {
-		in := &a.in[i]
-		k := in.width
-		switch in.kind {
-		case kindF32:
-			clear(in.f32(off + n)[off*k:])
-		case kindI64:
-			clear(in.i64(off + n)[off*k:])
-		}
+		a.in[i].zero(off, n)
 	}
 }
 

@@ -15,8 +15,9 @@ import (
 // one float32 input that takes every feature in order and one output.
 type Config struct {
 	// Inputs maps the model's named input tensors to features. Every input of the model
-	// must be listed. Default (empty): the model has exactly one input, which takes all
-	// features in the sidecar's order.
+	// must be listed. Default (empty): inputs of one value per row ([N] or [N, 1]) that
+	// are all named like features take each its feature; else the model must have
+	// exactly one input, which takes all features in the sidecar's order.
 	Inputs []InputConfig `yaml:"inputs"`
 	// Output selects the score. Default: the model's only output.
 	Output OutputConfig `yaml:"output"`
@@ -37,13 +38,17 @@ type Config struct {
 }
 
 // InputConfig maps one input tensor of the model to features. The tensor is dense
-// [N, len(Features)]: row r, column c holds feature Features[c] of row r.
+// [N, len(Features)] (or [N] for one feature): row r, column c holds feature Features[c]
+// of row r.
 type InputConfig struct {
 	// Name is the input tensor's name in the ONNX graph.
 	Name string `yaml:"name"`
-	// DType is float32 or int64; default: the model's type for this input. An int64 input
-	// (embedding ids for a Gather) takes its values from the same float feature matrix,
-	// cast to int64; a value that is not an integer is an error.
+	// DType is float32, float64, float16, int64, int32 or bool (ONNX's names float,
+	// double and half are accepted too); default: the model's type for this input (set,
+	// it must agree). Every input takes its values from the same
+	// feature rows: floats are rounded to the input's precision; an int64 or int32 input
+	// (embedding ids for a Gather, categorical codes) takes integers, a bool input 0 or 1;
+	// any other value is an ErrInvalidInput.
 	DType string `yaml:"dtype"`
 	// Features names the columns in order; each must be one of the model's features.
 	Features []string `yaml:"features"`
@@ -54,7 +59,9 @@ type OutputConfig struct {
 	// Name is the output tensor; default: the model's only output.
 	Name string `yaml:"name"`
 	// Index picks one column of an [N, K] output (e.g. 1 for the positive class of a
-	// softmax); default: all K columns, so NumOutputs is K.
+	// softmax); default: all K columns, so NumOutputs is K. For a ZipMap output
+	// (skl2onnx's seq(map(class, probability))) it is the class's position among the
+	// sorted class labels, and required.
 	Index *int `yaml:"index"`
 }
 
@@ -128,10 +135,10 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("onnx config: input %q is listed twice", in.Name)
 		}
 		seen[in.Name] = true
-		switch in.DType {
-		case "", dtypeFloat32, dtypeInt64:
+		switch canonicalDType(in.DType) {
+		case "", dtypeFloat32, dtypeFloat64, dtypeFloat16, dtypeInt64, dtypeInt32, dtypeBool:
 		default:
-			return fmt.Errorf("onnx config: input %q: dtype %q (want float32 or int64)", in.Name, in.DType)
+			return fmt.Errorf("onnx config: input %q: dtype %q (want float32, float64, float16, int64, int32 or bool)", in.Name, in.DType)
 		}
 		if len(in.Features) == 0 {
 			return fmt.Errorf("onnx config: input %q: features is empty", in.Name)
@@ -173,8 +180,26 @@ func (c *Config) Validate() error {
 
 const (
 	dtypeFloat32 = "float32"
+	dtypeFloat64 = "float64"
+	dtypeFloat16 = "float16"
 	dtypeInt64   = "int64"
+	dtypeInt32   = "int32"
+	dtypeBool    = "bool"
 )
+
+// canonicalDType maps ONNX's own names of element types (float, double, float16's
+// "half" in numpy) to the dtype names used here; other names are returned as they are.
+func canonicalDType(s string) string {
+	switch s {
+	case "float":
+		return dtypeFloat32
+	case "double":
+		return dtypeFloat64
+	case "half":
+		return dtypeFloat16
+	}
+	return s
+}
 
 // parseDevice splits "cpu", "cuda" or "cuda:N" into (cuda, device id).
 func parseDevice(s string) (cuda bool, id int, err error) {

@@ -49,7 +49,7 @@ batching: {max_batch: 8192, max_queue_delay_us: 500, queue_size: 64}
 	bad("batching: {max_batch: 10, delay: 5}", "field delay not found")
 	bad("inputs: [{features: [a]}]", "name is empty")
 	bad("inputs: [{name: x, features: [a]}, {name: x, features: [b]}]", `"x" is listed twice`)
-	bad("inputs: [{name: x, dtype: float64, features: [a]}]", "want float32 or int64")
+	bad("inputs: [{name: x, dtype: float8, features: [a]}]", "want float32, float64, float16, int64, int32 or bool")
 	bad("inputs: [{name: x}]", "features is empty")
 	bad("inputs: [{name: x, features: [a, '']}]", "features[1] is empty")
 	bad("output: {index: -1}", "negative")
@@ -73,6 +73,8 @@ func FuzzParseConfig(f *testing.F) {
 	f.Add([]byte("device: cuda:3\nbatching: {max_batch: 64, max_queue_delay_us: 100, queue_size: 8}\n"))
 	f.Add([]byte("graph_optimization: basic\nintra_op_threads: 2\n"))
 	f.Add([]byte("inputs: [{name: x, features: [a, a, b]}]\n"))
+	f.Add([]byte("inputs: [{name: f0, dtype: float64, features: [f0]}, {name: h, dtype: float16, features: [b]}, {name: c, dtype: int32, features: [c]}, {name: flag, dtype: bool, features: [d]}]\n"))
+	f.Add([]byte("output: {name: output_probability, index: 2}\nbatching: {max_batch: 16}\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		cfg, err := ParseConfig(data)
 		if err != nil {

@@ -3,8 +3,9 @@
 // interface as the tree models.
 //
 // The sidecar gives a Model rows of features in its own order; Config maps them to the
-// model's named input tensors (dense float32 [N, F] and int64 id tensors [N, K] for
-// embedding lookups) and picks the output that is the score. Input and output tensors
+// model's named input tensors ([N, F] or [N] of float32, float64, float16, int64 or int32
+// ids, bool) and picks the output that is the score (a numeric tensor, or one class of a
+// ZipMap). Models exported with a fixed batch size run in chunks of it. Input and output tensors
 // live in C memory owned by the Model (pooled per concurrent call), so ONNX Runtime never
 // keeps a pointer into Go memory after a call. With Config.Batching, concurrent Predict
 // calls are merged into one run (dynamic batching).
@@ -18,11 +19,13 @@ import (
 	"math"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 
+	"github.com/x448/float16"
 	ort "github.com/yalue/onnxruntime_go"
 
 	"github.com/predictd/predictd/engine"
@@ -52,8 +55,9 @@ const maxExactInt = 1 << 53
 // input is one input tensor of the model and the feature columns that fill it.
 type input struct {
 	name string
-	kind elemKind // kindF32 or kindI64
-	cols []int    // feature index of each column, len = the tensor's second dimension
+	kind elemKind
+	cols []int // feature index of each column, len = the tensor's second dimension
+	rank int   // 1: [N] (one feature), 2: [N, len(cols)]
 }
 
 // Model is an ONNX model loaded into an ONNX Runtime session. Predict methods are safe for
@@ -63,13 +67,18 @@ type Model struct {
 	features []string
 	inputs   []input
 	outName  string
-	outKind  elemKind // kindF32 or kindF64
-	outRow   []int64  // output shape after the batch dimension
-	outWidth int      // values per row in the output tensor
-	outIndex int      // the column that is the score, or -1 for all
+	outKind  elemKind
+	outRow   []int64 // output shape after the batch dimension
+	outWidth int     // values per row in the output tensor; 0 when outDyn
+	outIndex int     // the column that is the score, or -1 for all
 	numOut   int
-	batchDim int64 // fixed batch size of the model's inputs, or 0 when dynamic
-	device   string
+	// outDyn: the output's size is known only after a run (a ZipMap sequence, or a tensor
+	// whose width the graph leaves open); ONNX Runtime allocates it and run reads the
+	// outIndex column into the arena's dyn.
+	outDyn    bool
+	outZipMap bool  // outDyn, and the output is seq(map(class, probability))
+	batchDim  int64 // fixed batch size of the model's inputs, or 0 when dynamic: rows run in chunks of it
+	device    string
 
 	// zeroCopy: PredictF32 lends the caller's rows to ONNX Runtime (pinned, for the call
 	// only) instead of copying them, because the model's only input is float32 and takes
@@ -109,8 +118,18 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 	if len(data) == 0 {
 		return nil, fmt.Errorf("onnx: %s is empty, not an ONNX model", modelPath)
 	}
+	if name, loc, ok := externalTensor(data); ok {
+		return nil, fmt.Errorf("onnx: %s keeps tensor %q in an external data file (%q), which predictd does not read (it loads a model from its own bytes); "+
+			"save it as one file: onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB)", modelPath, name, loc)
+	}
 	modelIn, modelOut, err := ort.GetInputOutputInfoWithONNXData(data)
 	if err != nil {
+		if strings.Contains(strings.ToLower(err.Error()), "external data") {
+			// ONNX Runtime would look for the files relative to the working directory, as
+			// the model comes from memory: refuse it and say how to re-save it.
+			return nil, fmt.Errorf("onnx: %s keeps tensors in external data files, which predictd does not read (it loads a model from its own bytes); "+
+				"save it as one file: onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB): %s", modelPath, ortReason(err.Error()))
+		}
 		return nil, fmt.Errorf("onnx: %s is not a loadable ONNX model: %w", modelPath, err)
 	}
 	m := &Model{path: modelPath, features: append([]string(nil), features...)}
@@ -120,7 +139,8 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 	if err := m.mapOutput(cfg, modelOut); err != nil {
 		return nil, fmt.Errorf("onnx: %s: %w", modelPath, err)
 	}
-	m.zeroCopy = len(m.inputs) == 1 && m.inputs[0].kind == kindF32 && isIdentity(m.inputs[0].cols, len(features))
+	m.zeroCopy = len(m.inputs) == 1 && m.inputs[0].kind == kindF32 && m.inputs[0].rank == 2 &&
+		m.batchDim == 0 && isIdentity(m.inputs[0].cols, len(features))
 	m.pinMinValues = pinMinValues
 
 	names := make([]string, len(m.inputs))
@@ -150,11 +170,19 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 	}
 	m.arenas.newFn = m.newArena
 	if b := cfg.Batching; b != nil {
+		bc := *b
 		if m.batchDim != 0 {
-			m.sess.Destroy()
-			return nil, fmt.Errorf("onnx: %s: batching needs a dynamic batch dimension, but the inputs have a fixed batch size of %d; re-export the model with a dynamic first axis or remove onnx.batching", modelPath, m.batchDim)
+			// A fixed batch size B: merged runs fill (and pad) one batch of B rows.
+			if bc.MaxBatch == 0 {
+				bc.MaxBatch = int(m.batchDim)
+			}
+			if int64(bc.MaxBatch) > m.batchDim {
+				m.sess.Destroy()
+				return nil, fmt.Errorf("onnx: %s: batching.max_batch %d, but the model has a fixed batch size of %d; set max_batch to at most %d (or leave it out), or re-export the model with a dynamic first axis",
+					modelPath, bc.MaxBatch, m.batchDim, m.batchDim)
+			}
 		}
-		m.batch = newBatcher(m, *b)
+		m.batch = newBatcher(m, bc)
 	}
 	return m, nil
 }
@@ -236,6 +264,43 @@ func expandVectors(names []string, featIdx map[string]int) []string {
 	return out
 }
 
+// elemName names an ONNX element type as onnx.inputs spells dtypes (float32, int64, ...),
+// or ONNX's own name in lower case for the types predictd does not feed (string, uint8).
+func elemName(t ort.TensorElementDataType) string {
+	if k, ok := kinds[t]; ok {
+		return k.name
+	}
+	return strings.ToLower(strings.TrimPrefix(t.String(), "ONNX_TENSOR_ELEMENT_DATA_TYPE_"))
+}
+
+// describe names an input or output with its type and shape, for messages:
+// "probabilities float32 [-1 3]", "output_probability sequence".
+func describe(io ort.InputOutputInfo) string {
+	switch io.OrtValueType {
+	case ort.ONNXTypeTensor:
+		return fmt.Sprintf("%s %s %v", io.Name, elemName(io.DataType), []int64(io.Dimensions))
+	case ort.ONNXTypeSequence:
+		return io.Name + " sequence"
+	case ort.ONNXTypeMap:
+		return io.Name + " map"
+	}
+	return io.Name + " " + strings.ToLower(strings.TrimPrefix(io.OrtValueType.String(), "ONNX_TYPE_"))
+}
+
+func describeAll(ios []ort.InputOutputInfo) string {
+	s := make([]string, len(ios))
+	for i, io := range ios {
+		s[i] = describe(io)
+	}
+	return strings.Join(s, ", ")
+}
+
+// oneValuePerRow reports whether a tensor takes one value per row: [N] or [N, 1].
+func oneValuePerRow(io ort.InputOutputInfo) bool {
+	d := io.Dimensions
+	return io.OrtValueType == ort.ONNXTypeTensor && (len(d) == 1 || len(d) == 2 && d[1] == 1)
+}
+
 func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 	byName := make(map[string]ort.InputOutputInfo, len(modelIn))
 	names := make([]string, len(modelIn))
@@ -252,10 +317,24 @@ func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 	}
 	inputs := cfg.Inputs
 	if len(inputs) == 0 {
-		if len(modelIn) != 1 {
-			return fmt.Errorf("the model has %d inputs (%s); map each in onnx.inputs", len(modelIn), strings.Join(names, ", "))
+		byFeature := true
+		for _, in := range modelIn {
+			_, isFeature := featIdx[in.Name]
+			byFeature = byFeature && isFeature && oneValuePerRow(in)
 		}
-		inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
+		switch {
+		case byFeature:
+			// One input per column named after it (skl2onnx with one input per feature,
+			// hummingbird): each takes its feature.
+			for _, in := range modelIn {
+				inputs = append(inputs, InputConfig{Name: in.Name, Features: []string{in.Name}})
+			}
+		case len(modelIn) == 1:
+			inputs = []InputConfig{{Name: modelIn[0].Name, Features: m.features}}
+		default:
+			return fmt.Errorf("the model has %d inputs (%s); map each in onnx.inputs (inputs of one value per row named like features are mapped by name)",
+				len(modelIn), describeAll(modelIn))
+		}
 	}
 	for _, ic := range inputs {
 		ic.Features = expandVectors(ic.Features, featIdx)
@@ -264,27 +343,31 @@ func (m *Model) mapInputs(cfg Config, modelIn []ort.InputOutputInfo) error {
 			return fmt.Errorf("onnx.inputs names %q, but the model's inputs are %s", ic.Name, strings.Join(names, ", "))
 		}
 		in := input{name: ic.Name}
-		switch info.DataType {
-		case ort.TensorElementDataTypeFloat:
-			in.kind = kindF32
-		case ort.TensorElementDataTypeInt64:
-			in.kind = kindI64
-		default:
-			return fmt.Errorf("input %q has element type %v; only float32 and int64 inputs are supported", ic.Name, info.DataType)
-		}
 		if info.OrtValueType != ort.ONNXTypeTensor {
-			return fmt.Errorf("input %q is a %v, not a tensor", ic.Name, info.OrtValueType)
+			return fmt.Errorf("input %q is a %s, not a tensor", ic.Name, describe(info))
 		}
-		if want := map[elemKind]string{kindF32: dtypeFloat32, kindI64: dtypeInt64}[in.kind]; ic.DType != "" && ic.DType != want {
-			return fmt.Errorf("onnx.inputs %q has dtype %s, but the model's input is %s", ic.Name, ic.DType, want)
+		k, ok := kinds[info.DataType]
+		if !ok {
+			return fmt.Errorf("input %q has element type %s; supported input types: float32, float64, float16, int64, int32, bool", ic.Name, elemName(info.DataType))
+		}
+		in.kind = k.kind
+		if ic.DType != "" && canonicalDType(ic.DType) != k.name {
+			return fmt.Errorf("onnx.inputs %q has dtype %s, but the model's input is %s", ic.Name, ic.DType, k.name)
 		}
 		dims := info.Dimensions
-		if len(dims) != 2 {
-			return fmt.Errorf("input %q has shape %v; only [batch, features] inputs are supported", ic.Name, dims)
+		switch len(dims) {
+		case 1:
+			if len(ic.Features) != 1 {
+				return fmt.Errorf("input %q has shape %v (one value per row), but onnx.inputs maps %d features to it", ic.Name, dims, len(ic.Features))
+			}
+		case 2:
+			if dims[1] > 0 && dims[1] != int64(len(ic.Features)) {
+				return fmt.Errorf("input %q has shape %v, but onnx.inputs maps %d features to it", ic.Name, dims, len(ic.Features))
+			}
+		default:
+			return fmt.Errorf("input %q has shape %v; only [batch] and [batch, features] inputs are supported", ic.Name, dims)
 		}
-		if dims[1] > 0 && dims[1] != int64(len(ic.Features)) {
-			return fmt.Errorf("input %q has shape %v, but onnx.inputs maps %d features to it", ic.Name, dims, len(ic.Features))
-		}
+		in.rank = len(dims)
 		if dims[0] > 0 {
 			if m.batchDim != 0 && m.batchDim != dims[0] {
 				return fmt.Errorf("inputs disagree on the batch size (%d vs %d)", m.batchDim, dims[0])
@@ -335,27 +418,62 @@ func (m *Model) mapOutput(cfg Config, modelOut []ort.InputOutputInfo) error {
 	case len(modelOut) == 1:
 		info = &modelOut[0]
 	default:
-		return fmt.Errorf("the model has %d outputs (%s); choose the score with onnx.output.name", len(modelOut), strings.Join(names, ", "))
+		return fmt.Errorf("the model has %d outputs (%s); choose the score with onnx.output.name", len(modelOut), describeAll(modelOut))
 	}
 	m.outName = info.Name
-	switch info.DataType {
-	case ort.TensorElementDataTypeFloat:
-		m.outKind = kindF32
-	case ort.TensorElementDataTypeDouble:
-		m.outKind = kindF64
-	default:
-		return fmt.Errorf("output %q has element type %v; only float32 and float64 outputs are supported", info.Name, info.DataType)
+	if info.OrtValueType == ort.ONNXTypeSequence {
+		// skl2onnx's ZipMap: seq(map(class label, probability)), one map per row, read
+		// after each run; only one class's probability, so the width is known now.
+		if cfg.Output.Index == nil {
+			return fmt.Errorf("output %q is a sequence of maps (skl2onnx's ZipMap: a {class: probability} map per row); "+
+				"set onnx.output.index to the class's position among the sorted class labels, "+
+				"or export with options={'zipmap': False} (zipmap=False) and pick the probabilities tensor", info.Name)
+		}
+		m.outDyn, m.outZipMap = true, true
+		m.outIndex, m.numOut = *cfg.Output.Index, 1
+		return nil
 	}
-	if info.OrtValueType != ort.ONNXTypeTensor || len(info.Dimensions) == 0 {
-		return fmt.Errorf("output %q is not a tensor with a batch dimension", info.Name)
+	if info.OrtValueType != ort.ONNXTypeTensor {
+		return fmt.Errorf("output %q is a %s, not a tensor; pick a numeric tensor output with onnx.output.name", info.Name, describe(*info))
+	}
+	k, ok := kinds[info.DataType]
+	if !ok {
+		var numeric []string
+		for _, o := range modelOut {
+			if _, ok := kinds[o.DataType]; ok && o.OrtValueType == ort.ONNXTypeTensor {
+				numeric = append(numeric, o.Name)
+			}
+		}
+		what := "element type " + elemName(info.DataType)
+		if info.DataType == ort.TensorElementDataTypeString {
+			what = "strings"
+		}
+		if len(numeric) == 0 {
+			return fmt.Errorf("output %q holds %s, and the model has no numeric output (float32, float64, float16, int64, int32, bool) to score with", info.Name, what)
+		}
+		return fmt.Errorf("output %q holds %s; pick a numeric output: %s", info.Name, what, strings.Join(numeric, ", "))
+	}
+	m.outKind = k.kind
+	if len(info.Dimensions) == 0 {
+		return fmt.Errorf("output %q is a scalar; the score needs a batch dimension", info.Name)
 	}
 	m.outRow = append([]int64(nil), info.Dimensions[1:]...)
 	m.outWidth = 1
 	for _, d := range m.outRow {
 		if d <= 0 {
-			return fmt.Errorf("output %q has shape %v; dimensions after the batch must be fixed", info.Name, info.Dimensions)
+			m.outDyn = true
 		}
 		m.outWidth *= int(d)
+	}
+	if m.outDyn {
+		// The graph leaves the width open: ONNX Runtime allocates the output per run and
+		// one column is read from it, checked against the actual width then.
+		if cfg.Output.Index == nil {
+			return fmt.Errorf("output %q has shape %v: its values per row are not fixed in the graph; set onnx.output.index to pick one", info.Name, info.Dimensions)
+		}
+		m.outRow, m.outWidth = nil, 0
+		m.outIndex, m.numOut = *cfg.Output.Index, 1
+		return nil
 	}
 	m.outIndex, m.numOut = -1, m.outWidth
 	if p := cfg.Output.Index; p != nil {
@@ -403,7 +521,10 @@ func (m *Model) newArena() *arena {
 		out:  cbuf{kind: m.outKind, row: m.outRow, width: m.outWidth},
 	}
 	for i, in := range m.inputs {
-		a.in[i] = cbuf{kind: in.kind, row: []int64{int64(len(in.cols))}, width: len(in.cols)}
+		a.in[i] = cbuf{kind: in.kind, width: len(in.cols)}
+		if in.rank == 2 {
+			a.in[i].row = []int64{int64(len(in.cols))}
+		}
 	}
 	return a
 }
@@ -420,11 +541,11 @@ func (m *Model) NumOutputs(raw bool) int { return m.numOut }
 func (m *Model) FeatureNames() []string { return m.features }
 
 // InputFloat32 reports whether float32 rows lose nothing (the sidecar then assembles
-// float32 rows and calls PredictF32): true unless an input takes int64 ids, which float32
-// holds exactly only up to 2^24.
+// float32 rows and calls PredictF32): true unless an input is float64 (float32 would
+// round it) or takes int64 or int32 ids, which float32 holds exactly only up to 2^24.
 func (m *Model) InputFloat32() bool {
 	for _, in := range m.inputs {
-		if in.kind == kindI64 {
+		if in.kind == kindI64 || in.kind == kindI32 || in.kind == kindF64 {
 			return false
 		}
 	}
@@ -502,10 +623,6 @@ func (m *Model) checkShape(nvals, nrows, nout int) error {
 	if need := nrows * m.numOut; nout < need {
 		return fmt.Errorf("%w: %d values for %d rows × %d outputs", engine.ErrShortOutput, nout, nrows, m.numOut)
 	}
-	if m.batchDim != 0 && nrows != 0 && int64(nrows) != m.batchDim {
-		return fmt.Errorf("%w: %d rows, but %s has a fixed batch size of %d (re-export it with a dynamic first axis)",
-			engine.ErrFeatureCount, nrows, m.path, m.batchDim)
-	}
 	return nil
 }
 
@@ -513,16 +630,43 @@ func (m *Model) checkShape(nvals, nrows, nout int) error {
 func predictCopy[T float32 | float64](m *Model, rows []T, nrows int, out []float64) error {
 	a := m.arenas.get()
 	defer m.arenas.put(a)
+	if m.batchDim > 0 {
+		return predictChunks(m, a, rows, nrows, out)
+	}
 	if err := a.prepare(nrows); err != nil {
 		return err
 	}
 	if err := fillParallel(m, a, rows, nrows); err != nil {
 		return err
 	}
-	if err := m.run(a.ins, a.outs); err != nil {
+	if err := m.run(a, nrows); err != nil {
 		return err
 	}
 	m.copyOut(a, 0, nrows, out)
+	return nil
+}
+
+// predictChunks scores rows with a model exported with a fixed batch size B (torch.onnx
+// without dynamic_axes): B rows per run, the last chunk padded with zero rows whose
+// scores are dropped.
+func predictChunks[T float32 | float64](m *Model, a *arena, rows []T, nrows int, out []float64) error {
+	b, f := int(m.batchDim), len(m.features)
+	if err := a.prepare(b); err != nil {
+		return err
+	}
+	for lo := 0; lo < nrows; lo += b {
+		n := min(b, nrows-lo)
+		if err := fill(m, a, 0, rows[lo*f:(lo+n)*f], n, lo); err != nil {
+			return err
+		}
+		if n < b {
+			zeroRows(a, n, b-n)
+		}
+		if err := m.run(a, b); err != nil {
+			return err
+		}
+		m.copyOut(a, 0, n, out[lo*m.numOut:])
+	}
 	return nil
 }
 
@@ -533,10 +677,13 @@ func predictCopy[T float32 | float64](m *Model, rows []T, nrows int, out []float
 func (m *Model) predictPinned(rows []float32, nrows int, out []float64) error {
 	a := m.arenas.get()
 	defer m.arenas.put(a)
-	if err := a.out.prepare(nrows); err != nil {
-		return err
+	a.outs[0] = nil
+	if !m.outDyn {
+		if err := a.out.prepare(nrows); err != nil {
+			return err
+		}
+		a.outs[0] = a.out.t
 	}
-	a.outs[0] = a.out.t
 	var pin runtime.Pinner
 	pin.Pin(&rows[0])
 	defer pin.Unpin()
@@ -546,7 +693,7 @@ func (m *Model) predictPinned(rows []float32, nrows int, out []float64) error {
 	}
 	defer t.Destroy() // runs before Unpin (defers are last in, first out)
 	a.ins[0] = t
-	err = m.run(a.ins, a.outs)
+	err = m.run(a, nrows)
 	a.ins[0] = nil
 	if err != nil {
 		return err
@@ -555,11 +702,126 @@ func (m *Model) predictPinned(rows []float32, nrows int, out []float64) error {
 	return nil
 }
 
-func (m *Model) run(ins, outs []ort.Value) error {
-	if err := m.sess.Run(ins, outs); err != nil {
+// run runs a's tensors (nrows rows). A dynamic output is allocated by ONNX Runtime,
+// read into a.dyn and destroyed.
+func (m *Model) run(a *arena, nrows int) error {
+	if err := m.sess.Run(a.ins, a.outs); err != nil {
 		return fmt.Errorf("onnx: %s: %w", m.path, err)
 	}
+	if !m.outDyn {
+		return nil
+	}
+	v := a.outs[0]
+	a.outs[0] = nil
+	defer v.Destroy()
+	if err := m.readDynamic(v, nrows, a); err != nil {
+		return fmt.Errorf("onnx: %s: output %q: %w", m.path, m.outName, err)
+	}
 	return nil
+}
+
+// readDynamic copies the outIndex value of each row of v (nrows rows) into a.dyn.
+func (m *Model) readDynamic(v ort.Value, nrows int, a *arena) error {
+	a.dyn = slices.Grow(a.dyn[:0], nrows)[:nrows]
+	if !m.outZipMap {
+		shape := v.GetShape()
+		if len(shape) == 0 || shape[0] != int64(nrows) {
+			return fmt.Errorf("shape %v for %d rows", shape, nrows)
+		}
+		n := tensorLen(v)
+		w := n / nrows
+		if m.outIndex >= w {
+			return fmt.Errorf("onnx.output.index %d, but the output has %d values per row (shape %v)", m.outIndex, w, shape)
+		}
+		for r := range nrows {
+			x, _, err := tensorAt(v, r*w+m.outIndex)
+			if err != nil {
+				return err
+			}
+			a.dyn[r] = x
+		}
+		return nil
+	}
+	seq, ok := v.(*ort.Sequence)
+	if !ok {
+		return fmt.Errorf("is a %T, not a sequence", v)
+	}
+	maps, err := seq.GetValues()
+	if err != nil {
+		return err
+	}
+	if len(maps) != nrows {
+		return fmt.Errorf("%d maps for %d rows", len(maps), nrows)
+	}
+	for r, e := range maps {
+		mp, ok := e.(*ort.Map)
+		if !ok {
+			return fmt.Errorf("row %d is a %T, not a map", r, e)
+		}
+		_, vals, err := mp.GetKeysAndValues()
+		if err != nil {
+			return err
+		}
+		x, n, err := tensorAt(vals, m.outIndex)
+		if err != nil {
+			return err
+		}
+		if m.outIndex >= n {
+			return fmt.Errorf("onnx.output.index %d, but the map of row %d has %d classes", m.outIndex, r, n)
+		}
+		a.dyn[r] = x
+	}
+	return nil
+}
+
+// tensorLen is the number of elements of a tensor value.
+func tensorLen(v ort.Value) int {
+	n := 1
+	for _, d := range v.GetShape() {
+		n *= int(d)
+	}
+	return n
+}
+
+// tensorAt returns element i of a numeric tensor that ONNX Runtime allocated (0 when i
+// is out of range) and its element count.
+func tensorAt(v ort.Value, i int) (float64, int, error) {
+	switch t := v.(type) {
+	case *ort.Tensor[float32]:
+		return at(t.GetData(), i, func(x float32) float64 { return float64(x) })
+	case *ort.Tensor[float64]:
+		return at(t.GetData(), i, func(x float64) float64 { return x })
+	case *ort.Tensor[int64]:
+		return at(t.GetData(), i, func(x int64) float64 { return float64(x) })
+	case *ort.Tensor[int32]:
+		return at(t.GetData(), i, func(x int32) float64 { return float64(x) })
+	case *ort.Tensor[bool]:
+		return at(t.GetData(), i, func(x bool) float64 { return b2f(x) })
+	case *ort.CustomDataTensor:
+		if ort.TensorElementDataType(t.DataType()) == ort.TensorElementDataTypeFloat16 {
+			d := t.GetData()
+			n := len(d) / 2
+			if i >= n {
+				return 0, n, nil
+			}
+			return float64(float16.Frombits(uint16(d[2*i]) | uint16(d[2*i+1])<<8).Float32()), n, nil
+		}
+	}
+	return 0, 0, fmt.Errorf("values of type %T are not numbers predictd reads", v)
+}
+
+func at[T any](d []T, i int, conv func(T) float64) (float64, int, error) {
+	if i >= len(d) {
+		return 0, len(d), nil
+	}
+	return conv(d[i]), len(d), nil
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // fillParallel is fill(m, a, 0, rows, nrows, 0) split across goroutines when the batch is
@@ -619,6 +881,53 @@ func fill[T float32 | float64](m *Model, a *arena, off int, rows []T, nrows, fir
 					d[j] = int64(v)
 				}
 			}
+		case kindF64:
+			dst := a.in[i].f64(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					d[j] = float64(row[c])
+				}
+			}
+		case kindF16:
+			dst := a.in[i].u16(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					d[j] = float16.Fromfloat32(float32(row[c])).Bits()
+				}
+			}
+		case kindI32:
+			dst := a.in[i].i32(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					v := float64(row[c])
+					if v != math.Trunc(v) || math.IsNaN(v) {
+						return fmt.Errorf("%w: row %d, feature %q = %v: input %q takes int32 values, and this is not an integer",
+							ErrInvalidInput, firstRow+r, m.features[c], v, in.name)
+					}
+					if v < math.MinInt32 || v > math.MaxInt32 {
+						return fmt.Errorf("%w: row %d, feature %q = %v: input %q takes int32 values, and this is out of the int32 range",
+							ErrInvalidInput, firstRow+r, m.features[c], v, in.name)
+					}
+					d[j] = int32(v)
+				}
+			}
+		case kindBool:
+			dst := a.in[i].bools(off + nrows)[off*k:]
+			for r := 0; r < nrows; r++ {
+				row, d := rows[r*f:(r+1)*f], dst[r*k:(r+1)*k]
+				for j, c := range in.cols {
+					switch v := float64(row[c]); v {
+					case 0, 1:
+						d[j] = v == 1
+					default:
+						return fmt.Errorf("%w: row %d, feature %q = %v: input %q is bool and takes 0 or 1",
+							ErrInvalidInput, firstRow+r, m.features[c], v, in.name)
+					}
+				}
+			}
 		}
 	}
 	return nil
@@ -628,6 +937,18 @@ func fill[T float32 | float64](m *Model, a *arena, off int, rows []T, nrows, fir
 func (m *Model) copyOut(a *arena, off, nrows int, out []float64) {
 	w := m.outWidth
 	switch {
+	case m.outDyn:
+		copy(out[:nrows], a.dyn[off:off+nrows])
+	case m.outKind != kindF32 && m.outKind != kindF64:
+		for r := 0; r < nrows; r++ {
+			if m.outIndex >= 0 {
+				out[r] = a.out.at(off+nrows, (off+r)*w+m.outIndex)
+				continue
+			}
+			for j := range w {
+				out[r*w+j] = a.out.at(off+nrows, (off+r)*w+j)
+			}
+		}
 	case m.outKind == kindF32 && m.outIndex >= 0:
 		src := a.out.f32(off + nrows)[off*w:]
 		for r := 0; r < nrows; r++ {

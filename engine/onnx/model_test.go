@@ -397,7 +397,7 @@ func TestLoadErrors(t *testing.T) {
 	f(filepath.Join(dir, "nope.onnx"), mlp, mlpFeat, "nope.onnx", "no such file")
 	// Missing inputs.
 	f(modelPath("emb"), Config{Inputs: emb.Inputs[:1], Output: emb.Output}, embFeat, "ids", "not mapped in onnx.inputs")
-	f(modelPath("emb"), Config{Output: emb.Output}, embFeat, "2 inputs", "dense, ids")
+	f(modelPath("emb"), Config{Output: emb.Output}, embFeat, "2 inputs", "dense float32 [-1 4], ids int64 [-1 2]", "map each in onnx.inputs")
 	f(modelPath("mlp"), Config{Inputs: []InputConfig{{Name: "y", Features: mlpFeat}}, Output: mlp.Output}, mlpFeat, `"y"`, "inputs are x")
 	// Wrong shapes: 7 features for an [N,8] input, an index past the output's columns.
 	f(modelPath("mlp"), Config{Inputs: []InputConfig{{Name: "x", Features: mlpFeat[:7]}}, Output: mlp.Output}, mlpFeat, "[-1 8]", "maps 7 features")
