@@ -451,6 +451,12 @@ constexpr size_t kRefillRows = 16;
 // AVX-512 gather walks stepping until the whole block is at its leaves. Both: the
 // previous design, as a baseline.
 static int g_walk_lockstep = 0;
+static size_t EnvSize(const char* name, size_t def) {
+  const char* v = std::getenv(name);
+  return v && *v ? size_t(std::atol(v)) : def;
+}
+static size_t g_part_min_rows = EnvSize("PD_PART_MIN", 16);
+static uint32_t g_part_small = uint32_t(EnvSize("PD_PART_SMALL", 4));
 
 template <class A, bool kCat>
 PD_INLINE void WalkRefill(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
@@ -1080,6 +1086,208 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Partition walk (WalkPartition): tree-major over a block of up to kPartBlock rows, the
+// rows partitioned down each tree. A node's split is one constant for all the rows that
+// reach it, so the node reads one column of the feature-major bins (bins[slot * B + row])
+// for its range of row indices and writes each index to the left or the right part of its
+// children's range: no gathers of nodes, no per-row node loads, no steps past a row's leaf.
+// Two index buffers alternate by depth (a node at depth d reads buffer d & 1 and writes
+// buffer (d + 1) & 1 within its own range, which its subtree alone uses from then on).
+// A leaf adds its value to the accumulator of each of its rows; ranges under kPartSmall
+// rows are finished by a refill walk over (row, node) pairs (PartFinish), whose rows step
+// on their own paths with several in flight. Trees are taken in order, so each row adds
+// its trees in tree order, as every other walk does.
+constexpr size_t kPartBlock = 1024;
+// The block's bins stay under this (L2): a wide model gets fewer rows per block.
+constexpr size_t kPartBinBytes = size_t(512) << 10;
+constexpr uint32_t kPartSmall = 4;
+constexpr size_t kPartFinishRows = 16;
+
+// PartSplit partitions src[lo, hi) by node n into dst: left rows to [lo, m), right rows
+// to [m, hi); returns m. Branch-free: each index is written to both candidate slots and
+// only one write pointer advances (the other slot is overwritten later or is the same).
+template <bool kCat>
+PD_INLINE uint32_t PartSplitScalar(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
+                                   const uint32_t* src, uint32_t* dst, uint32_t lo, uint32_t hi) {
+  uint32_t l = lo, r = hi;
+  if (kCat && (n.right & kCatFlag)) {
+    const uint32_t c = cat_off[n.kk];
+    const uint32_t* base = pool + (c & 0x7FFFFFu);
+    const uint32_t sh = c >> 28, bit = (c >> 23) & 31u;
+    for (uint32_t i = lo; i < hi; i++) {
+      const uint32_t row = src[i];
+      const uint32_t gl = (base[uint32_t(col[row]) << sh] >> bit) & 1u;
+      dst[l] = row;
+      dst[r - 1] = row;
+      l += gl;
+      r -= gl ^ 1u;
+    }
+    return l;
+  }
+  const uint32_t bias = n.feat >> 15, kk = n.kk;
+  for (uint32_t i = lo; i < hi; i++) {
+    const uint32_t row = src[i];
+    const uint32_t gl = uint16_t(col[row] + bias) <= kk;
+    dst[l] = row;
+    dst[r - 1] = row;
+    l += gl;
+    r -= gl ^ 1u;
+  }
+  return l;
+}
+
+#if PD_X86
+// PartSplitAVX512: PartSplitScalar 16 rows per vector: the rows' bins gathered from the
+// one column (L1/L2), one compare against the broadcast threshold (or the set's words
+// gathered for a categorical node), the indices compressed in registers (vpcompressd to
+// memory is microcoded on some cores) and written with a masked store of popcount lanes.
+template <bool kCat>
+PD_TARGET_AVX512 inline uint32_t PartSplitAVX512(const Node n, const uint16_t* col, const uint32_t* pool,
+                                            const uint32_t* cat_off, const uint32_t* src, uint32_t* dst,
+                                                   uint32_t lo, uint32_t hi) {
+  uint32_t l = lo, r = hi;
+  const __m512i m16 = _mm512_set1_epi32(0xFFFF), zero = _mm512_setzero_si512();
+  const int* colp = reinterpret_cast<const int*>(col);
+  if (kCat && (n.right & kCatFlag)) {
+    const uint32_t c = cat_off[n.kk];
+    const int* base = reinterpret_cast<const int*>(pool + (c & 0x7FFFFFu));
+    const __m128i sh = _mm_cvtsi32_si128(int(c >> 28));
+    const __m512i bit = _mm512_set1_epi32(int(1u << ((c >> 23) & 31u)));
+    for (uint32_t i = lo; i < hi; i += 16) {
+      const __mmask16 m = hi - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hi - i)) - 1);
+      const __m512i idx = _mm512_maskz_loadu_epi32(m, src + i);
+      const __m512i b = _mm512_and_si512(_mm512_mask_i32gather_epi32(zero, m, idx, colp, 2), m16);
+      const __m512i w = _mm512_mask_i32gather_epi32(zero, m, _mm512_sll_epi32(b, sh), base, 4);
+      const __mmask16 left = _mm512_mask_test_epi32_mask(m, w, bit);
+      const __mmask16 right = __mmask16(m & ~left);
+      const uint32_t nl = uint32_t(__builtin_popcount(left)), nr = uint32_t(__builtin_popcount(right));
+      _mm512_mask_storeu_epi32(dst + l, __mmask16((1u << nl) - 1), _mm512_maskz_compress_epi32(left, idx));
+      l += nl;
+      r -= nr;
+      _mm512_mask_storeu_epi32(dst + r, __mmask16((1u << nr) - 1), _mm512_maskz_compress_epi32(right, idx));
+    }
+    return l;
+  }
+  const __m512i bias = _mm512_set1_epi32(n.feat >> 15), kk = _mm512_set1_epi32(n.kk);
+  for (uint32_t i = lo; i < hi; i += 16) {
+    const __mmask16 m = hi - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hi - i)) - 1);
+    const __m512i idx = _mm512_maskz_loadu_epi32(m, src + i);
+    const __m512i b = _mm512_mask_i32gather_epi32(zero, m, idx, colp, 2);
+    const __mmask16 left = _mm512_mask_cmple_epu32_mask(m, _mm512_and_si512(_mm512_add_epi32(b, bias), m16), kk);
+    const __mmask16 right = __mmask16(m & ~left);
+    const uint32_t nl = uint32_t(__builtin_popcount(left)), nr = uint32_t(__builtin_popcount(right));
+    _mm512_mask_storeu_epi32(dst + l, __mmask16((1u << nl) - 1), _mm512_maskz_compress_epi32(left, idx));
+    l += nl;
+    r -= nr;
+    _mm512_mask_storeu_epi32(dst + r, __mmask16((1u << nr) - 1), _mm512_maskz_compress_epi32(right, idx));
+  }
+  return l;
+}
+#endif
+
+// PartFinish walks each pending (row, node) pair to its leaf, kPartFinishRows in flight
+// (WalkRefill's lanes), and adds the leaf's value to the row's accumulator.
+template <class A, bool kCat>
+PD_INLINE void PartFinish(const Node* nd, const A* val, const uint16_t* bins, size_t B, const uint32_t* pool,
+                          const uint32_t* cat_off, const uint32_t* prow, const uint32_t* pnode, size_t np, A* a,
+                          size_t K) {
+  constexpr size_t R = kPartFinishRows;
+  uint32_t cur[R], row[R];
+  size_t live = std::min(R, np), next = live;
+  for (size_t i = 0; i < live; i++) {
+    cur[i] = pnode[i];
+    row[i] = prow[i];
+  }
+  while (live > 0) {
+    for (size_t i = 0; i < live;) {
+      const Node n = nd[cur[i]];
+      if (n.left == n.right) {  // a leaf
+        a[row[i] * K] += val[cur[i]];
+        if (next < np) {
+          row[i] = prow[next];
+          cur[i] = pnode[next++];
+          i++;
+        } else {
+          live--;
+          cur[i] = cur[live];
+          row[i] = row[live];
+        }
+        continue;
+      }
+      const uint32_t b = bins[(n.feat & 0x7FFFu) * B + row[i]];
+      bool left;
+      if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
+      else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
+      cur[i] = left ? n.left : (n.right & 0x7FFFu);
+      i++;
+    }
+  }
+}
+
+// Scratch of WalkPartition for a block of nb rows: the identity (the root's rows), two
+// index buffers and the pending (row, node) pairs, each padded for a vector's tail.
+PD_INLINE size_t PartScratch(size_t nb) { return 5 * (nb + 16); }
+
+template <ISA kISA, class A, bool kCat>
+PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K,
+                             uint32_t* scratch) {
+  const Node* nodes = e.nodes.data();
+  const uint32_t* pool = e.cat_pool.data();
+  const uint32_t* cat_off = e.cat_off.data();
+  const A* vals = Pick<A>(e.val64, e.val32);
+  const size_t P = nb + 16;
+  uint32_t* ident = scratch;
+  uint32_t* buf[2] = {scratch + P, scratch + 2 * P};
+  uint32_t* prow = scratch + 3 * P;
+  uint32_t* pnode = scratch + 4 * P;
+  for (size_t r = 0; r < nb; r++) ident[r] = uint32_t(r);
+  struct Range {
+    uint32_t node, lo, hi, depth;
+  };
+  Range stack[264];  // a tree is at most 255 deep: one pending right child per level
+  for (int t = 0; t < e.num_trees; t++) {
+    const Node* nd = nodes + e.tree_off[t];
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    size_t np = 0, sp = 0;
+    stack[sp++] = {0, 0, uint32_t(nb), 0};
+    while (sp > 0) {
+      Range q = stack[--sp];
+      for (;;) {
+        const Node n = nd[q.node];
+        const uint32_t* src = q.depth == 0 ? ident : buf[q.depth & 1];
+        if (n.left == n.right) {  // a leaf
+          const A v = val[q.node];
+          for (uint32_t i = q.lo; i < q.hi; i++) a[src[i] * K] += v;
+          break;
+        }
+        if (q.hi - q.lo < g_part_small) {
+          for (uint32_t i = q.lo; i < q.hi; i++, np++) {
+            prow[np] = src[i];
+            pnode[np] = q.node;
+          }
+          break;
+        }
+        uint32_t* dst = buf[(q.depth + 1) & 1];
+        const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
+        uint32_t m;
+#if PD_X86
+        if constexpr (kISA == ISA::kAVX512) m = PartSplitAVX512<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+        else m = PartSplitScalar<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+#else
+        m = PartSplitScalar<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+#endif
+        const uint32_t right = n.right & 0x7FFFu;
+        if (m < q.hi) stack[sp++] = {right, m, q.hi, q.depth + 1};
+        if (m == q.lo) break;
+        q = {n.left, q.lo, m, q.depth + 1};
+      }
+    }
+    if (np > 0) PartFinish<A, kCat>(nd, val, bins, B, pool, cat_off, prow, pnode, np, a, K);
+  }
+}
+
 // UseRefill: whether the kernel walks with WalkRefill rather than the lock-step walks.
 // Measured on the production-shaped fixtures (docs/benchmarks.md): the scalar kernel gains
 // on deep trees (1.7x at mean depth 63, 2x on XGBoost depth-12 trees) but loses on shallower
@@ -1090,6 +1298,14 @@ template <ISA kISA>
 PD_INLINE bool UseRefill(const Ensemble& e) {
   if (kISA != ISA::kScalar || e.small_trees || g_walk_lockstep) return false;
   return !e.has_cat || e.max_depth > 32;
+}
+
+// UsePartition: whether a batch of nrows rows takes the partition walk (WalkPartition).
+template <ISA kISA>
+PD_INLINE bool UsePartition(const Ensemble& e, size_t nrows) {
+  if (g_walk_lockstep & 4) return false;
+  if (e.small_trees) return false;
+  return nrows >= g_part_min_rows;
 }
 
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
@@ -1103,6 +1319,18 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
   // neighbouring bins (one cache line for a whole vector at a tree's top levels).
   size_t B = kMaxBlock;
   while (B > 1 && B * S > kStackBins) B /= 2;
+  // The partition walk takes larger blocks (its bins on the heap), split evenly over the
+  // batch so that no block is left with a few rows.
+  const bool part = !heap && !tables && UsePartition<kISA>(e, nrows);
+  std::vector<uint32_t> part_scratch;
+  if (part) {
+    size_t maxb = kPartBlock;
+    while (maxb > kMaxBlock && maxb * S * sizeof(uint16_t) > kPartBinBytes) maxb /= 2;
+    maxb = std::max(maxb, B);
+    const size_t nblk = (nrows + maxb - 1) / maxb;
+    B = (nrows + nblk - 1) / nblk;
+    part_scratch.resize(PartScratch(B));
+  }
   uint16_t bins_stack[kStackBins + 8];  // +8: vector gathers read 4 bytes at a 2-byte bin
   A acc_stack[kStackAcc];
   std::vector<uint16_t> bins_heap;
@@ -1155,6 +1383,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 #else
       TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
 #endif
+    } else if (part) {
+      WalkPartition<kISA, A, kCat>(e, bins, B, nb, acc, K, part_scratch.data());
     } else if (UseRefill<kISA>(e)) {
       WalkRefill<A, kCat>(e, bins, B, nb, acc, K);
     } else {

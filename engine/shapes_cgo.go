@@ -14,7 +14,7 @@ import "C"
 func setPreviousWalks(on bool) {
 	v := C.int(0)
 	if on {
-		v = 3
+		v = 4
 	}
 	C.pd_walk_lockstep(v)
 }
