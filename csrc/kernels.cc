@@ -20,7 +20,12 @@
 //        walk, no branches; 16 trees per AVX-512 op (8 with AVX2).
 //      - Heap walk (trees at most 10 deep, mostly full, no categorical splits): trees
 //        padded to complete trees, children at 2h+1 and 2h+2, depth steps per row.
-//      - Pointer walks (everything else): every tree, all rows of the block in lock step;
+//      - Partition walk (everything else, batches of at least 16 / 64 / 128 rows for the
+//        scalar / AVX2 / AVX-512 kernel): blocks of up to 1,024 rows, tree by tree, the
+//        rows' indices partitioned down the tree; each node reads one column of bins for
+//        its rows, a leaf adds its value to its rows, small ranges finish in a refill walk.
+//      - Pointer walks (smaller batches, and models of small trees): every tree, all rows
+//        of the block in lock step;
 //        leaves loop to themselves, so rows that arrive early just stay, and a level where
 //        no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
 //        level, or, on deep trees, the refill walk (16 rows in flight, each on its own
@@ -448,15 +453,10 @@ constexpr size_t kRefillRows = 16;
 
 // Tests and benchmarks only (pd_walk_lockstep): bit 0 sends every model that would take
 // the refill walk to the lock-step walks instead; bit 1 keeps every vector of the AVX2 and
-// AVX-512 gather walks stepping until the whole block is at its leaves. Both: the
-// previous design, as a baseline.
+// AVX-512 gather walks stepping until the whole block is at its leaves; bit 2 turns the
+// partition walk off (every batch takes the walks below). Bits 0 and 1: the design before
+// the refill walk; bit 2 alone: the one before the partition walk.
 static int g_walk_lockstep = 0;
-static size_t EnvSize(const char* name, size_t def) {
-  const char* v = std::getenv(name);
-  return v && *v ? size_t(std::atol(v)) : def;
-}
-static size_t g_part_min_rows = EnvSize("PD_PART_MIN", 16);
-static uint32_t g_part_small = uint32_t(EnvSize("PD_PART_SMALL", 4));
 
 template <class A, bool kCat>
 PD_INLINE void WalkRefill(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K) {
@@ -1108,7 +1108,7 @@ constexpr size_t kPartFinishRows = 16;
 // to [m, hi); returns m. Branch-free: each index is written to both candidate slots and
 // only one write pointer advances (the other slot is overwritten later or is the same).
 template <bool kCat>
-PD_INLINE uint32_t PartSplitScalar(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
+PD_INLINE uint32_t PartSplit(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
                                    const uint32_t* src, uint32_t* dst, uint32_t lo, uint32_t hi) {
   uint32_t l = lo, r = hi;
   if (kCat && (n.right & kCatFlag)) {
@@ -1137,54 +1137,6 @@ PD_INLINE uint32_t PartSplitScalar(const Node n, const uint16_t* col, const uint
   return l;
 }
 
-#if PD_X86
-// PartSplitAVX512: PartSplitScalar 16 rows per vector: the rows' bins gathered from the
-// one column (L1/L2), one compare against the broadcast threshold (or the set's words
-// gathered for a categorical node), the indices compressed in registers (vpcompressd to
-// memory is microcoded on some cores) and written with a masked store of popcount lanes.
-template <bool kCat>
-PD_TARGET_AVX512 inline uint32_t PartSplitAVX512(const Node n, const uint16_t* col, const uint32_t* pool,
-                                            const uint32_t* cat_off, const uint32_t* src, uint32_t* dst,
-                                                   uint32_t lo, uint32_t hi) {
-  uint32_t l = lo, r = hi;
-  const __m512i m16 = _mm512_set1_epi32(0xFFFF), zero = _mm512_setzero_si512();
-  const int* colp = reinterpret_cast<const int*>(col);
-  if (kCat && (n.right & kCatFlag)) {
-    const uint32_t c = cat_off[n.kk];
-    const int* base = reinterpret_cast<const int*>(pool + (c & 0x7FFFFFu));
-    const __m128i sh = _mm_cvtsi32_si128(int(c >> 28));
-    const __m512i bit = _mm512_set1_epi32(int(1u << ((c >> 23) & 31u)));
-    for (uint32_t i = lo; i < hi; i += 16) {
-      const __mmask16 m = hi - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hi - i)) - 1);
-      const __m512i idx = _mm512_maskz_loadu_epi32(m, src + i);
-      const __m512i b = _mm512_and_si512(_mm512_mask_i32gather_epi32(zero, m, idx, colp, 2), m16);
-      const __m512i w = _mm512_mask_i32gather_epi32(zero, m, _mm512_sll_epi32(b, sh), base, 4);
-      const __mmask16 left = _mm512_mask_test_epi32_mask(m, w, bit);
-      const __mmask16 right = __mmask16(m & ~left);
-      const uint32_t nl = uint32_t(__builtin_popcount(left)), nr = uint32_t(__builtin_popcount(right));
-      _mm512_mask_storeu_epi32(dst + l, __mmask16((1u << nl) - 1), _mm512_maskz_compress_epi32(left, idx));
-      l += nl;
-      r -= nr;
-      _mm512_mask_storeu_epi32(dst + r, __mmask16((1u << nr) - 1), _mm512_maskz_compress_epi32(right, idx));
-    }
-    return l;
-  }
-  const __m512i bias = _mm512_set1_epi32(n.feat >> 15), kk = _mm512_set1_epi32(n.kk);
-  for (uint32_t i = lo; i < hi; i += 16) {
-    const __mmask16 m = hi - i >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (hi - i)) - 1);
-    const __m512i idx = _mm512_maskz_loadu_epi32(m, src + i);
-    const __m512i b = _mm512_mask_i32gather_epi32(zero, m, idx, colp, 2);
-    const __mmask16 left = _mm512_mask_cmple_epu32_mask(m, _mm512_and_si512(_mm512_add_epi32(b, bias), m16), kk);
-    const __mmask16 right = __mmask16(m & ~left);
-    const uint32_t nl = uint32_t(__builtin_popcount(left)), nr = uint32_t(__builtin_popcount(right));
-    _mm512_mask_storeu_epi32(dst + l, __mmask16((1u << nl) - 1), _mm512_maskz_compress_epi32(left, idx));
-    l += nl;
-    r -= nr;
-    _mm512_mask_storeu_epi32(dst + r, __mmask16((1u << nr) - 1), _mm512_maskz_compress_epi32(right, idx));
-  }
-  return l;
-}
-#endif
 
 // PartFinish walks each pending (row, node) pair to its leaf, kPartFinishRows in flight
 // (WalkRefill's lanes), and adds the leaf's value to the row's accumulator.
@@ -1262,7 +1214,7 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
           for (uint32_t i = q.lo; i < q.hi; i++) a[src[i] * K] += v;
           break;
         }
-        if (q.hi - q.lo < g_part_small) {
+        if (q.hi - q.lo < kPartSmall) {
           for (uint32_t i = q.lo; i < q.hi; i++, np++) {
             prow[np] = src[i];
             pnode[np] = q.node;
@@ -1271,13 +1223,7 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
         }
         uint32_t* dst = buf[(q.depth + 1) & 1];
         const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
-        uint32_t m;
-#if PD_X86
-        if constexpr (kISA == ISA::kAVX512) m = PartSplitAVX512<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
-        else m = PartSplitScalar<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
-#else
-        m = PartSplitScalar<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
-#endif
+        const uint32_t m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
         const uint32_t right = n.right & 0x7FFFu;
         if (m < q.hi) stack[sp++] = {right, m, q.hi, q.depth + 1};
         if (m == q.lo) break;
@@ -1296,16 +1242,21 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
 // per lane) on every such model, so they keep lock step.
 template <ISA kISA>
 PD_INLINE bool UseRefill(const Ensemble& e) {
-  if (kISA != ISA::kScalar || e.small_trees || g_walk_lockstep) return false;
+  if (kISA != ISA::kScalar || e.small_trees || (g_walk_lockstep & 1)) return false;
   return !e.has_cat || e.max_depth > 32;
 }
 
-// UsePartition: whether a batch of nrows rows takes the partition walk (WalkPartition).
+// UsePartition: whether a batch of nrows rows takes the partition walk (WalkPartition)
+// rather than the walks above. Per-row costs on the production-shaped fixtures
+// (docs/benchmarks.md, "Production-shaped models" step 10): the partition walk gains with
+// the batch (a node's overhead is shared by more rows), the others do not; it overtook the
+// scalar walks from about 16 rows, AVX2's gather walk from about 64 and AVX-512's from
+// about 128. Models of small trees over few features keep their register-table walks.
 template <ISA kISA>
 PD_INLINE bool UsePartition(const Ensemble& e, size_t nrows) {
-  if (g_walk_lockstep & 4) return false;
-  if (e.small_trees) return false;
-  return nrows >= g_part_min_rows;
+  if ((g_walk_lockstep & 4) || e.small_trees) return false;
+  constexpr size_t kMinRows = kISA == ISA::kAVX512 ? 128 : kISA == ISA::kAVX2 ? 64 : 16;
+  return nrows >= kMinRows;
 }
 
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
