@@ -4,7 +4,7 @@
 // library's exact decision rule. It covers every valid model and is the reference the fast
 // kernels are tested against.
 //
-// Fast path, per block of up to 128 rows:
+// Fast path, per block of up to 128 rows (1,024 for the partition walk):
 //   1. Bin: each used feature value becomes a uint16 bin index against the sorted, distinct
 //      thresholds of that feature (TL2cgen's quantisation: 2i+1 = equal to threshold i,
 //      2i = strictly between thresholds i-1 and i), so LightGBM's `x <= t` (double) and
@@ -20,14 +20,14 @@
 //        walk, no branches; 16 trees per AVX-512 op (8 with AVX2).
 //      - Heap walk (trees at most 10 deep, mostly full, no categorical splits): trees
 //        padded to complete trees, children at 2h+1 and 2h+2, depth steps per row.
-//      - Partition walk (everything else, batches of at least 16 / 64 / 128 rows for the
-//        scalar / AVX2 / AVX-512 kernel): blocks of up to 1,024 rows, tree by tree, the
-//        rows' indices partitioned down the tree; each node reads one column of bins for
-//        its rows, a leaf adds its value to its rows, small ranges finish in a refill walk.
+//      - Partition walk (the rest but models of small trees, at batches of at least 16 /
+//        64 / 128 rows for the scalar / AVX2 / AVX-512 kernel): blocks of up to 1,024
+//        rows, tree by tree, the rows' indices partitioned down the tree; each node reads
+//        one column of bins for its rows, a leaf adds its value to its rows, small ranges
+//        finish in a refill walk.
 //      - Pointer walks (smaller batches, and models of small trees): every tree, all rows
-//        of the block in lock step;
-//        leaves loop to themselves, so rows that arrive early just stay, and a level where
-//        no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
+//        of the block in lock step; leaves loop to themselves, so rows that arrive early
+//        just stay, and a level where no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
 //        level, or, on deep trees, the refill walk (16 rows in flight, each on its own
 //        path, a finished lane taking the block's next row). AVX2 / AVX-512: 8 / 16 rows
 //        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),

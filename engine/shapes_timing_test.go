@@ -16,7 +16,7 @@ import (
 // Benchmarks of the C++ core on production-shaped models (docs/benchmarks.md,
 // "Production-shaped models"). One thread; the thread's CPU time (getrusage
 // RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
-// "-prev" is the kernel with the walks of the previous design (setPreviousWalks):
+// "-prev" is the kernel with the walks before the partition walk (setPreviousWalks):
 //
 //	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
 //
