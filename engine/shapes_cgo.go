@@ -8,8 +8,8 @@ package engine
 import "C"
 
 // setPreviousWalks makes the core walk trees as it did before the partition walk (on) or
-// as it does now (off), so benchmarks and tests compare the two in one process. Tests and benchmarks only: it is process-wide and must not race
-// with predict calls.
+// as it does now (off), so benchmarks and tests compare the two in one process. Tests and
+// benchmarks only: it is process-wide and must not race with predict calls.
 func setPreviousWalks(on bool) {
 	v := C.int(0)
 	if on {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -154,7 +155,11 @@ func BenchmarkShapesBatch(b *testing.B) {
 		}
 		var parts []string
 		for _, k := range order {
-			parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
+			if generic > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, res[k]))
+			}
 		}
 		lines = append(lines, fmt.Sprintf("%-16s %-12s load %.1f ms (%.0f ms per 1,000 trees); ns/tree·row: %s", fx.name, trav,
 			float64(load.Microseconds())/1000, float64(load.Microseconds())/T, strings.Join(parts, ", ")))
@@ -169,8 +174,10 @@ func BenchmarkShapesSmall(b *testing.B) {
 	if v := os.Getenv("PREDICTD_SHAPES_BATCHES"); v != "" {
 		batches = nil
 		for _, f := range strings.Split(v, ",") {
-			var n int
-			fmt.Sscan(f, &n)
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("PREDICTD_SHAPES_BATCHES=%q: want batch sizes of at least 1, comma-separated", v)
+			}
 			batches = append(batches, n)
 		}
 	}
