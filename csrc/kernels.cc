@@ -4,7 +4,7 @@
 // library's exact decision rule. It covers every valid model and is the reference the fast
 // kernels are tested against.
 //
-// Fast path, per block of up to 128 rows:
+// Fast path, per block of up to 128 rows (1,024 for the partition walk):
 //   1. Bin: each used feature value becomes a uint16 bin index against the sorted, distinct
 //      thresholds of that feature (TL2cgen's quantisation: 2i+1 = equal to threshold i,
 //      2i = strictly between thresholds i-1 and i), so LightGBM's `x <= t` (double) and
@@ -20,9 +20,14 @@
 //        walk, no branches; 16 trees per AVX-512 op (8 with AVX2).
 //      - Heap walk (trees at most 10 deep, mostly full, no categorical splits): trees
 //        padded to complete trees, children at 2h+1 and 2h+2, depth steps per row.
-//      - Pointer walks (everything else): every tree, all rows of the block in lock step;
-//        leaves loop to themselves, so rows that arrive early just stay, and a level where
-//        no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
+//      - Partition walk (the rest but models of small trees, at batches of at least 16 /
+//        64 / 128 rows for the scalar / AVX2 / AVX-512 kernel): blocks of up to 1,024
+//        rows, tree by tree, the rows' indices partitioned down the tree; each node reads
+//        one column of bins for its rows, a leaf adds its value to its rows, small ranges
+//        finish in a refill walk.
+//      - Pointer walks (smaller batches, and models of small trees): every tree, all rows
+//        of the block in lock step; leaves loop to themselves, so rows that arrive early
+//        just stay, and a level where no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
 //        level, or, on deep trees, the refill walk (16 rows in flight, each on its own
 //        path, a finished lane taking the block's next row). AVX2 / AVX-512: 8 / 16 rows
 //        per vector; nodes and bins gathered (a vector whose lanes are all at leaves stops),
@@ -457,8 +462,9 @@ constexpr size_t kRefillRows = 16;
 
 // Tests and benchmarks only (pd_walk_lockstep): bit 0 sends every model that would take
 // the refill walk to the lock-step walks instead; bit 1 keeps every vector of the AVX2 and
-// AVX-512 gather walks stepping until the whole block is at its leaves. Both: the
-// previous design, as a baseline.
+// AVX-512 gather walks stepping until the whole block is at its leaves; bit 2 turns the
+// partition walk off (every batch takes the walks below). Bits 0 and 1: the design before
+// the refill walk; bit 2 alone: the one before the partition walk.
 static int g_walk_lockstep = 0;
 
 template <class A, bool kCat>
@@ -1089,6 +1095,154 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
   }
 }
 
+// ---------------------------------------------------------------------------------------
+// Partition walk (WalkPartition): tree-major over a block of up to kPartBlock rows, the
+// rows partitioned down each tree. A node's split is one constant for all the rows that
+// reach it, so the node reads one column of the feature-major bins (bins[slot * B + row])
+// for its range of row indices and writes each index to the left or the right part of its
+// children's range: no gathers of nodes, no per-row node loads, no steps past a row's leaf.
+// Two index buffers alternate by depth (a node at depth d reads buffer d & 1 and writes
+// buffer (d + 1) & 1 within its own range, which its subtree alone uses from then on).
+// A leaf adds its value to the accumulator of each of its rows; ranges under kPartSmall
+// rows are finished by a refill walk over (row, node) pairs (PartFinish), whose rows step
+// on their own paths with several in flight. Trees are taken in order, so each row adds
+// its trees in tree order, as every other walk does.
+constexpr size_t kPartBlock = 1024;
+// The block's bins stay under this (L2): a wide model gets fewer rows per block.
+constexpr size_t kPartBinBytes = size_t(512) << 10;
+constexpr uint32_t kPartSmall = 4;
+constexpr size_t kPartFinishRows = 16;
+
+// PartSplit partitions src[lo, hi) by node n into dst: left rows to [lo, m), right rows
+// to [m, hi); returns m. Branch-free: each index is written to both candidate slots and
+// only one write pointer advances (the other slot is overwritten later or is the same).
+template <bool kCat>
+PD_INLINE uint32_t PartSplit(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
+                                   const uint32_t* src, uint32_t* dst, uint32_t lo, uint32_t hi) {
+  uint32_t l = lo, r = hi;
+  if (kCat && (n.right & kCatFlag)) {
+    const uint32_t c = cat_off[n.kk];
+    const uint32_t* base = pool + (c & 0x7FFFFFu);
+    const uint32_t sh = c >> 28, bit = (c >> 23) & 31u;
+    for (uint32_t i = lo; i < hi; i++) {
+      const uint32_t row = src[i];
+      const uint32_t gl = (base[uint32_t(col[row]) << sh] >> bit) & 1u;
+      dst[l] = row;
+      dst[r - 1] = row;
+      l += gl;
+      r -= gl ^ 1u;
+    }
+    return l;
+  }
+  const uint32_t bias = n.feat >> 15, kk = n.kk;
+  for (uint32_t i = lo; i < hi; i++) {
+    const uint32_t row = src[i];
+    const uint32_t gl = uint16_t(col[row] + bias) <= kk;
+    dst[l] = row;
+    dst[r - 1] = row;
+    l += gl;
+    r -= gl ^ 1u;
+  }
+  return l;
+}
+
+
+// PartFinish walks each pending (row, node) pair to its leaf, kPartFinishRows in flight
+// (WalkRefill's lanes), and adds the leaf's value to the row's accumulator.
+template <class A, bool kCat>
+PD_INLINE void PartFinish(const Node* nd, const A* val, const uint16_t* bins, size_t B, const uint32_t* pool,
+                          const uint32_t* cat_off, const uint32_t* prow, const uint32_t* pnode, size_t np, A* a,
+                          size_t K) {
+  constexpr size_t R = kPartFinishRows;
+  uint32_t cur[R], row[R];
+  size_t live = std::min(R, np), next = live;
+  for (size_t i = 0; i < live; i++) {
+    cur[i] = pnode[i];
+    row[i] = prow[i];
+  }
+  while (live > 0) {
+    for (size_t i = 0; i < live;) {
+      const Node n = nd[cur[i]];
+      if (n.left == n.right) {  // a leaf
+        a[row[i] * K] += val[cur[i]];
+        if (next < np) {
+          row[i] = prow[next];
+          cur[i] = pnode[next++];
+          i++;
+        } else {
+          live--;
+          cur[i] = cur[live];
+          row[i] = row[live];
+        }
+        continue;
+      }
+      const uint32_t b = bins[(n.feat & 0x7FFFu) * B + row[i]];
+      bool left;
+      if (kCat && (n.right & kCatFlag)) left = CatLeft(pool, cat_off[n.kk], b);
+      else left = uint16_t(b + (n.feat >> 15)) <= n.kk;
+      cur[i] = left ? n.left : (n.right & 0x7FFFu);
+      i++;
+    }
+  }
+}
+
+// Scratch of WalkPartition for a block of nb rows: the identity (the root's rows), two
+// index buffers and the pending (row, node) pairs, each padded for a vector's tail.
+PD_INLINE size_t PartScratch(size_t nb) { return 5 * (nb + 16); }
+
+template <ISA kISA, class A, bool kCat>
+PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K,
+                             uint32_t* scratch) {
+  const Node* nodes = e.nodes.data();
+  const uint32_t* pool = e.cat_pool.data();
+  const uint32_t* cat_off = e.cat_off.data();
+  const A* vals = Pick<A>(e.val64, e.val32);
+  const size_t P = nb + 16;
+  uint32_t* ident = scratch;
+  uint32_t* buf[2] = {scratch + P, scratch + 2 * P};
+  uint32_t* prow = scratch + 3 * P;
+  uint32_t* pnode = scratch + 4 * P;
+  for (size_t r = 0; r < nb; r++) ident[r] = uint32_t(r);
+  struct Range {
+    uint32_t node, lo, hi, depth;
+  };
+  Range stack[264];  // a tree is at most 255 deep: one pending right child per level
+  for (int t = 0; t < e.num_trees; t++) {
+    const Node* nd = nodes + e.tree_off[t];
+    const A* val = vals + e.tree_off[t];
+    A* a = acc + e.tree_output[t];
+    size_t np = 0, sp = 0;
+    stack[sp++] = {0, 0, uint32_t(nb), 0};
+    while (sp > 0) {
+      Range q = stack[--sp];
+      for (;;) {
+        const Node n = nd[q.node];
+        const uint32_t* src = q.depth == 0 ? ident : buf[q.depth & 1];
+        if (n.left == n.right) {  // a leaf
+          const A v = val[q.node];
+          for (uint32_t i = q.lo; i < q.hi; i++) a[src[i] * K] += v;
+          break;
+        }
+        if (q.hi - q.lo < kPartSmall) {
+          for (uint32_t i = q.lo; i < q.hi; i++, np++) {
+            prow[np] = src[i];
+            pnode[np] = q.node;
+          }
+          break;
+        }
+        uint32_t* dst = buf[(q.depth + 1) & 1];
+        const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
+        const uint32_t m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+        const uint32_t right = n.right & 0x7FFFu;
+        if (m < q.hi) stack[sp++] = {right, m, q.hi, q.depth + 1};
+        if (m == q.lo) break;
+        q = {n.left, q.lo, m, q.depth + 1};
+      }
+    }
+    if (np > 0) PartFinish<A, kCat>(nd, val, bins, B, pool, cat_off, prow, pnode, np, a, K);
+  }
+}
+
 // UseRefill: whether the kernel walks with WalkRefill rather than the lock-step walks.
 // Measured on the production-shaped fixtures (docs/benchmarks.md): the scalar kernel gains
 // on deep trees (1.7x at mean depth 63, 2x on XGBoost depth-12 trees) but loses on shallower
@@ -1097,8 +1251,21 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
 // per lane) on every such model, so they keep lock step.
 template <ISA kISA>
 PD_INLINE bool UseRefill(const Ensemble& e) {
-  if (kISA != ISA::kScalar || e.small_trees || g_walk_lockstep) return false;
+  if (kISA != ISA::kScalar || e.small_trees || (g_walk_lockstep & 1)) return false;
   return !e.has_cat || e.max_depth > 32;
+}
+
+// UsePartition: whether a batch of nrows rows takes the partition walk (WalkPartition)
+// rather than the walks above. Per-row costs on the production-shaped fixtures
+// (docs/benchmarks.md, "Production-shaped models" step 10): the partition walk gains with
+// the batch (a node's overhead is shared by more rows), the others do not; it overtook the
+// scalar walks from about 16 rows, AVX2's gather walk from about 64 and AVX-512's from
+// about 128. Models of small trees over few features keep their register-table walks.
+template <ISA kISA>
+PD_INLINE bool UsePartition(const Ensemble& e, size_t nrows) {
+  if ((g_walk_lockstep & 4) || e.small_trees) return false;
+  constexpr size_t kMinRows = kISA == ISA::kAVX512 ? 128 : kISA == ISA::kAVX2 ? 64 : 16;
+  return nrows >= kMinRows;
 }
 
 template <ISA kISA, class T, class A, bool kXGB, bool kCat>
@@ -1112,6 +1279,18 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
   // neighbouring bins (one cache line for a whole vector at a tree's top levels).
   size_t B = kMaxBlock;
   while (B > 1 && B * S > kStackBins) B /= 2;
+  // The partition walk takes larger blocks (its bins on the heap), split evenly over the
+  // batch so that no block is left with a few rows.
+  const bool part = !heap && !tables && UsePartition<kISA>(e, nrows);
+  std::vector<uint32_t> part_scratch;
+  if (part) {
+    size_t maxb = kPartBlock;
+    while (maxb > kMaxBlock && maxb * S * sizeof(uint16_t) > kPartBinBytes) maxb /= 2;
+    maxb = std::max(maxb, B);
+    const size_t nblk = (nrows + maxb - 1) / maxb;
+    B = (nrows + nblk - 1) / nblk;
+    part_scratch.resize(PartScratch(B));
+  }
   uint16_t bins_stack[kStackBins + 8];  // +8: vector gathers read 4 bytes at a 2-byte bin
   A acc_stack[kStackAcc];
   std::vector<uint16_t> bins_heap;
@@ -1164,6 +1343,8 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
 #else
       TableWalk<kISA, A>(e, bins, S, B, nb, acc, K);
 #endif
+    } else if (part) {
+      WalkPartition<kISA, A, kCat>(e, bins, B, nb, acc, K, part_scratch.data());
     } else if (UseRefill<kISA>(e)) {
       WalkRefill<A, kCat>(e, bins, B, nb, acc, K);
     } else {

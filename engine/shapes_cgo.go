@@ -7,14 +7,13 @@ package engine
 */
 import "C"
 
-// setPreviousWalks makes the core walk trees as it did before the refill walk and the
-// gather walks' per-vector early exit (on) or as it does now (off), so benchmarks compare
-// the two in one process. Tests and benchmarks only: it is process-wide and must not race
-// with predict calls.
+// setPreviousWalks makes the core walk trees as it did before the partition walk (on) or
+// as it does now (off), so benchmarks and tests compare the two in one process. Tests and
+// benchmarks only: it is process-wide and must not race with predict calls.
 func setPreviousWalks(on bool) {
 	v := C.int(0)
 	if on {
-		v = 3
+		v = 4
 	}
 	C.pd_walk_lockstep(v)
 }

@@ -262,6 +262,18 @@ func TestShapesParity(t *testing.T) {
 				} else if i := shapesFirstDiff(out, ref); i >= 0 {
 					t.Errorf("kernel %s row %d: %.17g, the generic walk gives %.17g", k, i, out[i], ref[i])
 				}
+				if k != "generic" {
+					// The walks the partition walk replaced (benchmarks' baseline): the same bits.
+					setPreviousWalks(true)
+					err := shapesPredict(sc, l, fx.xgb, 0, l.nrows, out)
+					setPreviousWalks(false)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if i := shapesFirstDiff(out, ref); i >= 0 {
+						t.Errorf("kernel %s, previous walks, row %d: %.17g, the generic walk gives %.17g", k, i, out[i], ref[i])
+					}
+				}
 				// Tiny batches: the same bits as inside the big batch.
 				for _, n := range []int{1, 2, 3, 5} {
 					for lo := 0; lo+n <= 40; lo += n {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"runtime"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -16,11 +17,13 @@ import (
 // Benchmarks of the C++ core on production-shaped models (docs/benchmarks.md,
 // "Production-shaped models"). One thread; the thread's CPU time (getrusage
 // RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
-// "-prev" is the kernel with the walks of the previous design (setPreviousWalks):
+// "-prev" is the kernel with the walks before the partition walk (setPreviousWalks):
 //
 //	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
 //
-// PREDICTD_SHAPES=ranker_63,NYC_taxi limits the run to the models named.
+// PREDICTD_SHAPES=ranker_63,NYC_taxi limits the run to the models named;
+// PREDICTD_SHAPES_KERNELS=generic,avx512-prev,avx512 the batch benchmark to the kernels
+// named (in that order), PREDICTD_SHAPES_BATCHES=32,64,128 the small one to those batches.
 // BenchmarkShapesBatch scores batches of 1,000 rows; BenchmarkShapesSmall scores batches
 // of 1, 2, 3, 4, 8 and 16 rows through Model.PredictF64 / PredictF32 (the cgo call
 // included) and reports ns per row. Models: the fixtures of shapes_test.go and the
@@ -127,7 +130,7 @@ func BenchmarkShapesBatch(b *testing.B) {
 		res := map[string]float64{}
 		var order []string
 		trav := ""
-		for _, k := range []string{"generic", "scalar-prev", "scalar", "avx2-prev", "avx2", "avx512-prev", "avx512"} {
+		for _, k := range shapesBatchKernels() {
 			prev := strings.HasSuffix(k, "-prev")
 			sc, err := newCScorerKernel(l.ens, strings.TrimSuffix(k, "-prev"))
 			if err != nil {
@@ -152,7 +155,11 @@ func BenchmarkShapesBatch(b *testing.B) {
 		}
 		var parts []string
 		for _, k := range order {
-			parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
+			if generic > 0 {
+				parts = append(parts, fmt.Sprintf("%s %.2f (%.1fx)", k, res[k], generic/res[k]))
+			} else {
+				parts = append(parts, fmt.Sprintf("%s %.2f", k, res[k]))
+			}
 		}
 		lines = append(lines, fmt.Sprintf("%-16s %-12s load %.1f ms (%.0f ms per 1,000 trees); ns/tree·row: %s", fx.name, trav,
 			float64(load.Microseconds())/1000, float64(load.Microseconds())/T, strings.Join(parts, ", ")))
@@ -164,6 +171,16 @@ func BenchmarkShapesSmall(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	batches := []int{1, 2, 3, 4, 8, 16}
+	if v := os.Getenv("PREDICTD_SHAPES_BATCHES"); v != "" {
+		batches = nil
+		for _, f := range strings.Split(v, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				b.Fatalf("PREDICTD_SHAPES_BATCHES=%q: want batch sizes of at least 1, comma-separated", v)
+			}
+			batches = append(batches, n)
+		}
+	}
 	var lines []string
 	for _, fx := range append(append([]shapesFixture{}, shapesBenchExtra...), shapesFixtures...) {
 		if !shapesBenchWanted(fx.name) {
@@ -236,4 +253,13 @@ func BenchmarkShapesLoad(b *testing.B) {
 		lines = append(lines, fmt.Sprintf("%-16s %.1f ms (%.0f ms per 1,000 trees)", fx.name, float64(d.Microseconds())/1000, float64(d.Microseconds())/T))
 	}
 	b.Logf("load, one thread, CPU time:\n%s", strings.Join(lines, "\n"))
+}
+
+// shapesBatchKernels: the kernels BenchmarkShapesBatch times, in order
+// (PREDICTD_SHAPES_KERNELS, or all of them).
+func shapesBatchKernels() []string {
+	if k := os.Getenv("PREDICTD_SHAPES_KERNELS"); k != "" {
+		return strings.Split(k, ",")
+	}
+	return []string{"generic", "scalar-prev", "scalar", "avx2-prev", "avx2", "avx512-prev", "avx512"}
 }

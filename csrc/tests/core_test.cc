@@ -442,7 +442,7 @@ static void TestRandomAgainstGeneric() {
 // Production-shaped models: deep, unbalanced trees of up to 1,023 leaves (ranking models
 // reach depth 95) and categorical features with up to 65,535 categories, whose distinct sets
 // together far exceed 65,536 words. Every one must take a fast traversal, and every kernel,
-// on the refill walks and on the lock-step walks (pd_walk_lockstep), at every batch size
+// on the partition, refill and lock-step walks (pd_walk_lockstep), at every batch size
 // from 1 row, must give the generic walk's bits.
 static void TestDeepAndWideCategorical() {
   std::mt19937_64 rng(20261204);
@@ -514,7 +514,7 @@ static void TestDeepAndWideCategorical() {
     CHECK(e != nullptr, "deep model %d: rejected", iter);
     if (e == nullptr) continue;
     CHECK(Info(e).traversal != PD_TRAVERSAL_GENERIC, "deep model %d: generic only (%s)", iter, Info(e).fallback_reason);
-    const size_t nrows = 1 + rng() % 400;
+    const size_t nrows = 1 + rng() % 2500;  // up to three partition-walk blocks
     std::vector<double> rows = RandomRows(rng, nrows, nfeat);
     for (size_t r = 0; r < nrows; r++)
       for (int f = 7; f < nfeat; f++) {
@@ -530,7 +530,7 @@ static void TestDeepAndWideCategorical() {
     std::vector<double> want(nrows * K), want32(nrows * K);
     CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), nrows, want.data()) == PD_OK, "generic f64");
     CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows32.data(), nrows, want32.data()) == PD_OK, "generic f32");
-    for (int lock : {0, 1}) {
+    for (int lock : {0, 4, 5}) {  // now; without the partition walk; lock step only
       pd_walk_lockstep(lock);
       for (int k : kKernels) {
         if (k == PD_KERNEL_GENERIC || !pd_kernel_supported(k)) continue;
