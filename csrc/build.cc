@@ -624,7 +624,6 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, const s
       e->val32.push_back(xgb ? e->leaf_value32[l0 + (-it.ref - 1)] : float(v));
       continue;
     }
-    if (it.depth >= 255) return Fallback(e, "tree " + std::to_string(t) + " is deeper than 255");
     const int64_t i = n0 + it.ref;
     const int f = e->feature[i];
     const FeatureBin& fb = e->slots[slot_of[f]];
@@ -674,7 +673,7 @@ bool LayOutTree(Ensemble* e, int64_t t, const std::vector<int>& slot_of, const s
     stack.push_back({e->left[i], me, 0, it.depth + 1});
   }
   e->tree_off.push_back(uint32_t(e->nodes.size()));
-  e->tree_depth.push_back(uint8_t(depth));
+  e->tree_depth.push_back(uint16_t(depth));
   e->max_depth = std::max(e->max_depth, depth);
   return true;
 }

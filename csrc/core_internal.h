@@ -215,7 +215,7 @@ struct Ensemble {
   std::vector<double> heap_val64;
   std::vector<float> heap_val32;
   std::vector<uint32_t> tree_off;  // num_trees+1, into nodes / val64 / val32
-  std::vector<uint8_t> tree_depth;
+  std::vector<uint16_t> tree_depth;
   std::vector<double> val64;     // per node: leaf value (0 for internal nodes)
   std::vector<float> val32;
   // Categorical sets, category-major: per categorical slot a matrix of CatBins rows (bins)

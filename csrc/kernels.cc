@@ -1187,8 +1187,10 @@ PD_INLINE void PartFinish(const Node* nd, const A* val, const uint16_t* bins, si
 }
 
 // Scratch of WalkPartition for a block of nb rows: the identity (the root's rows), two
-// index buffers and the pending (row, node) pairs, each padded for a vector's tail.
-PD_INLINE size_t PartScratch(size_t nb) { return 5 * (nb + 16); }
+// index buffers and the pending (row, node) pairs, each padded for a vector's tail, then
+// its stack of ranges (one pending right child per level of the deepest tree, 4 words
+// each).
+PD_INLINE size_t PartScratch(size_t nb, int max_depth) { return 5 * (nb + 16) + 4 * (size_t(max_depth) + 2); }
 
 template <ISA kISA, class A, bool kCat>
 PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, size_t nb, A* acc, size_t K,
@@ -1206,7 +1208,8 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
   struct Range {
     uint32_t node, lo, hi, depth;
   };
-  Range stack[264];  // a tree is at most 255 deep: one pending right child per level
+  static_assert(sizeof(Range) == 4 * sizeof(uint32_t), "PartScratch counts 4 words per range");
+  Range* stack = reinterpret_cast<Range*>(scratch + 5 * P);  // max_depth + 2 entries
   for (int t = 0; t < e.num_trees; t++) {
     const Node* nd = nodes + e.tree_off[t];
     const A* val = vals + e.tree_off[t];
@@ -1289,7 +1292,7 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
     maxb = std::max(maxb, B);
     const size_t nblk = (nrows + maxb - 1) / maxb;
     B = (nrows + nblk - 1) / nblk;
-    part_scratch.resize(PartScratch(B));
+    part_scratch.resize(PartScratch(B, e.max_depth));
   }
   uint16_t bins_stack[kStackBins + 8];  // +8: vector gathers read 4 bytes at a 2-byte bin
   A acc_stack[kStackAcc];

@@ -446,6 +446,7 @@ static void TestRandomAgainstGeneric() {
 // from 1 row, must give the generic walk's bits.
 static void TestDeepAndWideCategorical() {
   std::mt19937_64 rng(20261204);
+  int deepest = 0;
   for (int iter = 0; iter < 24; iter++) {
     const int sem = iter % 4 == 3 ? PD_SEMANTICS_XGBOOST : PD_SEMANTICS_LIGHTGBM;
     const bool cats = iter % 2 == 0 || iter % 8 == 3;  // XGBoost's too (TestXGBoostCategorical)
@@ -459,22 +460,29 @@ static void TestDeepAndWideCategorical() {
     // the most whose NaN bin still fits 16 bits).
     const uint32_t ncat[3] = {40, 3000, sem == PD_SEMANTICS_XGBOOST ? 65534u : 65535u};
     const int ntrees = 2 + int(rng() % 12);
+    // Every third model grows paths of up to 1,000 levels (no depth limit on the fast
+    // path), the others up to 200: a new node hangs off a random free slot one time in
+    // `spread`, else off one of the two newest.
+    const bool chains = iter % 3 == 2;
+    const int max_depth = chains ? 1000 : 200;
+    const unsigned spread = chains ? 32 : 4;
     for (int t = 0; t < ntrees; t++) {
       const int n = 1 + int(rng() % 1022);  // internal nodes: up to 1,023 leaves
       std::vector<SpecBuilder::N> nodes(n);
       for (auto& nd : nodes) nd.l = nd.r = 0;
-      // Grow mostly at the deepest free slot: long, unbalanced paths (depth up to ~200).
+      // Grow mostly at the deepest free slot: long, unbalanced paths (up to max_depth).
       std::vector<std::pair<int, int>> free_slots;
       std::vector<int> depth(n, 0);
       free_slots.push_back({0, 0});
       free_slots.push_back({0, 1});
       for (int j = 1; j < n; j++) {
-        size_t pick = rng() % 4 == 0 ? rng() % free_slots.size() : free_slots.size() - 1 - rng() % 2;
+        size_t pick = rng() % spread == 0 ? rng() % free_slots.size() : free_slots.size() - 1 - rng() % 2;
         auto [p, side] = free_slots[pick];
-        if (depth[p] >= 200) pick = 0, p = free_slots[0].first, side = free_slots[0].second;
+        if (depth[p] >= max_depth) pick = 0, p = free_slots[0].first, side = free_slots[0].second;
         free_slots.erase(free_slots.begin() + long(pick));
         (side == 0 ? nodes[p].l : nodes[p].r) = j;
         depth[j] = depth[p] + 1;
+        deepest = std::max(deepest, depth[j]);
         free_slots.push_back({j, 0});
         free_slots.push_back({j, 1});
       }
@@ -555,6 +563,7 @@ static void TestDeepAndWideCategorical() {
     pd_walk_lockstep(0);
     pd_ensemble_free(e);
   }
+  CHECK(deepest > 255, "the deepest tree is %d levels: the test should cover trees deeper than 255", deepest);
 }
 
 // XGBoost's native categorical splits on the fast path: NaN takes each node's default
