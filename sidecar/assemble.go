@@ -28,6 +28,12 @@ func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
 		}
 		return r.rows, nil
 	}
+	if r.dir.on() { // decoded into the matrix (decode_direct.go)
+		if r.dir.v != v || r.dir.overflow || len(r.m64) != nrows*nf {
+			return nil, fmt.Errorf("BUG: the matrix decoded for model %s version %s does not fit the request", v.model, v.version)
+		}
+		return r.m64, nil
+	}
 	r.m64 = growF64(r.m64[:0], nrows*nf)
 	nan := math.NaN()
 	for i := range r.m64 {
@@ -99,6 +105,9 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 				row[c.col] = c.value
 			}
 		}
+	}
+	if err := r.dir.unknownFeature(r, v); err != nil {
+		return err
 	}
 	if err := r.writeFeatures(v, m64, false, expired); err != nil {
 		return err

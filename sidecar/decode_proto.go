@@ -15,13 +15,27 @@ import (
 // reflection, no per-candidate allocation (over 4× faster than proto.Unmarshal on 100
 // named candidates, BenchmarkDecodeProto). r's byte slices point into body. Unknown fields are skipped, as protobuf
 // requires for forward compatibility; malformed wire data and wrong wire types are
-// errors. lim is checked before each element is appended.
+// errors. lim is checked before each element is appended. With r.dir on, candidates are
+// decoded into the matrix (decode_direct.go).
 func decodeProto(r *request, body []byte, lim decodeLimits) error {
 	if len(body) > maxDecodeBody {
 		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
 	}
 	r.body = body
-	if lim.presizes(len(body)) {
+	if lim.plain {
+		r.dir.reset()
+	}
+	err := decodeProtoBody(r, body, lim)
+	if r.dir.on() && (err != nil || !r.dir.resolvedAs(r)) {
+		return r.redecode(decodeProto, lim)
+	}
+	return err
+}
+
+func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
+	// A large body is counted first (presize), but on the direct path, where the first
+	// candidate's size gives the estimate its matrix is reserved with.
+	if lim.presizes(len(body)) && !r.dir.on() {
 		if err := countProto(body).reserve(r, lim); err != nil {
 			return err
 		}
@@ -51,6 +65,9 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 				}
 			}
 		case wire.RequestContext:
+			if r.dir.on() && len(r.cands) > 0 {
+				return errRedo // written before the candidates by apply: the generic path
+			}
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
@@ -75,8 +92,17 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if err := lim.row(len(r.cands)); err != nil {
 				return err
 			}
-			if err := decodeCandidate(r, m, lim); err != nil {
+			if !r.dir.on() {
+				if err := decodeCandidate(r, m, lim); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := decodeCandidateDirect(r, m, lim); err != nil {
 				return err
+			}
+			if len(r.cands) == 1 && lim.presizes(len(r.body)) {
+				r.dir.reserve(r, len(body)/max(len(r.body)-len(body), 1)+1, lim)
 			}
 		case wire.RequestRows:
 			haveRows = true
@@ -197,6 +223,115 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 	return nil
 }
 
+// decodeCandidateDirect is decodeCandidate on the direct path (decode_direct.go): the
+// candidate's features go to its row of the matrix. A feature in the form every encoder
+// writes whose name is the learned layout's at the expected place is read in place; any
+// other takes decodeFeature and the layout's map lookup.
+func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
+	d := &r.dir
+	row, err := d.row(r)
+	if err != nil {
+		return err
+	}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
+	learning := len(r.cands) == 0
+	left := lim.cells - r.cellCount() // values that may still be decoded
+	p := 0                            // the learned place the next name is expected at
+	body := r.body
+	// feature decodes Feature m the generic way and writes it.
+	feature := func(m []byte) error {
+		f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
+		if err != nil {
+			return err
+		}
+		if vec {
+			left = lim.cells - r.cellCount()
+			return nil
+		}
+		if left <= 0 {
+			if err := lim.cell(r); err != nil {
+				return err
+			}
+		}
+		left--
+		p = d.put(r, r.bytes(f.name), f.value, row, p, learning)
+		return nil
+	}
+	for len(b) > 0 {
+		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			m := b[2 : 2+int(b[1])]
+			b = b[2+int(b[1]):]
+			if p < len(d.lnames) && len(m) >= 2 && m[0] == tagFeatureName && m[1] < 0x80 {
+				sp, col := d.lnames[p], d.lcols[p]
+				n := 2 + int(sp.n)
+				if int(m[1]) == int(sp.n) && col >= 0 && len(m) >= n && string(m[2:n]) == string(body[sp.off:sp.off+sp.n]) {
+					x, ok := math.NaN(), len(m) == n
+					if len(m) == n+9 && m[n] == tagFeatureValue {
+						x, ok = math.Float64frombits(binary.LittleEndian.Uint64(m[n+1:])), true
+					}
+					if ok {
+						if left <= 0 {
+							if err := lim.cell(r); err != nil {
+								return err
+							}
+						}
+						left--
+						row[col] = x
+						d.cells++
+						p++
+						continue
+					}
+				}
+			}
+			if err := feature(m); err != nil {
+				return err
+			}
+			continue
+		}
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return protoErr("Candidate", n)
+		}
+		b = b[n:]
+		var m []byte
+		switch num {
+		case wire.CandidateID:
+			var id []byte
+			if id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
+				return err
+			}
+			c.id = r.spanOf(id)
+		case wire.CandidateFeatures:
+			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
+				return err
+			}
+			if err := feature(m); err != nil {
+				return err
+			}
+		case wire.CandidateKeys:
+			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
+				return err
+			}
+			k, err := decodeKey(r, m)
+			if err != nil {
+				return err
+			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
+			r.candKeys = append(r.candKeys, k)
+			left--
+		default:
+			if b, err = protoSkip(b, num, typ, "Candidate"); err != nil {
+				return err
+			}
+		}
+	}
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
+	r.cands = append(r.cands, c)
+	return nil
+}
+
 // decodeFeature reads a Feature, b a subslice of r.body; an absent value is missing
 // (NaN). Unless lim.plain, the form every encoder writes (a name under 128 bytes, then
 // the value or none) is read in place; anything else takes the field loop. A Feature
@@ -275,7 +410,7 @@ func decodeDoubles(r *request, b []byte, typ protowire.Type, lim decodeLimits, w
 			return b, badRequest("protobuf %s: packed length %d is not a multiple of 8", what, len(p))
 		}
 		if len(p) > 0 {
-			if c := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; c > lim.cells {
+			if c := r.cellCount() + len(p)/8; c > lim.cells {
 				return b, fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, c, lim.cells)
 			}
 		}
@@ -356,7 +491,7 @@ func decodeRow(r *request, b []byte, lim decodeLimits) error {
 				return badRequest("protobuf Row.values: packed length %d is not a multiple of 8", len(p))
 			}
 			if len(p) > 0 {
-				if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; n > lim.cells {
+				if n := r.cellCount() + len(p)/8; n > lim.cells {
 					return fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 				}
 			}
