@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"math"
 	"slices"
@@ -47,6 +48,7 @@ type direct struct {
 	cells      int   // values counted against decodeLimits.cells not in r's lists
 	charged    int64 // matrix bytes taken from the byte budget
 	scratch    []float64
+	nans       []float64 // a row of NaN, copied into each new row
 	undo       []byte   // JSON: the original bytes of strings unescaped in place
 	undoAt     []uint32 // their offsets and lengths, in pairs
 }
@@ -76,7 +78,7 @@ func (d *direct) reset() {
 
 func (d *direct) pooledBytes() int {
 	return cap(d.deferred) + cap(d.lraw) + 8*cap(d.lnames) + 4*(cap(d.lcols)+cap(d.layoutAt)+cap(d.undoAt)) +
-		8*cap(d.scratch) + cap(d.undo)
+		8*(cap(d.scratch)+cap(d.nans)) + cap(d.undo)
 }
 
 // resolvedAs tells whether r's decoded model and version are the ones v was resolved from.
@@ -170,10 +172,13 @@ func (d *direct) row(r *request) ([]float64, error) {
 			d.charged += step
 		}
 	}
-	nan := math.NaN()
-	for i := range row {
-		row[i] = nan
+	if len(d.nans) != nf {
+		d.nans = growF64(d.nans[:0], nf)
+		for i := range d.nans {
+			d.nans[i] = math.NaN()
+		}
 	}
+	copy(row, d.nans)
 	return row, nil
 }
 
@@ -189,11 +194,12 @@ func (d *direct) reserve(r *request, n int, lim decodeLimits) {
 	r.m64 = slices.Grow(r.m64, n*d.v.nfeat)
 }
 
-// put writes feature name (a subslice of r.body) of value x into row, the row of the
-// candidate being decoded, when name is not the learned layout's name at place p (or
-// that name is not written in place), and returns the place the next name is expected
-// at. learning: the candidate is the first one, whose names make the layout.
-func (d *direct) put(r *request, name []byte, x float64, row []float64, p int, learning bool) int {
+// put writes feature sp (a span of r.body) of value x into row, the row of the
+// candidate being decoded, when its name is not the learned layout's name at place p
+// (or that name is not written in place), and returns the place the next name is
+// expected at. learning: the candidate is the first one, whose names make the layout.
+func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learning bool) int {
+	name := r.bytes(sp)
 	col, ok := d.v.cols[string(name)]
 	if learning {
 		lc := int32(-1)
@@ -206,7 +212,7 @@ func (d *direct) put(r *request, name []byte, x float64, row []float64, p int, l
 				d.layoutAt[col] = int32(len(d.lnames) + 1)
 			}
 		}
-		d.lnames = append(d.lnames, r.spanOf(name))
+		d.lnames = append(d.lnames, sp)
 		d.lcols = append(d.lcols, lc)
 		d.lraw = append(d.lraw, rawJSONName(name))
 		p = len(d.lnames)
@@ -214,12 +220,12 @@ func (d *direct) put(r *request, name []byte, x float64, row []float64, p int, l
 	switch {
 	case !ok:
 		if !d.hasUnknown {
-			d.unknown, d.hasUnknown = r.spanOf(name), true
+			d.unknown, d.hasUnknown = sp, true
 		}
 		d.cells++
 		return p
 	case d.deferred[col]:
-		r.feats = append(r.feats, feature{name: r.spanOf(name), value: x})
+		r.feats = append(r.feats, feature{name: sp, value: x})
 	default:
 		row[col] = x
 		d.cells++
@@ -250,4 +256,16 @@ func (d *direct) unknownFeature(r *request, v *version) error {
 		return nil
 	}
 	return unknownFeature(v, r.bytes(d.unknown))
+}
+
+// sameName is string(a) == string(b), in line for names of 8 to 24 bytes (as rankers
+// name features), compared as 8-byte words, the last overlapping: the runtime's memequal
+// costs a call per name (BenchmarkNamedCandidates).
+func sameName(a, b []byte) bool {
+	if n := len(a); n == len(b) && n >= 8 && n <= 24 {
+		return binary.LittleEndian.Uint64(a) == binary.LittleEndian.Uint64(b) &&
+			binary.LittleEndian.Uint64(a[n-8:]) == binary.LittleEndian.Uint64(b[n-8:]) &&
+			(n <= 16 || binary.LittleEndian.Uint64(a[8:]) == binary.LittleEndian.Uint64(b[8:]))
+	}
+	return string(a) == string(b)
 }

@@ -812,7 +812,7 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			sp := d.lnames[k]
 			i := s.i + 1
 			e := i + int(sp.n)
-			if e < len(s.b) && s.b[e] == '"' && string(s.b[i:e]) == string(s.b[sp.off:sp.off+sp.n]) {
+			if e < len(s.b) && s.b[e] == '"' && sameName(s.b[i:e], s.b[sp.off:sp.off+sp.n]) {
 				name, at, s.i = s.b[i:e], k, e+1
 			}
 		}
@@ -846,7 +846,7 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			d.cells++
 			*p = at + 1
 		default:
-			*p = d.put(r, name, v, row, *p, learning)
+			*p = d.put(r, r.spanOf(name), v, row, *p, learning)
 		}
 		switch s.peek() {
 		case ',':

@@ -254,7 +254,7 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 			}
 		}
 		left--
-		p = d.put(r, r.bytes(f.name), f.value, row, p, learning)
+		p = d.put(r, f.name, f.value, row, p, learning)
 		return nil
 	}
 	for len(b) > 0 {
@@ -264,7 +264,7 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 			if p < len(d.lnames) && len(m) >= 2 && m[0] == tagFeatureName && m[1] < 0x80 {
 				sp, col := d.lnames[p], d.lcols[p]
 				n := 2 + int(sp.n)
-				if int(m[1]) == int(sp.n) && col >= 0 && len(m) >= n && string(m[2:n]) == string(body[sp.off:sp.off+sp.n]) {
+				if int(m[1]) == int(sp.n) && col >= 0 && len(m) >= n && sameName(m[2:n], body[sp.off:sp.off+sp.n]) {
 					x, ok := math.NaN(), len(m) == n
 					if len(m) == n+9 && m[n] == tagFeatureValue {
 						x, ok = math.Float64frombits(binary.LittleEndian.Uint64(m[n+1:])), true
