@@ -49,8 +49,8 @@ type direct struct {
 	charged    int64 // matrix bytes taken from the byte budget
 	scratch    []float64
 	nans       []float64 // a row of NaN, copied into each new row
-	undo       []byte   // JSON: the original bytes of strings unescaped in place
-	undoAt     []uint32 // their offsets and lengths, in pairs
+	undo       []byte    // JSON: the original bytes of strings unescaped in place
+	undoAt     []uint32  // their offsets and lengths, in pairs
 }
 
 // errRedo ends a direct decode that the generic path must take over (see above).
