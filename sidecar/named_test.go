@@ -507,3 +507,41 @@ func TestVectorCells(t *testing.T) {
 		t.Errorf("decoded %+v %v", r.vecs, r.vecVals)
 	}
 }
+
+// TestNamedDirectStore: with a feature store, a body that names its model first (the
+// direct path) assembles the matrix a body naming it last (the generic path) does: the
+// store fills its column, the context wins over the store, a candidate's value (null
+// too) over both, over the HTTP path with the handler's own resolve.
+func TestNamedDirectStore(t *testing.T) {
+	manifest := lgbManifest + `features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge,
+  {name: BonusMalus, group: users, key: user_id, default: 100}, Density]
+`
+	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: manifest})
+	var rows [][]float64
+	ts := startServer(t, Config{ModelDir: root, FeatureStore: keyStore{}, AfterResponse: func(e *Exchange) {
+		rows = rows[:0]
+		for i := 0; i < e.NumRows(); i++ {
+			rows = append(rows, e.Row(nil, i))
+		}
+	}})
+	for _, parts := range [][2]string{
+		{``, `[{"id":"a","features":{"Area":1,"BonusMalus":50}},{"features":{"BonusMalus":null,"Area":2}},{"features":{"Area":3}}]`},
+		{`"keys":{"user_id":"abc"},"context":{"BonusMalus":7,"Region":2},`, `[{"features":{"Region":1,"Area":1}},{"features":{"Area":2,"BonusMalus":5}},{"keys":{"user_id":"x"}}]`},
+		{`"context":{"Area":9},`, `[{"features":{"Area":1,"VehBrand":2}},{"features":{"VehBrand":3}}]`},
+	} {
+		var got [2][][]float64
+		for i, body := range []string{
+			`{"model":"claims",` + parts[0] + `"candidates":` + parts[1] + `}`, // the direct path
+			`{` + parts[0] + `"candidates":` + parts[1] + `,"model":"claims"}`, // the generic path
+		} {
+			status, resp := ts.post(t, "tcp", "/v1/predict", "application/json", []byte(body))
+			if status != 200 {
+				t.Fatalf("%s: %d %s", body, status, resp)
+			}
+			got[i] = slices.Clone(rows)
+		}
+		if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+			t.Errorf("%s: direct path %v, generic path %v", parts, got[0], got[1])
+		}
+	}
+}
