@@ -39,9 +39,9 @@ type direct struct {
 	ready      bool     // deferred is set (at the first candidate)
 	overflow   bool     // rows past maxCells were decoded into scratch; matrix fails
 	deferred   []bool   // per column: written by apply (store-backed, or set by the context)
-	lnames     []span   // the learned layout: the first candidate's names
-	lcols      []int32  // their columns: ≥ 0 written in place; -1 unknown; -2-col deferred
-	lraw       []bool   // JSON: the name may be compared with the body's raw bytes
+	proto      bool     // the body is protobuf, else JSON
+	places     []place  // the learned layout: the first candidate's names, in order
+	pre        []byte   // the bytes each place expects before its value
 	layoutAt   []int32  // per column, 1 + its place in the layout (0: not in it)
 	unknown    span     // the first unknown name (when hasUnknown)
 	hasUnknown bool
@@ -51,6 +51,19 @@ type direct struct {
 	nans       []float64 // a row of NaN, copied into each new row
 	undo       []byte    // JSON: the original bytes of strings unescaped in place
 	undoAt     []uint32  // their offsets and lengths, in pairs
+}
+
+// place is a name of the learned layout: its column, and the bytes that precede its
+// value in the body when a later candidate sends it as the first one did (pre[pre:
+// pre+npre]; npre 0: none are compared).
+//
+//   - protobuf: the Feature's tag and length, the name's tag, length and bytes, the
+//     value's tag (a Feature without a value has the same bytes but its length and the
+//     value's tag);
+//   - JSON: the quoted name and the colon, when the name is its own bytes in JSON.
+type place struct {
+	col       int32 // ≥ 0: written in place; -1 unknown; -2-col deferred
+	pre, npre uint32
 }
 
 // errRedo ends a direct decode that the generic path must take over (see above).
@@ -72,12 +85,12 @@ func (d *direct) reset() {
 	d.v, d.model, d.ver = nil, nil, nil
 	d.ready, d.overflow, d.hasUnknown = false, false, false
 	d.unknown, d.cells, d.charged = span{}, 0, 0
-	d.lnames, d.lcols, d.lraw = d.lnames[:0], d.lcols[:0], d.lraw[:0]
+	d.places, d.pre = d.places[:0], d.pre[:0]
 	d.undo, d.undoAt = d.undo[:0], d.undoAt[:0]
 }
 
 func (d *direct) pooledBytes() int {
-	return cap(d.deferred) + cap(d.lraw) + 8*cap(d.lnames) + 4*(cap(d.lcols)+cap(d.layoutAt)+cap(d.undoAt)) +
+	return cap(d.deferred) + cap(d.pre) + 12*cap(d.places) + 4*(cap(d.layoutAt)+cap(d.undoAt)) +
 		8*(cap(d.scratch)+cap(d.nans)) + cap(d.undo)
 }
 
@@ -202,20 +215,31 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 	name := r.bytes(sp)
 	col, ok := d.v.cols[string(name)]
 	if learning {
-		lc := int32(-1)
+		pl := place{col: -1, pre: uint32(len(d.pre))}
 		if ok {
-			lc = int32(col)
+			pl.col = int32(col)
 			if d.deferred[col] {
-				lc = -2 - lc
+				pl.col = -2 - pl.col
 			}
 			if d.layoutAt[col] == 0 {
-				d.layoutAt[col] = int32(len(d.lnames) + 1)
+				d.layoutAt[col] = int32(len(d.places) + 1)
 			}
 		}
-		d.lnames = append(d.lnames, sp)
-		d.lcols = append(d.lcols, lc)
-		d.lraw = append(d.lraw, rawJSONName(name))
-		p = len(d.lnames)
+		if pl.col >= 0 {
+			switch {
+			case d.proto && len(name)+11 < 0x80:
+				d.pre = append(d.pre, tagCandidateFeature, byte(len(name)+11), tagFeatureName, byte(len(name)))
+				d.pre = append(d.pre, name...)
+				d.pre = append(d.pre, tagFeatureValue)
+			case !d.proto && rawJSONName(name):
+				d.pre = append(d.pre, '"')
+				d.pre = append(d.pre, name...)
+				d.pre = append(d.pre, '"', ':')
+			}
+		}
+		pl.npre = uint32(len(d.pre)) - pl.pre
+		d.places = append(d.places, pl)
+		p = len(d.places)
 	}
 	switch {
 	case !ok:

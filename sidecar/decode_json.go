@@ -88,6 +88,7 @@ func decodeJSON(r *request, body []byte, lim decodeLimits) error {
 }
 
 func decodeJSONBody(r *request, body []byte, lim decodeLimits) error {
+	r.dir.proto = false
 	s := jsonScanner{b: body, lim: lim}
 	if r.dir.on() {
 		s.undo = &r.dir
@@ -788,8 +789,9 @@ func (s *jsonScanner) candidateDirect(r *request) error {
 }
 
 // featuresDirect is features on the direct path: each value is written into row, the
-// candidate's row of the matrix. A name that is the learned layout's name at place *p
-// is recognized in the body's raw bytes, without scanning it as a string first.
+// candidate's row of the matrix. A member whose name is the learned layout's at place
+// *p is recognized by its raw bytes up to the value (the quoted name and the colon), and
+// its number parsed there; anything else takes the generic member path.
 func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	if s.peek() != '{' {
 		return s.errf("features: want an object, found %s", s.found())
@@ -802,25 +804,47 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	d := &r.dir
 	learning := len(r.cands) == 0
 	left := s.lim.cells - r.cellCount() // values that may still be decoded
+	b, pre := s.b, d.pre
 	for {
+		if s.i < len(b) && b[s.i] != '"' {
+			s.ws()
+		}
+		if k := *p; k < len(d.places) {
+			pl := d.places[k]
+			i := s.i + int(pl.npre)
+			if pl.npre > 0 && i < len(b) && sameName(b[s.i:i], pre[pl.pre:pl.pre+pl.npre]) {
+				v, n, ok := math.NaN(), 4, i+4 <= len(b) && string(b[i:i+4]) == "null"
+				if b[i] == '-' || b[i]-'0' < 10 {
+					v, n, ok = jsonnum.Parse(b[i:])
+				}
+				if n > 0 && ok {
+					if left <= 0 {
+						if err := s.lim.cell(r); err != nil {
+							return err
+						}
+					}
+					left--
+					row[pl.col] = v
+					d.cells++
+					*p = k + 1
+					s.i = i + n
+					if s.i < len(b) && b[s.i] == ',' {
+						s.i++
+						continue
+					}
+					if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+						return err
+					}
+					continue
+				}
+			}
+		}
 		if s.peek() != '"' {
 			return s.errf("features: want a member name, found %s", s.found())
 		}
-		var name []byte
-		at := -1 // the name's place in the learned layout, when recognized there
-		if k := *p; k < len(d.lnames) && d.lraw[k] {
-			sp := d.lnames[k]
-			i := s.i + 1
-			e := i + int(sp.n)
-			if e < len(s.b) && s.b[e] == '"' && sameName(s.b[i:e], s.b[sp.off:sp.off+sp.n]) {
-				name, at, s.i = s.b[i:e], k, e+1
-			}
-		}
-		if at < 0 {
-			var err error
-			if name, err = s.str(); err != nil {
-				return err
-			}
+		name, err := s.str()
+		if err != nil {
+			return err
 		}
 		if err := s.expect(':'); err != nil {
 			return err
@@ -832,8 +856,7 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 		}
 		left--
 		v, err := s.value("feature", name)
-		switch {
-		case err != nil:
+		if err != nil {
 			if err != errArrayValue {
 				return err
 			}
@@ -841,21 +864,22 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 				return err
 			}
 			left = s.lim.cells - r.cellCount()
-		case at >= 0 && d.lcols[at] >= 0:
-			row[d.lcols[at]] = v
-			d.cells++
-			*p = at + 1
-		default:
+		} else {
 			*p = d.put(r, r.spanOf(name), v, row, *p, learning)
 		}
-		switch s.peek() {
-		case ',':
-			s.i++
-		case '}':
-			s.i++
-			return nil
-		default:
-			return s.errf("features: want ',' or '}', found %s", s.found())
+		if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+			return err
 		}
+	}
+}
+
+// featureEnd reads the ',' or '}' after a feature.
+func (s *jsonScanner) featureEnd() error {
+	switch s.peek() {
+	case ',', '}':
+		s.i++
+		return nil
+	default:
+		return s.errf("features: want ',' or '}', found %s", s.found())
 	}
 }

@@ -33,6 +33,7 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 }
 
 func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
+	r.dir.proto = true
 	// A large body is counted first (presize), but on the direct path, where the first
 	// candidate's size gives the estimate its matrix is reserved with.
 	if lim.presizes(len(body)) && !r.dir.on() {
@@ -237,7 +238,6 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 	learning := len(r.cands) == 0
 	left := lim.cells - r.cellCount() // values that may still be decoded
 	p := 0                            // the learned place the next name is expected at
-	body := r.body
 	// feature decodes Feature m the generic way and writes it.
 	feature := func(m []byte) error {
 		f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
@@ -257,32 +257,45 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		p = d.put(r, f.name, f.value, row, p, learning)
 		return nil
 	}
+	pre := d.pre
 	for len(b) > 0 {
+		// A feature sent as the first candidate sent the name expected here: its bytes
+		// up to the value compared at once.
+		if p < len(d.places) {
+			pl := d.places[p]
+			n := int(pl.npre)
+			if n > 0 && n+8 <= len(b) && sameName(b[:n], pre[pl.pre:pl.pre+pl.npre]) {
+				if left <= 0 {
+					if err := lim.cell(r); err != nil {
+						return err
+					}
+				}
+				left--
+				row[pl.col] = math.Float64frombits(binary.LittleEndian.Uint64(b[n:]))
+				d.cells++
+				p++
+				b = b[n+8:]
+				continue
+			}
+			// Without a value (missing): the same name, the lengths 9 bytes shorter.
+			if n > 0 && n-1 <= len(b) && b[0] == tagCandidateFeature && int(b[1]) == n-3 &&
+				sameName(b[2:n-1], pre[pl.pre+2:pl.pre+pl.npre-1]) {
+				if left <= 0 {
+					if err := lim.cell(r); err != nil {
+						return err
+					}
+				}
+				left--
+				row[pl.col] = math.NaN()
+				d.cells++
+				p++
+				b = b[n-1:]
+				continue
+			}
+		}
 		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
 			m := b[2 : 2+int(b[1])]
 			b = b[2+int(b[1]):]
-			if p < len(d.lnames) && len(m) >= 2 && m[0] == tagFeatureName && m[1] < 0x80 {
-				sp, col := d.lnames[p], d.lcols[p]
-				n := 2 + int(sp.n)
-				if int(m[1]) == int(sp.n) && col >= 0 && len(m) >= n && sameName(m[2:n], body[sp.off:sp.off+sp.n]) {
-					x, ok := math.NaN(), len(m) == n
-					if len(m) == n+9 && m[n] == tagFeatureValue {
-						x, ok = math.Float64frombits(binary.LittleEndian.Uint64(m[n+1:])), true
-					}
-					if ok {
-						if left <= 0 {
-							if err := lim.cell(r); err != nil {
-								return err
-							}
-						}
-						left--
-						row[col] = x
-						d.cells++
-						p++
-						continue
-					}
-				}
-			}
 			if err := feature(m); err != nil {
 				return err
 			}
