@@ -187,6 +187,8 @@ var namedSeeds = []string{
 	`{"model":"claims","candidates":[{"features":{"emb":["a"]}}]}`,
 	`{"model":"claims","candidates":[{"features":{"emb":[1,]}}]}`,
 	`{"model":"claims","context":{"emb":[1e400]}}`,
+	// Missing values where the first candidate sent numbers, and the other way round.
+	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"Area":1,"Region":null}},{"features":{"VehBrand":null,"Area":null,"Region":2}},{"features":{"Area":2,"VehBrand":null}}]}`,
 	// The direct path's hand-overs to the generic path: context after candidates, another
 	// model or a version after them, an error after escapes unescaped in place.
 	`{"model":"claims","candidates":[{"features":{"Area":1,"VehBrand":2}}],"context":{"Area":3}}`,
