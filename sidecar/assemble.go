@@ -9,8 +9,9 @@ import (
 
 // Step 4 of the request path (docs/architecture.md): the matrix a version scores.
 
-// matrix returns r's row-major float64 matrix for v: the dense rows as sent, or one row
-// per candidate with every value missing (NaN). The feature store then fills its columns
+// matrix returns r's row-major float64 matrix for v: the dense rows as sent, the one
+// the direct path decoded the candidates into (decode_direct.go), or one row per
+// candidate with every value missing (NaN). The feature store then fills its columns
 // and apply writes the request's features over them. The matrix and the outputs must
 // fit in maxCells values each, checked before anything is allocated.
 func (r *request) matrix(v *version, maxCells int) ([]float64, error) {

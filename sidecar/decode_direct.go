@@ -196,10 +196,13 @@ func (d *direct) row(r *request) ([]float64, error) {
 }
 
 // reserve grows r's candidates and matrix for about n more candidates (an estimate from
-// the first one's size), within the limits, so that a large body's matrix is allocated
-// once.
+// the first one's size), so that a large body's matrix is allocated once: within the
+// limits, and within the bytes the request took for its decoding (decodeReserve per
+// body byte), so that a small first candidate cannot make it reserve more than the body
+// pays for. Beyond that the matrix grows as it fills.
 func (d *direct) reserve(r *request, n int, lim decodeLimits) {
-	n = min(n, lim.rows-len(r.cands), d.maxCells/d.rowCells-len(r.cands))
+	nf := max(d.v.nfeat, 1)
+	n = min(n, lim.rows-len(r.cands), d.maxCells/d.rowCells-len(r.cands), decodeReserve*len(r.body)/(8*nf))
 	if n <= 0 {
 		return
 	}
