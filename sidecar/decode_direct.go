@@ -61,9 +61,25 @@ type direct struct {
 //     value's tag (a Feature without a value has the same bytes but its length and the
 //     value's tag);
 //   - JSON: the quoted name and the colon, when the name is its own bytes in JSON.
+//
+// The bytes, when 8 to 24 of them, are also kept as the 8-byte words that match compares
+// (w: the first, the second, the last): the loop reads them from the place it already
+// holds instead of from pre.
 type place struct {
 	col       int32 // ≥ 0: written in place; -1 unknown; -2-col deferred
 	pre, npre uint32
+	w         [3]uint64
+}
+
+// match tells whether b starts with the bytes p expects, for p.npre of 8 to 24 (the
+// others are compared with pre by the caller).
+func (p *place) match(b []byte) bool {
+	n := int(p.npre)
+	if n < 8 || n > 24 || len(b) < n {
+		return false
+	}
+	return binary.LittleEndian.Uint64(b) == p.w[0] && binary.LittleEndian.Uint64(b[n-8:]) == p.w[2] &&
+		(n <= 16 || binary.LittleEndian.Uint64(b[8:]) == p.w[1])
 }
 
 // errRedo ends a direct decode that the generic path must take over (see above).
@@ -241,6 +257,10 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 			}
 		}
 		pl.npre = uint32(len(d.pre)) - pl.pre
+		if n := int(pl.npre); n >= 8 && n <= 24 {
+			b := d.pre[pl.pre:]
+			pl.w = [3]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[min(8, n-8):]), binary.LittleEndian.Uint64(b[n-8:])}
+		}
 		d.places = append(d.places, pl)
 		p = len(d.places)
 	}

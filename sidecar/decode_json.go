@@ -810,9 +810,9 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			s.ws()
 		}
 		if k := *p; k < len(d.places) {
-			pl := d.places[k]
+			pl := &d.places[k]
 			i := s.i + int(pl.npre)
-			if pl.npre > 0 && i < len(b) && sameName(b[s.i:i], pre[pl.pre:pl.pre+pl.npre]) {
+			if i < len(b) && (pl.match(b[s.i:]) || (pl.npre < 8 || pl.npre > 24) && pl.npre > 0 && string(b[s.i:i]) == string(pre[pl.pre:pl.pre+pl.npre])) {
 				v, n, ok := math.NaN(), 4, i+4 <= len(b) && string(b[i:i+4]) == "null"
 				if b[i] == '-' || b[i]-'0' < 10 {
 					v, n, ok = jsonnum.Parse(b[i:])

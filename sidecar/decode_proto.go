@@ -262,9 +262,9 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		// A feature sent as the first candidate sent the name expected here: its bytes
 		// up to the value compared at once.
 		if p < len(d.places) {
-			pl := d.places[p]
+			pl := &d.places[p]
 			n := int(pl.npre)
-			if n > 0 && n+8 <= len(b) && sameName(b[:n], pre[pl.pre:pl.pre+pl.npre]) {
+			if n+8 <= len(b) && pl.match(b) || (n < 8 || n > 24) && n > 0 && n+8 <= len(b) && string(b[:n]) == string(pre[pl.pre:pl.pre+pl.npre]) {
 				if left <= 0 {
 					if err := lim.cell(r); err != nil {
 						return err
