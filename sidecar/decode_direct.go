@@ -233,6 +233,12 @@ func (d *direct) reserve(r *request, n int, lim decodeLimits) {
 func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learning bool) int {
 	name := r.bytes(sp)
 	col, ok := d.v.cols[string(name)]
+	// A first candidate with more names than the model has columns repeats names or
+	// sends unknown ones: past maxPlaces, its names are looked up without being learned,
+	// so the layout stays the size of the model, whatever the body.
+	if learning && len(d.places) >= d.maxPlaces() {
+		learning = false
+	}
 	if learning {
 		pl := place{col: -1, pre: uint32(len(d.pre))}
 		if ok {
@@ -284,6 +290,16 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 	}
 	return p
 }
+
+// maxListed is how many candidate features or keys the direct path lists before it
+// hands the body to the generic path, which counts a large body before it decodes
+// (presize.go): a few per candidate and column, as store overrides and entity keys
+// take, but not a body built of them.
+func (d *direct) maxListed(r *request) int { return 1<<12 + (d.v.nfeat+16)*(len(r.cands)+1) }
+
+// maxPlaces is the most names the learned layout holds: the model's columns, twice,
+// for a first candidate that repeats some.
+func (d *direct) maxPlaces() int { return 2*d.v.nfeat + 16 }
 
 // rawJSONName tells whether name, written in a JSON string, is its own bytes: no quote,
 // backslash or control character, so that the body's raw bytes can be compared with it.

@@ -778,6 +778,11 @@ func (s *jsonScanner) candidateDirect(r *request) error {
 		case "features":
 			return s.featuresDirect(r, row, &p)
 		case "keys":
+			// Counted first in a large body, as the candidates array is on the generic
+			// path.
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{candKeys: m} }); err != nil {
+				return err
+			}
 			return s.keys(r, &r.candKeys, "candidate keys")
 		default:
 			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
@@ -866,6 +871,9 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			left = s.lim.cells - r.cellCount()
 		} else {
 			*p = d.put(r, r.spanOf(name), v, row, *p, learning)
+			if len(r.feats) > d.maxListed(r) {
+				return errRedo // uncounted: the generic path counts first
+			}
 		}
 		if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
 			return err

@@ -34,11 +34,16 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 
 func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 	r.dir.proto = true
-	// A large body is counted first (presize), but on the direct path, where the first
-	// candidate's size gives the estimate its matrix is reserved with.
-	if lim.presizes(len(body)) && !r.dir.on() {
-		if err := countProto(body).reserve(r, lim); err != nil {
+	// A large body is counted first (presize); on the direct path without walking the
+	// candidates' features, which are not listed, and the matrix reserved for the
+	// candidates counted.
+	if lim.presizes(len(body)) {
+		n := countProtoFields(body, !r.dir.on())
+		if err := n.reserve(r, lim); err != nil {
 			return err
+		}
+		if r.dir.on() {
+			r.dir.reserve(r, n.cands, lim)
 		}
 	}
 	haveCands, haveRows := false, false
@@ -101,9 +106,6 @@ func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 			}
 			if err := decodeCandidateDirect(r, m, lim); err != nil {
 				return err
-			}
-			if len(r.cands) == 1 && lim.presizes(len(r.body)) {
-				r.dir.reserve(r, len(body)/max(len(r.body)-len(body), 1)+1, lim)
 			}
 		case wire.RequestRows:
 			haveRows = true
@@ -255,6 +257,9 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		}
 		left--
 		p = d.put(r, f.name, f.value, row, p, learning)
+		if len(r.feats) > d.maxListed(r) {
+			return errRedo // uncounted: the generic path counts first
+		}
 		return nil
 	}
 	pre := d.pre
@@ -331,6 +336,9 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 			}
 			if err := lim.cell(r); err != nil {
 				return err
+			}
+			if len(r.candKeys) >= d.maxListed(r) {
+				return errRedo // uncounted: the generic path counts first
 			}
 			r.candKeys = append(r.candKeys, k)
 			left--
