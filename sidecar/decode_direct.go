@@ -291,6 +291,11 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 	return p
 }
 
+// maxDirectContext is how many protobuf context features or request keys the direct
+// path decodes, uncounted, before it hands the body to the generic path, which counts a
+// large body first (presize.go).
+const maxDirectContext = 1 << 12
+
 // maxListed is how many candidate features or keys the direct path lists before it
 // hands the body to the generic path, which counts a large body before it decodes
 // (presize.go): a few per candidate and column, as store overrides and entity keys

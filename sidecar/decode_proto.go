@@ -34,16 +34,14 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 
 func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 	r.dir.proto = true
-	// A large body is counted first (presize); on the direct path without walking the
-	// candidates' features, which are not listed, and the matrix reserved for the
-	// candidates counted.
-	if lim.presizes(len(body)) {
-		n := countProtoFields(body, !r.dir.on())
-		if err := n.reserve(r, lim); err != nil {
+	// A large body is counted first (presize), but on the direct path, where no feature
+	// is listed and the first candidate's size gives the estimate the matrix is reserved
+	// with: a pass over the body's candidates costs a cache miss each. Dense rows are
+	// counted at the first row, context and keys beyond a few thousand decode on the
+	// generic path.
+	if lim.presizes(len(body)) && !r.dir.on() {
+		if err := countProto(body).reserve(r, lim); err != nil {
 			return err
-		}
-		if r.dir.on() {
-			r.dir.reserve(r, n.cands, lim)
 		}
 	}
 	haveCands, haveRows := false, false
@@ -71,8 +69,8 @@ func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 				}
 			}
 		case wire.RequestContext:
-			if r.dir.on() && len(r.cands) > 0 {
-				return errRedo // written before the candidates by apply: the generic path
+			if r.dir.on() && (len(r.cands) > 0 || len(r.context) >= maxDirectContext) {
+				return errRedo // written before the candidates by apply, or uncounted
 			}
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
@@ -107,7 +105,16 @@ func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 			if err := decodeCandidateDirect(r, m, lim); err != nil {
 				return err
 			}
+			if len(r.cands) == 1 && lim.presizes(len(r.body)) {
+				r.dir.reserve(r, len(body)/max(len(r.body)-len(body), 1)+1, lim)
+			}
 		case wire.RequestRows:
+			if !haveRows && r.dir.on() && lim.presizes(len(r.body)) {
+				// Dense rows on the direct path, which counted no body first: now.
+				if err := countProto(r.body).reserve(r, lim); err != nil {
+					return err
+				}
+			}
 			haveRows = true
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.rows"); err != nil {
@@ -124,6 +131,9 @@ func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 				return err
 			}
 		case wire.RequestKeys:
+			if r.dir.on() && len(r.ctxKeys) >= maxDirectContext {
+				return errRedo // uncounted: the generic path counts first
+			}
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.keys"); err != nil {
 				return err

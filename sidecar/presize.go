@@ -172,12 +172,7 @@ func skipJSONString(b []byte, i int) int {
 
 // countProto counts what a protobuf PredictRequest body holds; it stops at the first
 // malformed field, leaving the error to the decoder.
-func countProto(b []byte) presize { return countProtoFields(b, true) }
-
-// countProtoFields is countProto, counting the candidates' features and keys only when
-// cands is set: the direct path (decode_direct.go) counts the candidates alone, walking
-// no feature.
-func countProtoFields(b []byte, cands bool) presize {
+func countProto(b []byte) presize {
 	var n presize
 	for len(b) > 0 {
 		num, typ, k := protowire.ConsumeTag(b)
@@ -202,9 +197,7 @@ func countProtoFields(b []byte, cands bool) presize {
 			n.ctxKeys++
 		case wire.RequestCandidates:
 			n.cands++
-			if cands {
-				countCandidate(m, &n)
-			}
+			countCandidate(m, &n)
 		case wire.RequestRows:
 			n.nrows++
 			walkProto(m, func(num protowire.Number, typ protowire.Type, v []byte) {
