@@ -9,8 +9,9 @@ import (
 
 // Step 4 of the request path (docs/architecture.md): the matrix a version scores.
 
-// matrix returns r's row-major float64 matrix for v: the dense rows as sent, or one row
-// per candidate with every value missing (NaN). The feature store then fills its columns
+// matrix returns r's row-major float64 matrix for v: the dense rows as sent, the one
+// the direct path decoded the candidates into (decode_direct.go), or one row per
+// candidate with every value missing (NaN). The feature store then fills its columns
 // and apply writes the request's features over them. The matrix and the outputs must
 // fit in maxCells values each, checked before anything is allocated.
 func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
@@ -27,6 +28,12 @@ func (r *request) matrix(v *version, maxCells int) ([]float64, error) {
 				errFeatureCount, r.width, v.model, v.version, nf, v.model)
 		}
 		return r.rows, nil
+	}
+	if r.dir.on() { // decoded into the matrix (decode_direct.go)
+		if r.dir.v != v || r.dir.overflow || len(r.m64) != nrows*nf {
+			return nil, fmt.Errorf("BUG: the matrix decoded for model %s version %s does not fit the request", v.model, v.version)
+		}
+		return r.m64, nil
 	}
 	r.m64 = growF64(r.m64[:0], nrows*nf)
 	nan := math.NaN()
@@ -99,6 +106,9 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 				row[c.col] = c.value
 			}
 		}
+	}
+	if err := r.dir.unknownFeature(r, v); err != nil {
+		return err
 	}
 	if err := r.writeFeatures(v, m64, false, expired); err != nil {
 		return err

@@ -90,7 +90,8 @@ const (
 // pooled request kept from earlier requests.
 func (r *request) decodedBytes() int64 {
 	return featureBytes*int64(len(r.context)+len(r.feats)) + keyBytes*int64(len(r.ctxKeys)+len(r.candKeys)) +
-		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows)+len(r.vecVals)) + int64(unsafe.Sizeof(vector{}))*int64(len(r.vecs))
+		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows)+len(r.vecVals)) + int64(unsafe.Sizeof(vector{}))*int64(len(r.vecs)) +
+		r.dir.matrixBytes(r)
 }
 
 // reserveDecoded makes r hold its body plus decoded bytes of decoded elements in the
@@ -135,6 +136,14 @@ func (r *request) releaseBytes() {
 	r.budget, r.held = nil, 0
 }
 
+// matrixBytes is what the direct path's matrix takes (decode_direct.go), 0 when off.
+func (d *direct) matrixBytes(r *request) int64 {
+	if !d.on() {
+		return 0
+	}
+	return 8 * int64(len(r.m64))
+}
+
 // matrixBytes is what assembling and scoring r for v allocates: the float64 matrix
 // (none for dense rows, which are the matrix and counted with the decoding), its float32
 // copy for a float32 model, and the scores.
@@ -142,7 +151,7 @@ func (r *request) matrixBytes(v *version) int64 {
 	nrows, nf := int64(r.numRows()), int64(v.nfeat)
 	outs := int64(max(v.pred.NumOutputs(true), v.pred.NumOutputs(false)))
 	var n int64
-	if !r.dense {
+	if !r.dense && !r.dir.on() { // the direct path's matrix is counted with the decoding
 		n += 8 * nrows * nf
 	}
 	if v.f32 {

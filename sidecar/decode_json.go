@@ -56,7 +56,7 @@ func (lim decodeLimits) row(n int) error {
 
 // cell fails when r already holds lim.cells values, before one more is appended.
 func (lim decodeLimits) cell(r *request) error {
-	if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals); n >= lim.cells {
+	if n := r.cellCount(); n >= lim.cells {
 		return fmt.Errorf("%w: more than %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 	}
 	return nil
@@ -65,7 +65,8 @@ func (lim decodeLimits) cell(r *request) error {
 // decodeJSON decodes a JSON prediction request from body into r, within lim. It scans
 // the bytes directly (no reflection, no maps) and unescapes strings in place, so body
 // must be writable and r's byte slices point into it. Unknown fields, wrong types and
-// trailing data are errors.
+// trailing data are errors. With r.dir on, candidates are decoded into the matrix
+// (decode_direct.go).
 //
 // On this project's bodies it is about as fast as fastjson and 4–6× faster than
 // encoding/json (BenchmarkDecodeJSON). Over fastjson it keeps: the limits checked as
@@ -76,7 +77,22 @@ func decodeJSON(r *request, body []byte, lim decodeLimits) error {
 		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
 	}
 	r.body = body
+	if lim.plain {
+		r.dir.reset()
+	}
+	err := decodeJSONBody(r, body, lim)
+	if r.dir.on() && (err != nil || !r.dir.resolvedAs(r)) {
+		return r.redecode(decodeJSON, lim)
+	}
+	return err
+}
+
+func decodeJSONBody(r *request, body []byte, lim decodeLimits) error {
+	r.dir.proto = false
 	s := jsonScanner{b: body, lim: lim}
+	if r.dir.on() {
+		s.undo = &r.dir
+	}
 	if err := s.request(r); err != nil {
 		return err
 	}
@@ -91,7 +107,8 @@ type jsonScanner struct {
 	b        []byte
 	i        int
 	lim      decodeLimits
-	inVector bool // reading a vector's elements: an array there is an error
+	inVector bool    // reading a vector's elements: an array there is an error
+	undo     *direct // on the direct path: where strings unescaped in place are saved
 }
 
 func (s *jsonScanner) errf(format string, args ...any) error {
@@ -227,6 +244,9 @@ func (s *jsonScanner) str() ([]byte, error) {
 			return s.b[start:i], nil
 		case c == '\\':
 			s.i = i
+			if s.undo != nil {
+				s.undo.saveString(s.b, start)
+			}
 			return s.unescape(start, i)
 		default:
 			s.i = i
@@ -485,6 +505,9 @@ func (s *jsonScanner) request(r *request) error {
 			}
 			return r.setOutput(o)
 		case "context":
+			if r.dir.on() && len(r.cands) > 0 {
+				return errRedo // written before the candidates by apply: the generic path
+			}
 			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{context: m} }); err != nil {
 				return err
 			}
@@ -506,6 +529,9 @@ func (s *jsonScanner) request(r *request) error {
 			return s.keys(r, &r.ctxKeys, "keys")
 		case "candidates":
 			haveCands = true
+			if r.dir.on() {
+				return s.candidatesDirect(r)
+			}
 			if err := s.presize(r, func(m, f, k, _ int) presize { return presize{cands: m, feats: f, candKeys: k} }); err != nil {
 				return err
 			}
@@ -714,4 +740,154 @@ func (r *request) finishDecode(haveCands, haveRows bool) error {
 	}
 	r.dense = haveRows
 	return nil
+}
+
+// candidatesDirect reads the candidates array on the direct path (decode_direct.go).
+// A large body is not counted first (presize): the first candidate's size gives the
+// estimate its matrix is reserved with.
+func (s *jsonScanner) candidatesDirect(r *request) error {
+	start := s.i
+	return s.array("candidates", func(i int) error {
+		if err := s.lim.row(len(r.cands)); err != nil {
+			return err
+		}
+		if err := s.candidateDirect(r); err != nil {
+			return err
+		}
+		if i == 0 && s.lim.presizes(len(s.b)) {
+			r.dir.reserve(r, (len(s.b)-s.i)/max(s.i-start, 1)+1, s.lim)
+		}
+		return nil
+	})
+}
+
+// candidateDirect is candidate on the direct path: its features go to its matrix row.
+func (s *jsonScanner) candidateDirect(r *request) error {
+	row, err := r.dir.row(r)
+	if err != nil {
+		return err
+	}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
+	p := 0
+	err = s.object("candidate", func(k []byte) error {
+		switch string(k) {
+		case "id":
+			id, err := s.strOrNum("id")
+			c.id = r.spanOf(id)
+			return err
+		case "features":
+			return s.featuresDirect(r, row, &p)
+		case "keys":
+			// Counted first in a large body, as the candidates array is on the generic
+			// path.
+			if err := s.presize(r, func(m, _, _, _ int) presize { return presize{candKeys: m} }); err != nil {
+				return err
+			}
+			return s.keys(r, &r.candKeys, "candidate keys")
+		default:
+			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
+		}
+	})
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
+	r.cands = append(r.cands, c)
+	return err
+}
+
+// featuresDirect is features on the direct path: each value is written into row, the
+// candidate's row of the matrix. A member whose name is the learned layout's at place
+// *p is recognized by its raw bytes up to the value (the quoted name and the colon), and
+// its number parsed there; anything else takes the generic member path.
+func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
+	if s.peek() != '{' {
+		return s.errf("features: want an object, found %s", s.found())
+	}
+	s.i++
+	if s.peek() == '}' {
+		s.i++
+		return nil
+	}
+	d := &r.dir
+	learning := len(r.cands) == 0
+	left := s.lim.cells - r.cellCount() // values that may still be decoded
+	b, pre := s.b, d.pre
+	for {
+		if s.i < len(b) && b[s.i] != '"' {
+			s.ws()
+		}
+		if k := *p; k < len(d.places) {
+			pl := &d.places[k]
+			i := s.i + int(pl.npre)
+			if i < len(b) && (pl.match(b[s.i:]) || (pl.npre < 8 || pl.npre > 24) && pl.npre > 0 && string(b[s.i:i]) == string(pre[pl.pre:pl.pre+pl.npre])) {
+				v, n, ok := math.NaN(), 4, i+4 <= len(b) && string(b[i:i+4]) == "null"
+				if b[i] == '-' || b[i]-'0' < 10 {
+					v, n, ok = jsonnum.Parse(b[i:])
+				}
+				if n > 0 && ok {
+					if left <= 0 {
+						if err := s.lim.cell(r); err != nil {
+							return err
+						}
+					}
+					left--
+					row[pl.col] = v
+					d.cells++
+					*p = k + 1
+					s.i = i + n
+					if s.i < len(b) && b[s.i] == ',' {
+						s.i++
+						continue
+					}
+					if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+						return err
+					}
+					continue
+				}
+			}
+		}
+		if s.peek() != '"' {
+			return s.errf("features: want a member name, found %s", s.found())
+		}
+		name, err := s.str()
+		if err != nil {
+			return err
+		}
+		if err := s.expect(':'); err != nil {
+			return err
+		}
+		if left <= 0 {
+			if err := s.lim.cell(r); err != nil {
+				return err
+			}
+		}
+		left--
+		v, err := s.value("feature", name)
+		if err != nil {
+			if err != errArrayValue {
+				return err
+			}
+			if err := s.vector(r, "feature", name, int32(len(r.cands))); err != nil {
+				return err
+			}
+			left = s.lim.cells - r.cellCount()
+		} else {
+			*p = d.put(r, r.spanOf(name), v, row, *p, learning)
+			if len(r.feats) > d.maxListed(r) {
+				return errRedo // uncounted: the generic path counts first
+			}
+		}
+		if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+			return err
+		}
+	}
+}
+
+// featureEnd reads the ',' or '}' after a feature.
+func (s *jsonScanner) featureEnd() error {
+	switch s.peek() {
+	case ',', '}':
+		s.i++
+		return nil
+	default:
+		return s.errf("features: want ',' or '}', found %s", s.found())
+	}
 }

@@ -15,13 +15,31 @@ import (
 // reflection, no per-candidate allocation (over 4× faster than proto.Unmarshal on 100
 // named candidates, BenchmarkDecodeProto). r's byte slices point into body. Unknown fields are skipped, as protobuf
 // requires for forward compatibility; malformed wire data and wrong wire types are
-// errors. lim is checked before each element is appended.
+// errors. lim is checked before each element is appended. With r.dir on, candidates are
+// decoded into the matrix (decode_direct.go).
 func decodeProto(r *request, body []byte, lim decodeLimits) error {
 	if len(body) > maxDecodeBody {
 		return fmt.Errorf("%w: a body of %d bytes, the most a request may have is %d", errTooManyCells, len(body), maxDecodeBody)
 	}
 	r.body = body
-	if lim.presizes(len(body)) {
+	if lim.plain {
+		r.dir.reset()
+	}
+	err := decodeProtoBody(r, body, lim)
+	if r.dir.on() && (err != nil || !r.dir.resolvedAs(r)) {
+		return r.redecode(decodeProto, lim)
+	}
+	return err
+}
+
+func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
+	r.dir.proto = true
+	// A large body is counted first (presize), but on the direct path, where no feature
+	// is listed and the first candidate's size gives the estimate the matrix is reserved
+	// with: a pass over the body's candidates costs a cache miss each. Dense rows are
+	// counted at the first row, context and keys beyond a few thousand decode on the
+	// generic path.
+	if lim.presizes(len(body)) && !r.dir.on() {
 		if err := countProto(body).reserve(r, lim); err != nil {
 			return err
 		}
@@ -51,6 +69,9 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 				}
 			}
 		case wire.RequestContext:
+			if r.dir.on() && (len(r.cands) > 0 || len(r.context) >= maxDirectContext) {
+				return errRedo // written before the candidates by apply, or uncounted
+			}
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.context"); err != nil {
 				return err
@@ -75,10 +96,25 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 			if err := lim.row(len(r.cands)); err != nil {
 				return err
 			}
-			if err := decodeCandidate(r, m, lim); err != nil {
+			if !r.dir.on() {
+				if err := decodeCandidate(r, m, lim); err != nil {
+					return err
+				}
+				continue
+			}
+			if err := decodeCandidateDirect(r, m, lim); err != nil {
 				return err
 			}
+			if len(r.cands) == 1 && lim.presizes(len(r.body)) {
+				r.dir.reserve(r, len(body)/max(len(r.body)-len(body), 1)+1, lim)
+			}
 		case wire.RequestRows:
+			if !haveRows && r.dir.on() && lim.presizes(len(r.body)) {
+				// Dense rows on the direct path, which counted no body first: now.
+				if err := countProto(r.body).reserve(r, lim); err != nil {
+					return err
+				}
+			}
 			haveRows = true
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.rows"); err != nil {
@@ -95,6 +131,9 @@ func decodeProto(r *request, body []byte, lim decodeLimits) error {
 				return err
 			}
 		case wire.RequestKeys:
+			if r.dir.on() && len(r.ctxKeys) >= maxDirectContext {
+				return errRedo // uncounted: the generic path counts first
+			}
 			var m []byte
 			if m, body, err = protoMessage(body, typ, "PredictRequest.keys"); err != nil {
 				return err
@@ -197,6 +236,133 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 	return nil
 }
 
+// decodeCandidateDirect is decodeCandidate on the direct path (decode_direct.go): the
+// candidate's features go to its row of the matrix. A feature in the form every encoder
+// writes whose name is the learned layout's at the expected place is read in place; any
+// other takes decodeFeature and the layout's map lookup.
+func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
+	d := &r.dir
+	row, err := d.row(r)
+	if err != nil {
+		return err
+	}
+	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
+	learning := len(r.cands) == 0
+	left := lim.cells - r.cellCount() // values that may still be decoded
+	p := 0                            // the learned place the next name is expected at
+	// feature decodes Feature m the generic way and writes it.
+	feature := func(m []byte) error {
+		f, vec, err := decodeFeature(r, m, &lim, int32(len(r.cands)))
+		if err != nil {
+			return err
+		}
+		if vec {
+			left = lim.cells - r.cellCount()
+			return nil
+		}
+		if left <= 0 {
+			if err := lim.cell(r); err != nil {
+				return err
+			}
+		}
+		left--
+		p = d.put(r, f.name, f.value, row, p, learning)
+		if len(r.feats) > d.maxListed(r) {
+			return errRedo // uncounted: the generic path counts first
+		}
+		return nil
+	}
+	pre := d.pre
+	for len(b) > 0 {
+		// A feature sent as the first candidate sent the name expected here: its bytes
+		// up to the value compared at once.
+		if p < len(d.places) {
+			pl := &d.places[p]
+			n := int(pl.npre)
+			if n+8 <= len(b) && pl.match(b) || (n < 8 || n > 24) && n > 0 && n+8 <= len(b) && string(b[:n]) == string(pre[pl.pre:pl.pre+pl.npre]) {
+				if left <= 0 {
+					if err := lim.cell(r); err != nil {
+						return err
+					}
+				}
+				left--
+				row[pl.col] = math.Float64frombits(binary.LittleEndian.Uint64(b[n:]))
+				d.cells++
+				p++
+				b = b[n+8:]
+				continue
+			}
+			// Without a value (missing): the same name, the lengths 9 bytes shorter.
+			if n > 0 && n-1 <= len(b) && b[0] == tagCandidateFeature && int(b[1]) == n-3 &&
+				sameName(b[2:n-1], pre[pl.pre+2:pl.pre+pl.npre-1]) {
+				if left <= 0 {
+					if err := lim.cell(r); err != nil {
+						return err
+					}
+				}
+				left--
+				row[pl.col] = math.NaN()
+				d.cells++
+				p++
+				b = b[n-1:]
+				continue
+			}
+		}
+		if len(b) >= 2 && b[0] == tagCandidateFeature && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			m := b[2 : 2+int(b[1])]
+			b = b[2+int(b[1]):]
+			if err := feature(m); err != nil {
+				return err
+			}
+			continue
+		}
+		num, typ, n := consumeTag(b)
+		if n < 0 {
+			return protoErr("Candidate", n)
+		}
+		b = b[n:]
+		var m []byte
+		switch num {
+		case wire.CandidateID:
+			var id []byte
+			if id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
+				return err
+			}
+			c.id = r.spanOf(id)
+		case wire.CandidateFeatures:
+			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
+				return err
+			}
+			if err := feature(m); err != nil {
+				return err
+			}
+		case wire.CandidateKeys:
+			if m, b, err = protoMessage(b, typ, "Candidate.keys"); err != nil {
+				return err
+			}
+			k, err := decodeKey(r, m)
+			if err != nil {
+				return err
+			}
+			if err := lim.cell(r); err != nil {
+				return err
+			}
+			if len(r.candKeys) >= d.maxListed(r) {
+				return errRedo // uncounted: the generic path counts first
+			}
+			r.candKeys = append(r.candKeys, k)
+			left--
+		default:
+			if b, err = protoSkip(b, num, typ, "Candidate"); err != nil {
+				return err
+			}
+		}
+	}
+	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
+	r.cands = append(r.cands, c)
+	return nil
+}
+
 // decodeFeature reads a Feature, b a subslice of r.body; an absent value is missing
 // (NaN). Unless lim.plain, the form every encoder writes (a name under 128 bytes, then
 // the value or none) is read in place; anything else takes the field loop. A Feature
@@ -275,7 +441,7 @@ func decodeDoubles(r *request, b []byte, typ protowire.Type, lim decodeLimits, w
 			return b, badRequest("protobuf %s: packed length %d is not a multiple of 8", what, len(p))
 		}
 		if len(p) > 0 {
-			if c := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; c > lim.cells {
+			if c := r.cellCount() + len(p)/8; c > lim.cells {
 				return b, fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, c, lim.cells)
 			}
 		}
@@ -356,7 +522,7 @@ func decodeRow(r *request, b []byte, lim decodeLimits) error {
 				return badRequest("protobuf Row.values: packed length %d is not a multiple of 8", len(p))
 			}
 			if len(p) > 0 {
-				if n := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + len(r.vecVals) + len(p)/8; n > lim.cells {
+				if n := r.cellCount() + len(p)/8; n > lim.cells {
 					return fmt.Errorf("%w: %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, n, lim.cells)
 				}
 			}

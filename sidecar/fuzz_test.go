@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/predictd/predictd/api/predictpb"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -259,7 +260,8 @@ func FuzzParseManifest(f *testing.F) {
 // FuzzPeekModel: peekModel never panics, and a name it finds is what the real decoder
 // reads from the same bytes: the body's prefix up to the name's end (closed with "}" for
 // JSON) decodes to a request for exactly that model, and when the whole body decodes and
-// names no other model, to the same model too.
+// names no other model, to the same model too. The same for the version peekVersion
+// reads after it.
 func FuzzPeekModel(f *testing.F) {
 	for _, s := range []string{
 		`{"model":"m","candidates":[]}`,
@@ -269,6 +271,10 @@ func FuzzPeekModel(f *testing.F) {
 		`{"version":"1","model":"m"}`,
 		`{"model":"m","model":"n"}`,
 		`{"model":""}`,
+		`{"model":"m","version":"3","rows":[[1]]}`,
+		`{"model":"m" , "version" : 12 ,"candidates":[]}`,
+		`{"model":"m","version":null}`,
+		`{"model":"m","version":"a\"b"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -312,7 +318,24 @@ func FuzzPeekModel(f *testing.F) {
 				!bytes.Contains(data[end:], []byte(`\u`)) && !isProto {
 				t.Fatalf("peeked %q, the decoder reads %q from %q", name, r.model, data)
 			}
+			// The version that follows the model: what the decoder reads, unless the
+			// version field appears again (JSON), or from the fields up to it (protobuf).
+			ver, ok := peekVersion(data, end, isProto)
+			if !isProto && ok && err == nil && bytes.Count(data, []byte(`version`)) <= 1 &&
+				!bytes.Contains(data, []byte(`\u`)) && !bytes.Equal(r.version, ver) {
+				t.Fatalf("peeked version %q, the decoder reads %q from %q", ver, r.version, data)
+			}
 			putRequest(r)
+			if isProto && ok && ver != nil {
+				_, _, k := protowire.ConsumeTag(data[end:])
+				_, m := protowire.ConsumeBytes(data[end+k:])
+				r = getRequest()
+				err = decodeProto(r, append([]byte(nil), data[:end+k+m]...), fuzzLimits)
+				if err != nil || !bytes.Equal(r.version, ver) {
+					t.Fatalf("peeked version %q, the decoder reads %q (%v) from %q", ver, r.version, err, data[:end+k+m])
+				}
+				putRequest(r)
+			}
 		}
 	})
 }

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/predictd/predictd/api/predictpb"
 	"github.com/predictd/predictd/examples"
@@ -19,9 +20,13 @@ var plainLimits = func() decodeLimits { l := fuzzLimits; l.plain = true; return 
 
 // sameDecoded fails unless a and b hold the same request: every element, name bytes and
 // value bits alike.
-func sameDecoded(t *testing.T, a, b *request) {
+func sameDecoded(t *testing.T, a, b *request) { t.Helper(); sameDecodedBut(t, a, b, true) }
+
+// sameDecodedBut is sameDecoded, comparing the candidates' features only when feats is
+// set (the direct path writes them into the matrix instead).
+func sameDecodedBut(t *testing.T, a, b *request, feats bool) {
 	t.Helper()
-	feats := func(r *request, fs []feature) string {
+	featList := func(r *request, fs []feature) string {
 		var s strings.Builder
 		for _, f := range fs {
 			fmt.Fprintf(&s, "%q=%#x ", r.bytes(f.name), math.Float64bits(f.value))
@@ -45,7 +50,11 @@ func sameDecoded(t *testing.T, a, b *request) {
 	cands := func(r *request) string {
 		var s strings.Builder
 		for i, c := range r.cands {
-			fmt.Fprintf(&s, "%q[%s|%s] ", r.id(i), feats(r, r.feats[c.f0:c.f1]), keys(r, r.candKeys[c.k0:c.k1]))
+			fs := ""
+			if feats {
+				fs = featList(r, r.feats[c.f0:c.f1])
+			}
+			fmt.Fprintf(&s, "%q[%s|%s] ", r.id(i), fs, keys(r, r.candKeys[c.k0:c.k1]))
 		}
 		return s.String()
 	}
@@ -64,7 +73,7 @@ func sameDecoded(t *testing.T, a, b *request) {
 		{"model", string(a.model), string(b.model)},
 		{"version", string(a.version), string(b.version)},
 		{"output", fmt.Sprint(a.output), fmt.Sprint(b.output)},
-		{"context", feats(a, a.context), feats(b, b.context)},
+		{"context", featList(a, a.context), featList(b, b.context)},
 		{"keys", keys(a, a.ctxKeys), keys(b, b.ctxKeys)},
 		{"candidates", cands(a), cands(b)},
 		{"rows", rows(a), rows(b)},
@@ -178,12 +187,24 @@ var namedSeeds = []string{
 	`{"model":"claims","candidates":[{"features":{"emb":["a"]}}]}`,
 	`{"model":"claims","candidates":[{"features":{"emb":[1,]}}]}`,
 	`{"model":"claims","context":{"emb":[1e400]}}`,
+	// Missing values where the first candidate sent numbers, and the other way round.
+	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"Area":1,"Region":null}},{"features":{"VehBrand":null,"Area":null,"Region":2}},{"features":{"Area":2,"VehBrand":null}}]}`,
+	// The direct path's hand-overs to the generic path: context after candidates, another
+	// model or a version after them, an error after escapes unescaped in place.
+	`{"model":"claims","candidates":[{"features":{"Area":1,"VehBrand":2}}],"context":{"Area":3}}`,
+	`{"model":"claims","candidates":[{"id":"a\"b","features":{"Are\u0061":1}}],"model":"claims2"}`,
+	`{"model":"claims","candidates":[{"id":"x\ny","features":{"Area":1}},{"features":{"Area":"\t"}}]}`,
+	`{"model":"claims","version":"1","candidates":[{"features":{"Area":1}}],"version":"2"}`,
+	`{"model":"claims","context":{"Region":4},"candidates":[{"features":{"Region":1,"Area":2,"Nope":3}},{"features":{"Area":2,"Region":null}},{"features":{"Nope":1}}]}`,
+	`{"model":"claims","candidates":[{"features":{"Area":1},"features":{"Area":2,"Region":3}},{"features":{"Region":5,"Area":6}}]}`,
 }
 
 // FuzzNamedFastPathsJSON: the JSON decoder's fast paths (jsonnum numbers, the
 // inlined features loop, ASCII strings) decode any body to exactly what the generic
-// paths (strconv, the object callback) decode, or fail with the same error; and the
-// learned layout assembles the same matrix as a map lookup per name, or fails the same.
+// paths (strconv, the object callback) decode, or fail with the same error; the
+// learned layout assembles the same matrix as a map lookup per name, or fails the same;
+// and the direct path (candidates decoded into the matrix) gives the same matrix, bit
+// for bit, and the same request otherwise, or the same error.
 func FuzzNamedFastPathsJSON(f *testing.F) {
 	for _, s := range namedSeeds {
 		f.Add([]byte(s))
@@ -193,6 +214,7 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 		if r := decodeBoth(t, data, decodeJSON); r != nil {
 			sameAssembled(t, r, v)
 		}
+		sameDirect(t, data, decodeJSON, v)
 	})
 }
 
@@ -210,7 +232,56 @@ func FuzzNamedFastPathsProto(f *testing.F) {
 		if r := decodeBoth(t, data, decodeProto); r != nil {
 			sameAssembled(t, r, v)
 		}
+		sameDirect(t, data, decodeProto, v)
 	})
+}
+
+// assembled decodes data into r and assembles its matrix for v as a request is served
+// (matrix, then apply; no feature store), within lim. direct: on the direct path, as
+// for a body that names v's model first; else on the generic paths (lim.plain).
+func assembled(r *request, data []byte, decode func(*request, []byte, decodeLimits) error, v *version,
+	lim decodeLimits, direct bool) ([]float64, error) {
+	if direct {
+		r.beginDirect(v, []byte(v.model), nil, lim.cells)
+	} else {
+		lim.plain = true
+	}
+	if err := decode(r, data, lim); err != nil {
+		return nil, err
+	}
+	m64, err := r.matrix(v, lim.cells)
+	if err != nil {
+		return nil, err
+	}
+	return m64, r.apply(v, m64, time.Time{})
+}
+
+// sameDirect fails unless data, decoded on the direct path for v and assembled, gives
+// the matrix the generic paths give (bit for bit) and the same request otherwise, or
+// the same error, at tight limits too.
+func sameDirect(t *testing.T, data []byte, decode func(*request, []byte, decodeLimits) error, v *version) {
+	t.Helper()
+	for _, lim := range []decodeLimits{fuzzLimits, {rows: 3, cells: 30, presizeAt: math.MaxInt}, {rows: 2, cells: 12, presizeAt: 1}} {
+		d, g := getRequest(), getRequest()
+		dm, derr := assembled(d, append([]byte(nil), data...), decode, v, lim, true)
+		gm, gerr := assembled(g, append([]byte(nil), data...), decode, v, lim, false)
+		if fmt.Sprint(derr) != fmt.Sprint(gerr) {
+			t.Fatalf("limits %+v: direct path: %v; generic paths: %v; body %q", lim, derr, gerr, data)
+		}
+		if derr == nil {
+			if len(dm) != len(gm) {
+				t.Fatalf("limits %+v: direct path: %d values; generic paths: %d; body %q", lim, len(dm), len(gm), data)
+			}
+			for i := range dm {
+				if math.Float64bits(dm[i]) != math.Float64bits(gm[i]) {
+					t.Fatalf("limits %+v: row %d column %d: direct path %v, generic paths %v; body %q", lim, i/v.nfeat, i%v.nfeat, dm[i], gm[i], data)
+				}
+			}
+			sameDecodedBut(t, d, g, false)
+		}
+		putRequest(d)
+		putRequest(g)
+	}
 }
 
 // jsonToProto converts a request decoded from JSON to its protobuf form, for seeds.
@@ -298,12 +369,71 @@ func TestNamedFastPaths(t *testing.T) {
 		if r := decodeBoth(t, []byte(s), decodeJSON); r != nil {
 			sameAssembled(t, r, v)
 		}
+		sameDirect(t, []byte(s), decodeJSON, v)
 		var req predictpb.PredictRequest
 		if err := jsonToProto([]byte(s), &req); err == nil {
-			if r := decodeBoth(t, mustMarshal(t, &req), decodeProto); r != nil {
+			pb := mustMarshal(t, &req)
+			if r := decodeBoth(t, pb, decodeProto); r != nil {
 				sameAssembled(t, r, v)
 			}
+			sameDirect(t, pb, decodeProto, v)
 		}
+	}
+}
+
+// TestNamedDirect: the direct path keeps a body that names its model first, writing no
+// candidate feature to a list unless the context sets its column, and hands the others
+// to the generic path: context after candidates, another model or version after them,
+// a decoding error (after strings unescaped in place, which are restored).
+func TestNamedDirect(t *testing.T) {
+	v := claimsVersion(t)
+	// both: protobuf too (jsonToProto keeps the model, context and candidates, in
+	// field order).
+	f := func(body string, ver string, keep bool, lists int, both bool) {
+		t.Helper()
+		for _, proto := range []bool{false, true} {
+			data, decode := []byte(body), decodeJSON
+			if proto && !both {
+				continue
+			}
+			if proto {
+				var req predictpb.PredictRequest
+				if err := jsonToProto(data, &req); err != nil {
+					continue
+				}
+				data, decode = mustMarshal(t, &req), decodeProto
+			}
+			r := getRequest()
+			var vb []byte
+			if ver != "" {
+				vb = []byte(ver)
+			}
+			r.beginDirect(v, []byte("claims"), vb, 1<<30)
+			err := decode(r, data, fuzzLimits)
+			if keep != r.dir.on() || keep && len(r.feats) != lists || !keep && err == nil && len(r.feats) == 0 {
+				t.Errorf("%s (protobuf %v): error %v, direct path kept %v with %d features listed; want kept %v with %d",
+					body, proto, err, r.dir.on(), len(r.feats), keep, lists)
+			}
+			putRequest(r)
+		}
+	}
+	f(`{"model":"claims","candidates":[{"features":{"Area":1,"Region":2}},{"features":{"Region":3,"Area":4}}]}`, "", true, 0, true)
+	f(`{"model":"claims","version":"1","candidates":[{"features":{"Area":1}}]}`, "1", true, 0, false)
+	f(`{"model":"claims","context":{"Area":1},"candidates":[{"features":{"Area":1,"Region":2}},{"features":{"Area":4}}]}`, "", true, 2, true)
+	f(`{"model":"claims","candidates":[{"features":{"Area":1}}],"context":{"Area":1}}`, "", false, 0, false)
+	f(`{"model":"claims","candidates":[{"features":{"Area":1}}],"model":"other"}`, "", false, 0, false)
+	f(`{"model":"claims","candidates":[{"features":{"Area":1}}],"version":"1"}`, "", false, 0, false)
+	f(`{"model":"claims","candidates":[{"id":"\u0041","features":{"Are\u0061":1}}],"version":"1"}`, "", false, 0, false)
+	// A decoding error after an escape: the generic path's error, on the restored body.
+	body := []byte(`{"model":"claims","candidates":[{"id":"a\u0041","features":{"Are\u0061":1}},{"features":{"Area":x}}]}`)
+	r, g := getRequest(), getRequest()
+	defer putRequest(r)
+	defer putRequest(g)
+	r.beginDirect(v, []byte("claims"), nil, 1<<30)
+	derr := decodeJSON(r, append([]byte(nil), body...), fuzzLimits)
+	gerr := decodeJSON(g, append([]byte(nil), body...), fuzzLimits)
+	if derr == nil || fmt.Sprint(derr) != fmt.Sprint(gerr) {
+		t.Errorf("direct path: %v; generic path: %v", derr, gerr)
 	}
 }
 
@@ -326,6 +456,13 @@ func TestNamedUnknownFeature(t *testing.T) {
 		err = r.writeFeatures(v, m64, false, func(int) error { return nil })
 		if err == nil || !strings.Contains(err.Error(), want) || !errors.Is(err, errUnknownFeature) {
 			t.Fatalf("%s: error %v, want unknown feature %s", body, err, want)
+		}
+		// The direct path reports it from apply.
+		d := getRequest()
+		defer putRequest(d)
+		if _, err := assembled(d, []byte(body), decodeJSON, v, fuzzLimits, true); err == nil ||
+			!strings.Contains(err.Error(), want) || !errors.Is(err, errUnknownFeature) || !d.dir.on() {
+			t.Fatalf("%s: direct path (kept %v): error %v, want unknown feature %s", body, d.dir.on(), err, want)
 		}
 	}
 	f(`{"model":"claims","candidates":[{"features":{"Nope":1}}]}`, `"Nope"`)
@@ -370,5 +507,43 @@ func TestVectorCells(t *testing.T) {
 	}
 	if len(r.vecs) != 1 || len(r.vecVals) != 3 || !math.IsNaN(r.vecVals[1]) || r.vecVals[2] != 3 || string(r.bytes(r.vecs[0].name)) != "v" {
 		t.Errorf("decoded %+v %v", r.vecs, r.vecVals)
+	}
+}
+
+// TestNamedDirectStore: with a feature store, a body that names its model first (the
+// direct path) assembles the matrix a body naming it last (the generic path) does: the
+// store fills its column, the context wins over the store, a candidate's value (null
+// too) over both, over the HTTP path with the handler's own resolve.
+func TestNamedDirectStore(t *testing.T) {
+	manifest := lgbManifest + `features: [VehBrand, VehPower, VehGas, Region, Area, VehAge, DrivAge,
+  {name: BonusMalus, group: users, key: user_id, default: 100}, Density]
+`
+	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: manifest})
+	var rows [][]float64
+	ts := startServer(t, Config{ModelDir: root, FeatureStore: keyStore{}, AfterResponse: func(e *Exchange) {
+		rows = rows[:0]
+		for i := 0; i < e.NumRows(); i++ {
+			rows = append(rows, e.Row(nil, i))
+		}
+	}})
+	for _, parts := range [][2]string{
+		{``, `[{"id":"a","features":{"Area":1,"BonusMalus":50}},{"features":{"BonusMalus":null,"Area":2}},{"features":{"Area":3}}]`},
+		{`"keys":{"user_id":"abc"},"context":{"BonusMalus":7,"Region":2},`, `[{"features":{"Region":1,"Area":1}},{"features":{"Area":2,"BonusMalus":5}},{"keys":{"user_id":"x"}}]`},
+		{`"context":{"Area":9},`, `[{"features":{"Area":1,"VehBrand":2}},{"features":{"VehBrand":3}}]`},
+	} {
+		var got [2][][]float64
+		for i, body := range []string{
+			`{"model":"claims",` + parts[0] + `"candidates":` + parts[1] + `}`, // the direct path
+			`{` + parts[0] + `"candidates":` + parts[1] + `,"model":"claims"}`, // the generic path
+		} {
+			status, resp := ts.post(t, "tcp", "/v1/predict", "application/json", []byte(body))
+			if status != 200 {
+				t.Fatalf("%s: %d %s", body, status, resp)
+			}
+			got[i] = slices.Clone(rows)
+		}
+		if fmt.Sprint(got[0]) != fmt.Sprint(got[1]) {
+			t.Errorf("%s: direct path %v, generic path %v", parts, got[0], got[1])
+		}
 	}
 }

@@ -245,6 +245,30 @@ func BenchmarkNamedStages(b *testing.B) {
 			perFeat(b, t0)
 		})
 	}
+	// The direct path: decoding into the matrix, names resolved as they are read.
+	for _, f := range []struct {
+		name   string
+		body   []byte
+		decode func(*request, []byte, decodeLimits) error
+	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}} {
+		b.Run(f.name, func(b *testing.B) {
+			r := getRequest()
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			t0 := threadCPU()
+			for b.Loop() {
+				r.reset()
+				r.beginDirect(v, []byte(m.name), nil, 1<<30)
+				if err := f.decode(r, f.body, codecLimits); err != nil {
+					b.Fatal(err)
+				}
+				if !r.dir.on() {
+					b.Fatal("the direct path handed the body to the generic path")
+				}
+			}
+			perFeat(b, t0)
+		})
+	}
 	r := getRequest()
 	if err := decodeProto(r, np, codecLimits); err != nil {
 		b.Fatal(err)

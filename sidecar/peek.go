@@ -78,3 +78,60 @@ func jsonSkipWS(b []byte, i int) int {
 	}
 	return i
 }
+
+// peekVersion reads the version field that follows the model's (end: peekModel's end),
+// so that a request's version can be resolved before its body is decoded: nil and true
+// when the next field is not the version (the latest serves, unless a later field names
+// one: the decoder then finds another version than the one resolved, and decodes on the
+// generic path); false when the next field is a version peekVersion does not read
+// (escaped, or malformed: the decoder reports it).
+func peekVersion(body []byte, end int, proto bool) (ver []byte, ok bool) {
+	if end <= 0 || end > len(body) {
+		return nil, false
+	}
+	if proto {
+		num, typ, n := protowire.ConsumeTag(body[end:])
+		if n < 0 || num != wire.RequestVersion {
+			return nil, true
+		}
+		v, m := protowire.ConsumeBytes(body[end+n:])
+		if typ != protowire.BytesType || m < 0 || !utf8.Valid(v) {
+			return nil, false
+		}
+		return v, true
+	}
+	i := jsonSkipWS(body, end)
+	if i >= len(body) || body[i] != ',' {
+		return nil, true
+	}
+	i = jsonSkipWS(body, i+1)
+	const key = `"version"`
+	if len(body)-i < len(key) || string(body[i:i+len(key)]) != key {
+		return nil, true
+	}
+	i = jsonSkipWS(body, i+len(key))
+	if i >= len(body) || body[i] != ':' {
+		return nil, false
+	}
+	s := jsonScanner{b: body, i: jsonSkipWS(body, i+1)}
+	switch c := s.peek(); {
+	case c == '"':
+		start := s.i + 1
+		for j := start; j < len(body); j++ {
+			switch c := body[j]; {
+			case c == '"':
+				if !utf8.Valid(body[start:j]) {
+					return nil, false
+				}
+				return body[start:j], true
+			case c == '\\' || c < 0x20:
+				return nil, false
+			}
+		}
+		return nil, false
+	case c == 'n':
+		return nil, len(body)-s.i >= 4 && string(body[s.i:s.i+4]) == "null"
+	default:
+		return s.numToken()
+	}
+}

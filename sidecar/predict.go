@@ -107,10 +107,19 @@ func (s *Server) decode(p *prediction) error {
 	if err := p.req.take(int64(len(body))*(1+decodeReserve), "its body and decoding"); err != nil {
 		return err
 	}
-	peeked, _ := peekModel(body, p.proto)
+	peeked, end := peekModel(body, p.proto)
 	var err error
 	if p.slot, err = s.prod.admitEarly(peeked, p.deadline); err != nil {
 		return err
+	}
+	// A body that names its model and version first is resolved now, and its candidates
+	// are decoded into the matrix (decode_direct.go). An unknown model or version is
+	// left to resolve, which reports it after any decoding error, as for other bodies.
+	if ver, ok := peekVersion(body, end, p.proto); peeked != nil && ok {
+		if v, err := s.reg.acquire(peeked, ver); err == nil {
+			p.v = v
+			p.req.beginDirect(v, peeked, ver, s.cfg.MaxCells)
+		}
 	}
 	dspan := s.tp.Decode(p.tctx)
 	lim := decodeLimits{rows: s.cfg.MaxCandidates, cells: s.cfg.MaxCells}
@@ -120,6 +129,10 @@ func (s *Server) decode(p *prediction) error {
 		err = decodeJSON(p.req, body, lim)
 	}
 	tracing.EndWithError(dspan, err)
+	if p.v != nil && !p.req.dir.on() { // decoded again on the generic path
+		p.v.release()
+		p.v = nil
+	}
 	if err != nil {
 		return err
 	}
@@ -128,14 +141,17 @@ func (s *Server) decode(p *prediction) error {
 	return p.req.settle()
 }
 
-// resolve is step 3: the version the request names, referenced until release, and its
+// resolve is step 3: the version the request names (unless decode resolved it: the
+// body named it first), referenced until release, and its
 // model's admission slot when decode did not take it: for a body that did not name its
 // model first, or named another model than the decoded one (a later duplicate model
 // field wins).
 func (s *Server) resolve(p *prediction) error {
 	var err error
-	if p.v, err = s.reg.acquire(p.req.model, p.req.version); err != nil {
-		return err
+	if p.v == nil { // else resolved before decoding (decode)
+		if p.v, err = s.reg.acquire(p.req.model, p.req.version); err != nil {
+			return err
+		}
 	}
 	v := p.v
 	if s.tp.Enabled() {

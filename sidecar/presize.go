@@ -31,7 +31,7 @@ func (n presize) reserve(r *request, lim decodeLimits) error {
 	if rows := max(len(r.cands)+n.cands, r.nrows+n.nrows); rows > lim.rows {
 		return fmt.Errorf("%w: the body holds %d rows, the limit is %d (--max-candidates)", errTooManyCandidates, rows, lim.rows)
 	}
-	cells := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows)
+	cells := len(r.feats) + len(r.context) + len(r.ctxKeys) + len(r.candKeys) + len(r.rows) + r.dir.cells
 	add := n.feats + n.candKeys + n.context + n.ctxKeys + n.rows
 	if cells+add > lim.cells {
 		return fmt.Errorf("%w: the body holds %d feature values and keys, the limit is %d (--max-cells)", errTooManyCells, cells+add, lim.cells)

@@ -107,6 +107,8 @@ type request struct {
 	out      []float64
 	degraded []string
 	resp     []byte
+
+	dir direct // the direct path's state (decode_direct.go)
 }
 
 func (r *request) reset() {
@@ -128,6 +130,7 @@ func (r *request) reset() {
 	clear(r.ctxKeyOf) // drop the views of the old body
 	r.ctxKeyOf = r.ctxKeyOf[:0]
 	r.resp = r.resp[:0]
+	r.dir.reset()
 }
 
 // numRows is the number of rows to score.
@@ -155,7 +158,7 @@ func (r *request) pooledBytes() int {
 	return featureSize*(cap(r.context)+cap(r.feats)) + keySize*(cap(r.ctxKeys)+cap(r.candKeys)) +
 		candidateSize*cap(r.cands) + 8*(cap(r.rows)+cap(r.vecVals)+cap(r.m64)+cap(r.out)) + vectorSize*cap(r.vecs) + 4*cap(r.m32) +
 		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) +
-		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf) + 4*(cap(r.lcols)+cap(r.layoutAt))
+		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf) + 4*(cap(r.lcols)+cap(r.layoutAt)) + r.dir.pooledBytes()
 }
 
 var requestPool = sync.Pool{New: func() any { return new(request) }}
