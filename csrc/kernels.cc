@@ -361,12 +361,13 @@ PD_TARGET_AVX512 inline void BinSlotAVX512(const Ensemble& e, const FeatureBin& 
   const T* col = blk + fb.feature;
   for (size_t r = 0; r < nb; r += 8) {
     const __mmask8 live = nb - r >= 8 ? __mmask8(0xFF) : __mmask8((1u << (nb - r)) - 1);
-    const __m256i vi = _mm256_add_epi32(rstep, _mm256_set1_epi32(int(r * F)));
+    // The base moves with the rows, so the 32-bit indices stay below 8 rows' width.
+    const T* base = col + r * F;
     __m512d x;
     if constexpr (sizeof(T) == sizeof(double)) {
-      x = _mm512_mask_i32gather_pd(zero, live, vi, col, 8);
+      x = _mm512_mask_i32gather_pd(zero, live, rstep, base, 8);
     } else {
-      x = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live, vi, col, 4));
+      x = _mm512_cvtps_pd(_mm256_mmask_i32gather_ps(_mm256_setzero_ps(), live, rstep, base, 4));
     }
     const __mmask8 nan = _mm512_cmp_pd_mask(x, x, _CMP_UNORD_Q);
     const __mmask8 inzero = _mm512_cmp_pd_mask(x, nkz, _CMP_GE_OQ) & _mm512_cmp_pd_mask(x, kz, _CMP_LE_OQ);
@@ -1287,8 +1288,10 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
   const bool part = !heap && !tables && UsePartition<kISA>(e, nrows);
   std::vector<uint32_t> part_scratch;
   if (part) {
+    // Blocks as large as kPartBinBytes of bins allow, but never above the stack
+    // block's B for a model so wide that B rows already pass it.
     size_t maxb = kPartBlock;
-    while (maxb > kMaxBlock && maxb * S * sizeof(uint16_t) > kPartBinBytes) maxb /= 2;
+    while (maxb > B && maxb * S * sizeof(uint16_t) > kPartBinBytes) maxb /= 2;
     maxb = std::max(maxb, B);
     const size_t nblk = (nrows + maxb - 1) / maxb;
     B = (nrows + nblk - 1) / nblk;

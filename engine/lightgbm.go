@@ -527,6 +527,10 @@ func parseInts(s string) ([]int64, error) {
 // digits and ".+-_=:|<>" (no space, no slash) as is (a number, a name), anything else only by its length, so an
 // error (shown by GET /v1/models and in logs) never carries a file's contents: a model
 // path that is a link to another file must not publish that file's lines.
+// ClipText is clip for other packages' messages: a short, plain token as it is, anything
+// else by its length only.
+func ClipText(s string) string { return clip(s) }
+
 func clip(s string) string {
 	if len(s) <= 32 {
 		safe := true

@@ -133,12 +133,19 @@ func (s *Server) decode(p *prediction) error {
 		p.v.release()
 		p.v = nil
 	}
-	if err != nil {
-		return err
+	if err == nil {
+		// Settle the reservation on what decoding built: return what it did not use, or
+		// take what it used beyond it.
+		err = p.req.settle()
 	}
-	// Settle the reservation on what decoding built: return what it did not use, or take
-	// what it used beyond it.
-	return p.req.settle()
+	if err != nil && p.v != nil {
+		// A request that fails here is counted as the generic path counts it: before
+		// any version was resolved.
+		p.v.release()
+		p.v = nil
+		p.req.dir.reset()
+	}
+	return err
 }
 
 // resolve is step 3: the version the request names (unless decode resolved it: the

@@ -15,6 +15,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 
 	"github.com/predictd/predictd/engine"
 	"go.opentelemetry.io/otel/attribute"
@@ -463,7 +464,9 @@ var inferredFormats = map[string]string{".txt": "lightgbm", ".json": "xgboost", 
 // exactly one model file whose format its extension names (model.txt: LightGBM;
 // model.json, model.ubj: XGBoost): the manifest "format: F, file: NAME", with the
 // features and output the model file gives. Anything else is the missing-manifest error,
-// listing what was found.
+// naming at most two of the files found: none, several, an ONNX model (whose manifest
+// must name its features; a labels.txt beside it is not a LightGBM model), or a name
+// that is not plain UTF-8.
 func inferManifest(fsys fs.FS, dir string) ([]byte, error) {
 	const missing = "model.yaml missing (want format, file, and optionally features and output)"
 	entries, err := fs.ReadDir(fsys, dir)
@@ -471,21 +474,38 @@ func inferManifest(fsys fs.FS, dir string) ([]byte, error) {
 		return nil, errors.New(missing)
 	}
 	var found []string
-	format := ""
+	n, format := 0, ""
 	for _, e := range entries {
-		f, ok := inferredFormats[strings.ToLower(path.Ext(e.Name()))]
-		if !ok || skipName(e.Name()) || e.IsDir() {
+		name := e.Name()
+		if e.IsDir() || skipName(name) {
 			continue
 		}
-		found, format = append(found, strconv.Quote(e.Name())), f
+		ext := strings.ToLower(path.Ext(name))
+		if ext == ".onnx" {
+			return nil, errors.New(missing + "; an ONNX model needs one that names its features (docs/onnx.md)")
+		}
+		f, ok := inferredFormats[ext]
+		if !ok {
+			continue
+		}
+		if n++; len(found) < 2 {
+			found = append(found, strconv.Quote(name))
+		}
+		if !utf8.ValidString(name) {
+			format = "" // strconv.Quote's \xNN would read back as another name
+		} else {
+			format = f
+		}
 	}
-	switch len(found) {
-	case 0:
+	switch {
+	case n == 0:
 		return nil, errors.New(missing + "; no model file (.txt: LightGBM, .json or .ubj: XGBoost) to infer it from")
-	case 1:
+	case n == 1 && format != "":
 		return fmt.Appendf(nil, "format: %s\nfile: %s\n", format, found[0]), nil
+	case n == 1:
+		return nil, errors.New(missing + "; the model file's name is not plain UTF-8")
 	}
-	return nil, fmt.Errorf("%s; %d files could be the model (%s): write one that names it", missing, len(found), strings.Join(found, ", "))
+	return nil, fmt.Errorf("%s; %d files could be the model (%s, ...): write one that names it", missing, n, strings.Join(found, ", "))
 }
 
 // load builds and warms one version.

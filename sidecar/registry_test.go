@@ -88,29 +88,31 @@ func TestRegistryLoad(t *testing.T) {
 	}
 	unique127 := "features: [" + strings.Join(uniq, ", ") + ", y]\n"
 	reg := newTestRegistry(t, repoFS(t, map[string]string{
-		"rank/9/model.yaml":      xgbManifest,
-		"rank/9/model.json":      agaricus,
-		"rank/10/model.yaml":     xgbManifest + "output: raw\n",
-		"rank/10/model.json":     agaricus,
-		"rank/old/model.yaml":    xgbManifest,
-		"rank/old/model.json":    agaricus,
-		"rank/.tmp/model.yaml":   "broken",
-		"onnx/1/model.yaml":      "format: onnx\nfile: m.onnx\n",
-		"onnx/1/m.onnx":          "",
-		"store/1/model.yaml":     xgbManifest + strings.Replace(unique127, "y]", "{name: y, group: g, key: user_id}]", 1),
-		"store/1/model.json":     agaricus,
-		"count/1/model.yaml":     xgbManifest + "features: [a, b]\n",
-		"count/1/model.json":     agaricus,
-		"dup/1/model.yaml":       xgbManifest + features127,
-		"dup/1/model.json":       agaricus,
-		"nofile/1/model.yaml":    xgbManifest,
-		"nomanifest/1/README":    "",
-		"inferred/1/model.json":  agaricus, // no model.yaml: format and file inferred
-		"ambiguous/1/a.json":     agaricus,
-		"ambiguous/1/b.ubj":      "",
-		"empty/README":           "",
-		"garbage/1/model.yaml":   xgbManifest,
-		"garbage/1/model.json":   `{"learner":`,
+		"rank/9/model.yaml":       xgbManifest,
+		"rank/9/model.json":       agaricus,
+		"rank/10/model.yaml":      xgbManifest + "output: raw\n",
+		"rank/10/model.json":      agaricus,
+		"rank/old/model.yaml":     xgbManifest,
+		"rank/old/model.json":     agaricus,
+		"rank/.tmp/model.yaml":    "broken",
+		"onnx/1/model.yaml":       "format: onnx\nfile: m.onnx\n",
+		"onnx/1/m.onnx":           "",
+		"store/1/model.yaml":      xgbManifest + strings.Replace(unique127, "y]", "{name: y, group: g, key: user_id}]", 1),
+		"store/1/model.json":      agaricus,
+		"count/1/model.yaml":      xgbManifest + "features: [a, b]\n",
+		"count/1/model.json":      agaricus,
+		"dup/1/model.yaml":        xgbManifest + features127,
+		"dup/1/model.json":        agaricus,
+		"nofile/1/model.yaml":     xgbManifest,
+		"nomanifest/1/README":     "",
+		"inferred/1/model.json":   agaricus, // no model.yaml: format and file inferred
+		"ambiguous/1/a.json":      agaricus,
+		"ambiguous/1/b.ubj":       "",
+		"onnxlabels/1/model.onnx": "",
+		"onnxlabels/1/labels.txt": "",
+		"empty/README":            "",
+		"garbage/1/model.yaml":    xgbManifest,
+		"garbage/1/model.json":    `{"learner":`,
 	}), nil)
 	defer reg.Close()
 	if reg.Ready() {
@@ -153,7 +155,8 @@ func TestRegistryLoad(t *testing.T) {
 	failed("dup", `"x" appears twice`)
 	failed("nofile", "model.json")
 	failed("nomanifest", "model.yaml missing (want format, file, and optionally features and output); no model file")
-	failed("ambiguous", `2 files could be the model ("a.json", "b.ubj")`)
+	failed("onnxlabels", "an ONNX model needs one that names its features")
+	failed("ambiguous", `2 files could be the model ("a.json", "b.ubj", ...)`)
 	if v, err := reg.acquire([]byte("inferred"), nil); err != nil {
 		t.Errorf("a version with only model.json: %v", err)
 	} else {

@@ -93,3 +93,17 @@ func FuzzExternalTensor(f *testing.F) {
 		externalTensor(data)
 	})
 }
+
+// TestExternalTensorNotEchoed: a tensor name and file name that are not short, plain
+// tokens (the model's own bytes) appear in the load error by their length only.
+func TestExternalTensorNotEchoed(t *testing.T) {
+	secret := "root:x:0:0:root:/root:/bin/bash " + strings.Repeat("A", 200)
+	data := field(modelGraph, field(graphInitializer, tensorProto(secret, secret+".bin")))
+	_, err := LoadData("m.onnx", data, Config{}, []string{"a"})
+	if err == nil || !strings.Contains(err.Error(), "external data file") {
+		t.Fatalf("got %v, want the external-data refusal", err)
+	}
+	if strings.Contains(err.Error(), "root:x") || strings.Contains(err.Error(), "AAAA") {
+		t.Errorf("the error echoes the model's bytes: %v", err)
+	}
+}

@@ -119,8 +119,10 @@ func LoadData(modelPath string, data []byte, cfg Config, features []string) (*Mo
 		return nil, fmt.Errorf("onnx: %s is empty, not an ONNX model", modelPath)
 	}
 	if name, loc, ok := externalTensor(data); ok {
-		return nil, fmt.Errorf("onnx: %s keeps tensor %q in an external data file (%q), which predictd does not read (it loads a model from its own bytes); "+
-			"save it as one file: onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB)", modelPath, name, loc)
+		// The tensor's name and the file's are the model's bytes: shown only when short
+		// and plain.
+		return nil, fmt.Errorf("onnx: %s keeps tensor %s in an external data file (%s), which predictd does not read (it loads a model from its own bytes); "+
+			"save it as one file: onnx.save_model(model, path, save_as_external_data=False) (models under 2 GB)", modelPath, engine.ClipText(name), engine.ClipText(loc))
 	}
 	modelIn, modelOut, err := ort.GetInputOutputInfoWithONNXData(data)
 	if err != nil {

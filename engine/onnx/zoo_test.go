@@ -137,7 +137,7 @@ func zooCases() []zooCase {
 		// Broken files.
 		{name: "truncated", model: "truncated", cfg: Config{Inputs: in1("x", xyz...)}, wantErr: "is not a loadable ONNX model"},
 		{name: "external_data", model: "external_data", cfg: Config{Inputs: in1("x", xyz...)},
-			wantErr: `keeps tensor "w" in an external data file ("weights.bin"), which predictd does not read`},
+			wantErr: `keeps tensor w in an external data file (weights.bin), which predictd does not read`},
 	}
 }
 
