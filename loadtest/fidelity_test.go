@@ -420,7 +420,7 @@ window: 500ms
 timeout: 2s
 max_in_flight: 2
 slo: {p99: 300ms}
-search: {start: 20, max: 1000, factor: 2, bisections: 1, max_windows: 6, stability: 0.3}
+search: {start: 20, max: 1000, factor: 2, bisections: 1, max_windows: 10, stability: 0.5}
 workloads: [{model: m}]
 `)
 		res, _ := runTest(t, context.Background(), sc, ts.tcp)
