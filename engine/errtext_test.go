@@ -13,8 +13,8 @@ func TestParseErrorsQuoteNoContent(t *testing.T) {
 	const token = "AKIAabcdefSECRET0123456789xyzXYZ\n"
 	leaks := []string{"root:x", "daemon", "/bin/bash", "AKIAabcdef", "SECRET"}
 	for _, c := range []struct {
-		name string
-		data string
+		name  string
+		data  string
 		parse func([]byte) (*Ensemble, error)
 	}{
 		{"lightgbm passwd", passwd, ParseLightGBM},
