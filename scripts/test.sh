@@ -31,27 +31,19 @@ go vet ./...
 # generator's fidelity tests. They run alone, after the rest.
 alone='^(TestShadowShareUnderBusyNeighbours|TestShadowWithoutShareReportsCoverage|TestShadowShareBoundsAndThins)$'
 
-# TestHotReloadInPlaceRewrite passes alone but has hung in full package runs (requests
-# accepted and never answered while the served file is rewritten in place, under
-# investigation): it runs on its own, with a timeout, so that a hang shows as its own
-# failure.
-reload='^TestHotReloadInPlaceRewrite$'
-
 step "go test"
 # The load generator's fidelity tests hold the generator to its offered rates and timings:
 # beside the other packages (go test runs packages in parallel) a starved generator reads
 # as a failing target, so the loadtest package runs on its own, after the rest.
-go test -count=1 -timeout 40m -skip "$alone|$reload" $(go list ./... | grep -v '/loadtest$')
+go test -count=1 -timeout 40m -skip "$alone" $(go list ./... | grep -v '/loadtest$')
 go test -count=1 -timeout 20m ./loadtest
 go test -count=1 -timeout 10m -run "$alone" ./sidecar
-go test -count=1 -timeout 3m -run "$reload" ./sidecar
 
 step "go test -race"
 # Every package but loadtest, whose fidelity tests hold the generator to its offered rate
 # (1,000 requests/s within 1%), which the race detector's slowdown makes impossible.
-go test -race -count=1 -timeout 40m -skip "$alone|$reload" $(go list ./... | grep -v '/loadtest$')
+go test -race -count=1 -timeout 40m -skip "$alone" $(go list ./... | grep -v '/loadtest$')
 go test -race -count=1 -timeout 10m -run "$alone" ./sidecar
-go test -race -count=1 -timeout 3m -run "$reload" ./sidecar
 
 step "pure-Go build (CGO_ENABLED=0)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/predictd ./cmd/predictd-loadtest

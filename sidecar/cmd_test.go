@@ -164,3 +164,102 @@ func TestCommands(t *testing.T) {
 		t.Errorf("PREDICTD_THREADS=many accepted")
 	}
 }
+
+// TestServeOutlivesDescriptorShortage runs the real binary with a limit of 64 open
+// files, holds connections until it can accept no more (EMFILE), lets them go, and
+// requires the next request to be answered: the accept loop waits out the shortage
+// instead of ending, and counts it in predictd_accept_errors_total.
+func TestServeOutlivesDescriptorShortage(t *testing.T) {
+	bin := predictdBinary(t)
+	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: lgbManifest})
+	dir, err := os.MkdirTemp("", "pdfd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	sock := filepath.Join(dir, "s")
+	// ulimit -n sets the hard limit too, so the Go runtime cannot raise it at start.
+	cmd := exec.Command("/bin/sh", "-c", `ulimit -n 64 && exec "$0" "$@"`, bin, "serve",
+		"--models", root, "--listen", "", "--unix", sock, "--watch=false")
+	stderr := new(syncBuilder)
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer cmd.Process.Kill()
+	ready := func() bool {
+		hc := unixHTTP(sock)
+		defer hc.CloseIdleConnections()
+		resp, err := hc.Post("http://predictd/v1/predict", "application/json", strings.NewReader(demoBody))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	}
+	waitFor(t, "the server to answer", 30*time.Second, ready)
+
+	var held []net.Conn
+	defer func() {
+		for _, c := range held {
+			c.Close()
+		}
+	}()
+	for range 200 {
+		c, err := net.DialTimeout("unix", sock, time.Second)
+		if err != nil {
+			break // the listen backlog is full
+		}
+		held = append(held, c)
+	}
+	waitFor(t, "an accept to fail for want of descriptors", 10*time.Second, func() bool {
+		return strings.Contains(stderr.String(), "too many open files")
+	})
+	for _, c := range held {
+		c.Close()
+	}
+	held = nil
+	deadline := time.Now().Add(15 * time.Second)
+	for !ready() {
+		select {
+		case err := <-exited:
+			t.Fatalf("the server exited after the shortage: %v\n%s", err, stderr.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no answer 15 s after the connections closed\n%s", stderr.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	hc := unixHTTP(sock)
+	defer hc.CloseIdleConnections()
+	resp, err := hc.Get("http://predictd/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(m), "predictd_accept_errors_total ") {
+		t.Errorf("/metrics lacks predictd_accept_errors_total")
+	}
+}
+
+// syncBuilder is a strings.Builder safe for a writing process and a reading test.
+type syncBuilder struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuilder) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuilder) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}

@@ -84,6 +84,10 @@ const (
 type testServer struct {
 	*Server
 	tcp, unix string // "127.0.0.1:port", socket path
+	// One client per network, its connections kept alive across requests: a client
+	// per request would leave a connection (two descriptors in this process) open per
+	// request until the server's idle timeout.
+	tcpClient, unixClient *http.Client
 }
 
 func startServer(t testing.TB, cfg Config) *testServer {
@@ -128,6 +132,17 @@ func startServer(t testing.TB, cfg Config) *testServer {
 		os.RemoveAll(dir)
 	})
 	ts := &testServer{Server: s, tcp: tcp.Addr().String(), unix: sock}
+	ts.tcpClient = &http.Client{Transport: &http.Transport{}}
+	ts.unixClient = &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", ts.unix)
+		},
+	}}
+	t.Cleanup(func() {
+		ts.tcpClient.CloseIdleConnections()
+		ts.unixClient.CloseIdleConnections()
+	})
 	// fasthttp's Shutdown closes only the listeners Serve has registered: a test that
 	// ends before both Serve calls started would leave them serving, and the cleanup
 	// waiting for them forever. One request on each proves they are registered.
@@ -142,18 +157,13 @@ func startServer(t testing.TB, cfg Config) *testServer {
 	return ts
 }
 
-// httpClient returns a net/http client for "tcp" or "unix" (an independent HTTP
-// implementation from the server's).
+// httpClient returns the server's net/http client for "tcp" or "unix" (an independent
+// HTTP implementation from the server's) and the URL base to use with it.
 func (ts *testServer) httpClient(network string) (*http.Client, string) {
 	if network == "unix" {
-		return &http.Client{Transport: &http.Transport{
-			DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-				var d net.Dialer
-				return d.DialContext(ctx, "unix", ts.unix)
-			},
-		}}, "http://predictd"
+		return ts.unixClient, "http://predictd"
 	}
-	return &http.Client{Transport: &http.Transport{}}, "http://" + ts.tcp
+	return ts.tcpClient, "http://" + ts.tcp
 }
 
 // unixHTTP is a net/http client whose every connection goes to the Unix socket sock.

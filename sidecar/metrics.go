@@ -44,6 +44,11 @@ type metrics struct {
 	reloads    metric.Int64Counter // predictd_reloads_total{result}
 	panics     metric.Int64Counter // predictd_panics_total{path}
 
+	// acceptErrs counts accept errors the listeners retried (listener.go), from start;
+	// predictd_accept_errors_total.
+	acceptErrs atomic.Int64
+	start      time.Time
+
 	// mu guards series; errs holds *errCount by errKey.
 	mu     sync.Mutex
 	series map[seriesKey]*seriesCounts
@@ -217,6 +222,11 @@ func (m *metrics) Produce(context.Context) ([]metricdata.ScopeMetrics, error) {
 		{Name: "predictd.background.cpu", Unit: "s", Description: "CPU time of the requests scored on the background threads.",
 			Data: metricdata.Sum[float64]{DataPoints: backgroundCPU, Temporality: metricdata.CumulativeTemporality, IsMonotonic: true}},
 	}
+	if n := m.acceptErrs.Load(); n > 0 {
+		out = append(out, counter("predictd.accept.errors",
+			"Connections the listeners could not accept at once (out of file descriptors, buffers or memory) and retried.",
+			[]metricdata.DataPoint[int64]{{StartTime: m.start, Time: now, Value: n}}))
+	}
 	// A family without series is left out, as the SDK leaves out an instrument never used.
 	out = slices.DeleteFunc(out, func(m metricdata.Metrics) bool {
 		switch d := m.Data.(type) {
@@ -264,7 +274,7 @@ func newMetrics(tp *tracing.Provider) (*metrics, error) {
 	if err := reg.Register(collectors.NewGoCollector()); err != nil {
 		return nil, fmt.Errorf("go collector: %w", err)
 	}
-	m := &metrics{series: map[seriesKey]*seriesCounts{}, retain: retainRetired}
+	m := &metrics{series: map[seriesKey]*seriesCounts{}, retain: retainRetired, start: time.Now()}
 	exp, err := otelprom.New(otelprom.WithRegisterer(reg), otelprom.WithoutScopeInfo(), otelprom.WithProducer(m))
 	if err != nil {
 		return nil, fmt.Errorf("prometheus exporter: %w", err)

@@ -334,16 +334,24 @@ func (s *Server) Reload() ReloadResult { return s.reg.Reload() }
 // Serve answers connections from ln with every route (predict and admin) until
 // Shutdown: for a Unix socket, whose file permissions admit its clients. Call it once
 // per listener; listeners of every kind may share one Server.
-func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(ln) }
+//
+// Accept errors the process can outlive (out of file descriptors, say) are retried with
+// a backoff, counted and logged (listener.go); Serve returns on others, and nil after
+// Shutdown.
+func (s *Server) Serve(ln net.Listener) error { return s.http.Serve(s.steady(ln)) }
 
 // ServePredict answers connections from ln with the prediction routes only:
 // POST /v1/predict, GET /v1/models[/{name}], /healthz and /readyz (routes.go).
-func (s *Server) ServePredict(ln net.Listener) error { return s.httpPredict.Serve(ln) }
+func (s *Server) ServePredict(ln net.Listener) error { return s.httpPredict.Serve(s.steady(ln)) }
 
 // ServeAdmin answers connections from ln with the admin routes only: the probes,
 // /metrics, /debug/pprof/ (with Pprof), GET /v1/models[/{name}] and POST /v1/admin/*
 // (routes.go); never /v1/predict.
-func (s *Server) ServeAdmin(ln net.Listener) error { return s.httpAdmin.Serve(ln) }
+func (s *Server) ServeAdmin(ln net.Listener) error { return s.httpAdmin.Serve(s.steady(ln)) }
+
+func (s *Server) steady(ln net.Listener) net.Listener {
+	return newSteadyListener(ln, s.cfg.Logger, &s.met.acceptErrs)
+}
 
 // Shutdown stops accepting connections, waits for in-flight requests to finish (or ctx
 // to expire), then closes as Close does: shadows finish their queued jobs, prediction
