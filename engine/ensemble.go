@@ -134,6 +134,13 @@ type Ensemble struct {
 	// and a bias per output. Nil for tree models.
 	LinearWeights []float64
 	LinearBias    []float64
+
+	// CategoryNames, when the model names its categories (LightGBM's pandas_categorical,
+	// categories.go), holds per feature the label of each category code (code i is
+	// CategoryNames[f][i]); nil for a feature without names, and nil when none has.
+	// CategoryNote says why names the file holds were not applied; empty otherwise.
+	CategoryNames [][]string
+	CategoryNote  string
 }
 
 // NumTrees returns the number of trees.

@@ -35,6 +35,14 @@ func FuzzParseLightGBM(f *testing.F) {
 		f.Add([]byte(objLGB(o, 1)))
 	}
 	f.Add([]byte(objLGB("multiclassova num_class:2 sigmoid:1.5", 2)))
+	// Category names (categories.go): by parameter, by name, malformed.
+	for _, tr := range []string{
+		"parameters:\n[categorical_feature: 2,0]\nend of parameters\n\npandas_categorical:[[\"x\", \"y\"], [1, 2.5, true]]\n",
+		"parameters:\n[categorical_feature: name:c]\nend of parameters\npandas_categorical:[[\"u\"]]\n",
+		"pandas_categorical:[[\"a\"],\n",
+	} {
+		f.Add([]byte(strings.Replace(tinyLGB, "pandas_categorical:null\n", tr, 1)))
+	}
 	// Models that are not whole (each must be refused): cut at a tree boundary, cut
 	// mid-tree, "end of trees" missing, tree_sizes disagreeing.
 	tree1 := strings.Index(tinyLGB, "Tree=1\n")

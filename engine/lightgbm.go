@@ -30,8 +30,8 @@ const (
 // order and end with the "end of trees" line, and when the header has tree_sizes (one
 // entry per tree; LightGBM writes it since v3) it must list as many trees as the file
 // holds. A file cut short, or with trees added or removed, is refused with a message
-// naming what disagrees. Everything after "end of trees" (feature
-// importances, parameters, pandas_categorical) is ignored.
+// naming what disagrees. After "end of trees" only pandas_categorical and the
+// categorical_feature parameter are read, for the category names (categories.go).
 //
 // Data that starts with '{' is read as LightGBM's dump_model() JSON instead.
 func ParseLightGBM(data []byte) (*Ensemble, error) {
@@ -232,6 +232,9 @@ func (p *lgbParser) parse() (*Ensemble, error) {
 	}
 	if haveSizes && len(sizes) != e.NumTrees() {
 		return nil, fmt.Errorf("lightgbm: line %d: tree_sizes lists %d trees but the file has %d before %q", sizesField.line, len(sizes), e.NumTrees(), lgbEndOfTrees)
+	}
+	if err := e.lgbCategoryNames(p.data[p.pos:]); err != nil {
+		return nil, err
 	}
 	if e.NumTrees()%perIter != 0 {
 		return nil, fmt.Errorf("lightgbm: %d trees is not a multiple of num_tree_per_iteration=%d", e.NumTrees(), perIter)

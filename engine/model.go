@@ -222,7 +222,8 @@ func (m *Model) Traversal() string {
 // semantics, NaN as missing, background scoring with the C++ core.
 func (m *Model) Info() Info {
 	return Info{Backend: m.BackendName(), Traversal: m.Traversal(),
-		Float32Input: m.ens.Semantics == SemanticsXGBoost, MissingNaN: true, Background: m.CanBackground()}
+		Float32Input: m.ens.Semantics == SemanticsXGBoost, MissingNaN: true, Background: m.CanBackground(),
+		CategoryNames: m.ens.CategoryNames, CategoryNote: m.ens.CategoryNote}
 }
 
 // Semantics returns the numeric rules of the model's training library. LightGBM models
@@ -404,6 +405,12 @@ type Info struct {
 	// honours it only on a *Model itself: a wrapper that embeds a Model to change how
 	// rows are scored inherits the field and the methods, and would be bypassed by them.
 	Background bool
+	// CategoryNames, per feature, are the labels of its category codes when the model
+	// names them (Ensemble.CategoryNames): a request may send a label where the code
+	// goes. Nil for a model without names. CategoryNote says why names in the file were
+	// not applied; empty otherwise.
+	CategoryNames [][]string
+	CategoryNote  string
 }
 
 // Predictor is what the sidecar serves: a tree Model here, an ONNX model in engine/onnx.

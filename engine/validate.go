@@ -51,6 +51,9 @@ func (e *Ensemble) validateHeader() error {
 	if len(e.FeatureNames) != e.NumFeatures {
 		return fmt.Errorf("invalid model: %d feature names for %d features", len(e.FeatureNames), e.NumFeatures)
 	}
+	if e.CategoryNames != nil && len(e.CategoryNames) != e.NumFeatures {
+		return fmt.Errorf("invalid model: category names for %d features, the model has %d", len(e.CategoryNames), e.NumFeatures)
+	}
 	if len(e.BaseScore) != e.NumOutputs {
 		return fmt.Errorf("invalid model: %d base scores for %d outputs", len(e.BaseScore), e.NumOutputs)
 	}

@@ -65,7 +65,7 @@ func TestBadRequests(t *testing.T) {
 	f("tcp", js, `{"model":7}`, 400, "bad_request")
 	f("tcp", js, `{"model":"claims","candidates":{}}`, 400, "bad_request")
 	f("tcp", js, `{"model":"claims","candidates":[{"features":{"DrivAge":"40"}}]}`, 400, "bad_request")
-	f("tcp", js, `{"model":"claims","candidates":[{"features":{"DrivAge":true}}]}`, 400, "bad_request")
+	f("tcp", js, `{"model":"claims","candidates":[{"features":{"DrivAge":tru}}]}`, 400, "bad_request")
 	f("tcp", js, `{"model":"claims","candidates":[{"features":[40]}]}`, 400, "bad_request")
 	f("tcp", js, `{"model":"claims","rows":[[1,2],[1]]}`, 400, "bad_request")
 	f("tcp", js, `{"model":"claims","rows":[1,2]}`, 400, "bad_request")

@@ -93,7 +93,9 @@ func decodeJSONBody(r *request, body []byte, lim decodeLimits) error {
 	if r.dir.on() {
 		s.undo = &r.dir
 	}
-	if err := s.request(r); err != nil {
+	err := s.request(r)
+	r.labels = r.labels || s.labels
+	if err != nil {
 		return err
 	}
 	s.ws()
@@ -109,6 +111,7 @@ type jsonScanner struct {
 	lim      decodeLimits
 	inVector bool    // reading a vector's elements: an array there is an error
 	undo     *direct // on the direct path: where strings unescaped in place are saved
+	labels   bool    // a string value (a category label) was read
 }
 
 func (s *jsonScanner) errf(format string, args ...any) error {
@@ -389,22 +392,40 @@ func (s *jsonScanner) numToken() ([]byte, bool) {
 	return b[start:i], true
 }
 
-// value reads a feature value: a number, or null for missing (NaN). Numbers are
-// parsed by jsonnum, in the same pass that finds their end; lim.plain parses them with
-// strconv.ParseFloat instead, the reference the fuzz targets compare with.
+// value reads a feature value: a number, null for missing (NaN), true or false (1 or
+// 0, as LightGBM and XGBoost read a boolean column), or, for a named scalar feature, a
+// string: a category label, boxed in a NaN (labels.go) and looked up once the model is
+// known. Numbers are parsed by jsonnum, in the same pass that finds their end;
+// lim.plain parses them with strconv.ParseFloat instead, the reference the fuzz targets
+// compare with.
 func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 	c := s.peek()
-	if c == 'n' {
+	switch c {
+	case 'n':
 		if s.i+4 <= len(s.b) && string(s.b[s.i:s.i+4]) == "null" {
 			s.i += 4
 			return math.NaN(), nil
+		}
+	case 't':
+		if s.i+4 <= len(s.b) && string(s.b[s.i:s.i+4]) == "true" {
+			s.i += 4
+			return 1, nil
+		}
+	case 'f':
+		if s.i+5 <= len(s.b) && string(s.b[s.i:s.i+5]) == "false" {
+			s.i += 5
+			return 0, nil
+		}
+	case '"':
+		if name != nil && !s.inVector {
+			return s.label(what, name)
 		}
 	}
 	if c != '-' && (c < '0' || c > '9') {
 		if c == '[' && name != nil && !s.inVector {
 			return 0, errArrayValue
 		}
-		return 0, s.errf("%s: want a number or null, found %s", valueName(what, name), s.found())
+		return 0, s.errf("%s: want a number, a boolean or null, found %s", valueName(what, name), s.found())
 	}
 	if s.lim.plain {
 		return s.valuePlain(what, name)
@@ -418,6 +439,19 @@ func (s *jsonScanner) value(what string, name []byte) (float64, error) {
 		return 0, s.errf("%s: number %s is out of the float64 range", valueName(what, name), s.b[s.i-n:s.i])
 	}
 	return v, nil
+}
+
+// label reads a string value, a category label, and returns it boxed (labels.go).
+func (s *jsonScanner) label(what string, name []byte) (float64, error) {
+	str, err := s.str()
+	if err != nil {
+		return 0, err
+	}
+	if len(str) > maxLabelBytes {
+		return 0, s.errf("%s: a label of %d bytes; category labels are at most %d", valueName(what, name), len(str), maxLabelBytes)
+	}
+	s.labels = true
+	return boxLabel(span{off: uint32(cap(s.b) - cap(str)), n: uint32(len(str))}), nil
 }
 
 // errArrayValue is value's answer for an array where a named feature's number goes: a

@@ -205,6 +205,11 @@ func (s *Server) assemble(p *prediction) error {
 	if err := req.apply(v, m64, p.deadline); err != nil {
 		return err
 	}
+	if req.labels {
+		if err := req.resolveLabels(v, m64); err != nil {
+			return err
+		}
+	}
 	p.m64, p.m32 = m64, req.narrow(v, m64)
 	return nil
 }

@@ -44,8 +44,9 @@ type version struct {
 	f32            bool        // assemble float32 rows (info.Float32Input)
 	raw            bool        // default output when the request does not say
 	nfeat          int
-	names          []string       // feature names in column order
-	cols           map[string]int // request feature name → column
+	names          []string             // feature names in column order
+	cols           map[string]int       // request feature name → column
+	labels         []map[string]float64 // per column, category label → code (labels.go); nil: none
 	stored         []StoreColumn
 	binding        FeatureBinding      // nil without store-backed features
 	bg             backgroundPredictor // pred, when it can score on background threads; else nil
@@ -573,6 +574,7 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []col
 			return nil, fmt.Errorf("the model file names %d features for %d columns; list them under features: in model.yaml", len(v.names), nf)
 		}
 	}
+	v.labels = categoryCodes(info.CategoryNames, nf)
 	v.cols = make(map[string]int, nf)
 	for i, n := range v.names {
 		if _, dup := v.cols[n]; dup {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -281,7 +282,7 @@ func TestPredictorContract(t *testing.T) {
 	if (plain.bg != nil) != plain.info.Background {
 		t.Errorf("engine.Model with Info().Background %v: background scorer set %v", plain.info.Background, plain.bg != nil)
 	}
-	if gated.info != plain.info {
+	if !reflect.DeepEqual(gated.info, plain.info) {
 		t.Errorf("the wrapper inherits its model's Info: %+v, want %+v", gated.info, plain.info)
 	}
 	if gated.bg != nil {

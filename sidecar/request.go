@@ -82,6 +82,7 @@ type request struct {
 	held           int64       // bytes of it this request holds, returned by releaseBytes
 	model, version []byte
 	output         outputMode
+	labels         bool // a feature value was a category label (labels.go)
 
 	context  []feature
 	ctxKeys  []key
@@ -115,6 +116,7 @@ func (r *request) reset() {
 	r.body, r.model, r.version = nil, nil, nil
 	r.budget, r.held = nil, 0 // returned by releaseBytes
 	r.output = outputDefault
+	r.labels = false
 	r.context = r.context[:0]
 	r.ctxKeys = r.ctxKeys[:0]
 	r.cands = r.cands[:0]

@@ -28,7 +28,7 @@ import (
 // features, 300 trees, scored on the fixture's own rows (about 2% missing).
 const benchFixture = "../engine/testdata/xgboost/gen_regression_nan"
 
-func readGzip(b *testing.B, path string) []byte {
+func readGzip(b testing.TB, path string) []byte {
 	b.Helper()
 	f, err := os.Open(path)
 	if err != nil {

@@ -50,6 +50,11 @@ type VersionStatus struct {
 	Backend     string     `json:"backend,omitempty"`
 	// Traversal is how the C++ core scores a tree model (engine.Model.Traversal).
 	Traversal string `json:"traversal,omitempty"`
+	// CategoryLabels counts, per feature that takes category labels (a string value
+	// for its code: LightGBM's pandas_categorical), the labels the model names;
+	// CategoryNote says why names in the model file were not applied.
+	CategoryLabels map[string]int `json:"category_labels,omitempty"`
+	CategoryNote   string         `json:"category_note,omitempty"`
 	// Device is where the model actually runs, for predictors that choose (ONNX:
 	// "cpu", "cuda:0", or "cpu (cuda requested: ...)" after a fallback).
 	Device string  `json:"device,omitempty"`
@@ -134,7 +139,8 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 		vs := VersionStatus{Version: v.version, State: state,
 			Format: v.manifest.Format, Output: output, NumFeatures: v.nfeat,
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
-			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight}
+			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight,
+			CategoryLabels: describeLabels(v), CategoryNote: v.info.CategoryNote}
 		for _, c := range v.stored {
 			vs.StoreFeatures = append(vs.StoreFeatures, StoreFeatureStatus{Name: c.Spec.Name, Group: c.Spec.Group,
 				Key: c.Spec.Key, Default: c.Spec.Default, Column: c.Column, Width: max(c.Width, 1)})

@@ -1,0 +1,157 @@
+package sidecar
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// TestCategoryLabels serves LightGBM's mtpl2 model, trained from a pandas DataFrame
+// whose Region and VehGas columns were categories (its pandas_categorical names them),
+// and sends the oracle's rows with those two features as labels ("R24", "Diesel"): the
+// scores must equal LightGBM's for the rows as codes, as LightGBM's own predict() maps
+// a DataFrame's labels. A label the model does not name scores as missing; a string for
+// a feature without names is refused, naming the feature; booleans read as 1 and 0.
+func TestCategoryLabels(t *testing.T) {
+	root := t.TempDir()
+	model := readGzip(t, "../engine/testdata/lightgbm/lleaves_mtpl2/model.txt.gz")
+	dir := filepath.Join(root, "mtpl2", "1")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "model.txt"), model, 0o644)
+	os.WriteFile(filepath.Join(dir, "model.yaml"), []byte(lgbManifest), 0o644)
+	ts := startServer(t, Config{ModelDir: root})
+
+	st, body := ts.get(t, "/v1/models/mtpl2")
+	var info struct {
+		Versions []struct {
+			Features       []string       `json:"features"`
+			CategoryLabels map[string]int `json:"category_labels"`
+		} `json:"versions"`
+	}
+	if st != 200 || json.Unmarshal(body, &info) != nil || len(info.Versions) != 1 {
+		t.Fatalf("GET /v1/models/mtpl2: %d %s", st, body)
+	}
+	if got := info.Versions[0].CategoryLabels; got["Region"] != 22 || got["VehGas"] != 2 || len(got) != 2 {
+		t.Fatalf("category_labels %v, want Region 22 and VehGas 2", got)
+	}
+	names := info.Versions[0].Features
+	labels := map[string][]string{
+		"Region": {"R11", "R21", "R22", "R23", "R24", "R25", "R26", "R31", "R41", "R42", "R43", "R52", "R53", "R54", "R72", "R73", "R74", "R82", "R83", "R91", "R93", "R94"},
+		"VehGas": {"Diesel", "Regular"},
+	}
+
+	const n = 400
+	csv := strings.Split(strings.TrimSpace(string(readGzip(t, "../engine/testdata/lightgbm-oracle/mtpl2/inputs.csv.gz"))), "\n")
+	exp, err := os.ReadFile("../engine/testdata/lightgbm-oracle/mtpl2/expected.txt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := strings.Fields(string(exp))
+	if head := strings.Split(csv[0], ","); strings.Join(head, " ") != strings.Join(names, " ") {
+		t.Fatalf("inputs.csv columns %v, model features %v", head, names)
+	}
+	// Two requests of the same rows: the categories as codes, and as labels.
+	var codes, named strings.Builder
+	nlabels := 0
+	codes.WriteString(`{"model":"mtpl2","candidates":[`)
+	named.WriteString(`{"model":"mtpl2","candidates":[`)
+	for i := range n {
+		if i > 0 {
+			codes.WriteByte(',')
+			named.WriteByte(',')
+		}
+		codes.WriteString(`{"features":{`)
+		named.WriteString(`{"features":{`)
+		for j, cell := range strings.Split(csv[1+i], ",") {
+			if j > 0 {
+				codes.WriteByte(',')
+				named.WriteByte(',')
+			}
+			val := "null"
+			if cell != "" {
+				val = cell
+			}
+			fmt.Fprintf(&codes, "%q:%s", names[j], val)
+			// The oracle's rows hold codes outside the lists too (-1, unseen ones):
+			// those stay numbers, which are codes in either request.
+			if l := labels[names[j]]; l != nil && cell != "" {
+				if c, err := strconv.ParseFloat(cell, 64); err == nil && c == math.Trunc(c) && c >= 0 && int(c) < len(l) {
+					val = strconv.Quote(l[int(c)])
+					nlabels++
+				}
+			}
+			fmt.Fprintf(&named, "%q:%s", names[j], val)
+		}
+		codes.WriteString(`}}`)
+		named.WriteString(`}}`)
+	}
+	codes.WriteString(`]}`)
+	named.WriteString(`]}`)
+	scores := func(body string) []float64 {
+		t.Helper()
+		st, resp := ts.post(t, "tcp", "/v1/predict", "application/json", []byte(body))
+		var r struct{ Predictions []struct{ Score float64 } }
+		if st != 200 || json.Unmarshal(resp, &r) != nil || len(r.Predictions) == 0 {
+			t.Fatalf("%d %.300s", st, resp)
+		}
+		out := make([]float64, len(r.Predictions))
+		for i, p := range r.Predictions {
+			out[i] = p.Score
+		}
+		return out
+	}
+	if nlabels < n {
+		t.Fatalf("only %d labels in %d rows", nlabels, n)
+	}
+	byCode, byLabel := scores(codes.String()), scores(named.String())
+	// With the model named last, the body is decoded before the model is known (the
+	// generic path); named first, straight into the matrix (decode_direct.go).
+	generic := `{"candidates":` + strings.TrimSuffix(strings.TrimPrefix(named.String(), `{"model":"mtpl2","candidates":`), "}") + `,"model":"mtpl2"}`
+	byLabelGeneric := scores(generic)
+	if len(byCode) != n || len(byLabel) != n || len(byLabelGeneric) != n {
+		t.Fatalf("%d, %d and %d predictions, want %d", len(byCode), len(byLabel), len(byLabelGeneric), n)
+	}
+	for i := range n {
+		if byLabelGeneric[i] != byLabel[i] {
+			t.Fatalf("row %d: %v decoded before the model was known, %v after", i, byLabelGeneric[i], byLabel[i])
+		}
+		w, _ := strconv.ParseFloat(want[i], 64)
+		// The oracle prints %.9g.
+		if math.Abs(byLabel[i]-w) > 1e-8*math.Max(1, math.Abs(w)) || byLabel[i] != byCode[i] {
+			t.Fatalf("row %d: %v with labels, %v with codes, LightGBM %v", i, byLabel[i], byCode[i], w)
+		}
+	}
+
+	// An unseen label is missing; on the context too; booleans are 1 and 0.
+	one := func(feats string) float64 {
+		t.Helper()
+		s := scores(`{"model":"mtpl2","candidates":[{"features":{` + feats + `}}]}`)
+		return s[0]
+	}
+	if a, b := one(`"Region":"R99","VehGas":"Diesel","Area":2`), one(`"Region":null,"VehGas":0,"Area":2`); a != b {
+		t.Errorf("unseen label scored %v, missing %v", a, b)
+	}
+	if a, b := one(`"VehBrand__B1":true,"VehBrand__B2":false,"Area":1`), one(`"VehBrand__B1":1,"VehBrand__B2":0,"Area":1`); a != b {
+		t.Errorf("booleans scored %v, 1 and 0 %v", a, b)
+	}
+	ctx := scores(`{"model":"mtpl2","context":{"Region":"R24","VehGas":"Regular"},"candidates":[{"features":{"Area":3}}]}`)[0]
+	if b := one(`"Region":4,"VehGas":1,"Area":3`); ctx != b {
+		t.Errorf("labels in the context scored %v, codes %v", ctx, b)
+	}
+
+	st, resp := ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"mtpl2","candidates":[{"features":{"Area":"big"}}]}`))
+	if code, msg := apiError(t, resp); st != 400 || code != "bad_request" || !strings.Contains(msg, `feature "Area"`) || !strings.Contains(msg, "names no categories") {
+		t.Errorf("a label for a feature without names: %d %s %s", st, code, msg)
+	}
+	st, resp = ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"mtpl2","rows":[["R11"]]}`))
+	if st != 400 {
+		t.Errorf("a string in a dense row: %d %s", st, resp)
+	}
+}
