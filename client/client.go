@@ -453,6 +453,14 @@ func appendJSONFeatures(b []byte, fs []*predictpb.Feature) ([]byte, error) {
 			b = append(b, ']')
 			continue
 		}
+		if f.GetLabel() != "" {
+			// A category label: a JSON string.
+			if f.Value != nil {
+				return b, fmt.Errorf("feature %q has both value and label (send one)", f.GetName())
+			}
+			b = wire.AppendJSONString(b, f.GetLabel())
+			continue
+		}
 		v := math.NaN() // unset: null
 		if f.Value != nil {
 			v = f.GetValue()

@@ -96,3 +96,26 @@ func TestRequestJSONVectors(t *testing.T) {
 		}
 	}
 }
+
+// TestRequestJSONLabels: a feature's label (a category label) is a JSON string; a
+// feature with both a value and a label is an error.
+func TestRequestJSONLabels(t *testing.T) {
+	one := 1.0
+	in := &predictpb.PredictRequest{
+		Model:      "m",
+		Context:    []*predictpb.Feature{{Name: "region", Label: "R\"24"}},
+		Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "gas", Label: "Diesel"}, {Name: "x", Value: &one}}}},
+	}
+	body, err := requestJSON(nil, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `{"model":"m","context":{"region":"R\"24"},"candidates":[{"id":"","features":{"gas":"Diesel","x":1}}]}`
+	if string(body) != want {
+		t.Fatalf("got  %s\nwant %s", body, want)
+	}
+	in.Context[0].Value = &one
+	if _, err := requestJSON(nil, in); err == nil || !strings.Contains(err.Error(), `"region"`) {
+		t.Errorf("value and label: got %v, want an error naming the feature", err)
+	}
+}

@@ -286,7 +286,7 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 					}
 				}
 				left--
-				row[pl.col] = math.Float64frombits(binary.LittleEndian.Uint64(b[n:]))
+				row[pl.col] = protoDouble(binary.LittleEndian.Uint64(b[n:]))
 				d.cells++
 				p++
 				b = b[n+8:]
@@ -374,7 +374,7 @@ func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f featur
 		n := 2 + int(b[1])
 		switch {
 		case len(b) == n+9 && b[n] == tagFeatureValue:
-			f.value = math.Float64frombits(binary.LittleEndian.Uint64(b[n+1:]))
+			f.value = protoDouble(binary.LittleEndian.Uint64(b[n+1:]))
 		case len(b) != n:
 			n = 0 // not the usual form
 		}
@@ -384,7 +384,7 @@ func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f featur
 		}
 		f.value = math.NaN()
 	}
-	v0, hasValue := len(r.vecVals), false
+	v0, hasValue, hasLabel := len(r.vecVals), false, false
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
@@ -406,7 +406,16 @@ func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f featur
 			if n < 0 {
 				return f, false, protoErr("Feature.value", n)
 			}
-			f.value, b, hasValue = math.Float64frombits(v), b[n:], true
+			f.value, b, hasValue = protoDouble(v), b[n:], true
+		case wire.FeatureLabel:
+			var label []byte
+			if label, b, err = protoString(b, typ, "Feature.label"); err != nil {
+				return f, false, err
+			}
+			if len(label) > maxLabelBytes {
+				return f, false, badRequest("protobuf Feature.label: %d bytes; category labels are at most %d", len(label), maxLabelBytes)
+			}
+			f.value, hasLabel, r.labels = boxLabel(r.spanOf(label)), true, true
 		case wire.FeatureValues:
 			vec = true
 			if b, err = decodeDoubles(r, b, typ, *lim, "Feature.values"); err != nil {
@@ -418,11 +427,14 @@ func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f featur
 			}
 		}
 	}
+	if hasValue && hasLabel {
+		return f, false, badRequest("protobuf Feature %q: both value and label (send one)", r.bytes(f.name))
+	}
 	if !vec {
 		return f, false, nil
 	}
-	if hasValue {
-		return f, false, badRequest("protobuf Feature %q: both value and values (send a number or a vector, not both)", r.bytes(f.name))
+	if hasValue || hasLabel {
+		return f, false, badRequest("protobuf Feature %q: values with a value or a label (send a number, a label or a vector)", r.bytes(f.name))
 	}
 	r.vecs = append(r.vecs, vector{name: f.name, row: row, v0: uint32(v0), v1: uint32(len(r.vecVals))})
 	return f, true, nil
@@ -448,7 +460,7 @@ func decodeDoubles(r *request, b []byte, typ protowire.Type, lim decodeLimits, w
 		r.vecVals = growF64(r.vecVals, len(p)/8)
 		dst := r.vecVals[len(r.vecVals)-len(p)/8:]
 		for i := range dst {
-			dst[i] = math.Float64frombits(binary.LittleEndian.Uint64(p[8*i:]))
+			dst[i] = protoDouble(binary.LittleEndian.Uint64(p[8*i:]))
 		}
 		return b[n:], nil
 	case protowire.Fixed64Type:
@@ -459,7 +471,7 @@ func decodeDoubles(r *request, b []byte, typ protowire.Type, lim decodeLimits, w
 		if err := lim.cell(r); err != nil {
 			return b, err
 		}
-		r.vecVals = append(r.vecVals, math.Float64frombits(v))
+		r.vecVals = append(r.vecVals, protoDouble(v))
 		return b[n:], nil
 	default:
 		return b, badRequest("protobuf %s: wire type %d, want packed doubles", what, typ)

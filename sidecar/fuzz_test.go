@@ -52,6 +52,10 @@ func FuzzDecodeJSON(f *testing.F) {
 		`{"model":"m","candidates":[{"features":{"a":[1]}}]}`,
 		`{"model":"m","context":{"v":[1,null,2.5]},"candidates":[{"features":{"a":1,"v":[-0,3e2]}},{"features":{"v":[]}}]}`,
 		`{"model":"m","candidates":[{"features":{"v":[[1],2]}}]}`,
+		// Booleans and category labels (labels.go); strings in vectors and rows are errors.
+		`{"model":"m","context":{"region":"R\u00324","ok":true},"candidates":[{"features":{"gas":"Diesel","b":false}}]}`,
+		`{"model":"m","candidates":[{"features":{"v":["a"]}}]}`,
+		`{"model":"m","rows":[[true,"a"]]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -107,6 +111,9 @@ func FuzzDecodeProto(f *testing.F) {
 		{Model: "m", Context: []*predictpb.Feature{{Name: "v", Values: []float64{1, math.NaN()}}},
 			Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "f0", Value: &v}, {Name: "v", Values: []float64{2, 3}}}}}},
 		{Model: "m", Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "v", Value: &v, Values: []float64{2}}}}}},
+		// Category labels, and a NaN shaped like a boxed label (labels.go).
+		{Model: "m", Context: []*predictpb.Feature{{Name: "region", Label: "R24"}},
+			Candidates: []*predictpb.Candidate{{Features: []*predictpb.Feature{{Name: "gas", Label: "Diesel"}, {Name: "v", Values: []float64{math.Float64frombits(0x7FFC_0000_0000_0003)}}}}}},
 	} {
 		b, err := proto.Marshal(m)
 		if err != nil {
@@ -149,8 +156,17 @@ func FuzzDecodeProto(f *testing.F) {
 				ctxVecs++
 			}
 		}
+		// Vector values are read as protoDouble reads them: a NaN shaped like a boxed
+		// label becomes the canonical NaN.
+		canonical := func(xs []float64) []float64 {
+			out := make([]float64, len(xs))
+			for i, x := range xs {
+				out[i] = protoDouble(math.Float64bits(x))
+			}
+			return out
+		}
 		for _, f := range ref.Context {
-			vals = append(vals, f.Values...)
+			vals = append(vals, canonical(f.Values)...)
 		}
 		if len(ref.Candidates) != len(r.cands) || len(ref.Context) != len(r.context)+ctxVecs {
 			t.Fatalf("%d candidates %d+%d context, generated %d and %d", len(r.cands), len(r.context), ctxVecs, len(ref.Candidates), len(ref.Context))
@@ -159,7 +175,7 @@ func FuzzDecodeProto(f *testing.F) {
 		for i, c := range ref.Candidates {
 			nfeat += len(c.Features)
 			for _, f := range c.Features {
-				vals = append(vals, f.Values...)
+				vals = append(vals, canonical(f.Values)...)
 			}
 			if c.Id != string(r.id(i)) {
 				t.Fatalf("candidate %d id %q, generated %q", i, r.id(i), c.Id)

@@ -11,8 +11,8 @@ import "math"
 //
 // A box is a quiet NaN with payload bit 50 set: bits 0-31 hold the span's offset,
 // bits 32-49 its length. JSON has no NaN literal and null decodes to Go's math.NaN()
-// (bit 50 clear), so only a label makes a box; protobuf values, which may be any NaN,
-// are made canonical by the protobuf decoders when the request also carries labels.
+// (bit 50 clear), so only a label makes a box; a protobuf double, which may be any NaN,
+// is made canonical by protoDouble where it could read as one.
 
 const (
 	labelTag  = 0x7FFC_0000_0000_0000 // exponent all ones, quiet bit, bit 50
@@ -20,6 +20,15 @@ const (
 	// maxLabelBytes is the longest label a box holds (18 bits of length).
 	maxLabelBytes = 1<<18 - 1
 )
+
+// protoDouble is a protobuf double as a feature value: a NaN that would read as a box
+// (no encoder writes one) becomes the canonical NaN, so that only Feature.label boxes.
+func protoDouble(bits uint64) float64 {
+	if bits&labelMask == labelTag {
+		bits = 0x7FF8_0000_0000_0001 // math.NaN()
+	}
+	return math.Float64frombits(bits)
+}
 
 func boxLabel(sp span) float64 {
 	return math.Float64frombits(labelTag | uint64(sp.n)<<32 | uint64(sp.off))
@@ -63,8 +72,27 @@ func categoryCodes(names [][]string, nf int) []map[string]float64 {
 // (missing) for a label the model does not name, as LightGBM's predict() does with a
 // pandas category it did not see in training. A label for a column without names is
 // a bad request naming the feature.
+//
+// Dense rows are taken as sent (their doubles are not made canonical): only the
+// context's labels are resolved in them, column by column.
 func (r *request) resolveLabels(v *version, m64 []float64) error {
 	nf := v.nfeat
+	if r.dense {
+		for _, c := range r.ctxCols {
+			sp, ok := unboxLabel(c.value)
+			if !ok {
+				continue
+			}
+			code, err := r.labelCode(v, c.col, sp)
+			if err != nil {
+				return err
+			}
+			for i := c.col; i < len(m64); i += nf {
+				m64[i] = code
+			}
+		}
+		return nil
+	}
 	for i, x := range m64 {
 		if x == x {
 			continue
@@ -73,17 +101,39 @@ func (r *request) resolveLabels(v *version, m64 []float64) error {
 		if !ok || uint64(sp.off)+uint64(sp.n) > uint64(len(r.body)) {
 			continue
 		}
-		col := i % nf
-		if v.labels == nil || v.labels[col] == nil {
-			return labelError(v, col, r.bytes(sp))
-		}
-		code, ok := v.labels[col][string(r.bytes(sp))]
-		if !ok {
+		code, err := r.labelCode(v, i%nf, sp)
+		if err != nil {
+			if !v.storedColumn(i % nf) {
+				return err
+			}
+			// A NaN the store decoded, not a label: missing either way.
 			code = math.NaN()
 		}
 		m64[i] = code
 	}
 	return nil
+}
+
+// storedColumn tells whether the feature store fills column col.
+func (v *version) storedColumn(col int) bool {
+	for _, s := range v.stored {
+		if col >= s.Column && col < s.Column+max(s.Width, 1) {
+			return true
+		}
+	}
+	return false
+}
+
+// labelCode is the code of the label at sp in column col: NaN for a label the model
+// does not name, an error for a column without labels.
+func (r *request) labelCode(v *version, col int, sp span) (float64, error) {
+	if v.labels == nil || v.labels[col] == nil {
+		return 0, labelError(v, col, r.bytes(sp))
+	}
+	if code, ok := v.labels[col][string(r.bytes(sp))]; ok {
+		return code, nil
+	}
+	return math.NaN(), nil
 }
 
 func labelError(v *version, col int, label []byte) error {

@@ -9,6 +9,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/predictd/predictd/api/predictpb"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestCategoryLabels serves LightGBM's mtpl2 model, trained from a pandas DataFrame
@@ -127,6 +130,56 @@ func TestCategoryLabels(t *testing.T) {
 		}
 	}
 
+	// The same rows over protobuf, the labels in Feature.label.
+	var pr predictpb.PredictRequest
+	pr.Model = "mtpl2"
+	for i := range n {
+		c := &predictpb.Candidate{}
+		for j, cell := range strings.Split(csv[1+i], ",") {
+			f := &predictpb.Feature{Name: names[j]}
+			if cell != "" {
+				x, _ := strconv.ParseFloat(cell, 64)
+				if l := labels[names[j]]; l != nil && x == math.Trunc(x) && x >= 0 && int(x) < len(l) {
+					f.Label = l[int(x)]
+				} else {
+					f.Value = &x
+				}
+			}
+			c.Features = append(c.Features, f)
+		}
+		pr.Candidates = append(pr.Candidates, c)
+	}
+	pb, err := proto.Marshal(&pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, resp := ts.post(t, "unix", "/v1/predict", "application/x-protobuf", pb)
+	var pres predictpb.PredictResponse
+	if st != 200 || proto.Unmarshal(resp, &pres) != nil || len(pres.Predictions) != n {
+		t.Fatalf("protobuf: %d %.300s", st, resp)
+	}
+	for i, p := range pres.Predictions {
+		if p.Score != byLabel[i] {
+			t.Fatalf("row %d: %v over protobuf, %v over JSON", i, p.Score, byLabel[i])
+		}
+	}
+	// A protobuf value that is a NaN shaped like a boxed label is a missing value.
+	area := math.Float64frombits(0x7FFC_0000_0000_0003)
+	pb, _ = proto.Marshal(&predictpb.PredictRequest{Model: "mtpl2", Candidates: []*predictpb.Candidate{
+		{Features: []*predictpb.Feature{{Name: "Region", Label: "R24"}, {Name: "Area", Value: &area}}},
+		{Features: []*predictpb.Feature{{Name: "Region", Label: "R24"}}},
+	}})
+	st, resp = ts.post(t, "unix", "/v1/predict", "application/x-protobuf", pb)
+	if st != 200 || proto.Unmarshal(resp, &pres) != nil || pres.Predictions[0].Score != pres.Predictions[1].Score {
+		t.Errorf("a NaN with a payload: %d %v", st, pres.Predictions)
+	}
+	two := 2.0
+	pb, _ = proto.Marshal(&predictpb.PredictRequest{Model: "mtpl2", Candidates: []*predictpb.Candidate{
+		{Features: []*predictpb.Feature{{Name: "Region", Label: "R24", Value: &two}}}}})
+	if st, resp = ts.post(t, "unix", "/v1/predict", "application/x-protobuf", pb); st != 400 || !strings.Contains(string(resp), "both value and label") {
+		t.Errorf("value and label: %d %s", st, resp)
+	}
+
 	// An unseen label is missing; on the context too; booleans are 1 and 0.
 	one := func(feats string) float64 {
 		t.Helper()
@@ -144,7 +197,7 @@ func TestCategoryLabels(t *testing.T) {
 		t.Errorf("labels in the context scored %v, codes %v", ctx, b)
 	}
 
-	st, resp := ts.post(t, "tcp", "/v1/predict", "application/json",
+	st, resp = ts.post(t, "tcp", "/v1/predict", "application/json",
 		[]byte(`{"model":"mtpl2","candidates":[{"features":{"Area":"big"}}]}`))
 	if code, msg := apiError(t, resp); st != 400 || code != "bad_request" || !strings.Contains(msg, `feature "Area"`) || !strings.Contains(msg, "names no categories") {
 		t.Errorf("a label for a feature without names: %d %s %s", st, code, msg)

@@ -34,7 +34,11 @@ type Feature struct {
 	Value *float64 `protobuf:"fixed64,2,opt,name=value,proto3,oneof" json:"value,omitempty"`
 	// A whole vector feature (a store-backed list or embedding of width w) sent inline:
 	// exactly w values, overriding the store's vector. Not with value.
-	Values        []float64 `protobuf:"fixed64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	Values []float64 `protobuf:"fixed64,3,rep,packed,name=values,proto3" json:"values,omitempty"`
+	// A category label, for a feature whose categories the model names (GET /v1/models
+	// lists them under category_labels): scored as the category's code, a label the
+	// model does not name as missing. Not with value or values.
+	Label         string `protobuf:"bytes,4,opt,name=label,proto3" json:"label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -88,6 +92,13 @@ func (x *Feature) GetValues() []float64 {
 		return x.Values
 	}
 	return nil
+}
+
+func (x *Feature) GetLabel() string {
+	if x != nil {
+		return x.Label
+	}
+	return ""
 }
 
 // An entity key for feature-store lookups, e.g. {name: "store_id", value: "42"}.
@@ -578,11 +589,12 @@ var File_predict_proto protoreflect.FileDescriptor
 
 const file_predict_proto_rawDesc = "" +
 	"\n" +
-	"\rpredict.proto\x12\vpredictd.v1\"^\n" +
+	"\rpredict.proto\x12\vpredictd.v1\"t\n" +
 	"\aFeature\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x19\n" +
 	"\x05value\x18\x02 \x01(\x01H\x00R\x05value\x88\x01\x01\x12\x1a\n" +
-	"\x06values\x18\x03 \x03(\x01B\x02\x10\x01R\x06valuesB\b\n" +
+	"\x06values\x18\x03 \x03(\x01B\x02\x10\x01R\x06values\x12\x14\n" +
+	"\x05label\x18\x04 \x01(\tR\x05labelB\b\n" +
 	"\x06_value\"/\n" +
 	"\x03Key\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x14\n" +

@@ -12,6 +12,7 @@ const (
 	FeatureName   protowire.Number = 1
 	FeatureValue  protowire.Number = 2 // optional double: absent is missing
 	FeatureValues protowire.Number = 3 // packed doubles: a whole vector feature
+	FeatureLabel  protowire.Number = 4 // string: a category label
 
 	KeyName  protowire.Number = 1
 	KeyValue protowire.Number = 2

@@ -16,6 +16,7 @@ func TestFieldNumbers(t *testing.T) {
 		"Feature.name":                    wire.FeatureName,
 		"Feature.value":                   wire.FeatureValue,
 		"Feature.values":                  wire.FeatureValues,
+		"Feature.label":                   wire.FeatureLabel,
 		"Key.name":                        wire.KeyName,
 		"Key.value":                       wire.KeyValue,
 		"Candidate.id":                    wire.CandidateID,
