@@ -192,6 +192,10 @@ type Shadow struct {
 	m        *Mirror
 	colMap   []int // shadow column j = primary column colMap[j], or -1; nil when identical
 	missing  int
+	// recode, per shadow column, maps the primary's category codes to the shadow's
+	// (NaN: a category the shadow does not name) where both models name their
+	// categories and the names differ; nil when no column needs it.
+	recode [][]float64
 	shadowOf string
 
 	retireMu sync.RWMutex
@@ -258,7 +262,8 @@ func (m *Mirror) Add(cfg ShadowConfig) (*Shadow, error) {
 	if len(names) != cfg.Predictor.NumFeatures() {
 		return nil, fmt.Errorf("shadow %s: %d feature names for %d features", cfg.Name, len(names), cfg.Predictor.NumFeatures())
 	}
-	if primary := cfg.PrimaryPredictor.FeatureNames(); !slices.Equal(names, primary) {
+	primary := cfg.PrimaryPredictor.FeatureNames()
+	if !slices.Equal(names, primary) {
 		pos := make(map[string]int, len(primary))
 		for i, n := range primary {
 			pos[n] = i
@@ -271,6 +276,13 @@ func (m *Mirror) Add(cfg ShadowConfig) (*Shadow, error) {
 				s.missing++
 			}
 			s.colMap[j] = i
+		}
+	}
+	s.recode = recodeTables(cfg.PrimaryPredictor.Info().CategoryNames, cfg.Predictor.Info().CategoryNames, s.colMap, len(names))
+	if s.recode != nil && s.colMap == nil {
+		s.colMap = make([]int, len(names)) // the identity: rows are copied to be recoded
+		for j := range s.colMap {
+			s.colMap[j] = j
 		}
 	}
 	m.mu.Lock()
@@ -467,6 +479,13 @@ func (w *worker) run(s *Shadow, j *job) {
 					dst[c] = math.NaN()
 				} else {
 					dst[c] = src[i]
+				}
+			}
+			for c, tab := range s.recode {
+				// A whole code the primary names becomes the shadow's; others (missing,
+				// negative, unseen by the primary) are left as they are.
+				if x := dst[c]; tab != nil && x >= 0 && x < float64(len(tab)) && x == math.Trunc(x) {
+					dst[c] = tab[int(x)]
 				}
 			}
 		}
@@ -865,4 +884,44 @@ func (m *Mirror) registerMetrics(meter metric.Meter) error {
 	}
 	m.reg = reg
 	return nil
+}
+
+// recodeTables returns, per shadow column, the primary's category code → the shadow's
+// code for the same label (NaN for a label the shadow does not name), where both models
+// name the column's categories and their lists differ (a model retrained on data with
+// new categories numbers them anew); nil when no column needs one. colMap maps shadow
+// columns to primary ones (nil: the same columns).
+func recodeTables(primary, shadow [][]string, colMap []int, nf int) [][]float64 {
+	if primary == nil || shadow == nil || len(shadow) != nf {
+		return nil
+	}
+	var tabs [][]float64
+	for j := range nf {
+		i := j
+		if colMap != nil {
+			i = colMap[j]
+		}
+		if i < 0 || i >= len(primary) || primary[i] == nil || shadow[j] == nil || slices.Equal(primary[i], shadow[j]) {
+			continue
+		}
+		code := make(map[string]int, len(shadow[j]))
+		for k, l := range shadow[j] {
+			if _, dup := code[l]; !dup {
+				code[l] = k
+			}
+		}
+		tab := make([]float64, len(primary[i]))
+		for k, l := range primary[i] {
+			if c, ok := code[l]; ok {
+				tab[k] = float64(c)
+			} else {
+				tab[k] = math.NaN()
+			}
+		}
+		if tabs == nil {
+			tabs = make([][]float64, nf)
+		}
+		tabs[j] = tab
+	}
+	return tabs
 }
