@@ -24,9 +24,12 @@ compared with the training library's own predictions.
 
 Input formats (detected from the first line):
   CSV     comma-separated (tab-separated when the first line has tabs and no commas).
-          An empty field is a missing value (NaN). The first line is a header when
-          any field in it is not a number, or when it is exactly the model's feature
-          names (which may be numbers). A header that names every one of the
+          An empty field is a missing value (NaN); true/false (True/False, as
+          pandas writes them) are 1/0; for a model that names its categories
+          (LightGBM's pandas_categorical), a feature's label is its code and a
+          label the model does not name is missing. The first line is a header when
+          any field in it is not a number (nor a label of its column's feature), or
+          when it is exactly the model's feature names (which may be numbers). A header that names every one of the
           model's features maps columns by name (other columns are ignored);
           otherwise the columns are the model's features in order.
   LibSVM  "label idx:val idx:val ..." (the label is optional and ignored). An
@@ -124,7 +127,7 @@ func scoreCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	} else if *oneBased {
 		base = libsvmOne
 	}
-	rows, nrows, err := readRows(data, m.FeatureNames(), base, stderr)
+	rows, nrows, err := readRows(data, m.FeatureNames(), m.Info().CategoryNames, base, stderr)
 	if err != nil {
 		return fail(fmt.Errorf("%s: %w", *input, err))
 	}
@@ -163,8 +166,10 @@ const (
 )
 
 // readRows parses CSV or LibSVM text into row-major float64 rows of len(names) values.
-// Notes (such as a header that does not name the features) go to notes.
-func readRows(data []byte, names []string, base libsvmBase, notes io.Writer) ([]float64, int, error) {
+// labels, when the model names its categories (engine.Info.CategoryNames), turn a CSV
+// field that is one of a feature's labels into its code. Notes (such as a header that
+// does not name the features) go to notes.
+func readRows(data []byte, names []string, labels [][]string, base libsvmBase, notes io.Writer) ([]float64, int, error) {
 	lines := splitScoreLines(data)
 	first := -1
 	for i, l := range lines {
@@ -179,7 +184,7 @@ func readRows(data []byte, names []string, base libsvmBase, notes io.Writer) ([]
 	if isLibSVM(lines[first]) {
 		return readLibSVM(lines, len(names), base)
 	}
-	return readCSV(data, lines[first], names, notes)
+	return readCSV(data, lines[first], names, labels, notes)
 }
 
 func splitScoreLines(data []byte) [][]byte {
@@ -277,8 +282,23 @@ func readLibSVM(lines [][]byte, nfeat int, base libsvmBase) ([]float64, int, err
 // with encoding/csv: quotes are honoured where a field starts with one and kept as text
 // elsewhere (LazyQuotes). first is the first non-blank line, which picks the separator.
 // Blank lines are skipped; line numbers in errors are the file's.
-func readCSV(data, first []byte, names []string, notes io.Writer) ([]float64, int, error) {
+//
+// A field that is not a number is a category label when the column's feature has
+// labels: its code, or NaN (missing) for a label the model does not name, as LightGBM's
+// predict() maps a DataFrame's categories.
+func readCSV(data, first []byte, names []string, labels [][]string, notes io.Writer) ([]float64, int, error) {
 	nfeat := len(names)
+	codes := make([]map[string]float64, nfeat)
+	for f, l := range labels {
+		if f < nfeat && l != nil {
+			codes[f] = make(map[string]float64, len(l))
+			for i, x := range l {
+				if _, dup := codes[f][x]; !dup {
+					codes[f][x] = float64(i)
+				}
+			}
+		}
+	}
 	cr := csv.NewReader(bytes.NewReader(data))
 	if bytes.IndexByte(first, ',') < 0 && bytes.IndexByte(first, '\t') >= 0 {
 		cr.Comma = '\t'
@@ -331,9 +351,16 @@ func readCSV(data, first []byte, names []string, notes io.Writer) ([]float64, in
 			}
 		}
 	}
-	for _, f := range hdr {
+	for j, f := range hdr {
 		if _, err := parseField(f); err != nil {
-			header = true
+			// A label of the column's feature (columns in order) is data, not a header.
+			isLabel := false
+			if len(hdr) == nfeat && codes[j] != nil {
+				_, isLabel = codes[j][strings.TrimSpace(f)]
+			}
+			if !isLabel {
+				header = true
+			}
 		}
 	}
 	rows := make([]float64, 0, bytes.Count(data, []byte{'\n'})*nfeat)
@@ -352,7 +379,14 @@ func readCSV(data, first []byte, names []string, notes io.Writer) ([]float64, in
 			}
 			v, err := parseField(fv)
 			if err != nil {
-				return fmt.Errorf("line %d, column %d: %v", line, j+1, err)
+				c := codes[cols[j]]
+				if c == nil {
+					return fmt.Errorf("line %d, column %d: %v", line, j+1, err)
+				}
+				var ok bool
+				if v, ok = c[strings.TrimSpace(fv)]; !ok {
+					v = math.NaN() // a category the model does not name
+				}
 			}
 			row[cols[j]] = v
 		}
@@ -413,11 +447,17 @@ func csvErr(err error) error {
 	return err
 }
 
-// parseField parses one field as float64; an empty field is NaN (missing).
+// parseField parses one field as float64; an empty field is NaN (missing), a boolean
+// (true or false, as pandas writes them: True, False) 1 or 0.
 func parseField(s string) (float64, error) {
 	s = strings.TrimSpace(s)
-	if s == "" {
+	switch s {
+	case "":
 		return math.NaN(), nil
+	case "true", "True", "TRUE":
+		return 1, nil
+	case "false", "False", "FALSE":
+		return 0, nil
 	}
 	v, err := strconv.ParseFloat(s, 64)
 	if err != nil {

@@ -252,3 +252,58 @@ func TestScoreHelp(t *testing.T) {
 		}
 	}
 }
+
+// TestScoreCSVCategoryLabels: mtpl2's oracle rows with Region and VehGas written as
+// their pandas labels (as DataFrame.to_csv writes a category column), with and without a
+// header, score as LightGBM scored the codes; True/False are 1/0; a label for a feature
+// without labels is an error naming the column.
+func TestScoreCSVCategoryLabels(t *testing.T) {
+	model := fixtureFile(t, "lightgbm/lleaves_mtpl2/model.txt")
+	input, err := os.ReadFile(fixtureFile(t, "lightgbm-oracle/mtpl2/inputs.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	labels := map[int][]string{
+		13: {"R11", "R21", "R22", "R23", "R24", "R25", "R26", "R31", "R41", "R42", "R43", "R52", "R53", "R54", "R72", "R73", "R74", "R82", "R83", "R91", "R93", "R94"},
+		14: {"Diesel", "Regular"},
+	}
+	lines := strings.Split(strings.TrimSpace(string(input)), "\n")
+	var named strings.Builder
+	nlabels := 0
+	for i, l := range lines {
+		fields := strings.Split(l, ",")
+		for j, f := range fields {
+			if x, err := strconv.Atoi(f); err == nil && i > 0 && labels[j] != nil && x >= 0 && x < len(labels[j]) {
+				fields[j] = labels[j][x]
+				nlabels++
+			}
+			// The one-hot columns as pandas writes booleans.
+			if i > 0 && j < 11 && (f == "1" || f == "0") {
+				fields[j] = map[string]string{"1": "True", "0": "False"}[f]
+			}
+		}
+		named.WriteString(strings.Join(fields, ",") + "\n")
+	}
+	if nlabels < len(lines) {
+		t.Fatalf("only %d labels", nlabels)
+	}
+	path := filepath.Join(t.TempDir(), "named.csv")
+	os.WriteFile(path, []byte(named.String()), 0o644)
+	code, out, errs := runScoreTest(t, "", "--model", model, "--input", path)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	compareLines(t, out, fixtures+"lightgbm-oracle/mtpl2/expected.txt", 1e-8, 0)
+
+	// Without the header, the first row (labels in it) is data.
+	headless := named.String()[strings.IndexByte(named.String(), '\n')+1:]
+	code, out2, errs := runScoreTest(t, headless, "--model", model, "--input", "-")
+	if code != 0 || out2 != out {
+		t.Fatalf("headless: exit %d, %d predictions for %d rows: %s", code, strings.Count(out2, "\n"), len(lines)-1, errs)
+	}
+
+	bad := strings.Replace(strings.Replace(named.String(), "\nTrue,", "\nbig,", 1), "\nFalse,", "\nbig,", 1)
+	if code, _, errs := runScoreTest(t, bad, "--model", model, "--input", "-"); code == 0 || !strings.Contains(errs, "column 1") {
+		t.Errorf("a label for a feature without labels: exit %d: %s", code, errs)
+	}
+}
