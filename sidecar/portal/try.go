@@ -32,9 +32,11 @@ type tryPage struct {
 	Result    *tryResult
 }
 
-// field is one form input and its submitted value.
+// field is one form input and its submitted value. Labels is how many category labels
+// the feature takes (sent as a string when the value is not a number), 0 for none.
 type field struct {
 	Name, Value string
+	Labels      int
 }
 
 // tryResult is one prediction, asked twice: transformed and raw.
@@ -85,7 +87,7 @@ func (p *Portal) tryModel(ctx *fasthttp.RequestCtx, name string) (*tryPage, bool
 	keys := map[string]bool{}
 	for _, r := range p.versionFeatures(d.Serving) {
 		if r.Group == "" {
-			d.Request = append(d.Request, field{Name: r.Name})
+			d.Request = append(d.Request, field{Name: r.Name, Labels: d.Serving.CategoryLabels[r.Name]})
 			continue
 		}
 		d.Stored = append(d.Stored, r)
@@ -141,24 +143,30 @@ func (p *Portal) tryPost(ctx *fasthttp.RequestCtx) {
 // the entity keys as request-level keys.
 func (d *tryPage) formBody() ([]byte, error) {
 	type cand struct {
-		ID       string             `json:"id,omitempty"`
-		Features map[string]float64 `json:"features"`
+		ID       string         `json:"id,omitempty"`
+		Features map[string]any `json:"features"`
 	}
 	req := struct {
 		Model      string            `json:"model"`
 		Keys       map[string]string `json:"keys,omitempty"`
 		Candidates []cand            `json:"candidates"`
 	}{Model: d.Model.Name, Keys: map[string]string{}}
-	c := cand{ID: d.ID, Features: map[string]float64{}}
+	c := cand{ID: d.ID, Features: map[string]any{}}
 	for _, f := range d.Request {
 		if f.Value == "" {
 			continue // missing: the model sees NaN
 		}
 		x, err := strconv.ParseFloat(f.Value, 64)
-		if err != nil {
+		switch {
+		case err == nil:
+			c.Features[f.Name] = x
+		case f.Value == "true" || f.Value == "false":
+			c.Features[f.Name] = f.Value == "true"
+		case f.Labels > 0:
+			c.Features[f.Name] = f.Value // a category label
+		default:
 			return nil, fmt.Errorf("feature %s: %q is not a number", f.Name, f.Value)
 		}
-		c.Features[f.Name] = x
 	}
 	for _, k := range d.Keys {
 		if k.Value != "" {
