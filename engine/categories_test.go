@@ -65,6 +65,25 @@ func TestCategoryNames(t *testing.T) {
 			}
 		})
 	}
+	// dump_model() JSON: no parameters, so the features with categorical splits.
+	dump := string(readFixture(t, "lightgbm/leaves_json_1tree/model_dump.json"))
+	withJSON := strings.Replace(dump, `"tree_info"`, `"pandas_categorical": [["p", "q\"r"]], "tree_info"`, 1)
+	ens, err := Parse(FormatLightGBM, []byte(withJSON))
+	if err != nil {
+		t.Fatal(err)
+	}
+	catFeat := -1
+	for n, f := range ens.Feature {
+		if ens.Flags[n]&FlagCategorical != 0 {
+			catFeat = int(f)
+		}
+	}
+	if catFeat < 0 || len(ens.CategoryNames) != ens.NumFeatures || !slices.Equal(ens.CategoryNames[catFeat], []string{"p", `q"r`}) {
+		t.Errorf("dump_model JSON: names %q on feature %d", ens.CategoryNames, catFeat)
+	}
+	if _, err := Parse(FormatLightGBM, []byte(strings.Replace(dump, `"tree_info"`, `"pandas_categorical": [[{}]], "tree_info"`, 1))); err == nil {
+		t.Error("dump_model JSON with a malformed pandas_categorical: accepted")
+	}
 	for _, bad := range []string{"pandas_categorical:[[\"a\"]\n", "pandas_categorical:{\"a\":1}\n", "pandas_categorical:[[{}]]\n", "pandas_categorical:[[null]]\n"} {
 		if _, err := Parse(FormatLightGBM, []byte(with(tinyLGB, bad))); err == nil || !strings.Contains(err.Error(), "pandas_categorical") {
 			t.Errorf("%q: %v, want a pandas_categorical error", bad, err)

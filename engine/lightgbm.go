@@ -590,6 +590,7 @@ func parseLightGBMJSON(data []byte) (*Ensemble, error) {
 		average             bool
 		trees               []*lgbJSONNode
 		haveName, haveTrees bool
+		pandas              []byte // pandas_categorical, as written
 	)
 	r.object(func(k string) {
 		switch k {
@@ -607,6 +608,11 @@ func parseLightGBMJSON(data []byte) (*Ensemble, error) {
 			average = r.boolean()
 		case "feature_names":
 			names = r.strings()
+		case "pandas_categorical":
+			r.ws()
+			start := r.i
+			r.skip(0)
+			pandas = r.b[start:r.i]
 		case "tree_info":
 			haveTrees = true
 			r.array(func() {
@@ -674,6 +680,15 @@ func parseLightGBMJSON(data []byte) (*Ensemble, error) {
 		e.TreeOutput = append(e.TreeOutput, int32(t%e.NumOutputs))
 	}
 	e.Objective.NumIterations = len(trees) / e.NumOutputs
+	// dump_model() has no parameters section: the lists go to the features with
+	// categorical splits.
+	if names, err := parsePandasCategorical(pandas); err != nil {
+		return nil, err
+	} else if len(names) > 0 {
+		if err := e.placeCategoryNames(names, "", false); err != nil {
+			return nil, err
+		}
+	}
 	if len(e.CatBits) == 0 {
 		e.CatStart, e.CatBits = nil, nil
 	}
