@@ -433,8 +433,11 @@ func decodeFeature(r *request, b []byte, lim *decodeLimits, row int32) (f featur
 	if !vec {
 		return f, false, nil
 	}
-	if hasValue || hasLabel {
-		return f, false, badRequest("protobuf Feature %q: values with a value or a label (send a number, a label or a vector)", r.bytes(f.name))
+	if hasValue {
+		return f, false, badRequest("protobuf Feature %q: both value and values (send a number or a vector, not both)", r.bytes(f.name))
+	}
+	if hasLabel {
+		return f, false, badRequest("protobuf Feature %q: both label and values (send a label or a vector, not both)", r.bytes(f.name))
 	}
 	r.vecs = append(r.vecs, vector{name: f.name, row: row, v0: uint32(v0), v1: uint32(len(r.vecVals))})
 	return f, true, nil
