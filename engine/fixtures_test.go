@@ -580,21 +580,27 @@ func randomRows(rng *rand.Rand, ens *Ensemble, nrows int) []float64 {
 		case p < 20:
 			rows[i] = float64(rng.IntN(80) - 5) // category codes, negative ones included
 		case p < 60 && len(thr[f]) > 0:
-			t := thr[f][rng.IntN(len(thr[f]))]
-			switch rng.IntN(5) {
-			case 0:
-				t = math.Nextafter(t, math.Inf(1))
-			case 1:
-				t = math.Nextafter(t, math.Inf(-1))
-			case 2:
-				t = float64(math.Nextafter32(float32(t), float32(math.Inf(1))))
-			}
-			rows[i] = t
+			rows[i] = nearThreshold(rng, thr[f])
 		default:
 			rows[i] = rng.NormFloat64() * 100
 		}
 	}
 	return rows
+}
+
+// nearThreshold draws one of thr, or a float64 ulp below or above it, or a float32 ulp
+// above it: the values a split's comparison turns on.
+func nearThreshold(rng *rand.Rand, thr []float64) float64 {
+	t := thr[rng.IntN(len(thr))]
+	switch rng.IntN(5) {
+	case 0:
+		t = math.Nextafter(t, math.Inf(1))
+	case 1:
+		t = math.Nextafter(t, math.Inf(-1))
+	case 2:
+		t = float64(math.Nextafter32(float32(t), float32(math.Inf(1))))
+	}
+	return t
 }
 
 func firstDiff(a, b []float64) int {

@@ -225,16 +225,7 @@ func genRows(rng *rand.Rand, e *Ensemble, nrows int) []float64 {
 				rows[i] = float64(rng.IntN(maxCat[f]))
 			}
 		case len(thr[f]) > 0:
-			t := thr[f][rng.IntN(len(thr[f]))]
-			switch rng.IntN(5) {
-			case 0:
-				t = math.Nextafter(t, math.Inf(1))
-			case 1:
-				t = math.Nextafter(t, math.Inf(-1))
-			case 2:
-				t = float64(math.Nextafter32(float32(t), float32(math.Inf(1))))
-			}
-			rows[i] = t
+			rows[i] = nearThreshold(rng, thr[f])
 		default:
 			rows[i] = rng.NormFloat64() * 100
 		}
