@@ -251,7 +251,7 @@ func (r *Registry) attach(next *snapshot) (retire []*attachments, stale []*predl
 			for i, t := range targets {
 				sc := shadow.ShadowConfig{Name: t.model, Version: t.version,
 					Primary: v.model, PrimaryVersion: v.version,
-					PrimaryPredictor: named{v.pred, v.names}, Predictor: named{t.pred, t.names},
+					PrimaryPredictor: named{v.pred, v.names, v.catNames}, Predictor: named{t.pred, t.names, t.catNames},
 					Rate: specs[i].Rate, TopK: specs[i].TopK, Log: tlogs[i], Budget: budget}
 				if p.bgShadows && t.bg != nil {
 					// Shadows are off the latency path by definition: beyond their CPU budget (or
@@ -381,10 +381,17 @@ func (p *production) close() {
 // the model file's), so shadows map columns by the names requests use.
 type named struct {
 	engine.Predictor
-	names []string
+	names    []string
+	catNames [][]string // the version's category labels, model.yaml's included
 }
 
 func (n named) FeatureNames() []string { return n.names }
+
+func (n named) Info() engine.Info {
+	info := n.Predictor.Info()
+	info.CategoryNames = n.catNames
+	return info
+}
 
 // Exchange-side work of the request path: mirror to shadows, log. Runs on the request
 // goroutine after the response is encoded; both calls copy and never block.

@@ -156,7 +156,7 @@ func describeLabels(v *version) map[string]int {
 	out := map[string]int{}
 	for col, m := range v.labels {
 		if m != nil {
-			out[v.names[col]] = len(v.info.CategoryNames[col])
+			out[v.names[col]] = len(v.catNames[col])
 		}
 	}
 	return out

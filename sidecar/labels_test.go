@@ -6,9 +6,11 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/predictd/predictd/api/predictpb"
 	"google.golang.org/protobuf/proto"
@@ -206,5 +208,117 @@ func TestCategoryLabels(t *testing.T) {
 		[]byte(`{"model":"mtpl2","rows":[["R11"]]}`))
 	if st != 400 {
 		t.Errorf("a string in a dense row: %d %s", st, resp)
+	}
+}
+
+// TestManifestCategories: model.yaml names an XGBoost model's categories (XGBoost keeps
+// only codes); labels then score as their codes, as XGBoost scored the codes, and a
+// shadow whose model.yaml numbers the same labels otherwise receives its own codes.
+func TestManifestCategories(t *testing.T) {
+	zoo := "../engine/testdata/zoo/categorical_partition/"
+	model, err := os.ReadFile(zoo + "model.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f1 := make([]string, 41) // f1's codes run to 40 in the inputs: labels "c0".."c40"
+	for i := range f1 {
+		f1[i] = "c" + strconv.Itoa(i)
+	}
+	manifest := func(labels []string, extra string) string {
+		return "format: xgboost\nfile: model.json\nfeatures:\n  - f0\n  - {name: f1, categories: [" + strings.Join(labels, ", ") +
+			"]}\n  - f2\n  - f3\n  - f4\n  - f5\n" + extra
+	}
+	reversed := slices.Clone(f1)
+	slices.Reverse(reversed)
+	root := t.TempDir()
+	// cats, and two shadows of the same file: one naming the categories alike, one
+	// numbering them the other way round (so its codes must differ from the primary's).
+	for name, man := range map[string]string{
+		"cats":       manifest(f1, "shadows: [{model: same}, {model: renumbered}]\n"),
+		"same":       manifest(f1, ""),
+		"renumbered": manifest(reversed, ""),
+	} {
+		dir := filepath.Join(root, name, "1")
+		os.MkdirAll(dir, 0o755)
+		os.WriteFile(filepath.Join(dir, "model.json"), model, 0o644)
+		os.WriteFile(filepath.Join(dir, "model.yaml"), []byte(man), 0o644)
+	}
+	ts := startServer(t, Config{ModelDir: root})
+
+	st, body := ts.get(t, "/v1/models/cats")
+	if st != 200 || !strings.Contains(string(body), `"category_labels": {`) || !strings.Contains(string(body), `"f1": 41`) {
+		t.Fatalf("GET /v1/models/cats: %d %s", st, body)
+	}
+	in, _ := os.ReadFile(zoo + "input.csv")
+	exp, _ := os.ReadFile(zoo + "expected_transformed.csv")
+	want := strings.Fields(string(exp))
+	var codes, named strings.Builder
+	rows := strings.Split(strings.TrimSpace(string(in)), "\n")
+	for i, row := range rows {
+		sep := ","
+		if i == 0 {
+			sep = ""
+		}
+		codes.WriteString(sep + "{\"features\":{")
+		named.WriteString(sep + "{\"features\":{")
+		for j, cell := range strings.Split(row, ",") {
+			v := cell
+			if v == "" {
+				v = "null"
+			}
+			lv := v
+			if j == 1 && cell != "" {
+				lv = strconv.Quote("c" + cell)
+			}
+			if j > 0 {
+				codes.WriteByte(',')
+				named.WriteByte(',')
+			}
+			fmt.Fprintf(&codes, "\"f%d\":%s", j, v)
+			fmt.Fprintf(&named, "\"f%d\":%s", j, lv)
+		}
+		codes.WriteString("}}")
+		named.WriteString("}}")
+	}
+	scores := func(cands string) []float64 {
+		t.Helper()
+		st, resp := ts.post(t, "tcp", "/v1/predict", "application/json", []byte(`{"model":"cats","candidates":[`+cands+`]}`))
+		var r struct{ Predictions []struct{ Score float64 } }
+		if st != 200 || json.Unmarshal(resp, &r) != nil {
+			t.Fatalf("%d %.300s", st, resp)
+		}
+		out := make([]float64, len(r.Predictions))
+		for i, p := range r.Predictions {
+			out[i] = p.Score
+		}
+		return out
+	}
+	byCode, byLabel := scores(codes.String()), scores(named.String())
+	if len(byCode) != len(rows) || len(want) != len(rows) {
+		t.Fatalf("%d predictions, %d expected, %d rows", len(byCode), len(want), len(rows))
+	}
+	for i := range rows {
+		w, _ := strconv.ParseFloat(want[i], 64)
+		if byLabel[i] != byCode[i] || math.Abs(byLabel[i]-w) > 1e-6 { // fixtures README: 1e-6 on probabilities
+			t.Fatalf("row %d: %v with labels, %v with codes, XGBoost %v", i, byLabel[i], byCode[i], w)
+		}
+	}
+	// The shadows saw both requests: the one naming the categories alike agrees; the
+	// renumbered one got its own codes (c5 is 35 there), which its trees read as other
+	// categories.
+	waitFor(t, "the shadows to score both requests", 10*time.Second, func() bool {
+		return shadowStats(t, ts, "cats", "same").Requests == 2 && shadowStats(t, ts, "cats", "renumbered").Requests == 2
+	})
+	if ss := shadowStats(t, ts, "cats", "same"); ss.MaxAbsDiff != 0 || ss.Errors != 0 {
+		t.Errorf("shadow with the same categories: %+v", ss)
+	}
+	if ss := shadowStats(t, ts, "cats", "renumbered"); ss.MaxAbsDiff == 0 || ss.Errors != 0 {
+		t.Errorf("shadow with renumbered categories agrees exactly: its codes were not recoded (%+v)", ss)
+	}
+
+	// f4 has no categories in model.yaml: a label there is refused, naming it.
+	st, resp := ts.post(t, "tcp", "/v1/predict", "application/json", []byte(`{"model":"cats","candidates":[{"features":{"f4":"c1"}}]}`))
+	if st != 400 || !strings.Contains(string(resp), `feature \"f4\"`) {
+		t.Errorf("a label for f4: %d %s", st, resp)
 	}
 }

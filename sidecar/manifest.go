@@ -91,6 +91,12 @@ type FeatureSpec struct {
 	Group   string   `yaml:"group"`
 	Key     string   `yaml:"key"`
 	Default *float64 `yaml:"default"`
+	// Categories, for a request feature, are the labels of its category codes (code i is
+	// Categories[i]), as the DataFrame the model was trained on had them: a request may
+	// then send a label where the code goes. For models whose file does not name its
+	// categories (XGBoost, ONNX), or to name them anew; it replaces the names a LightGBM
+	// file holds for that feature.
+	Categories []string `yaml:"categories"`
 }
 
 // Stored reports whether the feature comes from a feature store.
@@ -111,9 +117,9 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 		// Node.Decode does not inherit KnownFields, so check the keys by hand.
 		for i := 0; i+1 < len(n.Content); i += 2 {
 			switch k := n.Content[i].Value; k {
-			case "name", "group", "key", "default":
+			case "name", "group", "key", "default", "categories":
 			default:
-				return fmt.Errorf("line %d: feature entry: unknown key %q (want name, group, key, default)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: feature entry: unknown key %q (want name, group, key, default, categories)", n.Content[i].Line, k)
 			}
 		}
 		if err := n.Decode(&p); err != nil {
@@ -123,12 +129,21 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 		if f.Name == "" {
 			return fmt.Errorf("line %d: feature entry has no name", n.Line)
 		}
+		if f.Categories != nil {
+			if f.Group != "" || f.Key != "" || f.Default != nil {
+				return fmt.Errorf("line %d: feature %q: categories are for a request feature, not with group, key or default", n.Line, f.Name)
+			}
+			if len(f.Categories) == 0 {
+				return fmt.Errorf("line %d: feature %q: categories is empty", n.Line, f.Name)
+			}
+			return nil
+		}
 		if f.Group == "" || f.Key == "" {
-			return fmt.Errorf("line %d: feature %q: a mapping entry is a store-backed feature and needs both group and key", n.Line, f.Name)
+			return fmt.Errorf("line %d: feature %q: a mapping entry is a store-backed feature and needs both group and key (or a request feature with categories)", n.Line, f.Name)
 		}
 		return nil
 	}
-	return fmt.Errorf("line %d: feature entry: want a name or a {name, group, key, default} mapping", n.Line)
+	return fmt.Errorf("line %d: feature entry: want a name, a {name, group, key, default} mapping or a {name, categories} mapping", n.Line)
 }
 
 // maxCPUShare bounds a CPU share: more cores than any host has is a typo.

@@ -47,6 +47,7 @@ type version struct {
 	names          []string             // feature names in column order
 	cols           map[string]int       // request feature name → column
 	labels         []map[string]float64 // per column, category label → code (labels.go); nil: none
+	catNames       [][]string           // per column, the labels: the model's, or model.yaml's categories
 	stored         []StoreColumn
 	binding        FeatureBinding      // nil without store-backed features
 	bg             backgroundPredictor // pred, when it can score on background threads; else nil
@@ -574,7 +575,21 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []col
 			return nil, fmt.Errorf("the model file names %d features for %d columns; list them under features: in model.yaml", len(v.names), nf)
 		}
 	}
-	v.labels = categoryCodes(info.CategoryNames, nf)
+	// Category labels: the model file's, with model.yaml's categories over them.
+	v.catNames = info.CategoryNames
+	merged := false
+	for i, c := range cols {
+		if len(c.spec.Categories) == 0 {
+			continue
+		}
+		if !merged { // a copy: the model's own slice stays as the engine made it
+			v.catNames = make([][]string, nf)
+			copy(v.catNames, info.CategoryNames)
+			merged = true
+		}
+		v.catNames[i] = c.spec.Categories
+	}
+	v.labels = categoryCodes(v.catNames, nf)
 	v.cols = make(map[string]int, nf)
 	for i, n := range v.names {
 		if _, dup := v.cols[n]; dup {

@@ -53,6 +53,11 @@ func TestParseManifest(t *testing.T) {
 	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, group: g, key: k, colour: 1}]\n", "colour")
 	bad("format: xgboost\nfile: m.json\nfeatures: [[a]]\n", "want a name")
 	bad("format: xgboost\nfile: m.json\n---\nformat: lightgbm\n", "more than one")
+	ok("format: xgboost\nfile: m.json\nfeatures: [a, {name: region, categories: [R11, \"7\", x]}]\n", func(m *Manifest) bool {
+		return len(m.Features) == 2 && !m.Features[1].Stored() && strings.Join(m.Features[1].Categories, ",") == "R11,7,x"
+	})
+	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, group: g, key: k, categories: [x]}]\n", "categories are for a request feature")
+	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, categories: []}]\n", "categories is empty")
 }
 
 func TestCompareVersions(t *testing.T) {
