@@ -251,6 +251,7 @@ func FuzzParseManifest(f *testing.F) {
 	f.Add([]byte("format: onnx\nfile: m.onnx\nfeatures: [a]\nonnx: {device: cuda, batching: {max_batch: 8}}\n"))
 	f.Add([]byte("format: xgboost\nfile: m.json\nweight: -1\nshadows: [{rate: 2}]\n"))
 	f.Add([]byte("format: xgboost\nfile: m.json\nshadows: [{model: next}]\nshadow: {cpu_share: 0.2}\n"))
+	f.Add([]byte("format: xgboost\nfile: m.json\nfeatures: [a, {name: r, categories: [x, \"7\", y]}, {name: s, categories: []}]\n"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		m, err := ParseManifest(data)
 		if err != nil {
