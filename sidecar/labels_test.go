@@ -194,6 +194,12 @@ func TestCategoryLabels(t *testing.T) {
 	if a, b := one(`"VehBrand__B1":true,"VehBrand__B2":false,"Area":1`), one(`"VehBrand__B1":1,"VehBrand__B2":0,"Area":1`); a != b {
 		t.Errorf("booleans scored %v, 1 and 0 %v", a, b)
 	}
+	// A label written with escapes, read in place on both decode paths.
+	esc := scores(`{"model":"mtpl2","candidates":[{"features":{"Region":"R\u00324","Area":3}},{"features":{"Region":"R\u00324","Area":3}}]}`)
+	escGeneric := scores(`{"candidates":[{"features":{"Region":"R\u00324","Area":3}}],"model":"mtpl2"}`)
+	if b := one(`"Region":4,"Area":3`); esc[0] != b || esc[1] != b || escGeneric[0] != b {
+		t.Errorf("an escaped label scored %v and %v, generic path %v, its code %v", esc[0], esc[1], escGeneric[0], b)
+	}
 	ctx := scores(`{"model":"mtpl2","context":{"Region":"R24","VehGas":"Regular"},"candidates":[{"features":{"Area":3}}]}`)[0]
 	if b := one(`"Region":4,"VehGas":1,"Area":3`); ctx != b {
 		t.Errorf("labels in the context scored %v, codes %v", ctx, b)
