@@ -17,7 +17,9 @@ import (
 // Benchmarks of the C++ core on production-shaped models (docs/benchmarks.md,
 // "Production-shaped models"). One thread; the thread's CPU time (getrusage
 // RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
-// "-prev" is the kernel with the walks before the partition walk (setPreviousWalks):
+// "-prev" is the kernel with the walks before the partition walk (setPreviousWalks), "-base"
+// the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning
+// (setWalkFlags(8); neither is in the default list):
 //
 //	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
 //
@@ -131,12 +133,18 @@ func BenchmarkShapesBatch(b *testing.B) {
 		var order []string
 		trav := ""
 		for _, k := range shapesBatchKernels() {
-			prev := strings.HasSuffix(k, "-prev")
-			sc, err := newCScorerKernel(l.ens, strings.TrimSuffix(k, "-prev"))
+			flags := 0
+			switch {
+			case strings.HasSuffix(k, "-prev"):
+				flags = 4
+			case strings.HasSuffix(k, "-base"):
+				flags = 8
+			}
+			sc, err := newCScorerKernel(l.ens, strings.TrimSuffix(strings.TrimSuffix(k, "-prev"), "-base"))
 			if err != nil {
 				continue
 			}
-			setPreviousWalks(prev)
+			setWalkFlags(flags)
 			trav = sc.traversal()
 			out := make([]float64, batch)
 			minCPU := 60 * time.Millisecond
@@ -144,7 +152,7 @@ func BenchmarkShapesBatch(b *testing.B) {
 				lo := (i * 397) % (l.nrows - batch + 1)
 				return shapesPredict(sc, l, fx.xgb, lo, batch, out)
 			})
-			setPreviousWalks(false)
+			setWalkFlags(0)
 			sc.close()
 			ns := float64(d.Nanoseconds()) / (T * batch)
 			res[k] = ns
