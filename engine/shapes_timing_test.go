@@ -132,6 +132,16 @@ func BenchmarkShapesBatch(b *testing.B) {
 		res := map[string]float64{}
 		var order []string
 		trav := ""
+		// Every kernel's scorer first, then rounds that alternate between the kernels (the
+		// best round of each counts), so a neighbour busy for a while on the shared VM
+		// slows every kernel's rounds alike rather than one kernel's.
+		type timed struct {
+			name  string
+			flags int
+			sc    *cScorer
+			best  time.Duration
+		}
+		var ks []*timed
 		for _, k := range shapesBatchKernels() {
 			flags := 0
 			switch {
@@ -144,20 +154,27 @@ func BenchmarkShapesBatch(b *testing.B) {
 			if err != nil {
 				continue
 			}
-			setWalkFlags(flags)
 			trav = sc.traversal()
-			out := make([]float64, batch)
-			minCPU := 60 * time.Millisecond
-			d := shapesMeasure(b, minCPU, 1, func(i int) error {
-				lo := (i * 397) % (l.nrows - batch + 1)
-				return shapesPredict(sc, l, fx.xgb, lo, batch, out)
-			})
-			setWalkFlags(0)
-			sc.close()
-			ns := float64(d.Nanoseconds()) / (T * batch)
-			res[k] = ns
-			order = append(order, k)
-			if k == "generic" {
+			ks = append(ks, &timed{name: k, flags: flags, sc: sc, best: time.Duration(1 << 62)})
+		}
+		out := make([]float64, batch)
+		for rep := 0; rep < 3; rep++ {
+			for _, k := range ks {
+				setWalkFlags(k.flags)
+				d := shapesMeasure(b, 60*time.Millisecond, 1, func(i int) error {
+					lo := (i * 397) % (l.nrows - batch + 1)
+					return shapesPredict(k.sc, l, fx.xgb, lo, batch, out)
+				})
+				setWalkFlags(0)
+				k.best = min(k.best, d)
+			}
+		}
+		for _, k := range ks {
+			k.sc.close()
+			ns := float64(k.best.Nanoseconds()) / (T * batch)
+			res[k.name] = ns
+			order = append(order, k.name)
+			if k.name == "generic" {
 				generic = ns
 			}
 		}
