@@ -12,6 +12,8 @@
 //      values (NaN; LightGBM's zero range) become bin 0xFFFF. Bins are feature-major. A
 //      feature's guide (FeatureBin::guide_*) finds the bin with one bucket lookup and four
 //      compares; features whose thresholds crowd too closely keep a branch-free search.
+//      The AVX-512 kernel bins numerical features eight (LightGBM, double) or sixteen
+//      (XGBoost, float) rows per vector.
 //   2. Score, by the first of these the model has:
 //      - Leaf tables (trees of at most 32 leaves): a tree cuts feature space into boxes,
 //        one per leaf, and a row lands in the one box that holds it. Per feature and bin,
@@ -23,7 +25,8 @@
 //      - Partition walk (the rest but models of small trees, at batches of at least 16 /
 //        64 / 128 rows for the scalar / AVX2 / AVX-512 kernel): blocks of up to 1,024
 //        rows, tree by tree, the rows' indices partitioned down the tree; each node reads
-//        one column of bins for its rows, a leaf adds its value to its rows, small ranges
+//        one column of bins for its rows, a leaf adds its value to its rows (a node whose
+//        children are both leaves adds each row its leaf's value at once), small ranges
 //        finish in a refill walk.
 //      - Pointer walks (smaller batches, and models of small trees): every tree, all rows
 //        of the block in lock step; leaves loop to themselves, so rows that arrive early
@@ -345,6 +348,12 @@ PD_INLINE bool BinSlotVectorizes(const FeatureBin& fb) {
   return fb.feature >= 0 && !fb.categorical && (fb.guide_n > 0 || fb.thr_n <= 16);
 }
 
+// BinSlotVectorizesXGB: XGBoost numerical slots likewise, by BinSlotXGBAVX512 (sixteen
+// rows at a time); a float's order key, and so guide_kmin, fits 32 bits.
+PD_INLINE bool BinSlotVectorizesXGB(const FeatureBin& fb) {
+  return BinSlotVectorizes(fb) && (fb.guide_n == 0 || fb.guide_linear || fb.guide_kmin <= 0xFFFFFFFFu);
+}
+
 #if PD_X86
 // BinSlotAVX512: BinFeature's LightGBM numerical rule for eight rows per vector: the rows'
 // values gathered and widened to double, NaN and the zero range handled per missing type,
@@ -416,6 +425,82 @@ PD_TARGET_AVX512 inline void BinSlotAVX512(const Ensemble& e, const FeatureBin& 
     _mm_mask_storeu_epi16(out + r, live, _mm256_cvtepi32_epi16(bin));
   }
 }
+// BinSlotXGBAVX512: BinFeature's XGBoost numerical rule for sixteen rows per vector: the
+// rows' values gathered and rounded to float, NaN to the missing bin, then the guide's
+// bucket (equal value steps in double, eight lanes at a time, or the float's order key in
+// 32 bits), its kGuideProbes compares against gathered float thresholds and the equality
+// test, or, for a few thresholds, one broadcast compare per threshold. The same
+// arithmetic as GuideBucket and BinGuided, so every bin is the scalar one.
+template <class T>
+PD_TARGET_AVX512 inline void BinSlotXGBAVX512(const Ensemble& e, const FeatureBin& fb, const T* blk, size_t F,
+                                              size_t nb, uint16_t* out) {
+  const float* thr = e.thr32.data() + fb.thr_off;
+  const int* guide = reinterpret_cast<const int*>(e.guide.data() + fb.guide_off);
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i rstep =
+      _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(int(F)));
+  const __m512d dzero = _mm512_setzero_pd();
+  const T* col = blk + fb.feature;
+  for (size_t r = 0; r < nb; r += 16) {
+    const __mmask16 live = nb - r >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (nb - r)) - 1);
+    // The base moves with the rows, so the 32-bit indices stay below 16 rows' width.
+    const T* base = col + r * F;
+    __m512 x;
+    if constexpr (sizeof(T) == sizeof(double)) {
+      const __m512d lo = _mm512_mask_i32gather_pd(dzero, __mmask8(live), _mm512_castsi512_si256(rstep), base, 8);
+      const __m512d hi = _mm512_mask_i32gather_pd(dzero, __mmask8(live >> 8), _mm512_extracti64x4_epi64(rstep, 1), base, 8);
+      x = _mm512_insertf32x8(_mm512_castps256_ps512(_mm512_cvtpd_ps(lo)), _mm512_cvtpd_ps(hi), 1);
+    } else {
+      x = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), live, rstep, base, 4);
+    }
+    // NaN lanes (and lanes past the block, zero) bin from 0.0, then become the missing bin.
+    const __mmask16 nan = _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
+    x = _mm512_mask_mov_ps(x, nan, _mm512_setzero_ps());
+    __m512i c;
+    if (fb.guide_n) {
+      const uint32_t last = fb.guide_n - 1;
+      __m512i b;
+      if (fb.guide_linear) {
+        const __m512d mn = _mm512_set1_pd(fb.guide_min), sc = _mm512_set1_pd(fb.guide_scale),
+                      dl = _mm512_set1_pd(double(last));
+        __m512d d0 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_castps512_ps256(x)), mn), sc);
+        __m512d d1 = _mm512_mul_pd(_mm512_sub_pd(_mm512_cvtps_pd(_mm512_extractf32x8_ps(x, 1)), mn), sc);
+        d0 = _mm512_min_pd(_mm512_max_pd(d0, dzero), dl);
+        d1 = _mm512_min_pd(_mm512_max_pd(d1, dzero), dl);
+        b = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvttpd_epi32(d0)), _mm512_cvttpd_epi32(d1), 1);
+      } else {
+        // OrderKey(float): -0.0 → +0.0, then negative values' bits inverted, the others'
+        // sign bit set. Float keys and guide_kmin fit 32 bits (BinSlotVectorizesXGB).
+        const __m512i bits = _mm512_castps_si512(_mm512_add_ps(x, _mm512_setzero_ps()));
+        const __mmask16 neg = _mm512_movepi32_mask(bits);
+        const __m512i key = _mm512_mask_xor_epi32(_mm512_or_si512(bits, _mm512_set1_epi32(INT32_MIN)), neg, bits,
+                                                  _mm512_set1_epi32(-1));
+        const __m512i kmin = _mm512_set1_epi32(int32_t(uint32_t(fb.guide_kmin)));
+        __m512i d = _mm512_maskz_sub_epi32(_mm512_cmpge_epu32_mask(key, kmin), key, kmin);
+        // A shift of 32 or more gives 0, as the scalar 64-bit shift of a 32-bit key does.
+        d = _mm512_srl_epi32(d, _mm_cvtsi32_si128(int(fb.guide_shift)));
+        b = _mm512_min_epu32(d, _mm512_set1_epi32(int(last)));
+      }
+      // uint16 guide entries, read as 32-bit words (Layout pads the guide by one entry).
+      const __m512i g = _mm512_and_si512(_mm512_i32gather_epi32(b, guide, 2), _mm512_set1_epi32(0xFFFF));
+      c = g;
+      for (uint32_t j = 0; j < kGuideProbes; j++) {
+        const __m512 t = _mm512_i32gather_ps(_mm512_add_epi32(g, _mm512_set1_epi32(int(j))), thr, 4);
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(t, x, _CMP_LT_OQ), c, one);
+      }
+    } else {
+      c = _mm512_setzero_si512();
+      for (uint32_t j = 0; j < fb.thr_n; j++)
+        c = _mm512_mask_add_epi32(c, _mm512_cmp_ps_mask(_mm512_set1_ps(thr[j]), x, _CMP_LT_OQ), c, one);
+    }
+    // thr[n] is NaN padding: never equal.
+    const __mmask16 eq = _mm512_cmp_ps_mask(_mm512_i32gather_ps(c, thr, 4), x, _CMP_EQ_OQ);
+    __m512i bin = _mm512_add_epi32(c, c);
+    bin = _mm512_mask_add_epi32(bin, eq, bin, one);
+    bin = _mm512_mask_mov_epi32(bin, nan, _mm512_set1_epi32(kMissingBin));
+    _mm256_mask_storeu_epi16(out + r, live, _mm512_cvtepi32_epi16(bin));
+  }
+}
 #endif
 
 // WalkScalar: every tree over the block's nb rows in lock step, one row at a time per
@@ -464,8 +549,11 @@ constexpr size_t kRefillRows = 16;
 // Tests and benchmarks only (pd_walk_lockstep): bit 0 sends every model that would take
 // the refill walk to the lock-step walks instead; bit 1 keeps every vector of the AVX2 and
 // AVX-512 gather walks stepping until the whole block is at its leaves; bit 2 turns the
-// partition walk off (every batch takes the walks below). Bits 0 and 1: the design before
-// the refill walk; bit 2 alone: the one before the partition walk.
+// partition walk off (every batch takes the walks below); bit 3 takes the partition walk's
+// leaf pairs through the split and the leaves like any other node, and bins XGBoost rows
+// with scalar code. Bits 0 and 1: the design before the refill walk; bit 2 alone: the one
+// before the partition walk; bit 3 alone: the one before leaf pairs and XGBoost's
+// AVX-512 binning.
 static int g_walk_lockstep = 0;
 
 template <class A, bool kCat>
@@ -1104,7 +1192,9 @@ PD_INLINE void TableWalk(const Ensemble& e, const uint16_t* bins, size_t S, size
 // children's range: no gathers of nodes, no per-row node loads, no steps past a row's leaf.
 // Two index buffers alternate by depth (a node at depth d reads buffer d & 1 and writes
 // buffer (d + 1) & 1 within its own range, which its subtree alone uses from then on).
-// A leaf adds its value to the accumulator of each of its rows; ranges under kPartSmall
+// A leaf adds its value to the accumulator of each of its rows, and a node whose children
+// are both leaves adds each row the value of the leaf it picks (PartLeaves), with no
+// indices written and neither leaf visited; ranges under kPartSmall
 // rows are finished by a refill walk over (row, node) pairs (PartFinish), whose rows step
 // on their own paths with several in flight. Trees are taken in order, so each row adds
 // its trees in tree order, as every other walk does.
@@ -1147,6 +1237,29 @@ PD_INLINE uint32_t PartSplit(const Node n, const uint16_t* col, const uint32_t* 
   return l;
 }
 
+
+// PartLeaves: a node whose children are both leaves adds to each row of src[lo, hi) the
+// value of the leaf its bin picks: no indices written, no visit of either leaf.
+template <class A, bool kCat>
+PD_INLINE void PartLeaves(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
+                          const uint32_t* src, uint32_t lo, uint32_t hi, A vleft, A vright, A* a, size_t K) {
+  const A v[2] = {vright, vleft};  // indexed by "goes left": a load, never a branch
+  if (kCat && (n.right & kCatFlag)) {
+    const uint32_t c = cat_off[n.kk];
+    const uint32_t* base = pool + (c & 0x7FFFFFu);
+    const uint32_t sh = c >> 28, bit = (c >> 23) & 31u;
+    for (uint32_t i = lo; i < hi; i++) {
+      const uint32_t row = src[i];
+      a[row * K] += v[(base[uint32_t(col[row]) << sh] >> bit) & 1u];
+    }
+    return;
+  }
+  const uint32_t bias = n.feat >> 15, kk = n.kk;
+  for (uint32_t i = lo; i < hi; i++) {
+    const uint32_t row = src[i];
+    a[row * K] += v[uint16_t(col[row] + bias) <= kk];
+  }
+}
 
 // PartFinish walks each pending (row, node) pair to its leaf, kPartFinishRows in flight
 // (WalkRefill's lanes), and adds the leaf's value to the row's accumulator.
@@ -1227,6 +1340,14 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
           for (uint32_t i = q.lo; i < q.hi; i++) a[src[i] * K] += v;
           break;
         }
+        // Both children leaves (most rows of a deep XGBoost tree end there): each row adds
+        // the value its bin picks, and neither leaf is visited.
+        const uint32_t li = n.left, ri = n.right & 0x7FFFu;
+        const Node nl = nd[li], nr = nd[ri];
+        if (nl.left == nl.right && nr.left == nr.right && !(g_walk_lockstep & 8)) {
+          PartLeaves<A, kCat>(n, bins + (n.feat & 0x7FFFu) * B, pool, cat_off, src, q.lo, q.hi, val[li], val[ri], a, K);
+          break;
+        }
         if (q.hi - q.lo < kPartSmall) {
           for (uint32_t i = q.lo; i < q.hi; i++, np++) {
             prow[np] = src[i];
@@ -1237,10 +1358,9 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
         uint32_t* dst = buf[(q.depth + 1) & 1];
         const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
         const uint32_t m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
-        const uint32_t right = n.right & 0x7FFFu;
-        if (m < q.hi) stack[sp++] = {right, m, q.hi, q.depth + 1};
+        if (m < q.hi) stack[sp++] = {ri, m, q.hi, q.depth + 1};
         if (m == q.lo) break;
-        q = {n.left, q.lo, m, q.depth + 1};
+        q = {li, q.lo, m, q.depth + 1};
       }
     }
     if (np > 0) PartFinish<A, kCat>(nd, val, bins, B, pool, cat_off, prow, pnode, np, a, K);
@@ -1324,6 +1444,12 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
         // Eight rows per vector: under eight rows the gathers cost more than they save.
         if (nb >= 8 && BinSlotVectorizes(slots[s])) {
           BinSlotAVX512<T>(e, slots[s], blk, F, nb, bins + s * B);
+          continue;
+        }
+      }
+      if constexpr (kISA == ISA::kAVX512 && kXGB) {
+        if (nb >= 8 && !(g_walk_lockstep & 8) && BinSlotVectorizesXGB(slots[s])) {
+          BinSlotXGBAVX512<T>(e, slots[s], blk, F, nb, bins + s * B);
           continue;
         }
       }

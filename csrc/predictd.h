@@ -178,8 +178,9 @@ int pd_predict_f32_background(const pd_ensemble* e, int kernel, const float* row
 void pd_background_pause(int paused);
 /* Tests and benchmarks only: bit 0 sends models that take the refill walk to the
  * lock-step walks instead; bit 1 keeps finished vectors of the gather walks stepping
- * (3: the walks before both); bit 2 turns the partition walk off (4: the walks before it).
- * Process-wide; must not race with predict calls. */
+ * (3: the walks before both); bit 2 turns the partition walk off (4: the walks before it);
+ * bit 3 turns off the partition walk's leaf pairs and XGBoost's AVX-512 binning (8: the
+ * design before them). Process-wide; must not race with predict calls. */
 void pd_walk_lockstep(int on);
 
 #ifdef __cplusplus

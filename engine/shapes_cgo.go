@@ -17,3 +17,7 @@ func setPreviousWalks(on bool) {
 	}
 	C.pd_walk_lockstep(v)
 }
+
+// setWalkFlags sets the core's test hook pd_walk_lockstep to v (its bits in predictd.h);
+// setPreviousWalks(true) is setWalkFlags(4). The same rules as setPreviousWalks.
+func setWalkFlags(v int) { C.pd_walk_lockstep(C.int(v)) }

@@ -688,11 +688,12 @@ static void TestGuidedBinning() {
     const unsigned miss = semmiss < 3 ? unsigned(semmiss) : unsigned(PD_MISSING_NAN);
     // 0: thresholds in equal steps (a guide in equal value steps), 1: in a geometric
     // series over both signs (equal order-key steps), 2: with a run of adjacent doubles /
-    // floats longer than a bucket may hold (no guide: the binary search).
-    for (int kind : {0, 1, 2}) {
-      const bool clustered = kind == 2;
+    // floats longer than a bucket may hold (no guide: the binary search), 3: a few
+    // thresholds (no guide: one compare per threshold, also in the vector binning).
+    for (int kind : {0, 1, 2, 3}) {
+      const bool clustered = kind == 2, few = kind == 3;
       std::vector<double> thr = {0.0, -0.0, 1e-35, -1e-35, pd::kZeroThreshold};
-      for (int i = 1; i <= 150; i++) {
+      for (int i = 1; i <= (few ? 2 : 150); i++) {
         const double jitter = std::uniform_real_distribution<double>(0, 0.1)(rng);
         if (kind == 1) {
           thr.push_back(std::exp2(i / 4.0 - 4 + jitter));
@@ -722,9 +723,11 @@ static void TestGuidedBinning() {
       pd_ensemble_spec spec = b.Spec();
       CHECK(pd::Build(&spec, &ens, &msg) == PD_OK, "%s", msg.c_str());
       CHECK(ens.fast && ens.slots.size() == 1, "fast %d slots %zu", int(ens.fast), ens.slots.size());
-      CHECK((ens.slots[0].guide_n > 0) == !clustered, "sem %d kind %d: guide_n %u", sem, kind, ens.slots[0].guide_n);
+      CHECK((ens.slots[0].guide_n > 0) == !(clustered || few), "sem %d kind %d: guide_n %u", sem, kind,
+            ens.slots[0].guide_n);
+      CHECK(!few || ens.slots[0].thr_n <= 16, "sem %d: %u thresholds", sem, ens.slots[0].thr_n);
       CHECK(int(ens.slots[0].missing) == int(miss), "missing %d", ens.slots[0].missing);
-      if (!clustered)
+      if (!clustered && !few)
         CHECK(ens.slots[0].guide_linear == (kind == 0), "sem %d kind %d: guide_linear %u", sem, kind,
               ens.slots[0].guide_linear);
       std::vector<double> rows = {kNaN, kInf, -kInf, 0.0, -0.0, 5e-324, -5e-324, 1e300, -1e300};
@@ -738,7 +741,7 @@ static void TestGuidedBinning() {
       pd_ensemble* e = b.New();
       std::vector<double> want(rows.size());
       CHECK(PredictAll(e, PD_KERNEL_GENERIC, rows.data(), rows.size(), want.data()) == PD_OK, "generic");
-      Expect(e, rows, 1, want, clustered ? "guided binning, clustered" : "guided binning");
+      Expect(e, rows, 1, want, clustered ? "guided binning, clustered" : few ? "few thresholds" : "guided binning");
       // The same rows as float32 (LightGBM widens them to double; XGBoost reads float).
       std::vector<float> rows32(rows.begin(), rows.end());
       std::vector<double> want32(rows.size()), got32(rows.size());
