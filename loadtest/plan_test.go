@@ -161,3 +161,34 @@ func TestStableRejectsClimb(t *testing.T) {
 		}
 	}
 }
+
+// TestStableAllowsNoise: a search step's stability allows Poisson counting noise in the
+// achieved rate (3/√n of n requests a window) and sub-millisecond jitter far under the
+// SLO, and still refuses a rate that swings past that and latency climbing toward the SLO.
+func TestStableAllowsNoise(t *testing.T) {
+	sc, err := LoadScenario("scenarios/capacity-search.yaml") // 500 ms windows, 10%, p99 25 ms
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &runner{sc: sc}
+	for _, c := range []struct {
+		offered      float64
+		means, achvd []float64
+		want         bool
+	}{
+		// 100/s: 50 a window, ±14% is one standard deviation of a Poisson count.
+		{100, []float64{0.4, 0.6, 0.3}, []float64{100, 84, 112}, true},
+		{100, []float64{0.4, 0.6, 0.3}, []float64{100, 40, 160}, false},
+		// 1,000/s: 500 a window, the band is 13%.
+		{1000, []float64{0.4, 0.4, 0.4}, []float64{1000, 800, 1200}, false},
+		{1000, []float64{0.4, 0.4, 0.4}, []float64{1000, 950, 1060}, true},
+		// Latency climbing toward the SLO is no jitter.
+		{1000, []float64{5, 10, 20}, []float64{1000, 1000, 1000}, false},
+		{1000, []float64{12, 12.5, 12.2}, []float64{1000, 1000, 1000}, true},
+	} {
+		st := &Stats{WindowMeanMs: c.means, WindowAchieved: c.achvd}
+		if got := r.stable(st, c.offered); got != c.want {
+			t.Errorf("offered %v, means %v, achieved %v: stable %v, want %v", c.offered, c.means, c.achvd, got, c.want)
+		}
+	}
+}

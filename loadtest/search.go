@@ -243,7 +243,7 @@ func (r *runner) runSearch(ctx context.Context) error {
 			}
 			st := ph.stats(ph.wls, 0, complete, time.Duration(complete)*ph.window, 0)
 			// Stop early once stable, or once the SLO is clearly broken (every window over).
-			if Stable(st.WindowMeanMs, s.Stability) && Stable(st.WindowAchieved, s.Stability) {
+			if r.stable(&st, rate) {
 				return true
 			}
 			last := st.WindowP99Ms[len(st.WindowP99Ms)-3:]

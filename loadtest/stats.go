@@ -149,6 +149,32 @@ func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
 	return s.SendLagP90Ms > ms(LimitedLag)
 }
 
+// stable applies the stability rule to a step's windows at offered requests/s, with
+// two allowances for what is noise, not a change of state:
+//   - the achieved rate's band is at least 3/√n of its mean, n the requests a window
+//     expects: Poisson arrivals put a window's count about 1/√n off its mean (50
+//     requests a window: 14%), so a fixed 10% band fails a steady low-rate step;
+//   - mean latencies that all stay under a quarter of the SLO's p99 are stable: jitter of
+//     a fraction of a millisecond is not a queue, and a growing queue climbs toward the
+//     SLO, which a higher rate's step then shows.
+func (r *runner) stable(st *Stats, offered float64) bool {
+	tol := r.stabilityTol()
+	rateTol := tol
+	if n := offered * r.sc.Window.D().Seconds(); n > 0 {
+		rateTol = max(tol, 3/math.Sqrt(n))
+	}
+	latOK := Stable(st.WindowMeanMs, tol)
+	if !latOK && len(st.WindowMeanMs) >= 3 {
+		latOK = true
+		for _, v := range st.WindowMeanMs[len(st.WindowMeanMs)-3:] {
+			if v > ms(r.sc.SLO.P99.D())/4 {
+				latOK = false
+			}
+		}
+	}
+	return latOK && Stable(st.WindowAchieved, rateTol)
+}
+
 // stabilityTol is the tolerance of the stability rule outside search mode.
 func (r *runner) stabilityTol() float64 {
 	if r.sc.Search != nil {
@@ -165,8 +191,7 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	}
 	st := StepResult{Index: len(r.res.Steps), Phase: phaseName, MeasuredS: measured.Seconds()}
 	st.Stats = ph.stats(ph.wls, from, to, measured, total)
-	tol := r.stabilityTol()
-	st.Stable = Stable(st.WindowMeanMs, tol) && Stable(st.WindowAchieved, tol)
+	st.Stable = r.stable(&st.Stats, total)
 	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && st.ErrorRate <= r.sc.SLO.MaxErrorRate
 	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	if r.pid != 0 && to > from {
