@@ -210,6 +210,21 @@ func TestCategoryLabels(t *testing.T) {
 	if code, msg := apiError(t, resp); st != 400 || code != "bad_request" || !strings.Contains(msg, `feature "Area"`) || !strings.Contains(msg, "names no categories") {
 		t.Errorf("a label for a feature without names: %d %s %s", st, code, msg)
 	}
+	// Labels at and just past the longest a box holds (262,143 bytes), JSON and protobuf.
+	long := strings.Repeat("R", maxLabelBytes)
+	if st, resp := ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"mtpl2","candidates":[{"features":{"Region":"`+long+`"}}]}`)); st != 200 {
+		t.Errorf("a label of %d bytes: %d %.200s", len(long), st, resp)
+	}
+	if st, resp := ts.post(t, "tcp", "/v1/predict", "application/json",
+		[]byte(`{"model":"mtpl2","candidates":[{"features":{"Region":"`+long+`R"}}]}`)); st != 400 || !strings.Contains(string(resp), "category labels are at most") {
+		t.Errorf("a label of %d bytes: %d %.200s", len(long)+1, st, resp)
+	}
+	pb, _ = proto.Marshal(&predictpb.PredictRequest{Model: "mtpl2", Candidates: []*predictpb.Candidate{
+		{Features: []*predictpb.Feature{{Name: "Region", Label: long + "R"}}}}})
+	if st, resp := ts.post(t, "unix", "/v1/predict", "application/x-protobuf", pb); st != 400 || !strings.Contains(string(resp), "category labels are at most") {
+		t.Errorf("a protobuf label of %d bytes: %d %.200s", len(long)+1, st, resp)
+	}
 	st, resp = ts.post(t, "tcp", "/v1/predict", "application/json",
 		[]byte(`{"model":"mtpl2","rows":[["R11"]]}`))
 	if st != 400 {

@@ -188,14 +188,14 @@ type ShadowConfig struct {
 
 // Shadow is one shadow model attached to a Mirror.
 type Shadow struct {
-	cfg      ShadowConfig
-	m        *Mirror
-	colMap   []int // shadow column j = primary column colMap[j], or -1; nil when identical
-	missing  int
+	cfg     ShadowConfig
+	m       *Mirror
+	colMap  []int // shadow column j = primary column colMap[j], or -1; nil when identical
+	missing int
 	// recode, per shadow column, maps the primary's category codes to the shadow's
 	// (NaN: a category the shadow does not name) where both models name their
 	// categories and the names differ; nil when no column needs it.
-	recode [][]float64
+	recode   [][]float64
 	shadowOf string
 
 	retireMu sync.RWMutex
