@@ -132,3 +132,15 @@ func (e *Ensemble) placeCategoryNames(names [][]string, param string, haveParam 
 	}
 	return nil
 }
+
+// CategoryCodes maps each of a feature's labels to its code (its place in labels); a
+// repeated label keeps its first place, as pandas' get_indexer does.
+func CategoryCodes(labels []string) map[string]float64 {
+	m := make(map[string]float64, len(labels))
+	for i, l := range labels {
+		if _, dup := m[l]; !dup {
+			m[l] = float64(i)
+		}
+	}
+	return m
+}

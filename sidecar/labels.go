@@ -1,6 +1,10 @@
 package sidecar
 
-import "math"
+import (
+	"math"
+
+	"github.com/predictd/predictd/engine"
+)
 
 // Category labels: a feature value sent as a string ("Region": "R24") names a category
 // of a model that names its categories (engine.Info.CategoryNames: LightGBM's
@@ -57,13 +61,7 @@ func categoryCodes(names [][]string, nf int) []map[string]float64 {
 		if codes == nil {
 			codes = make([]map[string]float64, nf)
 		}
-		m := make(map[string]float64, len(labels))
-		for i, l := range labels {
-			if _, dup := m[l]; !dup { // the first of repeated labels, as pandas' get_indexer does
-				m[l] = float64(i)
-			}
-		}
-		codes[col] = m
+		codes[col] = engine.CategoryCodes(labels)
 	}
 	return codes
 }

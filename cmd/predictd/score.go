@@ -291,12 +291,7 @@ func readCSV(data, first []byte, names []string, labels [][]string, notes io.Wri
 	codes := make([]map[string]float64, nfeat)
 	for f, l := range labels {
 		if f < nfeat && l != nil {
-			codes[f] = make(map[string]float64, len(l))
-			for i, x := range l {
-				if _, dup := codes[f][x]; !dup {
-					codes[f][x] = float64(i)
-				}
-			}
+			codes[f] = engine.CategoryCodes(l)
 		}
 	}
 	cr := csv.NewReader(bytes.NewReader(data))

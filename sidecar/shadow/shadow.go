@@ -904,16 +904,11 @@ func recodeTables(primary, shadow [][]string, colMap []int, nf int) [][]float64 
 		if i < 0 || i >= len(primary) || primary[i] == nil || shadow[j] == nil || slices.Equal(primary[i], shadow[j]) {
 			continue
 		}
-		code := make(map[string]int, len(shadow[j]))
-		for k, l := range shadow[j] {
-			if _, dup := code[l]; !dup {
-				code[l] = k
-			}
-		}
+		code := engine.CategoryCodes(shadow[j])
 		tab := make([]float64, len(primary[i]))
 		for k, l := range primary[i] {
 			if c, ok := code[l]; ok {
-				tab[k] = float64(c)
+				tab[k] = c
 			} else {
 				tab[k] = math.NaN()
 			}
