@@ -38,13 +38,16 @@ type searchOutcome struct {
 // trial is no failure of the sidecar, but no higher rate can be measured either; it is
 // run once more first, since a busy machine can stall the generator for a moment); then
 // Bisections trials between the highest pass and the lowest rate that ended the climb.
-// Confirm steps run at the passing rates from the highest down, at most maxConfirms, and
-// the first that passes is the answer. trial and confirm run one step at a rate; stop
-// reports an interrupted run.
+// The first confirm step runs at the highest passing rate. When one fails, the next runs
+// lower by the search's resolution (the last doubling over 2^Bisections), the step
+// doubling with each failure, at most maxConfirms in all; the first that passes is the
+// answer. Stepping by the resolution keeps the answer near the knee when the longer
+// confirm step fails just above it: falling back to the next passing trial would fall a
+// whole doubling. trial and confirm run one step at a rate; stop reports an interrupted
+// run.
 func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop func() bool) searchOutcome {
 	var o searchOutcome
-	var good float64
-	var passing []float64
+	var good, prev float64 // the highest passing rate and the climb's rate before it
 	lowest := func(a, b float64) float64 {
 		if a == 0 || (b > 0 && b < a) {
 			return b
@@ -65,7 +68,6 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 		switch v {
 		case VerdictPass:
 			good = max(good, rate)
-			passing = append(passing, rate)
 			return true
 		case VerdictGenerator:
 			o.GeneratorLimitRate = lowest(o.GeneratorLimitRate, rate)
@@ -75,10 +77,16 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 		return false
 	}
 	for rate := s.Start; rate <= s.Max*(1+1e-9) && !stop(); rate *= s.Factor {
+		before := good
 		if !run(rate) {
 			break
 		}
+		prev = before
 	}
+	// resolution is how far apart the search can tell two rates: the interval left
+	// between the highest pass and the rate that ended the climb, or, when nothing
+	// ended it, the last doubling cut as often as a bisection would have.
+	var resolution float64
 	if upper() > 0 {
 		for i := 0; i < s.Bisections && !stop(); i++ {
 			mid := (good + upper()) / 2
@@ -87,16 +95,13 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 			}
 			run(mid)
 		}
+		resolution = upper() - good
+	} else if good > 0 {
+		resolution = (good - prev) / float64(int(1)<<min(s.Bisections, 30))
 	}
 	o.HighestTrialRate = good
-	sort.Sort(sort.Reverse(sort.Float64Slice(passing)))
-	for _, rate := range passing {
-		if o.ConfirmAttempts == maxConfirms || stop() {
-			break
-		}
-		if u := upper(); u > 0 && rate >= u {
-			continue // a confirm step above a rate that failed cannot pass for long
-		}
+	rate, step := good, resolution
+	for rate > 0 && o.ConfirmAttempts < maxConfirms && !stop() {
 		o.ConfirmAttempts++
 		switch confirm(rate) {
 		case VerdictPass:
@@ -107,6 +112,11 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 		default:
 			o.SidecarFailedRate = lowest(o.SidecarFailedRate, rate)
 		}
+		if step <= 0 {
+			break
+		}
+		rate -= step
+		step *= 2
 	}
 	return o
 }

@@ -39,12 +39,21 @@ func TestSearchProcedure(t *testing.T) {
 		t.Errorf("knee at 200: %+v, trials %v, confirms %v", got, o.trials, o.confirms)
 	}
 	// A trial passed at 200 but its confirm step fails there: the headline is the
-	// highest rate whose confirm passed, never 200.
+	// highest rate whose confirm passed, never 200, and it is one resolution step lower
+	// (the last doubling, 100 to 200, over 2^4), not the next passing trial at 100.
 	o = &searchOracle{trialFail: 250, confirmFail: 200}
 	s4 := &Search{Start: 50, Max: 200, Factor: 2, Bisections: 4}
 	got = o.run(s4)
-	if got.MaxRate != 100 || got.HighestTrialRate != 200 || got.ConfirmAttempts != 2 || got.SidecarFailedRate != 200 {
+	if got.MaxRate != 193.75 || got.HighestTrialRate != 200 || got.ConfirmAttempts != 2 || got.SidecarFailedRate != 200 {
 		t.Errorf("confirm fails at 200: %+v, confirms %v", got, o.confirms)
+	}
+	// Trials pass to 6,400/s, the longer confirm steps only below 6,300: bisection
+	// leaves 6,400 to 6,800, and the confirm steps go 6,400, then 6,000. Falling back to
+	// the next passing trial would answer 3,200, half the knee.
+	o = &searchOracle{trialFail: 6500, confirmFail: 6300}
+	got = o.run(&Search{Start: 100, Max: 20_000, Factor: 2, Bisections: 4})
+	if got.MaxRate != 6000 || got.HighestTrialRate != 6400 || got.SidecarFailedRate != 6400 {
+		t.Errorf("confirm fails at the knee: %+v, trials %v, confirms %v", got, o.trials, o.confirms)
 	}
 	// Confirm steps step down from the highest passing rate until one passes.
 	o = &searchOracle{trialFail: 200, confirmFail: 180}
