@@ -59,6 +59,12 @@
 // GCC 12 warns inside its own AVX-512 gather headers (_mm512_undefined_epi32).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+// Loops start on 32-byte boundaries: the partition walk's split and leaf-pair loops ran
+// 25% slower (XGBoost depth-12 trees, AVX-512) wherever an unrelated change elsewhere in
+// this file left them misaligned; aligned, their speed no longer depends on what precedes
+// them (docs/benchmarks.md, "Production-shaped models" step 13). cgo refuses
+// -falign-loops in #cgo CXXFLAGS, hence the pragma.
+#pragma GCC optimize("align-loops=32")
 #endif
 
 #include "core_internal.h"

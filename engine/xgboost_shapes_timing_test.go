@@ -27,7 +27,8 @@ import (
 // model.json: the same trees, TestXGBoostUBJSONMatchesJSON). XGBoost scores the same 1,000 rows every call (it reads
 // them from C memory); the core scores them too. The process's CPU time is measured
 // beside the thread's, so a predictor that used other threads would show (it is logged).
-// PREDICTD_SHAPES limits the models as for BenchmarkShapesBatch. Needs libxgboost-dev
+// Where the default kernel is AVX-512, the AVX2 kernel is timed beside it (the goal is
+// for both). PREDICTD_SHAPES limits the models as for BenchmarkShapesBatch. Needs libxgboost-dev
 // (not in CI: benchmarks do not run there).
 func BenchmarkXGBoostShapes(b *testing.B) {
 	runtime.LockOSThread()
@@ -88,6 +89,16 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 				return cdef.predictF32(rows32, batch, out)
 			}},
 		}
+		// The AVX2 kernel beside the default where the default is another (AVX-512):
+		// the goal holds for both.
+		var avx2 *cScorer
+		if kname != "core/avx2" {
+			if avx2, err = newCScorerKernel(l.ens, "avx2"); err == nil {
+				backends = append(backends, backend{"core/avx2", func(out []float64) error { return avx2.predictF32(rows32, batch, out) }})
+			} else {
+				avx2 = nil
+			}
+		}
 		outs := make([][]float64, len(backends))
 		for i, be := range backends {
 			outs[i] = make([]float64, batch)
@@ -95,7 +106,10 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 				b.Fatalf("%s %s: %v", fx.name, be.name, err)
 			}
 		}
-		for _, i := range []int{0, 3} {
+		for i := range backends {
+			if i == 1 || i == 2 {
+				continue
+			}
 			if r := shapesFirstDiff(outs[i], outs[1]); r >= 0 {
 				b.Fatalf("%s: %s row %d = %.17g, generic %.17g", fx.name, backends[i].name, r, outs[i][r], outs[1][r])
 			}
@@ -129,8 +143,13 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 			ns[i] = float64(best[i].Nanoseconds()) / (T * batch)
 			parts = append(parts, fmt.Sprintf("%s %.2f", be.name, ns[i]))
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-6s ns/tree·row: %s; XGBoost / core: %.1fx (default kernel), %.1fx (-base), %.2fx (generic walk)",
-			fx.name, tr, strings.Join(parts, ", "), ns[2]/ns[0], ns[2]/ns[3], ns[2]/ns[1]))
+		extra := ""
+		if avx2 != nil {
+			extra = fmt.Sprintf(", %.1fx (avx2)", ns[2]/ns[4])
+			avx2.close()
+		}
+		lines = append(lines, fmt.Sprintf("%-16s %-6s ns/tree·row: %s; XGBoost / core: %.1fx (default kernel), %.1fx (-base), %.2fx (generic walk)%s",
+			fx.name, tr, strings.Join(parts, ", "), ns[2]/ns[0], ns[2]/ns[3], ns[2]/ns[1], extra))
 		def.close()
 		gen.close()
 		xp.close()
