@@ -66,7 +66,28 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 	if i < len(b) && b[i] == '.' {
 		i++
 		f := i
-		for ; i < len(b) && b[i]-'0' < 10; i++ {
+		// Up to eight fraction digits per step without a branch per digit: the digit run
+		// at the front of the next 8 bytes is counted from a mask and converted at once.
+		// Leading zeros count as digits here (a zero w is unchanged by them), which can
+		// only send a number of more than 19 digits in all to strconv: still exact.
+		ended := false
+		for i+8 <= len(b) && nd <= 19-8 {
+			c := binary.LittleEndian.Uint64(b[i:])
+			k := digitRun(c)
+			if k == 0 {
+				ended = true
+				break
+			}
+			w = w*pow10[k] + leadingDigitsValue(c, k)
+			nd += k
+			exp10 -= k
+			i += k
+			if k < 8 {
+				ended = true
+				break
+			}
+		}
+		for ; !ended && i < len(b) && b[i]-'0' < 10; i++ {
 			// Eight digits at once once the leading zeros are behind (fast_float's
 			// loop): most feature values carry 15–17 digits.
 			for w != 0 && nd <= 19-8 && i+8 <= len(b) {
@@ -131,6 +152,25 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 // eightDigits tells whether the 8 bytes of c (little-endian) are all ASCII digits.
 func eightDigits(c uint64) bool {
 	return ((c+0x4646464646464646)|(c-0x3030303030303030))&0x8080808080808080 == 0
+}
+
+// pow10 holds 10^k for the digit runs of leadingDigitsValue.
+var pow10 = [...]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
+
+// digitRun is how many of the 8 bytes of c (little-endian: b[i] in the low byte) are
+// ASCII digits before the first that is not, 0 to 8. Each byte's flag is the eightDigits
+// test's; a flag can be wrong only above the first non-digit byte (a borrow or carry
+// from it), and only the lowest flag is read.
+func digitRun(c uint64) int {
+	t := ((c + 0x4646464646464646) | (c - 0x3030303030303030)) & 0x8080808080808080
+	return bits.TrailingZeros64(t) >> 3
+}
+
+// leadingDigitsValue is the value of the first k (1 to 8) bytes of c, ASCII digits: c
+// shifted so they are the last k of eight, the bytes before them '0'.
+func leadingDigitsValue(c uint64, k int) uint64 {
+	s := uint(64 - 8*k)
+	return eightDigitsValue(c<<s | 0x3030303030303030>>(64-s))
 }
 
 // eightDigitsValue is the value of the 8 ASCII digits in c, the first in the low byte

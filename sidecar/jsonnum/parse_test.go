@@ -94,8 +94,20 @@ func TestParseRandom(t *testing.T) {
 		}
 		check(t, digits+"e"+strconv.Itoa(rng.IntN(700)-360))
 		check(t, "0."+b.String()+"e"+strconv.Itoa(rng.IntN(700)-360))
+		// As in a body, with bytes after the number, so the fraction's 8-byte steps
+		// read past its end: shortest forms of float64 and float32 values, and fractions
+		// with leading zeros and up to 20 digits.
+		next := bodyNext[rng.IntN(len(bodyNext))]
+		check(t, strconv.FormatFloat(f, 'g', -1, 64)+next)
+		check(t, strconv.FormatFloat(float64(float32(rng.NormFloat64())), 'g', -1, 64)+next)
+		check(t, strconv.FormatFloat(rng.NormFloat64(), 'f', rng.IntN(22), 64)+next)
+		check(t, "-0."+b.String()+next)
+		check(t, digits+"."+b.String()+next)
 	}
 }
+
+// bodyNext is what follows a number in a request body.
+var bodyNext = []string{`,"user_ctr_01_7d":0.5`, `},{"id":"c2","features":{"a":1`, `]}`, "   ,\n", `e5,"x":1`, `.5,"x":1`, "\x00\xff1234567"}
 
 // FuzzParse: on any input Parse reads what RFC 8259's grammar takes and returns what
 // strconv.ParseFloat returns for it, bit for bit, with the same range error.

@@ -52,6 +52,36 @@ func BenchmarkParse(b *testing.B) {
 		})
 		_ = sink
 	}
+	// The feature numbers as a decoder meets them: one after another in one body, each
+	// followed by the next (so 8-byte reads past a number's end stay in the buffer).
+	var body []byte
+	var starts []int
+	for _, x := range sets["features"] {
+		starts = append(starts, len(body))
+		body = append(body, x...)
+		body = append(body, `,"user_ctr_01_7d":`...)
+	}
+	var sink float64
+	b.Run("features-in-body/jsonnum", func(b *testing.B) {
+		for b.Loop() {
+			for _, at := range starts {
+				v, _, _ := Parse(body[at:])
+				sink += v
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(starts)), "ns/number")
+	})
+	b.Run("features-in-body/strconv", func(b *testing.B) {
+		for b.Loop() {
+			for _, at := range starts {
+				tok := body[at : at+scan(body[at:])]
+				v, _ := strconv.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
+				sink += v
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(starts)), "ns/number")
+	})
+	_ = sink
 }
 
 // scan is the token scan the decoder made before strconv (its former numToken).
