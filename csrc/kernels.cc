@@ -59,12 +59,6 @@
 // GCC 12 warns inside its own AVX-512 gather headers (_mm512_undefined_epi32).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-// Loops start on 32-byte boundaries: the partition walk's split and leaf-pair loops ran
-// 25% slower (XGBoost depth-12 trees, AVX-512) wherever an unrelated change elsewhere in
-// this file left them misaligned; aligned, their speed no longer depends on what precedes
-// them (docs/benchmarks.md, "Production-shaped models" step 13). cgo refuses
-// -falign-loops in #cgo CXXFLAGS, hence the pragma.
-#pragma GCC optimize("align-loops=32")
 #endif
 
 #include "core_internal.h"
@@ -72,8 +66,15 @@
 // Sums must round exactly as the libraries' do: never fuse a multiply and an add (the
 // AVX2/AVX-512 kernels have FMA, and g++ contracts by default even in ISO mode; cgo does
 // not accept -ffp-contract=off as a flag).
+// Loops start on 32-byte boundaries: the partition walk's split and leaf-pair loops ran
+// 25% slower (XGBoost depth-12 trees, AVX-512) wherever an unrelated change elsewhere in
+// this file left them misaligned; aligned, their speed no longer depends on what precedes
+// them (docs/benchmarks.md, "Production-shaped models" step 13). cgo refuses
+// -falign-loops too. Both in one pragma after the includes: functions whose optimize
+// options differ are not inlined into each other, so core_internal.h's helpers must
+// carry neither, as before.
 #if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC optimize("fp-contract=off")
+#pragma GCC optimize("fp-contract=off", "align-loops=32")
 #elif defined(__clang__)
 #pragma clang fp contract(off)
 #endif

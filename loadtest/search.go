@@ -39,15 +39,17 @@ type searchOutcome struct {
 // run once more first, since a busy machine can stall the generator for a moment); then
 // Bisections trials between the highest pass and the lowest rate that ended the climb.
 // The first confirm step runs at the highest passing rate. When one fails, the next runs
-// lower by the search's resolution (the last doubling over 2^Bisections), the step
-// doubling with each failure, at most maxConfirms in all; the first that passes is the
-// answer. Stepping by the resolution keeps the answer near the knee when the longer
-// confirm step fails just above it: falling back to the next passing trial would fall a
-// whole doubling. trial and confirm run one step at a rate; stop reports an interrupted
-// run.
+// lower by the search's resolution (what bisection left between the highest pass and the
+// lowest rate that ended the climb; when nothing ended it, the climb's last step over
+// 2^Bisections), the step doubling with each failure, but never below the next passing
+// trial; at most maxConfirms in all, and the first that passes is the answer. Stepping by
+// the resolution keeps the answer near the knee when the longer confirm step fails just
+// above it: falling back to the next passing trial would fall a whole climb step. trial
+// and confirm run one step at a rate; stop reports an interrupted run.
 func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop func() bool) searchOutcome {
 	var o searchOutcome
 	var good, prev float64 // the highest passing rate and the climb's rate before it
+	var passing []float64  // every passing trial rate
 	lowest := func(a, b float64) float64 {
 		if a == 0 || (b > 0 && b < a) {
 			return b
@@ -68,6 +70,7 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 		switch v {
 		case VerdictPass:
 			good = max(good, rate)
+			passing = append(passing, rate)
 			return true
 		case VerdictGenerator:
 			o.GeneratorLimitRate = lowest(o.GeneratorLimitRate, rate)
@@ -115,7 +118,17 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 		if step <= 0 {
 			break
 		}
-		rate -= step
+		// The next: one step lower, but no lower than the highest trial that passed below
+		// this rate (a coarse search's step can reach zero).
+		floor := 0.0
+		for _, p := range passing {
+			if p < rate {
+				floor = max(floor, p)
+			}
+		}
+		if rate = max(rate-step, floor); rate <= 0 {
+			break
+		}
 		step *= 2
 	}
 	return o

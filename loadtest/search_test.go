@@ -61,6 +61,13 @@ func TestSearchProcedure(t *testing.T) {
 	if got.MaxRate != 175 || got.HighestTrialRate != 193.75 || got.ConfirmAttempts != 3 {
 		t.Errorf("confirms from 193.75 down: %+v, confirms %v", got, o.confirms)
 	}
+	// Without bisection the resolution is a whole climb step: a failed confirm at 6,400
+	// falls back to the passing trial at 3,200, not to zero.
+	o = &searchOracle{trialFail: 6500, confirmFail: 6300}
+	got = o.run(&Search{Start: 100, Max: 20_000, Factor: 2})
+	if got.MaxRate != 3200 || got.ConfirmAttempts != 2 {
+		t.Errorf("no bisection: %+v, confirms %v", got, o.confirms)
+	}
 	// At most three confirm steps: then no headline at all.
 	o = &searchOracle{trialFail: 200, confirmFail: 160}
 	got = o.run(s)

@@ -66,10 +66,16 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 	if i < len(b) && b[i] == '.' {
 		i++
 		f := i
+		// Leading zeros of a value below 1 are not significant: skipped first, so that the
+		// steps below count only significant digits in nd.
+		if w == 0 {
+			for i < len(b) && b[i] == '0' {
+				i++
+				exp10--
+			}
+		}
 		// Up to eight fraction digits per step without a branch per digit: the digit run
 		// at the front of the next 8 bytes is counted from a mask and converted at once.
-		// Leading zeros count as digits here (a zero w is unchanged by them), which can
-		// only send a number of more than 19 digits in all to strconv: still exact.
 		ended := false
 		for i+8 <= len(b) && nd <= 19-8 {
 			c := binary.LittleEndian.Uint64(b[i:])
@@ -140,7 +146,7 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 		exp10 += e
 	}
 	if many {
-		return slow(b[:i])
+		return slowParse(b[:i])
 	}
 	v, ok = convert(w, exp10)
 	if neg {
@@ -185,6 +191,9 @@ func eightDigitsValue(c uint64) uint64 {
 	c = c*10 + c>>8
 	return uint64(uint32((c&mask*mul1 + (c>>16)&mask*mul2) >> 32))
 }
+
+// slowParse is slow; a test counts its calls.
+var slowParse = slow
 
 // slow parses tok, a valid JSON number of more than 19 significant digits, with
 // strconv; unsafe.String avoids a copy (ParseFloat keeps no reference to it).

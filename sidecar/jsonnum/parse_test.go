@@ -109,6 +109,38 @@ func TestParseRandom(t *testing.T) {
 // bodyNext is what follows a number in a request body.
 var bodyNext = []string{`,"user_ctr_01_7d":0.5`, `},{"id":"c2","features":{"a":1`, `]}`, "   ,\n", `e5,"x":1`, `.5,"x":1`, "\x00\xff1234567"}
 
+// TestShortestFormsStayFast: no shortest round-trip form of a float64 or float32 (the
+// text encoders write, at most 17 significant digits, leading zeros of a fraction not
+// among them) goes to strconv, in a body or at its end; 20-digit forms do.
+func TestShortestFormsStayFast(t *testing.T) {
+	calls := 0
+	slowParse = func(tok []byte) (float64, int, bool) { calls++; return slow(tok) }
+	defer func() { slowParse = slow }()
+	rng := rand.New(rand.NewPCG(5, 6))
+	for range 100_000 {
+		f := math.Float64frombits(rng.Uint64())
+		if math.IsNaN(f) || math.IsInf(f, 0) {
+			continue
+		}
+		for _, s := range []string{
+			strconv.FormatFloat(f, 'g', -1, 64),
+			strconv.FormatFloat(f*1e-4, 'g', -1, 64) + `,"x":1`,
+			strconv.FormatFloat(rng.Float64()*1e-3, 'g', -1, 64) + `,"x":1`,
+			strconv.FormatFloat(float64(float32(rng.Float64()*1e-5)), 'f', -1, 64) + `,"x":1`,
+			strconv.FormatFloat(float64(float32(rng.NormFloat64())), 'f', -1, 32) + "}",
+		} {
+			check(t, s)
+			if calls > 0 {
+				t.Fatalf("%q went to strconv", s)
+			}
+		}
+	}
+	check(t, "0.00012345678901234567890,")
+	if calls != 1 {
+		t.Fatalf("a 20-digit fraction: %d calls to strconv, want 1", calls)
+	}
+}
+
 // FuzzParse: on any input Parse reads what RFC 8259's grammar takes and returns what
 // strconv.ParseFloat returns for it, bit for bit, with the same range error.
 func FuzzParse(f *testing.F) {
