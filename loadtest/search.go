@@ -88,7 +88,7 @@ func searchProcedure(s *Search, trial, confirm func(rate float64) string, stop f
 	}
 	// resolution is how far apart the search can tell two rates: the interval left
 	// between the highest pass and the rate that ended the climb, or, when nothing
-	// ended it, the last doubling cut as often as a bisection would have.
+	// ended it, the climb's last step cut as often as bisection would have cut it.
 	var resolution float64
 	if upper() > 0 {
 		for i := 0; i < s.Bisections && !stop(); i++ {
