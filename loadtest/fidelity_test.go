@@ -425,7 +425,7 @@ workloads: [{model: m}]
 `)
 		res, _ := runTest(t, context.Background(), sc, ts.tcp)
 		for _, st := range res.Steps {
-			c.Logf("%s %.1f/s: %s waits %d lag p99 %.1fms p99 %.2fms", st.Phase, st.OfferedRPS, st.Verdict, st.InFlightWaits, st.SendLagP99Ms, st.Latency.P99)
+			c.Logf("%s %.1f/s: %s waits %d lag p99 %.1fms p99 %.2fms stable %v slo %v errors %v", st.Phase, st.OfferedRPS, st.Verdict, st.InFlightWaits, st.SendLagP99Ms, st.Latency.P99, st.Stable, st.SLOMet, st.Errors)
 		}
 		s := res.Search
 		if s == nil {

@@ -136,4 +136,10 @@ func TestGeneratorLimitedRule(t *testing.T) {
 			t.Errorf("%+v: got %v", c, got)
 		}
 	}
+	// A request the generator could not send is its own limit, whatever else the step
+	// shows.
+	s := Stats{OfferedRPS: 100, Errors: map[string]int64{ErrGeneratorNoFreeConns: 1}}
+	if !generatorLimited(&s, 4096, 100*time.Millisecond) {
+		t.Error("a generator_no_free_conns error: not generator-limited")
+	}
 }

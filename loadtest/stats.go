@@ -143,6 +143,9 @@ func Stable(vals []float64, tol float64) bool {
 // generatorLimited says whether the generator, not the sidecar, shaped a step (see
 // StepResult.GeneratorLimited).
 func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
+	if s.Errors[ErrGeneratorNoFreeConns] > 0 {
+		return true
+	}
 	if s.InFlightWaits > 0 {
 		return float64(maxInFlight) < 2*s.OfferedRPS*sloP99.Seconds()
 	}
@@ -192,7 +195,13 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	st := StepResult{Index: len(r.res.Steps), Phase: phaseName, MeasuredS: measured.Seconds()}
 	st.Stats = ph.stats(ph.wls, from, to, measured, total)
 	st.Stable = r.stable(&st.Stats, total)
-	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && st.ErrorRate <= r.sc.SLO.MaxErrorRate
+	// Requests the generator failed to send are its errors, not the sidecar's: they do
+	// not count against the SLO, and they make the step generator-limited.
+	sidecarErrRate := st.ErrorRate
+	if g := st.Errors[ErrGeneratorNoFreeConns]; g > 0 && st.Requests > 0 {
+		sidecarErrRate = max(0, st.ErrorRate-float64(g)/float64(st.Requests))
+	}
+	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && sidecarErrRate <= r.sc.SLO.MaxErrorRate
 	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	if r.pid != 0 && to > from {
 		cpu := ph.cpuAt[to] - ph.cpuAt[from]

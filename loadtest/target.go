@@ -28,7 +28,12 @@ type Target struct {
 	hc      *fasthttp.HostClient
 }
 
-// NewTarget returns a client for addr with up to maxConns connections.
+// NewTarget returns a client for addr for up to maxConns requests at once (the
+// generator's max_in_flight, which its own gate enforces). The pool holds a few more
+// connections than that: a connection goes back to the pool a moment after its answer
+// was handed over, and the gate's next request must not find the pool empty then
+// (fasthttp's ErrNoFreeConns, an error of the generator that used to be counted as the
+// sidecar's).
 func NewTarget(addr string, maxConns int) (*Target, error) {
 	t := &Target{Addr: addr}
 	switch {
@@ -54,7 +59,8 @@ func NewTarget(addr string, maxConns int) (*Target, error) {
 		Dial: func(string) (net.Conn, error) {
 			return net.DialTimeout(network, address, 3*time.Second)
 		},
-		MaxConns:                      maxConns,
+		MaxConns:                      maxConns + connSlack,
+		MaxConnWaitTimeout:            time.Second,
 		MaxIdleConnDuration:           30 * time.Second,
 		NoDefaultUserAgentHeader:      true,
 		DisableHeaderNamesNormalizing: true,
@@ -64,6 +70,13 @@ func NewTarget(addr string, maxConns int) (*Target, error) {
 	}
 	return t, nil
 }
+
+// ErrGeneratorNoFreeConns is the error kind of a request the generator could not send:
+// no connection of its pool was free.
+const ErrGeneratorNoFreeConns = "generator_no_free_conns"
+
+// connSlack is how many connections the pool holds beyond max_in_flight (NewTarget).
+const connSlack = 4
 
 // Close closes idle connections.
 func (t *Target) Close() { t.hc.CloseIdleConnections() }
@@ -115,7 +128,7 @@ func classifyError(err error) string {
 		errors.As(err, &ne) && ne.Timeout():
 		return "timeout"
 	case errors.Is(err, fasthttp.ErrNoFreeConns):
-		return "generator_no_free_conns"
+		return ErrGeneratorNoFreeConns
 	case errors.Is(err, fasthttp.ErrConnectionClosed), errors.Is(err, io.EOF),
 		errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, syscall.ECONNREFUSED),
 		errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE),
