@@ -144,9 +144,9 @@ type StepResult struct {
 	// machine), or it waited for max_in_flight while that cap is below twice what
 	// a sidecar meeting the SLO would hold in flight (rate × SLO p99). Waits for a larger
 	// cap are the sidecar's backlog, not the generator's limit. A request the generator
-	// could not send at all (generator_no_free_conns) also makes the step
-	// generator-limited, and such errors do not count against the SLO. capacity ignores
-	// such steps; search does not raise the rate past one.
+	// could not send for want of a connection (generator_no_free_conns) counts as such a
+	// wait; when the step is generator-limited those errors do not count against the
+	// SLO. capacity ignores such steps; search does not raise the rate past one.
 	GeneratorLimited bool `json:"generator_limited,omitempty"`
 	// Verdict of a search trial or confirm step: "pass", "fail" or "generator-limited".
 	Verdict string `json:"verdict,omitempty"`

@@ -136,10 +136,14 @@ func TestGeneratorLimitedRule(t *testing.T) {
 			t.Errorf("%+v: got %v", c, got)
 		}
 	}
-	// A request the generator could not send is its own limit, whatever else the step
-	// shows.
+	// A request the generator could not send for want of a connection counts as a wait
+	// for the cap: the generator's limit under a small cap, the sidecar's backlog
+	// under a large one (an overloaded sidecar holds every connection).
 	s := Stats{OfferedRPS: 100, Errors: map[string]int64{ErrGeneratorNoFreeConns: 1}}
-	if !generatorLimited(&s, 4096, 100*time.Millisecond) {
-		t.Error("a generator_no_free_conns error: not generator-limited")
+	if !generatorLimited(&s, 8, 100*time.Millisecond) {
+		t.Error("a generator_no_free_conns error under a cap of 8: not generator-limited")
+	}
+	if generatorLimited(&s, 4096, 100*time.Millisecond) {
+		t.Error("a generator_no_free_conns error under a cap of 4096: generator-limited")
 	}
 }

@@ -143,10 +143,7 @@ func Stable(vals []float64, tol float64) bool {
 // generatorLimited says whether the generator, not the sidecar, shaped a step (see
 // StepResult.GeneratorLimited).
 func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
-	if s.Errors[ErrGeneratorNoFreeConns] > 0 {
-		return true
-	}
-	if s.InFlightWaits > 0 {
+	if s.InFlightWaits > 0 || s.Errors[ErrGeneratorNoFreeConns] > 0 {
 		return float64(maxInFlight) < 2*s.OfferedRPS*sloP99.Seconds()
 	}
 	return s.SendLagP90Ms > ms(LimitedLag)
@@ -195,14 +192,16 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	st := StepResult{Index: len(r.res.Steps), Phase: phaseName, MeasuredS: measured.Seconds()}
 	st.Stats = ph.stats(ph.wls, from, to, measured, total)
 	st.Stable = r.stable(&st.Stats, total)
-	// Requests the generator failed to send are its errors, not the sidecar's: they do
-	// not count against the SLO, and they make the step generator-limited.
+	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
+	// Requests the generator could not send for want of a connection are its own
+	// errors when its cap is the limit (generatorLimited), not the sidecar's: then they
+	// do not count against the SLO. Under a larger cap they are the sidecar's backlog
+	// holding every connection, and count.
 	sidecarErrRate := st.ErrorRate
-	if g := st.Errors[ErrGeneratorNoFreeConns]; g > 0 && st.Requests > 0 {
+	if g := st.Errors[ErrGeneratorNoFreeConns]; g > 0 && st.GeneratorLimited && st.Requests > 0 {
 		sidecarErrRate = max(0, st.ErrorRate-float64(g)/float64(st.Requests))
 	}
 	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && sidecarErrRate <= r.sc.SLO.MaxErrorRate
-	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	if r.pid != 0 && to > from {
 		cpu := ph.cpuAt[to] - ph.cpuAt[from]
 		if cpu >= 0 && ph.cpuAt[to] > 0 {
