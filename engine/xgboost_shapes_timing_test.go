@@ -27,8 +27,8 @@ import (
 // model.json: the same trees, TestXGBoostUBJSONMatchesJSON). XGBoost scores the same 1,000 rows every call (it reads
 // them from C memory); the core scores them too. The process's CPU time is measured
 // beside the thread's, so a predictor that used other threads would show (it is logged).
-// Where the default kernel is AVX-512, the AVX2 kernel is timed beside it (the goal is
-// for both). PREDICTD_SHAPES limits the models as for BenchmarkShapesBatch. Needs libxgboost-dev
+// Where the default kernel is another (AVX-512) and the CPU has AVX2, the AVX2 kernel
+// is timed beside it (the goal is for both). PREDICTD_SHAPES limits the models as for BenchmarkShapesBatch. Needs libxgboost-dev
 // (not in CI: benchmarks do not run there).
 func BenchmarkXGBoostShapes(b *testing.B) {
 	runtime.LockOSThread()
@@ -89,8 +89,8 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 				return cdef.predictF32(rows32, batch, out)
 			}},
 		}
-		// The AVX2 kernel beside the default where the default is another (AVX-512):
-		// the goal holds for both.
+		// The AVX2 kernel beside the default where the default is another (AVX-512) and
+		// the CPU has AVX2: the goal holds for both.
 		var avx2 *cScorer
 		if kname != "core/avx2" {
 			if avx2, err = newCScorerKernel(l.ens, "avx2"); err == nil {

@@ -1,6 +1,7 @@
 package loadtest
 
 import (
+	"math"
 	"testing"
 	"time"
 )
@@ -145,5 +146,13 @@ func TestGeneratorLimitedRule(t *testing.T) {
 	}
 	if generatorLimited(&s, 4096, 100*time.Millisecond) {
 		t.Error("a generator_no_free_conns error under a cap of 4096: generator-limited")
+	}
+	// The SLO's error rate leaves such errors out only when the generator was the limit.
+	s = Stats{Requests: 1000, ErrorRate: 0.03, Errors: map[string]int64{ErrGeneratorNoFreeConns: 20, "timeout": 10}}
+	if got := sidecarErrorRate(&s, true); math.Abs(got-0.01) > 1e-12 {
+		t.Errorf("generator-limited: sidecar error rate %v, want 0.01", got)
+	}
+	if got := sidecarErrorRate(&s, false); got != 0.03 {
+		t.Errorf("not generator-limited: sidecar error rate %v, want 0.03", got)
 	}
 }

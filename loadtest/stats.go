@@ -149,6 +149,17 @@ func generatorLimited(s *Stats, maxInFlight int, sloP99 time.Duration) bool {
 	return s.SendLagP90Ms > ms(LimitedLag)
 }
 
+// sidecarErrorRate is the error rate the SLO judges. Requests the generator could not
+// send for want of a connection are its own errors when its cap is the limit (limited:
+// generatorLimited), not the sidecar's, and are left out; under a larger cap they are
+// the sidecar's backlog holding every connection, and count.
+func sidecarErrorRate(s *Stats, limited bool) float64 {
+	if g := s.Errors[ErrGeneratorNoFreeConns]; g > 0 && limited && s.Requests > 0 {
+		return max(0, s.ErrorRate-float64(g)/float64(s.Requests))
+	}
+	return s.ErrorRate
+}
+
 // stable applies the stability rule to a step's windows at offered requests/s, with
 // two allowances for what is noise, not a change of state:
 //   - the achieved rate's band is at least 3/√n of its mean, n the requests a window
@@ -193,15 +204,8 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 	st.Stats = ph.stats(ph.wls, from, to, measured, total)
 	st.Stable = r.stable(&st.Stats, total)
 	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
-	// Requests the generator could not send for want of a connection are its own
-	// errors when its cap is the limit (generatorLimited), not the sidecar's: then they
-	// do not count against the SLO. Under a larger cap they are the sidecar's backlog
-	// holding every connection, and count.
-	sidecarErrRate := st.ErrorRate
-	if g := st.Errors[ErrGeneratorNoFreeConns]; g > 0 && st.GeneratorLimited && st.Requests > 0 {
-		sidecarErrRate = max(0, st.ErrorRate-float64(g)/float64(st.Requests))
-	}
-	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) && sidecarErrRate <= r.sc.SLO.MaxErrorRate
+	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) &&
+		sidecarErrorRate(&st.Stats, st.GeneratorLimited) <= r.sc.SLO.MaxErrorRate
 	if r.pid != 0 && to > from {
 		cpu := ph.cpuAt[to] - ph.cpuAt[from]
 		if cpu >= 0 && ph.cpuAt[to] > 0 {
