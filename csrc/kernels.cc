@@ -13,7 +13,8 @@
 //      feature's guide (FeatureBin::guide_*) finds the bin with one bucket lookup and four
 //      compares; features whose thresholds crowd too closely keep a branch-free search.
 //      The AVX-512 kernel bins numerical features eight (LightGBM, double) or sixteen
-//      (XGBoost, float) rows per vector.
+//      (XGBoost, float) rows per vector; the others bin XGBoost's a slot at a time with
+//      no branch per row.
 //   2. Score, by the first of these the model has:
 //      - Leaf tables (trees of at most 32 leaves): a tree cuts feature space into boxes,
 //        one per leaf, and a row lands in the one box that holds it. Per feature and bin,
@@ -27,7 +28,8 @@
 //        rows, tree by tree, the rows' indices partitioned down the tree; each node reads
 //        one column of bins for its rows, a leaf adds its value to its rows (a node whose
 //        children are both leaves adds each row its leaf's value at once), small ranges
-//        finish in a refill walk.
+//        finish in a refill walk. The AVX2 and AVX-512 kernels split eight rows at a time
+//        (one permute puts the left rows first, the right ones last).
 //      - Pointer walks (smaller batches, and models of small trees): every tree, all rows
 //        of the block in lock step; leaves loop to themselves, so rows that arrive early
 //        just stay, and a level where no row moved ends the tree. Scalar: 8-byte pre-order nodes, one row at a time per
@@ -349,6 +351,52 @@ PD_INLINE uint16_t BinFeature(const Ensemble& e, const FeatureBin& fb, const T* 
   return BinValue<double>(e.thr64.data() + fb.thr_off, fb.thr_n, v);
 }
 
+// BinSlotXGBGuided: BinFeature's XGBoost rule over the block's rows for one numerical
+// slot with a guide, the slot's fields read once and no branch per row (BinFeature tests
+// the slot's kind per row and branches on NaN, which mispredicts where NaNs fall at
+// random rows): a NaN is binned as 0.0, then replaced by the missing bin. The same
+// arithmetic as GuideBucket and BinGuided, so every bin is theirs.
+template <class T>
+PD_INLINE void BinSlotXGBGuided(const Ensemble& e, const FeatureBin& fb, const T* blk, size_t F, size_t nb,
+                                uint16_t* out) {
+  const T* x = blk + fb.feature;
+  const uint16_t* guide = e.guide.data() + fb.guide_off;
+  const float* thr = e.thr32.data() + fb.thr_off;
+  const uint32_t last = fb.guide_n - 1;
+  static_assert(kGuideProbes == 4, "the probes below are unrolled");
+  const auto finish = [&](uint32_t bucket, float w) {
+    uint32_t c = guide[bucket];
+    const float* t = thr + c;
+    c += uint32_t(t[0] < w) + uint32_t(t[1] < w) + uint32_t(t[2] < w) + uint32_t(t[3] < w);
+    return uint16_t(2 * c + uint32_t(thr[c] == w));
+  };
+  if (fb.guide_linear) {
+    const double gmin = fb.guide_min, gscale = fb.guide_scale, dlast = double(last);
+    for (size_t r = 0; r < nb; r++) {
+      const float v = float(x[r * F]);
+      const bool nan = std::isnan(v);
+      const float w = nan ? 0.0f : v;
+      const double d = (double(w) - gmin) * gscale;
+      const uint32_t k = d < 0.0 ? 0u : d >= dlast ? last : uint32_t(d);
+      const uint16_t b = finish(k, w);
+      out[r] = nan ? kMissingBin : b;
+    }
+    return;
+  }
+  const uint64_t kmin = fb.guide_kmin;
+  const uint32_t shift = fb.guide_shift;
+  for (size_t r = 0; r < nb; r++) {
+    const float v = float(x[r * F]);
+    const bool nan = std::isnan(v);
+    const float w = nan ? 0.0f : v;
+    const uint64_t key = OrderKey(w);
+    const uint64_t d = key < kmin ? 0 : (key - kmin) >> shift;
+    const uint32_t k = d >= last ? last : uint32_t(d);
+    const uint16_t b = finish(k, w);
+    out[r] = nan ? kMissingBin : b;
+  }
+}
+
 // BinSlotVectorizes: LightGBM numerical slots with a guide or at most 16 thresholds are
 // binned eight rows at a time by BinSlotAVX512.
 PD_INLINE bool BinSlotVectorizes(const FeatureBin& fb) {
@@ -558,9 +606,12 @@ constexpr size_t kRefillRows = 16;
 // AVX-512 gather walks stepping until the whole block is at its leaves; bit 2 turns the
 // partition walk off (every batch takes the walks below); bit 3 takes the partition walk's
 // leaf pairs through the split and the leaves like any other node, and bins XGBoost rows
-// with scalar code. Bits 0 and 1: the design before the refill walk; bit 2 alone: the one
-// before the partition walk; bit 3 alone: the one before leaf pairs and XGBoost's
-// AVX-512 binning.
+// with scalar code; bit 4 bins XGBoost rows with BinFeature row by row rather than
+// BinSlotXGBGuided; bit 5 splits with PartSplit's scalar loop in the AVX2 and AVX-512
+// kernels too (not PartSplitAVX2). Bits 0 and 1: the design before the refill walk; bit 2
+// alone: the one before the partition walk; bits 3, 4 and 5: the one before leaf pairs
+// and XGBoost's AVX-512 binning; bits 4 and 5: the one before BinSlotXGBGuided and
+// PartSplitAVX2.
 static int g_walk_lockstep = 0;
 
 template <class A, bool kCat>
@@ -1245,6 +1296,64 @@ PD_INLINE uint32_t PartSplit(const Node n, const uint16_t* col, const uint32_t* 
 }
 
 
+#if PD_X86
+// kPartPerm[m]: for an 8-lane "goes left" mask m, the lanes whose bit is set, in order,
+// then the lanes whose bit is clear, in order (permutevar8x32 indices, one byte each).
+struct PartPermTable {
+  uint8_t idx[256][8];
+};
+constexpr PartPermTable MakePartPerm() {
+  PartPermTable t{};
+  for (int m = 0; m < 256; m++) {
+    int k = 0;
+    for (int j = 0; j < 8; j++)
+      if ((m >> j) & 1) t.idx[m][k++] = uint8_t(j);
+    for (int j = 0; j < 8; j++)
+      if (!((m >> j) & 1)) t.idx[m][k++] = uint8_t(j);
+  }
+  return t;
+}
+alignas(64) constexpr PartPermTable kPartPerm = MakePartPerm();
+
+// PartSplitAVX2 is PartSplit for a numerical node, eight rows per vector: the rows' bins
+// gathered (4 bytes at each 2-byte bin; the bins' buffer has 8 bytes of padding), the
+// compare's mask picks a permutation that puts the left rows first and the right rows
+// last, and the one permuted vector is stored twice, at the left write position and
+// ending at the right one; each side's pointer then advances by its count. Both stores
+// land in [l, r), the slots still unwritten: the right one first (its extra lanes fall
+// below r - nr, at or above l), then the left one, whose extra lanes end at l + 8; while
+// at least 16 rows remain, l + 8 <= r - 8 <= r - nr, so they never reach a right row
+// already written. The last rows (fewer than 16) take PartSplit's scalar loop. Which rows
+// go where is PartSplit's; only their order within each side differs, and a row's sums
+// do not depend on it.
+PD_TARGET_AVX2 inline uint32_t PartSplitAVX2(const Node n, const uint16_t* col, const uint32_t* src, uint32_t* dst,
+                                             uint32_t lo, uint32_t hi) {
+  uint32_t l = lo, r = hi, i = lo;
+  const uint32_t bias1 = n.feat >> 15, kk = n.kk;
+  for (; hi - i >= 16; i += 8) {
+    const __m256i rows = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
+    uint32_t m = 0;
+    for (uint32_t j = 0; j < 8; j++) m |= uint32_t(uint16_t(col[src[i + j]] + bias1) <= kk) << j;
+    const __m256i perm = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(kPartPerm.idx[m])));
+    const __m256i p = _mm256_permutevar8x32_epi32(rows, perm);
+    const uint32_t nl = uint32_t(_mm_popcnt_u32(m));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + r - 8), p);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + l), p);
+    l += nl;
+    r -= 8 - nl;
+  }
+  for (; i < hi; i++) {
+    const uint32_t row = src[i];
+    const uint32_t gl = uint16_t(col[row] + bias1) <= kk;
+    dst[l] = row;
+    dst[r - 1] = row;
+    l += gl;
+    r -= gl ^ 1u;
+  }
+  return l;
+}
+#endif
+
 // PartLeaves: a node whose children are both leaves adds to each row of src[lo, hi) the
 // value of the leaf its bin picks: no indices written, no visit of either leaf.
 template <class A, bool kCat>
@@ -1364,7 +1473,13 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
         }
         uint32_t* dst = buf[(q.depth + 1) & 1];
         const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
-        const uint32_t m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+        uint32_t m;
+#if PD_X86
+        if (kISA != ISA::kScalar && !(kCat && (n.right & kCatFlag)) && !(g_walk_lockstep & 32))
+          m = PartSplitAVX2(n, col, src, dst, q.lo, q.hi);
+        else
+#endif
+          m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
         if (m < q.hi) stack[sp++] = {ri, m, q.hi, q.depth + 1};
         if (m == q.lo) break;
         q = {li, q.lo, m, q.depth + 1};
@@ -1461,6 +1576,12 @@ PD_INLINE void FastBody(const Ensemble& e, const T* rows, size_t nrows, double* 
         }
       }
 #endif
+      if constexpr (kXGB) {
+        if (slots[s].feature >= 0 && !slots[s].categorical && slots[s].guide_n > 0 && !(g_walk_lockstep & 16)) {
+          BinSlotXGBGuided<T>(e, slots[s], blk, F, nb, bins + s * B);
+          continue;
+        }
+      }
       for (size_t r = 0; r < nb; r++) bins[s * B + r] = BinFeature<T, kXGB>(e, slots[s], blk + r * F);
     }
     for (size_t r = 0; r < nb; r++)

@@ -179,8 +179,11 @@ void pd_background_pause(int paused);
 /* Tests and benchmarks only: bit 0 sends models that take the refill walk to the
  * lock-step walks instead; bit 1 keeps finished vectors of the gather walks stepping
  * (3: the walks before both); bit 2 turns the partition walk off (4: the walks before it);
- * bit 3 turns off the partition walk's leaf pairs and XGBoost's AVX-512 binning (8: the
- * design before them). Process-wide; must not race with predict calls. */
+ * bit 3 turns off the partition walk's leaf pairs and XGBoost's AVX-512 binning; bit 4
+ * bins XGBoost rows one row at a time, bit 5 splits the partition walk's rows with scalar
+ * code in every kernel (56: the design before leaf pairs; 48: the design before the
+ * slot-at-a-time XGBoost binning and the AVX2 split). Process-wide; must not race with
+ * predict calls. */
 void pd_walk_lockstep(int on);
 
 #ifdef __cplusplus

@@ -18,8 +18,9 @@ import (
 // "Production-shaped models"). One thread; the thread's CPU time (getrusage
 // RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
 // "-prev" is the kernel with the walks before the partition walk (setPreviousWalks), "-base"
-// the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning
-// (setWalkFlags(8); neither is in the default list):
+// the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning, and
+// "-step13" the kernel as it was before the slot-at-a-time XGBoost binning and the AVX2
+// split (shapesKernelFlags; none is in the default list):
 //
 //	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
 //
@@ -101,6 +102,14 @@ func shapesAtLeast(l *shapesLoaded, n int) *shapesLoaded {
 	return &c
 }
 
+// shapesKernelFlags: a kernel name's suffix in PREDICTD_SHAPES_KERNELS and the walk flags
+// (pd_walk_lockstep) it runs the kernel with: an earlier design of the same build.
+var shapesKernelFlags = map[string]int{
+	"-prev":   4,           // the walks before the partition walk (step 10)
+	"-base":   8 | 16 | 32, // the partition walk before leaf pairs and AVX-512 XGBoost binning (step 12)
+	"-step13": 16 | 32,     // before the slot-at-a-time XGBoost binning and the AVX2 split (step 14)
+}
+
 func BenchmarkShapesBatch(b *testing.B) {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -144,13 +153,13 @@ func BenchmarkShapesBatch(b *testing.B) {
 		var ks []*timed
 		for _, k := range shapesBatchKernels() {
 			flags := 0
-			switch {
-			case strings.HasSuffix(k, "-prev"):
-				flags = 4
-			case strings.HasSuffix(k, "-base"):
-				flags = 8
+			base := k
+			for suffix, f := range shapesKernelFlags {
+				if strings.HasSuffix(k, suffix) {
+					flags, base = f, strings.TrimSuffix(k, suffix)
+				}
 			}
-			sc, err := newCScorerKernel(l.ens, strings.TrimSuffix(strings.TrimSuffix(k, "-prev"), "-base"))
+			sc, err := newCScorerKernel(l.ens, base)
 			if err != nil {
 				continue
 			}

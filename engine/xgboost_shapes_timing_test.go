@@ -84,7 +84,13 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 			// The same kernel without the partition walk's leaf pairs and XGBoost's AVX-512
 			// binning (docs/benchmarks.md, "Production-shaped models" step 12).
 			{kname + "-base", func(out []float64) error {
-				setWalkFlags(8)
+				setWalkFlags(shapesKernelFlags["-base"])
+				defer setWalkFlags(0)
+				return cdef.predictF32(rows32, batch, out)
+			}},
+			// ... and as it was before step 14 (row-by-row XGBoost binning, scalar split).
+			{kname + "-step13", func(out []float64) error {
+				setWalkFlags(shapesKernelFlags["-step13"])
 				defer setWalkFlags(0)
 				return cdef.predictF32(rows32, batch, out)
 			}},
@@ -94,7 +100,13 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 		var avx2 *cScorer
 		if kname != "core/avx2" {
 			if avx2, err = newCScorerKernel(l.ens, "avx2"); err == nil {
-				backends = append(backends, backend{"core/avx2", func(out []float64) error { return avx2.predictF32(rows32, batch, out) }})
+				backends = append(backends,
+					backend{"core/avx2", func(out []float64) error { return avx2.predictF32(rows32, batch, out) }},
+					backend{"core/avx2-step13", func(out []float64) error {
+						setWalkFlags(shapesKernelFlags["-step13"])
+						defer setWalkFlags(0)
+						return avx2.predictF32(rows32, batch, out)
+					}})
 			} else {
 				avx2 = nil
 			}
@@ -145,11 +157,11 @@ func BenchmarkXGBoostShapes(b *testing.B) {
 		}
 		extra := ""
 		if avx2 != nil {
-			extra = fmt.Sprintf(", %.1fx (avx2)", ns[2]/ns[4])
+			extra = fmt.Sprintf(", %.1fx (avx2), %.1fx (avx2-step13)", ns[2]/ns[5], ns[2]/ns[6])
 			avx2.close()
 		}
-		lines = append(lines, fmt.Sprintf("%-16s %-6s ns/tree·row: %s; XGBoost / core: %.1fx (default kernel), %.1fx (-base), %.2fx (generic walk)%s",
-			fx.name, tr, strings.Join(parts, ", "), ns[2]/ns[0], ns[2]/ns[3], ns[2]/ns[1], extra))
+		lines = append(lines, fmt.Sprintf("%-16s %-6s ns/tree·row: %s; XGBoost / core: %.1fx (default kernel), %.1fx (-base), %.1fx (-step13), %.2fx (generic walk)%s",
+			fx.name, tr, strings.Join(parts, ", "), ns[2]/ns[0], ns[2]/ns[3], ns[2]/ns[4], ns[2]/ns[1], extra))
 		def.close()
 		gen.close()
 		xp.close()
