@@ -13,8 +13,8 @@
 //      feature's guide (FeatureBin::guide_*) finds the bin with one bucket lookup and four
 //      compares; features whose thresholds crowd too closely keep a branch-free search.
 //      The AVX-512 kernel bins numerical features eight (LightGBM, double) or sixteen
-//      (XGBoost, float) rows per vector; the others bin XGBoost's a slot at a time with
-//      no branch per row.
+//      (XGBoost, float) rows per vector; otherwise an XGBoost slot with a guide is
+//      binned a slot at a time with no branch per row.
 //   2. Score, by the first of these the model has:
 //      - Leaf tables (trees of at most 32 leaves): a tree cuts feature space into boxes,
 //        one per leaf, and a row lands in the one box that holds it. Per feature and bin,
@@ -1315,17 +1315,17 @@ constexpr PartPermTable MakePartPerm() {
 }
 alignas(64) constexpr PartPermTable kPartPerm = MakePartPerm();
 
-// PartSplitAVX2 is PartSplit for a numerical node, eight rows per vector: the rows' bins
-// gathered (4 bytes at each 2-byte bin; the bins' buffer has 8 bytes of padding), the
-// compare's mask picks a permutation that puts the left rows first and the right rows
-// last, and the one permuted vector is stored twice, at the left write position and
-// ending at the right one; each side's pointer then advances by its count. Both stores
-// land in [l, r), the slots still unwritten: the right one first (its extra lanes fall
-// below r - nr, at or above l), then the left one, whose extra lanes end at l + 8; while
-// at least 16 rows remain, l + 8 <= r - 8 <= r - nr, so they never reach a right row
-// already written. The last rows (fewer than 16) take PartSplit's scalar loop. Which rows
-// go where is PartSplit's; only their order within each side differs, and a row's sums
-// do not depend on it.
+// PartSplitAVX2 is PartSplit for a numerical node, eight rows per vector: eight scalar
+// loads and compares of the rows' bins build an 8-bit "goes left" mask (an AVX2 gather
+// of the bins was slower: docs/benchmarks.md, step 14), the mask picks a permutation that
+// puts the left rows first and the right rows last, and the one permuted vector is stored
+// twice, at the left write position and ending at the right one; each side's pointer then
+// advances by its count. Every row moves l up or r down, so r - l is the rows not yet
+// split; while at least 16 remain, the two stores ([l, l + 8) and [r - 8, r)) are
+// disjoint and inside [l, r), the slots still unwritten, so neither reaches a row already
+// written nor leaves the node's range. The last rows (fewer than 16) take PartSplit's
+// scalar loop. Which rows go where is PartSplit's; only their order within each side
+// differs, and a row's sums do not depend on it.
 PD_TARGET_AVX2 inline uint32_t PartSplitAVX2(const Node n, const uint16_t* col, const uint32_t* src, uint32_t* dst,
                                              uint32_t lo, uint32_t hi) {
   uint32_t l = lo, r = hi, i = lo;
@@ -1475,9 +1475,12 @@ PD_INLINE void WalkPartition(const Ensemble& e, const uint16_t* bins, size_t B, 
         const uint16_t* col = bins + (n.feat & 0x7FFFu) * B;
         uint32_t m;
 #if PD_X86
-        if (kISA != ISA::kScalar && !(kCat && (n.right & kCatFlag)) && !(g_walk_lockstep & 32))
-          m = PartSplitAVX2(n, col, src, dst, q.lo, q.hi);
-        else
+        if constexpr (kISA != ISA::kScalar) {
+          if (!(kCat && (n.right & kCatFlag)) && !(g_walk_lockstep & 32))
+            m = PartSplitAVX2(n, col, src, dst, q.lo, q.hi);
+          else
+            m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
+        } else
 #endif
           m = PartSplit<kCat>(n, col, pool, cat_off, src, dst, q.lo, q.hi);
         if (m < q.hi) stack[sp++] = {ri, m, q.hi, q.depth + 1};

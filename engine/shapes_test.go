@@ -264,14 +264,19 @@ func TestShapesParity(t *testing.T) {
 				}
 				if k != "generic" {
 					// The walks the partition walk replaced (benchmarks' baseline): the same bits.
-					setPreviousWalks(true)
-					err := shapesPredict(sc, l, fx.xgb, 0, l.nrows, out)
-					setPreviousWalks(false)
-					if err != nil {
-						t.Fatal(err)
-					}
-					if i := shapesFirstDiff(out, ref); i >= 0 {
-						t.Errorf("kernel %s, previous walks, row %d: %.17g, the generic walk gives %.17g", k, i, out[i], ref[i])
+					// The walks the partition walk replaced, and the partition walk before leaf
+					// pairs, AVX-512 XGBoost binning, slot-at-a-time XGBoost binning and the
+					// AVX2 split (benchmarks' baselines; pd_walk_lockstep): the same bits.
+					for _, flags := range []int{4, 8 | 16 | 32, 16 | 32} {
+						setWalkFlags(flags)
+						err := shapesPredict(sc, l, fx.xgb, 0, l.nrows, out)
+						setWalkFlags(0)
+						if err != nil {
+							t.Fatal(err)
+						}
+						if i := shapesFirstDiff(out, ref); i >= 0 {
+							t.Errorf("kernel %s, walk flags %d, row %d: %.17g, the generic walk gives %.17g", k, flags, i, out[i], ref[i])
+						}
 					}
 				}
 				// Tiny batches: the same bits as inside the big batch.

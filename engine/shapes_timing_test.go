@@ -18,9 +18,9 @@ import (
 // "Production-shaped models"). One thread; the thread's CPU time (getrusage
 // RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
 // "-prev" is the kernel with the walks before the partition walk (setPreviousWalks), "-base"
-// the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning, and
-// "-step13" the kernel as it was before the slot-at-a-time XGBoost binning and the AVX2
-// split (shapesKernelFlags; none is in the default list):
+// the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning (nor
+// step 14's changes), and "-step13" the kernel as it was before the slot-at-a-time XGBoost
+// binning and the AVX2 split (shapesKernelFlags; none is in the default list):
 //
 //	PREDICTD_FIXTURES=/path/to/fixtures go test -run '^$' -bench 'Shapes' -benchtime 1x ./engine
 //
