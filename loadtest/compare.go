@@ -40,8 +40,16 @@ type CompareThresholds struct {
 	// MinRuns is the fewest runs per side a step's figures are judged from; default 2.
 	// One run's windows do not show the noise between runs (on a shared VM its p50
 	// moved 20–35% from run to run of one build), so single runs are reported only,
-	// unless MinRuns is 1.
+	// unless MinRuns is 1. Paired: the fewest pairs.
 	MinRuns int
+	// Paired pairs the runs: the i-th run of A by start time with the i-th of B (the two
+	// sides must have as many runs). Each figure's change is then judged from the pairs'
+	// own changes (B_i against A_i): their mean (of logs, for relative figures) and a
+	// bootstrap interval over the pairs; a regression is a change past the threshold whose
+	// interval excludes no change. Runs of A and B that alternate in time share the
+	// machine's state of the moment; on a shared 2-vCPU VM the CPU per prediction of one
+	// build moved ±17% from run to run, its ratio to an adjacent run of another build ±8%.
+	Paired bool
 }
 
 func (th *CompareThresholds) defaults() {
@@ -85,9 +93,14 @@ type Finding struct {
 	Judged    bool
 	NotJudged string
 	// Beyond: the change passed its threshold. Regression: Beyond and the intervals
-	// separate. Beyond without Regression is a change within the noise.
+	// separate (paired: the change's interval excludes zero). Beyond without Regression is
+	// a change within the noise.
 	Beyond     bool
 	Regression bool
+	// Pairs is the number of run pairs the change rests on (CompareThresholds.Paired),
+	// ChangeLo..ChangeHi the change's bootstrap interval over them; zero when unpaired.
+	Pairs              int
+	ChangeLo, ChangeHi float64
 }
 
 // cmpWindow is one measured window of one run: the unit the bootstrap resamples.
@@ -255,6 +268,12 @@ func Compare(as, bs []*Result, th CompareThresholds) ([]Finding, error) {
 			return nil, fmt.Errorf("compare: different scenarios %q and %q", scen, r.Scenario)
 		}
 	}
+	if th.Paired {
+		if len(as) != len(bs) {
+			return nil, fmt.Errorf("compare --paired: A has %d runs, B has %d; want as many on each side", len(as), len(bs))
+		}
+		as, bs = byStart(as), byStart(bs)
+	}
 	var out []Finding
 	usedA := make([]map[int]bool, len(as))
 	usedB := make([]map[int]bool, len(bs))
@@ -268,6 +287,22 @@ func Compare(as, bs []*Result, th CompareThresholds) ([]Finding, error) {
 	metrics := stepMetrics(th)
 	for _, ref := range bs[0].Steps {
 		if ref.Requests == 0 || ref.Phase == "search" {
+			continue
+		}
+		if th.Paired {
+			var sa, sb []*StepResult
+			for i := range as {
+				a := collectSteps(as[i:i+1], usedA[i:i+1], &ref)
+				b := collectSteps(bs[i:i+1], usedB[i:i+1], &ref)
+				if len(a) == 1 && len(b) == 1 {
+					sa, sb = append(sa, a[0]), append(sb, b[0])
+				}
+			}
+			if len(sa) == 0 {
+				continue
+			}
+			matched++
+			out = append(out, comparePairs(ref.Index, ref.OfferedRPS, sa, sb, metrics, th.Confidence, th.MinRuns)...)
 			continue
 		}
 		sa := collectSteps(as, usedA, &ref)
@@ -405,18 +440,7 @@ func bootstrap(s *cmpSide, grid []int64, metrics []cmpMetric, seed int64) (point
 	if s.hist {
 		v = len(grid)
 	}
-	g.reset(v)
-	if !s.hist {
-		g.counts = nil
-	}
-	for _, run := range s.runs {
-		for i := range run {
-			g.add(&run[i])
-		}
-	}
-	for _, m := range metrics {
-		point = append(point, m.value(&g, grid))
-	}
+	point = sidePoint(s, grid, metrics)
 	samples = make([][]float64, len(metrics))
 	rng := rand.New(rand.NewSource(seed))
 	for range compareResamples {
@@ -440,6 +464,197 @@ func bootstrap(s *cmpSide, grid []int64, metrics []cmpMetric, seed int64) (point
 		sort.Float64s(xs)
 	}
 	return point, samples
+}
+
+// studentTQuantile is the p quantile of Student's t distribution with df degrees of
+// freedom, by bisection on its CDF.
+func studentTQuantile(p float64, df int) float64 {
+	if p <= 0.5 {
+		return -studentTQuantile(1-p, df)
+	}
+	lo, hi := 0.0, 1.0
+	for studentTCDF(hi, df) < p {
+		hi *= 2
+		if hi > 1e6 {
+			return math.Inf(1)
+		}
+	}
+	for range 100 {
+		mid := (lo + hi) / 2
+		if studentTCDF(mid, df) < p {
+			lo = mid
+		} else {
+			hi = mid
+		}
+	}
+	return (lo + hi) / 2
+}
+
+// studentTCDF is P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2)/2, x = df/(df+t²).
+func studentTCDF(t float64, df int) float64 {
+	v := float64(df)
+	return 1 - 0.5*regIncBeta(v/(v+t*t), v/2, 0.5)
+}
+
+// regIncBeta is the regularized incomplete beta function I_x(a, b), by its continued
+// fraction (Lentz's method).
+func regIncBeta(x, a, b float64) float64 {
+	if x <= 0 {
+		return 0
+	}
+	if x >= 1 {
+		return 1
+	}
+	la, _ := math.Lgamma(a)
+	lb, _ := math.Lgamma(b)
+	lab, _ := math.Lgamma(a + b)
+	front := math.Exp(lab - la - lb + a*math.Log(x) + b*math.Log(1-x))
+	if x > (a+1)/(a+b+2) {
+		return 1 - regIncBeta(1-x, b, a)
+	}
+	const tiny = 1e-300
+	f, c, d := 1.0, 1.0, 0.0
+	for i := 0; i <= 300; i++ {
+		m := float64(i / 2)
+		var num float64
+		switch {
+		case i == 0:
+			num = 1
+		case i%2 == 0:
+			num = m * (b - m) * x / ((a + 2*m - 1) * (a + 2*m))
+		default:
+			num = -(a + m) * (a + b + m) * x / ((a + 2*m) * (a + 2*m + 1))
+		}
+		d = 1 + num*d
+		if math.Abs(d) < tiny {
+			d = tiny
+		}
+		d = 1 / d
+		c = 1 + num/c
+		if math.Abs(c) < tiny {
+			c = tiny
+		}
+		cd := c * d
+		f *= cd
+		if math.Abs(1-cd) < 1e-12 {
+			break
+		}
+	}
+	return front * (f - 1) / a
+}
+
+// sidePoint is each metric's value over all of the side's windows.
+func sidePoint(s *cmpSide, grid []int64, metrics []cmpMetric) []float64 {
+	var g cmpAgg
+	v := 0
+	if s.hist {
+		v = len(grid)
+	}
+	g.reset(v)
+	if !s.hist {
+		g.counts = nil
+	}
+	for _, run := range s.runs {
+		for i := range run {
+			g.add(&run[i])
+		}
+	}
+	point := make([]float64, 0, len(metrics))
+	for _, m := range metrics {
+		point = append(point, m.value(&g, grid))
+	}
+	return point
+}
+
+// byStart returns the runs sorted by start time.
+func byStart(rs []*Result) []*Result {
+	out := append([]*Result(nil), rs...)
+	sort.SliceStable(out, func(i, j int) bool { return out[i].StartedAt.Before(out[j].StartedAt) })
+	return out
+}
+
+// comparePairs is compareStep for paired runs: sa[i] and sb[i] are one pair's steps. Each
+// side's figure and interval are shown as unpaired; the change is the pairs' mean change
+// (relative figures: the geometric mean of the ratios B_i / A_i, less one; the error rate:
+// the mean difference) and its interval Student's t interval of that mean (a paired t
+// test). Not a bootstrap: over a handful of pairs a bootstrap's interval is about their
+// range, and three pairs of one build all moving one way (1 in 8) would be a regression.
+func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMetric, conf float64, minPairs int) []Finding {
+	out := compareStep(idx, offered, sa, sb, metrics, conf, 1)
+	grid, index := valueGrid(sa, sb)
+	va := make([][]float64, len(sa)) // per pair, per metric
+	vb := make([][]float64, len(sb))
+	for i := range sa {
+		va[i] = sidePoint(buildSide(sa[i:i+1], index), grid, metrics)
+		vb[i] = sidePoint(buildSide(sb[i:i+1], index), grid, metrics)
+	}
+	A, B := buildSide(sa, index), buildSide(sb, index)
+	for k := range out {
+		f := &out[k]
+		mi := -1
+		for i, m := range metrics {
+			if m.name == f.Metric {
+				mi = i
+			}
+		}
+		m := metrics[mi]
+		var d []float64 // the pairs' changes: log ratios, or differences
+		for i := range va {
+			x, y := va[i][mi], vb[i][mi]
+			c := y - x
+			if !m.absolute {
+				c = math.Log(y / x)
+			}
+			if !math.IsNaN(c) && !math.IsInf(c, 0) {
+				d = append(d, c)
+			}
+		}
+		f.Pairs = len(d)
+		from := func(c float64) float64 {
+			if m.absolute {
+				return c
+			}
+			return math.Expm1(c)
+		}
+		if len(d) > 0 {
+			var sum float64
+			for _, c := range d {
+				sum += c
+			}
+			mean := sum / float64(len(d))
+			f.Change = from(mean)
+			f.ChangeLo, f.ChangeHi = math.Inf(-1), math.Inf(1)
+			if n := len(d); n >= 2 {
+				var ss float64
+				for _, c := range d {
+					ss += (c - mean) * (c - mean)
+				}
+				half := studentTQuantile(0.5+conf/2, n-1) * math.Sqrt(ss/float64(n-1)/float64(n))
+				f.ChangeLo, f.ChangeHi = from(mean-half), from(mean+half)
+			}
+		}
+		f.NotJudged, f.Judged = "", false
+		switch {
+		case len(d) < minPairs:
+			f.NotJudged = fmt.Sprintf("needs ≥ %d run pairs, has %d", minPairs, len(d))
+		case A.windows < minWindows || B.windows < minWindows:
+			f.NotJudged = fmt.Sprintf("needs ≥ %d measured windows per side, has %d and %d", minWindows, A.windows, B.windows)
+		case m.enough(A) != "":
+			f.NotJudged = "A: " + m.enough(A)
+		case m.enough(B) != "":
+			f.NotJudged = "B: " + m.enough(B)
+		default:
+			f.Judged = true
+		}
+		if m.higherWorse {
+			f.Beyond = f.Change > m.tol
+			f.Regression = f.Judged && f.Beyond && f.ChangeLo > 0
+		} else {
+			f.Beyond = -f.Change > m.tol
+			f.Regression = f.Judged && f.Beyond && f.ChangeHi < 0
+		}
+	}
+	return out
 }
 
 // interval is the central conf interval of sorted samples.
@@ -565,16 +780,28 @@ func compareSearch(as, bs []*Result, th CompareThresholds) (Finding, bool) {
 // interval, the change, and the verdict.
 func FormatFindings(fs []Finding) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "%-5s %-9s %-26s %24s %24s %9s  %s\n", "step", "offered/s", "metric", "A [interval]", "B [interval]", "change", "verdict")
+	cw := 9 // the change column; paired findings add the change's interval
+	for _, f := range fs {
+		if f.Pairs > 0 {
+			cw = 26
+		}
+	}
+	fmt.Fprintf(&b, "%-5s %-9s %-26s %24s %24s %*s  %s\n", "step", "offered/s", "metric", "A [interval]", "B [interval]", cw, "change", "verdict")
 	for _, f := range fs {
 		step := fmt.Sprint(f.Step)
 		if f.Step < 0 {
 			step = "-"
 		}
 		change := fmt.Sprintf("%+.1f%%", 100*f.Change)
+		if f.Pairs > 0 {
+			change = fmt.Sprintf("%+.1f%% [%+.1f, %+.1f]", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi)
+		}
 		side := func(x, lo, hi float64) string { return fmt.Sprintf("%.4g [%.4g, %.4g]", x, lo, hi) }
 		if f.Metric == "error_rate" {
 			change = fmt.Sprintf("%+.2fpp", 100*f.Change)
+			if f.Pairs > 0 {
+				change = fmt.Sprintf("%+.2fpp [%+.2f, %+.2f]", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi)
+			}
 			side = func(x, lo, hi float64) string {
 				return fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*x, 100*lo, 100*hi)
 			}
@@ -585,11 +812,13 @@ func FormatFindings(fs []Finding) string {
 			verdict = "REGRESSION"
 		case !f.Judged:
 			verdict = "not judged: " + f.NotJudged
+		case f.Beyond && f.Pairs > 0:
+			verdict = "within noise (the change's interval holds zero)"
 		case f.Beyond:
 			verdict = "within noise (intervals overlap)"
 		}
-		fmt.Fprintf(&b, "%-5s %-9.1f %-26s %24s %24s %9s  %s\n", step, f.Offered, f.Metric,
-			side(f.A, f.ALo, f.AHi), side(f.B, f.BLo, f.BHi), change, verdict)
+		fmt.Fprintf(&b, "%-5s %-9.1f %-26s %24s %24s %*s  %s\n", step, f.Offered, f.Metric,
+			side(f.A, f.ALo, f.AHi), side(f.B, f.BLo, f.BHi), cw, change, verdict)
 	}
 	return b.String()
 }

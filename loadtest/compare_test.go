@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"strings"
 	"testing"
+	"time"
 )
 
 // synthNoise shapes synthetic profiles like runs on a shared, oversubscribed machine:
@@ -22,6 +23,7 @@ type synthNoise struct {
 	rates     []float64
 	cpuPer1kS float64 // sidecar CPU-seconds per 1k predictions
 	cands     int
+	machine   float64 // the machine's speed factor during the run (0: 1)
 }
 
 func defaultNoise() synthNoise {
@@ -33,6 +35,9 @@ func defaultNoise() synthNoise {
 // written as the runner writes them.
 func synthRun(rng *rand.Rand, n synthNoise) *Result {
 	runF := math.Exp(rng.NormFloat64() * n.runSigma)
+	if n.machine > 0 {
+		runF *= n.machine
+	}
 	var steps []StepResult
 	for i, rate := range n.rates {
 		st := StepResult{Index: i, Phase: "step", MeasuredS: float64(n.windows)}
@@ -132,6 +137,93 @@ func TestCompareNoiseSimulation(t *testing.T) {
 		t.Logf("%d run(s) per side, 20%% slower: %d/10 flagged", runs, det)
 		if det != 10 {
 			t.Errorf("%d run(s) per side: a 20%% slowdown flagged in only %d of 10 tries; last:\n%s", runs, det, ex)
+		}
+	}
+}
+
+// simulatePaired draws tries comparisons of pairs runs per side whose pairs share the
+// machine's speed of the moment (a factor with lognormal sigma drift, drawn per pair and
+// applied to both of its runs) and counts those compare flagged, paired and unpaired.
+func simulatePaired(t *testing.T, seed int64, tries, pairs int, drift float64, a, b synthNoise) (paired, unpaired int, example string) {
+	t.Helper()
+	rng := rand.New(rand.NewSource(seed))
+	for range tries {
+		var as, bs []*Result
+		for i := range pairs {
+			m := math.Exp(rng.NormFloat64() * drift)
+			a.machine, b.machine = m, m
+			ra, rb := synthRun(rng, a), synthRun(rng, b)
+			// A before B, pair by pair: the start times compare pairs by.
+			ra.StartedAt = time.Unix(int64(100*i), 0)
+			rb.StartedAt = time.Unix(int64(100*i+50), 0)
+			as, bs = append(as, ra), append(bs, rb)
+		}
+		for _, p := range []bool{true, false} {
+			fs, err := Compare(as, bs, CompareThresholds{Paired: p})
+			if err != nil {
+				t.Fatal(err)
+			}
+			reg := false
+			for _, f := range fs {
+				reg = reg || f.Regression
+			}
+			if reg && p {
+				paired++
+			}
+			if reg && !p {
+				unpaired++
+			}
+			if p {
+				example = FormatFindings(fs)
+			}
+		}
+	}
+	return paired, unpaired, example
+}
+
+// TestComparePairedSimulation: where the machine's speed drifts between runs far more
+// than a run's own noise (sigma 0.17 against 0.03, as on the shared VM), six pairs of
+// alternating runs find a 20% slowdown in 10 of 10 tries (unpaired, the same runs miss
+// it), and two draws of one build compare clean in 10 of 10.
+func TestComparePairedSimulation(t *testing.T) {
+	same := defaultNoise()
+	slow := defaultNoise()
+	slow.slowdown = 1.2
+	fp, ufp, ex := simulatePaired(t, 21, 10, 6, 0.17, same, same)
+	t.Logf("6 pairs, same build: %d/10 flagged paired, %d/10 unpaired", fp, ufp)
+	if fp != 0 {
+		t.Errorf("identical builds flagged in %d of 10 paired tries; last:\n%s", fp, ex)
+	}
+	det, udet, ex := simulatePaired(t, 22, 10, 6, 0.17, same, slow)
+	t.Logf("6 pairs, 20%% slower: %d/10 flagged paired, %d/10 unpaired", det, udet)
+	if det != 10 {
+		t.Errorf("a 20%% slowdown flagged in only %d of 10 paired tries; last:\n%s", det, ex)
+	}
+	if udet == 10 {
+		t.Errorf("the simulated drift is too small to matter: unpaired compare flagged all 10")
+	}
+}
+
+// TestComparePairedNeedsEqualSides: --paired with unequal sides is an error, not a
+// silent drop of runs.
+func TestComparePairedNeedsEqualSides(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	n := defaultNoise()
+	_, err := Compare([]*Result{synthRun(rng, n), synthRun(rng, n)}, []*Result{synthRun(rng, n)}, CompareThresholds{Paired: true})
+	if err == nil || !strings.Contains(err.Error(), "A has 2 runs, B has 1") {
+		t.Fatalf("err = %v", err)
+	}
+}
+
+// TestStudentTQuantile against tabulated values.
+func TestStudentTQuantile(t *testing.T) {
+	for _, c := range []struct {
+		p    float64
+		df   int
+		want float64
+	}{{0.975, 1, 12.706}, {0.975, 2, 4.303}, {0.975, 5, 2.571}, {0.975, 10, 2.228}, {0.95, 5, 2.015}, {0.995, 30, 2.750}, {0.025, 5, -2.571}} {
+		if got := studentTQuantile(c.p, c.df); math.Abs(got-c.want) > 0.001 {
+			t.Errorf("t(%v, %d) = %.4f, want %.3f", c.p, c.df, got, c.want)
 		}
 	}
 }

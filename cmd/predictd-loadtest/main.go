@@ -274,14 +274,19 @@ comma-separated list of those. Every figure gets a bootstrap confidence interval
 (resampling runs, then each run's measured windows); it is a regression only when its
 change passes the threshold below AND the intervals separate. Figures from too few
 samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows, fewer than
---min-runs runs per side) are shown as not judged. Exits 1 on any regression (so it can gate CI), 0 otherwise, 2 on usage
-errors.`)
+--min-runs runs per side) are shown as not judged. With --paired, the i-th run of A (by
+start time) is paired with the i-th run of B: run the two builds alternately (A, B, A,
+B, ...), and each figure's change is judged from the pairs' own changes, which share the
+machine's state of the moment: a regression is a change past the threshold whose
+bootstrap interval over the pairs excludes zero. Exits 1 on any regression (so it can
+gate CI), 0 otherwise, 2 on usage errors.`)
 	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
 	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
 	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
 	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
 	conf := fs.Float64("confidence", 95, "confidence of each side's interval, percent")
-	minRuns := fs.Int("min-runs", 2, "fewest runs per side a step is judged from (1 trusts one run's windows to show all the noise)")
+	minRuns := fs.Int("min-runs", 2, "fewest runs per side a step is judged from (1 trusts one run's windows to show all the noise); with --paired, the fewest pairs")
+	paired := fs.Bool("paired", false, "pair the i-th run of A with the i-th of B by start time and judge each change from the pairs (runs of A and B alternated)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -308,10 +313,14 @@ errors.`)
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 2
 	}
-	fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
+	if *paired {
+		fmt.Printf("A: %d run(s), B: %d run(s), paired by start time; %.0f%% bootstrap intervals (the change's: over the pairs)\n", len(a), len(b), *conf)
+	} else {
+		fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
+	}
 	findings, err := loadtest.Compare(a, b, loadtest.CompareThresholds{
 		Latency: *lat / 100, Throughput: *thr / 100, CPU: *cpu / 100, ErrorRate: *errs / 100,
-		Confidence: *conf / 100, MinRuns: *minRuns,
+		Confidence: *conf / 100, MinRuns: *minRuns, Paired: *paired,
 	})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)

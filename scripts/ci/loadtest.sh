@@ -24,18 +24,19 @@
 #                                             and USERS (100000) set how many entities exist
 #   scripts/ci/loadtest.sh compare-trials N DIR
 #                                             how often compare is right on this machine:
-#                                             N trials, each three sides of three runs of
-#                                             regression-gate (model A, model B, model A
-#                                             again; their runs alternate) where
+#                                             N trials, each three sides of REPS (default
+#                                             3) runs of regression-gate (model A, model
+#                                             B, model A again; their runs alternate) where
 #                                             A is the demo model's trees HEAVY times
 #                                             (default 40) and B has MORE (default 30)
 #                                             percent more trees: about 20% more sidecar
 #                                             CPU per prediction at 500 candidates, as
 #                                             each trial prints (the per-request costs
 #                                             do not grow with the trees);
-#                                             prints each trial's verdicts for A vs A
-#                                             (should be clean) and A vs B, A' vs B
-#                                             (should be flagged), and the tallies
+#                                             prints each trial's verdicts, unpaired and
+#                                             compare --paired, for A vs A' (should be
+#                                             clean) and A vs B, A' vs B (should be
+#                                             flagged), and the tallies
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -199,15 +200,19 @@ compare-trials)
     kill -INT "$pid"
     wait "$pid" 2>/dev/null || true
   }
+  # verdict A B [--paired]: compare's verdict on runs A and B
   verdict() {
-    if bin/predictd-loadtest compare "$dir/profiles/regression-gate/$1" "$dir/profiles/regression-gate/$2" \
-      >"$dir/compare-$1-$2.txt" 2>&1; then echo clean; else echo "flagged(rc=$?)"; fi
+    out="$dir/compare-$1-$2${3:-}.txt"
+    if bin/predictd-loadtest compare ${3:-} "$dir/profiles/regression-gate/$1" "$dir/profiles/regression-gate/$2" \
+      >"$out" 2>&1; then echo clean; else echo "flagged(rc=$?)"; fi
   }
-  clean=0 caught1=0 caught2=0
+  reps=${REPS:-3}
+  clean=0 caught1=0 caught2=0 pclean=0 pcaught1=0 pcaught2=0
   for i in $(seq "$n"); do
     # The runs of the three sides alternate, so a slow minute on the machine falls on all
-    # of them rather than on one side's three runs.
-    for r in 1 2 3; do
+    # of them rather than on one side's runs, and each run of B has a run of A and of A'
+    # beside it in time (compare --paired).
+    for r in $(seq "$reps"); do
       runside A "a$i/rep-$r"
       runside B "b$i/rep-$r"
       runside A "c$i/rep-$r"
@@ -215,14 +220,22 @@ compare-trials)
     same=$(verdict "a$i" "c$i")
     slow1=$(verdict "a$i" "b$i")
     slow2=$(verdict "c$i" "b$i")
+    psame=$(verdict "a$i" "c$i" --paired)
+    pslow1=$(verdict "a$i" "b$i" --paired)
+    pslow2=$(verdict "c$i" "b$i" --paired)
     [ "$same" = clean ] && clean=$((clean + 1))
     [ "$slow1" != clean ] && caught1=$((caught1 + 1))
     [ "$slow2" != clean ] && caught2=$((caught2 + 1))
-    # B's measured cost: the change of CPU per prediction at each step, A vs B
-    cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-a$i-b$i.txt")
-    echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): A vs A' $same; A vs B $slow1; A' vs B $slow2; B's CPU per prediction by step: $cpu"
+    [ "$psame" = clean ] && pclean=$((pclean + 1))
+    [ "$pslow1" != clean ] && pcaught1=$((pcaught1 + 1))
+    [ "$pslow2" != clean ] && pcaught2=$((pcaught2 + 1))
+    # B's measured cost: the change of CPU per prediction at each step, A vs B, paired
+    cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-a$i-b$i--paired.txt")
+    echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): unpaired: A vs A' $same; A vs B $slow1; A' vs B $slow2;" \
+      "paired: $psame; $pslow1; $pslow2; B's CPU per prediction by step: $cpu"
   done
-  echo "identical builds clean: $clean/$n; 20% heavier flagged: $caught1/$n (A vs B), $caught2/$n (A' vs B)"
+  echo "$reps runs per side; unpaired: identical builds clean: $clean/$n; 20% heavier flagged: $caught1/$n (A vs B), $caught2/$n (A' vs B)"
+  echo "$reps runs per side; paired: identical builds clean: $pclean/$n; 20% heavier flagged: $pcaught1/$n (A vs B), $pcaught2/$n (A' vs B)"
   ;;
 profile)
   scenario=${1:?usage: loadtest.sh profile SCENARIO [predictd serve args...]}
