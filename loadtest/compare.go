@@ -633,19 +633,11 @@ func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpM
 				f.ChangeLo, f.ChangeHi = from(mean-half), from(mean+half)
 			}
 		}
-		f.NotJudged, f.Judged = "", false
-		switch {
-		case len(d) < minPairs:
+		f.NotJudged = sidesNotJudged(A, B, m)
+		if len(d) < minPairs {
 			f.NotJudged = fmt.Sprintf("needs ≥ %d run pairs, has %d", minPairs, len(d))
-		case A.windows < minWindows || B.windows < minWindows:
-			f.NotJudged = fmt.Sprintf("needs ≥ %d measured windows per side, has %d and %d", minWindows, A.windows, B.windows)
-		case m.enough(A) != "":
-			f.NotJudged = "A: " + m.enough(A)
-		case m.enough(B) != "":
-			f.NotJudged = "B: " + m.enough(B)
-		default:
-			f.Judged = true
 		}
+		f.Judged = f.NotJudged == ""
 		if m.higherWorse {
 			f.Beyond = f.Change > m.tol
 			f.Regression = f.Judged && f.Beyond && f.ChangeLo > 0
@@ -698,12 +690,8 @@ func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMe
 		switch {
 		case len(A.runs) < minRuns || len(B.runs) < minRuns:
 			f.NotJudged = fmt.Sprintf("needs ≥ %d runs per side (run --repeat), has %d and %d", minRuns, len(A.runs), len(B.runs))
-		case A.windows < minWindows || B.windows < minWindows:
-			f.NotJudged = fmt.Sprintf("needs ≥ %d measured windows per side, has %d and %d", minWindows, A.windows, B.windows)
-		case m.enough(A) != "":
-			f.NotJudged = "A: " + m.enough(A)
-		case m.enough(B) != "":
-			f.NotJudged = "B: " + m.enough(B)
+		case sidesNotJudged(A, B, m) != "":
+			f.NotJudged = sidesNotJudged(A, B, m)
 		case math.IsNaN(f.A) || math.IsNaN(f.B):
 			f.NotJudged = "no value"
 		default:
@@ -713,6 +701,20 @@ func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMe
 		out = append(out, f)
 	}
 	return out
+}
+
+// sidesNotJudged says why sides A and B cannot be judged on metric m (too few windows,
+// or what the metric needs), or "".
+func sidesNotJudged(A, B *cmpSide, m cmpMetric) string {
+	switch {
+	case A.windows < minWindows || B.windows < minWindows:
+		return fmt.Sprintf("needs ≥ %d measured windows per side, has %d and %d", minWindows, A.windows, B.windows)
+	case m.enough(A) != "":
+		return "A: " + m.enough(A)
+	case m.enough(B) != "":
+		return "B: " + m.enough(B)
+	}
+	return ""
 }
 
 // judge sets Beyond and Regression from the change and the intervals.
