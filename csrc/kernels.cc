@@ -1262,39 +1262,46 @@ constexpr size_t kPartBinBytes = size_t(512) << 10;
 constexpr uint32_t kPartSmall = 4;
 constexpr size_t kPartFinishRows = 16;
 
+// PartPut writes row to the left part (at l) or the right part (below r) of a split,
+// without a branch: to both candidate slots, advancing only one write position (the other
+// slot is overwritten later or is the same).
+PD_INLINE void PartPut(uint32_t* dst, uint32_t row, uint32_t gl, uint32_t& l, uint32_t& r) {
+  dst[l] = row;
+  dst[r - 1] = row;
+  l += gl;
+  r -= gl ^ 1u;
+}
+
+// PartSplitNum is a numerical node's split of src[i, hi) from write positions l and r;
+// returns the final l.
+PD_INLINE uint32_t PartSplitNum(const Node n, const uint16_t* col, const uint32_t* src, uint32_t* dst, uint32_t i,
+                                uint32_t hi, uint32_t l, uint32_t r) {
+  const uint32_t bias = n.feat >> 15, kk = n.kk;
+  for (; i < hi; i++) {
+    const uint32_t row = src[i];
+    PartPut(dst, row, uint16_t(col[row] + bias) <= kk, l, r);
+  }
+  return l;
+}
+
 // PartSplit partitions src[lo, hi) by node n into dst: left rows to [lo, m), right rows
-// to [m, hi); returns m. Branch-free: each index is written to both candidate slots and
-// only one write pointer advances (the other slot is overwritten later or is the same).
+// to [m, hi); returns m (PartPut per row).
 template <bool kCat>
 PD_INLINE uint32_t PartSplit(const Node n, const uint16_t* col, const uint32_t* pool, const uint32_t* cat_off,
-                                   const uint32_t* src, uint32_t* dst, uint32_t lo, uint32_t hi) {
-  uint32_t l = lo, r = hi;
+                             const uint32_t* src, uint32_t* dst, uint32_t lo, uint32_t hi) {
   if (kCat && (n.right & kCatFlag)) {
+    uint32_t l = lo, r = hi;
     const uint32_t c = cat_off[n.kk];
     const uint32_t* base = pool + (c & 0x7FFFFFu);
     const uint32_t sh = c >> 28, bit = (c >> 23) & 31u;
     for (uint32_t i = lo; i < hi; i++) {
       const uint32_t row = src[i];
-      const uint32_t gl = (base[uint32_t(col[row]) << sh] >> bit) & 1u;
-      dst[l] = row;
-      dst[r - 1] = row;
-      l += gl;
-      r -= gl ^ 1u;
+      PartPut(dst, row, (base[uint32_t(col[row]) << sh] >> bit) & 1u, l, r);
     }
     return l;
   }
-  const uint32_t bias = n.feat >> 15, kk = n.kk;
-  for (uint32_t i = lo; i < hi; i++) {
-    const uint32_t row = src[i];
-    const uint32_t gl = uint16_t(col[row] + bias) <= kk;
-    dst[l] = row;
-    dst[r - 1] = row;
-    l += gl;
-    r -= gl ^ 1u;
-  }
-  return l;
+  return PartSplitNum(n, col, src, dst, lo, hi, lo, hi);
 }
-
 
 #if PD_X86
 // kPartPerm[m]: for an 8-lane "goes left" mask m, the lanes whose bit is set, in order,
@@ -1323,7 +1330,7 @@ alignas(64) constexpr PartPermTable kPartPerm = MakePartPerm();
 // advances by its count. Every row moves l up or r down, so r - l is the rows not yet
 // split; while at least 16 remain, the two stores ([l, l + 8) and [r - 8, r)) are
 // disjoint and inside [l, r), the slots still unwritten, so neither reaches a row already
-// written nor leaves the node's range. The last rows (fewer than 16) take PartSplit's
+// written nor leaves the node's range. The last rows (fewer than 16) take PartSplitNum's
 // scalar loop. Which rows go where is PartSplit's; only their order within each side
 // differs, and a row's sums do not depend on it.
 PD_TARGET_AVX2 inline uint32_t PartSplitAVX2(const Node n, const uint16_t* col, const uint32_t* src, uint32_t* dst,
@@ -1342,15 +1349,7 @@ PD_TARGET_AVX2 inline uint32_t PartSplitAVX2(const Node n, const uint16_t* col, 
     l += nl;
     r -= 8 - nl;
   }
-  for (; i < hi; i++) {
-    const uint32_t row = src[i];
-    const uint32_t gl = uint16_t(col[row] + bias1) <= kk;
-    dst[l] = row;
-    dst[r - 1] = row;
-    l += gl;
-    r -= gl ^ 1u;
-  }
-  return l;
+  return PartSplitNum(n, col, src, dst, i, hi, l, r);
 }
 #endif
 
