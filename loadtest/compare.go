@@ -44,11 +44,13 @@ type CompareThresholds struct {
 	MinRuns int
 	// Paired pairs the runs: the i-th run of A by start time with the i-th of B (the two
 	// sides must have as many runs). Each figure's change is then judged from the pairs'
-	// own changes (B_i against A_i): their mean (of logs, for relative figures) and a
-	// bootstrap interval over the pairs; a regression is a change past the threshold whose
-	// interval excludes no change. Runs of A and B that alternate in time share the
-	// machine's state of the moment; on a shared 2-vCPU VM the CPU per prediction of one
-	// build moved ±17% from run to run, its ratio to an adjacent run of another build ±8%.
+	// own changes (B_i against A_i): their mean (of logs, for relative figures) and its
+	// Student's t interval (a paired t test); a regression is a change past the threshold
+	// whose interval excludes no change. A pair counts for a figure only when each of its
+	// two runs alone has the samples the figure needs (a p99 from 1,000 requests). Runs of
+	// A and B that alternate in time share the machine's state of the moment; on a shared
+	// 2-vCPU VM the CPU per prediction of one build varied from run to run with a standard
+	// deviation of 11–13%, its ratio to the adjacent run of another build with one of 7%.
 	Paired bool
 }
 
@@ -98,7 +100,7 @@ type Finding struct {
 	Beyond     bool
 	Regression bool
 	// Pairs is the number of run pairs the change rests on (CompareThresholds.Paired),
-	// ChangeLo..ChangeHi the change's bootstrap interval over them; zero when unpaired.
+	// ChangeLo..ChangeHi the change's t interval over them; zero when unpaired.
 	Pairs              int
 	ChangeLo, ChangeHi float64
 }
@@ -469,7 +471,10 @@ func bootstrap(s *cmpSide, grid []int64, metrics []cmpMetric, seed int64) (point
 // studentTQuantile is the p quantile of Student's t distribution with df degrees of
 // freedom, by bisection on its CDF.
 func studentTQuantile(p float64, df int) float64 {
-	if p <= 0.5 {
+	if p == 0.5 {
+		return 0
+	}
+	if p < 0.5 {
 		return -studentTQuantile(1-p, df)
 	}
 	lo, hi := 0.0, 1.0
@@ -505,13 +510,13 @@ func regIncBeta(x, a, b float64) float64 {
 	if x >= 1 {
 		return 1
 	}
+	if x > (a+1)/(a+b+2) {
+		return 1 - regIncBeta(1-x, b, a)
+	}
 	la, _ := math.Lgamma(a)
 	lb, _ := math.Lgamma(b)
 	lab, _ := math.Lgamma(a + b)
 	front := math.Exp(lab - la - lb + a*math.Log(x) + b*math.Log(1-x))
-	if x > (a+1)/(a+b+2) {
-		return 1 - regIncBeta(1-x, b, a)
-	}
 	const tiny = 1e-300
 	f, c, d := 1.0, 1.0, 0.0
 	for i := 0; i <= 300; i++ {
@@ -566,6 +571,26 @@ func sidePoint(s *cmpSide, grid []int64, metrics []cmpMetric) []float64 {
 	return point
 }
 
+// PairsAlternate reports whether runs as and bs (one side each, as many runs) alternate
+// in time once each side is sorted by start: A_1 < B_1 < A_2 < B_2 ... or B_1 < A_1 <
+// B_2 < A_2 ..., so that each pair's runs are neighbours. compare --paired warns when not:
+// pairs of runs far apart in time carry the machine's drift into their change.
+func PairsAlternate(as, bs []*Result) bool {
+	if len(as) != len(bs) {
+		return false
+	}
+	as, bs = byStart(as), byStart(bs)
+	alt := func(x, y []*Result) bool {
+		for i := range x {
+			if !x[i].StartedAt.Before(y[i].StartedAt) || i+1 < len(x) && !y[i].StartedAt.Before(x[i+1].StartedAt) {
+				return false
+			}
+		}
+		return true
+	}
+	return alt(as, bs) || alt(bs, as)
+}
+
 // byStart returns the runs sorted by start time.
 func byStart(rs []*Result) []*Result {
 	out := append([]*Result(nil), rs...)
@@ -584,9 +609,12 @@ func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpM
 	grid, index := valueGrid(sa, sb)
 	va := make([][]float64, len(sa)) // per pair, per metric
 	vb := make([][]float64, len(sb))
+	pa := make([]*cmpSide, len(sa)) // per pair, each run as a side of its own
+	pb := make([]*cmpSide, len(sb))
 	for i := range sa {
-		va[i] = sidePoint(buildSide(sa[i:i+1], index), grid, metrics)
-		vb[i] = sidePoint(buildSide(sb[i:i+1], index), grid, metrics)
+		pa[i], pb[i] = buildSide(sa[i:i+1], index), buildSide(sb[i:i+1], index)
+		va[i] = sidePoint(pa[i], grid, metrics)
+		vb[i] = sidePoint(pb[i], grid, metrics)
 	}
 	A, B := buildSide(sa, index), buildSide(sb, index)
 	for k := range out {
@@ -599,7 +627,12 @@ func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpM
 		}
 		m := metrics[mi]
 		var d []float64 // the pairs' changes: log ratios, or differences
+		short := ""     // why a pair was left out, if one was
 		for i := range va {
+			if why := sidesNotJudged(pa[i], pb[i], m); why != "" {
+				short = why
+				continue
+			}
 			x, y := va[i][mi], vb[i][mi]
 			c := y - x
 			if !m.absolute {
@@ -634,8 +667,11 @@ func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpM
 			}
 		}
 		f.NotJudged = sidesNotJudged(A, B, m)
-		if len(d) < minPairs {
+		if f.NotJudged == "" && len(d) < minPairs {
 			f.NotJudged = fmt.Sprintf("needs ≥ %d run pairs, has %d", minPairs, len(d))
+			if short != "" {
+				f.NotJudged = fmt.Sprintf("needs ≥ %d run pairs each judged on its own runs, has %d (a run alone: %s)", minPairs, len(d), short)
+			}
 		}
 		f.Judged = f.NotJudged == ""
 		if m.higherWorse {
@@ -782,10 +818,10 @@ func compareSearch(as, bs []*Result, th CompareThresholds) (Finding, bool) {
 // interval, the change, and the verdict.
 func FormatFindings(fs []Finding) string {
 	var b strings.Builder
-	cw := 9 // the change column; paired findings add the change's interval
+	cw := 9 // the change column; paired findings add the change's interval and pairs
 	for _, f := range fs {
 		if f.Pairs > 0 {
-			cw = 26
+			cw = 34
 		}
 	}
 	fmt.Fprintf(&b, "%-5s %-9s %-26s %24s %24s %*s  %s\n", "step", "offered/s", "metric", "A [interval]", "B [interval]", cw, "change", "verdict")
@@ -796,13 +832,13 @@ func FormatFindings(fs []Finding) string {
 		}
 		change := fmt.Sprintf("%+.1f%%", 100*f.Change)
 		if f.Pairs > 0 {
-			change = fmt.Sprintf("%+.1f%% [%+.1f, %+.1f]", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi)
+			change = fmt.Sprintf("%+.1f%% [%+.1f%%, %+.1f%%] n=%d", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi, f.Pairs)
 		}
 		side := func(x, lo, hi float64) string { return fmt.Sprintf("%.4g [%.4g, %.4g]", x, lo, hi) }
 		if f.Metric == "error_rate" {
 			change = fmt.Sprintf("%+.2fpp", 100*f.Change)
 			if f.Pairs > 0 {
-				change = fmt.Sprintf("%+.2fpp [%+.2f, %+.2f]", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi)
+				change = fmt.Sprintf("%+.2fpp [%+.2f, %+.2f] n=%d", 100*f.Change, 100*f.ChangeLo, 100*f.ChangeHi, f.Pairs)
 			}
 			side = func(x, lo, hi float64) string {
 				return fmt.Sprintf("%.2f%% [%.2f, %.2f]", 100*x, 100*lo, 100*hi)

@@ -182,7 +182,8 @@ func simulatePaired(t *testing.T, seed int64, tries, pairs int, drift float64, a
 }
 
 // TestComparePairedSimulation: where the machine's speed drifts between runs far more
-// than a run's own noise (sigma 0.17 against 0.03, as on the shared VM), six pairs of
+// than a run's own noise (sigma 0.17 against 0.03; 0.17 is the spread of one build's
+// CPU per prediction over thirty real runs on the shared VM), six pairs of
 // alternating runs find a 20% slowdown in 10 of 10 tries (unpaired, the same runs miss
 // it), and two draws of one build compare clean in 10 of 10.
 func TestComparePairedSimulation(t *testing.T) {
@@ -215,13 +216,60 @@ func TestComparePairedNeedsEqualSides(t *testing.T) {
 	}
 }
 
+// TestComparePairedPerRunSamples: a paired p99 rests on each run's own p99, so runs of
+// 250 requests each leave it not judged however many pairs pool to 1,000; the mean of
+// the same runs is judged.
+func TestComparePairedPerRunSamples(t *testing.T) {
+	rng := rand.New(rand.NewSource(8))
+	n := defaultNoise()
+	n.rates = []float64{25}
+	var as, bs []*Result
+	for i := range 6 {
+		a, b := synthRun(rng, n), synthRun(rng, n)
+		a.StartedAt, b.StartedAt = time.Unix(int64(10*i), 0), time.Unix(int64(10*i+5), 0)
+		as, bs = append(as, a), append(bs, b)
+	}
+	if !PairsAlternate(as, bs) {
+		t.Fatal("PairsAlternate: false for A_1 < B_1 < A_2 < ...")
+	}
+	fs, err := Compare(as, bs, CompareThresholds{Paired: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := 0
+	for _, f := range fs {
+		switch f.Metric {
+		case "p99_ms":
+			seen++
+			if f.Judged || !strings.Contains(f.NotJudged, "each judged on its own runs, has 0") {
+				t.Errorf("p99 from 250-request runs: judged %v, %q", f.Judged, f.NotJudged)
+			}
+		case "mean_ms":
+			seen++
+			if !f.Judged || f.Pairs != 6 {
+				t.Errorf("mean: judged %v from %d pairs (%q), want judged from 6", f.Judged, f.Pairs, f.NotJudged)
+			}
+		}
+	}
+	if seen != 2 {
+		t.Fatalf("%d of p99 and mean found:\n%s", seen, FormatFindings(fs))
+	}
+	// All of A before all of B: the pairs do not alternate.
+	for i := range bs {
+		bs[i].StartedAt = time.Unix(int64(1000+10*i), 0)
+	}
+	if PairsAlternate(as, bs) {
+		t.Error("PairsAlternate: true for A_1 < ... < A_6 < B_1 < ...")
+	}
+}
+
 // TestStudentTQuantile against tabulated values.
 func TestStudentTQuantile(t *testing.T) {
 	for _, c := range []struct {
 		p    float64
 		df   int
 		want float64
-	}{{0.975, 1, 12.706}, {0.975, 2, 4.303}, {0.975, 5, 2.571}, {0.975, 10, 2.228}, {0.95, 5, 2.015}, {0.995, 30, 2.750}, {0.025, 5, -2.571}} {
+	}{{0.975, 1, 12.706}, {0.975, 2, 4.303}, {0.975, 5, 2.571}, {0.975, 10, 2.228}, {0.95, 5, 2.015}, {0.995, 30, 2.750}, {0.025, 5, -2.571}, {0.5, 3, 0}} {
 		if got := studentTQuantile(c.p, c.df); math.Abs(got-c.want) > 0.001 {
 			t.Errorf("t(%v, %d) = %.4f, want %.3f", c.p, c.df, got, c.want)
 		}

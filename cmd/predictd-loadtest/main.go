@@ -278,8 +278,9 @@ samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows, fewe
 start time) is paired with the i-th run of B: run the two builds alternately (A, B, A,
 B, ...), and each figure's change is judged from the pairs' own changes, which share the
 machine's state of the moment: a regression is a change past the threshold whose
-bootstrap interval over the pairs excludes zero. Exits 1 on any regression (so it can
-gate CI), 0 otherwise, 2 on usage errors.`)
+Student's t interval over the pairs (a paired t test) excludes zero; a pair counts for a
+figure only when each of its runs alone has the samples the figure needs. Exits 1 on any
+regression (so it can gate CI), 0 otherwise, 2 on usage errors.`)
 	lat := fs.Float64("latency", 10, "p50/p99 increase that is a regression, percent")
 	thr := fs.Float64("throughput", 5, "achieved-rate decrease that is a regression, percent")
 	cpu := fs.Float64("cpu", 10, "CPU-per-prediction increase that is a regression, percent")
@@ -314,7 +315,14 @@ gate CI), 0 otherwise, 2 on usage errors.`)
 		return 2
 	}
 	if *paired {
-		fmt.Printf("A: %d run(s), B: %d run(s), paired by start time; %.0f%% bootstrap intervals (the change's: over the pairs)\n", len(a), len(b), *conf)
+		if *minRuns < 2 {
+			fmt.Fprintln(os.Stderr, "predictd-loadtest compare: --paired needs --min-runs of at least 2 (one pair has no spread to judge)")
+			return 2
+		}
+		fmt.Printf("A: %d run(s), B: %d run(s), paired by start time; %.0f%% intervals: each side's by bootstrap, the change's by t over the pairs\n", len(a), len(b), *conf)
+		if len(a) == len(b) && !loadtest.PairsAlternate(a, b) {
+			fmt.Println("warning: the runs of A and B did not alternate in time; pairs of runs far apart carry the machine's drift into their change")
+		}
 	} else {
 		fmt.Printf("A: %d run(s), B: %d run(s); %.0f%% bootstrap intervals\n", len(a), len(b), *conf)
 	}
