@@ -203,8 +203,10 @@ compare-trials)
   # verdict A B [--paired]: compare's verdict on runs A and B
   verdict() {
     out="$dir/compare-$1-$2${3:-}.txt"
-    if bin/predictd-loadtest compare ${3:-} "$dir/profiles/regression-gate/$1" "$dir/profiles/regression-gate/$2" \
-      >"$out" 2>&1; then echo clean; else echo "flagged(rc=$?)"; fi
+    rc=0
+    bin/predictd-loadtest compare ${3:-} "$dir/profiles/regression-gate/$1" "$dir/profiles/regression-gate/$2" \
+      >"$out" 2>&1 || rc=$?
+    case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo "error(rc=$rc, $out)" ;; esac
   }
   reps=${REPS:-3}
   clean=0 caught1=0 caught2=0 pclean=0 pcaught1=0 pcaught2=0
@@ -224,11 +226,11 @@ compare-trials)
     pslow1=$(verdict "a$i" "b$i" --paired)
     pslow2=$(verdict "c$i" "b$i" --paired)
     [ "$same" = clean ] && clean=$((clean + 1))
-    [ "$slow1" != clean ] && caught1=$((caught1 + 1))
-    [ "$slow2" != clean ] && caught2=$((caught2 + 1))
+    [ "$slow1" = flagged ] && caught1=$((caught1 + 1))
+    [ "$slow2" = flagged ] && caught2=$((caught2 + 1))
     [ "$psame" = clean ] && pclean=$((pclean + 1))
-    [ "$pslow1" != clean ] && pcaught1=$((pcaught1 + 1))
-    [ "$pslow2" != clean ] && pcaught2=$((pcaught2 + 1))
+    [ "$pslow1" = flagged ] && pcaught1=$((pcaught1 + 1))
+    [ "$pslow2" = flagged ] && pcaught2=$((pcaught2 + 1))
     # B's measured cost: the change of CPU per prediction at each step, A vs B, paired
     cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-a$i-b$i--paired.txt")
     echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): unpaired: A vs A' $same; A vs B $slow1; A' vs B $slow2;" \
