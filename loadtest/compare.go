@@ -12,6 +12,8 @@ import (
 	"math/rand"
 	"sort"
 	"strings"
+
+	"gonum.org/v1/gonum/stat/distuv"
 )
 
 const (
@@ -469,83 +471,9 @@ func bootstrap(s *cmpSide, grid []int64, metrics []cmpMetric, seed int64) (point
 }
 
 // studentTQuantile is the p quantile of Student's t distribution with df degrees of
-// freedom, by bisection on its CDF.
+// freedom (gonum's).
 func studentTQuantile(p float64, df int) float64 {
-	if p == 0.5 {
-		return 0
-	}
-	if p < 0.5 {
-		return -studentTQuantile(1-p, df)
-	}
-	lo, hi := 0.0, 1.0
-	for studentTCDF(hi, df) < p {
-		hi *= 2
-		if hi > 1e6 {
-			return math.Inf(1)
-		}
-	}
-	for range 100 {
-		mid := (lo + hi) / 2
-		if studentTCDF(mid, df) < p {
-			lo = mid
-		} else {
-			hi = mid
-		}
-	}
-	return (lo + hi) / 2
-}
-
-// studentTCDF is P(T <= t) for t >= 0: 1 - I_x(df/2, 1/2)/2, x = df/(df+t²).
-func studentTCDF(t float64, df int) float64 {
-	v := float64(df)
-	return 1 - 0.5*regIncBeta(v/(v+t*t), v/2, 0.5)
-}
-
-// regIncBeta is the regularized incomplete beta function I_x(a, b), by its continued
-// fraction (Lentz's method).
-func regIncBeta(x, a, b float64) float64 {
-	if x <= 0 {
-		return 0
-	}
-	if x >= 1 {
-		return 1
-	}
-	if x > (a+1)/(a+b+2) {
-		return 1 - regIncBeta(1-x, b, a)
-	}
-	la, _ := math.Lgamma(a)
-	lb, _ := math.Lgamma(b)
-	lab, _ := math.Lgamma(a + b)
-	front := math.Exp(lab - la - lb + a*math.Log(x) + b*math.Log(1-x))
-	const tiny = 1e-300
-	f, c, d := 1.0, 1.0, 0.0
-	for i := 0; i <= 300; i++ {
-		m := float64(i / 2)
-		var num float64
-		switch {
-		case i == 0:
-			num = 1
-		case i%2 == 0:
-			num = m * (b - m) * x / ((a + 2*m - 1) * (a + 2*m))
-		default:
-			num = -(a + m) * (a + b + m) * x / ((a + 2*m) * (a + 2*m + 1))
-		}
-		d = 1 + num*d
-		if math.Abs(d) < tiny {
-			d = tiny
-		}
-		d = 1 / d
-		c = 1 + num/c
-		if math.Abs(c) < tiny {
-			c = tiny
-		}
-		cd := c * d
-		f *= cd
-		if math.Abs(1-cd) < 1e-12 {
-			break
-		}
-	}
-	return front * (f - 1) / a
+	return distuv.StudentsT{Mu: 0, Sigma: 1, Nu: float64(df)}.Quantile(p)
 }
 
 // sidePoint is each metric's value over all of the side's windows.

@@ -81,6 +81,16 @@ func synthRun(rng *rand.Rand, n synthNoise) *Result {
 	return &Result{Schema: ResultSchema, Scenario: "synth", RunID: "r", Steps: steps}
 }
 
+// anyFlag reports whether any finding is a regression, and whether any passed its
+// threshold.
+func anyFlag(fs []Finding) (reg, beyond bool) {
+	for _, f := range fs {
+		reg = reg || f.Regression
+		beyond = beyond || f.Beyond
+	}
+	return reg, beyond
+}
+
 // simulateCompare runs tries comparisons of runsPerSide draws of a against as many of b
 // and counts the comparisons that flagged any regression, and those where any figure
 // passed its threshold on point estimates alone (the rule without intervals).
@@ -99,11 +109,7 @@ func simulateCompare(t *testing.T, seed int64, tries, runsPerSide int, a, b synt
 		if err != nil {
 			t.Fatal(err)
 		}
-		reg, beyond := false, false
-		for _, f := range fs {
-			reg = reg || f.Regression
-			beyond = beyond || f.Beyond
-		}
+		reg, beyond := anyFlag(fs)
 		if reg {
 			flagged++
 		}
@@ -163,10 +169,7 @@ func simulatePaired(t *testing.T, seed int64, tries, pairs int, drift float64, a
 			if err != nil {
 				t.Fatal(err)
 			}
-			reg := false
-			for _, f := range fs {
-				reg = reg || f.Regression
-			}
+			reg, _ := anyFlag(fs)
 			if reg && p {
 				paired++
 			}
