@@ -501,8 +501,10 @@ func sidePoint(s *cmpSide, grid []int64, metrics []cmpMetric) []float64 {
 
 // PairsAlternate reports whether runs as and bs (one side each, as many runs) alternate
 // in time once each side is sorted by start: A_1 < B_1 < A_2 < B_2 ... or B_1 < A_1 <
-// B_2 < A_2 ..., so that each pair's runs are neighbours. compare --paired warns when not:
-// pairs of runs far apart in time carry the machine's drift into their change.
+// B_2 < A_2 ..., so that each pair's runs are neighbours; the two sides of one
+// interleaved run (run --interleave) start together and are a pair as well. compare
+// --paired warns when not: pairs of runs far apart in time carry the machine's drift
+// into their change.
 func PairsAlternate(as, bs []*Result) bool {
 	if len(as) != len(bs) {
 		return false
@@ -510,7 +512,7 @@ func PairsAlternate(as, bs []*Result) bool {
 	as, bs = byStart(as), byStart(bs)
 	alt := func(x, y []*Result) bool {
 		for i := range x {
-			if !x[i].StartedAt.Before(y[i].StartedAt) || i+1 < len(x) && !y[i].StartedAt.Before(x[i+1].StartedAt) {
+			if y[i].StartedAt.Before(x[i].StartedAt) || i+1 < len(x) && !y[i].StartedAt.Before(x[i+1].StartedAt) {
 				return false
 			}
 		}

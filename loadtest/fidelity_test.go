@@ -543,3 +543,86 @@ workloads: [{model: m}]
 		t.Errorf("progress output:\n%s", buf.String())
 	}
 }
+
+// TestInterleaved: run --interleave sends every other request to the second target, so
+// each side gets the scenario's rate over the same windows; the sides are written as
+// runs of their own (a and b) that compare --paired judges, and a side that is 3 ms
+// slower is flagged while the other figures are not.
+func TestInterleaved(t *testing.T) {
+	eventually(t, func(c *checker) {
+		fast := startTestServer(t, func(time.Time) time.Duration { return time.Millisecond })
+		slow := startTestServer(t, func(time.Time) time.Duration { return 4 * time.Millisecond })
+		sc := testScenario(t, `
+name: interleaved
+arrival: constant
+protocol: protobuf
+warmup: 200ms
+window: 250ms
+steps: [{rate: 100, duration: 1450ms}, {rate: 200, duration: 1450ms}]
+workloads: [{model: m, candidates: 5, features: {count: 3}}]
+`)
+		out := t.TempDir()
+		var as, bs []*Result
+		for k := range 2 {
+			cfg := Config{Target: fast.tcp, Interleave: slow.unix, OutDir: out, RunID: fmt.Sprintf("r%d", k)}
+			before, beforeSlow := fast.requests.Load(), slow.requests.Load()
+			res, dir, err := Run(context.Background(), sc, cfg)
+			if err != nil {
+				t.Fatalf("Run: %v", err)
+			}
+			if dir != filepath.Join(out, "interleaved", cfg.RunID, "a") || res.Interleaved == nil || res.Interleaved.Side != "a" {
+				t.Fatalf("side a: dir %s, %+v", dir, res.Interleaved)
+			}
+			b, err := LoadResult(filepath.Join(out, "interleaved", cfg.RunID, "b"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if b.Target != slow.unix || b.Interleaved == nil || b.Interleaved.Side != "b" || b.Interleaved.OtherRunID != res.RunID {
+				t.Fatalf("side b: target %s, %+v", b.Target, b.Interleaved)
+			}
+			// Each server got its side's requests, warmups included: the same count, within one.
+			na, nb := fast.requests.Load()-before, slow.requests.Load()-beforeSlow
+			if d := na - nb; d < -1 || d > 1 {
+				c.Errorf("run %d: a served %d requests, b %d", k, na, nb)
+			}
+			for i, st := range res.Steps {
+				sb := b.Steps[i]
+				want := st.OfferedRPS * st.MeasuredS
+				c.Logf("run %d step %d: a %d requests p50 %.2fms, b %d p50 %.2fms", k, i, st.Requests, st.Latency.P50, sb.Requests, sb.Latency.P50)
+				if sb.OfferedRPS != st.OfferedRPS || !within(float64(st.Requests), want, 0.05, 2) || !within(float64(sb.Requests), want, 0.05, 2) {
+					c.Errorf("run %d step %d: offered %v/%v, requests %d and %d, want %.0f each", k, i, st.OfferedRPS, sb.OfferedRPS, st.Requests, sb.Requests, want)
+				}
+				if st.Latency.P50 > 3 || sb.Latency.P50 < 4 {
+					c.Errorf("run %d step %d: p50 a %.2fms (held 1ms), b %.2fms (held 4ms)", k, i, st.Latency.P50, sb.Latency.P50)
+				}
+			}
+			if res.Sidecar.PID != 0 || len(res.Notes) == 0 {
+				c.Errorf("one process serves both sides: want no CPU figures and a note, got pid %d, notes %q", res.Sidecar.PID, res.Notes)
+			}
+			as, bs = append(as, res), append(bs, b)
+		}
+		if !PairsAlternate(as, bs) {
+			c.Errorf("the sides of interleaved runs are not pairs")
+		}
+		fs, err := Compare(as, bs, CompareThresholds{Paired: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range fs {
+			wantReg := f.Metric == "p50_ms" || f.Metric == "mean_ms"
+			if f.Regression != wantReg {
+				c.Errorf("step %d %s: %.3g → %.3g (%+.0f%%), regression %v, want %v", f.Step, f.Metric, f.A, f.B, 100*f.Change, f.Regression, wantReg)
+			}
+		}
+	})
+	sc := testScenario(t, `
+name: ramped
+mode: ramp
+ramp: {from: 10, to: 20, duration: 1s}
+workloads: [{model: m}]
+`)
+	ts := startTestServer(t, nil)
+	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, Interleave: ts.unix, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "steps mode only") {
+		t.Errorf("interleaved ramp: %v, want steps mode only", err)
+	}
+}

@@ -38,13 +38,18 @@ func (r *runner) runSteps(ctx context.Context) error {
 		if n == 0 {
 			break
 		}
-		r.res.Steps = append(r.res.Steps, r.stepResult(ph, "step", 0, n, m, func(pw *phaseWL) float64 { return pw.w.rate(rate) }))
+		offered := func(pw *phaseWL) float64 { return pw.w.rate(rate) }
+		// B first: both take their Index from A's steps so far.
+		if r.resB != nil {
+			r.resB.Steps = append(r.resB.Steps, r.sideResult(ph, true, "step", 0, n, m, offered))
+		}
+		r.res.Steps = append(r.res.Steps, r.stepResult(ph, "step", 0, n, m, offered))
 	}
 	return nil
 }
 
 func (r *runner) planProfile(ph *phase, measured time.Duration) {
-	if !r.res.Sidecar.PprofEnabled {
+	if !r.res.Sidecar.PprofEnabled || r.targetB != nil {
 		return
 	}
 	ph.profileSecs = r.profileSeconds(measured)

@@ -1,8 +1,12 @@
 package loadtest
 
 import (
+	"fmt"
 	"os"
+	"runtime"
+	"syscall"
 	"testing"
+	"time"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -24,6 +28,71 @@ func TestParseProcStat(t *testing.T) {
 	if err != nil || self.RSSBytes <= 0 {
 		t.Errorf("ReadProc(self) = %+v, %v", self, err)
 	}
+}
+
+// TestReadProcResolution: the CPU time ReadProc reports resolves a few milliseconds of
+// work, which /proc/<pid>/stat's 10 ms ticks show as 0 or 10 ms (schedstat: the
+// threads' nanoseconds), and agrees with the ticks to within them.
+func TestReadProcResolution(t *testing.T) {
+	if _, ok := threadsCPU(os.Getpid()); !ok {
+		t.Skip("this kernel has no per-thread schedstat")
+	}
+	if v, ok := parseSchedstat([]byte("4563039 496662 2\n")); !ok || v != 4563039 {
+		t.Fatalf("parseSchedstat = %d, %v", v, ok)
+	}
+	if _, ok := parseSchedstat([]byte("x 1 2")); ok {
+		t.Fatal("parseSchedstat accepted a bad line")
+	}
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	for range 5 {
+		a, err := ReadProc(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		burn(3 * time.Millisecond)
+		b, err := ReadProc(os.Getpid())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := b.CPUSeconds - a.CPUSeconds; d < 0.0025 || d > 0.5 {
+			t.Fatalf("3 ms of work read as %.4f s of CPU", d)
+		}
+	}
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", os.Getpid()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticks, err := parseProcStat(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, _ := threadsCPU(os.Getpid())
+	// The ticks count exited threads too; ours keep theirs (the test binary's threads live).
+	if d := float64(ns)/1e9 - ticks.CPUSeconds; d < -0.05 || d > 0.05 {
+		t.Errorf("threads' CPU %.3f s, stat's %.3f s", float64(ns)/1e9, ticks.CPUSeconds)
+	}
+}
+
+// burn spins on this thread for d of its CPU time.
+func burn(d time.Duration) {
+	start := threadNow()
+	x := uint64(1)
+	for threadNow()-start < d {
+		for range 1000 {
+			x = x*6364136223846793005 + 1442695040888963407
+		}
+	}
+	sinkU64 = x
+}
+
+var sinkU64 uint64
+
+// threadNow is this thread's CPU time.
+func threadNow() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 func TestListenInodes(t *testing.T) {

@@ -43,9 +43,19 @@ type Result struct {
 	Steps     []StepResult  `json:"steps"`
 	Search    *SearchResult `json:"search,omitempty"`
 	Hooks     []HookEvent   `json:"hooks,omitempty"`
-	Notes     []string      `json:"notes,omitempty"`
+	// Interleaved names the other side of an interleaved run (Config.Interleave): the
+	// two results' steps were measured over the same windows, request by request in turn.
+	Interleaved *Interleaved `json:"interleaved,omitempty"`
+	Notes       []string     `json:"notes,omitempty"`
 	// ScenarioYAML is the scenario file as run.
 	ScenarioYAML string `json:"scenario_yaml"`
+}
+
+// Interleaved describes one side of an interleaved run.
+type Interleaved struct {
+	Side        string `json:"side"`         // "a" (--target) or "b" (--interleave)
+	OtherTarget string `json:"other_target"` // the other side's target
+	OtherRunID  string `json:"other_run_id"`
 }
 
 // Sidecar describes the process under test.

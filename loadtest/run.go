@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -52,6 +53,15 @@ type Config struct {
 	ProgressTTY bool
 	// ScenarioYAML is recorded in result.json.
 	ScenarioYAML string
+	// Interleave, when set, is a second target, B, run interleaved with Target (A): the
+	// generator sends each request of the schedule to A and the next to B, at twice the
+	// scenario's rates, so each side gets the scenario's load over the same windows and
+	// the machine's drift falls on both alike. Steps mode only. A's result goes to
+	// RunID/a and B's to RunID/b, or to RunID and RunIDB when RunIDB is set, each a run
+	// of its own for compare --paired. InterleavePID is B's pid (0: found as for A).
+	Interleave    string
+	InterleavePID int
+	RunIDB        string
 }
 
 // workload is a scenario workload ready to send.
@@ -82,6 +92,12 @@ type runner struct {
 	// metrics: the sidecar answers GET /metrics, so store misses are sampled.
 	metrics  bool
 	inFlight atomic.Int64
+	// Side B of an interleaved run (Config.Interleave); targetB is nil otherwise.
+	targetB  *Target
+	pidB     int
+	resB     *Result
+	dirB     string
+	metricsB bool
 
 	progMu   sync.Mutex
 	progText string
@@ -102,12 +118,26 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 	if cfg.RunID == "" {
 		cfg.RunID = start.UTC().Format("20060102T150405Z")
 	}
+	if cfg.Interleave != "" {
+		if sc.Mode != "steps" {
+			return nil, "", fmt.Errorf("interleave: steps mode only (the scenario's mode is %s)", sc.Mode)
+		}
+		if cfg.RunIDB == "" {
+			cfg.RunID, cfg.RunIDB = cfg.RunID+"/a", cfg.RunID+"/b"
+		}
+	}
 	t, err := NewTarget(cfg.Target, sc.MaxInFlight)
 	if err != nil {
 		return nil, "", err
 	}
 	defer t.Close()
 	r := &runner{sc: sc, cfg: cfg, target: t, sem: make(chan struct{}, sc.MaxInFlight), start: start}
+	if cfg.Interleave != "" {
+		if r.targetB, err = NewTarget(cfg.Interleave, sc.MaxInFlight); err != nil {
+			return nil, "", fmt.Errorf("interleave: %w", err)
+		}
+		defer r.targetB.Close()
+	}
 	r.res = &Result{
 		Schema: ResultSchema, Scenario: sc.Name, Description: sc.Description, RunID: cfg.RunID,
 		StartedAt: start.UTC(), Target: cfg.Target, Protocol: sc.Protocol, Arrival: sc.Arrival,
@@ -125,6 +155,15 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 	r.dir = filepath.Join(cfg.OutDir, sc.Name, cfg.RunID)
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, "", err
+	}
+	if r.targetB != nil {
+		if err := r.prepareB(); err != nil {
+			return nil, "", err
+		}
+		r.dirB = filepath.Join(cfg.OutDir, sc.Name, cfg.RunIDB)
+		if err := os.MkdirAll(r.dirB, 0o755); err != nil {
+			return nil, "", err
+		}
 	}
 
 	runDone := make(chan struct{})
@@ -147,6 +186,15 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 	}
 	r.res.EndedAt = time.Now().UTC()
 	r.clearProgress()
+	if r.resB != nil {
+		r.resB.Hooks, r.resB.Interrupted, r.resB.EndedAt = r.res.Hooks, r.res.Interrupted, r.res.EndedAt
+		if err := WriteResult(r.dirB, r.resB); err != nil {
+			return r.res, r.dir, err
+		}
+		if err := WriteReport(r.dirB, r.resB); err != nil {
+			return r.res, r.dir, err
+		}
+	}
 	if err := WriteResult(r.dir, r.res); err != nil {
 		return r.res, r.dir, err
 	}
@@ -154,6 +202,64 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 		return r.res, r.dir, err
 	}
 	return r.res, r.dir, runErr
+}
+
+// prepareB readies side B of an interleaved run: its result's header (A's, with B's
+// target and sidecar) and its sidecar's pid. B is sent the bodies built for A: the two
+// sides must serve the same models and features.
+func (r *runner) prepareB() error {
+	b := *r.res
+	b.RunID, b.Target = r.cfg.RunIDB, r.cfg.Interleave
+	b.Notes = append([]string(nil), r.res.Notes...)
+	// Neither side is profiled: the profiler's own CPU would fall on one side only.
+	const noProfile = "no CPU profile: an interleaved run takes none, so that both sidecars do the same work"
+	r.res.Sidecar.ProfileNote = noProfile
+	b.Sidecar = Sidecar{Models: r.res.Sidecar.Models, ProfileNote: noProfile}
+	b.Interleaved = &Interleaved{Side: "b", OtherTarget: r.cfg.Target, OtherRunID: r.cfg.RunID}
+	r.res.Interleaved = &Interleaved{Side: "a", OtherTarget: r.cfg.Interleave, OtherRunID: r.cfg.RunIDB}
+	r.resB = &b
+	r.pidB = r.cfg.InterleavePID
+	if r.pidB != 0 {
+		b.Sidecar.PIDSource = "--interleave-pid"
+	} else if pid, err := FindListenerPID(r.cfg.Interleave); err == nil {
+		r.pidB = pid
+		b.Sidecar.PIDSource = "listening socket in /proc"
+	} else {
+		b.Notes = append(b.Notes, "sidecar CPU and RSS not measured: "+err.Error())
+	}
+	if r.pidB != 0 {
+		if _, err := ReadProc(r.pidB); err != nil {
+			b.Notes = append(b.Notes, fmt.Sprintf("sidecar CPU and RSS not measured: pid %d: %v", r.pidB, err))
+			r.pidB = 0
+		}
+	}
+	if r.pidB != 0 && r.pidB == r.pid {
+		// One process serves both: its CPU cannot be told apart by side.
+		note := fmt.Sprintf("sidecar CPU and RSS not measured: both sides are served by pid %d", r.pid)
+		r.res.Notes, b.Notes = append(r.res.Notes, note), append(b.Notes, note)
+		r.pid, r.pidB, r.res.Sidecar.PID = 0, 0, 0
+	}
+	b.Sidecar.PID = r.pidB
+	if st, _, err := r.targetB.get("/metrics", 5*time.Second); err == nil && st == 200 {
+		r.metricsB = true
+	}
+	// Features taken from the model (features: {from_model: true}) are A's: B must
+	// list the same.
+	for _, w := range r.wls {
+		if w.spec.Replay != nil || !w.spec.Features.FromModel {
+			continue
+		}
+		fa, errA := r.target.modelFeatures(w.model)
+		fb, errB := r.targetB.modelFeatures(w.model)
+		if err := errors.Join(errA, errB); err != nil {
+			return fmt.Errorf("interleave: workload %s: %w", w.spec.Name, err)
+		}
+		if !slices.Equal(fa, fb) {
+			return fmt.Errorf("interleave: workload %s: model %s has features %q on %s but %q on %s",
+				w.spec.Name, w.model, fa, r.cfg.Target, fb, r.cfg.Interleave)
+		}
+	}
+	return nil
 }
 
 // prepare resolves models and features, builds the bodies and finds the sidecar.

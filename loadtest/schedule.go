@@ -24,13 +24,17 @@ type phase struct {
 	window       time.Duration
 	nWin         int
 	wls          []*phaseWL
+	// wlsB are side B's measurements in an interleaved run (runner.targetB), one per
+	// workload, each the twin of the wls entry at its index; nil otherwise.
+	wlsB []*phaseWL
 
-	// Sidecar samples at window boundaries (index k is measureStart + k*window).
-	cpuAt []float64
-	rssAt []int64
+	// Sidecar samples at window boundaries (index k is measureStart + k*window); cpuAtB
+	// and rssAtB are side B's sidecar's.
+	cpuAt, cpuAtB []float64
+	rssAt, rssAtB []int64
 	// missAt is the sidecar's store-miss total at each boundary; missOK says it was read.
-	missAt []float64
-	missOK []bool
+	missAt, missAtB []float64
+	missOK, missOKB []bool
 	// profileAt, if non-zero, is when to start the CPU profile.
 	profileAt   time.Time
 	profileSecs int
@@ -50,6 +54,11 @@ type phaseWL struct {
 	// workers, if above zero, runs the workload closed-loop instead: that many senders,
 	// each sending its next request when the last one answered.
 	workers int
+	// twin is side B's phaseWL of this workload in an interleaved run (on side A's; nil
+	// otherwise): the schedule runs at twice rate and sends every other request to it.
+	// b marks side B's, whose requests go to runner.targetB.
+	twin *phaseWL
+	b    bool
 
 	mu   sync.Mutex
 	win  []*winStats // by intended-time window
@@ -84,13 +93,28 @@ func (r *runner) newPhase(name string, warmup, measured time.Duration) *phase {
 	ph.rssAt = make([]int64, n+1)
 	ph.missAt = make([]float64, n+1)
 	ph.missOK = make([]bool, n+1)
-	for _, w := range r.wls {
+	newWL := func(w *workload) *phaseWL {
 		pw := &phaseWL{w: w, win: make([]*winStats, n), lag: newHist(),
 			compl: make([]atomic.Int64, n), sent: make([]atomic.Int64, n), predOK: make([]atomic.Int64, n)}
 		for i := range pw.win {
 			pw.win[i] = &winStats{hist: newHist(), errs: map[string]int64{}}
 		}
+		return pw
+	}
+	for _, w := range r.wls {
+		pw := newWL(w)
 		ph.wls = append(ph.wls, pw)
+		if r.targetB != nil {
+			pw.twin = newWL(w)
+			pw.twin.b = true
+			ph.wlsB = append(ph.wlsB, pw.twin)
+		}
+	}
+	if r.targetB != nil {
+		ph.cpuAtB = make([]float64, n+1)
+		ph.rssAtB = make([]int64, n+1)
+		ph.missAtB = make([]float64, n+1)
+		ph.missOKB = make([]bool, n+1)
 	}
 	return ph
 }
@@ -167,23 +191,30 @@ func (ph *phase) run(ctx context.Context, check func(complete int) bool) {
 }
 
 // schedule fires pw's requests at their intended times: an open loop, so a slow answer
-// never delays the next send. Latency is measured from the intended time.
+// never delays the next send. Latency is measured from the intended time. With a twin
+// (an interleaved run) it runs at twice pw's rate and sends the requests to pw and its
+// twin in turn, each body to both.
 func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 	r := ph.r
 	rng := rand.New(rand.NewSource(pw.w.spec.Seed*7919 + r.seq.Add(1)))
 	poisson := r.sc.Arrival == "poisson"
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
+	sides, rateOf := 1, pw.rate
+	if pw.twin != nil {
+		sides = 2
+		rateOf = func(el time.Duration) float64 { return 2 * pw.rate(el) }
+	}
 	var el time.Duration
 	gaps := pw.w.gaps
 	if poisson && gaps == nil {
-		if rate := pw.rate(0); rate > 0 {
+		if rate := rateOf(0); rate > 0 {
 			el = time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
 		}
 	}
 	bodies := pw.w.bodies
 	for i := 0; el < dur; i++ {
-		rate := pw.rate(el)
+		rate := rateOf(el)
 		if rate <= 0 {
 			// Nothing to send now (a ramp from zero): look again shortly.
 			el += time.Millisecond
@@ -221,19 +252,23 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 				return
 			}
 		}
+		q := pw
+		if i%sides == 1 {
+			q = pw.twin
+		}
 		wi := ph.idx(intended)
 		if wi >= 0 && wi < ph.nWin {
-			pw.win[wi].scheduled.Add(1)
+			q.win[wi].scheduled.Add(1)
 		}
-		body := bodies[i%len(bodies)]
+		body := bodies[i/sides%len(bodies)]
 		ph.wg.Add(1)
 		r.inFlight.Add(1)
-		go ph.send(pw, intended, wi, body)
+		go ph.send(q, intended, wi, body)
 		gap := 1 / rate
 		switch {
 		case gaps != nil:
 			// The recorded gap, scaled so the recorded mean rate becomes this rate.
-			gap = gaps[i%len(gaps)] * pw.w.gapRate / rate
+			gap = gaps[i/sides%len(gaps)] * pw.w.gapRate / rate
 		case poisson:
 			gap = rng.ExpFloat64() / rate
 		}
@@ -296,7 +331,11 @@ func (ph *phase) send(pw *phaseWL, intended time.Time, wi int, body Body) {
 		ph.wg.Done()
 	}()
 	sendAt := time.Now()
-	out := r.target.predict(body.Data, pw.w.contentType, r.sc.Timeout.D())
+	t := r.target
+	if pw.b {
+		t = r.targetB
+	}
+	out := t.predict(body.Data, pw.w.contentType, r.sc.Timeout.D())
 	end := time.Now()
 	lag := sendAt.Sub(intended)
 	// Forgive up to LateThreshold of send lag: that much is the timer's own granularity
@@ -345,8 +384,17 @@ func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 				ph.rssAt[k] = s.RSSBytes
 			}
 		}
+		if r.pidB != 0 {
+			if s, err := ReadProc(r.pidB); err == nil {
+				ph.cpuAtB[k] = s.CPUSeconds
+				ph.rssAtB[k] = s.RSSBytes
+			}
+		}
 		if r.metrics {
-			ph.missAt[k], ph.missOK[k] = r.storeMisses()
+			ph.missAt[k], ph.missOK[k] = storeMisses(r.target)
+		}
+		if r.metricsB {
+			ph.missAtB[k], ph.missOKB[k] = storeMisses(r.targetB)
 		}
 	}
 	next := 0 // next boundary to sample
@@ -368,7 +416,7 @@ func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 		// A window is complete when its time is over and all its requests answered.
 		for complete < ph.nWin && complete < next-1 {
 			c := 0
-			for _, pw := range ph.wls {
+			for _, pw := range append(ph.wls[:len(ph.wls):len(ph.wls)], ph.wlsB...) {
 				if pw.win[complete].done.Load() != pw.win[complete].scheduled.Load() {
 					c = 1
 				}

@@ -196,19 +196,29 @@ func (r *runner) stabilityTol() float64 {
 
 // stepResult builds a StepResult from windows [from, to) of a finished phase.
 func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured time.Duration, offered func(*phaseWL) float64) StepResult {
+	return r.sideResult(ph, false, phaseName, from, to, measured, offered)
+}
+
+// sideResult is stepResult for side A (b false: the run's only side, if not
+// interleaved) or side B of an interleaved run.
+func (r *runner) sideResult(ph *phase, b bool, phaseName string, from, to int, measured time.Duration, offered func(*phaseWL) float64) StepResult {
+	wls, cpuAt, rssAt, pid, missAt, missOK := ph.wls, ph.cpuAt, ph.rssAt, r.pid, ph.missAt, ph.missOK
+	if b {
+		wls, cpuAt, rssAt, pid, missAt, missOK = ph.wlsB, ph.cpuAtB, ph.rssAtB, r.pidB, ph.missAtB, ph.missOKB
+	}
 	var total float64
-	for _, pw := range ph.wls {
+	for _, pw := range wls {
 		total += offered(pw)
 	}
 	st := StepResult{Index: len(r.res.Steps), Phase: phaseName, MeasuredS: measured.Seconds()}
-	st.Stats = ph.stats(ph.wls, from, to, measured, total)
+	st.Stats = ph.stats(wls, from, to, measured, total)
 	st.Stable = r.stable(&st.Stats, total)
 	st.GeneratorLimited = generatorLimited(&st.Stats, r.sc.MaxInFlight, r.sc.SLO.P99.D())
 	st.SLOMet = st.Requests > 0 && st.Latency.P99 <= ms(r.sc.SLO.P99.D()) &&
 		sidecarErrorRate(&st.Stats, st.GeneratorLimited) <= r.sc.SLO.MaxErrorRate
-	if r.pid != 0 && to > from {
-		cpu := ph.cpuAt[to] - ph.cpuAt[from]
-		if cpu >= 0 && ph.cpuAt[to] > 0 {
+	if pid != 0 && to > from {
+		cpu := cpuAt[to] - cpuAt[from]
+		if cpu >= 0 && cpuAt[to] > 0 {
 			st.SidecarCPUSeconds = cpu
 			if measured > 0 {
 				st.SidecarCores = cpu / measured.Seconds()
@@ -218,26 +228,26 @@ func (r *runner) stepResult(ph *phase, phaseName string, from, to int, measured 
 			}
 		}
 		for k := from; k <= to; k++ {
-			st.RSSBytes = max(st.RSSBytes, ph.rssAt[k])
+			st.RSSBytes = max(st.RSSBytes, rssAt[k])
 		}
 		// Per-window CPU only when every boundary was sampled.
 		wcpu, whole := make([]float64, 0, to-from), true
 		for k := from; k < to; k++ {
-			if ph.cpuAt[k] <= 0 || ph.cpuAt[k+1] <= 0 {
+			if cpuAt[k] <= 0 || cpuAt[k+1] <= 0 {
 				whole = false
 				break
 			}
-			wcpu = append(wcpu, max(ph.cpuAt[k+1]-ph.cpuAt[k], 0))
+			wcpu = append(wcpu, max(cpuAt[k+1]-cpuAt[k], 0))
 		}
 		if whole {
 			st.WindowCPUSeconds = wcpu
 		}
 	}
-	if to > from && ph.missOK[from] && ph.missOK[to] && measured > 0 {
-		st.StoreMissesPerSec = max(ph.missAt[to]-ph.missAt[from], 0) / measured.Seconds()
+	if to > from && missOK[from] && missOK[to] && measured > 0 {
+		st.StoreMissesPerSec = max(missAt[to]-missAt[from], 0) / measured.Seconds()
 	}
-	if len(ph.wls) > 1 {
-		for _, pw := range ph.wls {
+	if len(wls) > 1 {
+		for _, pw := range wls {
 			ws := WorkloadStats{
 				Name: pw.w.spec.Name, Model: pw.w.model,
 				Stats: ph.stats([]*phaseWL{pw}, from, to, measured, offered(pw)),

@@ -52,10 +52,10 @@ func ParseStoreMisses(text []byte) (total float64, ok bool) {
 	return total, ok
 }
 
-// storeMisses reads the sidecar's store-miss total; ok is false when /metrics did not
-// answer in time.
-func (r *runner) storeMisses() (float64, bool) {
-	st, body, err := r.target.get("/metrics", 500*time.Millisecond)
+// storeMisses reads the store-miss total of the sidecar at t; ok is false when /metrics
+// did not answer in time.
+func storeMisses(t *Target) (float64, bool) {
+	st, body, err := t.get("/metrics", 500*time.Millisecond)
 	if err != nil || st != 200 {
 		return 0, false
 	}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -81,6 +82,11 @@ OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
 index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
 Ctrl-C stops cleanly and keeps the partial results. With --repeat N the scenario runs N
 times back to back into OUT/<scenario>/<run-id>/rep-1 ... rep-N, one side of compare.
+With --interleave ADDR (steps mode) the generator sends each request of the schedule to
+--target (side a) and the next to ADDR (side b), at twice the scenario's rates, so both
+sidecars get the scenario's load over the same windows; the two sides are written to
+RUN-ID/a and RUN-ID/b (with --repeat: RUN-ID/a/rep-K and RUN-ID/b/rep-K), for
+compare --paired RUN-ID/a RUN-ID/b.
 Exit status 0 when the run finished, 1 on errors, 3 when any step missed the scenario's
 SLO (with --fail-on-slo).`)
 	scenario := fs.String("scenario", "", "scenario YAML file (see loadtest/scenarios/)")
@@ -92,6 +98,8 @@ SLO (with --fail-on-slo).`)
 	progress := fs.Bool("progress", true, "print a live progress line on stderr")
 	failSLO := fs.Bool("fail-on-slo", false, "exit 3 when a step missed the SLO")
 	repeat := fs.Int("repeat", 1, "run the scenario N times into RUN-ID/rep-1 ... rep-N (repeats for compare)")
+	interleave := fs.String("interleave", "", "a second sidecar `ADDR`ess (HOST:PORT or unix:PATH) sent every other request, interleaved with --target (steps mode)")
+	interleavePID := fs.Int("interleave-pid", 0, "the --interleave sidecar's pid for CPU and RSS (default: the process listening on it)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}
@@ -112,7 +120,7 @@ SLO (with --fail-on-slo).`)
 	}
 	cfg := loadtest.Config{
 		Target: *target, OutDir: *out, RunID: *runID, Label: *label, SidecarPID: *pid,
-		ScenarioYAML: string(data),
+		ScenarioYAML: string(data), Interleave: *interleave, InterleavePID: *interleavePID,
 	}
 	if *progress {
 		cfg.Progress = os.Stderr
@@ -134,6 +142,9 @@ SLO (with --fail-on-slo).`)
 	base, worst := cfg.RunID, 0
 	for k := 1; k <= *repeat && ctx.Err() == nil; k++ {
 		cfg.RunID = fmt.Sprintf("%s/rep-%d", base, k)
+		if cfg.Interleave != "" {
+			cfg.RunID, cfg.RunIDB = fmt.Sprintf("%s/a/rep-%d", base, k), fmt.Sprintf("%s/b/rep-%d", base, k)
+		}
 		code := runOnce(ctx, sc, cfg, *failSLO)
 		if code == 1 {
 			return 1
@@ -153,6 +164,29 @@ func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, fa
 		fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
 		return 1
 	}
+	missed := printSummary(res, "")
+	if res.Interleaved != nil {
+		dirB := filepath.Join(cfg.OutDir, sc.Name, res.Interleaved.OtherRunID)
+		resB, err := loadtest.LoadResult(filepath.Join(dirB, "result.json"))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "predictd-loadtest:", err)
+			return 1
+		}
+		fmt.Printf("profile (b, %s): %s\n", resB.Target, dirB)
+		missed += printSummary(resB, "b ")
+	}
+	if res.Interrupted {
+		fmt.Println("interrupted: partial results written")
+	}
+	if failSLO && missed > 0 {
+		return 3
+	}
+	return 0
+}
+
+// printSummary prints a run's steps and notes, each line after prefix, and returns how
+// many steps missed the SLO (a search without a rate counts as one).
+func printSummary(res *loadtest.Result, prefix string) int {
 	missed := 0
 	for _, st := range res.Steps {
 		verdict := ""
@@ -162,8 +196,8 @@ func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, fa
 				verdict += fmt.Sprintf(" (drained %.1fs)", st.DrainS)
 			}
 		}
-		fmt.Printf("step %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v%s\n",
-			st.Index, st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Latency.Max,
+		fmt.Printf("%sstep %2d %-7s offered %8.1f/s achieved %8.1f/s p50 %7.2fms p99 %7.2fms p99.9 %7.2fms max %7.2fms errors %5.2f%% late %d cpu/1k %.3fms slo %v%s\n",
+			prefix, st.Index, st.Phase, st.OfferedRPS, st.AchievedRPS, st.Latency.P50, st.Latency.P99, st.Latency.P999, st.Latency.Max,
 			100*st.ErrorRate, st.LateSends, st.CPUSecondsPer1kPredictions*1000, st.SLOMet, verdict)
 		if !st.SLOMet && st.Phase != "search" && st.Phase != "confirm" {
 			missed++
@@ -176,18 +210,12 @@ func runOnce(ctx context.Context, sc *loadtest.Scenario, cfg loadtest.Config, fa
 		}
 	}
 	for _, n := range res.Notes {
-		fmt.Println("note:", n)
+		fmt.Printf("%snote: %s\n", prefix, n)
 	}
 	if res.Sidecar.ProfileNote != "" {
-		fmt.Println("note:", res.Sidecar.ProfileNote)
+		fmt.Printf("%snote: %s\n", prefix, res.Sidecar.ProfileNote)
 	}
-	if res.Interrupted {
-		fmt.Println("interrupted: partial results written")
-	}
-	if failSLO && missed > 0 {
-		return 3
-	}
-	return 0
+	return missed
 }
 
 func capacityCmd(args []string) int {

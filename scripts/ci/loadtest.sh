@@ -37,6 +37,12 @@
 #                                             compare --paired, for A vs A' (should be
 #                                             clean) and A vs B, A' vs B (should be
 #                                             flagged), and the tallies
+#   scripts/ci/loadtest.sh compare-trials-interleaved N DIR
+#                                             the same models, each comparison one
+#                                             run --interleave of REPS repeats (two fresh
+#                                             sidecars, every other request to each):
+#                                             A vs A' (should be clean) and A vs B
+#                                             (should be flagged), compare --paired
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -170,9 +176,9 @@ YAML
   echo "$dir: models homepage and stores; serve with predictd serve --models $dir and" \
     "${backend:+${dest[*]/--snapshot/--features-snapshot}}"
   ;;
-compare-trials)
-  n=${1:?usage: loadtest.sh compare-trials N DIR}
-  dir=${2:?usage: loadtest.sh compare-trials N DIR}
+compare-trials | compare-trials-interleaved)
+  n=${1:?usage: loadtest.sh $cmd N DIR}
+  dir=${2:?usage: loadtest.sh $cmd N DIR}
   heavy=${HEAVY:-40}
   mkdir -p bin "$dir"
   go build -o bin/predictd ./cmd/predictd
@@ -185,6 +191,51 @@ compare-trials)
     rm -rf "${dir:?}/models-$side/quiet"
     mv "$dir/models-$side/flooded" "$dir/models-$side/ranker"
   done
+  reps=${REPS:-3}
+  if [ "$cmd" = compare-trials-interleaved ]; then
+    # serve REPO SOCK: start a sidecar serving repository REPO on SOCK; its pid in $pid
+    serve() {
+      bin/predictd serve --listen "" --unix "$2" --watch=false --models "$dir/models-$1" >>"$dir/sidecar.log" 2>&1 &
+      pid=$!
+      for _ in $(seq 100); do
+        if curl -sf --unix-socket "$2" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+        sleep 0.1
+      done
+    }
+    # pair X Y RUN: REPS interleaved runs of regression-gate, side a serving repository X
+    # and side b Y, two fresh sidecars, into RUN/a and RUN/b
+    pair() {
+      sa=$(mktemp -u /tmp/predictd-trials.XXXXXX.sock)
+      sb=$(mktemp -u /tmp/predictd-trials.XXXXXX.sock)
+      serve "$1" "$sa"
+      pa=$pid
+      serve "$2" "$sb"
+      pb=$pid
+      bin/predictd-loadtest run --scenario loadtest/scenarios/regression-gate.yaml --progress=false \
+        --target "unix:$sa" --sidecar-pid "$pa" --interleave "unix:$sb" --interleave-pid "$pb" \
+        --repeat "$reps" --out "$dir/profiles" --run-id "$3" >"$dir/loadtest.log" 2>&1
+      kill -INT "$pa" "$pb"
+      wait "$pa" "$pb" 2>/dev/null || true
+    }
+    clean=0 caught=0
+    for i in $(seq "$n"); do
+      pair A A "same$i"
+      pair A B "slow$i"
+      rc=0
+      bin/predictd-loadtest compare --paired "$dir/profiles/regression-gate/same$i/a" "$dir/profiles/regression-gate/same$i/b" \
+        >"$dir/compare-same$i.txt" 2>&1 || rc=$?
+      case $rc in 0) same=clean clean=$((clean + 1)) ;; 1) same=flagged ;; *) same="error(rc=$rc)" ;; esac
+      rc=0
+      bin/predictd-loadtest compare --paired "$dir/profiles/regression-gate/slow$i/a" "$dir/profiles/regression-gate/slow$i/b" \
+        >"$dir/compare-slow$i.txt" 2>&1 || rc=$?
+      case $rc in 0) slow=clean ;; 1) slow=flagged caught=$((caught + 1)) ;; *) slow="error(rc=$rc)" ;; esac
+      same_cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-same$i.txt")
+      slow_cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-slow$i.txt")
+      echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): A vs A' $same (CPU per prediction by step: $same_cpu); A vs B $slow ($slow_cpu)"
+    done
+    echo "$reps interleaved runs per comparison: identical builds clean: $clean/$n; 20% heavier flagged: $caught/$n"
+    exit 0
+  fi
   # one run of regression-gate against a fresh sidecar serving repository $1, into run $2
   runside() {
     sock=$(mktemp -u /tmp/predictd-trials.XXXXXX.sock)
@@ -208,7 +259,6 @@ compare-trials)
       >"$out" 2>&1 || rc=$?
     case $rc in 0) echo clean ;; 1) echo flagged ;; *) echo "error(rc=$rc, $out)" ;; esac
   }
-  reps=${REPS:-3}
   clean=0 caught1=0 caught2=0 pclean=0 pcaught1=0 pcaught2=0
   for i in $(seq "$n"); do
     # The runs of the three sides alternate, so a slow minute on the machine falls on all
