@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -559,7 +560,7 @@ protocol: protobuf
 warmup: 200ms
 window: 250ms
 steps: [{rate: 100, duration: 1450ms}, {rate: 200, duration: 1450ms}]
-workloads: [{model: m, candidates: 5, features: {count: 3}}]
+workloads: [{model: demo, candidates: 5, features: {count: 3}}]
 `)
 		out := t.TempDir()
 		var as, bs []*Result
@@ -589,15 +590,15 @@ workloads: [{model: m, candidates: 5, features: {count: 3}}]
 				sb := b.Steps[i]
 				want := st.OfferedRPS * st.MeasuredS
 				c.Logf("run %d step %d: a %d requests p50 %.2fms, b %d p50 %.2fms", k, i, st.Requests, st.Latency.P50, sb.Requests, sb.Latency.P50)
-				if sb.OfferedRPS != st.OfferedRPS || !within(float64(st.Requests), want, 0.05, 2) || !within(float64(sb.Requests), want, 0.05, 2) {
+				if sb.Index != st.Index || sb.OfferedRPS != st.OfferedRPS || !within(float64(st.Requests), want, 0.05, 2) || !within(float64(sb.Requests), want, 0.05, 2) {
 					c.Errorf("run %d step %d: offered %v/%v, requests %d and %d, want %.0f each", k, i, st.OfferedRPS, sb.OfferedRPS, st.Requests, sb.Requests, want)
 				}
 				if st.Latency.P50 > 3 || sb.Latency.P50 < 4 {
 					c.Errorf("run %d step %d: p50 a %.2fms (held 1ms), b %.2fms (held 4ms)", k, i, st.Latency.P50, sb.Latency.P50)
 				}
 			}
-			if res.Sidecar.PID != 0 || len(res.Notes) == 0 {
-				c.Errorf("one process serves both sides: want no CPU figures and a note, got pid %d, notes %q", res.Sidecar.PID, res.Notes)
+			if res.Sidecar.PID != 0 || b.Sidecar.PID != 0 || !slices.ContainsFunc(b.Notes, func(n string) bool { return strings.Contains(n, "both sides are served by pid") }) {
+				c.Errorf("one process serves both sides: want no CPU figures and a note, got pids %d and %d, notes %q", res.Sidecar.PID, b.Sidecar.PID, b.Notes)
 			}
 			as, bs = append(as, res), append(bs, b)
 		}
@@ -615,13 +616,22 @@ workloads: [{model: m, candidates: 5, features: {count: 3}}]
 			}
 		}
 	})
+	// B must serve the workload's model.
+	ts := startTestServer(t, nil)
 	sc := testScenario(t, `
+name: other
+steps: [{rate: 10, duration: 2s}]
+workloads: [{model: m}]
+`)
+	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, Interleave: ts.unix, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "model m is not served") {
+		t.Errorf("interleaved with a model B lacks: %v", err)
+	}
+	sc = testScenario(t, `
 name: ramped
 mode: ramp
 ramp: {from: 10, to: 20, duration: 1s}
 workloads: [{model: m}]
 `)
-	ts := startTestServer(t, nil)
 	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, Interleave: ts.unix, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "steps mode only") {
 		t.Errorf("interleaved ramp: %v, want steps mode only", err)
 	}

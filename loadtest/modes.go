@@ -29,6 +29,9 @@ func (r *runner) runSteps(ctx context.Context) error {
 		for _, pw := range ph.wls {
 			w := pw.w
 			pw.rate = func(time.Duration) float64 { return w.rate(rate) }
+			if pw.twin != nil {
+				pw.twin.rate = pw.rate
+			}
 		}
 		if i == peak {
 			r.planProfile(ph, measured)

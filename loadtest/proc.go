@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat. It is 100 on
@@ -25,15 +27,14 @@ type ProcSample struct {
 	RSSBytes   int64
 }
 
-// ReadProc samples /proc/<pid>/stat, and the CPU time of the process's threads in
-// nanoseconds from /proc/<pid>/task/*/schedstat where the kernel has them.
+// ReadProc samples the process's CPU time in nanoseconds from its CPU clock
+// (clock_gettime of CLOCK_PROCESS_CPUTIME for pid: every thread's time on a CPU,
+// exited ones included, up to the moment of the call), and its RSS from
+// /proc/<pid>/stat; where the clock cannot be read, the CPU time is stat's.
 //
 // stat counts CPU time in clock ticks of 10 ms: a one-second window of a sidecar busy
-// 2% of a core reads 10 or 30 ms as often as 20, so per-window CPU, and a step's at
-// low rates, would carry tens of percent of rounding. The threads' schedstat (their
-// time on a CPU, as the scheduler accounts it) has no such step. A thread that exits
-// takes its time out of that sum (Go's runtime seldom ends a thread); windows clamp a
-// negative difference to zero.
+// 20 ms reads 10 or 30 ms as often as 20, so per-window CPU, and a step's at low rates,
+// would carry that rounding.
 func ReadProc(pid int) (ProcSample, error) {
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
@@ -43,39 +44,20 @@ func ReadProc(pid int) (ProcSample, error) {
 	if err != nil {
 		return s, err
 	}
-	if ns, ok := threadsCPU(pid); ok {
+	if ns, ok := processCPU(pid); ok {
 		s.CPUSeconds = float64(ns) / 1e9
 	}
 	return s, nil
 }
 
-// threadsCPU sums the on-CPU nanoseconds of pid's threads; ok is false when any of
-// them could not be read (no schedstat in this kernel).
-func threadsCPU(pid int) (ns uint64, ok bool) {
-	dir := fmt.Sprintf("/proc/%d/task", pid)
-	tasks, err := os.ReadDir(dir)
-	if err != nil || len(tasks) == 0 {
+// processCPU reads pid's process CPU clock (the kernel's MAKE_PROCESS_CPUCLOCK(pid,
+// CPUCLOCK_SCHED)), in nanoseconds. Any process's may be read, without privileges.
+func processCPU(pid int) (int64, bool) {
+	var ts unix.Timespec
+	if err := unix.ClockGettime(int32(^pid<<3|2), &ts); err != nil {
 		return 0, false
 	}
-	for _, t := range tasks {
-		data, err := os.ReadFile(filepath.Join(dir, t.Name(), "schedstat"))
-		if os.IsNotExist(err) {
-			continue // the thread exited since the listing
-		}
-		v, ok := parseSchedstat(data)
-		if err != nil || !ok {
-			return 0, false
-		}
-		ns += v
-	}
-	return ns, true
-}
-
-// parseSchedstat reads the first field of a schedstat line: time on a CPU, ns.
-func parseSchedstat(data []byte) (uint64, bool) {
-	f, _, _ := bytes.Cut(bytes.TrimSpace(data), []byte{' '})
-	v, err := strconv.ParseUint(string(f), 10, 64)
-	return v, err == nil
+	return ts.Nano(), true
 }
 
 // parseProcStat reads utime, stime (fields 14, 15) and rss (field 24, pages) from a

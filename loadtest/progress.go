@@ -15,8 +15,8 @@ func (r *runner) progress(ph *phase) {
 		return
 	}
 	var sent, ok, errs, late int64
-	var p99 float64
-	for _, pw := range ph.wls {
+	var p99 float64 // side a's, in an interleaved run; the counts are both sides'
+	for _, pw := range append(ph.wlsB[:len(ph.wlsB):len(ph.wlsB)], ph.wls...) {
 		for i := range pw.sent {
 			sent += pw.sent[i].Load()
 		}

@@ -94,10 +94,14 @@ type runner struct {
 	inFlight atomic.Int64
 	// Side B of an interleaved run (Config.Interleave); targetB is nil otherwise.
 	targetB  *Target
+	semB     chan struct{} // side B's in-flight cap
 	pidB     int
 	resB     *Result
 	dirB     string
 	metricsB bool
+	// bodyNotes are the notes on how the bodies were built (replay), which side B's
+	// result shares.
+	bodyNotes []string
 
 	progMu   sync.Mutex
 	progText string
@@ -122,6 +126,9 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 		if sc.Mode != "steps" {
 			return nil, "", fmt.Errorf("interleave: steps mode only (the scenario's mode is %s)", sc.Mode)
 		}
+		if len(sc.Hooks) > 0 {
+			return nil, "", errors.New("interleave: the scenario has hooks, which would act on one side only")
+		}
 		if cfg.RunIDB == "" {
 			cfg.RunID, cfg.RunIDB = cfg.RunID+"/a", cfg.RunID+"/b"
 		}
@@ -136,6 +143,7 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 		if r.targetB, err = NewTarget(cfg.Interleave, sc.MaxInFlight); err != nil {
 			return nil, "", fmt.Errorf("interleave: %w", err)
 		}
+		r.semB = make(chan struct{}, sc.MaxInFlight)
 		defer r.targetB.Close()
 	}
 	r.res = &Result{
@@ -186,8 +194,14 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 	}
 	r.res.EndedAt = time.Now().UTC()
 	r.clearProgress()
+	if err := WriteResult(r.dir, r.res); err != nil {
+		return r.res, r.dir, err
+	}
+	if err := WriteReport(r.dir, r.res); err != nil {
+		return r.res, r.dir, err
+	}
 	if r.resB != nil {
-		r.resB.Hooks, r.resB.Interrupted, r.resB.EndedAt = r.res.Hooks, r.res.Interrupted, r.res.EndedAt
+		r.resB.Interrupted, r.resB.EndedAt = r.res.Interrupted, r.res.EndedAt
 		if err := WriteResult(r.dirB, r.resB); err != nil {
 			return r.res, r.dir, err
 		}
@@ -195,22 +209,40 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 			return r.res, r.dir, err
 		}
 	}
-	if err := WriteResult(r.dir, r.res); err != nil {
-		return r.res, r.dir, err
-	}
-	if err := WriteReport(r.dir, r.res); err != nil {
-		return r.res, r.dir, err
-	}
 	return r.res, r.dir, runErr
 }
 
+// findSidecar finds the pid of the sidecar at addr (pid, if not 0, as given by flag)
+// and whether it answers GET /metrics, recording in res where the pid came from, or why
+// there is none.
+func findSidecar(res *Result, t *Target, addr string, pid int, flag string) (int, bool) {
+	if pid != 0 {
+		res.Sidecar.PIDSource = flag
+	} else if p, err := FindListenerPID(addr); err == nil {
+		pid = p
+		res.Sidecar.PIDSource = "listening socket in /proc"
+	} else {
+		res.Notes = append(res.Notes, "sidecar CPU and RSS not measured: "+err.Error())
+	}
+	if pid != 0 {
+		if _, err := ReadProc(pid); err != nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("sidecar CPU and RSS not measured: pid %d: %v", pid, err))
+			pid, res.Sidecar.PIDSource = 0, ""
+		}
+	}
+	res.Sidecar.PID = pid
+	st, _, err := t.get("/metrics", 5*time.Second)
+	return pid, err == nil && st == 200
+}
+
 // prepareB readies side B of an interleaved run: its result's header (A's, with B's
-// target and sidecar) and its sidecar's pid. B is sent the bodies built for A: the two
-// sides must serve the same models and features.
+// target and sidecar) and its sidecar's pid. B is sent the bodies built for A: it must
+// answer and serve the same models (and, where the features came from the model, the
+// same features).
 func (r *runner) prepareB() error {
 	b := *r.res
 	b.RunID, b.Target = r.cfg.RunIDB, r.cfg.Interleave
-	b.Notes = append([]string(nil), r.res.Notes...)
+	b.Notes = append([]string(nil), r.bodyNotes...)
 	// Neither side is profiled: the profiler's own CPU would fall on one side only.
 	const noProfile = "no CPU profile: an interleaved run takes none, so that both sidecars do the same work"
 	r.res.Sidecar.ProfileNote = noProfile
@@ -218,30 +250,23 @@ func (r *runner) prepareB() error {
 	b.Interleaved = &Interleaved{Side: "b", OtherTarget: r.cfg.Target, OtherRunID: r.cfg.RunID}
 	r.res.Interleaved = &Interleaved{Side: "a", OtherTarget: r.cfg.Interleave, OtherRunID: r.cfg.RunIDB}
 	r.resB = &b
-	r.pidB = r.cfg.InterleavePID
-	if r.pidB != 0 {
-		b.Sidecar.PIDSource = "--interleave-pid"
-	} else if pid, err := FindListenerPID(r.cfg.Interleave); err == nil {
-		r.pidB = pid
-		b.Sidecar.PIDSource = "listening socket in /proc"
-	} else {
-		b.Notes = append(b.Notes, "sidecar CPU and RSS not measured: "+err.Error())
+	st, body, err := r.targetB.get("/v1/models", 5*time.Second)
+	if err != nil || st != 200 {
+		return fmt.Errorf("interleave: GET /v1/models on %s: HTTP %d %v", r.cfg.Interleave, st, err)
 	}
-	if r.pidB != 0 {
-		if _, err := ReadProc(r.pidB); err != nil {
-			b.Notes = append(b.Notes, fmt.Sprintf("sidecar CPU and RSS not measured: pid %d: %v", r.pidB, err))
-			r.pidB = 0
+	served := modelNames(body)
+	for _, w := range r.wls {
+		if w.spec.Replay == nil && !slices.Contains(served, w.model) {
+			return fmt.Errorf("interleave: workload %s: model %s is not served by %s (it serves %q)", w.spec.Name, w.model, r.cfg.Interleave, served)
 		}
 	}
+	r.pidB, r.metricsB = findSidecar(&b, r.targetB, r.cfg.Interleave, r.cfg.InterleavePID, "--interleave-pid")
 	if r.pidB != 0 && r.pidB == r.pid {
 		// One process serves both: its CPU cannot be told apart by side.
 		note := fmt.Sprintf("sidecar CPU and RSS not measured: both sides are served by pid %d", r.pid)
 		r.res.Notes, b.Notes = append(r.res.Notes, note), append(b.Notes, note)
-		r.pid, r.pidB, r.res.Sidecar.PID = 0, 0, 0
-	}
-	b.Sidecar.PID = r.pidB
-	if st, _, err := r.targetB.get("/metrics", 5*time.Second); err == nil && st == 200 {
-		r.metricsB = true
+		r.pid, r.pidB = 0, 0
+		r.res.Sidecar.PID, r.res.Sidecar.PIDSource, b.Sidecar.PID, b.Sidecar.PIDSource = 0, "", 0, ""
 	}
 	// Features taken from the model (features: {from_model: true}) are A's: B must
 	// list the same.
@@ -294,6 +319,7 @@ func (r *runner) prepare() error {
 			}
 			w.meanCands = float64(n) / float64(len(bodies))
 			r.res.Notes = append(r.res.Notes, note)
+			r.bodyNotes = append(r.bodyNotes, note)
 			r.wls = append(r.wls, w)
 			r.res.Sidecar.Models = appendUnique(r.res.Sidecar.Models, w.model)
 			continue
@@ -327,25 +353,7 @@ func (r *runner) prepare() error {
 		r.wls = append(r.wls, w)
 		r.res.Sidecar.Models = appendUnique(r.res.Sidecar.Models, w.model)
 	}
-	r.pid = r.cfg.SidecarPID
-	if r.pid != 0 {
-		r.res.Sidecar.PIDSource = "--sidecar-pid"
-	} else if pid, err := FindListenerPID(r.cfg.Target); err == nil {
-		r.pid = pid
-		r.res.Sidecar.PIDSource = "listening socket in /proc"
-	} else {
-		r.res.Notes = append(r.res.Notes, "sidecar CPU and RSS not measured: "+err.Error())
-	}
-	if r.pid != 0 {
-		if _, err := ReadProc(r.pid); err != nil {
-			r.res.Notes = append(r.res.Notes, fmt.Sprintf("sidecar CPU and RSS not measured: pid %d: %v", r.pid, err))
-			r.pid = 0
-		}
-	}
-	r.res.Sidecar.PID = r.pid
-	if st, _, err := r.target.get("/metrics", 5*time.Second); err == nil && st == 200 {
-		r.metrics = true
-	}
+	r.pid, r.metrics = findSidecar(r.res, r.target, r.cfg.Target, r.cfg.SidecarPID, "--sidecar-pid")
 	if st, _, err := r.target.get("/debug/pprof/", 5*time.Second); err == nil && st == 200 {
 		r.res.Sidecar.PprofEnabled = true
 	} else {

@@ -3,6 +3,7 @@ package loadtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -157,6 +158,55 @@ func TestSmokeAgainstSidecar(t *testing.T) {
 	var ee *exec.ExitError
 	if !errors.As(err, &ee) || ee.ExitCode() != 1 || !strings.Contains(string(b), "REGRESSION") {
 		t.Errorf("compare A worse: %v\n%s", err, b)
+	}
+}
+
+// TestInterleavedSidecars: run --interleave against two real sidecars through the CLI
+// (Poisson arrivals, every other one to each): each side is measured on its own sidecar
+// (its pid, CPU and RSS), gets the scenario's rate, and compare --paired takes the two
+// sides' repeats as pairs.
+func TestInterleavedSidecars(t *testing.T) {
+	bin := t.TempDir()
+	predictd := buildBinary(t, bin, "./cmd/predictd")
+	lt := buildBinary(t, bin, "./cmd/predictd-loadtest")
+	sa, sb := filepath.Join(t.TempDir(), "a.sock"), filepath.Join(t.TempDir(), "b.sock")
+	a, b := startSidecar(t, predictd, sa), startSidecar(t, predictd, sb)
+	out := t.TempDir()
+	run := exec.Command(lt, "run", "--scenario", "scenarios/smoke.yaml", "--target", "unix:"+sa,
+		"--interleave", "unix:"+sb, "--repeat", "2", "--out", out, "--run-id", "ab", "--progress=false")
+	o, err := run.CombinedOutput()
+	if err != nil {
+		t.Fatalf("predictd-loadtest run --interleave: %v\n%s", err, o)
+	}
+	t.Logf("%s", o)
+	for k := 1; k <= 2; k++ {
+		for side, pid := range map[string]int{"a": a.Process.Pid, "b": b.Process.Pid} {
+			res, err := LoadResult(filepath.Join(out, "smoke", "ab", side, fmt.Sprintf("rep-%d", k)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Sidecar.PID != pid || res.Interleaved == nil || res.Interleaved.Side != side {
+				t.Errorf("rep %d side %s: pid %d (want %d), %+v", k, side, res.Sidecar.PID, pid, res.Interleaved)
+			}
+			for _, st := range res.Steps {
+				// Each side gets every other Poisson arrival: about the step's rate.
+				want := st.OfferedRPS * st.MeasuredS
+				if st.OK != st.Requests || !within(float64(st.Requests), want, 0.5, 5) {
+					t.Errorf("rep %d side %s step %d: %d requests (%d ok), want about %.0f", k, side, st.Index, st.Requests, st.OK, want)
+				}
+				if st.SidecarCPUSeconds <= 0 || st.CPUSecondsPer1kPredictions <= 0 || st.RSSBytes <= 0 || len(st.WindowCPUSeconds) == 0 {
+					t.Errorf("rep %d side %s step %d: cpu %v, per 1k %v, rss %v, windows %v", k, side, st.Index,
+						st.SidecarCPUSeconds, st.CPUSecondsPer1kPredictions, st.RSSBytes, st.WindowCPUSeconds)
+				}
+			}
+		}
+	}
+	cmp := exec.Command(lt, "compare", "--paired", filepath.Join(out, "smoke", "ab", "a"), filepath.Join(out, "smoke", "ab", "b"))
+	o, err = cmp.CombinedOutput()
+	var ee *exec.ExitError
+	if err != nil && (!errors.As(err, &ee) || ee.ExitCode() != 1) || !strings.Contains(string(o), "A: 2 run(s), B: 2 run(s), paired") ||
+		strings.Contains(string(o), "did not alternate") {
+		t.Errorf("compare --paired a b: %v\n%s", err, o)
 	}
 }
 

@@ -82,9 +82,10 @@ OUT/<scenario>/<run-id>/ with result.json, latency.svg, cpu.svg, throughput.svg,
 index.html and, when the sidecar runs with --pprof, cpu.pprof from the peak step.
 Ctrl-C stops cleanly and keeps the partial results. With --repeat N the scenario runs N
 times back to back into OUT/<scenario>/<run-id>/rep-1 ... rep-N, one side of compare.
-With --interleave ADDR (steps mode) the generator sends each request of the schedule to
---target (side a) and the next to ADDR (side b), at twice the scenario's rates, so both
-sidecars get the scenario's load over the same windows; the two sides are written to
+With --interleave ADDR (steps mode) the generator schedules at twice the scenario's
+rates and sends the requests to --target (side a) and ADDR (side b) in turn, so both
+sidecars get the scenario's load over the same windows (under Poisson arrivals each
+side's gaps are every other arrival's: less bursty than Poisson); the two sides are written to
 RUN-ID/a and RUN-ID/b (with --repeat: RUN-ID/a/rep-K and RUN-ID/b/rep-K), for
 compare --paired RUN-ID/a RUN-ID/b.
 Exit status 0 when the run finished, 1 on errors, 3 when any step missed the scenario's
@@ -303,8 +304,9 @@ comma-separated list of those. Every figure gets a bootstrap confidence interval
 change passes the threshold below AND the intervals separate. Figures from too few
 samples (p99 from fewer than 1,000 requests per side, fewer than 3 windows, fewer than
 --min-runs runs per side) are shown as not judged. With --paired, the i-th run of A (by
-start time) is paired with the i-th run of B: run the two builds alternately (A, B, A,
-B, ...), and each figure's change is judged from the pairs' own changes, which share the
+start time) is paired with the i-th run of B: run the two builds interleaved (run
+--interleave, then compare --paired RUN-ID/a RUN-ID/b) or alternately (A, B, A, B, ...),
+and each figure's change is judged from the pairs' own changes, which share the
 machine's state of the moment: a regression is a change past the threshold whose
 Student's t interval over the pairs (a paired t test) excludes zero; a pair counts for a
 figure only when each of its runs alone has the samples the figure needs. Exits 1 on any
@@ -315,7 +317,7 @@ regression (so it can gate CI), 0 otherwise, 2 on usage errors.`)
 	errs := fs.Float64("errors", 0.5, "error-rate increase that is a regression, percentage points")
 	conf := fs.Float64("confidence", 95, "confidence of each side's interval, percent")
 	minRuns := fs.Int("min-runs", 2, "fewest runs per side a step is judged from (1 trusts one run's windows to show all the noise); with --paired, the fewest pairs")
-	paired := fs.Bool("paired", false, "pair the i-th run of A with the i-th of B by start time and judge each change from the pairs (runs of A and B alternated)")
+	paired := fs.Bool("paired", false, "pair the i-th run of A with the i-th of B by start time and judge each change from the pairs (runs of A and B interleaved or alternated)")
 	if ok, code := parse(fs, args); !ok {
 		return code
 	}

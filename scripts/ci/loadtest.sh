@@ -183,7 +183,8 @@ compare-trials | compare-trials-interleaved)
   mkdir -p bin "$dir"
   go build -o bin/predictd ./cmd/predictd
   go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
-  # Two repositories of one model "ranker": A = the demo trees heavy times, B = 1.2x that.
+  # Two repositories of one model "ranker": A = the demo trees HEAVY times, B = MORE
+  # percent more trees (default 30: about 20% more sidecar CPU per prediction).
   for side in A B; do
     k=$heavy
     if [ "$side" = B ]; then k=$((heavy * (100 + ${MORE:-30}) / 100)); fi
@@ -192,16 +193,26 @@ compare-trials | compare-trials-interleaved)
     mv "$dir/models-$side/flooded" "$dir/models-$side/ranker"
   done
   reps=${REPS:-3}
+  # serve REPO SOCK [ARGS]: start a sidecar serving repository REPO on SOCK; its pid in
+  # $pid, and in $live until it is stopped (the trap stops what is left on any exit)
+  live=""
+  trap 'kill -INT $live 2>/dev/null || true' EXIT
+  serve() {
+    bin/predictd serve --listen "" --unix "$2" --watch=false --models "$dir/models-$1" "${@:3}" >>"$dir/sidecar.log" 2>&1 &
+    pid=$!
+    live="$live $pid"
+    for _ in $(seq 100); do
+      if curl -sf --unix-socket "$2" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+      sleep 0.1
+    done
+  }
+  # stop PID...: stop sidecars
+  stop() {
+    kill -INT "$@"
+    wait "$@" 2>/dev/null || true
+    live=""
+  }
   if [ "$cmd" = compare-trials-interleaved ]; then
-    # serve REPO SOCK: start a sidecar serving repository REPO on SOCK; its pid in $pid
-    serve() {
-      bin/predictd serve --listen "" --unix "$2" --watch=false --models "$dir/models-$1" >>"$dir/sidecar.log" 2>&1 &
-      pid=$!
-      for _ in $(seq 100); do
-        if curl -sf --unix-socket "$2" http://sidecar/readyz >/dev/null 2>&1; then break; fi
-        sleep 0.1
-      done
-    }
     # pair X Y RUN: REPS interleaved runs of regression-gate, side a serving repository X
     # and side b Y, two fresh sidecars, into RUN/a and RUN/b
     pair() {
@@ -213,9 +224,8 @@ compare-trials | compare-trials-interleaved)
       pb=$pid
       bin/predictd-loadtest run --scenario loadtest/scenarios/regression-gate.yaml --progress=false \
         --target "unix:$sa" --sidecar-pid "$pa" --interleave "unix:$sb" --interleave-pid "$pb" \
-        --repeat "$reps" --out "$dir/profiles" --run-id "$3" >"$dir/loadtest.log" 2>&1
-      kill -INT "$pa" "$pb"
-      wait "$pa" "$pb" 2>/dev/null || true
+        --repeat "$reps" --out "$dir/profiles" --run-id "$3" >"$dir/loadtest-$3.log" 2>&1
+      stop "$pa" "$pb"
     }
     clean=0 caught=0
     for i in $(seq "$n"); do
@@ -233,23 +243,16 @@ compare-trials | compare-trials-interleaved)
       slow_cpu=$(awk '/cpu_ms_per_1k_predictions/ && match($0, /[+-][0-9.]+%/) { printf "%s%s", sep, substr($0, RSTART, RLENGTH); sep = " " }' "$dir/compare-slow$i.txt")
       echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): A vs A' $same (CPU per prediction by step: $same_cpu); A vs B $slow ($slow_cpu)"
     done
-    echo "$reps interleaved runs per comparison: identical builds clean: $clean/$n; 20% heavier flagged: $caught/$n"
+    echo "$reps interleaved runs per comparison: identical builds clean: $clean/$n; heavier build flagged: $caught/$n"
     exit 0
   fi
   # one run of regression-gate against a fresh sidecar serving repository $1, into run $2
   runside() {
     sock=$(mktemp -u /tmp/predictd-trials.XXXXXX.sock)
-    bin/predictd serve --listen "" --unix "$sock" --pprof --watch=false --models "$dir/models-$1" \
-      >"$dir/sidecar.log" 2>&1 &
-    pid=$!
-    for _ in $(seq 100); do
-      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
-      sleep 0.1
-    done
+    serve "$1" "$sock" --pprof
     bin/predictd-loadtest run --scenario loadtest/scenarios/regression-gate.yaml --target "unix:$sock" \
       --sidecar-pid "$pid" --out "$dir/profiles" --run-id "$2" >"$dir/loadtest.log" 2>&1
-    kill -INT "$pid"
-    wait "$pid" 2>/dev/null || true
+    stop "$pid"
   }
   # verdict A B [--paired]: compare's verdict on runs A and B
   verdict() {
@@ -286,8 +289,8 @@ compare-trials | compare-trials-interleaved)
     echo "trial $i ($(date -u +%H:%M:%S), load $(cut -d' ' -f1 /proc/loadavg)): unpaired: A vs A' $same; A vs B $slow1; A' vs B $slow2;" \
       "paired: $psame; $pslow1; $pslow2; B's CPU per prediction by step: $cpu"
   done
-  echo "$reps runs per side; unpaired: identical builds clean: $clean/$n; 20% heavier flagged: $caught1/$n (A vs B), $caught2/$n (A' vs B)"
-  echo "$reps runs per side; paired: identical builds clean: $pclean/$n; 20% heavier flagged: $pcaught1/$n (A vs B), $pcaught2/$n (A' vs B)"
+  echo "$reps runs per side; unpaired: identical builds clean: $clean/$n; heavier build flagged: $caught1/$n (A vs B), $caught2/$n (A' vs B)"
+  echo "$reps runs per side; paired: identical builds clean: $pclean/$n; heavier build flagged: $pcaught1/$n (A vs B), $pcaught2/$n (A' vs B)"
   ;;
 profile)
   scenario=${1:?usage: loadtest.sh profile SCENARIO [predictd serve args...]}
