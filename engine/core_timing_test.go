@@ -16,12 +16,13 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/dmitryikh/leaves"
 	"github.com/predictd/predictd/examples"
+
+	"github.com/predictd/predictd/internal/cputime"
 )
 
 // Benchmarks of the C++ core against its peers on the same rows, one thread:
@@ -41,7 +42,7 @@ import (
 // benchmark reads every model and input from there instead. Batches start at a rotating
 // row so a batch of one does not score the same row every time.
 //
-// The table reports the benchmark thread's CPU time (getrusage RUSAGE_THREAD, the goroutine
+// The table reports the benchmark thread's CPU time (its CPU clock, internal/cputime; the goroutine
 // locked to its thread), not wall time: on a shared 2-vCPU VM wall time mostly measures the
 // scheduler. Every backend here runs on the calling thread (XGBoost with nthread=1, leaves
 // with nThreads=1). The usual ns/op stays in the raw output.
@@ -275,14 +276,7 @@ func BenchmarkCore(b *testing.B) {
 }
 
 // coreBenchThreadCPU is the calling thread's CPU time (user + system).
-func coreBenchThreadCPU() time.Duration {
-	var ru syscall.Rusage
-	const rusageThread = 1 // RUSAGE_THREAD (Linux)
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		panic("BUG: getrusage(RUSAGE_THREAD): " + err.Error())
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func coreBenchThreadCPU() time.Duration { return cputime.Thread() }
 
 // coreBenchTable prints, per model and batch, ns/row of each backend and its ratio to the
 // core's default kernel (ratio > 1: the core is that many times faster).

@@ -9,14 +9,15 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/predictd/predictd/internal/cputime"
 )
 
 // Benchmarks of the C++ core on production-shaped models (docs/benchmarks.md,
-// "Production-shaped models"). One thread; the thread's CPU time (getrusage
-// RUSAGE_THREAD) per tree·row, every kernel against the generic walk of the same build;
+// "Production-shaped models"). One thread; the thread's CPU time (its CPU clock,
+// internal/cputime) per tree·row, every kernel against the generic walk of the same build;
 // "-prev" is the kernel with the walks before the partition walk (setPreviousWalks), "-base"
 // the kernel without the partition walk's leaf pairs and XGBoost's AVX-512 binning (nor
 // step 14's changes), and "-step13" the kernel as it was before the slot-at-a-time XGBoost
@@ -55,11 +56,7 @@ func shapesBenchWanted(name string) bool {
 }
 
 // shapesThreadCPU is the calling thread's CPU time.
-func shapesThreadCPU() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func shapesThreadCPU() time.Duration { return cputime.Thread() }
 
 // shapesMeasure runs fn (one call scores a batch) in rounds of `round` calls until at least
 // minCPU of thread CPU time has passed, three times, and returns the lowest CPU time per

@@ -5,9 +5,10 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/predictd/predictd/internal/cputime"
 )
 
 func TestParseProcStat(t *testing.T) {
@@ -96,11 +97,7 @@ func burn(d time.Duration) {
 var sinkU64 uint64
 
 // threadNow is this thread's CPU time.
-func threadNow() time.Duration {
-	var ru syscall.Rusage
-	_ = syscall.Getrusage(1 /* RUSAGE_THREAD */, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+func threadNow() time.Duration { return cputime.Thread() }
 
 func TestListenInodes(t *testing.T) {
 	tcp := `  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode

@@ -13,7 +13,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +20,8 @@ import (
 	"github.com/predictd/predictd/examples"
 	"github.com/valyala/fasthttp"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/predictd/predictd/internal/cputime"
 )
 
 // namedModel is a model the named-candidate benchmarks serve: its server, its feature
@@ -149,16 +150,9 @@ func (h *handlerCall) serve(b *testing.B, s *Server) {
 	}
 }
 
-// threadCPU is the calling thread's CPU time (getrusage RUSAGE_THREAD, user + system):
-// on a shared machine the CPU a request costs, not how long it waited for one.
-func threadCPU() time.Duration {
-	var ru syscall.Rusage
-	const rusageThread = 1 // RUSAGE_THREAD (Linux)
-	if err := syscall.Getrusage(rusageThread, &ru); err != nil {
-		panic("BUG: getrusage(RUSAGE_THREAD): " + err.Error())
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-}
+// threadCPU is the calling thread's CPU time (its CPU clock, user + system): on a shared
+// machine the CPU a request costs, not how long it waited for one.
+func threadCPU() time.Duration { return cputime.Thread() }
 
 // BenchmarkNamedCandidates: a request of 1,000 candidates through the handler in
 // process (decode, resolve, assemble, score, encode; no network), as dense protobuf rows
