@@ -626,6 +626,17 @@ workloads: [{model: m}]
 	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, Interleave: ts.unix, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "model m is not served") {
 		t.Errorf("interleaved with a model B lacks: %v", err)
 	}
+	// A replay with recorded timing is refused: the sides would get different gaps.
+	logs := t.TempDir()
+	writePredLog(t, logs, 20, 3, func(i int) time.Duration { return time.Duration(i) * 10 * time.Millisecond })
+	sc = testScenario(t, `
+name: replayed
+steps: [{rate: 10, duration: 2s}]
+workloads: [{model: auto, replay: {predlog: `+logs+`, timing: recorded}}]
+`)
+	if _, _, err := Run(context.Background(), sc, Config{Target: ts.tcp, Interleave: ts.unix, OutDir: t.TempDir()}); err == nil || !strings.Contains(err.Error(), "timing: recorded") {
+		t.Errorf("interleaved replay with recorded timing: %v", err)
+	}
 	sc = testScenario(t, `
 name: ramped
 mode: ramp

@@ -12,8 +12,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-
-	"golang.org/x/sys/unix"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/<pid>/stat. It is 100 on
@@ -28,9 +26,9 @@ type ProcSample struct {
 }
 
 // ReadProc samples the process's CPU time in nanoseconds from its CPU clock
-// (clock_gettime of CLOCK_PROCESS_CPUTIME for pid: every thread's time on a CPU,
-// exited ones included, up to the moment of the call), and its RSS from
-// /proc/<pid>/stat; where the clock cannot be read, the CPU time is stat's.
+// (processCPU: every thread's time on a CPU, exited ones included; a thread running at
+// that moment counted up to its last scheduler tick), and its RSS from /proc/<pid>/stat;
+// where the clock cannot be read, the CPU time is stat's.
 //
 // stat counts CPU time in clock ticks of 10 ms: a one-second window of a sidecar busy
 // 20 ms reads 10 or 30 ms as often as 20, so per-window CPU, and a step's at low rates,
@@ -48,16 +46,6 @@ func ReadProc(pid int) (ProcSample, error) {
 		s.CPUSeconds = float64(ns) / 1e9
 	}
 	return s, nil
-}
-
-// processCPU reads pid's process CPU clock (the kernel's MAKE_PROCESS_CPUCLOCK(pid,
-// CPUCLOCK_SCHED)), in nanoseconds. Any process's may be read, without privileges.
-func processCPU(pid int) (int64, bool) {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(int32(^pid<<3|2), &ts); err != nil {
-		return 0, false
-	}
-	return ts.Nano(), true
 }
 
 // parseProcStat reads utime, stime (fields 14, 15) and rss (field 24, pages) from a

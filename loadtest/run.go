@@ -160,14 +160,16 @@ func Run(ctx context.Context, sc *Scenario, cfg Config) (*Result, string, error)
 	if err := r.prepare(); err != nil {
 		return nil, "", err
 	}
+	if r.targetB != nil {
+		if err := r.prepareB(); err != nil {
+			return nil, "", err
+		}
+	}
 	r.dir = filepath.Join(cfg.OutDir, sc.Name, cfg.RunID)
 	if err := os.MkdirAll(r.dir, 0o755); err != nil {
 		return nil, "", err
 	}
 	if r.targetB != nil {
-		if err := r.prepareB(); err != nil {
-			return nil, "", err
-		}
 		r.dirB = filepath.Join(cfg.OutDir, sc.Name, cfg.RunIDB)
 		if err := os.MkdirAll(r.dirB, 0o755); err != nil {
 			return nil, "", err
@@ -250,6 +252,13 @@ func (r *runner) prepareB() error {
 	b.Interleaved = &Interleaved{Side: "b", OtherTarget: r.cfg.Target, OtherRunID: r.cfg.RunID}
 	r.res.Interleaved = &Interleaved{Side: "a", OtherTarget: r.cfg.Interleave, OtherRunID: r.cfg.RunIDB}
 	r.resB = &b
+	for _, w := range r.wls {
+		if w.gaps != nil {
+			// Alternating a recorded sequence of gaps would give side a every other gap
+			// and side b the ones between: two different arrival patterns.
+			return fmt.Errorf("interleave: workload %s replays with timing: recorded; interleaved runs replay on the scenario's arrivals (timing: schedule)", w.spec.Name)
+		}
+	}
 	st, body, err := r.targetB.get("/v1/models", 5*time.Second)
 	if err != nil || st != 200 {
 		return fmt.Errorf("interleave: GET /v1/models on %s: HTTP %d %v", r.cfg.Interleave, st, err)

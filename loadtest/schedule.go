@@ -197,16 +197,16 @@ func (ph *phase) run(ctx context.Context, check func(complete int) bool) {
 // split would leave them ±1/√n apart (±10% over 100 requests). Under Poisson arrivals
 // each side's gaps are then Erlang-2 (two exponential gaps of the doubled rate), less
 // bursty than Poisson at the scenario's rate, alike for both sides. Each side is sent
-// the bodies in the same order, and waits only for its own in-flight cap.
+// the bodies in the same order and has its own in-flight cap; while the loop waits for
+// one side's cap, the other side's next sends wait too (late sends, counted as such).
 func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 	r := ph.r
 	rng := rand.New(rand.NewSource(pw.w.spec.Seed*7919 + r.seq.Add(1)))
 	poisson := r.sc.Arrival == "poisson"
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
-	sides, rateOf := 1, pw.rate
+	rateOf := pw.rate
 	if pw.twin != nil {
-		sides = 2
 		rateOf = func(el time.Duration) float64 { return 2 * pw.rate(el) }
 	}
 	var el time.Duration
@@ -278,7 +278,7 @@ func (ph *phase) schedule(ctx context.Context, pw *phaseWL, dur time.Duration) {
 		switch {
 		case gaps != nil:
 			// The recorded gap, scaled so the recorded mean rate becomes this rate.
-			gap = gaps[i/sides%len(gaps)] * pw.w.gapRate / rate
+			gap = gaps[i%len(gaps)] * pw.w.gapRate / rate
 		case poisson:
 			gap = rng.ExpFloat64() / rate
 		}

@@ -85,7 +85,8 @@ times back to back into OUT/<scenario>/<run-id>/rep-1 ... rep-N, one side of com
 With --interleave ADDR (steps mode) the generator schedules at twice the scenario's
 rates and sends the requests to --target (side a) and ADDR (side b) in turn, so both
 sidecars get the scenario's load over the same windows (under Poisson arrivals each
-side's gaps are every other arrival's: less bursty than Poisson); the two sides are written to
+side's gaps are every other arrival's, less bursty than Poisson). It takes no CPU
+profile and refuses hooks and recorded-timing replays. The two sides are written to
 RUN-ID/a and RUN-ID/b (with --repeat: RUN-ID/a/rep-K and RUN-ID/b/rep-K), for
 compare --paired RUN-ID/a RUN-ID/b.
 Exit status 0 when the run finished, 1 on errors, 3 when any step missed the scenario's
