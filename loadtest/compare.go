@@ -535,8 +535,9 @@ func byStart(rs []*Result) []*Result {
 // test). Not a bootstrap: over a handful of pairs a bootstrap's interval is about their
 // range, and three pairs of one build all moving one way (1 in 8) would be a regression.
 func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMetric, conf float64, minPairs int) []Finding {
-	out := compareStep(idx, offered, sa, sb, metrics, conf, 1)
 	grid, index := valueGrid(sa, sb)
+	A, B := buildSide(sa, index), buildSide(sb, index)
+	out := compareSides(idx, offered, A, B, grid, metrics, conf, 1)
 	va := make([][]float64, len(sa)) // per pair, per metric
 	vb := make([][]float64, len(sb))
 	pa := make([]*cmpSide, len(sa)) // per pair, each run as a side of its own
@@ -546,7 +547,6 @@ func comparePairs(idx int, offered float64, sa, sb []*StepResult, metrics []cmpM
 		va[i] = sidePoint(pa[i], grid, metrics)
 		vb[i] = sidePoint(pb[i], grid, metrics)
 	}
-	A, B := buildSide(sa, index), buildSide(sb, index)
 	for k := range out {
 		f := &out[k]
 		mi := -1
@@ -630,7 +630,11 @@ func interval(xs []float64, conf float64) (lo, hi float64) {
 
 func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMetric, conf float64, minRuns int) []Finding {
 	grid, index := valueGrid(sa, sb)
-	A, B := buildSide(sa, index), buildSide(sb, index)
+	return compareSides(idx, offered, buildSide(sa, index), buildSide(sb, index), grid, metrics, conf, minRuns)
+}
+
+// compareSides is compareStep on the sides built from the steps over their value grid.
+func compareSides(idx int, offered float64, A, B *cmpSide, grid []int64, metrics []cmpMetric, conf float64, minRuns int) []Finding {
 	pa, xa := bootstrap(A, grid, metrics, 1)
 	pb, xb := bootstrap(B, grid, metrics, 2)
 	var out []Finding
@@ -653,11 +657,11 @@ func compareStep(idx int, offered float64, sa, sb []*StepResult, metrics []cmpMe
 		} else {
 			f.Change = relChange(f.A, f.B)
 		}
-		switch {
+		switch why := sidesNotJudged(A, B, m); {
 		case len(A.runs) < minRuns || len(B.runs) < minRuns:
 			f.NotJudged = fmt.Sprintf("needs ≥ %d runs per side (run --repeat), has %d and %d", minRuns, len(A.runs), len(B.runs))
-		case sidesNotJudged(A, B, m) != "":
-			f.NotJudged = sidesNotJudged(A, B, m)
+		case why != "":
+			f.NotJudged = why
 		case math.IsNaN(f.A) || math.IsNaN(f.B):
 			f.NotJudged = "no value"
 		default:

@@ -65,9 +65,9 @@ func TestReadProcResolution(t *testing.T) {
 
 // burn spins on this thread for d of its CPU time.
 func burn(d time.Duration) {
-	start := threadNow()
+	start := cputime.Thread()
 	x := uint64(1)
-	for threadNow()-start < d {
+	for cputime.Thread()-start < d {
 		for range 1000 {
 			x = x*6364136223846793005 + 1442695040888963407
 		}
@@ -76,6 +76,3 @@ func burn(d time.Duration) {
 }
 
 var sinkU64 uint64
-
-// threadNow is this thread's CPU time.
-func threadNow() time.Duration { return cputime.Thread() }

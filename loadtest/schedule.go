@@ -409,6 +409,7 @@ func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 	}
 	next := 0 // next boundary to sample
 	complete := 0
+	sides := append(ph.wls[:len(ph.wls):len(ph.wls)], ph.wlsB...) // both sides' workloads
 	lastProgress := time.Time{}
 	for {
 		now := time.Now()
@@ -426,7 +427,7 @@ func (ph *phase) monitor(ctx context.Context, check func(int) bool) {
 		// A window is complete when its time is over and all its requests answered.
 		for complete < ph.nWin && complete < next-1 {
 			c := 0
-			for _, pw := range append(ph.wls[:len(ph.wls):len(ph.wls)], ph.wlsB...) {
+			for _, pw := range sides {
 				if pw.win[complete].done.Load() != pw.win[complete].scheduled.Load() {
 					c = 1
 				}
