@@ -843,39 +843,33 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	d := &r.dir
 	learning := len(r.cands) == 0
 	left := s.lim.cells - r.cellCount() // values that may still be decoded
-	b, pre := s.b, d.pre
+	b, pre, places := s.b, d.pre, d.places
 	for {
 		if s.i < len(b) && b[s.i] != '"' {
 			s.ws()
 		}
-		if k := *p; k < len(d.places) {
-			pl := &d.places[k]
-			i := s.i + int(pl.npre)
-			if i < len(b) && (pl.match(b[s.i:]) || (pl.npre < 8 || pl.npre > 24) && pl.npre > 0 && string(b[s.i:i]) == string(pre[pl.pre:pl.pre+pl.npre])) {
-				v, n, ok := math.NaN(), 4, i+4 <= len(b) && string(b[i:i+4]) == "null"
-				if b[i] == '-' || b[i]-'0' < 10 {
-					v, n, ok = jsonnum.Parse(b[i:])
+		// The run of members in the layout's order (layoutRun), then what ended it.
+		if k := *p; k < len(places) {
+			i, k, cells, end := layoutRun(b, s.i, places, pre, row, k, left)
+			d.cells += cells
+			left -= cells
+			s.i, *p = i, k
+			switch end {
+			case runLimit: // the count is at the limit, unless left was stale
+				if err := s.lim.cell(r); err != nil {
+					return err
 				}
-				if n > 0 && ok {
-					if left <= 0 {
-						if err := s.lim.cell(r); err != nil {
-							return err
-						}
-					}
-					left--
-					row[pl.col] = v
-					d.cells++
-					*p = k + 1
-					s.i = i + n
-					if s.i < len(b) && b[s.i] == ',' {
-						s.i++
-						continue
-					}
-					if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
-						return err
-					}
+				left = s.lim.cells - r.cellCount()
+				continue
+			case runValue:
+				if s.i < len(b) && b[s.i] == ',' {
+					s.i++
 					continue
 				}
+				if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+					return err
+				}
+				continue
 			}
 		}
 		if s.peek() != '"' {
@@ -914,6 +908,99 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 		}
 	}
 }
+
+// runEnd is why layoutRun stopped.
+type runEnd uint8
+
+const (
+	runMember runEnd = iota // at a member it did not read: the generic member path's
+	runValue                // just past a value, not followed by the next member
+	runLimit                // at a member of the layout, with no value left under the limit
+)
+
+// layoutRun reads the members of a features object at b[i:] while each is the learned
+// layout's next one, from place k on: its bytes up to the value compared with the
+// place's (the quoted name and the colon), its number parsed, the value written to its
+// column of row. It places at most left values, and returns the position, the next
+// place, how many values it placed and why it stopped. A run stays within one object:
+// it goes on only past `,"` and while places remain.
+//
+// It is a function of its own, called once per run (once per candidate when the
+// candidates list their features alike), so that its few live values stay in
+// registers: inside featuresDirect's loop, among the generic path's, they were saved
+// to and reloaded from the stack around every value.
+//
+// The common value, at most 15 digits with or without a fraction and no exponent
+// ("37.45", "-0.0123"), is read here: its digits are the exact integer w < 2^53 and the
+// value w / 10^e one correctly rounded division (Clinger), as jsonnum.Parse computes
+// it, without the call. Anything else (more digits, an exponent, a leading zero, null)
+// goes to Parse; a value that is not a number ends the run at its member.
+func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int) (int, int, int, runEnd) {
+	cells := 0
+	for {
+		pl := &places[k]
+		j := i + int(pl.npre)
+		if j >= len(b) || !(pl.match(b[i:]) || (pl.npre < 8 || pl.npre > 24) && pl.npre > 0 && string(b[i:j]) == string(pre[pl.pre:pl.pre+pl.npre])) {
+			return i, k, cells, runMember
+		}
+		if cells >= left {
+			return i, k, cells, runLimit
+		}
+		var v float64
+		n, ok := 0, false
+		q := j
+		neg := b[q] == '-'
+		if neg {
+			q++
+		}
+		p0 := q
+		var w int64
+		for q < len(b) && b[q]-'0' < 10 && q-p0 < 16 {
+			w = w*10 + int64(b[q]-'0')
+			q++
+		}
+		nd := q - p0
+		if nd > 0 && (b[p0] != '0' || nd == 1) {
+			e := 0
+			if q < len(b) && b[q] == '.' {
+				q++
+				f0 := q
+				for q < len(b) && b[q]-'0' < 10 && q-f0 < 16 {
+					w = w*10 + int64(b[q]-'0')
+					q++
+				}
+				e = q - f0
+				nd += e
+			}
+			if (q == p0+nd || e > 0) && nd <= 15 && (q == len(b) || b[q]|0x20 != 'e') {
+				v, n, ok = float64(w)/exact10[e&15], q-j, true
+				if neg {
+					v = -v
+				}
+			}
+		}
+		if !ok {
+			v, n, ok = math.NaN(), 4, j+4 <= len(b) && string(b[j:j+4]) == "null"
+			if c := b[j]; c == '-' || c-'0' < 10 {
+				v, n, ok = jsonnum.Parse(b[j:])
+			}
+			if n == 0 || !ok {
+				return i, k, cells, runMember
+			}
+		}
+		row[pl.col] = v
+		cells++
+		k++
+		i = j + n
+		if i+1 >= len(b) || b[i] != ',' || b[i+1] != '"' || k == len(places) {
+			return i, k, cells, runValue
+		}
+		i++
+	}
+}
+
+// exact10 holds 10^0 to 10^15, each exact in a float64 (layoutRun's division).
+var exact10 = [16]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
 
 // featureEnd reads the ',' or '}' after a feature.
 func (s *jsonScanner) featureEnd() error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -216,6 +217,69 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 		}
 		sameDirect(t, data, decodeJSON, v)
 	})
+}
+
+// TestLayoutRunNumbers: values of every shape around the limits of layoutRun's own
+// number reading (15 digits, a leading zero, a fraction without digits, an exponent
+// after a fraction, a sign alone, what follows the number) decode on the direct path,
+// in candidates that follow the learned layout, as on the generic path: the same matrix
+// bit for bit, or the same error.
+func TestLayoutRunNumbers(t *testing.T) {
+	v := claimsVersion(t)
+	rng := rand.New(rand.NewPCG(17, 71))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + rng.IntN(10))
+		}
+		return string(b)
+	}
+	number := func() string {
+		var s string
+		if rng.IntN(3) == 0 {
+			s = "-"
+		}
+		switch rng.IntN(8) {
+		case 0:
+			s += "0"
+		case 1:
+			s += "0" + digits(rng.IntN(3)) // a leading zero: invalid past one digit
+		default:
+			s += string(rune('1'+rng.IntN(9))) + digits(rng.IntN(18))
+		}
+		if rng.IntN(4) != 0 {
+			s += "." + digits(rng.IntN(19))
+		}
+		if rng.IntN(6) == 0 {
+			s += []string{"e", "E", "e-", "e+"}[rng.IntN(4)] + digits(rng.IntN(4))
+		}
+		return s
+	}
+	after := []string{",", ",", ",", " ,", "}", " }", "x", ".5,", "e,"}
+	names := []string{"VehBrand", "Area", "Density", "DrivAge"}
+	for range 10000 {
+		var b strings.Builder
+		b.WriteString(`{"model":"claims","candidates":[`)
+		for c := range 3 {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"features":{`)
+			for j, name := range names {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				fmt.Fprintf(&b, "%q:%s", name, number())
+				if c == 2 && j == 1 {
+					b.WriteString(after[rng.IntN(len(after))]) // a run ended oddly
+					b.WriteString(`"Region":1`)
+				}
+			}
+			b.WriteString("}}")
+		}
+		b.WriteString("]}")
+		sameDirect(t, []byte(b.String()), decodeJSON, v)
+	}
 }
 
 // FuzzNamedFastPathsProto: the same for the protobuf decoder's fast paths (features

@@ -89,6 +89,16 @@ func namedModels(b *testing.B, n int) []namedModel {
 	}
 }
 
+// roundRows returns rows rounded to d decimals (NaN stays NaN).
+func roundRows(rows []float64, d int) []float64 {
+	p := math.Pow10(d)
+	out := make([]float64, len(rows))
+	for i, x := range rows {
+		out[i] = math.Round(x*p) / p
+	}
+	return out
+}
+
 // namedBodies encodes rows three ways: dense protobuf rows, and candidates naming every
 // feature in column order (a missing value as null in JSON, a Feature without a value
 // in protobuf), in protobuf and JSON.
@@ -169,14 +179,29 @@ func threadCPU() time.Duration { return cputime.Thread() }
 //	go test ./sidecar -run '^$' -bench NamedCandidates -benchtime 100x -count 3
 func BenchmarkNamedCandidates(b *testing.B) {
 	const n = 1000
-	for _, m := range namedModels(b, n) {
-		dp, np, nj := namedBodies(b, m.name, m.names, m.rows)
+	models := namedModels(b, n)
+	type variant struct {
+		label string
+		m     namedModel
+		rows  []float64
+	}
+	var variants []variant
+	for _, m := range models {
+		variants = append(variants, variant{m.name, m, m.rows})
+	}
+	// reg-2dp: the 100-feature model's rows with two decimals, the load generator's
+	// values ("37.45"): a JSON number as short as a ranker's rounded features.
+	reg := models[1]
+	variants = append(variants, variant{reg.name + "-2dp", reg, roundRows(reg.rows, 2)})
+	for _, vt := range variants {
+		m := vt.m
+		dp, np, nj := namedBodies(b, m.name, m.names, vt.rows)
 		forms := []struct {
 			name, ct string
 			body     []byte
 		}{{"proto-rows", "application/x-protobuf", dp}, {"proto-named", "application/x-protobuf", np},
 			{"json-named", "application/json", nj}}
-		b.Run(m.name, func(b *testing.B) {
+		b.Run(vt.label, func(b *testing.B) {
 			runtime.LockOSThread()
 			defer runtime.UnlockOSThread()
 			var h handlerCall
@@ -211,6 +236,9 @@ func BenchmarkNamedStages(b *testing.B) {
 	const n = 1000
 	m := namedModels(b, n)[1]
 	_, np, nj := namedBodies(b, m.name, m.names, m.rows)
+	// The load generator's values have two decimals ("37.45"): the fixture's rows
+	// rounded so, for the direct JSON path on short numbers.
+	_, _, nj2 := namedBodies(b, m.name, m.names, roundRows(m.rows, 2))
 	v, err := m.s.reg.acquire([]byte(m.name), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -244,7 +272,7 @@ func BenchmarkNamedStages(b *testing.B) {
 		name   string
 		body   []byte
 		decode func(*request, []byte, decodeLimits) error
-	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}} {
+	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON}} {
 		b.Run(f.name, func(b *testing.B) {
 			r := getRequest()
 			runtime.LockOSThread()

@@ -148,7 +148,17 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 	if many {
 		return slowParse(b[:i])
 	}
-	v, ok = convert(w, exp10)
+	if w <= 1<<53 && exp10 >= -22 && exp10 <= 22 {
+		// Clinger's fast path, as in convert, here without the call: most values take it.
+		v, ok = float64(w), true
+		if exp10 < 0 {
+			v /= exact[-exp10]
+		} else {
+			v *= exact[exp10]
+		}
+	} else {
+		v, ok = convert(w, exp10)
+	}
 	if neg {
 		v = -v
 	}
