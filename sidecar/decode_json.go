@@ -949,10 +949,12 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 		var v float64
 		n, ok := 0, false
 		q := j
-		neg := b[q] == '-'
-		if neg {
-			q++
+		// The sign without a branch: values of both signs come in no order.
+		var neg uint64
+		if b[q] == '-' {
+			neg = 1
 		}
+		q += int(neg)
 		p0 := q
 		var w int64
 		for q < len(b) && b[q]-'0' < 10 && q-p0 < 16 {
@@ -974,9 +976,7 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 			}
 			if (q == p0+nd || e > 0) && nd <= 15 && (q == len(b) || b[q]|0x20 != 'e') {
 				v, n, ok = float64(w)/exact10[e&15], q-j, true
-				if neg {
-					v = -v
-				}
+				v = math.Float64frombits(math.Float64bits(v) | neg<<63)
 			}
 		}
 		if !ok {
