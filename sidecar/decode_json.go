@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -930,10 +931,11 @@ const (
 // registers: inside featuresDirect's loop, among the generic path's, they were saved
 // to and reloaded from the stack around every value.
 //
-// The common value, at most 15 digits with or without a fraction and no exponent
-// ("37.45", "-0.0123"), is read here: its digits are the exact integer w < 2^53 and the
-// value w / 10^e one correctly rounded division (Clinger), as jsonnum.Parse computes
-// it, without the call. Anything else (more digits, an exponent, a leading zero, null)
+// The common value, at most 19 digits with or without a fraction and no exponent
+// ("37.45", "-0.0123", "0.30000001192092896"), is read here: its digits are the exact
+// integer w, and up to 15 of them (w < 2^53) the value w / 10^e is one correctly
+// rounded division (Clinger), as jsonnum.Parse computes it, without the call; 16 to 19
+// go to jsonnum.Convert. Anything else (more digits, an exponent, a leading zero, null)
 // goes to Parse; a value that is not a number ends the run at its member.
 func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int) (int, int, int, runEnd) {
 	cells := 0
@@ -957,7 +959,7 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 		q += int(neg)
 		p0 := q
 		var w int64
-		for q < len(b) && b[q]-'0' < 10 && q-p0 < 16 {
+		for q < len(b) && b[q]-'0' < 10 && q-p0 < 20 {
 			w = w*10 + int64(b[q]-'0')
 			q++
 		}
@@ -967,16 +969,31 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 			if q < len(b) && b[q] == '.' {
 				q++
 				f0 := q
-				for q < len(b) && b[q]-'0' < 10 && q-f0 < 16 {
+				// A long fraction 8 digits a step (the test is one branch, taken
+				// alike by values of one kind), then digit by digit.
+				for q+8 <= len(b) && q-f0 < 16 {
+					c := binary.LittleEndian.Uint64(b[q:])
+					if !jsonnum.EightDigits(c) {
+						break
+					}
+					w = w*1e8 + int64(jsonnum.EightDigitsValue(c))
+					q += 8
+				}
+				for q < len(b) && b[q]-'0' < 10 && q-f0 < 20 {
 					w = w*10 + int64(b[q]-'0')
 					q++
 				}
 				e = q - f0
 				nd += e
 			}
-			if (q == p0+nd || e > 0) && nd <= 15 && (q == len(b) || b[q]|0x20 != 'e') {
-				v, n, ok = float64(w)/exact10[e&15], q-j, true
+			if (q == p0+nd || e > 0) && nd <= 19 && (q == len(b) || b[q]|0x20 != 'e') {
+				if nd <= 15 {
+					v = float64(w) / exact10[e&15]
+				} else { // 16 to 19 digits: w still exact in 64 bits
+					v, _ = jsonnum.Convert(uint64(w), -e)
+				}
 				v = math.Float64frombits(math.Float64bits(v) | neg<<63)
+				n, ok = q-j, true
 			}
 		}
 		if !ok {

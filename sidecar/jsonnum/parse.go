@@ -98,10 +98,10 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 			// loop): most feature values carry 15–17 digits.
 			for w != 0 && nd <= 19-8 && i+8 <= len(b) {
 				c := binary.LittleEndian.Uint64(b[i:])
-				if !eightDigits(c) {
+				if !EightDigits(c) {
 					break
 				}
-				w = w*100000000 + eightDigitsValue(c)
+				w = w*100000000 + EightDigitsValue(c)
 				nd += 8
 				exp10 -= 8
 				i += 8
@@ -157,7 +157,7 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 			v *= exact[exp10]
 		}
 	} else {
-		v, ok = convert(w, exp10)
+		v, ok = Convert(w, exp10)
 	}
 	if neg {
 		v = -v
@@ -165,8 +165,8 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 	return v, i, ok
 }
 
-// eightDigits tells whether the 8 bytes of c (little-endian) are all ASCII digits.
-func eightDigits(c uint64) bool {
+// EightDigits tells whether the 8 bytes of c (little-endian) are all ASCII digits.
+func EightDigits(c uint64) bool {
 	return ((c+0x4646464646464646)|(c-0x3030303030303030))&0x8080808080808080 == 0
 }
 
@@ -174,7 +174,7 @@ func eightDigits(c uint64) bool {
 var pow10 = [...]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
 
 // digitRun is how many of the 8 bytes of c (little-endian: b[i] in the low byte) are
-// ASCII digits before the first that is not, 0 to 8. Each byte's flag is the eightDigits
+// ASCII digits before the first that is not, 0 to 8. Each byte's flag is the EightDigits
 // test's; a flag can be wrong only above the first non-digit byte (a borrow or carry
 // from it), and only the lowest flag is read.
 func digitRun(c uint64) int {
@@ -186,12 +186,12 @@ func digitRun(c uint64) int {
 // shifted so they are the last k of eight, the bytes before them '0'.
 func leadingDigitsValue(c uint64, k int) uint64 {
 	s := uint(64 - 8*k)
-	return eightDigitsValue(c<<s | 0x3030303030303030>>(64-s))
+	return EightDigitsValue(c<<s | 0x3030303030303030>>(64-s))
 }
 
-// eightDigitsValue is the value of the 8 ASCII digits in c, the first in the low byte
+// EightDigitsValue is the value of the 8 ASCII digits in c, the first in the low byte
 // (fast_float's parse_eight_digits_unrolled).
-func eightDigitsValue(c uint64) uint64 {
+func EightDigitsValue(c uint64) uint64 {
 	const (
 		mask = 0x000000FF000000FF
 		mul1 = 0x000F424000000064 // 100 + (1000000 << 32)
@@ -212,9 +212,10 @@ func slow(tok []byte) (float64, int, bool) {
 	return v, len(tok), err == nil
 }
 
-// convert returns w × 10^q rounded to the nearest float64 (ties to even); ok is false
-// when it overflows (then ±Inf as strconv gives).
-func convert(w uint64, q int) (float64, bool) {
+// Convert returns w × 10^q rounded to the nearest float64 (ties to even); ok is false
+// when it overflows (then ±Inf as strconv gives). w must be the number's exact
+// significant digits (at most 19 of them), as Parse gathers them.
+func Convert(w uint64, q int) (float64, bool) {
 	if w == 0 {
 		return 0, true
 	}
