@@ -133,6 +133,7 @@ func (r *request) redecode(decode func(*request, []byte, decodeLimits) error, li
 	d.reset()
 	r.model, r.version, r.output = nil, nil, outputDefault
 	r.context, r.ctxKeys, r.cands, r.feats, r.candKeys = r.context[:0], r.ctxKeys[:0], r.cands[:0], r.feats[:0], r.candKeys[:0]
+	r.ids = r.ids[:0]
 	r.vecs, r.vecVals = r.vecs[:0], r.vecVals[:0]
 	r.dense, r.rows, r.nrows, r.width = false, r.rows[:0], 0, 0
 	r.m64 = r.m64[:0]

@@ -622,7 +622,7 @@ func (s *jsonScanner) candidate(r *request) error {
 		switch string(k) {
 		case "id":
 			id, err := s.strOrNum("id")
-			c.id = r.spanOf(id)
+			c.id = r.idSpan(id)
 			return err
 		case "features":
 			return s.features(r)
@@ -808,7 +808,7 @@ func (s *jsonScanner) candidateDirect(r *request) error {
 		switch string(k) {
 		case "id":
 			id, err := s.strOrNum("id")
-			c.id = r.spanOf(id)
+			c.id = r.idSpan(id)
 			return err
 		case "features":
 			return s.featuresDirect(r, row, &p)

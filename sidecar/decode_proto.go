@@ -205,7 +205,7 @@ func decodeCandidate(r *request, b []byte, lim decodeLimits) error {
 			if id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
 				return err
 			}
-			c.id = r.spanOf(id)
+			c.id = r.idSpan(id)
 		case wire.CandidateFeatures:
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
@@ -328,7 +328,7 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 			if id, b, err = protoString(b, typ, "Candidate.id"); err != nil {
 				return err
 			}
-			c.id = r.spanOf(id)
+			c.id = r.idSpan(id)
 		case wire.CandidateFeatures:
 			if m, b, err = protoMessage(b, typ, "Candidate.features"); err != nil {
 				return err
