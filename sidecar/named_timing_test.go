@@ -236,9 +236,13 @@ func BenchmarkNamedStages(b *testing.B) {
 	const n = 1000
 	m := namedModels(b, n)[1]
 	_, np, nj := namedBodies(b, m.name, m.names, m.rows)
-	// The load generator's values have two decimals ("37.45"): the fixture's rows
-	// rounded so, for the direct JSON path on short numbers.
-	_, _, nj2 := namedBodies(b, m.name, m.names, roundRows(m.rows, 2))
+	// The load generator's values are positive with two decimals ("37.45"): the
+	// fixture's rows made so, for the direct JSON path on such numbers.
+	pos := make([]float64, len(m.rows))
+	for i, x := range m.rows {
+		pos[i] = math.Abs(x) * 30
+	}
+	_, _, nj2 := namedBodies(b, m.name, m.names, roundRows(pos, 2))
 	v, err := m.s.reg.acquire([]byte(m.name), nil)
 	if err != nil {
 		b.Fatal(err)

@@ -43,6 +43,17 @@
 #                                             sidecars, every other request to each):
 #                                             A vs A' (should be clean) and A vs B
 #                                             (should be flagged), compare --paired
+#   scripts/ci/loadtest.sh named-forms N DIR [wide]
+#                                             what naming features costs end to end: N
+#                                             rounds, each named-dense on one sidecar and
+#                                             named-proto, then named-json, on a second
+#                                             sidecar at the same time (the two swap each
+#                                             round), so that the VM's drift falls on both;
+#                                             prints each pair's sidecar CPU per 1,000
+#                                             predictions and its ratio, then the medians.
+#                                             The demo model, or with "wide" the
+#                                             100-feature XGBoost fixture with ranker-style
+#                                             names (DIR/models)
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -175,6 +186,59 @@ YAML
   fi
   echo "$dir: models homepage and stores; serve with predictd serve --models $dir and" \
     "${backend:+${dest[*]/--snapshot/--features-snapshot}}"
+  ;;
+named-forms)
+  n=${1:?usage: loadtest.sh named-forms N DIR [wide]}
+  dir=${2:?usage: loadtest.sh named-forms N DIR [wide]}
+  mkdir -p bin "$dir"
+  go build -o bin/predictd ./cmd/predictd
+  go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
+  models=()
+  if [ "${3:-}" = wide ]; then
+    m="$dir/models/wide/1"
+    mkdir -p "$m"
+    gzip -dc engine/testdata/xgboost/gen_regression_nan/model.json.gz >"$m/model.json"
+    names=$(awk 'BEGIN { split("user item query ctx", src); split("ctr cvr dwell views score", sig)
+      for (i = 0; i < 100; i++) printf "%s%s_%s_%02d_7d", i ? ", " : "", src[i % 4 + 1], sig[int(i / 4) % 5 + 1], i }')
+    printf 'format: xgboost\nfile: model.json\noutput: transformed\nfeatures: [%s]\n' "$names" >"$m/model.yaml"
+    models=(--models "$dir/models")
+  fi
+  live=""
+  trap 'kill -INT $live 2>/dev/null || true' EXIT
+  for k in 1 2; do
+    bin/predictd serve --listen "" --unix "$dir/s$k.sock" --watch=false "${models[@]}" >>"$dir/sidecar.log" 2>&1 &
+    eval "p$k=$!"
+    live="$live $!"
+    for _ in $(seq 100); do
+      if curl -sf --unix-socket "$dir/s$k.sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+      sleep 0.1
+    done
+  done
+  # cpu RUNDIR: the run's sidecar CPU-ms per 1,000 predictions
+  cpu() {
+    awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json"
+  }
+  for form in proto json; do
+    ratios=()
+    for r in $(seq "$n"); do
+      if ((r % 2)); then a=1 b=2; else a=2 b=1; fi
+      out="$dir/$form-$r"
+      rm -rf "$out"
+      pa=$(eval echo "\$p$a") pb=$(eval echo "\$p$b")
+      bin/predictd-loadtest run --scenario loadtest/scenarios/named-dense.yaml --progress=false \
+        --target "unix:$dir/s$a.sock" --sidecar-pid "$pa" --out "$out/dense" >"$out.dense.log" 2>&1 &
+      lp=$!
+      bin/predictd-loadtest run --scenario "loadtest/scenarios/named-$form.yaml" --progress=false \
+        --target "unix:$dir/s$b.sock" --sidecar-pid "$pb" --out "$out/$form" >"$out.$form.log" 2>&1
+      wait "$lp"
+      d=$(cpu "$out/dense") f=$(cpu "$out/$form")
+      ratio=$(awk -v d="$d" -v f="$f" 'BEGIN { printf "%.3f", f / d }')
+      ratios+=("$ratio")
+      echo "named-$form round $r: dense $d ms, $form $f ms per 1,000 predictions: ${ratio}x"
+    done
+    printf '%s\n' "${ratios[@]}" | sort -n | awk -v f="$form" '{ v[NR] = $1 } END {
+      printf "named-%s: median %.3fx the CPU of the dense rows (%d rounds, %.3f to %.3f)\n", f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR, v[1], v[NR] }'
+  done
   ;;
 compare-trials | compare-trials-interleaved)
   n=${1:?usage: loadtest.sh $cmd N DIR}
