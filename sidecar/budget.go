@@ -90,7 +90,7 @@ const (
 // pooled request kept from earlier requests.
 func (r *request) decodedBytes() int64 {
 	return featureBytes*int64(len(r.context)+len(r.feats)) + keyBytes*int64(len(r.ctxKeys)+len(r.candKeys)) +
-		candidateBytes*int64(len(r.cands)) + 8*int64(len(r.rows)+len(r.vecVals)) + int64(unsafe.Sizeof(vector{}))*int64(len(r.vecs)) +
+		candidateBytes*int64(len(r.cands)) + int64(len(r.ids)) + 8*int64(len(r.rows)+len(r.vecVals)) + int64(unsafe.Sizeof(vector{}))*int64(len(r.vecs)) +
 		r.dir.matrixBytes(r)
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"math"
 	"slices"
+	"unsafe"
 )
 
 // Named candidates decoded straight into the matrix.
@@ -106,7 +107,7 @@ func (d *direct) reset() {
 }
 
 func (d *direct) pooledBytes() int {
-	return cap(d.deferred) + cap(d.pre) + 12*cap(d.places) + 4*(cap(d.layoutAt)+cap(d.undoAt)) +
+	return cap(d.deferred) + cap(d.pre) + int(unsafe.Sizeof(place{}))*cap(d.places) + 4*(cap(d.layoutAt)+cap(d.undoAt)) +
 		8*(cap(d.scratch)+cap(d.nans)) + cap(d.undo)
 }
 

@@ -935,8 +935,8 @@ const (
 // ("37.45", "-0.0123", "0.30000001192092896"), is read here: its digits are the exact
 // integer w, and up to 15 of them (w < 2^53) the value w / 10^e is one correctly
 // rounded division (Clinger), as jsonnum.Parse computes it, without the call; 16 to 19
-// go to jsonnum.Convert. Anything else (more digits, an exponent, a leading zero, null)
-// goes to Parse; a value that is not a number ends the run at its member.
+// go to jsonnum.Convert; null is NaN. Any other number (more digits, an exponent, a
+// leading zero) goes to Parse; a value that is neither ends the run at its member.
 func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int) (int, int, int, runEnd) {
 	cells := 0
 	for {

@@ -245,7 +245,7 @@ func TestLayoutRunNumbers(t *testing.T) {
 		case 1:
 			s += "0" + digits(rng.IntN(3)) // a leading zero: invalid past one digit
 		default:
-			s += string(rune('1'+rng.IntN(9))) + digits(rng.IntN(18))
+			s += string(rune('1'+rng.IntN(9))) + digits(rng.IntN(21)) // up to 21 digits
 		}
 		if rng.IntN(4) != 0 {
 			s += "." + digits(rng.IntN(19))
@@ -279,6 +279,17 @@ func TestLayoutRunNumbers(t *testing.T) {
 		}
 		b.WriteString("]}")
 		sameDirect(t, []byte(b.String()), decodeJSON, v)
+	}
+	// Fixed values at the limits, in the third candidate's run, and a body that ends in
+	// the number (cut short).
+	for _, x := range []string{"-", "-0", "-0.0", "0", "0.", "1.e5", "00", "1234567890123456789",
+		"12345678901234567890", "9223372036854775807", "9223372036854775808", "18446744073709551615",
+		"18446744073709551616", "123456789012345.6", "1234567890123456.7", "0.1234567890123456789",
+		"0.12345678901234567890", "9007199254740993", "-9007199254740993.0", "1e5", "1.5E-3", "null", "nul", `"a"`} {
+		body := `{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2}},` +
+			`{"features":{"VehBrand":3,"Area":4}},{"features":{"VehBrand":5,"Area":` + x
+		sameDirect(t, []byte(body+"}}]}"), decodeJSON, v)
+		sameDirect(t, []byte(body), decodeJSON, v)
 	}
 }
 

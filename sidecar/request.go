@@ -94,11 +94,11 @@ func (r *request) idSpan(id []byte) span {
 
 // request is a decoded prediction request plus the buffers that score it. Byte slices
 // and spans point into the HTTP request body (which the decoders may rewrite in place to unescape
-// JSON strings): a request is valid only while the handler runs. Requests are pooled
+// JSON strings), candidates' ids into ids: a request is valid only while the handler runs. Requests are pooled
 // (getRequest/putRequest); reset keeps every buffer's capacity, so a warm server decodes
 // and scores without allocating per candidate.
 type request struct {
-	body           []byte      // the body being decoded; spans are offsets into it
+	body           []byte      // the body being decoded; spans are offsets into it (ids': into ids)
 	budget         *byteBudget // the server's byte budget (nil: none), see budget.go
 	held           int64       // bytes of it this request holds, returned by releaseBytes
 	model, version []byte

@@ -206,17 +206,23 @@ named-forms)
   live=""
   trap 'kill -INT $live 2>/dev/null || true' EXIT
   for k in 1 2; do
-    bin/predictd serve --listen "" --unix "$dir/s$k.sock" --watch=false "${models[@]}" >>"$dir/sidecar.log" 2>&1 &
+    sock=$(mktemp -u /tmp/predictd-forms.XXXXXX.sock) # short: a socket path has ~108 bytes
+    eval "s$k=$sock"
+    bin/predictd serve --listen "" --unix "$sock" --watch=false ${models[@]+"${models[@]}"} >>"$dir/sidecar.log" 2>&1 &
     eval "p$k=$!"
     live="$live $!"
-    for _ in $(seq 100); do
-      if curl -sf --unix-socket "$dir/s$k.sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+    for i in $(seq 101); do
+      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+      if [ "$i" = 101 ]; then echo "named-forms: the sidecar on $sock is not ready (see $dir/sidecar.log)" >&2; exit 1; fi
       sleep 0.1
     done
   done
   # cpu RUNDIR: the run's sidecar CPU-ms per 1,000 predictions
   cpu() {
-    awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json"
+    local v
+    v=$(awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json")
+    if [ -z "$v" ] || [ "$v" = 0.000 ]; then echo "named-forms: no sidecar CPU figure in $1 (see its log)" >&2; exit 1; fi
+    echo "$v"
   }
   for form in proto json; do
     ratios=()
@@ -224,13 +230,17 @@ named-forms)
       if ((r % 2)); then a=1 b=2; else a=2 b=1; fi
       out="$dir/$form-$r"
       rm -rf "$out"
-      pa=$(eval echo "\$p$a") pb=$(eval echo "\$p$b")
+      pa=$(eval echo "\$p$a") pb=$(eval echo "\$p$b") sa=$(eval echo "\$s$a") sb=$(eval echo "\$s$b")
       bin/predictd-loadtest run --scenario loadtest/scenarios/named-dense.yaml --progress=false \
-        --target "unix:$dir/s$a.sock" --sidecar-pid "$pa" --out "$out/dense" >"$out.dense.log" 2>&1 &
+        --target "unix:$sa" --sidecar-pid "$pa" --out "$out/dense" >"$out.dense.log" 2>&1 &
       lp=$!
+      live="$live $lp"
+      rc=0
       bin/predictd-loadtest run --scenario "loadtest/scenarios/named-$form.yaml" --progress=false \
-        --target "unix:$dir/s$b.sock" --sidecar-pid "$pb" --out "$out/$form" >"$out.$form.log" 2>&1
-      wait "$lp"
+        --target "unix:$sb" --sidecar-pid "$pb" --out "$out/$form" >"$out.$form.log" 2>&1 || rc=$?
+      wait "$lp" || rc=$?
+      live="${live% $lp}"
+      if [ "$rc" != 0 ]; then echo "named-forms: a run failed (rc=$rc): see $out.*.log" >&2; exit 1; fi
       d=$(cpu "$out/dense") f=$(cpu "$out/$form")
       ratio=$(awk -v d="$d" -v f="$f" 'BEGIN { printf "%.3f", f / d }')
       ratios+=("$ratio")
