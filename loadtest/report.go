@@ -205,8 +205,14 @@ func PlotSVGWith(title, xLabel, yLabel string, series []Series, logY bool, o Plo
 			}
 		}
 		ly := padTop + 10 + 20*i
-		fmt.Fprintf(&b, `<rect x="%g" y="%d" width="14" height="4" fill="%s"/><text x="%g" y="%d">%s</text>`+"\n",
-			x0+w+14, ly, col, x0+w+34, ly+5, esc(s.Name))
+		// A name wider than the legend's room (at up to 7.5 px a character: fonts differ)
+		// is squeezed into it rather than drawn past the picture's edge.
+		fit := ""
+		if room := float64(plotW) - (x0 + w + 34) - 4; 7.5*float64(len(s.Name)) > room {
+			fit = fmt.Sprintf(` textLength="%g" lengthAdjust="spacingAndGlyphs"`, room)
+		}
+		fmt.Fprintf(&b, `<rect x="%g" y="%d" width="14" height="4" fill="%s"/><text x="%g" y="%d"%s>%s</text>`+"\n",
+			x0+w+14, ly, col, x0+w+34, ly+5, fit, esc(s.Name))
 	}
 	b.WriteString("</svg>\n")
 	return b.String()
@@ -306,7 +312,7 @@ func WriteReport(dir string, r *Result) error {
 		}
 		lat = append(lat, s)
 	}
-	cpu := Series{Name: "CPU ms / 1k predictions"}
+	cpu := Series{Name: "sidecar CPU"} // the y axis names the unit
 	for _, st := range steps {
 		if st.CPUSecondsPer1kPredictions > 0 {
 			cpu.Points = append(cpu.Points, Point{st.OfferedRPS, st.CPUSecondsPer1kPredictions * 1000})
