@@ -54,11 +54,14 @@ const maxDecodeBody = 1<<32 - 1
 
 // bytes returns the body bytes of sp (nil when empty). They are valid while the
 // handler runs.
-func (r *request) bytes(sp span) []byte {
+func (r *request) bytes(sp span) []byte { return sp.in(r.body) }
+
+// in returns the bytes of sp in buf (nil when empty), capped at their end.
+func (sp span) in(buf []byte) []byte {
 	if sp.n == 0 {
 		return nil
 	}
-	return r.body[sp.off : sp.off+sp.n : sp.off+sp.n]
+	return buf[sp.off : sp.off+sp.n : sp.off+sp.n]
 }
 
 // spanOf returns the span of b, a subslice of r.body.
@@ -70,13 +73,7 @@ func (r *request) spanOf(b []byte) span {
 }
 
 // id returns candidate i's id (nil when absent or empty).
-func (r *request) id(i int) []byte {
-	sp := r.cands[i].id
-	if sp.n == 0 {
-		return nil
-	}
-	return r.ids[sp.off : sp.off+sp.n : sp.off+sp.n]
-}
+func (r *request) id(i int) []byte { return r.cands[i].id.in(r.ids) }
 
 // idSpan copies a candidate's id into r.ids and returns where it is there. The ids
 // are read again to write the response, after scoring: from a large body (1,000
