@@ -146,6 +146,11 @@ func (s *Server) handleConnError(ctx *fasthttp.RequestCtx, err error) {
 	s.met.countError("", "", code)
 	s.writeErrorCode(ctx, status, code, msg)
 	ctx.SetConnectionClose()
+	if status != fasthttp.StatusRequestTimeout {
+		// Bytes of the request may still be on their way: let the client read this
+		// answer before the connection closes (listener.go).
+		s.lingers.hold(ctx.Conn())
+	}
 }
 
 // storeError is the request error for a FeatureBinding.Fill failure: the request's own

@@ -2,11 +2,16 @@ package sidecar
 
 import (
 	"errors"
+	"io"
 	"log/slog"
 	"net"
+	"os"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/valyala/fasthttp"
 )
 
 // Accept errors a serving process must outlive.
@@ -74,4 +79,83 @@ func (l *steadyListener) Accept() (net.Conn, error) {
 		}
 		time.Sleep(wait)
 	}
+}
+
+// An answer the client can read before the connection closes.
+//
+// fasthttp rejects a body over --max-body-bytes (and a malformed request) from its
+// headers, writes the error and closes the connection, the body's bytes unread. A
+// socket closed with unread bytes is reset (RFC 1122 4.2.2.13; a Unix socket's peer
+// gets EPIPE), and a client still writing the body, as every client that sends one in
+// one go is, sees "connection reset" or "broken pipe" where the 413 was, often before
+// it has read the 413. So a connection closed after such an error closes as web
+// servers close it (Apache's and nginx's lingering close): its write side shuts first,
+// so the answer is followed by a FIN, then what the client still sends is read and
+// dropped until it closes its end, lingerMaxBytes are read or lingerTime passes, and
+// only then does the socket close.
+//
+// fasthttp writes the answer and closes the connection itself, after the error
+// handler returns. So the handler (lingerer.hold) takes a second descriptor of the
+// socket, which keeps it open when fasthttp closes its own; when fasthttp reports the
+// connection closed (Server.ConnState), the answer is written and the linger runs on
+// its own goroutine over the second descriptor. The worker is free at once, and the
+// bounds keep a client that sends oversized bodies on purpose from holding more than
+// a socket and an idle goroutine for a second per connection. Requests that are
+// answered normally cost one atomic load per connection state change.
+const (
+	lingerTime     = time.Second
+	lingerMaxBytes = 64 << 20
+)
+
+// lingerer holds the connections to close with a linger, between the error handler
+// and fasthttp's close.
+type lingerer struct {
+	held  atomic.Int64
+	conns sync.Map // net.Conn as fasthttp has it → net.Conn, a second descriptor
+}
+
+// hold marks c to close with a linger. Where the descriptor cannot be had (out of
+// descriptors, a connection type without one), c closes at once as before.
+func (l *lingerer) hold(c net.Conn) {
+	fc, ok := c.(interface{ File() (*os.File, error) })
+	if !ok {
+		return
+	}
+	f, err := fc.File()
+	if err != nil {
+		return
+	}
+	dup, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		return
+	}
+	if _, loaded := l.conns.LoadOrStore(c, dup); loaded {
+		dup.Close()
+		return
+	}
+	l.held.Add(1)
+}
+
+// connState is the servers' Server.ConnState: on a held connection's close, the
+// linger starts.
+func (l *lingerer) connState(c net.Conn, st fasthttp.ConnState) {
+	if l.held.Load() == 0 || (st != fasthttp.StateClosed && st != fasthttp.StateHijacked) {
+		return
+	}
+	if dup, ok := l.conns.LoadAndDelete(c); ok {
+		l.held.Add(-1)
+		go linger(dup.(net.Conn))
+	}
+}
+
+func linger(c net.Conn) {
+	defer c.Close()
+	if cw, ok := c.(interface{ CloseWrite() error }); !ok || cw.CloseWrite() != nil {
+		return
+	}
+	if c.SetReadDeadline(time.Now().Add(lingerTime)) != nil {
+		return
+	}
+	io.Copy(io.Discard, io.LimitReader(c, lingerMaxBytes))
 }

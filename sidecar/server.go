@@ -221,6 +221,9 @@ type Server struct {
 	// One fasthttp server per surface (routes.go): all routes, predict, admin.
 	http, httpPredict, httpAdmin *fasthttp.Server
 	pprof                        fasthttp.RequestHandler
+	// lingers closes connections after an error answer so that the client reads it
+	// (listener.go).
+	lingers lingerer
 
 	watchStop chan struct{}
 	watchDone chan struct{}
@@ -299,6 +302,7 @@ func (s *Server) newHTTP(sf surface) *fasthttp.Server {
 	return &fasthttp.Server{
 		Handler:            s.handlerFor(sf),
 		ErrorHandler:       s.handleConnError,
+		ConnState:          s.lingers.connState,
 		Name:               "predictd",
 		MaxRequestBodySize: cfg.MaxBodyBytes,
 		ReadTimeout:        cfg.ReadTimeout,
