@@ -221,8 +221,8 @@ func TestShadowShareUnderBusyNeighbours(t *testing.T) {
 // 2-vCPU VM). Whatever it mirrored, the status tells it as it was: the hour's fraction is
 // the mirrored requests over the sent ones, low is set exactly when that fraction is under
 // 0.9 × the rate, uneven only when the busiest tenth of seconds was covered under 0.8× the
-// quietest, and set when the shadow lost over 40% of the requests (the quiet seconds before
-// the neighbours start are mirrored whole), with one warning per flag.
+// quietest, and set when the busy seconds lost over half their requests while the quiet
+// ones before the neighbours start were mirrored whole, with one warning per flag.
 func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	st, sent := runShadowLoad(t, shadowedManifest, Config{},
 		[]shadowRun{{rate: 5, dur: 6 * time.Second}, {rate: 200, dur: 8 * time.Second, neighbours: true}})
@@ -250,8 +250,16 @@ func TestShadowWithoutShareReportsCoverage(t *testing.T) {
 	if cov.Uneven && !(busy < 0.8*quiet) {
 		t.Errorf("uneven with the busiest tenth at %.2f and the quietest at %.2f", busy, quiet)
 	}
-	if frac < 0.6 && !cov.Uneven {
+	// Uneven must be set when the quiet seconds were mirrored whole, as they are unless
+	// the machine is busy with more than this test, and the busy ones under half: with the
+	// quietest tenth's 30-odd requests that gap is beyond the z ≥ 3 noise bound. A machine
+	// busy enough to starve the quiet seconds too leaves a gap the bound rightly calls
+	// noise (0.19 against 0.35 in one run).
+	if quiet >= 0.9 && busy < 0.5 && !cov.Uneven {
 		t.Errorf("the neighbours starved the shadow (mirrored %.2f; busiest tenth %.2f, quietest %.2f), but uneven is not set", frac, busy, quiet)
+	}
+	if quiet < 0.9 {
+		t.Logf("the quietest tenth was mirrored %.0f%%: the machine starved the quiet seconds too", 100*quiet)
 	}
 	flags := 0
 	for _, f := range []bool{cov.Low, cov.Uneven} {
