@@ -43,7 +43,7 @@
 #                                             sidecars, every other request to each):
 #                                             A vs A' (should be clean) and A vs B
 #                                             (should be flagged), compare --paired
-#   scripts/ci/loadtest.sh named-forms N DIR [wide]
+#   scripts/ci/loadtest.sh named-forms N DIR [wide|ranker]
 #                                             what naming features costs end to end: N
 #                                             rounds, each named-dense on one sidecar and
 #                                             named-proto, then named-json, on a second
@@ -51,9 +51,12 @@
 #                                             round), so that the VM's drift falls on both;
 #                                             prints each pair's sidecar CPU per 1,000
 #                                             predictions and its ratio, then the medians.
-#                                             The demo model, or with "wide" the
-#                                             100-feature XGBoost fixture with ranker-style
-#                                             names (DIR/models)
+#                                             The demo model; with "wide" the
+#                                             100-feature XGBoost fixture (300 trees) with
+#                                             ranker-style names; with "ranker" an XGBoost
+#                                             model of 500 trees over 80 named features,
+#                                             trained by loadtest/models/gen_ranker.py
+#                                             (DIR/models)
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -188,8 +191,8 @@ YAML
     "${backend:+${dest[*]/--snapshot/--features-snapshot}}"
   ;;
 named-forms)
-  n=${1:?usage: loadtest.sh named-forms N DIR [wide]}
-  dir=${2:?usage: loadtest.sh named-forms N DIR [wide]}
+  n=${1:?usage: loadtest.sh named-forms N DIR [wide|ranker]}
+  dir=${2:?usage: loadtest.sh named-forms N DIR [wide|ranker]}
   mkdir -p bin "$dir"
   go build -o bin/predictd ./cmd/predictd
   go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
@@ -201,6 +204,17 @@ named-forms)
     names=$(awk 'BEGIN { split("user item query ctx", src); split("ctr cvr dwell views score", sig)
       for (i = 0; i < 100; i++) printf "%s%s_%s_%02d_7d", i ? ", " : "", src[i % 4 + 1], sig[int(i / 4) % 5 + 1], i }')
     printf 'format: xgboost\nfile: model.json\noutput: transformed\nfeatures: [%s]\n' "$names" >"$m/model.yaml"
+    models=(--models "$dir/models")
+  elif [ "${3:-}" = ranker ]; then
+    # The shape the targets are set on: XGBoost, 500 trees, 80 named features, trained
+    # here (loadtest/models/gen_ranker.py, about a minute) unless DIR has it already.
+    if [ ! -f "$dir/models/ranker/1/model.json" ]; then
+      if ! /usr/bin/python3 -c 'import xgboost, numpy' 2>/dev/null; then
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-xgboost python3-numpy
+      fi
+      /usr/bin/python3 loadtest/models/gen_ranker.py "$dir/models"
+    fi
     models=(--models "$dir/models")
   fi
   live=""
