@@ -63,9 +63,11 @@ type direct struct {
 //     value's tag);
 //   - JSON: the quoted name and the colon, when the name is its own bytes in JSON.
 //
-// The bytes, when 8 to 24 of them, are also kept as the 8-byte words that match compares
-// (w: the first, the second, the last): the loop reads them from the place it already
-// holds instead of from pre.
+// The bytes are also kept as the 8-byte words that match compares (w: the first, the
+// second, the last; more than 24 bytes: the words between the second and the last are
+// read from pre), so that the loop reads them from the place it already holds: fewer
+// than 8 bytes are w[0] and the mask of their bytes w[1]; none, w[0] 1 and w[1] 0, which
+// no bytes match.
 type place struct {
 	col       int32 // ≥ 0: written in place; -1 unknown; -2-col deferred
 	pre, npre uint32
@@ -265,7 +267,14 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 			}
 		}
 		pl.npre = uint32(len(d.pre)) - pl.pre
-		if n := int(pl.npre); n >= 8 && n <= 24 {
+		switch n := int(pl.npre); {
+		case n == 0:
+			pl.w = [3]uint64{1, 0, 0} // matches nothing
+		case n < 8:
+			var w [8]byte
+			copy(w[:], d.pre[pl.pre:])
+			pl.w = [3]uint64{binary.LittleEndian.Uint64(w[:]), 1<<(8*n) - 1, 0}
+		default:
 			b := d.pre[pl.pre:]
 			pl.w = [3]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[min(8, n-8):]), binary.LittleEndian.Uint64(b[n-8:])}
 		}

@@ -845,13 +845,14 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	learning := len(r.cands) == 0
 	left := s.lim.cells - r.cellCount() // values that may still be decoded
 	b, pre, places := s.b, d.pre, d.places
+	var num runNum
 	for {
 		if s.i < len(b) && b[s.i] != '"' {
 			s.ws()
 		}
 		// The run of members in the layout's order (layoutRun), then what ended it.
 		if k := *p; k < len(places) {
-			i, k, cells, end := layoutRun(b, s.i, places, pre, row, k, left)
+			i, k, cells, end := layoutRun(b, s.i, places, pre, row, k, left, &num)
 			d.cells += cells
 			left -= cells
 			s.i, *p = i, k
@@ -862,6 +863,30 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 				}
 				left = s.lim.cells - r.cellCount()
 				continue
+			case runNumber: // a number for Parse; anything else, the generic path's
+				pl := &places[k]
+				j := s.i + int(pl.npre)
+				v, n, ok := 0.0, 0, false
+				if num.end > 0 {
+					v, ok = jsonnum.Convert(num.w, -num.e)
+					v, n = math.Float64frombits(math.Float64bits(v)|num.neg<<63), num.end-j
+				} else {
+					v, n, ok = jsonnum.Parse(b[j:])
+				}
+				if ok && n > 0 && left > 0 {
+					row[pl.col] = v
+					d.cells++
+					left--
+					s.i, *p = j+n, k+1
+					if s.i+1 < len(b) && b[s.i] == ',' && b[s.i+1] == '"' {
+						s.i++
+						continue
+					}
+					if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
+						return err
+					}
+					continue
+				}
 			case runValue:
 				if s.i < len(b) && b[s.i] == ',' {
 					s.i++
@@ -910,6 +935,16 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	}
 }
 
+// runNum is a number of 16 to 19 digits, without an exponent, that layoutRun read and
+// left to its caller to convert: the value is ±w / 10^e, and it ends at end (0: the
+// number is one for jsonnum.Parse).
+type runNum struct {
+	w   uint64
+	e   int
+	neg uint64
+	end int
+}
+
 // runEnd is why layoutRun stopped.
 type runEnd uint8
 
@@ -917,6 +952,7 @@ const (
 	runMember runEnd = iota // at a member it did not read: the generic member path's
 	runValue                // just past a value, not followed by the next member
 	runLimit                // at a member of the layout, with no value left under the limit
+	runNumber               // at a member of the layout whose number it did not read
 )
 
 // layoutRun reads the members of a features object at b[i:] while each is the learned
@@ -927,29 +963,48 @@ const (
 // it goes on only past `,"` and while places remain.
 //
 // It is a function of its own, called once per run (once per candidate when the
-// candidates list their features alike), so that its few live values stay in
-// registers: inside featuresDirect's loop, among the generic path's, they were saved
-// to and reloaded from the stack around every value.
+// candidates list their features alike), and it calls nothing, so that its live values
+// stay in registers: around a call (a number parser, a byte comparison) Go's register
+// allocator saves them to the stack where they are computed, on every member, not only
+// on the members that make the call.
 //
-// The common value, at most 19 digits with or without a fraction and no exponent
-// ("37.45", "-0.0123", "0.30000001192092896"), is read here: its digits are the exact
-// integer w, and up to 15 of them (w < 2^53) the value w / 10^e is one correctly
-// rounded division (Clinger), as jsonnum.Parse computes it, without the call; 16 to 19
-// go to jsonnum.Convert; null is NaN. Any other number (more digits, an exponent, a
-// leading zero) goes to Parse; a value that is neither ends the run at its member.
-func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int) (int, int, int, runEnd) {
+// The common value, at most 15 digits with or without a fraction and no exponent
+// ("37.45", "-0.0123", "0.579999983"), is read here: its digits are the exact integer
+// w < 2^53, and the value w / 10^e is one correctly rounded division (Clinger), as
+// jsonnum.Parse computes it; null is NaN. Any other number (more digits, an exponent, a
+// leading zero) ends the run with runNumber at its member, for the caller to read with
+// jsonnum.Parse and go on; a value that is neither ends it with runMember.
+func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int, num *runNum) (int, int, int, runEnd) {
 	cells := 0
 	for {
 		pl := &places[k]
-		j := i + int(pl.npre)
-		if j >= len(b) || !(pl.match(b[i:]) || (pl.npre < 8 || pl.npre > 24) && pl.npre > 0 && string(b[i:j]) == string(pre[pl.pre:pl.pre+pl.npre])) {
+		n := int(pl.npre)
+		j := i + n
+		// The bytes up to the value, as 8-byte words. 8 bytes past them (the value and
+		// what follows it) keep every load in the body; only the last member of a body
+		// lacks them, and takes the generic path.
+		if j+8 > len(b) {
 			return i, k, cells, runMember
+		}
+		c := binary.LittleEndian.Uint64(b[i:])
+		if n < 8 {
+			if c&pl.w[1] != pl.w[0] {
+				return i, k, cells, runMember
+			}
+		} else if c != pl.w[0] || binary.LittleEndian.Uint64(b[j-8:]) != pl.w[2] ||
+			n > 16 && binary.LittleEndian.Uint64(b[i+8:]) != pl.w[1] {
+			return i, k, cells, runMember
+		} else if n > 24 {
+			for o := 16; o < n-8; o += 8 {
+				if binary.LittleEndian.Uint64(b[i+o:]) != binary.LittleEndian.Uint64(pre[int(pl.pre)+o:]) {
+					return i, k, cells, runMember
+				}
+			}
 		}
 		if cells >= left {
 			return i, k, cells, runLimit
 		}
 		var v float64
-		n, ok := 0, false
 		q := j
 		// The sign without a branch: values of both signs come in no order.
 		var neg uint64
@@ -959,9 +1014,8 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 		q += int(neg)
 		p0 := q
 		var w int64
-		for q < len(b) && b[q]-'0' < 10 && q-p0 < 20 {
+		for lim := min(len(b), p0+20); q < lim && b[q]-'0' < 10; q++ {
 			w = w*10 + int64(b[q]-'0')
-			q++
 		}
 		nd := q - p0
 		if nd > 0 && (b[p0] != '0' || nd == 1) {
@@ -979,36 +1033,35 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 					w = w*1e8 + int64(jsonnum.EightDigitsValue(c))
 					q += 8
 				}
-				for q < len(b) && b[q]-'0' < 10 && q-f0 < 20 {
+				for lim := min(len(b), f0+20); q < lim && b[q]-'0' < 10; q++ {
 					w = w*10 + int64(b[q]-'0')
-					q++
 				}
 				e = q - f0
 				nd += e
 			}
 			if (q == p0+nd || e > 0) && nd <= 19 && (q == len(b) || b[q]|0x20 != 'e') {
-				if nd <= 15 {
-					v = float64(w) / exact10[e&15]
-				} else { // 16 to 19 digits: w still exact in 64 bits
-					v, _ = jsonnum.Convert(uint64(w), -e)
+				if nd > 15 { // 16 to 19 digits: w exact in 64 bits, for Convert
+					num.w, num.e, num.neg, num.end = uint64(w), e, neg, q
+					return i, k, cells, runNumber
 				}
+				v = float64(w) / exact10[e&15]
 				v = math.Float64frombits(math.Float64bits(v) | neg<<63)
-				n, ok = q-j, true
+			} else {
+				num.end = 0
+				return i, k, cells, runNumber
 			}
-		}
-		if !ok {
-			v, n, ok = math.NaN(), 4, j+4 <= len(b) && string(b[j:j+4]) == "null"
-			if c := b[j]; c == '-' || c-'0' < 10 {
-				v, n, ok = jsonnum.Parse(b[j:])
-			}
-			if n == 0 || !ok {
-				return i, k, cells, runMember
-			}
+		} else if string(b[j:j+4]) == "null" {
+			v, q = math.NaN(), j+4
+		} else if c := b[j]; c == '-' || c-'0' < 10 {
+			num.end = 0
+			return i, k, cells, runNumber
+		} else {
+			return i, k, cells, runMember
 		}
 		row[pl.col] = v
 		cells++
 		k++
-		i = j + n
+		i = q
 		if i+1 >= len(b) || b[i] != ',' || b[i+1] != '"' || k == len(places) {
 			return i, k, cells, runValue
 		}
