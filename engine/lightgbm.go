@@ -100,6 +100,11 @@ func (p *lgbParser) section(what string, bareKeys bool) (map[string]lgbField, st
 		if !found && !bareKeys {
 			return nil, "", fmt.Errorf("lightgbm: line %d: %s: want key=value, Tree= or %q, got %s", p.line, what, lgbEndOfTrees, describeLine(l))
 		}
+		// A key twice in one tree is two trees run together: a Tree= line lost
+		// (with tree_sizes gone too, nothing else would tell).
+		if prev, dup := fields[k]; dup && !bareKeys {
+			return nil, "", fmt.Errorf("lightgbm: line %d: %s: key %s again (first at line %d): is a Tree= line missing?", p.line, what, describeLine(k), prev.line)
+		}
 		fields[k] = lgbField{v, p.line}
 	}
 }

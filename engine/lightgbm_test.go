@@ -125,6 +125,8 @@ func TestParseLightGBMBadInput(t *testing.T) {
 	f("missing type 3", "decision_type=2 2 2", "decision_type=2 2 12", "decision_type[2]=12")
 	f("categorical without sets", "decision_type=2 2 2", "decision_type=2 2 1", "categorical split but num_cat=0")
 	f("trees out of order", "Tree=1", "Tree=5", `"Tree=5": want Tree=1`)
+	f("a Tree= line lost", "Tree=1\n", "", `tree 0: key "num_leaves" again (first at line 12): is a Tree= line missing?`)
+	f("a key twice", "shrinkage=1\n\nTree=1", "shrinkage=1\nleaf_value=1 2 3 4\n\nTree=1", `tree 0: key "leaf_value" again`)
 	f("infinite leaf", "leaf_value=0.25", "leaf_value=inf", "leaf 0 value +Inf is not finite")
 	f("no trees", "", tinyLGB[:strings.Index(tinyLGB, "Tree=0")]+"end of trees\n", "the model has no trees")
 	f("trees vs classes", "num_class=1\nnum_tree_per_iteration=1", "num_class=3\nnum_tree_per_iteration=3", "not a multiple of num_tree_per_iteration=3")
