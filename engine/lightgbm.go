@@ -7,6 +7,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 // maxFeatures and maxOutputs bound the header counts a model may declare; both parsers
@@ -428,7 +430,7 @@ func lgbObjective(line string) (Objective, error) {
 		k, v, _ := strings.Cut(p, ":")
 		switch k {
 		case "sigmoid":
-			s, err := strconv.ParseFloat(v, 64)
+			s, err := parsefloat.ParseFloat(v, 64)
 			if err != nil || math.IsNaN(s) || math.IsInf(s, 0) || s <= 0 {
 				return o, fmt.Errorf("objective %q: sigmoid:%s: want a positive number", clip(line), clip(v))
 			}
@@ -508,7 +510,7 @@ func lgbFloats(f map[string]lgbField, key string, n int) ([]float64, error) {
 	}
 	out := make([]float64, 0, n)
 	for i, s := range toks {
-		v, err := strconv.ParseFloat(s, 64)
+		v, err := parsefloat.ParseFloat(s, 64)
 		if err != nil {
 			return nil, fmt.Errorf("%s[%d]=%q: not a number", key, i, clip(s))
 		}
@@ -778,7 +780,7 @@ func (r *jsonReader) lgbJSONNode(depth int) *lgbJSONNode {
 			n.cats = append(n.cats, v)
 		}
 	case thrIsText:
-		v, err := strconv.ParseFloat(thrText, 64)
+		v, err := parsefloat.ParseFloat(thrText, 64)
 		if err != nil {
 			r.fail("threshold %q is not a number", clip(thrText))
 		}

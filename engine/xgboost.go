@@ -8,6 +8,8 @@ import (
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 // ParseXGBoostJSON parses an XGBoost model saved as JSON (save_model("*.json"), schema
@@ -591,7 +593,7 @@ func xgbBaseScore(s string, nout int) ([]float32, error) {
 		if len(parts) > 1 {
 			p = parts[i]
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(p), 32)
+		v, err := parsefloat.ParseFloat(strings.TrimSpace(p), 32)
 		if err != nil {
 			return nil, fmt.Errorf("xgboost: learner_model_param.base_score %q: not a number", clip(s))
 		}
@@ -991,7 +993,7 @@ func (r *jsonReader) skip(depth int) {
 		case "true", "false", "null", "NaN", "Infinity", "-Infinity":
 			return
 		}
-		if _, err := strconv.ParseFloat(string(tok), 64); err != nil && r.err == nil {
+		if _, err := parsefloat.ParseFloat(string(tok), 64); err != nil && r.err == nil {
 			r.i = start
 			r.fail("%q is not a JSON value", clip(string(tok)))
 		}
@@ -1033,7 +1035,7 @@ func (r *jsonReader) float(bits int) float64 {
 	case "-Infinity":
 		return math.Inf(-1)
 	}
-	v, err := strconv.ParseFloat(string(tok), bits)
+	v, err := parsefloat.ParseFloat(string(tok), bits)
 	if err != nil {
 		r.i = start
 		r.ws()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/klauspost/compress/s2"
 	"github.com/klauspost/compress/zstd"
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 // codec is the first byte of an encoded list or embedding: how the packed float32 payload
@@ -281,13 +282,13 @@ func DecodeValue(f *Feature, raw []byte) (Value, error) {
 func parseCell(f *Feature, cell string, vs []float32) (Value, error) {
 	switch f.Type {
 	case Float32:
-		x, err := strconv.ParseFloat(strings.TrimSpace(cell), 32)
+		x, err := parsefloat.ParseFloat(strings.TrimSpace(cell), 32)
 		if err != nil {
 			return Value{}, fmt.Errorf("%q: %q is not a float32", f.Name, cell)
 		}
 		return Value{F: x}, nil
 	case Float64:
-		x, err := strconv.ParseFloat(strings.TrimSpace(cell), 64)
+		x, err := parsefloat.ParseFloat(strings.TrimSpace(cell), 64)
 		if err != nil {
 			return Value{}, fmt.Errorf("%q: %q is not a float64", f.Name, cell)
 		}
@@ -306,7 +307,7 @@ func parseCell(f *Feature, cell string, vs []float32) (Value, error) {
 			if len(vs) == f.Width() {
 				return Value{}, fmt.Errorf("%q: more than %d values", f.Name, f.Width())
 			}
-			x, err := strconv.ParseFloat(tok, 32)
+			x, err := parsefloat.ParseFloat(tok, 32)
 			if err != nil {
 				return Value{}, fmt.Errorf("%q: %q is not a number", f.Name, tok)
 			}

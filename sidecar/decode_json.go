@@ -10,6 +10,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/predictd/predictd/internal/parsefloat"
 	"github.com/predictd/predictd/sidecar/jsonnum"
 )
 
@@ -468,7 +469,7 @@ func (s *jsonScanner) valuePlain(what string, name []byte) (float64, error) {
 	}
 	// The token is a valid JSON number, which ParseFloat accepts; unsafe.String avoids
 	// a copy (ParseFloat keeps no reference to its argument).
-	v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
+	v, err := parsefloat.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
 	if err != nil {
 		return 0, s.errf("%s: number %s is out of the float64 range", valueName(what, name), tok)
 	}

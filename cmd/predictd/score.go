@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"github.com/predictd/predictd/engine"
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 const scoreUsage = `Usage: predictd score --model PATH --input FILE [flags]
@@ -454,7 +455,7 @@ func parseField(s string) (float64, error) {
 	case "false", "False", "FALSE":
 		return 0, nil
 	}
-	v, err := strconv.ParseFloat(s, 64)
+	v, err := parsefloat.ParseFloat(s, 64)
 	if err != nil {
 		var ne *strconv.NumError
 		if errors.As(err, &ne) && errors.Is(ne.Err, strconv.ErrRange) {

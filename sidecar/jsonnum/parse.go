@@ -1,22 +1,24 @@
 // Package jsonnum parses JSON numbers from a byte slice into float64, scanning and
 // converting in one pass, with the result strconv.ParseFloat gives for the same text:
-// bit for bit, the same accept/reject (FuzzParse).
+// bit for bit, the same accept/reject (FuzzParse), and the exact value where strconv
+// misreads a number of more than 800 digits (internal/parsefloat).
 //
 // strconv.ParseFloat needs a string (the scanner had already scanned the token to
 // find its end) and falls back to a slow big-decimal algorithm when Eisel-Lemire
 // declines, as it does for every subnormal: "5e-324" costs it tens of microseconds, so a
 // body full of them would cost seconds of CPU. Parse converts with Clinger's fast path
 // or fast_float's Eisel-Lemire variant (github.com/fastfloat/fast_float, which handles
-// subnormals), and calls strconv only for a mantissa of more than 19 significant
-// digits, which a shortest round-trip float64 never needs.
+// subnormals), and calls strconv (through parsefloat) only for a mantissa of more than
+// 19 significant digits, which a shortest round-trip float64 never needs.
 package jsonnum
 
 import (
 	"encoding/binary"
 	"math"
 	"math/bits"
-	"strconv"
 	"unsafe"
+
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 const (
@@ -206,9 +208,10 @@ func EightDigitsValue(c uint64) uint64 {
 var slowParse = slow
 
 // slow parses tok, a valid JSON number of more than 19 significant digits, with
-// strconv; unsafe.String avoids a copy (ParseFloat keeps no reference to it).
+// parsefloat (strconv's, long numbers read right); unsafe.String avoids a copy
+// (ParseFloat keeps no reference to it).
 func slow(tok []byte) (float64, int, bool) {
-	v, err := strconv.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
+	v, err := parsefloat.ParseFloat(unsafe.String(unsafe.SliceData(tok), len(tok)), 64)
 	return v, len(tok), err == nil
 }
 

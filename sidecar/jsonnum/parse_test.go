@@ -7,12 +7,15 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/predictd/predictd/internal/parsefloat"
 )
 
 // jsonNumber is RFC 8259's grammar: what Parse must accept, whole.
 var jsonNumber = regexp.MustCompile(`^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?`)
 
-// check compares Parse with strconv.ParseFloat on s: the same length accepted (the
+// check compares Parse with parsefloat.ParseFloat (strconv.ParseFloat, long numbers
+// read right) on s: the same length accepted (the
 // grammar's longest prefix; none when a '.' or exponent without digits follows it), and
 // for it the same bits and the same range error.
 func check(t testing.TB, s string) {
@@ -34,7 +37,7 @@ func check(t testing.TB, s string) {
 		}
 		return
 	}
-	want, err := strconv.ParseFloat(tok, 64)
+	want, err := parsefloat.ParseFloat(tok, 64)
 	if math.Float64bits(v) != math.Float64bits(want) || ok != (err == nil) {
 		t.Fatalf("Parse(%q) = %v (%#x) ok=%v, strconv: %v (%#x) err=%v", s, v, math.Float64bits(v), ok, want,
 			math.Float64bits(want), err)
@@ -59,6 +62,14 @@ func TestParse(t *testing.T) {
 		"1.5.5", "1e5e5", "--1",
 	} {
 		check(t, s)
+	}
+	// Over 800 digits before the point, which strconv.ParseFloat alone misreads
+	// ("1" and 850 zeros, e-850: 1e-51): the exact value.
+	for _, s := range []string{"1" + strings.Repeat("0", 850) + "e-850", "-1000" + strings.Repeat("0", 797) + "e-797,"} {
+		check(t, s)
+		if v, _, ok := Parse([]byte(s)); !ok || math.Abs(v) != 1000 && math.Abs(v) != 1 {
+			t.Errorf("%.20s… (%d bytes): %v", s, len(s), v)
+		}
 	}
 }
 
