@@ -98,6 +98,17 @@ func TestBadRequests(t *testing.T) {
 	f("tcp", js, good, 400, "bad_request", "X-Deadline-Ms", "soon")
 	f("tcp", js, good, 400, "bad_request", "X-Deadline-Ms", "0")
 	f("tcp", "text/csv", good, 415, "unsupported_media_type")
+	f("tcp", js, good, 415, "unsupported_media_type", "Content-Encoding", "gzip")
+	f("unix", pb, "\x1f\x8b", 415, "unsupported_media_type", "Content-Encoding", "br")
+	// Media types compare without regard to case; identity is no encoding.
+	for _, ct := range []string{"APPLICATION/JSON", "Application/Json; charset=UTF-8", "Text/Plain"} {
+		if status, body := ts.post(t, "tcp", "/v1/predict", ct, []byte(good), "Content-Encoding", "identity"); status != 200 {
+			t.Errorf("Content-Type %q: %d %s", ct, status, body)
+		}
+	}
+	if status, body := ts.post(t, "unix", "/v1/predict", "Application/X-Protobuf", []byte(bigRows)); status != 200 {
+		t.Errorf("Content-Type Application/X-Protobuf: %d %s", status, body)
+	}
 
 	// The server still answers.
 	if status, body := ts.post(t, "tcp", "/v1/predict", js, []byte(good)); status != 200 {

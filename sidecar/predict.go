@@ -317,19 +317,30 @@ const (
 
 // requestIsProto reads Content-Type: protobuf, or JSON. JSON is also accepted when the
 // type is absent, text/plain or application/x-www-form-urlencoded (what curl -d sends),
-// so the curl examples work without -H.
+// so the curl examples work without -H. Media types compare without regard to case
+// (RFC 9110 8.3.1). A body with a Content-Encoding (gzip, say) is refused, by name: a
+// sidecar on the same host gains nothing from compression, and reading the compressed
+// bytes as JSON or protobuf would only give a puzzling parse error.
 func requestIsProto(ctx *fasthttp.RequestCtx) (bool, error) {
+	if enc := ctx.Request.Header.ContentEncoding(); len(enc) > 0 && !strings.EqualFold(strings.TrimSpace(string(enc)), "identity") {
+		return false, fmt.Errorf("%w: Content-Encoding %s (send the body uncompressed)", errMediaType, quoteName(enc))
+	}
 	ct := ctx.Request.Header.ContentType()
 	if i := strings.IndexByte(string(ct), ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	switch strings.TrimSpace(string(ct)) {
-	case "", contentTypeJSON, "application/x-www-form-urlencoded", "text/plain":
-		return false, nil
-	case contentTypeProto, "application/protobuf", "application/vnd.google.protobuf":
-		return true, nil
+	t := strings.TrimSpace(string(ct))
+	for _, m := range [...]string{"", contentTypeJSON, "application/x-www-form-urlencoded", "text/plain"} {
+		if strings.EqualFold(t, m) {
+			return false, nil
+		}
 	}
-	return false, fmt.Errorf("%w %q (send application/json or application/x-protobuf)", errMediaType, ct)
+	for _, m := range [...]string{contentTypeProto, "application/protobuf", "application/vnd.google.protobuf"} {
+		if strings.EqualFold(t, m) {
+			return true, nil
+		}
+	}
+	return false, fmt.Errorf("%w %s (send application/json or application/x-protobuf)", errMediaType, quoteName(ct))
 }
 
 // deadline reads X-Deadline-Ms, else applies the default.
