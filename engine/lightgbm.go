@@ -532,7 +532,6 @@ func parseInts(s string) ([]int64, error) {
 	return out, nil
 }
 
-// clip shortens s for an error message.
 // clip is how an error shows a value read from a model file: a short token of letters,
 // digits and ".+-_=:|<>" (no space, no slash) as is (a number, a name), anything else only by its length, so an
 // error (shown by GET /v1/models and in logs) never carries a file's contents: a model

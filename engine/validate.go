@@ -273,14 +273,14 @@ func (e *Ensemble) validateObjective() error {
 	case TransformIdentity, TransformExp, TransformArgmax, TransformHinge, TransformSignSquare, TransformSoftplus:
 	case TransformSigmoid, TransformSigmoidOVA:
 		if !finite(o.SigmoidK) || o.SigmoidK == 0 {
-			return fmt.Errorf("invalid model: objective %q: sigmoid slope %v", o.Name, o.SigmoidK)
+			return fmt.Errorf("invalid model: objective %q: sigmoid slope %v", clip(o.Name), o.SigmoidK)
 		}
 	case TransformSoftmax:
 		if e.NumOutputs < 2 {
-			return fmt.Errorf("invalid model: objective %q: softmax over %d output", o.Name, e.NumOutputs)
+			return fmt.Errorf("invalid model: objective %q: softmax over %d output", clip(o.Name), e.NumOutputs)
 		}
 	default:
-		return fmt.Errorf("invalid model: objective %q: unknown transform %d", o.Name, o.Transform)
+		return fmt.Errorf("invalid model: objective %q: unknown transform %d", clip(o.Name), o.Transform)
 	}
 	if o.AverageOutput && o.NumIterations < 1 {
 		return fmt.Errorf("invalid model: average_output with %d iterations", o.NumIterations)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/predictd/predictd/engine"
 	"github.com/predictd/predictd/sidecar/admission"
 	"github.com/valyala/fasthttp"
 )
@@ -167,6 +168,17 @@ func storeError(err error) error {
 // maxEchoedName bounds a client-sent name (model, version) quoted in an error: a name
 // that long is not one any repository holds, and the answer must not grow with it.
 const maxEchoedName = 128
+
+// shown quotes a value read from a model file or model.yaml for an error message when
+// it is a short, plain token (engine.ClipText), and gives only its length otherwise: an
+// error (GET /v1/models, logs) must never carry a file's contents, even where a model
+// path is a link to some other file.
+func shown(s string) string {
+	if engine.ClipText(s) == s {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprintf("(%d bytes, not shown)", len(s))
+}
 
 // quoteName quotes a client-sent name for an error message, shortened past
 // maxEchoedName bytes to its length.

@@ -8,6 +8,7 @@ import (
 	"math"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,8 @@ type Manifest struct {
 	Features []FeatureSpec `yaml:"features"`
 	Output   string        `yaml:"output"`
 	// Weight is the model's share of the admission capacity relative to other models;
-	// 0 means 1. The serving version's weight applies to the model.
+	// absent (0 here) means 1, and a weight of 0 written out is refused. The serving
+	// version's weight applies to the model.
 	Weight  float64      `yaml:"weight"`
 	Shadows []ShadowSpec `yaml:"shadows"`
 	// Shadow holds settings for all of Shadows; the serving version's apply to the model.
@@ -107,7 +109,7 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 	switch n.Kind {
 	case yaml.ScalarNode:
 		if n.Tag != "!!str" && n.Tag != "!!int" && n.Tag != "!!float" {
-			return fmt.Errorf("line %d: feature entry %q: want a name or a {name, group, key, default} mapping", n.Line, n.Value)
+			return fmt.Errorf("line %d: feature entry %s: want a name or a {name, group, key, default} mapping", n.Line, shown(n.Value))
 		}
 		*f = FeatureSpec{Name: n.Value}
 		return nil
@@ -119,7 +121,7 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 			switch k := n.Content[i].Value; k {
 			case "name", "group", "key", "default", "categories":
 			default:
-				return fmt.Errorf("line %d: feature entry: unknown key %q (want name, group, key, default, categories)", n.Content[i].Line, k)
+				return fmt.Errorf("line %d: feature entry: unknown key %s (want name, group, key, default, categories)", n.Content[i].Line, shown(k))
 			}
 		}
 		if err := n.Decode(&p); err != nil {
@@ -131,15 +133,23 @@ func (f *FeatureSpec) UnmarshalYAML(n *yaml.Node) error {
 		}
 		if f.Categories != nil {
 			if f.Group != "" || f.Key != "" || f.Default != nil {
-				return fmt.Errorf("line %d: feature %q: categories are for a request feature, not with group, key or default", n.Line, f.Name)
+				return fmt.Errorf("line %d: feature %s: categories are for a request feature, not with group, key or default", n.Line, shown(f.Name))
 			}
 			if len(f.Categories) == 0 {
-				return fmt.Errorf("line %d: feature %q: categories is empty", n.Line, f.Name)
+				return fmt.Errorf("line %d: feature %s: categories is empty", n.Line, shown(f.Name))
+			}
+			// A label twice would map to two codes, and requests get the first.
+			seen := make(map[string]int, len(f.Categories))
+			for i, c := range f.Categories {
+				if j, dup := seen[c]; dup {
+					return fmt.Errorf("line %d: feature %s: categories %d and %d are the same label %s", n.Line, shown(f.Name), j, i, shown(c))
+				}
+				seen[c] = i
 			}
 			return nil
 		}
 		if f.Group == "" || f.Key == "" {
-			return fmt.Errorf("line %d: feature %q: a mapping entry is a store-backed feature and needs both group and key (or a request feature with categories)", n.Line, f.Name)
+			return fmt.Errorf("line %d: feature %s: a mapping entry is a store-backed feature and needs both group and key (or a request feature with categories)", n.Line, shown(f.Name))
 		}
 		return nil
 	}
@@ -153,6 +163,40 @@ const maxCPUShare = 1024
 // file's contents, and error text (GET /v1/models, logs) must not carry them: a
 // model.yaml that is a link to another file must not publish its lines.
 var yamlValueRE = regexp.MustCompile("`[^`]*`")
+
+// yamlFieldRE matches yaml.v3's error for an unknown key, which names the key as it is.
+var yamlFieldRE = regexp.MustCompile(`field (.*) not found in type sidecar\.Manifest`)
+
+// checkManifestNodes checks what decoding model.yaml into a Manifest cannot tell: a
+// null entry under features (yaml.v3 drops it from the list, and the count of features
+// then no longer matches the model's, which is not what is wrong), and weight: 0 (the
+// absent weight, 0 in the struct, means 1; written out, 0 is a mistake).
+func checkManifestNodes(data []byte) error {
+	var root yaml.Node
+	if yaml.Unmarshal(data, &root) != nil || len(root.Content) != 1 || root.Content[0].Kind != yaml.MappingNode {
+		return nil // Decode has said what is wrong, or will
+	}
+	doc := root.Content[0]
+	for i := 0; i+1 < len(doc.Content); i += 2 {
+		k, v := doc.Content[i], doc.Content[i+1]
+		if v.Kind == yaml.AliasNode && v.Alias != nil {
+			v = v.Alias
+		}
+		switch k.Value {
+		case "features":
+			for j, e := range v.Content {
+				if v.Kind == yaml.SequenceNode && (e.Tag == "!!null" || e.Kind == yaml.AliasNode && e.Alias != nil && e.Alias.Tag == "!!null") {
+					return fmt.Errorf("line %d: features[%d] is empty (want a name or a mapping)", e.Line, j)
+				}
+			}
+		case "weight":
+			if w, err := strconv.ParseFloat(v.Value, 64); v.Kind == yaml.ScalarNode && err == nil && w == 0 {
+				return fmt.Errorf("line %d: weight 0: want a positive number (the model's share of --admission-capacity; leave weight out for 1)", v.Line)
+			}
+		}
+	}
+	return nil
+}
 
 // Known formats. A format is only served when the server has a loader for it
 // (Config.Formats); cmd/predictd adds onnx in builds that include ONNX Runtime.
@@ -171,7 +215,14 @@ func parseManifest(data []byte, formats map[string]FormatLoader) (*Manifest, err
 		if errors.Is(err, io.EOF) {
 			return nil, errors.New("model.yaml is empty (want at least format and file)")
 		}
-		return nil, fmt.Errorf("model.yaml: %s", yamlValueRE.ReplaceAllString(err.Error(), "(a value, not shown)"))
+		msg := yamlValueRE.ReplaceAllString(err.Error(), "(a value, not shown)")
+		msg = yamlFieldRE.ReplaceAllStringFunc(msg, func(m string) string {
+			return "unknown key " + shown(yamlFieldRE.FindStringSubmatch(m)[1]) + " (not a model.yaml key)"
+		})
+		return nil, fmt.Errorf("model.yaml: %s", msg)
+	}
+	if err := checkManifestNodes(data); err != nil {
+		return nil, fmt.Errorf("model.yaml: %w", err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -186,21 +237,21 @@ func parseManifest(data []byte, formats map[string]FormatLoader) (*Manifest, err
 func (m *Manifest) validate(formats map[string]FormatLoader) error {
 	_, found := formats[m.Format] // a format the server was given (Config.Formats)
 	if !found && !slices.Contains(knownFormats, m.Format) {
-		return fmt.Errorf("format %q: want one of %s", m.Format, formatNames(formats))
+		return fmt.Errorf("format %s: want one of %s", shown(m.Format), formatNames(formats))
 	}
 	if m.File == "" {
 		return errors.New("file: missing (the model file, relative to model.yaml)")
 	}
 	if strings.Contains(m.File, "/") || strings.Contains(m.File, `\`) || m.File == "." || m.File == ".." {
-		return fmt.Errorf("file %q: must name a file in the version directory", m.File)
+		return fmt.Errorf("file %s: must name a file in the version directory", shown(m.File))
 	}
 	switch m.Output {
 	case "", "transformed", "raw":
 	default:
-		return fmt.Errorf("output %q: want transformed or raw", m.Output)
+		return fmt.Errorf("output %s: want transformed or raw", shown(m.Output))
 	}
 	if m.ONNX.Kind != 0 && m.Format != "onnx" {
-		return fmt.Errorf("onnx: only format onnx takes this section (format is %q)", m.Format)
+		return fmt.Errorf("onnx: only format onnx takes this section (format is %s)", shown(m.Format))
 	}
 	if !(m.Weight >= 0 && !math.IsInf(m.Weight, 0)) {
 		return fmt.Errorf("weight %v: want a positive number (the model's share of --admission-capacity)", m.Weight)
@@ -233,11 +284,11 @@ func (m *Manifest) validate(formats map[string]FormatLoader) error {
 			return errors.New("features: an entry has an empty name")
 		}
 		if seen[f.Name] {
-			return fmt.Errorf("features: %q appears twice", f.Name)
+			return fmt.Errorf("features: %s appears twice", shown(f.Name))
 		}
 		seen[f.Name] = true
 		if f.Default != nil && math.IsInf(*f.Default, 0) {
-			return fmt.Errorf("features: %q: default must be finite", f.Name)
+			return fmt.Errorf("features: %s: default must be finite", shown(f.Name))
 		}
 	}
 	return nil

@@ -515,7 +515,7 @@ func (r *Registry) load(model, ver, dir, stamp string, man *Manifest) (*version,
 	start := time.Now()
 	loader, ok := r.formats[man.Format]
 	if !ok {
-		return nil, fmt.Errorf("format %q is not supported in this build of predictd", man.Format)
+		return nil, fmt.Errorf("format %s is not supported in this build of predictd", shown(man.Format))
 	}
 	file := path.Join(dir, man.File)
 	data, err := readLimited(r.fsys, file, r.maxFile, "--max-model-bytes")
@@ -592,8 +592,8 @@ func (r *Registry) bind(model, ver, dir, stamp string, man *Manifest, cols []col
 	v.labels = categoryCodes(v.catNames, nf)
 	v.cols = make(map[string]int, nf)
 	for i, n := range v.names {
-		if _, dup := v.cols[n]; dup {
-			return nil, fmt.Errorf("feature name %q appears twice; rename under features: in model.yaml", n)
+		if j, dup := v.cols[n]; dup {
+			return nil, fmt.Errorf("features %d and %d have the same name %s; rename them under features: in model.yaml", j, i, shown(n))
 		}
 		v.cols[n] = i
 	}

@@ -58,6 +58,24 @@ func TestParseManifest(t *testing.T) {
 	})
 	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, group: g, key: k, categories: [x]}]\n", "categories are for a request feature")
 	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, categories: []}]\n", "categories is empty")
+	bad("format: xgboost\nfile: m.json\nfeatures: [{name: a, categories: [x, y, x]}]\n", `categories 0 and 2 are the same label "x"`)
+	bad("format: xgboost\nfile: m.json\nfeatures: [~, b]\n", "line 3: features[0] is empty")
+	bad("format: xgboost\nfile: m.json\nfeatures: [a, null]\n", "features[1] is empty")
+	bad("format: xgboost\nfile: m.json\nweight: 0\n", "weight 0: want a positive number")
+	bad("format: xgboost\nfile: m.json\nweight: 0.0\n", "weight 0: want a positive number")
+	ok("format: xgboost\nfile: m.json\nweight: 0.5\n", func(m *Manifest) bool { return m.Weight == 0.5 })
+	// Values from the file are quoted only when short and plain (a model.yaml that is a
+	// link to another file must not publish its lines); by length otherwise.
+	const secret = "s3cr3t password=hunter2 /home/user/.ssh/id_rsa"
+	for _, in := range []string{"format: " + secret + "\nfile: m\n", "format: xgboost\nfile: " + secret + "\n",
+		"format: xgboost\nfile: m\noutput: " + secret + "\n", "format: xgboost\nfile: m\nfeatures: [\"" + secret + "\", \"" + secret + "\"]\n",
+		"format: xgboost\nfile: m\nfeatures: [{name: \"" + secret + "\"}]\n", "\"" + secret + "\": 1\n",
+		"format: xgboost\nfile: m\nfeatures: [{name: a, categories: [\"" + secret + "\", \"" + secret + "\"]}]\n"} {
+		_, err := ParseManifest([]byte(in))
+		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "not shown") {
+			t.Errorf("%q: error %v, want one that shows the value by its length only", in, err)
+		}
+	}
 }
 
 func TestCompareVersions(t *testing.T) {
