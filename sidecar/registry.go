@@ -1,6 +1,7 @@
 package sidecar
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -407,26 +408,51 @@ func (r *Registry) Close() {
 // skipName skips hidden entries: editor files and Kubernetes' ..data links.
 func skipName(name string) bool { return strings.HasPrefix(name, ".") }
 
-// compareVersions orders numeric versions numerically ("10" after "9") and before
-// non-numeric ones, which compare as strings.
+// compareVersions orders versions that are numbers, or dotted numbers ("1.5",
+// "2.0.10"), by their numbers, part by part ("10" after "9", "1.10" after "1.9",
+// "10" after "1.5", "2.0.1" after "2.0"), and before every other name, which compare
+// as strings ("-3", "beta"). Equal numbers written differently ("01", "1") compare as
+// strings.
 func compareVersions(a, b string) int {
-	na, ea := strconv.ParseUint(a, 10, 64)
-	nb, eb := strconv.ParseUint(b, 10, 64)
+	da, db := dottedNumber(a), dottedNumber(b)
 	switch {
-	case ea == nil && eb == nil:
-		switch {
-		case na < nb:
-			return -1
-		case na > nb:
-			return 1
+	case da && db:
+		pa, pb := strings.Split(a, "."), strings.Split(b, ".")
+		for i := 0; i < len(pa) && i < len(pb); i++ {
+			x, y := strings.TrimLeft(pa[i], "0"), strings.TrimLeft(pb[i], "0")
+			if c := cmp.Compare(len(x), len(y)); c != 0 {
+				return c
+			}
+			if c := strings.Compare(x, y); c != 0 {
+				return c
+			}
+		}
+		if c := cmp.Compare(len(pa), len(pb)); c != 0 {
+			return c
 		}
 		return strings.Compare(a, b) // "01" vs "1"
-	case ea == nil:
+	case da:
 		return -1
-	case eb == nil:
+	case db:
 		return 1
 	}
 	return strings.Compare(a, b)
+}
+
+// dottedNumber reports whether v is digits, or runs of digits joined by single dots.
+func dottedNumber(v string) bool {
+	run := 0
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case c >= '0' && c <= '9':
+			run++
+		case c == '.' && run > 0:
+			run = 0
+		default:
+			return false
+		}
+	}
+	return run > 0
 }
 
 // fingerprint reads a version's manifest and stamps it with the manifest bytes and the

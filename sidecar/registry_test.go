@@ -91,6 +91,19 @@ func TestCompareVersions(t *testing.T) {
 	f("10", "beta", -1)
 	f("beta", "alpha", 1)
 	f("01", "1", -1)
+	f("1.5", "10", -1)
+	f("10", "1.5", 1)
+	f("1.10", "1.9", 1)
+	f("2.0.1", "2.0", 1)
+	f("2.0", "2.0.1", -1)
+	f("2", "1.99", 1)
+	f("1.5", "beta", -1)
+	f("-3", "5", 1) // not a number: after the numbers, by bytes
+	f("1.", "1", 1)
+	f("1..2", "1", 1)
+	f("99999999999999999999999", "100000000000000000000000", -1)
+	f("1.05", "1.5", -1) // equal parts written differently: by bytes
+	f("1.5", "1.5", 0)
 }
 
 // repoFS builds an in-memory repository from a model file and manifests.
