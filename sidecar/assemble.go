@@ -57,13 +57,28 @@ const applyCheckRows = 4096
 // deadline is checked every applyCheckRows rows.
 func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 	nf, nrows := v.nfeat, r.numRows()
+	// One entry per column as the context is read (ctxAt: 1 + a column's entry, 0 for
+	// none), the later value over the earlier: a context that names one feature
+	// millions of times costs one entry, not millions.
 	r.ctxCols = r.ctxCols[:0]
+	if len(r.context) > 0 || len(r.vecs) > 0 {
+		r.ctxAt = slices.Grow(r.ctxAt[:0], nf)[:nf]
+		clear(r.ctxAt)
+	}
+	put := func(col int, x float64) {
+		if at := r.ctxAt[col]; at > 0 {
+			r.ctxCols[at-1].value = x
+			return
+		}
+		r.ctxCols = append(r.ctxCols, colValue{col: col, value: x})
+		r.ctxAt[col] = int32(len(r.ctxCols))
+	}
 	for _, f := range r.context {
 		col, ok := v.cols[string(r.bytes(f.name))]
 		if !ok {
 			return unknownFeature(v, r.bytes(f.name))
 		}
-		r.ctxCols = append(r.ctxCols, colValue{col: col, value: f.value})
+		put(col, f.value)
 	}
 	for _, vec := range r.vecs {
 		if vec.row >= 0 {
@@ -74,20 +89,11 @@ func (r *request) apply(v *version, m64 []float64, deadline time.Time) error {
 			return err
 		}
 		for k, x := range r.vecVals[vec.v0:vec.v1] {
-			r.ctxCols = append(r.ctxCols, colValue{col: col + k, value: x})
+			put(col+k, x)
 		}
 	}
-	// Fold to one value per column: a stable sort keeps request order within a column,
-	// then each run keeps its last entry.
-	slices.SortStableFunc(r.ctxCols, func(a, b colValue) int { return a.col - b.col })
-	folded := r.ctxCols[:0]
-	for i, c := range r.ctxCols {
-		if i+1 < len(r.ctxCols) && r.ctxCols[i+1].col == c.col {
-			continue
-		}
-		folded = append(folded, c)
-	}
-	r.ctxCols = folded
+	// In column order, for the rows' writes.
+	slices.SortFunc(r.ctxCols, func(a, b colValue) int { return a.col - b.col })
 	expired := func(done int) error {
 		if !deadline.IsZero() && time.Now().After(deadline) {
 			return fmt.Errorf("%w after assembling %d of %d rows (raise X-Deadline-Ms or --default-deadline)", errDeadline, done, nrows)

@@ -89,6 +89,10 @@ var memShapes = []memShape{
 	{"json/context", false, 1, false, func(z, n int) []byte {
 		return repeatBody(`{"model":"claims","context":{`, `"a":0`, ",", `}}`, z, n)
 	}},
+	// A known name, one column, millions of times: apply keeps one entry per column.
+	{"json/context-one-feature", false, 1, false, func(z, n int) []byte {
+		return repeatBody(`{"model":"claims","context":{`, `"Area":0`, ",", `},"candidates":[{}]}`, z, n)
+	}},
 	{"json/features", false, 1, false, func(z, n int) []byte {
 		return repeatBody(`{"model":"claims","candidates":[{"features":{`, `"a":0`, ",", `}}]}`, z, n)
 	}},
@@ -108,6 +112,9 @@ var memShapes = []memShape{
 	}},
 	{"proto/keys", true, 1, false, func(z, n int) []byte { return protoRepeat(wire.RequestKeys, []byte{0x0a, 0x01, 'a'}, z, n) }},
 	{"proto/context", true, 1, false, func(z, n int) []byte { return protoRepeat(wire.RequestContext, []byte{0x0a, 0x01, 'a'}, z, n) }},
+	{"proto/context-one-feature", true, 1, false, func(z, n int) []byte {
+		return protoRepeat(wire.RequestContext, []byte{0x0a, 0x04, 'A', 'r', 'e', 'a'}, z, n)
+	}},
 	{"proto/empty-context", true, 1, false, func(z, n int) []byte { return protoRepeat(wire.RequestContext, nil, z, n) }},
 	{"proto/features", true, 1, false, func(z, n int) []byte {
 		return protoOne(wire.RequestCandidates, repeatField(wire.CandidateFeatures, []byte{0x0a, 0x01, 'a'}, z-16, n))

@@ -119,6 +119,7 @@ type request struct {
 
 	// Scoring buffers.
 	ctxCols  []colValue    // context resolved to columns, one per column (apply)
+	ctxAt    []int32       // per column, 1 + its entry in ctxCols (apply)
 	lcols    []int32       // the learned layout's columns (writeFeatures)
 	layoutAt []int32       // per column, 1 + its place in the learned layout (writeFeatures)
 	ctxKeyOf []resolvedKey // request-level keys the feature store asked for (StoreQuery.Key)
@@ -178,7 +179,7 @@ func (r *request) pooledBytes() int {
 	)
 	return featureSize*(cap(r.context)+cap(r.feats)) + keySize*(cap(r.ctxKeys)+cap(r.candKeys)) +
 		candidateSize*cap(r.cands) + cap(r.ids) + 8*(cap(r.rows)+cap(r.vecVals)+cap(r.m64)+cap(r.out)) + vectorSize*cap(r.vecs) + 4*cap(r.m32) +
-		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) +
+		stringSize*cap(r.degraded) + cap(r.resp) + int(unsafe.Sizeof(colValue{}))*cap(r.ctxCols) + 4*cap(r.ctxAt) +
 		int(unsafe.Sizeof(resolvedKey{}))*cap(r.ctxKeyOf) + 4*(cap(r.lcols)+cap(r.layoutAt)) + r.dir.pooledBytes()
 }
 
