@@ -852,18 +852,17 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			s.ws()
 		}
 		// The run of members in the layout's order (layoutRun), then what ended it.
-		if k := *p; k < len(places) {
-			i, k, cells, end := layoutRun(b, s.i, places, pre, row, k, left, &num)
-			d.cells += cells
-			left -= cells
+		if left <= 0 { // at the limit, unless left was stale
+			left = s.lim.cells - r.cellCount()
+		}
+		// At the limit, the member takes the generic path, which fails it there.
+		if k := *p; k < len(places) && left > 0 {
+			k0 := k
+			i, k, end := layoutRun(b, s.i, places[:min(len(places), k+left)], pre, row, k, &num)
+			d.cells += k - k0
+			left -= k - k0
 			s.i, *p = i, k
 			switch end {
-			case runLimit: // the count is at the limit, unless left was stale
-				if err := s.lim.cell(r); err != nil {
-					return err
-				}
-				left = s.lim.cells - r.cellCount()
-				continue
 			case runNumber: // a number for Parse; anything else, the generic path's
 				pl := &places[k]
 				j := s.i + int(pl.npre)
@@ -874,7 +873,7 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 				} else {
 					v, n, ok = jsonnum.Parse(b[j:])
 				}
-				if ok && n > 0 && left > 0 {
+				if ok && n > 0 {
 					row[pl.col] = v
 					d.cells++
 					left--
@@ -952,16 +951,16 @@ type runEnd uint8
 const (
 	runMember runEnd = iota // at a member it did not read: the generic member path's
 	runValue                // just past a value, not followed by the next member
-	runLimit                // at a member of the layout, with no value left under the limit
 	runNumber               // at a member of the layout whose number it did not read
 )
 
 // layoutRun reads the members of a features object at b[i:] while each is the learned
 // layout's next one, from place k on: its bytes up to the value compared with the
 // place's (the quoted name and the colon), its number parsed, the value written to its
-// column of row. It places at most left values, and returns the position, the next
-// place, how many values it placed and why it stopped. A run stays within one object:
-// it goes on only past `,"` and while places remain.
+// column of row. It returns the position, the next place and why it stopped; the
+// values it placed are the places it passed. A run stays within one object: it goes on
+// only past `,"` and while places remain, so the caller bounds the values a run may
+// place (--max-cells) by the places it gives it.
 //
 // It is a function of its own, called once per run (once per candidate when the
 // candidates list their features alike), and it calls nothing, so that its live values
@@ -975,8 +974,8 @@ const (
 // jsonnum.Parse computes it; null is NaN. Any other number (more digits, an exponent, a
 // leading zero) ends the run with runNumber at its member, for the caller to read with
 // jsonnum.Parse and go on; a value that is neither ends it with runMember.
-func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, left int, num *runNum) (int, int, int, runEnd) {
-	cells := 0
+func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int, num *runNum) (int, int, runEnd) {
+	base := unsafe.Pointer(unsafe.SliceData(b))
 	for {
 		pl := &places[k]
 		n := int(pl.npre)
@@ -985,25 +984,21 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 		// what follows it) keep every load in the body; only the last member of a body
 		// lacks them, and takes the generic path.
 		if j+8 > len(b) {
-			return i, k, cells, runMember
+			return i, k, runMember
 		}
-		c := binary.LittleEndian.Uint64(b[i:])
+		c := load64(base, i)
 		if n < 8 {
 			if c&pl.w[1] != pl.w[0] {
-				return i, k, cells, runMember
+				return i, k, runMember
 			}
-		} else if c != pl.w[0] || binary.LittleEndian.Uint64(b[j-8:]) != pl.w[2] ||
-			n > 16 && binary.LittleEndian.Uint64(b[i+8:]) != pl.w[1] {
-			return i, k, cells, runMember
+		} else if c != pl.w[0] || load64(base, j-8) != pl.w[2] || n > 16 && load64(base, i+8) != pl.w[1] {
+			return i, k, runMember
 		} else if n > 24 {
 			for o := 16; o < n-8; o += 8 {
-				if binary.LittleEndian.Uint64(b[i+o:]) != binary.LittleEndian.Uint64(pre[int(pl.pre)+o:]) {
-					return i, k, cells, runMember
+				if load64(base, i+o) != binary.LittleEndian.Uint64(pre[int(pl.pre)+o:]) {
+					return i, k, runMember
 				}
 			}
-		}
-		if cells >= left {
-			return i, k, cells, runLimit
 		}
 		var v float64
 		q := j
@@ -1027,7 +1022,7 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 				// A long fraction 8 digits a step (the test is one branch, taken
 				// alike by values of one kind), then digit by digit.
 				for q+8 <= len(b) && q-f0 < 16 {
-					c := binary.LittleEndian.Uint64(b[q:])
+					c := load64(base, q)
 					if !jsonnum.EightDigits(c) {
 						break
 					}
@@ -1043,31 +1038,38 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k, le
 			if (q == p0+nd || e > 0) && nd <= 19 && (q == len(b) || b[q]|0x20 != 'e') {
 				if nd > 15 { // 16 to 19 digits: w exact in 64 bits, for Convert
 					num.w, num.e, num.neg, num.end = uint64(w), e, neg, q
-					return i, k, cells, runNumber
+					return i, k, runNumber
 				}
 				v = float64(w) / exact10[e&15]
 				v = math.Float64frombits(math.Float64bits(v) | neg<<63)
 			} else {
 				num.end = 0
-				return i, k, cells, runNumber
+				return i, k, runNumber
 			}
 		} else if string(b[j:j+4]) == "null" {
 			v, q = math.NaN(), j+4
 		} else if c := b[j]; c == '-' || c-'0' < 10 {
 			num.end = 0
-			return i, k, cells, runNumber
+			return i, k, runNumber
 		} else {
-			return i, k, cells, runMember
+			return i, k, runMember
 		}
 		row[pl.col] = v
-		cells++
 		k++
 		i = q
 		if i+1 >= len(b) || b[i] != ',' || b[i+1] != '"' || k == len(places) {
-			return i, k, cells, runValue
+			return i, k, runValue
 		}
 		i++
 	}
+}
+
+// load64 is the 8 bytes at base+off, little-endian, without the bounds checks and
+// slice arithmetic of binary.LittleEndian.Uint64(b[off:]) (eight instructions around
+// each load, several loads a member): each use in layoutRun follows a check that
+// off+8 is within the body.
+func load64(base unsafe.Pointer, off int) uint64 {
+	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, off))[:])
 }
 
 // exact10 holds 10^0 to 10^15, each exact in a float64 (layoutRun's division).
