@@ -1002,12 +1002,16 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 		}
 		var v float64
 		q := j
-		// The sign without a branch: values of both signs come in no order.
-		var neg uint64
+		// The sign without a branch: values of both signs come in no order. It is
+		// kept as ±1.0, in a floating-point register: the loop's integer registers
+		// are all taken, and one more value among them sent the digits' sum to the
+		// stack.
+		var neg int
 		if b[q] == '-' {
 			neg = 1
 		}
-		q += int(neg)
+		sign := exactSign[neg]
+		q += neg
 		p0 := q
 		var w int64
 		for lim := min(len(b), p0+20); q < lim && b[q]-'0' < 10; q++ {
@@ -1037,18 +1041,17 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 			}
 			if (q == p0+nd || e > 0) && nd <= 19 && (q == len(b) || b[q]|0x20 != 'e') {
 				if nd > 15 { // 16 to 19 digits: w exact in 64 bits, for Convert
-					num.w, num.e, num.neg, num.end = uint64(w), e, neg, q
+					num.w, num.e, num.neg, num.end = uint64(w), e, math.Float64bits(sign)>>63, q
 					return i, k, runNumber
 				}
-				v = float64(w) / exact10[e&15]
-				v = math.Float64frombits(math.Float64bits(v) | neg<<63)
+				v = float64(w) / exact10[e&15] * sign // ×(±1) is exact
 			} else {
 				num.end = 0
 				return i, k, runNumber
 			}
 		} else if string(b[j:j+4]) == "null" {
 			v, q = math.NaN(), j+4
-		} else if c := b[j]; c == '-' || c-'0' < 10 {
+		} else if q > j { // a sign or digits: a number for Parse, or not a number
 			num.end = 0
 			return i, k, runNumber
 		} else {
@@ -1071,6 +1074,9 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 func load64(base unsafe.Pointer, off int) uint64 {
 	return binary.LittleEndian.Uint64((*[8]byte)(unsafe.Add(base, off))[:])
 }
+
+// exactSign is the sign of a number without ('+') and with a '-'.
+var exactSign = [2]float64{1, -1}
 
 // exact10 holds 10^0 to 10^15, each exact in a float64 (layoutRun's division).
 var exact10 = [16]float64{1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15}
