@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"unicode/utf8"
+	"unsafe"
 
 	"github.com/predictd/predictd/api/wire"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -274,6 +275,22 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 	}
 	pre := d.pre
 	for len(b) > 0 {
+		// A run of features sent as the first candidate sent them (protoRun), as many
+		// as the limit allows; then the member that ended it, below.
+		if p < len(d.places) {
+			if left <= 0 { // at the limit, unless left was stale
+				left = lim.cells - r.cellCount()
+			}
+			if left > 0 {
+				used, k := protoRun(b, d.places[:min(len(d.places), p+left)], pre, row, p)
+				if k > p {
+					d.cells += k - p
+					left -= k - p
+					p, b = k, b[used:]
+					continue
+				}
+			}
+		}
 		// A feature sent as the first candidate sent the name expected here: its bytes
 		// up to the value compared at once.
 		if p < len(d.places) {
@@ -639,4 +656,43 @@ func consumeTag(b []byte) (protowire.Number, protowire.Type, int) {
 		return 0, 0, -2 // protowire's errCodeFieldNumber: "invalid field number"
 	}
 	return num, typ, n
+}
+
+// protoRun reads the Features at b while each is the learned layout's next one, from
+// place k on: its bytes up to the value (the Feature's tag and length, the name's tag,
+// length and bytes, the value's tag) compared with the place's as 8-byte words, the
+// double after them written to its column of row. It returns the bytes it read and the
+// next place; the values it placed are the places it passed, and the caller bounds them
+// by the places it gives. It calls nothing, for the reason layoutRun does not
+// (decode_json.go), and stops at anything else: a Feature without a value, another
+// name, another field.
+func protoRun(b []byte, places []place, pre []byte, row []float64, k int) (int, int) {
+	base := unsafe.Pointer(unsafe.SliceData(b))
+	i := 0
+run:
+	for k < len(places) {
+		pl := &places[k]
+		n := int(pl.npre)
+		if i+n+8 > len(b) {
+			break
+		}
+		c := load64(base, i)
+		if n < 8 {
+			if c&pl.w[1] != pl.w[0] {
+				break
+			}
+		} else if c != pl.w[0] || load64(base, i+n-8) != pl.w[2] || n > 16 && load64(base, i+8) != pl.w[1] {
+			break
+		} else if n > 24 {
+			for o := 16; o < n-8; o += 8 {
+				if load64(base, i+o) != binary.LittleEndian.Uint64(pre[int(pl.pre)+o:]) {
+					break run
+				}
+			}
+		}
+		row[pl.col] = protoDouble(load64(base, i+n))
+		k++
+		i += n + 8
+	}
+	return i, k
 }
