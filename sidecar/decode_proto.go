@@ -273,8 +273,9 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		}
 		return nil
 	}
-	pre := d.pre
 	for len(b) > 0 {
+		// d.pre, as d.places, grows while the first candidate is read: read both here.
+		pre := d.pre
 		// A run of features sent as the first candidate sent them (protoRun), as many
 		// as the limit allows; then the member that ended it, below.
 		if p < len(d.places) {

@@ -8,7 +8,6 @@ import (
 	"math"
 	"regexp"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
 
@@ -165,7 +164,7 @@ const maxCPUShare = 1024
 var yamlValueRE = regexp.MustCompile("`[^`]*`")
 
 // yamlFieldRE matches yaml.v3's error for an unknown key, which names the key as it is.
-var yamlFieldRE = regexp.MustCompile(`field (.*) not found in type sidecar\.Manifest`)
+var yamlFieldRE = regexp.MustCompile(`field ((?s).*?) not found in type sidecar\.\w+`)
 
 // checkManifestNodes checks what decoding model.yaml into a Manifest cannot tell: a
 // null entry under features (yaml.v3 drops it from the list, and the count of features
@@ -190,7 +189,7 @@ func checkManifestNodes(data []byte) error {
 				}
 			}
 		case "weight":
-			if w, err := strconv.ParseFloat(v.Value, 64); v.Kind == yaml.ScalarNode && err == nil && w == 0 {
+			if w := 1.0; v.Kind == yaml.ScalarNode && v.Decode(&w) == nil && w == 0 {
 				return fmt.Errorf("line %d: weight 0: want a positive number (the model's share of --admission-capacity; leave weight out for 1)", v.Line)
 			}
 		}

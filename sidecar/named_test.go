@@ -683,4 +683,16 @@ func TestLayoutRunNames(t *testing.T) {
 		}
 		same(slices.Delete(slices.Clone(names), i, i+1))
 	}
+	// A first candidate that repeats a name past the layout's size stops learning in
+	// the middle of itself: what it reads after that compares with the layout so far.
+	for _, n := range names {
+		rep := slices.Repeat([]string{n}, 40)
+		js := []byte(`{"model":"claims","candidates":[` + cand(rep) + "," + cand(names) + "," + cand(rep) + "]}")
+		sameDirect(t, js, decodeJSON, v)
+		var req predictpb.PredictRequest
+		if err := jsonToProto(js, &req); err != nil {
+			t.Fatal(err)
+		}
+		sameDirect(t, mustMarshal(t, &req), decodeProto, v)
+	}
 }

@@ -63,6 +63,7 @@ func TestParseManifest(t *testing.T) {
 	bad("format: xgboost\nfile: m.json\nfeatures: [a, null]\n", "features[1] is empty")
 	bad("format: xgboost\nfile: m.json\nweight: 0\n", "weight 0: want a positive number")
 	bad("format: xgboost\nfile: m.json\nweight: 0.0\n", "weight 0: want a positive number")
+	bad("format: xgboost\nfile: m.json\nweight: 0x0\n", "weight 0: want a positive number")
 	ok("format: xgboost\nfile: m.json\nweight: 0.5\n", func(m *Manifest) bool { return m.Weight == 0.5 })
 	// Values from the file are quoted only when short and plain (a model.yaml that is a
 	// link to another file must not publish its lines); by length otherwise.
@@ -70,7 +71,8 @@ func TestParseManifest(t *testing.T) {
 	for _, in := range []string{"format: " + secret + "\nfile: m\n", "format: xgboost\nfile: " + secret + "\n",
 		"format: xgboost\nfile: m\noutput: " + secret + "\n", "format: xgboost\nfile: m\nfeatures: [\"" + secret + "\", \"" + secret + "\"]\n",
 		"format: xgboost\nfile: m\nfeatures: [{name: \"" + secret + "\"}]\n", "\"" + secret + "\": 1\n",
-		"format: xgboost\nfile: m\nfeatures: [{name: a, categories: [\"" + secret + "\", \"" + secret + "\"]}]\n"} {
+		"format: xgboost\nfile: m\nfeatures: [{name: a, categories: [\"" + secret + "\", \"" + secret + "\"]}]\n",
+		"format: xgboost\nfile: m\nshadows: [{model: b, \"" + secret + "\": 1}]\n", "format: xgboost\nfile: m\nlog: {\"" + secret + "\": 1}\n"} {
 		_, err := ParseManifest([]byte(in))
 		if err == nil || strings.Contains(err.Error(), "hunter2") || !strings.Contains(err.Error(), "not shown") {
 			t.Errorf("%q: error %v, want one that shows the value by its length only", in, err)
