@@ -36,18 +36,24 @@ type LogStatus struct {
 // "failed" with the error. A failed version whose older copy still serves appears twice:
 // once loaded, once failed.
 type VersionStatus struct {
-	Version     string     `json:"version"`
-	State       string     `json:"state"`
-	Format      string     `json:"format,omitempty"`
-	Output      string     `json:"output,omitempty"`
-	NumFeatures int        `json:"num_features,omitempty"`
-	NumOutputs  int        `json:"num_outputs,omitempty"`
-	Features    []string   `json:"features,omitempty"`
-	LoadedAt    *time.Time `json:"loaded_at,omitempty"`
-	LoadSeconds float64    `json:"load_seconds,omitempty"`
-	Error       string     `json:"error,omitempty"`
-	FailedAt    *time.Time `json:"failed_at,omitempty"`
-	Backend     string     `json:"backend,omitempty"`
+	Version     string `json:"version"`
+	State       string `json:"state"`
+	Format      string `json:"format,omitempty"`
+	Output      string `json:"output,omitempty"`
+	NumFeatures int    `json:"num_features,omitempty"`
+	NumOutputs  int    `json:"num_outputs,omitempty"`
+	// NumOutputsRaw and NumOutputsTransformed are the scores per row a request gets
+	// with "output": "raw" or "transformed", given where they differ from NumOutputs
+	// (the version's own output): an XGBoost multi:softmax model answers one class
+	// transformed and a margin per class raw.
+	NumOutputsRaw         int        `json:"num_outputs_raw,omitempty"`
+	NumOutputsTransformed int        `json:"num_outputs_transformed,omitempty"`
+	Features              []string   `json:"features,omitempty"`
+	LoadedAt              *time.Time `json:"loaded_at,omitempty"`
+	LoadSeconds           float64    `json:"load_seconds,omitempty"`
+	Error                 string     `json:"error,omitempty"`
+	FailedAt              *time.Time `json:"failed_at,omitempty"`
+	Backend               string     `json:"backend,omitempty"`
 	// Traversal is how the C++ core scores a tree model (engine.Model.Traversal).
 	Traversal string `json:"traversal,omitempty"`
 	// CategoryLabels counts, per feature that takes category labels (a string value
@@ -141,6 +147,11 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
 			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight,
 			CategoryLabels: describeLabels(v), CategoryNote: v.info.CategoryNote}
+		if n := v.pred.NumOutputs(!v.raw); n != vs.NumOutputs && v.raw {
+			vs.NumOutputsTransformed = n
+		} else if n != vs.NumOutputs {
+			vs.NumOutputsRaw = n
+		}
 		for _, c := range v.stored {
 			vs.StoreFeatures = append(vs.StoreFeatures, StoreFeatureStatus{Name: c.Spec.Name, Group: c.Spec.Group,
 				Key: c.Spec.Key, Default: c.Spec.Default, Column: c.Column, Width: max(c.Width, 1)})
