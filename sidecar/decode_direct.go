@@ -74,17 +74,6 @@ type place struct {
 	w         [3]uint64
 }
 
-// match tells whether b starts with the bytes p expects, for p.npre of 8 to 24 (the
-// others are compared with pre by the caller).
-func (p *place) match(b []byte) bool {
-	n := int(p.npre)
-	if n < 8 || n > 24 || len(b) < n {
-		return false
-	}
-	return binary.LittleEndian.Uint64(b) == p.w[0] && binary.LittleEndian.Uint64(b[n-8:]) == p.w[2] &&
-		(n <= 16 || binary.LittleEndian.Uint64(b[8:]) == p.w[1])
-}
-
 // errRedo ends a direct decode that the generic path must take over (see above).
 var errRedo = errors.New("decode again on the generic path")
 

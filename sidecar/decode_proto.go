@@ -292,25 +292,12 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 				}
 			}
 		}
-		// A feature sent as the first candidate sent the name expected here: its bytes
-		// up to the value compared at once.
+		// A feature the layout expects here, sent without a value (missing): the same
+		// name, the lengths 9 bytes shorter. (With a value it is protoRun's, above; at
+		// the limit, the generic path's, which fails it there.)
 		if p < len(d.places) {
 			pl := &d.places[p]
 			n := int(pl.npre)
-			if n+8 <= len(b) && pl.match(b) || (n < 8 || n > 24) && n > 0 && n+8 <= len(b) && string(b[:n]) == string(pre[pl.pre:pl.pre+pl.npre]) {
-				if left <= 0 {
-					if err := lim.cell(r); err != nil {
-						return err
-					}
-				}
-				left--
-				row[pl.col] = protoDouble(binary.LittleEndian.Uint64(b[n:]))
-				d.cells++
-				p++
-				b = b[n+8:]
-				continue
-			}
-			// Without a value (missing): the same name, the lengths 9 bytes shorter.
 			if n > 0 && n-1 <= len(b) && b[0] == tagCandidateFeature && int(b[1]) == n-3 &&
 				sameName(b[2:n-1], pre[pl.pre+2:pl.pre+pl.npre-1]) {
 				if left <= 0 {
