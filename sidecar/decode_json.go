@@ -862,31 +862,17 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			d.cells += k - k0
 			left -= k - k0
 			s.i, *p = i, k
-			switch end {
-			case runNumber: // a number for Parse; anything else, the generic path's
+			if end == runNumber { // placed here, it goes on as after the run's own values
 				pl := &places[k]
-				j := s.i + int(pl.npre)
-				v, n, ok := 0.0, 0, false
-				if num.end > 0 {
-					v, ok = jsonnum.Convert(num.w, -num.e)
-					v, n = math.Float64frombits(math.Float64bits(v)|num.neg<<63), num.end-j
-				} else {
-					v, n, ok = jsonnum.Parse(b[j:])
-				}
-				if ok && n > 0 {
+				at := s.i + int(pl.npre)
+				if v, n, ok := num.value(b, at); ok && n > 0 {
 					row[pl.col] = v
 					d.cells++
 					left--
-					s.i, *p = j+n, k+1
-					if s.i+1 < len(b) && b[s.i] == ',' && b[s.i+1] == '"' {
-						s.i++
-						continue
-					}
-					if err := s.featureEnd(); err != nil || b[s.i-1] == '}' {
-						return err
-					}
-					continue
+					s.i, *p, end = at+n, k+1, runValue
 				}
+			}
+			switch end {
 			case runValue:
 				if s.i < len(b) && b[s.i] == ',' {
 					s.i++
@@ -943,6 +929,16 @@ type runNum struct {
 	e   int
 	neg uint64
 	end int
+}
+
+// value reads the number of a runNumber at b[j:]: the one n read (end > 0), else
+// one for jsonnum.Parse. It returns the value, its length and whether it is one.
+func (n *runNum) value(b []byte, j int) (float64, int, bool) {
+	if n.end == 0 {
+		return jsonnum.Parse(b[j:])
+	}
+	v, ok := jsonnum.Convert(n.w, -n.e)
+	return math.Float64frombits(math.Float64bits(v) | n.neg<<63), n.end - j, ok
 }
 
 // runEnd is why layoutRun stopped.
