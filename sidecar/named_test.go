@@ -123,13 +123,21 @@ func decodeBoth(t *testing.T, data []byte, decode func(*request, []byte, decodeL
 // claimsVersion loads the demo model in a registry and returns its version.
 func claimsVersion(t testing.TB) *version {
 	t.Helper()
-	s, err := New(Config{ModelFS: examples.Models(), Logger: slog.New(slog.DiscardHandler)})
+	return servedVersion(t, Config{ModelFS: examples.Models()}, "claims")
+}
+
+// servedVersion loads cfg's repository in a server and returns model's serving version,
+// released and the server closed when the test ends.
+func servedVersion(t testing.TB, cfg Config, model string) *version {
+	t.Helper()
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	s, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	s.Reload()
-	v, err := s.reg.acquire([]byte("claims"), nil)
+	v, err := s.reg.acquire([]byte(model), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -631,19 +639,11 @@ func TestNamedDirectStore(t *testing.T) {
 func TestLayoutRunNames(t *testing.T) {
 	names := []string{"a", "bcd", "efghi", "user_ctr_7d", "user_item_ctr_28d", "user_item_affinity_28dx",
 		"user_item_affinity_score_28d", "user_item_affinity_score_28d_smoothed", "user_item_affinity_score_28d_smoothes"}
+	// Past every word the comparison holds: a name of 120 bytes.
+	names[6] = strings.Repeat("consumer_store_", 8)
 	manifest := lgbManifest + "features: [" + strings.Join(names, ", ") + "]\n"
 	root := newRepo(t, repoVersion{model: "claims", version: "1", src: "demo", manifest: manifest})
-	s, err := New(Config{ModelDir: root, Logger: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	s.Reload()
-	v, err := s.reg.acquire([]byte("claims"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(v.release)
+	v := servedVersion(t, Config{ModelDir: root}, "claims")
 	cand := func(ns []string) string {
 		var b strings.Builder
 		b.WriteString(`{"features":{`)
