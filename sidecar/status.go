@@ -147,10 +147,12 @@ func (r *Registry) modelStatus(m *modelSet) ModelStatus {
 			NumOutputs: v.pred.NumOutputs(v.raw), Features: v.names, LoadedAt: &at,
 			LoadSeconds: v.loadTime.Seconds(), Backend: v.info.Backend, Traversal: v.info.Traversal, Device: v.info.Device, Weight: weight,
 			CategoryLabels: describeLabels(v), CategoryNote: v.info.CategoryNote}
-		if n := v.pred.NumOutputs(!v.raw); n != vs.NumOutputs && v.raw {
-			vs.NumOutputsTransformed = n
-		} else if n != vs.NumOutputs {
-			vs.NumOutputsRaw = n
+		if other := v.pred.NumOutputs(!v.raw); other != vs.NumOutputs {
+			if v.raw {
+				vs.NumOutputsTransformed = other
+			} else {
+				vs.NumOutputsRaw = other
+			}
 		}
 		for _, c := range v.stored {
 			vs.StoreFeatures = append(vs.StoreFeatures, StoreFeatureStatus{Name: c.Spec.Name, Group: c.Spec.Group,
