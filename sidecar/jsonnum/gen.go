@@ -1,8 +1,9 @@
 //go:build ignore
 
 // gen writes table.go: the 128-bit approximations of the powers of five that Parse
-// multiplies by, computed exactly with math/big as fast_float's table script does
-// (script/table_generation.py in github.com/fastfloat/fast_float).
+// multiplies by (and AppendFloat, see boxPow), computed exactly with math/big as
+// fast_float's table script does (script/table_generation.py in
+// github.com/fastfloat/fast_float).
 //
 //	go run gen.go
 package main
@@ -18,7 +19,7 @@ import (
 
 const (
 	minQ = -342 // smallest power of ten whose product can be non-zero
-	maxQ = 308  // largest that can be finite
+	maxQ = 326  // Parse needs up to 308 (maxPow10); AppendFloat's Dragonbox, for a subnormal, 326
 )
 
 func main() {

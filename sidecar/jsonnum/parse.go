@@ -10,6 +10,9 @@
 // or fast_float's Eisel-Lemire variant (github.com/fastfloat/fast_float, which handles
 // subnormals), and calls strconv (through parsefloat) only for a mantissa of more than
 // 19 significant digits, which a shortest round-trip float64 never needs.
+//
+// AppendFloat writes a float64 as strconv.AppendFloat with 'g' and precision -1 does,
+// byte for byte, in about half its time: the scores of a JSON response.
 package jsonnum
 
 import (

@@ -38,13 +38,13 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
 	"github.com/predictd/predictd/api/wire"
+	"github.com/predictd/predictd/sidecar/jsonnum"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/metric"
 	"go.opentelemetry.io/otel/metric/noop"
@@ -456,8 +456,8 @@ func appendFloat(dst []byte, v float64) []byte {
 	case math.IsInf(v, -1):
 		return append(dst, `"-Inf"`...)
 	}
-	// 'g' with -1 precision is the shortest text that parses back to the same float64.
-	return strconv.AppendFloat(dst, v, 'g', -1, 64)
+	// The shortest text that parses back to the same float64 (strconv's 'g', -1).
+	return jsonnum.AppendFloat(dst, v)
 }
 
 // writer is the background goroutine's state.
