@@ -173,20 +173,31 @@ func (s *jsonScanner) object(what string, member func(key []byte) error) error {
 		s.i++
 		return nil
 	}
+	if err := s.member(what, member); err != nil {
+		return err
+	}
+	return s.objectRest(what, member)
+}
+
+// member reads an object's member at its name: the name, the colon, then member's
+// reading of the value.
+func (s *jsonScanner) member(what string, member func(key []byte) error) error {
+	if s.peek() != '"' {
+		return s.errf("%s: want a member name, found %s", what, s.found())
+	}
+	k, err := s.str()
+	if err != nil {
+		return err
+	}
+	if err := s.expect(':'); err != nil {
+		return err
+	}
+	return member(k)
+}
+
+// objectRest goes on with an object after one of its members, as object's loop does.
+func (s *jsonScanner) objectRest(what string, member func(key []byte) error) error {
 	for {
-		if s.peek() != '"' {
-			return s.errf("%s: want a member name, found %s", what, s.found())
-		}
-		k, err := s.str()
-		if err != nil {
-			return err
-		}
-		if err := s.expect(':'); err != nil {
-			return err
-		}
-		if err := member(k); err != nil {
-			return err
-		}
 		switch s.peek() {
 		case ',':
 			s.i++
@@ -195,6 +206,9 @@ func (s *jsonScanner) object(what string, member func(key []byte) error) error {
 			return nil
 		default:
 			return s.errf("%s: want ',' or '}', found %s", what, s.found())
+		}
+		if err := s.member(what, member); err != nil {
+			return err
 		}
 	}
 }
@@ -805,7 +819,7 @@ func (s *jsonScanner) candidateDirect(r *request) error {
 	}
 	c := candidate{f0: uint32(len(r.feats)), k0: uint32(len(r.candKeys))}
 	p := 0
-	err = s.object("candidate", func(k []byte) error {
+	member := func(k []byte) error {
 		switch string(k) {
 		case "id":
 			id, err := s.strOrNum("id")
@@ -823,10 +837,45 @@ func (s *jsonScanner) candidateDirect(r *request) error {
 		default:
 			return s.errf("candidate: unknown field %q (want id, features, keys)", k)
 		}
-	})
+	}
+	if j, id, ok := candidatePrefix(s.b, s.i); ok {
+		// The members that follow the features, if any, as the generic loop reads them.
+		c.id = r.idSpan(id)
+		s.i = j
+		if err = s.featuresDirect(r, row, &p); err == nil {
+			err = s.objectRest("candidate", member)
+		}
+	} else {
+		err = s.object("candidate", member)
+	}
 	c.f1, c.k1 = uint32(len(r.feats)), uint32(len(r.candKeys))
 	r.cands = append(r.cands, c)
 	return err
+}
+
+// candidatePrefix reads the opening of a candidate as encoders write it,
+// `{"id":"ID","features":` with no space and an id of printable ASCII without escapes,
+// at b[i:]. It returns where the features object starts and the id; not ok (nothing
+// read) for any other opening, which the generic object loop reads.
+func candidatePrefix(b []byte, i int) (int, []byte, bool) {
+	const (
+		open = `{"id":"`
+		feat = `","features":`
+	)
+	if i < 0 || len(b)-i < len(open)+len(feat)+1 || string(b[i:i+len(open)]) != open {
+		return 0, nil, false
+	}
+	start := i + len(open)
+	j := start
+	for ; j < len(b); j++ {
+		if c := b[j]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' {
+			break
+		}
+	}
+	if len(b)-j < len(feat)+1 || string(b[j:j+len(feat)]) != feat {
+		return 0, nil, false
+	}
+	return j + len(feat), b[start:j], true
 }
 
 // featuresDirect is features on the direct path: each value is written into row, the

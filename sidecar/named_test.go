@@ -206,6 +206,54 @@ var namedSeeds = []string{
 	`{"model":"claims","version":"1","candidates":[{"features":{"Area":1}}],"version":"2"}`,
 	`{"model":"claims","context":{"Region":4},"candidates":[{"features":{"Region":1,"Area":2,"Nope":3}},{"features":{"Area":2,"Region":null}},{"features":{"Nope":1}}]}`,
 	`{"model":"claims","candidates":[{"features":{"Area":1},"features":{"Area":2,"Region":3}},{"features":{"Region":5,"Area":6}}]}`,
+	// Candidates opened as encoders write them (candidatePrefix), then what may follow.
+	`{"model":"claims","candidates":[{"id":"c1","features":{"Area":1,"Region":2}},{"id":"c2","features":{"Area":3,"Region":4},"keys":{"k":"v"}},{"id":"","features":{"Area":5},"id":"c3"}]}`,
+	`{"model":"claims","candidates":[{"id":"c1","features":{"Area":1}} ,{"id":"c\u00e9","features":{"Area":2}},{"id":"é","features":{"Area":3}},{"id":7,"features":{"Area":4}}]}`,
+}
+
+// TestCandidatePrefix: candidates whose opening the direct path reads without the
+// object loop (`{"id":"…","features":`), and every near miss of it, decode as on the
+// generic path: the same ids, matrix and errors.
+func TestCandidatePrefix(t *testing.T) {
+	v := claimsVersion(t)
+	for _, c := range []string{
+		`{"id":"c1","features":{"Area":1,"Region":2}}`,
+		`{"id":"","features":{"Area":1}}`,
+		`{"id":"c1","features":{}}`,
+		`{"id":"c1","features":{"Area":1},"keys":{"k":"v"}}`,
+		`{"id":"c1","features":{"Area":1} , "keys" : {"k":"v"} }`,
+		`{"id":"c1","features":{"Area":1},"id":"c2"}`,
+		`{"id":"c1","features":{"Area":1},"features":{"Region":3}}`,
+		`{"id":"c1","features":{"Area":1},"nope":1}`,
+		`{"id":"c1","features":{"Area":1},}`,
+		`{"id":"c1","features":{"Area":1}`,
+		`{"id":"c1","features":[1]}`,
+		`{"id":"c1","features":null}`,
+		`{"id":"c1","features":`,
+		`{"id":"c1","features"`,
+		`{"id":"c1","feature":{"Area":1}}`,
+		`{"id":"c1", "features":{"Area":1}}`,
+		`{"id": "c1","features":{"Area":1}}`,
+		` {"id":"c1","features":{"Area":1}}`,
+		`{"id":"c\"1","features":{"Area":1}}`,
+		`{"id":"c\u00e91","features":{"Area":1}}`,
+		"{\"id\":\"c\x01\",\"features\":{\"Area\":1}}",
+		"{\"id\":\"c\x7f\",\"features\":{\"Area\":1}}",
+		"{\"id\":\"é\",\"features\":{\"Area\":1}}",
+		"{\"id\":\"\xff\",\"features\":{\"Area\":1}}",
+		`{"id":12,"features":{"Area":1}}`,
+		`{"id":"c1"}`,
+		`{"id":"c1","keys":{"k":"v"},"features":{"Area":1}}`,
+		`{"features":{"Area":1},"id":"c1"}`,
+	} {
+		for _, body := range []string{
+			`{"model":"claims","candidates":[` + c + `]}`,
+			`{"model":"claims","candidates":[{"id":"a","features":{"Area":1,"Region":2}},` + c + `,{"id":"b","features":{"Area":3,"Region":4}}]}`,
+			`{"model":"claims","candidates":[` + c, // the body ends inside
+		} {
+			sameDirect(t, []byte(body), decodeJSON, v)
+		}
+	}
 }
 
 // FuzzNamedFastPathsJSON: the JSON decoder's fast paths (jsonnum numbers, the

@@ -189,10 +189,11 @@ func BenchmarkNamedCandidates(b *testing.B) {
 	for _, m := range models {
 		variants = append(variants, variant{m.name, m, m.rows})
 	}
-	// reg-2dp: the 100-feature model's rows with two decimals, the load generator's
-	// values ("37.45"): a JSON number as short as a ranker's rounded features.
-	reg := models[1]
-	variants = append(variants, variant{reg.name + "-2dp", reg, roundRows(reg.rows, 2)})
+	// -2dp: the rows with two decimals, the load generator's values ("37.45"): a JSON
+	// number as short as a ranker's rounded features.
+	for _, m := range models {
+		variants = append(variants, variant{m.name + "-2dp", m, roundRows(m.rows, 2)})
+	}
 	for _, vt := range variants {
 		m := vt.m
 		dp, np, nj := namedBodies(b, m.name, m.names, vt.rows)
