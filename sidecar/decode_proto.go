@@ -158,10 +158,20 @@ func decodeProtoBody(r *request, body []byte, lim decodeLimits) error {
 
 // Tag bytes of the fields the named fast paths read (field number << 3 | wire type).
 const (
+	tagCandidateID      = byte(wire.CandidateID)<<3 | byte(protowire.BytesType)
 	tagCandidateFeature = byte(wire.CandidateFeatures)<<3 | byte(protowire.BytesType)
 	tagFeatureName      = byte(wire.FeatureName)<<3 | byte(protowire.BytesType)
 	tagFeatureValue     = byte(wire.FeatureValue)<<3 | byte(protowire.Fixed64Type)
 )
+
+// isASCII reports whether s is all ASCII (and so valid UTF-8).
+func isASCII(s []byte) bool {
+	var or byte
+	for _, c := range s {
+		or |= c
+	}
+	return or < 0x80
+}
 
 // addCandidateFeature decodes one Feature message m of the candidate being decoded (the
 // next in r.cands): a vector goes to r's vectors (decodeFeature), a scalar counts as a cell
@@ -274,6 +284,14 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		return nil
 	}
 	for len(b) > 0 {
+		// The id as encoders write it (a length under 128, ASCII) without the field loop.
+		if len(b) >= 2 && b[0] == tagCandidateID && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
+			if id := b[2 : 2+int(b[1])]; isASCII(id) {
+				c.id = r.idSpan(id)
+				b = b[2+int(b[1]):]
+				continue
+			}
+		}
 		// d.pre, as d.places, grows while the first candidate is read: read both here.
 		pre := d.pre
 		// A run of features sent as the first candidate sent them (protoRun), as many

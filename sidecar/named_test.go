@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/predictd/predictd/api/predictpb"
+	"github.com/predictd/predictd/api/wire"
 	"github.com/predictd/predictd/examples"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -742,5 +744,59 @@ func TestLayoutRunNames(t *testing.T) {
 			t.Fatal(err)
 		}
 		sameDirect(t, mustMarshal(t, &req), decodeProto, v)
+	}
+}
+
+// TestCandidateIDProto: a candidate's id read without the field loop (a length under
+// 128, ASCII) and every near miss of it (non-ASCII, invalid UTF-8, 128 bytes and more,
+// empty, twice, after the features, another wire type) decode on the direct path as on
+// the generic path: the same ids, matrix and errors.
+func TestCandidateIDProto(t *testing.T) {
+	v := claimsVersion(t)
+	feature := func(name string, x float64) []byte {
+		var m []byte
+		m = protowire.AppendTag(m, wire.FeatureName, protowire.BytesType)
+		m = protowire.AppendString(m, name)
+		m = protowire.AppendTag(m, wire.FeatureValue, protowire.Fixed64Type)
+		return protowire.AppendFixed64(m, math.Float64bits(x))
+	}
+	features := func(c []byte) []byte {
+		c = protowire.AppendTag(c, wire.CandidateFeatures, protowire.BytesType)
+		c = protowire.AppendBytes(c, feature("Area", 1))
+		c = protowire.AppendTag(c, wire.CandidateFeatures, protowire.BytesType)
+		return protowire.AppendBytes(c, feature("Region", 2))
+	}
+	id := func(c []byte, s string) []byte {
+		c = protowire.AppendTag(c, wire.CandidateID, protowire.BytesType)
+		return protowire.AppendString(c, s)
+	}
+	body := func(cands ...[]byte) []byte {
+		var b []byte
+		b = protowire.AppendTag(b, wire.RequestModel, protowire.BytesType)
+		b = protowire.AppendString(b, "claims")
+		for _, c := range cands {
+			b = protowire.AppendTag(b, wire.RequestCandidates, protowire.BytesType)
+			b = protowire.AppendBytes(b, c)
+		}
+		return b
+	}
+	plain := features(id(nil, "c0"))
+	for _, c := range [][]byte{
+		features(id(nil, "c1")),
+		features(id(nil, "")),
+		features(id(nil, "é")),
+		features(id(nil, "\xff")),
+		features(id(nil, "c\x00\x7f")),
+		features(id(nil, strings.Repeat("x", 127))),
+		features(id(nil, strings.Repeat("x", 128))),
+		features(id(id(nil, "a"), "b")),
+		id(features(nil), "after"),
+		id(features(nil), "\xfe"),
+		features(protowire.AppendVarint(protowire.AppendTag(nil, wire.CandidateID, protowire.VarintType), 7)),
+		features([]byte{byte(wire.CandidateID)<<3 | byte(protowire.BytesType), 5, 'a'}),
+		{byte(wire.CandidateID)<<3 | byte(protowire.BytesType), 3, 'a', 'b'},
+	} {
+		sameDirect(t, body(c), decodeProto, v)
+		sameDirect(t, body(plain, c, plain), decodeProto, v)
 	}
 }
