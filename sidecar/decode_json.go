@@ -179,9 +179,9 @@ func (s *jsonScanner) object(what string, member func(key []byte) error) error {
 	return s.objectRest(what, member)
 }
 
-// member reads an object's member at its name: the name, the colon, then member's
+// member reads an object's member at its name: the name, the colon, then value's
 // reading of the value.
-func (s *jsonScanner) member(what string, member func(key []byte) error) error {
+func (s *jsonScanner) member(what string, value func(key []byte) error) error {
 	if s.peek() != '"' {
 		return s.errf("%s: want a member name, found %s", what, s.found())
 	}
@@ -192,7 +192,7 @@ func (s *jsonScanner) member(what string, member func(key []byte) error) error {
 	if err := s.expect(':'); err != nil {
 		return err
 	}
-	return member(k)
+	return value(k)
 }
 
 // objectRest goes on with an object after one of its members, as object's loop does.
@@ -862,7 +862,7 @@ func candidatePrefix(b []byte, i int) (int, []byte, bool) {
 		open = `{"id":"`
 		feat = `","features":`
 	)
-	if i < 0 || len(b)-i < len(open)+len(feat)+1 || string(b[i:i+len(open)]) != open {
+	if len(b)-i < len(open)+len(feat)+1 || string(b[i:i+len(open)]) != open {
 		return 0, nil, false
 	}
 	start := i + len(open)

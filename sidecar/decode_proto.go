@@ -164,15 +164,6 @@ const (
 	tagFeatureValue     = byte(wire.FeatureValue)<<3 | byte(protowire.Fixed64Type)
 )
 
-// isASCII reports whether s is all ASCII (and so valid UTF-8).
-func isASCII(s []byte) bool {
-	var or byte
-	for _, c := range s {
-		or |= c
-	}
-	return or < 0x80
-}
-
 // addCandidateFeature decodes one Feature message m of the candidate being decoded (the
 // next in r.cands): a vector goes to r's vectors (decodeFeature), a scalar counts as a cell
 // and joins r.feats.
@@ -284,9 +275,10 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 		return nil
 	}
 	for len(b) > 0 {
-		// The id as encoders write it (a length under 128, ASCII) without the field loop.
+		// The id as encoders write it (a length under 128) without the field loop; an
+		// id that is not valid UTF-8 takes it, for its error.
 		if len(b) >= 2 && b[0] == tagCandidateID && b[1] < 0x80 && int(b[1]) <= len(b)-2 {
-			if id := b[2 : 2+int(b[1])]; isASCII(id) {
+			if id := b[2 : 2+int(b[1])]; validUTF8(id) {
 				c.id = r.idSpan(id)
 				b = b[2+int(b[1]):]
 				continue

@@ -221,6 +221,7 @@ func TestCandidatePrefix(t *testing.T) {
 	for _, c := range []string{
 		`{"id":"c1","features":{"Area":1,"Region":2}}`,
 		`{"id":"","features":{"Area":1}}`,
+		`{"id":"` + strings.Repeat("x", 300) + `","features":{"Area":1}}`,
 		`{"id":"c1","features":{}}`,
 		`{"id":"c1","features":{"Area":1},"keys":{"k":"v"}}`,
 		`{"id":"c1","features":{"Area":1} , "keys" : {"k":"v"} }`,
@@ -748,9 +749,9 @@ func TestLayoutRunNames(t *testing.T) {
 }
 
 // TestCandidateIDProto: a candidate's id read without the field loop (a length under
-// 128, ASCII) and every near miss of it (non-ASCII, invalid UTF-8, 128 bytes and more,
-// empty, twice, after the features, another wire type) decode on the direct path as on
-// the generic path: the same ids, matrix and errors.
+// 128, valid UTF-8) and every near miss of it (invalid UTF-8, 128 bytes and more, empty,
+// twice, after the features, another wire type) decode on the direct path as on the
+// generic path: the same ids, matrix and errors.
 func TestCandidateIDProto(t *testing.T) {
 	v := claimsVersion(t)
 	feature := func(name string, x float64) []byte {
@@ -786,6 +787,8 @@ func TestCandidateIDProto(t *testing.T) {
 		features(id(nil, "")),
 		features(id(nil, "é")),
 		features(id(nil, "\xff")),
+		features(id(nil, "abcdefgh\xff")),
+		features(id(nil, strings.Repeat("é", 63))),
 		features(id(nil, "c\x00\x7f")),
 		features(id(nil, strings.Repeat("x", 127))),
 		features(id(nil, strings.Repeat("x", 128))),
