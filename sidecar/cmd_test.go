@@ -129,7 +129,8 @@ func TestCommands(t *testing.T) {
 		"--threads", "--pprof", "--shutdown-timeout", "--read-timeout", "--watch",
 		"--admission-capacity", "PREDICTD_ADMISSION_CAPACITY", "--admission-max-queue-wait", "--admission-max-pending",
 		"--shadow-workers", "--prediction-log-dir", "PREDICTD_PREDICTION_LOG_DIR", "--otlp-endpoint", "PREDICTD_OTLP_ENDPOINT",
-		"--redis", "PREDICTD_REDIS", "--redis-cluster", "--features", "--features-snapshot", "--features-cache-bytes"} {
+		"--redis", "PREDICTD_REDIS", "--redis-cluster", "--features", "--features-snapshot", "--features-cache-bytes",
+		"--steady-sysmon", "PREDICTD_STEADY_SYSMON"} {
 		if !strings.Contains(string(out), want) {
 			t.Errorf("serve --help lacks %s", want)
 		}
@@ -162,6 +163,58 @@ func TestCommands(t *testing.T) {
 	cmd.Env = append(os.Environ(), "PREDICTD_THREADS=many")
 	if err := cmd.Run(); err == nil {
 		t.Errorf("PREDICTD_THREADS=many accepted")
+	}
+}
+
+// TestServeSteadySysmon: serve starts itself again, in the same process, with
+// schedtrace added to GODEBUG (what keeps the runtime's monitor thread steady), keeping
+// the GODEBUG it was given; a GODEBUG that sets schedtrace, or --steady-sysmon=false,
+// leaves the environment as it is. Each serves a prediction.
+func TestServeSteadySysmon(t *testing.T) {
+	bin := predictdBinary(t)
+	for _, c := range []struct {
+		godebug string
+		args    []string
+		want    string
+	}{
+		{"madvdontneed=1", nil, "madvdontneed=1,schedtrace=2147483647"},
+		{"", nil, "schedtrace=2147483647"},
+		{"schedtrace=0", nil, "schedtrace=0"},
+		{"", []string{"--steady-sysmon=false"}, ""},
+	} {
+		dir := t.TempDir()
+		sock := filepath.Join(dir, "s")
+		args := append([]string{"--listen", "", "--unix", sock}, c.args...)
+		cmd, hc, stderr := serveBinary(t, bin, sock, []string{"GODEBUG=" + c.godebug}, args...)
+		env, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := "(unset)"
+		for _, kv := range strings.Split(string(env), "\x00") {
+			if v, ok := strings.CutPrefix(kv, "GODEBUG="); ok {
+				got = v
+			}
+		}
+		if got != c.want {
+			t.Errorf("GODEBUG=%q %v: the serving process has GODEBUG=%q, want %q", c.godebug, c.args, got, c.want)
+		}
+		resp, err := hc.Post("http://predictd/v1/predict", "application/json",
+			strings.NewReader(`{"model":"claims","candidates":[{"id":"a","features":{"DrivAge":55}}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Errorf("GODEBUG=%q %v: predict got %d", c.godebug, c.args, resp.StatusCode)
+		}
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("GODEBUG=%q %v: exit %v\n%s", c.godebug, c.args, err, stderr.String())
+		}
+		if strings.Contains(stderr.String(), "could not start again") {
+			t.Errorf("GODEBUG=%q %v: %s", c.godebug, c.args, stderr.String())
+		}
 	}
 }
 

@@ -57,6 +57,14 @@
 #                                             model of 500 trees over 80 named features,
 #                                             trained by loadtest/models/gen_ranker.py
 #                                             (DIR/models)
+#   scripts/ci/loadtest.sh steady-sysmon N DIR [SCENARIO...]
+#                                             what --steady-sysmon saves: N rounds of
+#                                             each scenario (default named-dense,
+#                                             named-proto, named-json) on two sidecars of
+#                                             the demo model at the same time, one with
+#                                             --steady-sysmon=false; prints each pair's
+#                                             sidecar CPU per 1,000 predictions, the
+#                                             ratio steady / runtime default, the medians
 #   scripts/ci/loadtest.sh profile SCENARIO [ARGS...]
 #                                             (SCENARIO: a name in loadtest/scenarios/ or a
 #                                             .yaml file) build predictd and
@@ -262,6 +270,61 @@ named-forms)
     done
     printf '%s\n' "${ratios[@]}" | sort -n | awk -v f="$form" '{ v[NR] = $1 } END {
       printf "named-%s: median %.3fx the CPU of the dense rows (%d rounds, %.3f to %.3f)\n", f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR, v[1], v[NR] }'
+  done
+  ;;
+steady-sysmon)
+  n=${1:?usage: loadtest.sh steady-sysmon N DIR [SCENARIO...]}
+  dir=${2:?usage: loadtest.sh steady-sysmon N DIR [SCENARIO...]}
+  shift 2
+  scenarios=("$@")
+  if [ ${#scenarios[@]} = 0 ]; then scenarios=(named-dense named-proto named-json); fi
+  mkdir -p bin "$dir"
+  go build -o bin/predictd ./cmd/predictd
+  go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
+  live=""
+  trap 'kill -INT $live 2>/dev/null || true' EXIT
+  for k in 1 2; do
+    sock=$(mktemp -u /tmp/predictd-sysmon.XXXXXX.sock)
+    eval "s$k=$sock"
+    steady=true
+    if [ $k = 1 ]; then steady=false; fi
+    bin/predictd serve --listen "" --unix "$sock" --watch=false --steady-sysmon=$steady >>"$dir/sidecar.log" 2>&1 &
+    eval "p$k=$!"
+    live="$live $!"
+    for i in $(seq 101); do
+      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
+      if [ "$i" = 101 ]; then echo "steady-sysmon: the sidecar on $sock is not ready (see $dir/sidecar.log)" >&2; exit 1; fi
+      sleep 0.1
+    done
+  done
+  cpu() {
+    local v
+    v=$(awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json")
+    if [ -z "$v" ] || [ "$v" = 0.000 ]; then echo "steady-sysmon: no sidecar CPU figure in $1 (see its log)" >&2; exit 1; fi
+    echo "$v"
+  }
+  for sc in "${scenarios[@]}"; do
+    ratios=()
+    for r in $(seq "$n"); do
+      out="$dir/$sc-$r"
+      rm -rf "$out"
+      bin/predictd-loadtest run --scenario "loadtest/scenarios/$sc.yaml" --progress=false \
+        --target "unix:$s1" --sidecar-pid "$p1" --out "$out/default" >"$out.default.log" 2>&1 &
+      lp=$!
+      live="$live $lp"
+      rc=0
+      bin/predictd-loadtest run --scenario "loadtest/scenarios/$sc.yaml" --progress=false \
+        --target "unix:$s2" --sidecar-pid "$p2" --out "$out/steady" >"$out.steady.log" 2>&1 || rc=$?
+      wait "$lp" || rc=$?
+      live="${live% $lp}"
+      if [ "$rc" != 0 ]; then echo "steady-sysmon: a run failed (rc=$rc): see $out.*.log" >&2; exit 1; fi
+      d=$(cpu "$out/default") st=$(cpu "$out/steady")
+      ratio=$(awk -v d="$d" -v s="$st" 'BEGIN { printf "%.3f", s / d }')
+      ratios+=("$ratio")
+      echo "$sc round $r: runtime default $d ms, steady $st ms per 1,000 predictions: ${ratio}x"
+    done
+    printf '%s\n' "${ratios[@]}" | sort -n | awk -v f="$sc" '{ v[NR] = $1 } END {
+      printf "%s: steady sysmon median %.3fx the CPU of the runtime default (%d rounds, %.3f to %.3f)\n", f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR, v[1], v[NR] }'
   done
   ;;
 compare-trials | compare-trials-interleaved)
