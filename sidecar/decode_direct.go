@@ -46,12 +46,15 @@ type direct struct {
 	layoutAt   []int32  // per column, 1 + its place in the layout (0: not in it)
 	unknown    span     // the first unknown name (when hasUnknown)
 	hasUnknown bool
-	cells      int   // values counted against decodeLimits.cells not in r's lists
-	charged    int64 // matrix bytes taken from the byte budget
-	scratch    []float64
-	nans       []float64 // a row of NaN, copied into each new row
-	undo       []byte    // JSON: the original bytes of strings unescaped in place
-	undoAt     []uint32  // their offsets and lengths, in pairs
+	// longNumbers: a number too long for one 8-byte word came in a layout run; the
+	// request's later runs read numbers of any length (layoutRun's short).
+	longNumbers bool
+	cells       int   // values counted against decodeLimits.cells not in r's lists
+	charged     int64 // matrix bytes taken from the byte budget
+	scratch     []float64
+	nans        []float64 // a row of NaN, copied into each new row
+	undo        []byte    // JSON: the original bytes of strings unescaped in place
+	undoAt      []uint32  // their offsets and lengths, in pairs
 }
 
 // place is a name of the learned layout: its column, and the bytes that precede its
@@ -91,7 +94,7 @@ func (d *direct) on() bool { return d.v != nil }
 // reset turns the direct path off and drops its views of the body.
 func (d *direct) reset() {
 	d.v, d.model, d.ver = nil, nil, nil
-	d.ready, d.overflow, d.hasUnknown = false, false, false
+	d.ready, d.overflow, d.hasUnknown, d.longNumbers = false, false, false, false
 	d.unknown, d.cells, d.charged = span{}, 0, 0
 	d.places, d.pre = d.places[:0], d.pre[:0]
 	d.undo, d.undoAt = d.undo[:0], d.undoAt[:0]

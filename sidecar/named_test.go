@@ -182,6 +182,9 @@ func sameAssembled(t *testing.T, r *request, v *version) {
 // namedSeeds are candidates in the shapes the learned layout meets: one order for all,
 // features left out, other orders, repeated names, unknown names late, escaped names.
 var namedSeeds = []string{
+	// Short numbers read from one word, then one too long for it (the runs after it
+	// read any length), a 7-digit integer, a '.' without digits.
+	`{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2,"Density":3}},{"features":{"VehBrand":37.45,"Area":-0.5,"Density":1234567}},{"features":{"VehBrand":1.234567,"Area":99.99,"Density":7}},{"features":{"VehBrand":37.,"Area":1,"Density":2}}]}`,
 	`{"model":"claims","candidates":[{"id":"a","features":{"VehBrand":6,"VehPower":3.5,"Area":null}},{"features":{"VehBrand":1,"VehPower":2e-3,"Area":4}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehPower":3,"Area":1}},{"features":{"VehBrand":1,"Area":4}},{"features":{"Area":4,"VehBrand":2,"VehPower":7}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehBrand":3}},{"features":{"VehBrand":1,"VehBrand":5e-324,"Density":1.7976931348623157e308}}]}`,
@@ -349,6 +352,101 @@ func TestLayoutRunNumbers(t *testing.T) {
 			`{"features":{"VehBrand":3,"Area":4}},{"features":{"VehBrand":5,"Area":` + x
 		sameDirect(t, []byte(body+"}}]}"), decodeJSON, v)
 		sameDirect(t, []byte(body), decodeJSON, v)
+	}
+}
+
+// TestLayoutRunShortNumbers: numbers that fit in 8 bytes with the byte after them
+// (layoutRun reads them from one word) and their near misses — a number that reaches
+// the word's end, a leading zero, a fraction without digits, an exponent, a sign alone —
+// in the candidates after the first (which teaches the layout): the direct path gives
+// the generic path's matrix bit for bit, or its error, and reads every valid body to its
+// end itself (no decode again on the generic path).
+func TestLayoutRunShortNumbers(t *testing.T) {
+	v := claimsVersion(t)
+	rng := rand.New(rand.NewPCG(23, 32))
+	digits := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = byte('0' + rng.IntN(10))
+		}
+		return string(b)
+	}
+	names := []string{"VehBrand", "Area", "Density", "DrivAge"}
+	check := func(numbers []string, valid bool) {
+		t.Helper()
+		var b strings.Builder
+		b.WriteString(`{"model":"claims","candidates":[`)
+		k, long := 0, false
+		for c := range 3 {
+			if c > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(`{"features":{`)
+			for j, name := range names {
+				if j > 0 {
+					b.WriteByte(',')
+				}
+				// The first candidate's values are read on the generic path, to learn
+				// the layout, and the last candidate's last one too (its member lacks
+				// the 8 bytes after it): the values under test are in the middle.
+				x := "1"
+				if c == 1 || c == 2 && j < len(names)-1 {
+					x = numbers[k%len(numbers)]
+					k++
+					// Too long for one word: its digits and '.' fill 8 bytes.
+					mant, _, _ := strings.Cut(strings.TrimPrefix(x, "-"), "e")
+					mant, _, _ = strings.Cut(mant, "E")
+					long = long || len(mant) >= 8
+				}
+				fmt.Fprintf(&b, "%q:%s", name, x)
+			}
+			b.WriteString("}}")
+		}
+		b.WriteString("]}")
+		body := []byte(b.String())
+		sameDirect(t, body, decodeJSON, v)
+		if valid {
+			r := getRequest()
+			defer putRequest(r)
+			r.beginDirect(v, []byte(v.model), nil, fuzzLimits.cells)
+			r.body = append([]byte(nil), body...)
+			if err := decodeJSONBody(r, r.body, fuzzLimits); err != nil {
+				t.Fatalf("the direct path stopped (%v) on %s", err, body)
+			}
+			// The runs after a long number read numbers of any length.
+			if r.dir.longNumbers != long {
+				t.Fatalf("longNumbers %v after %s", r.dir.longNumbers, body)
+			}
+		}
+	}
+	for range 20000 {
+		// Valid: a sign or none, 1 to 8 integer digits, a fraction of 0 to 7 digits
+		// or none, now and then an exponent: within the word, at its end and past it.
+		var s string
+		if rng.IntN(3) == 0 {
+			s = "-"
+		}
+		if n := rng.IntN(8); n == 0 {
+			s += "0"
+		} else {
+			s += string(rune('1'+rng.IntN(9))) + digits(rng.IntN(n))
+		}
+		if rng.IntN(5) != 0 {
+			s += "." + digits(1+rng.IntN(7))
+		}
+		if rng.IntN(8) == 0 {
+			s += []string{"e", "E", "e-", "e+"}[rng.IntN(4)] + digits(1+rng.IntN(2))
+		}
+		check([]string{s, "37.45", s, "0.5"}, true)
+	}
+	for _, x := range []string{"37.45", "0.5", "0", "-0", "-0.0", "100", "7", "1234567", "12345678", "1.23456",
+		"1.234567", "123456.7", "1234567.8", "0.000001", "-1.5", "99.99", "1.5e3", "1e5", "12E-2", "9.9e+1"} {
+		check([]string{x}, true)
+	}
+	// Invalid, or not a number: the same error as the generic path.
+	for _, x := range []string{"37.", "37.e5", "05", "-05.5", "00", "-", "-.5", ".5", "1.5e", "1e", "37.45.", "nul",
+		`"a"`, "1.5x", "1x", "+1", "0x10", "1.2.3", "--1"} {
+		check([]string{x}, false)
 	}
 }
 

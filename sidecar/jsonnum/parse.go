@@ -84,12 +84,12 @@ func Parse(b []byte) (v float64, n int, ok bool) {
 		ended := false
 		for i+8 <= len(b) && nd <= 19-8 {
 			c := binary.LittleEndian.Uint64(b[i:])
-			k := digitRun(c)
+			k := DigitRun(c)
 			if k == 0 {
 				ended = true
 				break
 			}
-			w = w*pow10[k] + leadingDigitsValue(c, k)
+			w = w*pow10[k] + LeadingDigitsValue(c, k)
 			nd += k
 			exp10 -= k
 			i += k
@@ -175,21 +175,21 @@ func EightDigits(c uint64) bool {
 	return ((c+0x4646464646464646)|(c-0x3030303030303030))&0x8080808080808080 == 0
 }
 
-// pow10 holds 10^k for the digit runs of leadingDigitsValue.
+// pow10 holds 10^k for the digit runs of LeadingDigitsValue.
 var pow10 = [...]uint64{1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000}
 
-// digitRun is how many of the 8 bytes of c (little-endian: b[i] in the low byte) are
+// DigitRun is how many of the 8 bytes of c (little-endian: b[i] in the low byte) are
 // ASCII digits before the first that is not, 0 to 8. Each byte's flag is the EightDigits
 // test's; a flag can be wrong only above the first non-digit byte (a borrow or carry
 // from it), and only the lowest flag is read.
-func digitRun(c uint64) int {
+func DigitRun(c uint64) int {
 	t := ((c + 0x4646464646464646) | (c - 0x3030303030303030)) & 0x8080808080808080
 	return bits.TrailingZeros64(t) >> 3
 }
 
-// leadingDigitsValue is the value of the first k (1 to 8) bytes of c, ASCII digits: c
-// shifted so they are the last k of eight, the bytes before them '0'.
-func leadingDigitsValue(c uint64, k int) uint64 {
+// LeadingDigitsValue is the value of the first k (0 to 8) bytes of c, ASCII digits: c
+// shifted so they are the last k of eight, the bytes before them '0' (k = 0: zero).
+func LeadingDigitsValue(c uint64, k int) uint64 {
 	s := uint(64 - 8*k)
 	return EightDigitsValue(c<<s | 0x3030303030303030>>(64-s))
 }
