@@ -244,6 +244,9 @@ func BenchmarkNamedStages(b *testing.B) {
 		pos[i] = math.Abs(x) * 30
 	}
 	_, _, nj2 := namedBodies(b, m.name, m.names, roundRows(pos, 2))
+	// The fixture's values with two decimals, as they are: both signs, mostly under 1
+	// in magnitude ("-0.38"), some missing (null).
+	_, _, nj2s := namedBodies(b, m.name, m.names, roundRows(m.rows, 2))
 	// A client that sends float64s as they are (Python's json, Go's encoding/json)
 	// writes 16 or 17 significant digits: the fixture's values divided by 3.
 	long := make([]float64, len(m.rows))
@@ -284,7 +287,8 @@ func BenchmarkNamedStages(b *testing.B) {
 		name   string
 		body   []byte
 		decode func(*request, []byte, decodeLimits) error
-	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON}, {"direct-json-17d", nj17, decodeJSON}} {
+	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON},
+		{"direct-json-2dp-signs", nj2s, decodeJSON}, {"direct-json-17d", nj17, decodeJSON}} {
 		b.Run(f.name, func(b *testing.B) {
 			r := getRequest()
 			runtime.LockOSThread()
