@@ -1028,11 +1028,11 @@ const (
 // num.long, after which the caller runs with short off for the rest of the request
 // (float32 values as "0.579999983", float64 ones of 17 digits). In process, per named
 // feature (BenchmarkNamedStages), against the digit-at-a-time reading alone: two-decimal
-// values of one or two integer digits, 14.5–15.5 → 12.1–12.5 ns (the count that varies
+// values of one or two integer digits, 14.5–15.5 → 12.1–12.9 ns (the count that varies
 // from value to value is what the word saves: the byte loop's exit mispredicts); ones
-// that are all "-0.38"-like, whose loop a branch predictor learns, 13.6–14.6 → 14.5–15.1
+// that are all "-0.38"-like, whose loop a branch predictor learns, 13.6–14.6 → 14.5–15.6
 // (the word's mask and shifts stand between a number and where the next member starts);
-// long values 2–4% slower. Two functions, one per kind, would not share the name
+// long values 3–5% slower. Two functions, one per kind, would not share the name
 // comparison, and a call for it costs more than the choice.
 func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int, num *runNum, short bool) (int, int, runEnd) {
 	base := unsafe.Pointer(unsafe.SliceData(b))
