@@ -182,9 +182,10 @@ func sameAssembled(t *testing.T, r *request, v *version) {
 // namedSeeds are candidates in the shapes the learned layout meets: one order for all,
 // features left out, other orders, repeated names, unknown names late, escaped names.
 var namedSeeds = []string{
-	// Short numbers read from one word, then one too long for it (the runs after it
-	// read any length), a 7-digit integer, a '.' without digits.
-	`{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2,"Density":3}},{"features":{"VehBrand":37.45,"Area":-0.5,"Density":1234567}},{"features":{"VehBrand":1.234567,"Area":99.99,"Density":7}},{"features":{"VehBrand":37.,"Area":1,"Density":2}}]}`,
+	// Short numbers read from one word, a 7-digit integer, then one too long for it (the
+	// runs after it read any length); a '.' without digits after a short run.
+	`{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2,"Density":3}},{"features":{"VehBrand":37.45,"Area":-0.5,"Density":1234567}},{"features":{"VehBrand":1.234567,"Area":99.99,"Density":7}},{"features":{"VehBrand":0.5,"Area":1,"Density":2}},{"features":{"VehBrand":3,"Area":4,"Density":5}}]}`,
+	`{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2,"Density":3}},{"features":{"VehBrand":37.45,"Area":-0.5,"Density":12}},{"features":{"VehBrand":37.,"Area":1,"Density":2}},{"features":{"VehBrand":3,"Area":4,"Density":5}}]}`,
 	`{"model":"claims","candidates":[{"id":"a","features":{"VehBrand":6,"VehPower":3.5,"Area":null}},{"features":{"VehBrand":1,"VehPower":2e-3,"Area":4}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehPower":3,"Area":1}},{"features":{"VehBrand":1,"Area":4}},{"features":{"Area":4,"VehBrand":2,"VehPower":7}}]}`,
 	`{"model":"claims","candidates":[{"features":{"VehBrand":6,"VehBrand":3}},{"features":{"VehBrand":1,"VehBrand":5e-324,"Density":1.7976931348623157e308}}]}`,
@@ -420,13 +421,13 @@ func TestLayoutRunShortNumbers(t *testing.T) {
 		}
 	}
 	for range 20000 {
-		// Valid: a sign or none, 1 to 8 integer digits, a fraction of 0 to 7 digits
+		// Valid: a sign or none, 1 to 8 integer digits, a fraction of 1 to 7 digits
 		// or none, now and then an exponent: within the word, at its end and past it.
 		var s string
 		if rng.IntN(3) == 0 {
 			s = "-"
 		}
-		if n := rng.IntN(8); n == 0 {
+		if n := rng.IntN(9); n == 0 {
 			s += "0"
 		} else {
 			s += string(rune('1'+rng.IntN(9))) + digits(rng.IntN(n))

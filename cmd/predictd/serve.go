@@ -119,7 +119,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "idle keep-alive connections are closed after this")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM/SIGINT, longest wait for in-flight requests")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof/ (profiling; keep it off on shared hosts)")
-	fs.BoolVar(&f.steadySysmon, "steady-sysmon", true, "at start, exec itself again (same PID and arguments) with GODEBUG schedtrace=2147483647 added unless GODEBUG sets schedtrace: it keeps the Go runtime's monitor thread (sysmon) from waking about six times on every request that follows an idle moment, about 10% of a light model's CPU per request (docs/operations.md)")
+	fs.BoolVar(&f.steadySysmon, "steady-sysmon", true, "at start, exec itself again (same PID and arguments; Unix) with GODEBUG schedtrace=2147483647 added unless GODEBUG sets schedtrace: it keeps the Go runtime's monitor thread (sysmon) from waking about six times on every request that follows an idle moment, about 10% of a light model's CPU per request (docs/operations.md)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&f.admissionCapacity, "admission-capacity", 0, "predictions scored at once, shared by the models by their model.yaml weight; a model past its share queues, then gets 429 with Retry-After; 0: no admission control (2×cores is a good start)")
@@ -227,6 +227,10 @@ func runServe(args []string) int {
 		fmt.Fprintln(os.Stderr, "predictd serve: --max-model-bytes must be positive")
 		return 2
 	}
+	if f.admissionCapacity < 0 || f.admissionMaxPending < 0 || f.shadowWorkers < 1 || !(f.shadowCPUShare >= 0 && f.shadowCPUShare <= 1024) {
+		fmt.Fprintln(os.Stderr, "predictd serve: --admission-capacity and --admission-max-pending must be >= 0, --shadow-workers >= 1, --shadow-cpu-share in [0, 1024]")
+		return 2
+	}
 	if f.steadySysmon {
 		if err := steadySysmon(); err != nil {
 			log.Warn("could not start again with a steady runtime monitor; serving as started", "err", err)
@@ -277,10 +281,6 @@ func runServe(args []string) int {
 	cfg.MaxInflightBytes = f.maxInflight
 	if f.backgroundAfter <= 0 {
 		cfg.BackgroundAfter = -1 // the flag's 0 is "off"; Config's 0 is the default
-	}
-	if f.admissionCapacity < 0 || f.admissionMaxPending < 0 || f.shadowWorkers < 1 || !(f.shadowCPUShare >= 0 && f.shadowCPUShare <= 1024) {
-		fmt.Fprintln(os.Stderr, "predictd serve: --admission-capacity and --admission-max-pending must be >= 0, --shadow-workers >= 1, --shadow-cpu-share in [0, 1024]")
-		return 2
 	}
 	tp, err := tracing.Setup(tracing.Config{Endpoint: f.otlpEndpoint, SampleRatio: &f.traceSampleRatio})
 	if err != nil {

@@ -15,7 +15,9 @@ import (
 // runtime has no setting for the tick (golang/go#18236); what keeps sysmon from its deep
 // sleep is a positive schedtrace, and out of it sysmon's tick backs off to 10 ms while
 // it has nothing to do. schedtrace's own work, a line of scheduler state on stderr, then
-// comes once every 2^31 ms (24.8 days) of the host's uptime, and on a fatal error.
+// comes once every 2^31 ms (24.8 days) of the host's uptime, and a fatal error prints
+// the scheduler's detailed state (every P, M and goroutine) before its message; the
+// operations guide lists these costs.
 //
 // The runtime reads GODEBUG once, when the process starts, so serve starts itself
 // again with schedtrace added (execve: the same process, arguments and environment)
