@@ -12,7 +12,9 @@ import (
 // A handler takes its model's slot before scoring and turns a rejection into 429/503
 // with Retry-After.
 func Example() {
-	lim, err := admission.New(admission.Config{Capacity: 4, QueuePerSlot: 1, MaxQueueWait: 10 * time.Millisecond})
+	// The queued request waits up to a second: still waiting when the third arrives,
+	// however loaded the machine.
+	lim, err := admission.New(admission.Config{Capacity: 4, QueuePerSlot: 1, MaxQueueWait: time.Second})
 	if err != nil {
 		panic(err)
 	}
