@@ -282,6 +282,15 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 	})
 }
 
+// randomDigits is n random ASCII digits.
+func randomDigits(rng *rand.Rand, n int) string {
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte('0' + rng.IntN(10))
+	}
+	return string(b)
+}
+
 // TestLayoutRunNumbers: values of every shape around the limits of layoutRun's own
 // number reading (15 digits, a leading zero, a fraction without digits, an exponent
 // after a fraction, a sign alone, what follows the number) decode on the direct path,
@@ -290,13 +299,7 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 func TestLayoutRunNumbers(t *testing.T) {
 	v := claimsVersion(t)
 	rng := rand.New(rand.NewPCG(17, 71))
-	digits := func(n int) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte('0' + rng.IntN(10))
-		}
-		return string(b)
-	}
+	digits := func(n int) string { return randomDigits(rng, n) }
 	number := func() string {
 		var s string
 		if rng.IntN(3) == 0 {
@@ -365,13 +368,7 @@ func TestLayoutRunNumbers(t *testing.T) {
 func TestLayoutRunShortNumbers(t *testing.T) {
 	v := claimsVersion(t)
 	rng := rand.New(rand.NewPCG(23, 32))
-	digits := func(n int) string {
-		b := make([]byte, n)
-		for i := range b {
-			b[i] = byte('0' + rng.IntN(10))
-		}
-		return string(b)
-	}
+	digits := func(n int) string { return randomDigits(rng, n) }
 	names := []string{"VehBrand", "Area", "Density", "DrivAge"}
 	check := func(numbers []string, valid bool) {
 		t.Helper()

@@ -79,6 +79,55 @@ cd "$(dirname "$0")/../.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
 
+# Helpers of the paired modes (named-forms, steady-sysmon): two sidecars measured at the
+# same time, so that the VM's drift falls on both sides of each ratio.
+live=""
+# pair_sidecar K DIR ARGS...: start sidecar K (1 or 2) on a fresh Unix socket with serve
+# ARGS, logging to DIR/sidecar.log; its socket in $sK, its pid in $pK (and in $live, which
+# the EXIT trap stops)
+pair_sidecar() {
+  local k=$1 dir=$2 sock
+  shift 2
+  sock=$(mktemp -u /tmp/predictd-pair.XXXXXX.sock) # short: a socket path has ~108 bytes
+  eval "s$k=$sock"
+  bin/predictd serve --listen "" --unix "$sock" --watch=false "$@" >>"$dir/sidecar.log" 2>&1 &
+  eval "p$k=$!"
+  live="$live $!"
+  for i in $(seq 101); do
+    if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then return; fi
+    if [ "$i" = 101 ]; then echo "$cmd: the sidecar on $sock is not ready (see $dir/sidecar.log)" >&2; exit 1; fi
+    sleep 0.1
+  done
+}
+# pair_cpu RUNDIR: the run's sidecar CPU-ms per 1,000 predictions
+pair_cpu() {
+  local v
+  v=$(awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json")
+  if [ -z "$v" ] || [ "$v" = 0.000 ]; then echo "$cmd: no sidecar CPU figure in $1 (see its log)" >&2; exit 1; fi
+  echo "$v"
+}
+# pair_run SCENARIO_A A OUT_A SCENARIO_B B OUT_B: the two scenarios at once, A and B
+# the sidecars (1 or 2); exits when either run fails
+pair_run() {
+  local lp rc=0 sa pa sb pb
+  sa=$(eval echo "\$s$2") pa=$(eval echo "\$p$2") sb=$(eval echo "\$s$5") pb=$(eval echo "\$p$5")
+  mkdir -p "$(dirname "$3")" "$(dirname "$6")"
+  bin/predictd-loadtest run --scenario "loadtest/scenarios/$1.yaml" --progress=false \
+    --target "unix:$sa" --sidecar-pid "$pa" --out "$3" >"$3.log" 2>&1 &
+  lp=$!
+  live="$live $lp"
+  bin/predictd-loadtest run --scenario "loadtest/scenarios/$4.yaml" --progress=false \
+    --target "unix:$sb" --sidecar-pid "$pb" --out "$6" >"$6.log" 2>&1 || rc=$?
+  wait "$lp" || rc=$?
+  live="${live% $lp}"
+  if [ "$rc" != 0 ]; then echo "$cmd: a run failed (rc=$rc): see $3.log and $6.log" >&2; exit 1; fi
+}
+# pair_median WHAT: the median and range of the ratios on stdin, one a line, as "median
+# Rx WHAT (N rounds, LOW to HIGH)"
+pair_median() {
+  sort -n | awk -v what="$1" '{ v[NR] = $1 } END { printf "median %.3fx %s (%d rounds, %.3f to %.3f)", NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, what, NR, v[1], v[NR] }'
+}
+
 cmd=${1:-smoke}
 shift || true
 case "$cmd" in
@@ -225,51 +274,22 @@ named-forms)
     fi
     models=(--models "$dir/models")
   fi
-  live=""
   trap 'kill -INT $live 2>/dev/null || true' EXIT
-  for k in 1 2; do
-    sock=$(mktemp -u /tmp/predictd-forms.XXXXXX.sock) # short: a socket path has ~108 bytes
-    eval "s$k=$sock"
-    bin/predictd serve --listen "" --unix "$sock" --watch=false ${models[@]+"${models[@]}"} >>"$dir/sidecar.log" 2>&1 &
-    eval "p$k=$!"
-    live="$live $!"
-    for i in $(seq 101); do
-      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
-      if [ "$i" = 101 ]; then echo "named-forms: the sidecar on $sock is not ready (see $dir/sidecar.log)" >&2; exit 1; fi
-      sleep 0.1
-    done
-  done
-  # cpu RUNDIR: the run's sidecar CPU-ms per 1,000 predictions
-  cpu() {
-    local v
-    v=$(awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json")
-    if [ -z "$v" ] || [ "$v" = 0.000 ]; then echo "named-forms: no sidecar CPU figure in $1 (see its log)" >&2; exit 1; fi
-    echo "$v"
-  }
+  pair_sidecar 1 "$dir" ${models[@]+"${models[@]}"}
+  pair_sidecar 2 "$dir" ${models[@]+"${models[@]}"}
   for form in proto json; do
     ratios=()
     for r in $(seq "$n"); do
       if ((r % 2)); then a=1 b=2; else a=2 b=1; fi
       out="$dir/$form-$r"
       rm -rf "$out"
-      pa=$(eval echo "\$p$a") pb=$(eval echo "\$p$b") sa=$(eval echo "\$s$a") sb=$(eval echo "\$s$b")
-      bin/predictd-loadtest run --scenario loadtest/scenarios/named-dense.yaml --progress=false \
-        --target "unix:$sa" --sidecar-pid "$pa" --out "$out/dense" >"$out.dense.log" 2>&1 &
-      lp=$!
-      live="$live $lp"
-      rc=0
-      bin/predictd-loadtest run --scenario "loadtest/scenarios/named-$form.yaml" --progress=false \
-        --target "unix:$sb" --sidecar-pid "$pb" --out "$out/$form" >"$out.$form.log" 2>&1 || rc=$?
-      wait "$lp" || rc=$?
-      live="${live% $lp}"
-      if [ "$rc" != 0 ]; then echo "named-forms: a run failed (rc=$rc): see $out.*.log" >&2; exit 1; fi
-      d=$(cpu "$out/dense") f=$(cpu "$out/$form")
+      pair_run named-dense "$a" "$out/dense" "named-$form" "$b" "$out/$form"
+      d=$(pair_cpu "$out/dense") f=$(pair_cpu "$out/$form")
       ratio=$(awk -v d="$d" -v f="$f" 'BEGIN { printf "%.3f", f / d }')
       ratios+=("$ratio")
       echo "named-$form round $r: dense $d ms, $form $f ms per 1,000 predictions: ${ratio}x"
     done
-    printf '%s\n' "${ratios[@]}" | sort -n | awk -v f="$form" '{ v[NR] = $1 } END {
-      printf "named-%s: median %.3fx the CPU of the dense rows (%d rounds, %.3f to %.3f)\n", f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR, v[1], v[NR] }'
+    echo "named-$form: $(printf '%s\n' "${ratios[@]}" | pair_median "the CPU of the dense rows")"
   done
   ;;
 steady-sysmon)
@@ -281,50 +301,21 @@ steady-sysmon)
   mkdir -p bin "$dir"
   go build -o bin/predictd ./cmd/predictd
   go build -o bin/predictd-loadtest ./cmd/predictd-loadtest
-  live=""
   trap 'kill -INT $live 2>/dev/null || true' EXIT
-  for k in 1 2; do
-    sock=$(mktemp -u /tmp/predictd-sysmon.XXXXXX.sock)
-    eval "s$k=$sock"
-    steady=true
-    if [ $k = 1 ]; then steady=false; fi
-    bin/predictd serve --listen "" --unix "$sock" --watch=false --steady-sysmon=$steady >>"$dir/sidecar.log" 2>&1 &
-    eval "p$k=$!"
-    live="$live $!"
-    for i in $(seq 101); do
-      if curl -sf --unix-socket "$sock" http://sidecar/readyz >/dev/null 2>&1; then break; fi
-      if [ "$i" = 101 ]; then echo "steady-sysmon: the sidecar on $sock is not ready (see $dir/sidecar.log)" >&2; exit 1; fi
-      sleep 0.1
-    done
-  done
-  cpu() {
-    local v
-    v=$(awk '/"cpu_seconds_per_1k_predictions"/ { gsub(/[^0-9.eE-]/, "", $2); printf "%.3f", 1000 * $2; exit }' "$(ls -d "$1"/*/*/ | tail -1)result.json")
-    if [ -z "$v" ] || [ "$v" = 0.000 ]; then echo "steady-sysmon: no sidecar CPU figure in $1 (see its log)" >&2; exit 1; fi
-    echo "$v"
-  }
+  pair_sidecar 1 "$dir" --steady-sysmon=false
+  pair_sidecar 2 "$dir" --steady-sysmon=true
   for sc in "${scenarios[@]}"; do
     ratios=()
     for r in $(seq "$n"); do
       out="$dir/$sc-$r"
       rm -rf "$out"
-      bin/predictd-loadtest run --scenario "loadtest/scenarios/$sc.yaml" --progress=false \
-        --target "unix:$s1" --sidecar-pid "$p1" --out "$out/default" >"$out.default.log" 2>&1 &
-      lp=$!
-      live="$live $lp"
-      rc=0
-      bin/predictd-loadtest run --scenario "loadtest/scenarios/$sc.yaml" --progress=false \
-        --target "unix:$s2" --sidecar-pid "$p2" --out "$out/steady" >"$out.steady.log" 2>&1 || rc=$?
-      wait "$lp" || rc=$?
-      live="${live% $lp}"
-      if [ "$rc" != 0 ]; then echo "steady-sysmon: a run failed (rc=$rc): see $out.*.log" >&2; exit 1; fi
-      d=$(cpu "$out/default") st=$(cpu "$out/steady")
+      pair_run "$sc" 1 "$out/default" "$sc" 2 "$out/steady"
+      d=$(pair_cpu "$out/default") st=$(pair_cpu "$out/steady")
       ratio=$(awk -v d="$d" -v s="$st" 'BEGIN { printf "%.3f", s / d }')
       ratios+=("$ratio")
       echo "$sc round $r: runtime default $d ms, steady $st ms per 1,000 predictions: ${ratio}x"
     done
-    printf '%s\n' "${ratios[@]}" | sort -n | awk -v f="$sc" '{ v[NR] = $1 } END {
-      printf "%s: steady sysmon median %.3fx the CPU of the runtime default (%d rounds, %.3f to %.3f)\n", f, NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2, NR, v[1], v[NR] }'
+    echo "$sc: steady sysmon $(printf '%s\n' "${ratios[@]}" | pair_median "the CPU of the runtime default")"
   done
   ;;
 compare-trials | compare-trials-interleaved)
