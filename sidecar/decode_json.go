@@ -1072,6 +1072,8 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 		}
 		sign := exactSign[neg]
 		q += neg
+		// Each reading ends with its own null and not-a-number cases: one shared tail
+		// behind an "ok" flag measured 5–10% slower per feature (BenchmarkNamedStages).
 		if short {
 			// The number from the 8 bytes at q alone, where DigitRun counts the leading
 			// digits from a mask and LeadingDigitsValue converts them at once, the '.'

@@ -282,6 +282,28 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 	})
 }
 
+// threeCandidates is a claims request of three candidates, each with one features member
+// per name, member(candidate, place, name) its text.
+func threeCandidates(names []string, member func(c, j int, name string) string) []byte {
+	var b strings.Builder
+	b.WriteString(`{"model":"claims","candidates":[`)
+	for c := range 3 {
+		if c > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(`{"features":{`)
+		for j, name := range names {
+			if j > 0 {
+				b.WriteByte(',')
+			}
+			b.WriteString(member(c, j, name))
+		}
+		b.WriteString("}}")
+	}
+	b.WriteString("]}")
+	return []byte(b.String())
+}
+
 // randomDigits is n random ASCII digits.
 func randomDigits(rng *rand.Rand, n int) string {
 	b := make([]byte, n)
@@ -324,27 +346,14 @@ func TestLayoutRunNumbers(t *testing.T) {
 	after := []string{",", ",", ",", " ,", "}", " }", "x", ".5,", "e,"}
 	names := []string{"VehBrand", "Area", "Density", "DrivAge"}
 	for range 10000 {
-		var b strings.Builder
-		b.WriteString(`{"model":"claims","candidates":[`)
-		for c := range 3 {
-			if c > 0 {
-				b.WriteByte(',')
+		body := threeCandidates(names, func(c, j int, name string) string {
+			m := fmt.Sprintf("%q:%s", name, number())
+			if c == 2 && j == 1 {
+				m += after[rng.IntN(len(after))] + `"Region":1` // a run ended oddly
 			}
-			b.WriteString(`{"features":{`)
-			for j, name := range names {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "%q:%s", name, number())
-				if c == 2 && j == 1 {
-					b.WriteString(after[rng.IntN(len(after))]) // a run ended oddly
-					b.WriteString(`"Region":1`)
-				}
-			}
-			b.WriteString("}}")
-		}
-		b.WriteString("]}")
-		sameDirect(t, []byte(b.String()), decodeJSON, v)
+			return m
+		})
+		sameDirect(t, body, decodeJSON, v)
 	}
 	// Fixed values at the limits, in the third candidate's run, and a body that ends in
 	// the number (cut short).
@@ -372,36 +381,22 @@ func TestLayoutRunShortNumbers(t *testing.T) {
 	names := []string{"VehBrand", "Area", "Density", "DrivAge"}
 	check := func(numbers []string, valid bool) {
 		t.Helper()
-		var b strings.Builder
-		b.WriteString(`{"model":"claims","candidates":[`)
 		k, long := 0, false
-		for c := range 3 {
-			if c > 0 {
-				b.WriteByte(',')
+		body := threeCandidates(names, func(c, j int, name string) string {
+			// The first candidate's values are read on the generic path, to learn the
+			// layout, and the last candidate's last one too (its member lacks the 8
+			// bytes after it): the values under test are in the middle.
+			x := "1"
+			if c == 1 || c == 2 && j < len(names)-1 {
+				x = numbers[k%len(numbers)]
+				k++
+				// Too long for one word: its digits and '.' fill 8 bytes.
+				mant, _, _ := strings.Cut(strings.TrimPrefix(x, "-"), "e")
+				mant, _, _ = strings.Cut(mant, "E")
+				long = long || len(mant) >= 8
 			}
-			b.WriteString(`{"features":{`)
-			for j, name := range names {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				// The first candidate's values are read on the generic path, to learn
-				// the layout, and the last candidate's last one too (its member lacks
-				// the 8 bytes after it): the values under test are in the middle.
-				x := "1"
-				if c == 1 || c == 2 && j < len(names)-1 {
-					x = numbers[k%len(numbers)]
-					k++
-					// Too long for one word: its digits and '.' fill 8 bytes.
-					mant, _, _ := strings.Cut(strings.TrimPrefix(x, "-"), "e")
-					mant, _, _ = strings.Cut(mant, "E")
-					long = long || len(mant) >= 8
-				}
-				fmt.Fprintf(&b, "%q:%s", name, x)
-			}
-			b.WriteString("}}")
-		}
-		b.WriteString("]}")
-		body := []byte(b.String())
+			return fmt.Sprintf("%q:%s", name, x)
+		})
 		sameDirect(t, body, decodeJSON, v)
 		if valid {
 			r := getRequest()
