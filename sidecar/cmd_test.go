@@ -199,14 +199,8 @@ func TestServeSteadySysmon(t *testing.T) {
 		if got != c.want {
 			t.Errorf("GODEBUG=%q %v: the serving process has GODEBUG=%q, want %q", c.godebug, c.args, got, c.want)
 		}
-		resp, err := hc.Post("http://predictd/v1/predict", "application/json",
-			strings.NewReader(`{"model":"claims","candidates":[{"id":"a","features":{"DrivAge":55}}]}`))
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			t.Errorf("GODEBUG=%q %v: predict got %d", c.godebug, c.args, resp.StatusCode)
+		if sc := postPredict(t, hc, demoBody); sc != 200 {
+			t.Errorf("GODEBUG=%q %v: predict got %d", c.godebug, c.args, sc)
 		}
 		cmd.Process.Signal(syscall.SIGTERM)
 		if err := cmd.Wait(); err != nil {

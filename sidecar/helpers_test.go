@@ -193,6 +193,18 @@ func serveBinary(t *testing.T, bin, sock string, env []string, args ...string) (
 	return cmd, hc, stderr
 }
 
+// postPredict posts a JSON prediction request to a served binary and returns the
+// status.
+func postPredict(t *testing.T, hc *http.Client, body string) int {
+	t.Helper()
+	resp, err := hc.Post("http://predictd/v1/predict", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
 func unixHTTP(sock string) *http.Client {
 	return &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		var d net.Dialer

@@ -79,14 +79,8 @@ func TestOTLPFromEnvironment(t *testing.T) {
 				"OTEL_SERVICE_NAME=ranker-sidecar",
 				"OTEL_RESOURCE_ATTRIBUTES=deployment.environment.name=test",
 			}, "--listen", "", "--unix", sock)
-			resp, err := hc.Post("http://predictd/v1/predict", "application/json",
-				strings.NewReader(`{"model":"claims","candidates":[{"id":"a","features":{"DrivAge":55}}]}`))
-			if err != nil {
-				t.Fatal(err)
-			}
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				t.Fatalf("predict: %d", resp.StatusCode)
+			if sc := postPredict(t, hc, `{"model":"claims","candidates":[{"id":"a","features":{"DrivAge":55}}]}`); sc != 200 {
+				t.Fatalf("predict: %d", sc)
 			}
 			// Shutdown exports the last metrics and flushes the spans.
 			if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
