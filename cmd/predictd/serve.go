@@ -119,7 +119,7 @@ func newServeFlags(fs *flag.FlagSet) *serveFlags {
 	fs.DurationVar(&f.idleTimeout, "idle-timeout", 60*time.Second, "idle keep-alive connections are closed after this")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 30*time.Second, "on SIGTERM/SIGINT, longest wait for in-flight requests")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve /debug/pprof/ (profiling; keep it off on shared hosts)")
-	fs.BoolVar(&f.steadySysmon, "steady-sysmon", true, "at start, exec itself again (same PID and arguments; Unix) with GODEBUG schedtrace=2147483647 added unless GODEBUG sets schedtrace: it keeps the Go runtime's monitor thread (sysmon) from waking about six times on every request that follows an idle moment, about 10% of a light model's CPU per request (docs/operations.md)")
+	fs.BoolVar(&f.steadySysmon, "steady-sysmon", true, "at start, exec itself again (same PID and arguments; Unix) with GODEBUG schedtrace=2147483647 added unless GODEBUG sets schedtrace: it keeps the Go runtime's monitor thread (sysmon) from waking about six times on every request that follows an idle moment, 11–16% of the demo model's CPU per prediction at 60 requests/s of 1,000 candidates (docs/operations.md)")
 	fs.StringVar(&f.logFormat, "log-format", "text", "log format on stderr: text or json")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.IntVar(&f.admissionCapacity, "admission-capacity", 0, "predictions scored at once, shared by the models by their model.yaml weight; a model past its share queues, then gets 429 with Retry-After; 0: no admission control (2×cores is a good start)")

@@ -31,7 +31,7 @@ const steadySchedtrace = "schedtrace=2147483647"
 // one, and whether it differs: false when godebug already sets schedtrace.
 func steadyGODEBUG(godebug string) (string, bool) {
 	for _, field := range strings.Split(godebug, ",") {
-		if key, _, _ := strings.Cut(field, "="); strings.TrimSpace(key) == "schedtrace" {
+		if key, _, _ := strings.Cut(field, "="); key == "schedtrace" { // as the runtime reads it: no spaces
 			return godebug, false
 		}
 	}

@@ -15,6 +15,7 @@ func TestSteadyGODEBUG(t *testing.T) {
 		{"gctrace=1,madvdontneed=1", "gctrace=1,madvdontneed=1,schedtrace=2147483647", true},
 		{"scheddetail=1", "scheddetail=1,schedtrace=2147483647", true},
 		{"xschedtrace=5", "xschedtrace=5,schedtrace=2147483647", true},
+		{" schedtrace=0", " schedtrace=0,schedtrace=2147483647", true}, // the runtime ignores " schedtrace"
 		// Set already, to anything (0: the runtime's own behaviour): left as it is.
 		{"schedtrace=0", "schedtrace=0", false},
 		{"schedtrace=1000", "schedtrace=1000", false},
