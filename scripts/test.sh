@@ -4,7 +4,8 @@
 # scripts/fetch-ort.sh: ONNX Runtime 1.29.0 into third_party/), then runs the C++ core's
 # ctest (normal and ASan+UBSan), go vet, every Go test (real redis-server processes, the
 # real ONNX Runtime on CPU, real HTTP), again under the race detector, the CGO_ENABLED=0
-# build and every Fuzz* target.
+# build, the direct path's tests on the Go versions of its assembly (-tags purego) and
+# every Fuzz* target.
 #   scripts/test.sh                   everything
 #   FUZZTIME=60s scripts/test.sh      longer fuzzing (default 10s per target)
 set -euo pipefail
@@ -47,6 +48,12 @@ go test -race -count=1 -timeout 10m -run "$alone" ./sidecar
 
 step "pure-Go build (CGO_ENABLED=0)"
 CGO_ENABLED=0 go build -o /dev/null ./cmd/predictd ./cmd/predictd-loadtest
+
+step "the Go versions of the assembly (-tags purego): the direct path's tests"
+# What other architectures run in place of sidecar/wordrun_amd64.s (its Go version
+# wordRunGo, also compared with the assembly by TestWordRunAsm and FuzzWordRun).
+go vet -tags purego ./sidecar
+go test -tags purego -count=1 -run 'Named|LayoutRun|Allocs|Direct' ./sidecar
 
 step "fuzz targets, ${FUZZTIME} each"
 scripts/ci/fuzz.sh "$FUZZTIME"

@@ -259,17 +259,7 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 			}
 		}
 		pl.npre = uint32(len(d.pre)) - pl.pre
-		switch n := int(pl.npre); {
-		case n == 0:
-			pl.w = [3]uint64{1, 0, 0} // matches nothing
-		case n < 8:
-			var w [8]byte
-			copy(w[:], d.pre[pl.pre:])
-			pl.w = [3]uint64{binary.LittleEndian.Uint64(w[:]), 1<<(8*n) - 1, 0}
-		default:
-			b := d.pre[pl.pre:]
-			pl.w = [3]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[min(8, n-8):]), binary.LittleEndian.Uint64(b[n-8:])}
-		}
+		pl.w = placeWords(d.pre[pl.pre:])
 		d.places = append(d.places, pl)
 		p = len(d.places)
 	}
@@ -292,6 +282,20 @@ func (d *direct) put(r *request, sp span, x float64, row []float64, p int, learn
 		}
 	}
 	return p
+}
+
+// placeWords returns a place's w for the bytes b it expects (see place).
+func placeWords(b []byte) [3]uint64 {
+	switch n := len(b); {
+	case n == 0:
+		return [3]uint64{1, 0, 0} // matches nothing
+	case n < 8:
+		var w [8]byte
+		copy(w[:], b)
+		return [3]uint64{binary.LittleEndian.Uint64(w[:]), 1<<(8*n) - 1, 0}
+	default:
+		return [3]uint64{binary.LittleEndian.Uint64(b), binary.LittleEndian.Uint64(b[min(8, n-8):]), binary.LittleEndian.Uint64(b[n-8:])}
+	}
 }
 
 // maxDirectContext is how many protobuf context features or request keys the direct

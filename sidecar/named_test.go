@@ -433,13 +433,18 @@ func TestLayoutRunShortNumbers(t *testing.T) {
 		check([]string{s, "37.45", s, "0.5"}, true)
 	}
 	for _, x := range []string{"37.45", "0.5", "0", "-0", "-0.0", "100", "7", "1234567", "12345678", "1.23456",
-		"1.234567", "123456.7", "1234567.8", "0.000001", "-1.5", "99.99", "1.5e3", "1e5", "12E-2", "9.9e+1"} {
+		"1.234567", "123456.7", "1234567.8", "0.000001", "-1.5", "99.99", "1.5e3", "1e5", "12E-2", "9.9e+1",
+		"null", "-0.38", "-9.5", "-123456", " 1", "1 ", "12 ", "0.5\n"} {
 		check([]string{x}, true)
 	}
-	// Invalid, or not a number: the same error as the generic path.
+	// Invalid, or not a number: the same error as the generic path. Each is sent at
+	// every member, and at the first alone (a candidate's last member, before '}', is
+	// read apart from the others).
 	for _, x := range []string{"37.", "37.e5", "05", "-05.5", "00", "-", "-.5", ".5", "1.5e", "1e", "37.45.", "nul",
-		`"a"`, "1.5x", "1x", "+1", "0x10", "1.2.3", "--1"} {
+		`"a"`, "1.5x", "1x", "+1", "0x10", "1.2.3", "--1", "1-2", "-0-", "null1", "nullx", "1..2", "0.-5", "-00",
+		"1.5.", "\"1\"", "tru", "9\u0030"} {
 		check([]string{x}, false)
+		check([]string{x, "1", "1", "1"}, false)
 	}
 }
 
