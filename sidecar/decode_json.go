@@ -1204,9 +1204,9 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 // it, and it has no branch that depends on the value's shape. It is a function of its
 // own and calls nothing, so that its live values stay in registers; inside layoutRun,
 // beside its other readings, they went to the stack on every member. In process, per
-// named feature (BenchmarkNamedStages, alternated): two-decimal values 13.3–13.7 ns
-// with layoutRun alone, 11.3–12.5 with this, 9.6–10.0 with the assembly; see
-// docs/benchmarks.md ("The comma first").
+// named feature (BenchmarkNamedStages, the three alternated, medians of six runs):
+// two-decimal values 14.0 ns with layoutRun alone, 12.5 with this, 10.2 with the
+// assembly; see docs/benchmarks.md ("The comma first").
 func wordRunGo(b []byte, i int, places []place, pre []byte, row []float64, k int) (int, int) {
 	base := unsafe.Pointer(unsafe.SliceData(b))
 	for {

@@ -8,8 +8,8 @@ import "unsafe"
 // FuzzWordRun). Go's register allocator runs wordRunGo's loop short of registers: its
 // 64-bit constants are rebuilt on every member and a dozen of its values go to the
 // stack and back. The assembly keeps them in registers and finds the ',' and the '.'
-// with one SSE2 comparison each; two-decimal values, per named feature, 11.3–12.5 →
-// 9.6–10.0 ns (BenchmarkNamedStages, alternated with a -tags purego build; see
+// with one SSE2 comparison each; two-decimal values, per named feature, 12.5 → 10.2 ns
+// (BenchmarkNamedStages, medians of six runs alternated with a -tags purego build; see
 // docs/benchmarks.md, "The comma first").
 func wordRun(b []byte, i int, places []place, pre []byte, row []float64, k int) (int, int) {
 	return wordRunAsm(unsafe.SliceData(b), len(b), i, unsafe.SliceData(places), len(places),
