@@ -956,9 +956,12 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 		if err != nil {
 			return err
 		}
+		q := s.i // past the name's closing quote
 		if err := s.expect(':'); err != nil {
 			return err
 		}
+		s.ws()
+		at := s.i // the value: b[q:at] is the ':' and the white space around it
 		if left <= 0 {
 			if err := s.lim.cell(r); err != nil {
 				return err
@@ -975,7 +978,7 @@ func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 			}
 			left = s.lim.cells - r.cellCount()
 		} else {
-			*p = d.put(r, r.spanOf(name), v, row, *p, learning)
+			*p = d.put(r, r.spanOf(name), v, row, *p, learning, b[q:at])
 			if len(r.feats) > d.maxListed(r) {
 				return errRedo // uncounted: the generic path counts first
 			}
@@ -1202,11 +1205,12 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 // all digits and one conversion gives the integer. That is fewer instructions a member
 // than layoutRun's reading, which counts the digits before the '.' and then those after
 // it, and it has no branch that depends on the value's shape. It is a function of its
-// own and calls nothing, so that its live values stay in registers; inside layoutRun,
-// beside its other readings, they went to the stack on every member. In process, per
-// named feature (BenchmarkNamedStages, the three alternated, medians of six runs):
-// two-decimal values 14.0 ns with layoutRun alone, 12.5 with this, 10.2 with the
-// assembly; see docs/benchmarks.md ("The comma first").
+// own and calls nothing (the ',' search alone, put in front of layoutRun's reading
+// inside layoutRun, measured 4% faster than layoutRun; this, 11%). Go still saves a
+// dozen of its values to the stack on every member, which the assembly does not. In
+// process, per named feature (BenchmarkNamedStages, the three alternated, medians of
+// six runs): two-decimal values 14.0 ns with layoutRun alone, 12.5 with this, 10.2
+// with the assembly; see docs/benchmarks.md ("The comma first").
 func wordRunGo(b []byte, i int, places []place, pre []byte, row []float64, k int) (int, int) {
 	base := unsafe.Pointer(unsafe.SliceData(b))
 	for {
@@ -1268,10 +1272,18 @@ func wordRunGo(b []byte, i int, places []place, pre []byte, row []float64, k int
 		}
 		k++
 		i = j + end
-		if k == len(places) || i+1 >= len(b) || b[i+1] != '"' {
+		// The next member: its '"' after the ',', or after ", " (Python's json.dumps).
+		if k == len(places) || i+2 >= len(b) {
 			return i, k
 		}
-		i++
+		sp := 1
+		if b[i+1] == ' ' {
+			sp = 2
+		}
+		if b[i+sp] != '"' {
+			return i, k
+		}
+		i += sp
 	}
 }
 

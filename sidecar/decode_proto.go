@@ -268,7 +268,7 @@ func decodeCandidateDirect(r *request, b []byte, lim decodeLimits) error {
 			}
 		}
 		left--
-		p = d.put(r, f.name, f.value, row, p, learning)
+		p = d.put(r, f.name, f.value, row, p, learning, nil)
 		if len(r.feats) > d.maxListed(r) {
 			return errRedo // uncounted: the generic path counts first
 		}

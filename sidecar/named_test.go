@@ -182,6 +182,9 @@ func sameAssembled(t *testing.T, r *request, v *version) {
 // namedSeeds are candidates in the shapes the learned layout meets: one order for all,
 // features left out, other orders, repeated names, unknown names late, escaped names.
 var namedSeeds = []string{
+	// Python's json.dumps: ", " and ": ", learned with the names; a member written
+	// otherwise than the first candidate wrote it.
+	`{"model": "claims", "candidates": [{"features": {"VehBrand": 1, "Area": 2.5, "Density": 3}}, {"features": {"VehBrand": 37.45, "Area": -0.5, "Density": null}}, {"features": {"VehBrand":7, "Area" : 1.5,"Density": 2}}]}`,
 	// Short numbers read from one word, a 7-digit integer, then one too long for it (the
 	// runs after it read any length); a '.' without digits after a short run.
 	`{"model":"claims","candidates":[{"features":{"VehBrand":1,"Area":2,"Density":3}},{"features":{"VehBrand":37.45,"Area":-0.5,"Density":1234567}},{"features":{"VehBrand":1.234567,"Area":99.99,"Density":7}},{"features":{"VehBrand":0.5,"Area":1,"Density":2}},{"features":{"VehBrand":3,"Area":4,"Density":5}}]}`,
@@ -365,6 +368,46 @@ func TestLayoutRunNumbers(t *testing.T) {
 			`{"features":{"VehBrand":3,"Area":4}},{"features":{"VehBrand":5,"Area":` + x
 		sameDirect(t, []byte(body+"}}]}"), decodeJSON, v)
 		sameDirect(t, []byte(body), decodeJSON, v)
+	}
+}
+
+// TestPythonSeparators: a body as Python's json.dumps writes it by default (", " and
+// ": ") is read by the runs as a compact one is: the places learn the ": " with each
+// name, wordRun goes on past ", ", and the matrix is the generic path's, bit for bit.
+func TestPythonSeparators(t *testing.T) {
+	v := claimsVersion(t)
+	names := v.pred.FeatureNames()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var cands []string
+	for range 4 {
+		var members []string
+		for _, name := range names {
+			members = append(members, fmt.Sprintf("%q: %.2f", name, rng.Float64()*100))
+		}
+		cands = append(cands, `{"features": {`+strings.Join(members, ", ")+`}}`)
+	}
+	body := []byte(`{"model": "claims", "candidates": [` + strings.Join(cands, ", ") + `]}`)
+	sameDirect(t, body, decodeJSON, v)
+
+	r := getRequest()
+	defer putRequest(r)
+	r.beginDirect(v, []byte(v.model), nil, fuzzLimits.cells)
+	r.body = append([]byte(nil), body...)
+	if err := decodeJSONBody(r, r.body, fuzzLimits); err != nil {
+		t.Fatalf("the direct path stopped (%v) on %s", err, body)
+	}
+	d := &r.dir
+	for k, name := range names {
+		if got, want := string(d.pre[d.places[k].pre:][:d.places[k].npre]), `"`+name+`": `; got != want {
+			t.Fatalf("place %d learned %q, want %q", k, got, want)
+		}
+	}
+	// The second candidate's members, all but the last (before '}'), in one run.
+	at := strings.Index(string(body), `{"features": {`) + 1
+	at += strings.Index(string(body[at:]), `{"features": {`) + len(`{"features": {`)
+	row := make([]float64, len(names))
+	if i, k := wordRun(body, at, d.places, d.pre, row, 0); k != len(names)-1 || body[i] != '"' {
+		t.Fatalf("wordRun read %d members of %d, stopping at %q", k, len(names), body[i:min(len(body), i+20)])
 	}
 }
 

@@ -136,6 +136,12 @@ func namedBodies(b *testing.B, model string, names []string, rows []float64) (de
 	return mustMarshal(b, dense), mustMarshal(b, named), []byte(js.String())
 }
 
+// pythonSeparators is a compact JSON body (no strings holding ',' or ':') as Python's
+// json.dumps writes it by default: ", " between members and elements, ": " after names.
+func pythonSeparators(body []byte) []byte {
+	return []byte(strings.NewReplacer(",", ", ", ":", ": ").Replace(string(body)))
+}
+
 // handlerCall serves one request body through s's handler in process (no network): the
 // sidecar's own CPU for the request, from the routing on.
 type handlerCall struct {
@@ -254,6 +260,9 @@ func BenchmarkNamedStages(b *testing.B) {
 		long[i] = x / 3
 	}
 	_, _, nj17 := namedBodies(b, m.name, m.names, long)
+	// Python's json.dumps, with its default separators (", " and ": "), on the same
+	// two-decimal values.
+	nj2py := pythonSeparators(nj2)
 	v, err := m.s.reg.acquire([]byte(m.name), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -288,7 +297,8 @@ func BenchmarkNamedStages(b *testing.B) {
 		body   []byte
 		decode func(*request, []byte, decodeLimits) error
 	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON},
-		{"direct-json-2dp-signs", nj2s, decodeJSON}, {"direct-json-17d", nj17, decodeJSON}} {
+		{"direct-json-2dp-signs", nj2s, decodeJSON}, {"direct-json-17d", nj17, decodeJSON},
+		{"direct-json-2dp-python", nj2py, decodeJSON}} {
 		b.Run(f.name, func(b *testing.B) {
 			r := getRequest()
 			runtime.LockOSThread()

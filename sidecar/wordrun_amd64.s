@@ -195,12 +195,22 @@ store:
 	LEAQ (R14)(R8*1), AX              // i = j + end: the ','
 	CMPQ BX, np+32(FP)
 	JEQ  done
-	LEAQ 1(AX), CX
+	LEAQ 2(AX), CX
 	CMPQ CX, nb+8(FP)
 	JGE  done
-	CMPB 1(SI)(AX*1), $0x22
-	JNE  done
+	// The next member's '"' after the ',', or after ", ".
+	MOVBLZX 1(SI)(AX*1), CX
+	CMPB CX, $0x22
+	JNE  space
 	INCQ AX
+	JMP  loop
+
+space:
+	CMPB CX, $0x20
+	JNE  done
+	CMPB 2(SI)(AX*1), $0x22
+	JNE  done
+	ADDQ $2, AX
 	JMP  loop
 
 fail:

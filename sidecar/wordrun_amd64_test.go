@@ -18,8 +18,8 @@ var wordRunNames = []string{"a", "VehAge", "user_ctr_00_7d", "query_dwell_05_7d"
 	"ctx_hour_of_week_x_region_ctr_decayed_7d", "Density", "b"}
 
 // wordRunLayout is the learned JSON layout of names: each place's bytes are the
-// quoted name and the colon, as direct.put learns them.
-func wordRunLayout(names []string) ([]place, []byte) {
+// quoted name and colon (":" or Python's ": "), as direct.put learns them.
+func wordRunLayout(names []string, colon string) ([]place, []byte) {
 	var pre []byte
 	places := make([]place, len(names))
 	for c, name := range names {
@@ -27,7 +27,7 @@ func wordRunLayout(names []string) ([]place, []byte) {
 		if name == "" {
 			pl.col = -2 - pl.col
 		} else {
-			pre = append(append(append(pre, '"'), name...), '"', ':')
+			pre = append(append(append(append(pre, '"'), name...), '"'), colon...)
 		}
 		pl.npre = uint32(len(pre)) - pl.pre
 		pl.w = placeWords(pre[pl.pre:])
@@ -100,9 +100,9 @@ func wordRunValue(rng *rand.Rand) string {
 }
 
 // wordRunBody is members from place k on, each the layout's name or now and then
-// another, with values of wordRunValue, joined as encoders join them and now and then
-// not.
-func wordRunBody(rng *rand.Rand, names []string, k int) string {
+// another, after it colon or now and then another, with values of wordRunValue,
+// joined as encoders join them (",", Python's ", ") and now and then not.
+func wordRunBody(rng *rand.Rand, names []string, colon string, k int) string {
 	var b strings.Builder
 	for ; k < len(names) && rng.IntN(12) != 0; k++ {
 		name := names[k]
@@ -116,8 +116,12 @@ func wordRunBody(rng *rand.Rand, names []string, k int) string {
 				name = name[:at] + "#" + name[at+1:]
 			}
 		}
-		b.WriteString(`"` + name + `":` + wordRunValue(rng))
-		b.WriteString([]string{",", ",", ",", ",", ",", ", ", "}", ",}"}[rng.IntN(8)])
+		c := colon
+		if rng.IntN(16) == 0 {
+			c = []string{":", ": ", " :", ":  "}[rng.IntN(4)]
+		}
+		b.WriteString(`"` + name + `"` + c + wordRunValue(rng))
+		b.WriteString([]string{",", ",", ",", ", ", ", ", ",  ", ",\n", "}", ",}"}[rng.IntN(9)])
 	}
 	b.WriteString(`"tail":1}}]}`[:rng.IntN(13)])
 	return b.String()
@@ -127,12 +131,17 @@ func wordRunBody(rng *rand.Rand, names []string, k int) string {
 // layout's members with values of every kind, from every place, into rows as wide as
 // the layout and narrower (the assembly's bounds).
 func TestWordRunAsm(t *testing.T) {
-	places, pre := wordRunLayout(wordRunNames)
+	compact, compactPre := wordRunLayout(wordRunNames, ":")
+	spaced, spacedPre := wordRunLayout(wordRunNames, ": ")
 	rng := rand.New(rand.NewPCG(5, 7))
 	read := 0
-	for range 200000 {
+	for n := range 200000 {
+		places, pre, colon := compact, compactPre, ":"
+		if n%2 == 1 {
+			places, pre, colon = spaced, spacedPre, ": "
+		}
 		k := rng.IntN(len(places))
-		body := []byte(wordRunBody(rng, wordRunNames, k))
+		body := []byte(wordRunBody(rng, wordRunNames, colon, k))
 		nrow := len(places)
 		if rng.IntN(20) == 0 {
 			nrow = rng.IntN(len(places))
@@ -152,11 +161,19 @@ func TestWordRunAsm(t *testing.T) {
 func FuzzWordRun(f *testing.F) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 64 {
-		f.Add([]byte(wordRunBody(rng, wordRunNames, 0)), uint8(0))
+		f.Add([]byte(wordRunBody(rng, wordRunNames, ":", 0)), uint8(0))
+		f.Add([]byte(wordRunBody(rng, wordRunNames, ": ", 0)), uint8(1))
 	}
 	f.Add([]byte(`"a":37.45,"VehAge":-0.5,"user_ctr_00_7d":null,"query_dwell_05_7d":12,`), uint8(0))
-	places, pre := wordRunLayout(wordRunNames)
+	f.Add([]byte(`"a": 37.45, "VehAge": -0.5, "user_ctr_00_7d": null, "query_dwell_05_7d": 12, `), uint8(1))
+	compact, compactPre := wordRunLayout(wordRunNames, ":")
+	spaced, spacedPre := wordRunLayout(wordRunNames, ": ")
 	f.Fuzz(func(t *testing.T, body []byte, k uint8) {
-		sameWordRun(t, body, places, pre, 0, int(k)%len(places), len(places))
+		// k's low bit picks the layout, the rest the place to start from.
+		places, pre := compact, compactPre
+		if k&1 == 1 {
+			places, pre = spaced, spacedPre
+		}
+		sameWordRun(t, body, places, pre, 0, int(k>>1)%len(places), len(places))
 	})
 }
