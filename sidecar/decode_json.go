@@ -1192,10 +1192,10 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 // followed by ',' ("37.45,", "-0.38,", "12,", and null): what clients that round send,
 // on every member of a candidate but its last. It reads them from place k on, as
 // layoutRun does, and stops at the first member it does not read (i at its first byte),
-// or after a value (i at the ',' after it) not followed by a member's '"' or past the
-// last place; it returns the position and the next place, and the values it placed are
-// the places it passed. What it does not read, layoutRun does, with the same result.
-// featuresDirect calls it as wordRun: on amd64 the same loop in assembly
+// or after a value (i at the ',' after it) not followed by a member's '"' (at once, or
+// after one space: Python's ", ") or past the last place; it returns the position and
+// the next place, and the values it placed are the places it passed. What it does not
+// read, layoutRun does, with the same result. featuresDirect calls it as wordRun: on amd64 the same loop in assembly
 // (wordrun_amd64.s), elsewhere and with the purego build tag this one.
 //
 // The number's shape comes from two searches of the word at the value, for the first ','

@@ -3,6 +3,8 @@
 package sidecar
 
 import (
+	"bytes"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"math"
@@ -263,6 +265,11 @@ func BenchmarkNamedStages(b *testing.B) {
 	// Python's json.dumps, with its default separators (", " and ": "), on the same
 	// two-decimal values.
 	nj2py := pythonSeparators(nj2)
+	// Pretty-printed (json.Indent, as Python's json.dumps(indent=2) writes it too).
+	var indented bytes.Buffer
+	if err := json.Indent(&indented, nj2, "", "  "); err != nil {
+		b.Fatal(err)
+	}
 	v, err := m.s.reg.acquire([]byte(m.name), nil)
 	if err != nil {
 		b.Fatal(err)
@@ -298,7 +305,7 @@ func BenchmarkNamedStages(b *testing.B) {
 		decode func(*request, []byte, decodeLimits) error
 	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON},
 		{"direct-json-2dp-signs", nj2s, decodeJSON}, {"direct-json-17d", nj17, decodeJSON},
-		{"direct-json-2dp-python", nj2py, decodeJSON}} {
+		{"direct-json-2dp-python", nj2py, decodeJSON}, {"direct-json-2dp-indented", indented.Bytes(), decodeJSON}} {
 		b.Run(f.name, func(b *testing.B) {
 			r := getRequest()
 			runtime.LockOSThread()
