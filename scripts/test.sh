@@ -53,7 +53,7 @@ step "the Go versions of the assembly (-tags purego): the direct path's tests"
 # What other architectures run in place of sidecar/wordrun_amd64.s (its Go version
 # wordRunGo, also compared with the assembly by TestWordRunAsm and FuzzWordRun).
 go vet -tags purego ./sidecar
-go test -tags purego -count=1 -run 'Named|LayoutRun|Allocs|Direct' ./sidecar
+go test -tags purego -count=1 -run 'Named|LayoutRun|Allocs|Direct|PythonSeparators' ./sidecar
 
 step "fuzz targets, ${FUZZTIME} each"
 scripts/ci/fuzz.sh "$FUZZTIME"

@@ -881,8 +881,9 @@ func candidatePrefix(b []byte, i int) (int, []byte, bool) {
 
 // featuresDirect is features on the direct path: each value is written into row, the
 // candidate's row of the matrix. A member whose name is the learned layout's at place
-// *p is recognized by its raw bytes up to the value (the quoted name and the colon), and
-// its number parsed there; anything else takes the generic member path.
+// *p is recognized by its raw bytes up to the value (the quoted name and the colon,
+// spaced as the first candidate spaced them), and its number parsed there; anything
+// else takes the generic member path.
 func (s *jsonScanner) featuresDirect(r *request, row []float64, p *int) error {
 	if s.peek() != '{' {
 		return s.errf("features: want an object, found %s", s.found())
@@ -1021,11 +1022,11 @@ const (
 
 // layoutRun reads the members of a features object at b[i:] while each is the learned
 // layout's next one, from place k on: its bytes up to the value compared with the
-// place's (the quoted name and the colon), its number parsed, the value written to its
-// column of row. It returns the position, the next place and why it stopped; the
-// values it placed are the places it passed. A run stays within one object: it goes on
-// only past `,"` and while places remain, so the caller bounds the values a run may
-// place (--max-cells) by the places it gives it.
+// place's (the quoted name and the colon, spaced as learned), its number parsed, the
+// value written to its column of row. It returns the position, the next place and why
+// it stopped; the values it placed are the places it passed. A run stays within one
+// object: it goes on only past `,"` and while places remain, so the caller bounds the
+// values a run may place (--max-cells) by the places it gives it.
 //
 // It is a function of its own, called once per run (once per candidate when the
 // candidates list their features alike), and it calls nothing, so that its live values
@@ -1195,7 +1196,8 @@ func layoutRun(b []byte, i int, places []place, pre []byte, row []float64, k int
 // or after a value (i at the ',' after it) not followed by a member's '"' (at once, or
 // after one space: Python's ", ") or past the last place; it returns the position and
 // the next place, and the values it placed are the places it passed. What it does not
-// read, layoutRun does, with the same result. featuresDirect calls it as wordRun: on amd64 the same loop in assembly
+// read, featuresDirect reads as before (layoutRun, its loop past white space, the
+// generic member path), with the same result. featuresDirect calls it as wordRun: on amd64 the same loop in assembly
 // (wordrun_amd64.s), elsewhere and with the purego build tag this one.
 //
 // The number's shape comes from two searches of the word at the value, for the first ','

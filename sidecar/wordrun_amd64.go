@@ -23,6 +23,12 @@ func wordRun(b []byte, i int, places []place, pre []byte, row []float64, k int) 
 func wordRunAsm(b *byte, nb int, i int, places *place, np int, row *float64, nrow int, k int, pre *byte, p10 *float64) (int, int)
 
 // The layout of place that the assembly reads: col, pre, npre and w at 0, 4, 8 and 16,
-// 40 bytes a place (a compile error otherwise).
-var _ = [1]struct{}{}[unsafe.Offsetof(place{}.col)+unsafe.Offsetof(place{}.pre)-4+
-	unsafe.Offsetof(place{}.npre)-8+unsafe.Offsetof(place{}.w)-16+unsafe.Sizeof(place{})-40]
+// 40 bytes a place (a compile error otherwise: an index out of range, or a negative
+// constant).
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(place{}.col)]
+	_ = [1]struct{}{}[unsafe.Offsetof(place{}.pre)-4]
+	_ = [1]struct{}{}[unsafe.Offsetof(place{}.npre)-8]
+	_ = [1]struct{}{}[unsafe.Offsetof(place{}.w)-16]
+	_ = [1]struct{}{}[unsafe.Sizeof(place{})-40]
+)

@@ -10,12 +10,14 @@ import (
 	"unsafe"
 )
 
-// wordRunNames name the places of the layout wordRun is tested on: one of each length
-// the name comparison tells apart (with its quotes and colon: under 8 bytes, 8 to 16,
-// 17 to 24, 25 to 32, and longer), and "" for a place whose bytes are not compared (a
-// column the feature store fills).
-var wordRunNames = []string{"a", "VehAge", "user_ctr_00_7d", "query_dwell_05_7d", "", "user_item_category_ctr_30d",
-	"ctx_hour_of_week_x_region_ctr_decayed_7d", "Density", "b"}
+// wordRunNames name the places of the layout wordRun is tested on: of each length the
+// name comparison tells apart, with its quotes and colon (":" or ": "), and at each
+// bound: under 8 bytes, 7 and 8, 9 to 16, 16 and 17, 17 to 24, 24 and 25, 25 to 32,
+// longer; and "" for a place whose bytes are not compared (a column the feature store
+// fills).
+var wordRunNames = []string{"a", "VehAge", "abcd", "abcde", "user_ctr_00_7d", "query_dwell_05_7d", "",
+	"abcdefghijkl", "abcdefghijklm", "abcdefghijklmnopqrst", "abcdefghijklmnopqrstu",
+	"user_item_category_ctr_30d", "ctx_hour_of_week_x_region_ctr_decayed_7d", "Density", "b"}
 
 // wordRunLayout is the learned JSON layout of names: each place's bytes are the
 // quoted name and colon (":" or Python's ": "), as direct.put learns them.
@@ -115,6 +117,10 @@ func wordRunBody(rng *rand.Rand, names []string, colon string, k int) string {
 			if at := []int{17, 29}[rng.IntN(2)]; at < len(name)-8 {
 				name = name[:at] + "#" + name[at+1:]
 			}
+		case 4: // the place's 9th byte (after the quote), which for 17 bytes only the second word holds
+			if len(name) > 8 {
+				name = name[:7] + "#" + name[8:]
+			}
 		}
 		c := colon
 		if rng.IntN(16) == 0 {
@@ -164,8 +170,13 @@ func FuzzWordRun(f *testing.F) {
 		f.Add([]byte(wordRunBody(rng, wordRunNames, ":", 0)), uint8(0))
 		f.Add([]byte(wordRunBody(rng, wordRunNames, ": ", 0)), uint8(1))
 	}
-	f.Add([]byte(`"a":37.45,"VehAge":-0.5,"user_ctr_00_7d":null,"query_dwell_05_7d":12,`), uint8(0))
-	f.Add([]byte(`"a": 37.45, "VehAge": -0.5, "user_ctr_00_7d": null, "query_dwell_05_7d": 12, `), uint8(1))
+	f.Add([]byte(`"a":37.45,"VehAge":-0.5,"abcd":1,"abcde":2,"user_ctr_00_7d":null,"query_dwell_05_7d":12,`), uint8(0))
+	f.Add([]byte(`"a": 37.45, "VehAge": -0.5, "abcd": 1, "abcde": 2, "user_ctr_00_7d": null, "query_dwell_05_7d": 12, `), uint8(1))
+	// From each place on, both layouts.
+	for k := range wordRunNames {
+		f.Add([]byte(wordRunBody(rng, wordRunNames, ":", k)), uint8(2*k))
+		f.Add([]byte(wordRunBody(rng, wordRunNames, ": ", k)), uint8(2*k+1))
+	}
 	compact, compactPre := wordRunLayout(wordRunNames, ":")
 	spaced, spacedPre := wordRunLayout(wordRunNames, ": ")
 	f.Fuzz(func(t *testing.T, body []byte, k uint8) {
