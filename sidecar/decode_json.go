@@ -1222,6 +1222,9 @@ func wordRunGo(b []byte, i int, places []place, pre []byte, row []float64, k int
 		if j+8 > len(b) {
 			return i, k
 		}
+		// The name's bytes compared as layoutRun and protoRun compare them, written out
+		// in each: as a function (a method of place) it costs the inliner 133 against
+		// its budget of 80, and a call saves the loop's values to the stack.
 		c := load64(base, i)
 		if n < 8 {
 			if c&pl.w[1] != pl.w[0] {

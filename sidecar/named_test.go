@@ -285,26 +285,32 @@ func FuzzNamedFastPathsJSON(f *testing.F) {
 	})
 }
 
+// namedClaims is a compact claims request of n candidates, candidate c's features the
+// members members(c) (each its text, `"name":value`).
+func namedClaims(n int, members func(c int) []string) []byte {
+	cands := make([]string, n)
+	for c := range cands {
+		cands[c] = `{"features":{` + strings.Join(members(c), ",") + `}}`
+	}
+	return []byte(`{"model":"claims","candidates":[` + strings.Join(cands, ",") + `]}`)
+}
+
 // threeCandidates is a claims request of three candidates, each with one features member
 // per name, member(candidate, place, name) its text.
 func threeCandidates(names []string, member func(c, j int, name string) string) []byte {
-	var b strings.Builder
-	b.WriteString(`{"model":"claims","candidates":[`)
-	for c := range 3 {
-		if c > 0 {
-			b.WriteByte(',')
-		}
-		b.WriteString(`{"features":{`)
+	return namedClaims(3, func(c int) []string {
+		ms := make([]string, len(names))
 		for j, name := range names {
-			if j > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(member(c, j, name))
+			ms[j] = member(c, j, name)
 		}
-		b.WriteString("}}")
-	}
-	b.WriteString("]}")
-	return []byte(b.String())
+		return ms
+	})
+}
+
+// pythonSeparators is a compact JSON body (no strings holding ',' or ':') as Python's
+// json.dumps writes it by default: ", " between members and elements, ": " after names.
+func pythonSeparators(body []byte) []byte {
+	return []byte(strings.NewReplacer(",", ", ", ":", ": ").Replace(string(body)))
 }
 
 // randomDigits is n random ASCII digits.
@@ -378,15 +384,13 @@ func TestPythonSeparators(t *testing.T) {
 	v := claimsVersion(t)
 	names := v.pred.FeatureNames()
 	rng := rand.New(rand.NewPCG(3, 4))
-	var cands []string
-	for range 4 {
+	body := pythonSeparators(namedClaims(4, func(int) []string {
 		var members []string
 		for _, name := range names {
-			members = append(members, fmt.Sprintf("%q: %.2f", name, rng.Float64()*100))
+			members = append(members, fmt.Sprintf("%q:%.2f", name, rng.Float64()*100))
 		}
-		cands = append(cands, `{"features": {`+strings.Join(members, ", ")+`}}`)
-	}
-	body := []byte(`{"model": "claims", "candidates": [` + strings.Join(cands, ", ") + `]}`)
+		return members
+	}))
 	sameDirect(t, body, decodeJSON, v)
 
 	r := getRequest()
@@ -609,9 +613,7 @@ func TestNamedFastPaths(t *testing.T) {
 	bodies = append(bodies, namedSeeds...)
 	// Candidates that each send a rotated, then reversed, then thinned order of the names.
 	for shape := range 4 {
-		var b strings.Builder
-		b.WriteString(`{"model":"claims","candidates":[`)
-		for i := range 6 {
+		bodies = append(bodies, string(namedClaims(6, func(i int) []string {
 			ns := slices.Clone(names)
 			switch shape {
 			case 1:
@@ -623,20 +625,12 @@ func TestNamedFastPaths(t *testing.T) {
 			case 3:
 				ns = slices.DeleteFunc(ns, func(n string) bool { return (len(n)+i)%3 == 0 })
 			}
-			if i > 0 {
-				b.WriteByte(',')
-			}
-			b.WriteString(`{"features":{`)
+			members := make([]string, len(ns))
 			for j, n := range ns {
-				if j > 0 {
-					b.WriteByte(',')
-				}
-				fmt.Fprintf(&b, "%q:%d.%d", n, i, j)
+				members[j] = fmt.Sprintf("%q:%d.%d", n, i, j)
 			}
-			b.WriteString(`}}`)
-		}
-		b.WriteString(`]}`)
-		bodies = append(bodies, b.String())
+			return members
+		})))
 	}
 	for _, s := range bodies {
 		if r := decodeBoth(t, []byte(s), decodeJSON); r != nil {

@@ -138,12 +138,6 @@ func namedBodies(b *testing.B, model string, names []string, rows []float64) (de
 	return mustMarshal(b, dense), mustMarshal(b, named), []byte(js.String())
 }
 
-// pythonSeparators is a compact JSON body (no strings holding ',' or ':') as Python's
-// json.dumps writes it by default: ", " between members and elements, ": " after names.
-func pythonSeparators(body []byte) []byte {
-	return []byte(strings.NewReplacer(",", ", ", ":", ": ").Replace(string(body)))
-}
-
 // handlerCall serves one request body through s's handler in process (no network): the
 // sidecar's own CPU for the request, from the routing on.
 type handlerCall struct {
