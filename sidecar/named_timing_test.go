@@ -259,6 +259,13 @@ func BenchmarkNamedStages(b *testing.B) {
 	// Python's json.dumps, with its default separators (", " and ": "), on the same
 	// two-decimal values.
 	nj2py := pythonSeparators(nj2)
+	// Just past wordRun's word: the fixture's values ×3000 with two decimals, most 8
+	// bytes with their sign ("-1234.56").
+	wide := make([]float64, len(m.rows))
+	for i, x := range m.rows {
+		wide[i] = x * 3000
+	}
+	_, _, nj8 := namedBodies(b, m.name, m.names, roundRows(wide, 2))
 	// Pretty-printed (json.Indent, as Python's json.dumps(indent=2) writes it too).
 	var indented bytes.Buffer
 	if err := json.Indent(&indented, nj2, "", "  "); err != nil {
@@ -299,7 +306,8 @@ func BenchmarkNamedStages(b *testing.B) {
 		decode func(*request, []byte, decodeLimits) error
 	}{{"direct-proto", np, decodeProto}, {"direct-json", nj, decodeJSON}, {"direct-json-2dp", nj2, decodeJSON},
 		{"direct-json-2dp-signs", nj2s, decodeJSON}, {"direct-json-17d", nj17, decodeJSON},
-		{"direct-json-2dp-python", nj2py, decodeJSON}, {"direct-json-2dp-indented", indented.Bytes(), decodeJSON}} {
+		{"direct-json-2dp-python", nj2py, decodeJSON}, {"direct-json-2dp-indented", indented.Bytes(), decodeJSON},
+		{"direct-json-2dp-8b", nj8, decodeJSON}} {
 		b.Run(f.name, func(b *testing.B) {
 			r := getRequest()
 			runtime.LockOSThread()
